@@ -1,0 +1,259 @@
+"""The command line. One short function per verb; the only place that prints
+errors and maps them to exit codes (see minirun/errors.py for the table)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import MinirunError
+
+EXIT_CODES_HELP = ("Exit codes: 0 success; 1 failed (not found, corrupt input, conflict); "
+                   "2 bad usage; 3 environment (not root, unsupported filesystem).")
+RUN_EXIT_CODES_HELP = ("Exit codes follow docker run: the command's own code; 128+N if it was killed "
+                       "by signal N; 125 minirun failed; 126 the command cannot be executed; "
+                       "127 the command was not found.")
+
+app = typer.Typer(
+    name="minirun", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Run images on kernel overlayfs and see exactly what each run wrote.\n\n"
+         "The store lives in $MINIRUN_ROOT (default /var/lib/minirun).",
+)
+
+
+def _fail(err: MinirunError, code: int) -> None:
+    print(f"Error: {err.line()}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def handled(run_mode: bool = False):
+    """Turn MinirunError into one line on stderr and its exit code (125 for everything in `run`)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except MinirunError as err:
+                _fail(err, 125 if run_mode else err.exit_code)
+            except KeyboardInterrupt:
+                raise typer.Exit(130)
+        return inner
+    return wrap
+
+
+def _store(create: bool = True):
+    from .store import open_store
+    return open_store(create=create)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"minirun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")) -> None:
+    pass
+
+
+# ---------------------------------------------------------------- images
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def load(paths: List[str] = typer.Argument(..., metavar="PATH...",
+                                           help="docker-archive tar, OCI archive tar, or OCI layout dir"),
+         tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Name the loaded image REF."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the loaded image lines.")):
+    """Load images from archives or OCI layout directories.
+
+    Each layer is verified and extracted once into the cache; one already there
+    prints "Already exists".
+
+    Example: sudo minirun load busybox.tar ./myapp-oci/
+    """
+    from .images import load as do_load
+    from .runtime import require_root
+    require_root("load")
+    report = (lambda _line: None) if quiet else (lambda line: print(line, flush=True))
+    for line in do_load(_store(), paths, tag, report):
+        print(line)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image ids."),
+           format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines."),
+           no_trunc: bool = typer.Option(False, "--no-trunc", help="Full image ids.")):
+    """List images: reference, image id, created, size and layer count.
+
+    Example: minirun images
+    """
+    from . import images as imgs
+    from .reference import parse
+    rows = imgs.rows(_store(create=False))
+    if quiet:
+        for row in rows:
+            print(row.image_id if no_trunc else row.image_id[7:19])
+        return
+    if format == "json":
+        for row in rows:
+            print(json.dumps({"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
+                              "Size": row.size, "Layers": row.layers, "Architecture": row.architecture}))
+        return
+    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
+    for row in rows:
+        shown_id = row.image_id if no_trunc else row.image_id[7:19]
+        names = [parse(r) for r in row.refs] or [None]
+        for ref in names:
+            repo, tag = ("<none>", "<none>") if ref is None else \
+                (ref.familiar().rsplit(":", 1)[0] if ref.tag else ref.familiar(), ref.tag or "<none>")
+            table.append((repo, tag, shown_id, imgs.human_age(row.created), imgs.human_size(row.size),
+                          str(row.layers)))
+    _print_table(table)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def rmi(names: List[str] = typer.Argument(..., metavar="IMAGE..."),
+        force: bool = typer.Option(False, "--force", "-f", help="Remove even if containers use it.")):
+    """Remove images; layers that no other image or container uses are deleted.
+
+    Example: sudo minirun rmi myapp
+    """
+    from .images import remove
+    from .runtime import require_root
+    require_root("rmi")
+    remove(_store(), names, force, print)
+
+
+# ---------------------------------------------------------------- containers
+
+@app.command(epilog=RUN_EXIT_CODES_HELP,
+             context_settings={"allow_interspersed_args": False})
+@handled(run_mode=True)
+def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex digits)."),
+        command: List[str] = typer.Argument(None, metavar="[CMD [ARG...]]",
+                                            help="Overrides the image's Cmd."),
+        name: Optional[str] = typer.Option(None, "--name", help="Name the container."),
+        rm: bool = typer.Option(False, "--rm", help="Remove the container (and its upper dir) on exit."),
+        env: List[str] = typer.Option([], "--env", "-e", help="Set K=V (or pass K from the host)."),
+        workdir: Optional[str] = typer.Option(None, "--workdir", "-w", help="Working directory inside."),
+        user: Optional[str] = typer.Option(None, "--user", "-u", help="USER[:GROUP], names or numbers."),
+        hostname: Optional[str] = typer.Option(None, "--hostname", "-h", help="Container hostname."),
+        entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Override the Entrypoint."),
+        chroot: bool = typer.Option(False, "--chroot", help="Use chroot instead of pivot_root.")):
+    """Run a command in a new container on overlayfs.
+
+    Every write lands in the container's upper dir; see it with
+    `minirun diff NAME` and find it with `minirun inspect NAME`.
+
+    Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
+    """
+    from .runtime import run as do_run
+    from .sandbox.spec import RunOptions
+    opts = RunOptions(tuple(command or ()), entrypoint, tuple(env), workdir, user, hostname, chroot)
+    result = do_run(_store(), image, opts, name=name, remove=rm)
+    if result.error:
+        print(f"Error: {result.error}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def ps(all: bool = typer.Option(False, "--all", "-a", help="Show all containers, not only running."),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only container ids."),
+       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines.")):
+    """List containers.
+
+    Example: minirun ps -a
+    """
+    from .images import human_age
+    from .runtime import container_records
+    records = [c for c in container_records(_store(create=False))
+               if all or c["state"].get("status") == "running"]
+    if quiet:
+        for c in records:
+            print(c["id"][:12])
+        return
+    if format == "json":
+        for c in records:
+            print(json.dumps({"ID": c["id"], "Name": c["name"], "Image": c["image"],
+                              "Command": c["argv"], "Created": c["created"], "State": c["state"]}))
+        return
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for c in records:
+        command = " ".join(c.get("argv", []))
+        command = command if len(command) <= 20 else command[:19] + "…"
+        table.append((c["id"][:12], c["image"], f'"{command}"', human_age(c["created"]),
+                      _status(c["state"]), c["name"]))
+    _print_table(table)
+
+
+def _status(state: dict) -> str:
+    status = state.get("status", "unknown")
+    if status == "exited":
+        code = state.get("exit_code")
+        return f"Exited ({'?' if code is None else code})"
+    return status.capitalize()
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+       force: bool = typer.Option(False, "--force", "-f", help="Kill a running container first.")):
+    """Remove containers and their upper dirs.
+
+    Example: sudo minirun rm t1
+    """
+    from .runtime import remove, require_root
+    require_root("rm")
+    store = _store()
+    for name in names:
+        remove(store, name, force)
+        print(name)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def inspect(name: str = typer.Argument(..., metavar="CONTAINER")):
+    """Show a container as JSON, with its UpperDir, WorkDir and LowerDirs.
+
+    Example: minirun inspect t1 | jq -r .UpperDir
+    """
+    from .runtime import inspect as do_inspect
+    print(json.dumps(do_inspect(_store(create=False), name), indent=2))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
+         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {Path, Kind}.")):
+    """Show what a container wrote: A added, C changed, D deleted (read from its upper dir).
+
+    Example: sudo minirun diff t1
+    """
+    from .runtime import diff as do_diff, require_root
+    require_root("diff")
+    changes = do_diff(_store(create=False), name)
+    if as_json:
+        print(json.dumps([c.to_json() for c in changes], indent=1))
+        return
+    for change in changes:
+        print(f"{change.kind} {change.path}")
+
+
+def _print_table(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def main() -> None:
+    app()

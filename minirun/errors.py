@@ -1,0 +1,87 @@
+"""Every error minirun raises on purpose, and the exit code each one maps to.
+
+    MinirunError                 exit 1   something a user can fix; message + hint
+    ├── UsageError               exit 2   a malformed argument or reference
+    ├── NotFound                 exit 1   no such image, container or layer
+    │   ├── ImageNotFound
+    │   └── ContainerNotFound
+    ├── Conflict                 exit 1   a name in use, an image still used by a container
+    ├── BadImage                 exit 1   a blob or archive that fails verification or parsing
+    │   ├── DigestMismatch
+    │   └── UnsupportedMediaType
+    ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, missing kernel feature
+    └── RuntimeFailure           exit 125 the container could not be set up
+
+`minirun run` follows `docker run` instead: any MinirunError exits 125, a
+command that cannot be executed exits 126, one that is not found exits 127.
+
+Only the CLI turns these into output and exit codes. Each error carries a
+one-line message naming the cause and a hint naming the fix; callers branch
+on the class, never on the text.
+"""
+
+from __future__ import annotations
+
+
+class MinirunError(Exception):
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def line(self) -> str:
+        """The one line the CLI prints: cause, then fix."""
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class UsageError(MinirunError):
+    exit_code = 2
+
+
+class NotFound(MinirunError):
+    pass
+
+
+class ImageNotFound(NotFound):
+    hint = "see `minirun images`, or fetch it with `minirun load` / `minirun pull`"
+
+
+class ContainerNotFound(NotFound):
+    hint = "see `minirun ps -a`"
+
+
+class Conflict(MinirunError):
+    pass
+
+
+class BadImage(MinirunError):
+    pass
+
+
+class DigestMismatch(BadImage):
+    hint = "the file is corrupt or was altered; fetch or save it again"
+
+
+class UnsupportedMediaType(BadImage):
+    pass
+
+
+class EnvironmentProblem(MinirunError):
+    exit_code = 3
+
+
+class RuntimeFailure(MinirunError):
+    exit_code = 125
+
+
+def context(prefix: str, err: MinirunError) -> MinirunError:
+    """Prefix an error's message with one short lowercase context, keeping its class."""
+    err.message = f"{prefix}: {err.message}"
+    err.args = (err.message,)
+    return err

@@ -1,0 +1,105 @@
+"""Image operations behind the CLI: load, list, remove."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from . import reference
+from .errors import MinirunError, UsageError
+from .store import gc
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    image_id: str
+    refs: tuple[str, ...]
+    created: str
+    size: int
+    layers: int
+    architecture: str
+
+
+def load(store, paths: list[str], tag: str | None, report: Callable[[str], None]) -> list[str]:
+    """Load every image in each path; returns the 'Loaded image...' lines."""
+    from .sources.archive import load_error_context, open_images
+    from .sources.importer import import_image
+    if tag is not None:
+        tag = str(reference.parse(tag))
+    store.clean_stale_tmp()
+    loaded: list[str] = []
+    for path in paths:
+        try:
+            with store.locks.hold("gc", shared=True), open_images(path) as sources:
+                if tag and len(sources) != 1:
+                    raise UsageError(f"--tag needs exactly one image, but {path} holds {len(sources)}")
+                for src in sources:
+                    if tag:
+                        src.refs = [tag]
+                    result = import_image(store, src, report)
+                    if result.refs:
+                        loaded += [f"Loaded image: {reference.parse(r).familiar()}" for r in result.refs]
+                    else:
+                        loaded.append(f"Loaded image ID: {result.image_id}")
+        except MinirunError as exc:
+            raise load_error_context(path, exc)
+    return loaded
+
+
+def rows(store) -> list[ImageRow]:
+    doc = store.images.read()
+    by_id: dict[str, list[str]] = {}
+    for ref, image_id in doc["tags"].items():
+        by_id.setdefault(image_id, []).append(ref)
+    out = []
+    for image_id, rec in doc["images"].items():
+        out.append(ImageRow(image_id, tuple(sorted(by_id.get(image_id, []))), rec.get("created", ""),
+                            rec.get("size", 0), len(rec.get("layers", [])), rec.get("architecture", "")))
+    out.sort(key=lambda r: (r.created, r.image_id), reverse=True)
+    return out
+
+
+def remove(store, names: list[str], force: bool, report: Callable[[str], None]) -> None:
+    """rmi: untag a reference that others share, else delete the image and collect its layers."""
+    from .runtime import container_records
+    with store.locks.hold("gc"):
+        for name in names:
+            image_id, _ = store.images.resolve(name)
+            refs = store.images.refs_of(image_id)
+            named_ref = store.images.ref_for(name)
+            if named_ref and len(refs) > 1:
+                store.images.untag(named_ref)
+                report(f"Untagged: {reference.parse(named_ref).familiar()}")
+                continue
+            if not force:
+                store.images.ensure_unused(image_id, container_records(store))
+            store.images.remove(image_id)
+            for ref in refs:
+                report(f"Untagged: {reference.parse(ref).familiar()}")
+            report(f"Deleted: {image_id}")
+        layers, _blobs = gc.collect(store)
+        for key in layers:
+            report(f"Deleted layer: {key}")
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def human_age(iso: str) -> str:
+    try:
+        then = time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    except ValueError:
+        return "unknown"
+    seconds = max(0, time.time() - then)
+    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
+                       (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "Less than a minute ago"

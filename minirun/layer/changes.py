@@ -1,0 +1,135 @@
+"""Read an upper dir back as `docker diff` changes: A added, C changed, D deleted.
+
+scan_upper() is the only part that touches the disk; changes() is a pure
+function of the scanned entries and a lower-layer look-up, so it is unit-tested
+without root (whiteouts are char devices, which only root can create).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from . import whiteout
+
+KIND_CODES = {"C": 0, "A": 1, "D": 2}   # docker's API numbers for the same letters
+
+
+@dataclass(frozen=True)
+class UpperEntry:
+    path: str            # absolute inside the container: /etc/passwd
+    kind: str            # "dir", "whiteout" or "other"
+    opaque: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str            # "A", "C" or "D"
+    path: str
+
+    def to_json(self) -> dict:
+        return {"Path": self.path, "Kind": self.kind}
+
+
+def scan_upper(upper: str) -> Iterator[UpperEntry]:
+    """Every entry of the upper dir, parents before children, names sorted."""
+    def walk(directory: str, prefix: str) -> Iterator[UpperEntry]:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            path = f"{prefix}/{entry.name}"
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                yield UpperEntry(path, "dir", whiteout.is_opaque(entry.path))
+                yield from walk(entry.path, path)
+            elif whiteout.is_whiteout_stat(st):
+                yield UpperEntry(path, "whiteout")
+            else:
+                yield UpperEntry(path, "other")
+    yield from walk(upper, "")
+
+
+def changes(entries: Iterable[UpperEntry], in_lower: Callable[[str], bool],
+            hidden: Iterable[str] = ()) -> list[Change]:
+    """docker-diff lines for an upper dir.
+
+    A whiteout is D. An entry present below is C (parents of a change are
+    copied up, so they show as C), else A. Below a directory that is new or
+    opaque, everything is A and whiteouts hide nothing. `hidden` names paths
+    the runtime itself created (mount points), left out when they are dirs."""
+    hidden = set(hidden)
+    out: list[Change] = []
+    fresh: list[str] = []          # dirs whose lower content does not show through
+    for entry in entries:
+        if entry.kind == "dir" and entry.path in hidden:
+            continue
+        while fresh and not entry.path.startswith(fresh[-1] + "/"):
+            fresh.pop()    # entries come parents first, so the stack holds only ancestors
+        under_fresh = bool(fresh)
+        if entry.kind == "whiteout":
+            if not under_fresh and in_lower(entry.path):
+                out.append(Change("D", entry.path))
+            continue
+        existed = not under_fresh and in_lower(entry.path)
+        out.append(Change("C" if existed else "A", entry.path))
+        if entry.kind == "dir" and (entry.opaque or not existed):
+            fresh.append(entry.path)
+    return out
+
+
+class LowerView:
+    """Answers 'does this path exist in the merged lower layers?' the way overlayfs
+    resolves it: topmost layer first, whiteouts hide, opaque dirs stop the search."""
+
+    def __init__(self, lowers: list[str]):
+        self.lowers = lowers              # topmost first
+
+    def exists(self, path: str) -> bool:
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return True
+        layers = self.lowers
+        for depth in range(1, len(parts) + 1):
+            rel = "/".join(parts[:depth])
+            found = None
+            for index, layer in enumerate(layers):
+                full = os.path.join(layer, rel)
+                try:
+                    st = os.lstat(full)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if whiteout.is_whiteout_stat(st):
+                    return False
+                found = (index, st, full)
+                break
+            if found is None:
+                return False
+            index, st, full = found
+            if depth == len(parts):
+                return True
+            if not stat.S_ISDIR(st.st_mode):
+                return False
+            # Deeper components come from this layer and those below it, unless
+            # this dir is opaque, which hides everything further down.
+            layers = layers[index:index + 1] if whiteout.is_opaque(full) else \
+                self._dirs_below(layers, index, rel)
+        return True
+
+    @staticmethod
+    def _dirs_below(layers: list[str], index: int, rel: str) -> list[str]:
+        """This layer plus each lower one where rel is a directory, stopping at an opaque one."""
+        out = [layers[index]]
+        for layer in layers[index + 1:]:
+            full = os.path.join(layer, rel)
+            try:
+                st = os.lstat(full)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            out.append(layer)
+            if whiteout.is_opaque(full):
+                break
+        return out

@@ -1,0 +1,156 @@
+"""The one ctypes module: every raw Linux syscall minirun makes that Python's
+os module lacks (Python 3.11 has no os.unshare or os.setns).
+
+Each wrapper raises OSError with errno set, like the os module does, so
+callers handle kernel failures the same way whatever module made the call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+# clone(2) / unshare(2) flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 0x2
+
+# the new mount API (Linux 5.2+); the numbers are shared by every architecture but alpha
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+PR_SET_PDEATHSIG = 1
+
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+TMPFS_MAGIC = 0x01021994
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           f"mount {fstype or ''} on {target}".replace("  ", " "), target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        _check(_libc.pivot_root(_b(new_root), _b(put_old)), "pivot_root", new_root)
+    else:
+        _check(_libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def set_pdeathsig(signum: int) -> None:
+    """Have the kernel send signum to this process when its parent dies."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+
+
+def statfs_type(path: str) -> int:
+    """f_type of the filesystem holding path (the first field of struct statfs on every 64-bit ABI)."""
+    buf = ctypes.create_string_buffer(256)
+    _check(_libc.statfs(_b(path), buf), "statfs", path)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------- new mount API
+
+def fsopen(fstype: str) -> int:
+    return _check(_libc.syscall(ctypes.c_long(SYS_FSOPEN), _b(fstype),
+                                ctypes.c_uint(FSOPEN_CLOEXEC)), f"fsopen {fstype}")
+
+
+def fsconfig_string(fd: int, key: str, value: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
+                         _b(key), _b(value), ctypes.c_int(0)), f"fsconfig {key}={value}", value)
+
+
+def fsconfig_flag(fd: int, key: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_FLAG),
+                         _b(key), None, ctypes.c_int(0)), f"fsconfig {key}")
+
+
+def fsconfig_create(fd: int) -> None:
+    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE),
+                         None, None, ctypes.c_int(0)), "fsconfig create")
+
+
+def fsmount(fd: int, attr_flags: int = 0) -> int:
+    return _check(_libc.syscall(ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
+                                ctypes.c_uint(attr_flags)), "fsmount")
+
+
+def move_mount(from_fd: int, to_path: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"",
+                         ctypes.c_int(-100), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+           "move_mount", to_path)
+
+
+def fs_context_messages(fd: int) -> str:
+    """The kernel's own explanation of a failed fsconfig, read from the context fd."""
+    lines = []
+    while True:
+        try:
+            msg = os.read(fd, 1024)
+        except OSError:
+            break
+        if not msg:
+            break
+        lines.append(msg.decode(errors="replace").strip())
+    return "; ".join(lines)

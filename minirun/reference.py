@@ -1,0 +1,99 @@
+"""Image references, normalised the way Docker does.
+
+    busybox                   -> docker.io/library/busybox:latest
+    user/app                  -> docker.io/user/app:latest
+    host:5000/x/y:tag         -> host:5000/x/y:tag
+    repo@sha256:<hex>         -> pinned by digest (a tag may stand beside it)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+DEFAULT_REGISTRY = "docker.io"
+DEFAULT_TAG = "latest"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                      r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    registry: str
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+    def familiar(self) -> str:
+        """The short form docker prints: busybox:latest rather than docker.io/library/busybox:latest."""
+        repo = self.name
+        if self.registry == DEFAULT_REGISTRY:
+            repo = self.repository.removeprefix("library/")
+        return repo + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def _looks_like_host(part: str) -> bool:
+    return "." in part or ":" in part or part == "localhost" or part.startswith("[")
+
+
+def parse(text: str) -> Reference:
+    """Parse and normalise an image reference, or raise UsageError saying what is wrong."""
+    original = text
+    if not text or text != text.strip():
+        raise UsageError(f"invalid reference {original!r}: empty or padded with spaces")
+    digest = ""
+    if "@" in text:
+        text, digest = text.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise UsageError(f"invalid reference {original!r}: digest must be sha256:<64 hex digits>")
+    tag = ""
+    slash = text.rfind("/")
+    colon = text.rfind(":")
+    if colon > slash:
+        text, tag = text[:colon], text[colon + 1:]
+        if not _TAG_RE.match(tag):
+            raise UsageError(f"invalid reference {original!r}: bad tag {tag!r}")
+    first, _, rest = text.partition("/")
+    if rest and _looks_like_host(first):
+        if not _HOST_RE.match(first):
+            raise UsageError(f"invalid reference {original!r}: bad registry host {first!r}")
+        registry, path = first, rest
+    else:
+        registry, path = DEFAULT_REGISTRY, text
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DEFAULT_REGISTRY
+    if registry == DEFAULT_REGISTRY and "/" not in path:
+        path = f"library/{path}"
+    if not _PATH_RE.match(path):
+        raise UsageError(f"invalid reference {original!r}: repository names are lowercase "
+                         "letters, digits and . _ - separated by /")
+    if len(registry) + 1 + len(path) > 255:
+        raise UsageError(f"invalid reference {original!r}: longer than 255 characters")
+    if not tag and not digest:
+        tag = DEFAULT_TAG
+    return Reference(registry, path, tag, digest)
+
+
+def is_id_prefix(text: str) -> bool:
+    """True for a full image id or a hex prefix of at least 12 digits (docker's rule)."""
+    body = text.removeprefix("sha256:")
+    return 12 <= len(body) <= 64 and all(c in "0123456789abcdef" for c in body)

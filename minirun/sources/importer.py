@@ -1,0 +1,162 @@
+"""Import an image from any source into the store: verify its blobs, extract
+each layer once into the layer cache, then record the image and its names.
+
+Order matters for crash safety: layers and blobs first (each appears by one
+rename), the image record last, so a killed import leaves no reference to
+anything incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
+
+from .. import oci
+from ..errors import BadImage, DigestMismatch
+from ..layer.unpack import unpack_blob
+
+
+@dataclass
+class SourceLayer:
+    media_type: str
+    digest: str
+    size: int
+    open: Callable[[], BinaryIO]
+
+
+@dataclass
+class SourceImage:
+    config_bytes: bytes
+    layers: list[SourceLayer]
+    refs: list[str] = field(default_factory=list)
+    manifest_bytes: bytes | None = None   # None: synthesise a Docker schema 2 manifest
+    origin: str = ""
+
+
+@dataclass
+class ImportResult:
+    image_id: str
+    refs: list[str]
+
+
+def import_image(store, src: SourceImage, report: Callable[[str], None]) -> ImportResult:
+    config_digest = oci.sha256_digest(src.config_bytes)
+    manifest = None
+    if src.manifest_bytes is not None:
+        manifest = oci.parse_manifest(src.manifest_bytes)
+        if manifest.config.digest != config_digest:
+            raise DigestMismatch(f"image config {oci.short_id(manifest.config.digest)}: content has "
+                                 f"digest {config_digest}, expected {manifest.config.digest}")
+    config = oci.parse_config(src.config_bytes)
+    if len(config.diff_ids) != len(src.layers):
+        raise BadImage(f"image {oci.short_id(config_digest)}: the config lists {len(config.diff_ids)} "
+                       f"diff_ids but the manifest has {len(src.layers)} layers")
+    chains = oci.chain_ids(list(config.diff_ids))
+    records: list[dict] = []
+    for index, layer in enumerate(src.layers):
+        lowers = [r["key"] for r in reversed(records)]
+        records.append(_import_layer(store, layer, config.diff_ids[index], chains[index], lowers, report))
+    store.blobs.put(src.config_bytes, what="image config")
+    if src.manifest_bytes is None:
+        src.manifest_bytes = _synthesise_manifest(src.config_bytes, records)
+    manifest_digest = store.blobs.put(src.manifest_bytes, what="manifest")
+    record = {
+        "manifest": manifest_digest,
+        "media_type": manifest.media_type if manifest else oci.DOCKER_MANIFEST,
+        "layers": records,
+        "created": config.created,
+        "architecture": config.architecture,
+        "os": config.os,
+        "variant": config.variant,
+        "size": sum(r["unpacked_size"] for r in records),
+        "loaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    store.images.add(config_digest, record, src.refs)
+    return ImportResult(config_digest, src.refs)
+
+
+def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
+                  lowers: list[str], report) -> dict:
+    label = oci.short_id(layer.digest)
+    compression = oci.layer_compression(layer.media_type)
+    key = store.layers.lookup(diff_id, chain_id)
+    if key is None:
+        def on_wait(_name):
+            report(f"{label}: Waiting for another minirun to extract it")
+        with store.locks.hold(f"layer-{diff_id}", on_wait=on_wait):
+            key = store.layers.lookup(diff_id, chain_id)
+            if key is None:
+                return _extract_layer(store, layer, diff_id, chain_id, lowers, label, compression, report)
+    report(f"{label}: Already exists")
+    meta = store.layers.meta(key)
+    return {"key": key, "diff_id": diff_id, "blob": layer.digest,
+            "media_type": layer.media_type, "size": layer.size,
+            "unpacked_size": meta.get("size", 0)}
+
+
+def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lowers: list[str],
+                   label: str, compression: str, report) -> dict:
+    what = f"layer {label}"
+    with store.staging("layer") as staged:
+        diff = os.path.join(staged, "diff")
+        os.mkdir(diff)
+        with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
+            try:
+                result = unpack_blob(stream, compression, diff, blob_sink=blob,
+                                     expected_diff_id=diff_id, what=what)
+            except BadImage:
+                _blame_blob_first(stream, blob)
+                raise
+            blob_digest = blob.commit()
+        key = diff_id
+        if result.implied_dirs:
+            _borrow_dir_attrs(store, diff, result.implied_dirs, lowers)
+            key = chain_id
+        meta = {"diff_id": diff_id, "chain_id": chain_id, "keyed_by": "diff_id" if key == diff_id else "chain_id",
+                "files": result.files, "size": result.size, "blob": blob_digest,
+                "media_type": layer.media_type, "implied_dirs": result.implied_dirs}
+        if not store.layers.install(staged, key, meta):
+            report(f"{label}: Already exists")
+        else:
+            report(f"{label}: Extracted ({result.files} files, {result.size / 1e6:.1f} MB)")
+    return {"key": key, "diff_id": diff_id, "blob": blob_digest, "media_type": layer.media_type,
+            "size": layer.size,
+            "unpacked_size": result.size}
+
+
+def _blame_blob_first(stream, blob) -> None:
+    """When a layer fails to unpack, a blob that fails its digest is the real cause: say that."""
+    try:
+        while chunk := stream.read(1 << 20):
+            blob.write(chunk)
+    except OSError:
+        return
+    blob.check()  # raises DigestMismatch naming the blob; if it matches, the caller re-raises
+
+
+def _borrow_dir_attrs(store, diff: str, implied: list[str], lowers: list[str]) -> None:
+    """A directory the tar never declared takes its attributes from the topmost
+    lower layer that has it, as it would on an extracted parent rootfs."""
+    for rel in implied:
+        for key in lowers:
+            candidate = os.path.join(store.layers.diff_path(key), rel)
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                continue
+            if os.path.isdir(candidate) and not os.path.islink(candidate):
+                target = os.path.join(diff, rel)
+                os.lchown(target, st.st_uid, st.st_gid)
+                os.chmod(target, st.st_mode & 0o7777)
+                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            break
+
+
+def _synthesise_manifest(config_bytes: bytes, records: list[dict]) -> bytes:
+    config = oci.Descriptor(oci.DOCKER_CONFIG, oci.sha256_digest(config_bytes), len(config_bytes))
+    layers = tuple(oci.Descriptor(r["media_type"], r["blob"], r["size"]) for r in records)
+    return oci.Manifest(oci.DOCKER_MANIFEST, config, layers).to_bytes()
+
+

@@ -1,0 +1,110 @@
+"""blobs/sha256/<hex>: the content store. A blob is written to tmp/, its
+digest checked, and only then renamed into place, so every file here is
+exactly the bytes its name promises."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import BinaryIO
+
+from ..errors import DigestMismatch, NotFound
+from ..oci import digest_hex, short_id
+
+
+class BlobWriter:
+    """A file in tmp/ that hashes what is written and becomes a blob on commit()."""
+
+    def __init__(self, blobs: "BlobStore", expected: str | None, what: str):
+        self._blobs = blobs
+        self._expected = expected
+        self._what = what
+        self._tmp = blobs.store.staging_file("blob")
+        self._file = open(self._tmp, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def check(self) -> str:
+        """The digest of what was written; DigestMismatch (and nothing kept) if it is not the expected one."""
+        digest = "sha256:" + self._hash.hexdigest()
+        if self._expected and digest != self._expected:
+            self.abort()
+            raise DigestMismatch(f"{self._what} {short_id(self._expected)}: content has digest "
+                                 f"{digest}, expected {self._expected}")
+        return digest
+
+    def commit(self) -> str:
+        """Verify the digest and rename the blob into place; returns its digest."""
+        digest = self.check()
+        self._file.close()
+        os.rename(self._tmp, self._blobs.path(digest))
+        return digest
+
+    def abort(self) -> None:
+        self._file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is not None:
+            self.abort()
+
+
+class BlobStore:
+    def __init__(self, directory: str, store):
+        self.directory = directory
+        self.store = store
+
+    def path(self, digest: str) -> str:
+        return os.path.join(self.directory, digest_hex(digest))
+
+    def has(self, digest: str) -> bool:
+        return os.path.exists(self.path(digest))
+
+    def read(self, digest: str) -> bytes:
+        try:
+            with open(self.path(digest), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
+    def writer(self, expected: str | None = None, what: str = "blob") -> BlobWriter:
+        return BlobWriter(self, expected, what)
+
+    def put(self, data: bytes, expected: str | None = None, what: str = "blob") -> str:
+        """Store bytes (skipping the write when the blob is present) and return the digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if expected and digest != expected:
+            raise DigestMismatch(f"{what} {short_id(expected)}: content has digest {digest}, "
+                                 f"expected {expected}")
+        if not self.has(digest):
+            with self.writer(digest, what) as w:
+                w.write(data)
+                w.commit()
+        return digest
+
+    def remove(self, digest: str) -> None:
+        try:
+            os.unlink(self.path(digest))
+        except FileNotFoundError:
+            pass
+
+    def list(self) -> list[str]:
+        return ["sha256:" + name for name in os.listdir(self.directory) if len(name) == 64]

@@ -1,0 +1,144 @@
+"""containers/<id>/: one container's files and state.
+
+    upper/ work/    the overlay upper and work dirs (what the run wrote)
+    merged/         the mount point, used only inside the container's mount namespace
+    l/<n>           short links to the lower dirs, made only when the legacy mount
+                    option string would overflow a page
+    config.json     what was asked for: image, layers, argv, env, ...
+    state.json      what happened: status, pid, exit code, times
+
+Creation builds the whole dir in tmp/ and renames it into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+
+from ..errors import Conflict, ContainerNotFound, UsageError
+from .root import remove_tree
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class ContainerStore:
+    def __init__(self, directory: str, store):
+        self.directory = directory
+        self.store = store
+
+    # ------------------------------------------------------------ paths
+    def path(self, cid: str, *parts: str) -> str:
+        return os.path.join(self.directory, cid, *parts)
+
+    def upper(self, cid: str) -> str:
+        return self.path(cid, "upper")
+
+    def work(self, cid: str) -> str:
+        return self.path(cid, "work")
+
+    def merged(self, cid: str) -> str:
+        return self.path(cid, "merged")
+
+    # ------------------------------------------------------------ lifecycle
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(32)
+
+    def create(self, cid: str, config: dict, links: dict[str, str]) -> str:
+        """Create containers/<id>/ with config.json and state 'created'; returns the id.
+
+        links maps short names (l/<n>) to the lower dirs they stand for."""
+        name = config.get("name")
+        with self.store.locks.hold("containers"):
+            if name:
+                if not _NAME_RE.match(name):
+                    raise UsageError(f"invalid container name {name!r}",
+                                     "use letters, digits, '_', '.' and '-', starting with a letter or digit")
+                if self.find_by_name(name):
+                    raise Conflict(f"the container name {name!r} is already in use",
+                                   f"remove it with `minirun rm {name}` or pick another --name")
+            config = dict(config, id=cid, name=name or cid[:12], created=now())
+            with self.store.staging("container") as staged:
+                for sub in ("upper", "work", "merged"):
+                    os.mkdir(os.path.join(staged, sub), 0o755)
+                if links:
+                    os.mkdir(os.path.join(staged, "l"), 0o700)
+                    for short, target in links.items():
+                        os.symlink(target, os.path.join(staged, short))
+                _write_json(os.path.join(staged, "config.json"), config)
+                _write_json(os.path.join(staged, "state.json"), {"status": "created"})
+                os.chmod(staged, 0o711)
+                os.rename(staged, self.path(cid))
+        return cid
+
+    def config(self, cid: str) -> dict:
+        return _read_json(self.path(cid, "config.json"))
+
+    def state(self, cid: str) -> dict:
+        try:
+            return _read_json(self.path(cid, "state.json"))
+        except FileNotFoundError:
+            return {"status": "removing"}
+
+    def set_state(self, cid: str, **changes) -> dict:
+        state = self.state(cid)
+        state.update(changes)
+        tmp = self.path(cid, f".state.json.{os.getpid()}")
+        _write_json(tmp, state)
+        os.rename(tmp, self.path(cid, "state.json"))
+        return state
+
+    def remove(self, cid: str) -> None:
+        """Rename away first so the container vanishes in one step, then delete its files."""
+        doomed = self.store.staging_file("rmcontainer")
+        try:
+            os.rename(self.path(cid), doomed)
+        except FileNotFoundError:
+            return
+        remove_tree(doomed)
+
+    # ------------------------------------------------------------ look-ups
+    def ids(self) -> list[str]:
+        try:
+            return [n for n in os.listdir(self.directory) if len(n) == 64]
+        except FileNotFoundError:
+            return []
+
+    def find_by_name(self, name: str) -> str | None:
+        for cid in self.ids():
+            try:
+                if self.config(cid).get("name") == name:
+                    return cid
+            except (FileNotFoundError, ValueError):
+                continue
+        return None
+
+    def resolve(self, text: str) -> str:
+        """A container by name, full id or unique id prefix."""
+        by_name = self.find_by_name(text)
+        if by_name:
+            return by_name
+        if re.fullmatch(r"[0-9a-f]{1,64}", text):
+            matches = [cid for cid in self.ids() if cid.startswith(text)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UsageError(f"container id prefix {text} is ambiguous", "give more hex digits")
+        raise ContainerNotFound(f"no such container: {text}")
+
+
+def _write_json(path: str, doc: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,43 @@
+"""Garbage collection: remove layers and blobs that no image and no container
+references. Runs under the exclusive `gc` lock; imports and container creation
+hold it shared, so a layer on its way into an image is never collected."""
+
+from __future__ import annotations
+
+from ..oci import parse_manifest
+
+
+def referenced(store) -> tuple[set[str], set[str]]:
+    """(layer keys, blob digests) still in use."""
+    layers: set[str] = set()
+    blobs: set[str] = set()
+    doc = store.images.read()
+    for image_id, record in doc["images"].items():
+        blobs.add(image_id)
+        blobs.add(record["manifest"])
+        for layer in record["layers"]:
+            layers.add(layer["key"])
+            blobs.add(layer["blob"])
+        try:
+            manifest = parse_manifest(store.blobs.read(record["manifest"]))
+            blobs.update(layer.digest for layer in manifest.layers)
+        except Exception:  # noqa: BLE001 - a damaged manifest must not stop collection
+            pass
+    for cid in store.containers.ids():
+        try:
+            layers.update(store.containers.config(cid).get("layers", []))
+        except (OSError, ValueError):
+            continue
+    return layers, blobs
+
+
+def collect(store) -> tuple[list[str], list[str]]:
+    """Remove unreferenced layers and blobs; returns what went. Caller holds the gc lock."""
+    used_layers, used_blobs = referenced(store)
+    gone_layers = [key for key in store.layers.list() if key not in used_layers]
+    for key in gone_layers:
+        store.layers.remove(key)
+    gone_blobs = [d for d in store.blobs.list() if d not in used_blobs]
+    for digest in gone_blobs:
+        store.blobs.remove(digest)
+    return gone_layers, gone_blobs

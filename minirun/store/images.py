@@ -1,0 +1,138 @@
+"""images.json: which images the store holds and which references name them.
+
+    {"images": {"<image id>": {manifest, media_type, layers: [{key, diff_id, blob,
+                media_type, size}], created, architecture, os, variant, size, loaded}},
+     "tags":   {"registry/repo:tag": "<image id>"}}
+
+The image id is the digest of the image config, as in docker. The file is
+replaced atomically (write to tmp/, rename) under the `images` lock, so a
+reader never sees half an update and needs no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator
+
+from .. import reference
+from ..errors import Conflict, ImageNotFound, UsageError
+
+
+class ImageIndex:
+    def __init__(self, path: str, store):
+        self.path = path
+        self.store = store
+
+    def read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            doc = {}
+        doc.setdefault("images", {})
+        doc.setdefault("tags", {})
+        return doc
+
+    def _write(self, doc: dict) -> None:
+        tmp = self.store.staging_file("images.json")
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.path)
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[dict]:
+        """Read-modify-write under the images lock."""
+        with self.store.locks.hold("images"):
+            doc = self.read()
+            yield doc
+            self._write(doc)
+
+    def add(self, image_id: str, record: dict, refs: list[str]) -> list[str]:
+        """Record an image and point refs at it; returns ids left dangling by moved tags."""
+        with self.update() as doc:
+            doc["images"][image_id] = record
+            moved = []
+            for ref in refs:
+                old = doc["tags"].get(ref)
+                if old and old != image_id:
+                    moved.append(old)
+                doc["tags"][ref] = image_id
+            return moved
+
+    # ------------------------------------------------------------ look-ups
+
+    def resolve(self, name: str, doc: dict | None = None) -> tuple[str, dict]:
+        """Find an image by reference, full id or id prefix (12+ hex digits)."""
+        doc = doc or self.read()
+        image_id = self._find(name, doc)
+        return image_id, doc["images"][image_id]
+
+    def _find(self, name: str, doc: dict) -> str:
+        images, tags = doc["images"], doc["tags"]
+        if reference.is_id_prefix(name):
+            body = name.removeprefix("sha256:")
+            matches = [i for i in images if i[len("sha256:"):].startswith(body)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)",
+                                 "give more hex digits")
+        try:
+            ref = reference.parse(name)
+        except UsageError:
+            raise ImageNotFound(f"no such image: {name}") from None
+        for candidate in _candidates(name, ref):
+            if candidate in tags:
+                return tags[candidate]
+            if ref.digest:
+                found = [i for i, rec in images.items() if rec.get("manifest") == ref.digest]
+                if found:
+                    return found[0]
+        raise ImageNotFound(f"no such image: {name}")
+
+    def ref_for(self, name: str, doc: dict | None = None) -> str | None:
+        """The stored reference a name denotes, or None when it is an id."""
+        doc = doc or self.read()
+        if reference.is_id_prefix(name):
+            return None
+        try:
+            ref = reference.parse(name)
+        except UsageError:
+            return None
+        return next((c for c in _candidates(name, ref) if c in doc["tags"]), None)
+
+    def refs_of(self, image_id: str, doc: dict | None = None) -> list[str]:
+        doc = doc or self.read()
+        return sorted(ref for ref, target in doc["tags"].items() if target == image_id)
+
+    def untag(self, ref: str) -> None:
+        with self.update() as doc:
+            if doc["tags"].pop(ref, None) is None:
+                raise ImageNotFound(f"no such reference: {ref}")
+
+    def remove(self, image_id: str) -> None:
+        with self.update() as doc:
+            doc["images"].pop(image_id, None)
+            for ref in [r for r, target in doc["tags"].items() if target == image_id]:
+                del doc["tags"][ref]
+
+    def ensure_unused(self, image_id: str, containers: list[dict]) -> None:
+        users = [c["name"] for c in containers if c.get("image_id") == image_id]
+        if users:
+            raise Conflict(f"image {image_id[7:19]} is used by container(s) {', '.join(users)}",
+                           "remove them first with `minirun rm`, or use `minirun rmi -f`")
+
+
+def _candidates(text: str, ref: reference.Reference) -> list[str]:
+    """References to try for a name: as parsed, then a short name under localhost/ (as podman does)."""
+    out = [str(ref)]
+    first = text.split("/", 1)[0]
+    qualified = "/" in text and ("." in first or ":" in first or first == "localhost")
+    if not qualified:
+        short = ref.repository.removeprefix("library/")
+        out.append(str(reference.Reference("localhost", short, ref.tag, ref.digest)))
+    return out

@@ -1,0 +1,126 @@
+"""The store's root: where it lives, its layout, staging in tmp/, and the checks
+that the filesystem under it can hold overlay upper dirs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from functools import cached_property
+from typing import Iterator
+
+from .. import linux
+from ..errors import EnvironmentProblem
+from .locks import Locks
+
+DEFAULT_ROOT = "/var/lib/minirun"
+
+
+class Store:
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    # Each sub-store owns one directory and builds every path inside it.
+    @cached_property
+    def blobs(self):
+        from .blobs import BlobStore
+        return BlobStore(os.path.join(self.root, "blobs", "sha256"), self)
+
+    @cached_property
+    def layers(self):
+        from .layers import LayerStore
+        return LayerStore(os.path.join(self.root, "layers", "sha256"), self)
+
+    @cached_property
+    def images(self):
+        from .images import ImageIndex
+        return ImageIndex(os.path.join(self.root, "images.json"), self)
+
+    @cached_property
+    def containers(self):
+        from .containers import ContainerStore
+        return ContainerStore(os.path.join(self.root, "containers"), self)
+
+    @cached_property
+    def locks(self) -> Locks:
+        return Locks(os.path.join(self.root, "locks"))
+
+    @property
+    def tmp(self) -> str:
+        return os.path.join(self.root, "tmp")
+
+    def ensure(self) -> "Store":
+        """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use."""
+        if not os.path.isdir(self.tmp):
+            for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp"):
+                os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        check_filesystem(self.root)
+        return self
+
+    @contextlib.contextmanager
+    def staging(self, kind: str) -> Iterator[str]:
+        """A fresh directory under tmp/, removed unless the caller renamed it away."""
+        path = os.path.join(self.tmp, f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        os.mkdir(path, 0o700)
+        try:
+            yield path
+        finally:
+            if os.path.lexists(path):
+                remove_tree(path)
+
+    def staging_file(self, kind: str) -> str:
+        return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+    def clean_stale_tmp(self) -> None:
+        """Remove staging left by minirun processes that died (the pid is in the name)."""
+        try:
+            names = os.listdir(self.tmp)
+        except FileNotFoundError:
+            return
+        for name in names:
+            parts = name.split("-")
+            if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+                remove_tree(os.path.join(self.tmp, name))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_tree(path: str) -> None:
+    """Remove a file or tree, including immutable-free but read-only directories."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        def fix_and_retry(func, failed, _exc):
+            parent = os.path.dirname(failed)
+            os.chmod(parent, 0o700)
+            func(failed)
+        shutil.rmtree(path, onerror=fix_and_retry)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def check_filesystem(root: str) -> None:
+    fs_type = linux.statfs_type(root)
+    if fs_type == linux.OVERLAYFS_SUPER_MAGIC:
+        raise EnvironmentProblem(
+            f"the store {root} is on overlayfs, which cannot hold an overlay upper dir",
+            "set MINIRUN_ROOT to a directory on ext4, xfs (ftype=1), btrfs or tmpfs")
+
+
+def default_root() -> str:
+    return os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT
+
+
+def open_store(root: str | None = None, create: bool = True) -> Store:
+    store = Store(root or default_root())
+    if create:
+        store.ensure()
+    return store

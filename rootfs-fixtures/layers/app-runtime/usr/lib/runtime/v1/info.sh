@@ -1,0 +1,3 @@
+#!/bin/sh
+# Reached through the absolute symlink /usr/bin/rt-info.
+cat /etc/runtime.conf

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING from $(pwd) as $(id -u)"
