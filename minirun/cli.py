@@ -27,7 +27,7 @@ app = typer.Typer(
 
 
 def _fail(err: MinirunError, code: int) -> None:
-    print(f"Error: {err.line()}", file=sys.stderr)
+    print("Error: " + " ".join(err.line().split()), file=sys.stderr)
     raise typer.Exit(code)
 
 

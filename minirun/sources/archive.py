@@ -41,7 +41,8 @@ class _Files:
             except FileNotFoundError:
                 raise NotFound(f"{path}: no such file or directory") from None
             except (tarfile.TarError, EOFError, OSError) as exc:
-                raise BadImage(f"{path}: not a readable tar archive or OCI layout ({exc})",
+                reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+                raise BadImage(f"{path}: not a readable tar archive or OCI layout ({reason})",
                                "check that the file is complete; load takes docker-archive, "
                                "OCI archive or OCI layout") from None
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian/Ubuntu machine (as root) to a working minirun:
+#   bash scripts/setup.sh          system packages, virtualenv, install, fixtures
+#   bash scripts/setup.sh demo     ... then run the demo
+#   bash scripts/setup.sh test     ... then run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (it installs packages and the tests mount overlayfs): sudo bash $0 $*" >&2
+  exit 3
+fi
+
+# busybox-static: the base layer of every fixture image. libcap-dev, gcc and
+# python3-dev: python-prctl compiles against libcap. attr: getfattr for humans.
+packages=(busybox-static libcap-dev gcc python3-dev python3-venv attr make)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python rootfs-fixtures/build.py fixtures-out >/dev/null
+echo "setup: minirun $(.venv/bin/minirun --version | cut -d' ' -f2) installed in .venv; fixture images in fixtures-out/"
+
+case "${1:-}" in
+  "") ;;
+  demo) exec bash scripts/demo.sh ;;
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider tests ;;
+  *) echo "setup.sh: unknown target ${1} (use demo or test)" >&2; exit 2 ;;
+esac
