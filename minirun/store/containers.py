@@ -91,7 +91,10 @@ class ContainerStore:
         state = self.state(cid)
         state.update(changes)
         tmp = self.path(cid, f".state.json.{os.getpid()}")
-        _write_json(tmp, state)
+        try:
+            _write_json(tmp, state)
+        except FileNotFoundError:
+            return state  # removed meanwhile (`rm -f` of a running container)
         os.rename(tmp, self.path(cid, "state.json"))
         return state
 
