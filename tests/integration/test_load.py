@@ -249,3 +249,32 @@ def _rewrite_manifest(layout: Path, change) -> None:
     (layout / "blobs/sha256" / digest).write_bytes(data)
     index["manifests"][0].update(digest="sha256:" + digest, size=len(data))
     (layout / "index.json").write_text(json.dumps(index))
+
+
+def test_layer_omitting_a_parent_dir_borrows_it_from_below_and_is_keyed_by_chain_id(mr, tmp_path):
+    import tarfile
+    from minirun.oci import chain_ids
+    from .imagebuild import busybox_layer, entry, layer_tar, write_layout
+    base_a = busybox_layer([entry("secret", tarfile.DIRTYPE, mode=0o700)])
+    base_b = busybox_layer([entry("secret", tarfile.DIRTYPE, mode=0o755)])
+    orphan = layer_tar([entry("secret/file", data=b"x\n")])       # no entry for secret/
+    write_layout(tmp_path / "a", [base_a, orphan], {"Cmd": ["sh"]})
+    write_layout(tmp_path / "b", [base_b, orphan], {"Cmd": ["sh"]})
+    mr.ok("load", str(tmp_path / "a"), str(tmp_path / "b"))
+    layers = mr.root / "layers" / "sha256"
+    metas = [json.loads((layers / key / "meta.json").read_text()) for key in mr.layer_dirs()]
+    orphans = [m for m in metas if m["implied_dirs"]]
+    assert len(orphans) == 2, "the same tar on two different bases must give two cache entries"
+    assert {m["keyed_by"] for m in orphans} == {"chain_id"}
+    for meta in orphans:
+        assert meta["key"] == meta["chain_id"] != meta["diff_id"]
+    modes = {oct((layers / m["key"][7:] / "diff" / "secret").stat().st_mode & 0o777) for m in orphans}
+    assert modes == {"0o700", "0o755"}
+    a = mr.ok("run", "--rm", "a", "stat", "-c", "%a", "/secret").stdout.strip()
+    b = mr.ok("run", "--rm", "b", "stat", "-c", "%a", "/secret").stdout.strip()
+    assert (a, b) == ("700", "755")
+    # the chain_id recorded matches the definition
+    diff_ids = [m["diff_id"] for m in orphans]
+    assert all(m["chain_id"] in {chain_ids([other["diff_id"], m["diff_id"]])[1]
+                                 for other in metas if not other["implied_dirs"]} for m in orphans)
+    assert len(set(diff_ids)) == 1

@@ -1,0 +1,101 @@
+"""Which kernel interface mounts the overlay, checked with a recording fake of
+minirun.linux: Debian 12's kernel 6.1 rejects "lowerdir+", which this machine's
+kernel accepts, so the fallback is exercised here by making fsconfig answer as
+6.1 does (EINVAL for an unknown parameter)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from minirun import overlay
+from minirun.errors import EnvironmentProblem
+
+
+class FakeKernel:
+    def __init__(self, knows_lowerdir_plus: bool):
+        self.knows = knows_lowerdir_plus
+        self.calls: list[tuple] = []
+
+    def fsopen(self, fstype):
+        self.calls.append(("fsopen", fstype))
+        return 99
+
+    def fsconfig_string(self, fd, key, value):
+        self.calls.append(("fsconfig", key, value))
+        if key == "lowerdir+" and not self.knows:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    def fsconfig_create(self, fd):
+        self.calls.append(("create",))
+
+    def fsmount(self, fd, attr_flags=0):
+        self.calls.append(("fsmount",))
+        return 100
+
+    def move_mount(self, fd, target):
+        self.calls.append(("move_mount", target))
+
+    def fs_context_messages(self, fd):
+        return "overlay: Unknown parameter 'lowerdir+'" if not self.knows else ""
+
+    def mount(self, source, target, fstype, flags=0, data=None):
+        import os
+        self.calls.append(("mount", target, data, os.getcwd()))
+
+
+@pytest.fixture
+def kernel(monkeypatch):
+    def install(knows: bool) -> FakeKernel:
+        fake = FakeKernel(knows)
+        for name in ("fsopen", "fsconfig_string", "fsconfig_create", "fsmount", "move_mount",
+                     "fs_context_messages", "mount"):
+            monkeypatch.setattr(overlay.linux, name, getattr(fake, name))
+        monkeypatch.setattr(overlay.os, "close", lambda fd: None)
+        return fake
+    return install
+
+
+def spec(tmp_path, count: int) -> overlay.OverlaySpec:
+    lowers = [str(tmp_path / f"layers/sha256/{i:064x}/diff") for i in range(count)]
+    return overlay.plan(lowers, str(tmp_path / "c/upper"), str(tmp_path / "c/work"), str(tmp_path))
+
+
+def test_new_api_adds_one_lowerdir_per_layer_topmost_first(kernel, tmp_path):
+    fake = kernel(True)
+    s = spec(tmp_path, 200)
+    assert overlay.mount(s, "/merged", "auto") == "new"
+    lowers = [c[2] for c in fake.calls if c[:2] == ("fsconfig", "lowerdir+")]
+    assert lowers == list(s.lowers)
+    options = {c[1]: c[2] for c in fake.calls if c[0] == "fsconfig" and c[1] != "lowerdir+"}
+    assert options["index"] == "off" and options["redirect_dir"] == "off" and options["metacopy"] == "off"
+    assert ("move_mount", "/merged") in fake.calls
+    assert not any(c[0] == "mount" for c in fake.calls)
+
+
+def test_auto_falls_back_to_legacy_with_short_links_on_a_kernel_without_lowerdir_plus(kernel, tmp_path):
+    fake = kernel(False)
+    s = spec(tmp_path, 200)
+    assert s.links, "200 long paths cannot fit in one page"
+    assert overlay.mount(s, "/merged", "auto") == "legacy"
+    (_, target, data, cwd), = [c for c in fake.calls if c[0] == "mount"]
+    assert target == "/merged" and cwd == str(tmp_path)
+    assert len(data) <= overlay.PAGE_LIMIT
+    assert data.startswith("lowerdir=l/0:l/1:") and ",upperdir=upper,workdir=work," in data
+
+
+def test_legacy_uses_absolute_paths_when_they_fit(kernel, tmp_path):
+    fake = kernel(True)
+    s = spec(tmp_path, 3)
+    assert not s.links
+    assert overlay.mount(s, "/merged", "legacy") == "legacy"
+    (_, _, data, _), = [c for c in fake.calls if c[0] == "mount"]
+    assert data.startswith("lowerdir=" + ":".join(s.lowers))
+    assert not any(c[0] == "fsopen" for c in fake.calls)
+
+
+def test_forcing_new_on_an_old_kernel_says_how_to_fix_it(kernel, tmp_path):
+    kernel(False)
+    with pytest.raises(EnvironmentProblem, match="lowerdir"):
+        overlay.mount(spec(tmp_path, 2), "/merged", "new")
