@@ -52,7 +52,12 @@ def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remo
         }
         containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)))
     launch = process.Launch(proc, plan, containers.merged(cid), overlay.strategy_from_env())
-    started = process.start(launch)
+    try:
+        started = process.start(launch)
+    except BaseException:
+        if remove:
+            containers.remove(cid)
+        raise
     containers.set_state(cid, status="running", pid=started.pid, started=now(),
                          pid_start=_start_time(started.pid))
     outcome = process.wait(started)
