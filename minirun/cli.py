@@ -81,7 +81,9 @@ def load(paths: List[str] = typer.Argument(..., metavar="PATH...",
     from .images import load as do_load
     from .runtime import require_root
     require_root("load")
-    report = (lambda _line: None) if quiet else (lambda line: print(line, flush=True))
+    def report(label: str, status: str) -> None:
+        if not quiet and status != "Extracting":
+            print(f"{label}: {status}", flush=True)
     for line in do_load(_store(), paths, tag, report):
         print(line)
 

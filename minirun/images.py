@@ -21,7 +21,7 @@ class ImageRow:
     architecture: str
 
 
-def load(store, paths: list[str], tag: str | None, report: Callable[[str], None]) -> list[str]:
+def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], None]) -> list[str]:
     """Load every image in each path; returns the 'Loaded image...' lines."""
     from .sources.archive import load_error_context, open_images
     from .sources.importer import import_image

@@ -24,6 +24,7 @@ class SourceLayer:
     digest: str
     size: int
     open: Callable[[], BinaryIO]
+    in_store: bool = False      # open() reads the store's own, already verified blob
 
 
 @dataclass
@@ -41,7 +42,10 @@ class ImportResult:
     refs: list[str]
 
 
-def import_image(store, src: SourceImage, report: Callable[[str], None]) -> ImportResult:
+Report = Callable[[str, str], None]     # (short layer digest, status) as docker prints them
+
+
+def import_image(store, src: SourceImage, report: Report) -> ImportResult:
     config_digest = oci.sha256_digest(src.config_bytes)
     manifest = None
     if src.manifest_bytes is not None:
@@ -84,12 +88,12 @@ def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
     key = store.layers.lookup(diff_id, chain_id)
     if key is None:
         def on_wait(_name):
-            report(f"{label}: Waiting for another minirun to extract it")
+            report(label, "Waiting for another minirun to extract it")
         with store.locks.hold(f"layer-{diff_id}", on_wait=on_wait):
             key = store.layers.lookup(diff_id, chain_id)
             if key is None:
                 return _extract_layer(store, layer, diff_id, chain_id, lowers, label, compression, report)
-    report(f"{label}: Already exists")
+    report(label, "Already exists")
     meta = store.layers.meta(key)
     return {"key": key, "diff_id": diff_id, "blob": layer.digest,
             "media_type": layer.media_type, "size": layer.size,
@@ -99,17 +103,23 @@ def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
 def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lowers: list[str],
                    label: str, compression: str, report) -> dict:
     what = f"layer {label}"
+    report(label, "Extracting")
     with store.staging("layer") as staged:
         diff = os.path.join(staged, "diff")
         os.mkdir(diff)
-        with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
-            try:
-                result = unpack_blob(stream, compression, diff, blob_sink=blob,
-                                     expected_diff_id=diff_id, what=what)
-            except BadImage:
-                _blame_blob_first(stream, blob)
-                raise
-            blob_digest = blob.commit()
+        if layer.in_store:
+            with layer.open() as stream:
+                result = unpack_blob(stream, compression, diff, expected_diff_id=diff_id, what=what)
+            blob_digest = layer.digest
+        else:
+            with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
+                try:
+                    result = unpack_blob(stream, compression, diff, blob_sink=blob,
+                                         expected_diff_id=diff_id, what=what)
+                except BadImage:
+                    _blame_blob_first(stream, blob)
+                    raise
+                blob_digest = blob.commit()
         key = diff_id
         if result.implied_dirs:
             _borrow_dir_attrs(store, diff, result.implied_dirs, lowers)
@@ -118,9 +128,9 @@ def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lower
                 "files": result.files, "size": result.size, "blob": blob_digest,
                 "media_type": layer.media_type, "implied_dirs": result.implied_dirs}
         if not store.layers.install(staged, key, meta):
-            report(f"{label}: Already exists")
+            report(label, "Already exists")
         else:
-            report(f"{label}: Extracted ({result.files} files, {result.size / 1e6:.1f} MB)")
+            report(label, f"Extracted ({result.files} files, {result.size / 1e6:.1f} MB)")
     return {"key": key, "diff_id": diff_id, "blob": blob_digest, "media_type": layer.media_type,
             "size": layer.size,
             "unpacked_size": result.size}
