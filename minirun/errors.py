@@ -9,6 +9,9 @@
     ├── BadImage                 exit 1   a blob or archive that fails verification or parsing
     │   ├── DigestMismatch
     │   └── UnsupportedMediaType
+    ├── RegistryError            exit 1   a registry refused, failed or could not be reached
+    │   ├── AuthError                     credentials missing or rejected
+    │   └── RegistryUnavailable           connection refused or broken (worth a retry)
     ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, missing kernel feature
     └── RuntimeFailure           exit 125 the container could not be set up
 
@@ -69,6 +72,18 @@ class DigestMismatch(BadImage):
 
 
 class UnsupportedMediaType(BadImage):
+    pass
+
+
+class RegistryError(MinirunError):
+    pass
+
+
+class AuthError(RegistryError):
+    hint = "log in with `minirun login REGISTRY`, or check the credentials in ~/.docker/config.json"
+
+
+class RegistryUnavailable(RegistryError):
     pass
 
 

@@ -103,16 +103,17 @@ def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
 def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lowers: list[str],
                    label: str, compression: str, report) -> dict:
     what = f"layer {label}"
-    report(label, "Extracting")
     with store.staging("layer") as staged:
         diff = os.path.join(staged, "diff")
         os.mkdir(diff)
         if layer.in_store:
             with layer.open() as stream:
+                report(label, "Extracting")
                 result = unpack_blob(stream, compression, diff, expected_diff_id=diff_id, what=what)
             blob_digest = layer.digest
         else:
             with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
+                report(label, "Extracting")
                 try:
                     result = unpack_blob(stream, compression, diff, blob_sink=blob,
                                          expected_diff_id=diff_id, what=what)

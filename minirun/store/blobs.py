@@ -100,6 +100,10 @@ class BlobStore:
                 w.commit()
         return digest
 
+    def adopt(self, path: str, digest: str) -> None:
+        """Rename a file in tmp/ whose digest the caller has verified into place."""
+        os.rename(path, self.path(digest))
+
     def remove(self, digest: str) -> None:
         try:
             os.unlink(self.path(digest))

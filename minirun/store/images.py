@@ -54,6 +54,10 @@ class ImageIndex:
     def add(self, image_id: str, record: dict, refs: list[str]) -> list[str]:
         """Record an image and point refs at it; returns ids left dangling by moved tags."""
         with self.update() as doc:
+            old = doc["images"].get(image_id) or {}
+            if old.get("repositories"):
+                record = dict(record, repositories=sorted(set(old["repositories"]) |
+                                                          set(record.get("repositories", []))))
             doc["images"][image_id] = record
             moved = []
             for ref in refs:
@@ -62,6 +66,13 @@ class ImageIndex:
                     moved.append(old)
                 doc["tags"][ref] = image_id
             return moved
+
+    def add_repository(self, image_id: str, name: str) -> None:
+        """Remember a registry/repository this image was pulled from or pushed to."""
+        with self.update() as doc:
+            record = doc["images"].get(image_id)
+            if record is not None and name not in record.setdefault("repositories", []):
+                record["repositories"].append(name)
 
     # ------------------------------------------------------------ look-ups
 

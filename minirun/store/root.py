@@ -72,6 +72,11 @@ class Store:
     def staging_file(self, kind: str) -> str:
         return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
+    def partial_download(self, digest: str) -> str:
+        """Where a blob download in progress lives: named by digest, not pid, so a
+        later pull resumes it after this one was killed."""
+        return os.path.join(self.tmp, "download-" + digest.split(":", 1)[1])
+
     def clean_stale_tmp(self) -> None:
         """Remove staging left by minirun processes that died (the pid is in the name)."""
         try:

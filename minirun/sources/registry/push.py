@@ -1,0 +1,89 @@
+"""minirun push: every blob the registry lacks (HEAD first; a cross-repository
+mount when another repository there has it), then the manifest with its own
+media type, so the registry serves exactly the bytes the store holds."""
+
+from __future__ import annotations
+
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ... import oci, reference
+from ...errors import NotFound, UsageError
+from .client import RegistryClient
+
+PARALLEL_UPLOADS = 3
+
+
+@dataclass(frozen=True)
+class PushResult:
+    ref: str
+    digest: str
+    size: int
+
+
+def push(store, image: str, dest: str | None, progress) -> PushResult:
+    image_id, record = store.images.resolve(image)
+    target = _target(store, image, image_id, dest)
+    if not target.tag and not target.digest:
+        raise UsageError(f"push needs a tag: {target}")
+    manifest_bytes = store.blobs.read(record["manifest"])
+    manifest = oci.parse_manifest(manifest_bytes)
+    client = RegistryClient(target.registry)
+    repo = target.repository
+    sources = _mount_sources(store, target)
+    blobs = [*manifest.layers, manifest.config]
+    for desc in blobs:
+        if not store.blobs.has(desc.digest):
+            raise NotFound(f"blob {desc.digest} of this image is not in the store (its layer came "
+                           "from another image's copy)", "load or pull this image again, then push")
+    with ThreadPoolExecutor(PARALLEL_UPLOADS, thread_name_prefix="push") as pool:
+        list(pool.map(lambda d: _push_blob(store, client, repo, d, sources, progress), blobs))
+    reference_part = target.tag or target.digest
+    digest = client.put_manifest(repo, reference_part, manifest_bytes, manifest.media_type)
+    store.images.add_repository(image_id, target.name)
+    return PushResult(str(target), digest, len(manifest_bytes))
+
+
+def _target(store, image: str, image_id: str, dest: str | None) -> reference.Reference:
+    if dest:
+        return reference.parse(dest)
+    ref = store.images.ref_for(image)
+    if ref is None:
+        refs = store.images.refs_of(image_id)
+        if len(refs) != 1:
+            raise UsageError(f"say where to push {image}: give a reference as the second argument")
+        ref = refs[0]
+    return reference.parse(ref)
+
+
+def _mount_sources(store, target: reference.Reference) -> dict[str, list[str]]:
+    """blob digest -> other repositories on the same registry that images holding
+    that blob came from or went to: candidates for a cross-repository mount."""
+    out: dict[str, list[str]] = {}
+    for image_id, record in store.images.read()["images"].items():
+        repos = []
+        for name in record.get("repositories", []):
+            registry, _, repo = name.partition("/")
+            if registry == target.registry and repo != target.repository:
+                repos.append(repo)
+        for digest in [image_id, *(layer["blob"] for layer in record["layers"])]:
+            out.setdefault(digest, []).extend(r for r in repos if r not in out.get(digest, []))
+    return out
+
+
+def _push_blob(store, client: RegistryClient, repo: str, desc: oci.Descriptor,
+               sources: dict[str, list[str]], progress) -> None:
+    label = oci.short_id(desc.digest)
+    progress.update(label, "Preparing")
+    if client.blob_exists(repo, desc.digest, scope=f"repository:{repo}:pull,push"):
+        progress.update(label, "Layer already exists")
+        return
+    for source in sources.get(desc.digest, []):
+        if client.mount_blob(repo, desc.digest, source):
+            progress.update(label, f"Mounted from {source}")
+            return
+    progress.update(label, "Pushing", 0, desc.size)
+    with store.blobs.open(desc.digest) as stream:
+        client.upload_blob(repo, desc.digest, desc.size, stream)
+    progress.update(label, "Pushed")
