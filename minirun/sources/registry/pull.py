@@ -18,6 +18,7 @@ from .client import RegistryClient
 
 PARALLEL_DOWNLOADS = 3          # as docker does
 RETRIES = 3
+RETRY_DELAY = 0.5        # seconds, times the attempt number
 CHUNK = 1 << 16
 
 
@@ -165,8 +166,8 @@ class _Downloader:
                 if failures > RETRIES or self.cancelled:
                     raise RegistryUnavailable(f"download of layer {label} failed after {RETRIES} retries: "
                                               f"{exc.message}", "run the pull again to resume it") from None
-                self.progress.update(label, f"Retrying in {failures}s")
-                time.sleep(failures)
+                self.progress.update(label, f"Retrying in {failures * RETRY_DELAY:.1f}s")
+                time.sleep(failures * RETRY_DELAY)
 
     def _stream(self, desc: oci.Descriptor, partial: str, offset: int, label: str) -> None:
         response = self.client.get_blob(self.repo, desc.digest, offset)

@@ -1,0 +1,324 @@
+"""minirun pull / push / login against Debian's docker-registry on 127.0.0.1,
+with skopeo as the peer, a token service for the bearer flow, and a proxy
+that injects faults. Nothing here leaves loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .registry import DOCKER_REGISTRY, FaultProxy, Registry
+
+pytestmark = pytest.mark.skipif(DOCKER_REGISTRY is None or shutil.which("skopeo") is None,
+                                reason="needs docker-registry and skopeo (apt-get install docker-registry skopeo)")
+
+
+@pytest.fixture
+def mr(mr, tmp_path):
+    """The CLI with its own Docker credentials file, so no test touches ~/.docker."""
+    mr.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+    return mr
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path / "plain")
+    yield reg
+    reg.stop()
+
+
+def skopeo_push(layout: str, dest: str, *creds: str) -> None:
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *creds,
+                    f"oci:{layout}:latest", f"docker://{dest}"], check=True, capture_output=True)
+
+
+def one_line_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def nothing_stored(mr) -> bool:
+    images = mr.root / "images.json"
+    empty = not images.exists() or json.loads(images.read_text())["images"] == {}
+    layers = mr.root / "layers" / "sha256"
+    return empty and (not layers.exists() or os.listdir(layers) == [])
+
+
+# ---------------------------------------------------------------- interop
+
+def test_minirun_push_is_readable_by_skopeo_and_pullable_back(mr, registry, tmp_path):
+    mr.load("myapp")
+    out = mr.ok("push", "myapp", f"{registry.address}/team/myapp:v1")
+    digest = out.lines[-1].split("digest: ")[1].split()[0]
+    inspected = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.address}/team/myapp:v1"],
+        check=True, capture_output=True, text=True).stdout)
+    assert inspected["Digest"] == digest
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                    f"docker://{registry.address}/team/myapp:v1", f"oci:{tmp_path / 'copy'}:v1"],
+                   check=True, capture_output=True)
+    mr.ok("rmi", "myapp")
+    pulled = mr.ok("pull", f"{registry.address}/team/myapp:v1")
+    assert f"Digest: {digest}" in pulled.lines
+    assert mr.ok("run", "--rm", f"{registry.address}/team/myapp:v1").stdout.strip().endswith("hello from myapp")
+
+
+def test_image_pushed_by_skopeo_is_pulled_by_minirun(mr, registry):
+    skopeo_push(mr.fixture_path("myotherapp"), f"{registry.address}/peer/myotherapp:latest")
+    out = mr.ok("pull", f"{registry.address}/peer/myotherapp")
+    assert sum("Pull complete" in line for line in out.lines) == 3
+    assert out.lines[-1] == f"{registry.address}/peer/myotherapp:latest"
+    assert mr.ok("run", "--rm", f"{registry.address}/peer/myotherapp").stdout.strip().endswith(
+        "hello from myotherapp")
+
+
+def test_second_pull_fetches_only_the_blobs_the_first_did_not_bring(mr, registry):
+    skopeo_push(mr.fixture_path("myapp"), f"{registry.address}/dia/myapp:latest")
+    skopeo_push(mr.fixture_path("myotherapp"), f"{registry.address}/dia/myotherapp:latest")
+    before = len(registry.blob_gets())
+    first = mr.ok("pull", f"{registry.address}/dia/myapp")
+    after_first = registry.blob_gets()[before:]
+    second = mr.ok("pull", f"{registry.address}/dia/myotherapp")
+    after_second = registry.blob_gets()[before + len(after_first):]
+    assert len(after_first) == 4                       # config + 3 layers
+    assert len(after_second) == 2                      # config + the one layer myotherapp adds
+    assert not set(after_second) & set(after_first)
+    assert sum("Already exists" in line for line in second.lines) == 2
+    assert "Already exists" not in first.stdout
+
+
+def test_no_op_pull_costs_one_manifest_request(mr, registry):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/library/busybox:latest")
+    mr.ok("pull", f"{registry.address}/library/busybox")
+    before = len(registry.requests())
+    again = mr.ok("pull", f"{registry.address}/library/busybox")
+    new = registry.requests()[before:]
+    assert [r.split()[0] for r in new] == ["GET"] and "/manifests/latest" in new[0]
+    assert f"Status: Image is up to date for {registry.address}/library/busybox:latest" in again.lines
+
+
+def test_platform_is_picked_from_an_index(mr, registry, tmp_path):
+    import platform
+    from .imagebuild import busybox_layer, write_layout
+    host = "amd64" if platform.machine() == "x86_64" else "arm64"
+    other = "arm64" if host == "amd64" else "amd64"
+    descs = []
+    for arch in (host, other):
+        layout = tmp_path / arch
+        write_layout(layout, [busybox_layer()], {"Cmd": ["sh"], "Env": [f"ARCH={arch}"]}, arch=arch)
+        skopeo_push(str(layout), f"{registry.address}/multi/img:{arch}")
+        man = urllib.request.urlopen(urllib.request.Request(
+            f"http://{registry.address}/v2/multi/img/manifests/{arch}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}))
+        body = man.read()
+        descs.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "digest": man.headers["Docker-Content-Digest"], "size": len(body),
+                      "platform": {"os": "linux", "architecture": arch}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": descs}).encode()
+    urllib.request.urlopen(urllib.request.Request(
+        f"http://{registry.address}/v2/multi/img/manifests/latest", data=index, method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}))
+    mr.ok("pull", f"{registry.address}/multi/img")
+    env = mr.ok("run", "--rm", f"{registry.address}/multi/img", "sh", "-c", "echo $ARCH").stdout.strip()
+    assert env == host
+    mr.ok("pull", "--platform", f"linux/{other}", f"{registry.address}/multi/img:latest")
+    listed = [json.loads(line) for line in mr.ok("images", "--format", "json").lines]
+    assert {row["Architecture"] for row in listed} == {host, other}
+    missing = mr("pull", "--platform", "linux/s390x", f"{registry.address}/multi/img")
+    assert missing.returncode == 2
+    line = one_line_error(missing)
+    assert f"linux/{host}" in line and f"linux/{other}" in line
+
+
+# ---------------------------------------------------------------- auth
+
+def test_basic_auth_with_login_and_logout(mr, tmp_path):
+    reg = Registry(tmp_path / "basic", auth="htpasswd", users={"alice": "s3cret"})
+    try:
+        skopeo_push(mr.fixture_path("busybox"), f"{reg.address}/private/bb:latest", "--dest-creds=alice:s3cret")
+        anonymous = mr("pull", f"{reg.address}/private/bb")
+        assert anonymous.returncode == 1 and "login" in one_line_error(anonymous)
+        bad = mr("login", "-u", "alice", "--password-stdin", reg.address, input="wrong\n")
+        assert bad.returncode == 1 and "rejected" in one_line_error(bad)
+        mr.ok("login", "-u", "alice", "--password-stdin", reg.address, input="s3cret\n")
+        config = json.loads((Path(mr.env["DOCKER_CONFIG"]) / "config.json").read_text())
+        assert reg.address in config["auths"]
+        mr.ok("pull", f"{reg.address}/private/bb")
+        mr.ok("push", f"{reg.address}/private/bb", f"{reg.address}/private/bb:copy")
+        mr.ok("logout", reg.address)
+        assert reg.address not in json.loads((Path(mr.env["DOCKER_CONFIG"]) / "config.json").read_text())["auths"]
+        assert mr("pull", f"{reg.address}/private/bb:copy").returncode == 1
+        assert nothing_stored(mr) is False          # the earlier pull stays
+    finally:
+        reg.stop()
+
+
+def test_bearer_token_flow(mr, tmp_path):
+    reg = Registry(tmp_path / "token", auth="token", users={"bob": "hunter2"})
+    try:
+        mr.load("busybox")
+        mr.ok("login", "-u", "bob", "--password-stdin", reg.address, input="hunter2\n")
+        mr.ok("push", "busybox", f"{reg.address}/tok/bb:1")
+        assert any(a["name"] == "tok/bb" and "push" in a["actions"]
+                   for issued in reg.token_server.issued if issued["user"] == "bob" for a in issued["access"])
+        mr.ok("logout", reg.address)
+        mr.ok("rmi", "busybox")
+        mr.ok("pull", f"{reg.address}/tok/bb:1")          # anonymous token, pull scope
+        anon = [i for i in reg.token_server.issued if i["user"] == ""]
+        assert any(a["name"] == "tok/bb" and a["actions"] == ["pull"] for i in anon for a in i["access"])
+        bad = mr("login", "-u", "bob", "--password-stdin", reg.address, input="nope\n")
+        assert bad.returncode == 1 and "refused" in one_line_error(bad)
+    finally:
+        reg.stop()
+
+
+def test_redirects_never_carry_the_authorization_header():
+    import http.server
+    import threading
+    from minirun.sources.registry.http import Http
+    seen = {}
+
+    def server(name, answer):
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen[name] = self.headers.get("Authorization")
+                answer(self)
+
+            def log_message(self, *a):
+                pass
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return httpd
+
+    def storage_answer(h):
+        h.send_response(200)
+        h.send_header("Content-Length", "4")
+        h.end_headers()
+        h.wfile.write(b"blob")
+    storage = server("storage", storage_answer)
+
+    def registry_answer(h):
+        h.send_response(307)
+        h.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/bucket/blob?sig=1")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    reg = server("registry", registry_answer)
+    try:
+        netloc = f"127.0.0.1:{reg.server_address[1]}"
+        response = Http().request("GET", f"http://{netloc}/v2/x/blobs/sha256:00",
+                                  {"Authorization": "Bearer secret"}, auth_for=netloc)
+        assert response.read() == b"blob"
+        assert seen == {"registry": "Bearer secret", "storage": None}
+    finally:
+        reg.shutdown()
+        storage.shutdown()
+
+
+# ---------------------------------------------------------------- faults
+
+@pytest.fixture
+def proxy(registry):
+    p = FaultProxy(registry.address)
+    yield p
+    p.stop()
+
+
+def test_dropped_connection_resumes_with_a_range_request(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/r/bb:latest")
+    proxy.cut_blob_after = 100_000
+    mr.ok("pull", f"{proxy.address}/r/bb")
+    assert "bytes=100000-" in proxy.ranges()
+    assert mr.ok("run", "--rm", f"{proxy.address}/r/bb", "echo", "ok").stdout == "ok\n"
+
+
+def test_killed_pull_leaves_no_blob_and_the_next_pull_finishes_it(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/k/bb:latest")
+    proxy.delay_per_chunk = 0.05
+    pull = mr.popen("pull", f"{proxy.address}/k/bb", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = mr.root / "tmp"
+    deadline = time.monotonic() + 20
+    partial = None
+    while time.monotonic() < deadline and partial is None:
+        found = [p for p in tmp.glob("download-*") if p.stat().st_size > 50_000] if tmp.exists() else []
+        partial = found[0] if found else None
+        time.sleep(0.02)
+    assert partial is not None, "the download never started"
+    pull.send_signal(signal.SIGKILL)
+    pull.wait()
+    digest = "sha256:" + partial.name.removeprefix("download-")
+    assert not (mr.root / "blobs/sha256" / digest[7:]).exists()
+    assert nothing_stored(mr)
+    proxy.delay_per_chunk = 0
+    mr.ok("pull", f"{proxy.address}/k/bb")
+    assert any(r.startswith("bytes=") and int(r[6:-1]) >= 50_000 for r in proxy.ranges())
+    assert not partial.exists()
+
+
+def test_registry_dying_mid_download_is_one_clear_error_and_stores_nothing(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/d/bb:latest")
+    proxy.cut_blob_after = 20_000
+    proxy.cut_always = True
+    result = mr("pull", f"{proxy.address}/d/bb")
+    assert result.returncode == 1
+    assert "retries" in one_line_error(result)
+    assert nothing_stored(mr)
+
+
+@pytest.mark.parametrize("what", ["blob", "manifest"])
+def test_content_that_does_not_match_its_digest_is_refused(mr, registry, proxy, what):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/c/bb:latest")
+    if what == "blob":
+        proxy.corrupt_blobs = True
+    else:
+        proxy.corrupt_manifests = True
+    result = mr("pull", f"{proxy.address}/c/bb")
+    assert result.returncode == 1
+    assert "digest" in one_line_error(result)
+    assert nothing_stored(mr)
+    assert not list((mr.root / "blobs" / "sha256").glob("*")) if (mr.root / "blobs").exists() else True
+
+
+def test_unknown_repository_or_tag(mr, registry):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/u/bb:latest")
+    for ref in (f"{registry.address}/u/nope", f"{registry.address}/u/bb:nope"):
+        result = mr("pull", ref)
+        assert result.returncode == 1 and "not found" in one_line_error(result)
+    assert nothing_stored(mr)
+
+
+def test_plain_http_registry_must_be_marked_insecure(mr, registry):
+    proxy = FaultProxy(registry.address, host="127.0.0.2")
+    try:
+        skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/i/bb:latest")
+        refused = mr("pull", f"{proxy.address}/i/bb")
+        assert refused.returncode == 1
+        line = one_line_error(refused)
+        assert "TLS" in line and f"MINIRUN_INSECURE_REGISTRIES={proxy.address}" in line
+        mr.ok("pull", f"{proxy.address}/i/bb", env={"MINIRUN_INSECURE_REGISTRIES": proxy.address})
+    finally:
+        proxy.stop()
+
+
+def test_two_pulls_of_images_sharing_layers_download_each_layer_once(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("myapp"), f"{registry.address}/cc/myapp:latest")
+    skopeo_push(mr.fixture_path("myotherapp"), f"{registry.address}/cc/myotherapp:latest")
+    proxy.delay_per_chunk = 0.01
+    before = len(registry.blob_gets())
+    pulls = [mr.popen("pull", f"{proxy.address}/cc/{name}", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                      text=True) for name in ("myapp", "myotherapp")]
+    outputs = [p.communicate(timeout=60) for p in pulls]
+    assert [p.returncode for p in pulls] == [0, 0], outputs
+    gets = registry.blob_gets()[before:]
+    layer_gets = [g for g in gets]
+    assert len(layer_gets) == len(set(layer_gets)), f"a blob was downloaded twice: {gets}"
+    assert len(os.listdir(mr.root / "layers" / "sha256")) == 4
