@@ -13,7 +13,10 @@ fi
 
 # busybox-static: the base layer of every fixture image. libcap-dev, gcc and
 # python3-dev: python-prctl compiles against libcap. attr: getfattr for humans.
-packages=(busybox-static libcap-dev gcc python3-dev python3-venv attr make)
+# docker-registry, skopeo, apache2-utils (htpasswd) and openssl: the registry
+# tests' reference server, peer client, basic-auth file and token signing.
+packages=(busybox-static libcap-dev gcc python3-dev python3-venv attr make
+          docker-registry skopeo apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a registry service on :5000; the tests start their own on
+  # loopback, so stop the one we just installed rather than leave it listening.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}
