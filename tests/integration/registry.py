@@ -41,7 +41,8 @@ def wait_listening(host: str, port: int, timeout: float = 10) -> None:
 
 
 class Registry:
-    def __init__(self, workdir: Path, auth: str | None = None, users: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, auth: str | None = None, users: dict[str, str] | None = None,
+                 tls_host: str | None = None):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -54,6 +55,17 @@ class Registry:
             "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}, "delete": {"enabled": True}},
             "http": {"addr": self.address},
         }
+        self.ca = None
+        if tls_host:
+            # a self-signed certificate for tls_host; clients trust it through SSL_CERT_FILE
+            self.ca = workdir / "tls.crt"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            str(workdir / "tls.key"), "-out", str(self.ca), "-days", "2",
+                            "-subj", f"/CN={tls_host}", "-addext", f"subjectAltName=IP:{tls_host}"],
+                           check=True, capture_output=True)
+            self.address = f"{tls_host}:{self.port}"
+            config["http"] = {"addr": self.address,
+                              "tls": {"certificate": str(self.ca), "key": str(workdir / "tls.key")}}
         if auth == "htpasswd":
             htpasswd = workdir / "htpasswd"
             for i, (user, password) in enumerate((users or {}).items()):
@@ -68,7 +80,7 @@ class Registry:
         (workdir / "config.yml").write_text(json.dumps(config))   # YAML is a superset of JSON
         self.proc = subprocess.Popen([DOCKER_REGISTRY, "serve", str(workdir / "config.yml")],
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        wait_listening("127.0.0.1", self.port)
+        wait_listening(self.address.rsplit(":", 1)[0], self.port)
 
     def blob_gets(self, repo: str | None = None) -> list[str]:
         """Digests of blob GETs answered 200/206, in order, from the access log."""
@@ -182,6 +194,7 @@ class FaultProxy:
         self.delay_per_chunk = 0.0
         self.corrupt_blobs = False
         self.corrupt_manifests = False
+        self.manifest_override: tuple[bytes, str] | None = None   # (body, content type), digest header dropped
         self._cut_done: set[str] = set()
         proxy = self
 
@@ -214,9 +227,15 @@ class FaultProxy:
         is_manifest = "/manifests/" in request.path and request.command == "GET"
         if (is_blob and self.corrupt_blobs or is_manifest and self.corrupt_manifests) and data:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
+        drop = {"connection", "transfer-encoding", "content-length"}
+        if is_manifest and self.manifest_override:
+            data, content_type = self.manifest_override
+            drop |= {"docker-content-digest", "content-type"}
         request.send_response(upstream.status)
+        if is_manifest and self.manifest_override:
+            request.send_header("Content-Type", content_type)
         for key, value in upstream.getheaders():
-            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+            if key.lower() not in drop:
                 if key.lower() == "location" and value.startswith(f"http://{self.upstream}"):
                     value = value.replace(self.upstream, self.address, 1)
                 request.send_header(key, value)

@@ -322,3 +322,74 @@ def test_two_pulls_of_images_sharing_layers_download_each_layer_once(mr, registr
     layer_gets = [g for g in gets]
     assert len(layer_gets) == len(set(layer_gets)), f"a blob was downloaded twice: {gets}"
     assert len(os.listdir(mr.root / "layers" / "sha256")) == 4
+
+
+def test_schema1_manifest_is_refused_clearly(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/s1/bb:latest")
+    schema1 = json.dumps({"schemaVersion": 1, "name": "s1/bb", "tag": "latest", "fsLayers": []}).encode()
+    proxy.manifest_override = (schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    result = mr("pull", f"{proxy.address}/s1/bb")
+    assert result.returncode == 1 and "schema 1" in one_line_error(result)
+    assert nothing_stored(mr)
+
+
+def test_zstd_and_uncompressed_layers_round_trip(mr, registry, tmp_path):
+    import gzip
+    import hashlib
+    import tarfile
+    import zstandard
+    from .imagebuild import busybox_layer, entry, layer_tar, write_layout
+    write_layout(tmp_path / "mixed", [busybox_layer(), layer_tar([entry("z.txt", data=b"zstd\n")]),
+                                      layer_tar([entry("u.txt", data=b"plain\n")])], {"Cmd": ["sh"]})
+    index = json.loads((tmp_path / "mixed/index.json").read_text())
+    blobs = tmp_path / "mixed/blobs/sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+    for layer, kind in zip(manifest["layers"][1:], ("zstd", "none")):
+        raw = gzip.decompress((blobs / layer["digest"][7:]).read_bytes())
+        data = zstandard.ZstdCompressor().compress(raw) if kind == "zstd" else raw
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        layer.update(digest="sha256:" + digest, size=len(data),
+                     mediaType="application/vnd.oci.image.layer.v1.tar" + ("+zstd" if kind == "zstd" else ""))
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    index["manifests"][0].update(digest="sha256:" + digest, size=len(data))
+    (tmp_path / "mixed/index.json").write_text(json.dumps(index))
+    mr.ok("load", str(tmp_path / "mixed"))
+    mr.ok("push", "mixed", f"{registry.address}/mix/img:1")
+    mr.ok("rmi", "mixed")
+    mr.ok("pull", f"{registry.address}/mix/img:1")
+    out = mr.ok("run", "--rm", f"{registry.address}/mix/img:1", "cat", "/z.txt", "/u.txt").stdout
+    assert out == "zstd\nplain\n"
+
+
+def test_https_registry_is_verified_against_the_system_cas(mr, tmp_path):
+    reg = Registry(tmp_path / "tls", tls_host="127.0.0.2")
+    try:
+        mr.load("busybox")
+        untrusted = mr("push", "busybox", f"{reg.address}/t/bb:1")
+        assert untrusted.returncode == 1 and "TLS" in one_line_error(untrusted)
+        trusted = {"SSL_CERT_FILE": str(reg.ca)}
+        mr.ok("push", "busybox", f"{reg.address}/t/bb:1", env=trusted)
+        again = mr.ok("push", "busybox", f"{reg.address}/t/bb:1", env=trusted)
+        assert again.stdout.count("Layer already exists") == 2       # the layer and the config
+        mr.ok("rmi", "busybox")
+        mr.ok("pull", f"{reg.address}/t/bb:1", env=trusted)
+    finally:
+        reg.stop()
+
+
+def test_stored_credentials_that_are_wrong_fail_the_pull_clearly(mr, tmp_path):
+    import base64
+    reg = Registry(tmp_path / "basic2", auth="htpasswd", users={"carol": "right"})
+    try:
+        skopeo_push(mr.fixture_path("busybox"), f"{reg.address}/p/bb:latest", "--dest-creds=carol:right")
+        config = Path(mr.env["DOCKER_CONFIG"]) / "config.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"auths": {reg.address: {"auth": base64.b64encode(b"carol:wrong").decode()}}}))
+        result = mr("pull", f"{reg.address}/p/bb")
+        assert result.returncode == 1 and "credentials rejected" in one_line_error(result)
+        assert nothing_stored(mr)
+    finally:
+        reg.stop()

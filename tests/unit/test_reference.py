@@ -28,7 +28,7 @@ DIGEST = "sha256:" + HEX
     ("busybox@" + DIGEST, "docker.io", "library/busybox", "", DIGEST),
     ("busybox:1.36@" + DIGEST, "docker.io", "library/busybox", "1.36", DIGEST),
     ("host:5000/x/y@" + DIGEST, "host:5000", "x/y", "", DIGEST),
-    ("a.b_c__d-e--f/g", "docker.io", "a.b_c__d-e--f/g", "latest", ""),
+    ("user/a.b_c__d-e--f", "docker.io", "user/a.b_c__d-e--f", "latest", ""),
     ("busybox:Latest_1.x-Y", "docker.io", "library/busybox", "Latest_1.x-Y", ""),
 ])
 def test_parse_normalises_like_docker(text, registry, repository, tag, digest):
