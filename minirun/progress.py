@@ -77,7 +77,7 @@ class LiveProgress(PlainProgress):
 
     def _render(self):
         from rich.text import Text
-        out = Text()
+        lines = []
         with self._lock:
             rows = list(self._rows.items())
         for label, (status, current, total) in rows:
@@ -87,8 +87,8 @@ class LiveProgress(PlainProgress):
                 filled = int(width * min(current, total) / total)
                 bar = "=" * max(filled - 1, 0) + (">" if filled else "") + " " * (width - filled)
                 text += f" [{bar}] {human(current)}/{human(total)}"
-            out.append(text + "\n")
-        return out
+            lines.append(text)
+        return Text("\n".join(lines))
 
 
 def for_output(quiet: bool = False):

@@ -387,7 +387,7 @@ def test_fuzz_shaped_json(doc):
         _only_bad_image(parse, data)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer=st.fixed_dictionaries({}, optional={k: json_values for k in
                                                  ("mediaType", "digest", "size", "annotations", "platform")}))
 def test_fuzz_one_descriptor_in_valid_manifest(layer):
