@@ -13,13 +13,20 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 
 import pytest
+from hypothesis import configuration as _hypothesis_configuration
 
 from minirun import linux
 from minirun.store import root as store_root
 
 MTIME = 1_600_000_000
+
+# Keep hypothesis's example database and caches out of the source tree (which
+# may not even be writable when the suite runs as an unprivileged user).
+_hypothesis_configuration.set_hypothesis_home_dir(
+    os.path.join(tempfile.gettempdir(), f"minirun-unit-hypothesis-{os.getuid()}"))
 
 
 def sha(data: bytes) -> str:
@@ -80,11 +87,6 @@ def gzip_bytes(data: bytes) -> bytes:
 
 def json_bytes(doc) -> bytes:
     return json.dumps(doc).encode()
-
-
-@pytest.fixture
-def tar():
-    return TarBuilder()
 
 
 @pytest.fixture

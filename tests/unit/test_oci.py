@@ -327,7 +327,7 @@ def test_parse_config_malformed(doc):
         oci.parse_config(json_bytes(doc))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG oci.py:163 load_json lets json's RecursionError escape "
+@pytest.mark.xfail(strict=True, reason="BUG oci.py:166 load_json() lets json's RecursionError escape "
                    "for deeply nested input instead of raising BadImage")
 @pytest.mark.parametrize("parse", [oci.parse_manifest, oci.parse_index, oci.parse_config])
 def test_deeply_nested_json_is_bad_image(parse):

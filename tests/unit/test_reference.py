@@ -99,7 +99,7 @@ def test_longest_tag_is_accepted():
     assert reference.parse("busybox:" + "t" * 128).tag == "t" * 128
 
 
-@pytest.mark.xfail(strict=True, reason="BUG reference.py:21-22 '$' anchors match before a "
+@pytest.mark.xfail(strict=True, reason="BUG reference.py:20-22 '$' anchors match before a "
                    "trailing newline, so a newline inside a reference is accepted")
 @pytest.mark.parametrize("text", ["busybox\n:latest", "busybox:v1\n@" + DIGEST])
 def test_newline_inside_reference_is_rejected(text):

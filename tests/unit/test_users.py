@@ -1,0 +1,114 @@
+"""USER[:GROUP] resolution against a container's own /etc/passwd and /etc/group."""
+
+from __future__ import annotations
+
+import pytest
+
+from minirun.errors import UsageError
+from minirun.sandbox.users import Identity, resolve
+
+PASSWD = """\
+# comment line
+root:x:0:0:root:/root:/bin/sh
+alice:x:1000:1000:Alice:/home/alice:/bin/sh
+
+bob:x:1001:1001::/home/bob:/bin/sh
+nohome:x:1002:1002:::/bin/sh
+short:x:1003
+"""
+
+GROUP = """\
+root:x:0:
+alice:x:1000:
+bob:x:1001:
+wheel:x:10:alice,bob
+audio:x:29:alice
+staff:x:50:
+alicegroup:x:60:alicex
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    passwd, group = tmp_path / "passwd", tmp_path / "group"
+    passwd.write_text(PASSWD)
+    group.write_text(GROUP)
+
+    def res(spec: str) -> Identity:
+        return resolve(spec, str(passwd), str(group))
+    return res
+
+
+def test_name_with_supplementary_groups(files):
+    assert files("alice") == Identity(1000, 1000, (1000, 10, 29), "/home/alice")
+
+
+def test_other_name(files):
+    assert files("bob") == Identity(1001, 1001, (1001, 10), "/home/bob")
+
+
+def test_root(files):
+    assert files("root") == Identity(0, 0, (0,), "/root")
+
+
+def test_numeric_uid_in_passwd_uses_its_entry(files):
+    assert files("1000") == Identity(1000, 1000, (1000, 10, 29), "/home/alice")
+
+
+def test_numeric_uid_not_in_passwd(files):
+    assert files("4242") == Identity(4242, 0, (0,), "/")
+
+
+def test_user_and_group_names(files):
+    # an explicit group replaces the primary gid and drops supplementary groups, as docker does
+    assert files("alice:staff") == Identity(1000, 50, (50,), "/home/alice")
+
+
+def test_user_and_numeric_gid(files):
+    assert files("alice:77") == Identity(1000, 77, (77,), "/home/alice")
+    assert files("4242:4343") == Identity(4242, 4343, (4343,), "/")
+
+
+def test_numeric_uid_with_group_name(files):
+    assert files("1001:wheel") == Identity(1001, 10, (10,), "/home/bob")
+
+
+def test_empty_home_is_root_dir(files):
+    assert files("nohome").home == "/"
+
+
+def test_unknown_user_is_a_usage_error(files):
+    with pytest.raises(UsageError, match="ghost"):
+        files("ghost")
+
+
+def test_unknown_group_is_a_usage_error(files):
+    with pytest.raises(UsageError, match="nogroup"):
+        files("alice:nogroup")
+
+
+def test_short_passwd_lines_are_ignored(files):
+    with pytest.raises(UsageError):
+        files("short")
+
+
+def test_membership_is_by_exact_name(files):
+    # alicegroup lists "alicex", not "alice"
+    assert 60 not in files("alice").groups
+
+
+def test_missing_files(tmp_path):
+    missing = str(tmp_path / "nope")
+    assert resolve("0", missing, missing) == Identity(0, 0, (0,), "/")
+    assert resolve("5:6", missing, missing) == Identity(5, 6, (6,), "/")
+    with pytest.raises(UsageError):
+        resolve("root", missing, missing)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG sandbox/users.py:40 resolve(): int() of a non-numeric uid field in "
+                   "the image's passwd raises ValueError instead of a UsageError")
+def test_malformed_uid_field_is_a_usage_error(tmp_path):
+    (tmp_path / "passwd").write_text("bad:x:abc:1::/home/bad:/bin/sh\n")
+    (tmp_path / "group").write_text("")
+    with pytest.raises(UsageError):
+        resolve("bad", str(tmp_path / "passwd"), str(tmp_path / "group"))
