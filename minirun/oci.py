@@ -45,7 +45,7 @@ LAYER_COMPRESSION = {
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_digest(data: bytes) -> str:
@@ -54,7 +54,7 @@ def sha256_digest(data: bytes) -> str:
 
 def check_digest(value: object, what: str = "digest") -> str:
     """Return value if it is a well-formed sha256 digest, else raise BadImage."""
-    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+    if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
         raise BadImage(f"invalid {what} {value!r}: expected sha256:<64 hex digits>")
     return value
 
@@ -166,6 +166,8 @@ def load_json(data: bytes, what: str) -> dict:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadImage(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadImage(f"{what} is nested too deeply to be an image document") from None
     if not isinstance(doc, dict):
         raise BadImage(f"{what} must be a JSON object, got {type(doc).__name__}")
     return doc

@@ -55,7 +55,7 @@ def plan(lowers: list[str], upper: str, work: str, base: str) -> OverlaySpec:
             raise EnvironmentProblem(f"overlay path {path!r} contains ',' ':' or '\\'",
                                      "choose a MINIRUN_ROOT without those characters")
     spec = OverlaySpec(tuple(lowers), upper, work, base)
-    if len(legacy_options(spec)) > PAGE_LIMIT:
+    if len(legacy_options(spec).encode()) > PAGE_LIMIT:
         spec = OverlaySpec(tuple(lowers), upper, work, base,
                            tuple(f"l/{i:x}" for i in range(len(lowers))))
     return spec
@@ -128,7 +128,7 @@ def _mount_new(spec: OverlaySpec, target: str) -> None:
 
 def _mount_legacy(spec: OverlaySpec, target: str) -> None:
     data = legacy_options(spec)
-    if len(data) > PAGE_LIMIT:
+    if len(data.encode()) > PAGE_LIMIT:
         raise UsageError(f"overlay options need {len(data)} bytes, more than one page",
                          "squash the image into fewer layers")
     cwd = None

@@ -17,11 +17,11 @@ DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-                      r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                      r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -58,23 +58,25 @@ def _looks_like_host(part: str) -> bool:
 def parse(text: str) -> Reference:
     """Parse and normalise an image reference, or raise UsageError saying what is wrong."""
     original = text
+    if not text.isascii() or not text.isprintable():
+        raise UsageError(f"invalid reference {original!r}: only printable ASCII is allowed")
     if not text or text != text.strip():
         raise UsageError(f"invalid reference {original!r}: empty or padded with spaces")
     digest = ""
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise UsageError(f"invalid reference {original!r}: digest must be sha256:<64 hex digits>")
     tag = ""
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise UsageError(f"invalid reference {original!r}: bad tag {tag!r}")
     first, _, rest = text.partition("/")
     if rest and _looks_like_host(first):
-        if not _HOST_RE.match(first):
+        if not _HOST_RE.fullmatch(first):
             raise UsageError(f"invalid reference {original!r}: bad registry host {first!r}")
         registry, path = first, rest
     else:
@@ -83,7 +85,7 @@ def parse(text: str) -> Reference:
         registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         raise UsageError(f"invalid reference {original!r}: repository names are lowercase "
                          "letters, digits and . _ - separated by /")
     if len(registry) + 1 + len(path) > 255:

@@ -50,12 +50,12 @@ def build(image_config, opts: RunOptions, container_id: str,
     hostname = opts.hostname or container_id[:12]
     env = merge_env(image_config.env, opts.env, host_env if host_env is not None else dict(os.environ))
     env = _with_defaults(env, {"PATH": DEFAULT_PATH, "HOSTNAME": hostname})
-    workdir = opts.workdir if opts.workdir is not None else (image_config.working_dir or "/")
-    if opts.workdir is not None and not workdir.startswith("/"):
+    workdir = opts.workdir or image_config.working_dir or "/"
+    if opts.workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is not an absolute path")
     cwd = os.path.normpath("/" + workdir.lstrip("/"))
-    user = opts.user if opts.user is not None else (image_config.user or "0")
-    return ProcessSpec(tuple(argv), tuple(env), cwd, user or "0", hostname, opts.chroot)
+    user = opts.user or image_config.user or "0"      # an empty -u means unset, as in docker
+    return ProcessSpec(tuple(argv), tuple(env), cwd, user, hostname, opts.chroot)
 
 
 def merge_env(image_env: tuple[str, ...], flags: tuple[str, ...], host_env: dict[str, str]) -> list[str]:

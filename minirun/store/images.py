@@ -59,13 +59,14 @@ class ImageIndex:
                 record = dict(record, repositories=sorted(set(old["repositories"]) |
                                                           set(record.get("repositories", []))))
             doc["images"][image_id] = record
-            moved = []
+            moved = set()
             for ref in refs:
                 old = doc["tags"].get(ref)
                 if old and old != image_id:
-                    moved.append(old)
+                    moved.add(old)
                 doc["tags"][ref] = image_id
-            return moved
+            still_tagged = set(doc["tags"].values())
+            return sorted(i for i in moved if i not in still_tagged)
 
     def add_repository(self, image_id: str, name: str) -> None:
         """Remember a registry/repository this image was pulled from or pushed to."""
@@ -100,7 +101,11 @@ class ImageIndex:
             if candidate in tags:
                 return tags[candidate]
             if ref.digest:
-                found = [i for i, rec in images.items() if rec.get("manifest") == ref.digest]
+                # name@digest: an image with that manifest, known under that repository
+                repo = candidate.split("@", 1)[0].rsplit(":", 1)[0] if ref.tag else candidate.split("@", 1)[0]
+                found = [i for i, rec in images.items() if rec.get("manifest") == ref.digest and
+                         any(t.split("@", 1)[0].rsplit(":", 1)[0] == repo or t.split("@", 1)[0] == repo
+                             for t, target in tags.items() if target == i)]
                 if found:
                     return found[0]
         raise ImageNotFound(f"no such image: {name}")

@@ -161,8 +161,6 @@ def test_user_defaults_and_override():
     assert run(user="0").user == "0"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG sandbox/spec.py:57 build(): `-u ''` runs as root (user '0') "
-                   "instead of the image's USER; docker treats an empty --user as unset")
 def test_empty_user_flag_keeps_image_user():
     assert run(user="").user == "app"
 

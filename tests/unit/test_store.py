@@ -174,19 +174,20 @@ def test_resolve_by_manifest_digest(images):
     assert images.resolve("busybox@" + MANIFEST1)[0] == ID1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG store/images.py:102-105 _find(): a digest reference matches any "
-                   "image with that manifest, whatever repository it names")
 def test_digest_of_another_repository_is_not_found(images):
     with pytest.raises(ImageNotFound):
         images.resolve("alpine@" + MANIFEST1)
 
 
-def test_add_returns_ids_of_moved_tags(images):
+def test_add_returns_only_ids_a_moved_tag_left_dangling(images):
     moved = images.add(ID3, record(), ["docker.io/library/busybox:latest", "quay.io/org/tool:v1"])
-    assert moved == [ID1]                       # tool:v1 already pointed at ID3
+    assert moved == []                          # ID1 keeps busybox:1.36, so it is not dangling
     assert images.resolve("busybox")[0] == ID3
     assert images.resolve("busybox:1.36")[0] == ID1
     assert images.refs_of(ID1) == ["docker.io/library/busybox:1.36"]
+    moved = images.add(ID3, record(), ["docker.io/library/busybox:1.36"])
+    assert moved == [ID1]                       # its last tag moved away
+    assert images.refs_of(ID1) == []
 
 
 def test_re_adding_an_image_moves_nothing(images):

@@ -105,8 +105,6 @@ def test_missing_files(tmp_path):
         resolve("root", missing, missing)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG sandbox/users.py:40 resolve(): int() of a non-numeric uid field in "
-                   "the image's passwd raises ValueError instead of a UsageError")
 def test_malformed_uid_field_is_a_usage_error(tmp_path):
     (tmp_path / "passwd").write_text("bad:x:abc:1::/home/bad:/bin/sh\n")
     (tmp_path / "group").write_text("")
