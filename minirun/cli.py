@@ -348,4 +348,6 @@ def _print_table(rows: list[tuple]) -> None:
 
 
 def main() -> None:
+    import os
+    os.umask(0o022)   # store dirs become the container's / and its mount points: never 0700
     app()

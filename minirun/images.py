@@ -27,7 +27,6 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
     from .sources.importer import import_image
     if tag is not None:
         tag = str(reference.parse(tag))
-    store.clean_stale_tmp()
     loaded: list[str] = []
     for path in paths:
         try:
@@ -43,8 +42,13 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
                     else:
                         loaded.append(f"Loaded image ID: {result.image_id}")
         except MinirunError as exc:
+            gc.collect_after_failure(store)
             raise load_error_context(path, exc)
+        except BaseException:
+            gc.collect_after_failure(store)
+            raise
     return loaded
+
 
 
 def rows(store) -> list[ImageRow]:
@@ -64,6 +68,8 @@ def remove(store, names: list[str], force: bool, report: Callable[[str], None]) 
     """rmi: untag a reference that others share, else delete the image and collect its layers."""
     from .runtime import container_records
     with store.locks.hold("gc"):
+        for name in names:
+            store.images.resolve(name)       # every name must exist before anything is removed
         for name in names:
             image_id, _ = store.images.resolve(name)
             refs = store.images.refs_of(image_id)

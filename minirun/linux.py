@@ -49,6 +49,9 @@ FSMOUNT_CLOEXEC = 0x1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 PR_SET_PDEATHSIG = 1
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 TMPFS_MAGIC = 0x01021994
@@ -100,6 +103,20 @@ def set_pdeathsig(signum: int) -> None:
     """Have the kernel send signum to this process when its parent dies."""
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum),
                        ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              ctypes.c_ulong(0), ctypes.c_ulong(0)), what)
+
+
+def ambient_raise(cap: int) -> None:
+    """python-prctl has no ambient set; the raw prctl does (Linux 4.3+)."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "raise ambient capability")
+
+
+def ambient_clear() -> None:
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, "clear ambient capabilities")
 
 
 def statfs_type(path: str) -> int:

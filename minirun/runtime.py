@@ -69,8 +69,13 @@ def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remo
 
 
 def _lower_dirs(store, record: dict) -> list[str]:
+    """Layer dirs topmost first. A layer listed twice (repeated empty layers are common)
+    appears once, at its topmost place: overlayfs refuses a dir stacked twice, and the
+    lower copy could only show what the upper copy already shows."""
     lowers = []
     for layer in reversed(record["layers"]):
+        if store.layers.diff_path(layer["key"]) in lowers:
+            continue
         if not store.layers.has(layer["key"]):
             raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
                                  "load or pull the image again")

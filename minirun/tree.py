@@ -49,14 +49,19 @@ def describe(path: str, st: os.stat_result | None = None) -> dict:
 
 
 def snapshot(root: str) -> dict[str, dict]:
-    """Every entry under root (root itself excluded), keyed by '/relative/path'."""
+    """Every entry under root (root itself excluded), keyed by '/relative/path'.
+    Iterative, so trees deeper than Python's recursion limit work."""
     out: dict[str, dict] = {}
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            full = os.path.join(directory, name)
-            out["/" + os.path.relpath(full, root)] = describe(full)
-    return out
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            out["/" + os.path.relpath(entry.path, root)] = describe(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return dict(sorted(out.items()))
 
 
 def compare(actual: dict[str, dict], expected: dict[str, dict], ignore: tuple[str, ...] = ()) -> list[str]:

@@ -34,21 +34,28 @@ class Change:
 
 
 def scan_upper(upper: str) -> Iterator[UpperEntry]:
-    """Every entry of the upper dir, parents before children, names sorted."""
-    def walk(directory: str, prefix: str) -> Iterator[UpperEntry]:
+    """Every entry of the upper dir, parents before children, names sorted. Iterative:
+    a run can nest directories deeper than Python's recursion limit."""
+    def listing(directory: str) -> Iterator[os.DirEntry]:
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            path = f"{prefix}/{entry.name}"
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                yield UpperEntry(path, "dir", whiteout.is_opaque(entry.path))
-                yield from walk(entry.path, path)
-            elif whiteout.is_whiteout_stat(st):
-                yield UpperEntry(path, "whiteout")
-            else:
-                yield UpperEntry(path, "other")
-    yield from walk(upper, "")
+            return iter(sorted(it, key=lambda e: e.name))
+
+    stack = [(listing(upper), "")]
+    while stack:
+        entries, prefix = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = f"{prefix}/{entry.name}"
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            yield UpperEntry(path, "dir", whiteout.is_opaque(entry.path))
+            stack.append((listing(entry.path), path))
+        elif whiteout.is_whiteout_stat(st):
+            yield UpperEntry(path, "whiteout")
+        else:
+            yield UpperEntry(path, "other")
 
 
 def changes(entries: Iterable[UpperEntry], in_lower: Callable[[str], bool],
@@ -87,9 +94,13 @@ class LowerView:
         self.lowers = lowers              # topmost first
 
     def exists(self, path: str) -> bool:
+        return self.lookup(path) is not None
+
+    def lookup(self, path: str) -> os.stat_result | None:
+        """The lstat of what the merged lower layers show at path, or None."""
         parts = [p for p in path.split("/") if p]
         if not parts:
-            return True
+            return os.lstat(self.lowers[0]) if self.lowers else None
         layers = self.lowers
         for depth in range(1, len(parts) + 1):
             rel = "/".join(parts[:depth])
@@ -101,21 +112,21 @@ class LowerView:
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 if whiteout.is_whiteout_stat(st):
-                    return False
+                    return None
                 found = (index, st, full)
                 break
             if found is None:
-                return False
+                return None
             index, st, full = found
             if depth == len(parts):
-                return True
+                return st
             if not stat.S_ISDIR(st.st_mode):
-                return False
+                return None
             # Deeper components come from this layer and those below it, unless
             # this dir is opaque, which hides everything further down.
             layers = layers[index:index + 1] if whiteout.is_opaque(full) else \
                 self._dirs_below(layers, index, rel)
-        return True
+        return None
 
     @staticmethod
     def _dirs_below(layers: list[str], index: int, rel: str) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..errors import BadImage, DigestMismatch, context
+from ..fsutil import remove_tree
 from . import whiteout
 
 CHUNK = 1 << 20
@@ -113,7 +114,7 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
     if expected_diff_id and diff_id != expected_diff_id:
         raise DigestMismatch(f"{what}: uncompressed content has diff_id {diff_id}, "
                              f"but the image config lists {expected_diff_id}")
-    return UnpackResult(diff_id, extractor.files, extractor.size, extractor.implied)
+    return UnpackResult(diff_id, extractor.files, extractor.size, list(extractor.implied))
 
 
 def safe_name(unsafe_name: str) -> str:
@@ -135,7 +136,7 @@ class Extractor:
         self.root = root
         self.kinds: dict[str, str] = {"": "dir"}   # relative path -> dir/file/link/other
         self.dir_attrs: dict[str, tarfile.TarInfo] = {}
-        self.implied: list[str] = []
+        self.implied: dict[str, None] = {}      # ordered set of dirs the tar never declared
         self.files = 0
         self.size = 0
 
@@ -147,6 +148,9 @@ class Extractor:
             if member.isdir():
                 self.dir_attrs[""] = member
             return
+        if any(part.startswith(whiteout.WH_META_PREFIX) and part != whiteout.WH_OPAQUE
+               for part in name.split("/")):
+            return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): never part of the image
         parent, _, base = name.rpartition("/")
         kind, target = whiteout.classify(base)
         try:
@@ -175,16 +179,21 @@ class Extractor:
         return os.path.join(self.root, rel) if rel else self.root
 
     def _ensure_dir(self, rel: str, unsafe_name: str) -> None:
-        kind = self.kinds.get(rel)
-        if kind == "dir":
+        """Make every missing parent (in a loop: names may be thousands of levels deep)."""
+        if self.kinds.get(rel) == "dir":
             return
-        if kind is not None:
-            raise BadImage(f"entry {unsafe_name!r}: parent {rel!r} is a {kind}, not a directory")
-        parent = rel.rpartition("/")[0]
-        self._ensure_dir(parent, unsafe_name)
-        os.mkdir(self._abs(rel), 0o755)
-        self.kinds[rel] = "dir"
-        self.implied.append(rel)
+        missing = []
+        while self.kinds.get(rel) != "dir":
+            kind = self.kinds.get(rel)
+            if kind is not None:
+                raise BadImage(f"entry {unsafe_name!r}: parent {rel!r} is a {kind}, not a directory")
+            missing.append(rel)
+            rel = rel.rpartition("/")[0]
+        for path in reversed(missing):
+            os.mkdir(self._abs(path))
+            os.chmod(self._abs(path), 0o755)      # not left to the umask
+            self.kinds[path] = "dir"
+            self.implied[path] = None
 
     def _clear(self, rel: str, keep_dir: bool) -> bool:
         """Remove what this layer already put at rel; True if a dir is kept in place."""
@@ -195,15 +204,13 @@ class Extractor:
             return True
         path = self._abs(rel)
         if kind == "dir":
-            import shutil
-            shutil.rmtree(path)
+            remove_tree(path)
             prefix = rel + "/"
-            for key in [k for k in self.kinds if k.startswith(prefix)]:
-                del self.kinds[key]
+            for key in [k for k in self.kinds if k.startswith(prefix)] + [rel]:
+                self.kinds.pop(key, None)
                 self.dir_attrs.pop(key, None)
-            self.dir_attrs.pop(rel, None)
-            if rel in self.implied:
-                self.implied.remove(rel)
+                self.implied.pop(key, None)   # a dir that is gone borrows nothing from below
+            return False
         else:
             os.unlink(path)
         del self.kinds[rel]
@@ -225,8 +232,8 @@ class Extractor:
             if not self._clear(rel, keep_dir=True):
                 os.mkdir(path, 0o700)
                 self.kinds[rel] = "dir"
-            elif rel in self.implied:
-                self.implied.remove(rel)
+            else:
+                self.implied.pop(rel, None)
             self.dir_attrs[rel] = member
             self._xattrs(path, member)
             return

@@ -15,6 +15,7 @@ import stat
 
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
+WH_META_PREFIX = ".wh..wh."          # aufs metadata entries, skipped on unpack
 OPAQUE_XATTR = "trusted.overlay.opaque"
 OPAQUE_VALUE = b"y"
 

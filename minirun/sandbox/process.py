@@ -148,6 +148,9 @@ def _become(process: ProcessSpec) -> list[str]:
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
+    # the kernel clears the parent-death signal when the uid changes: set it again,
+    # or a killed minirun would leave a non-root container running unwatched
+    linux.set_pdeathsig(signal.SIGKILL)
     return env
 
 

@@ -4,10 +4,12 @@ flags the way `docker run` does it. Pure: no I/O."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
 
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -48,6 +50,9 @@ def build(image_config, opts: RunOptions, container_id: str,
         raise UsageError("no command specified: the image has no Entrypoint or Cmd",
                          "give one after the image, e.g. `minirun run IMAGE sh`")
     hostname = opts.hostname or container_id[:12]
+    if not _HOSTNAME_RE.fullmatch(hostname):
+        raise UsageError(f"invalid hostname {hostname!r}",
+                         "use at most 64 letters, digits, '-' and '.', not starting with '-' or '.'")
     env = merge_env(image_config.env, opts.env, host_env if host_env is not None else dict(os.environ))
     env = _with_defaults(env, {"PATH": DEFAULT_PATH, "HOSTNAME": hostname})
     workdir = opts.workdir or image_config.working_dir or "/"

@@ -49,7 +49,7 @@ class _Files:
     def exists(self, name: str) -> bool:
         if self.tar is None:
             return os.path.isfile(os.path.join(self.path, name))
-        return name in self.names
+        return self._resolve(name) is not None
 
     def open(self, name: str) -> BinaryIO:
         if self.tar is None:
@@ -57,24 +57,44 @@ class _Files:
                 return open(os.path.join(self.path, name), "rb")
             except FileNotFoundError:
                 raise BadImage(f"{self.path}: missing {name}") from None
-        member = self.names.get(name)
-        if member is None or not member.isfile():
+            except OSError as exc:
+                raise BadImage(f"{self.path}: cannot read {name}: {exc.strerror}") from None
+        member = self._resolve(name)
+        if member is None:
             raise BadImage(f"{self.path}: archive has no file {name}")
         return self.tar.extractfile(member)
+
+    def _resolve(self, name: str, hops: int = 0) -> tarfile.TarInfo | None:
+        """The regular file a name stands for; `docker save` links repeated layers
+        to an earlier copy, by symlink or hard link, always inside the archive."""
+        member = self.names.get(name)
+        if member is None or hops > 8:
+            return None
+        if member.isfile():
+            return member
+        if member.issym():
+            target = os.path.normpath(os.path.join(os.path.dirname(name), member.linkname))
+        elif member.islnk():
+            target = _clean(member.linkname)
+        else:
+            return None
+        if target.startswith("../") or target.startswith("/"):
+            return None
+        return self._resolve(target, hops + 1)
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         with self.open(name) as f:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise BadImage(f"{self.path}: {name} is larger than {limit >> 20} MiB")
-        if self.tar is not None and len(data) != self.names[name].size:
+        if self.tar is not None and len(data) != self._resolve(name).size:
             raise BadImage(f"{self.path}: {name} is truncated")
         return data
 
     def size(self, name: str) -> int:
         if self.tar is None:
             return os.path.getsize(os.path.join(self.path, name))
-        return self.names[name].size
+        return self._resolve(name).size
 
     def close(self) -> None:
         if self.tar is not None:
@@ -161,6 +181,14 @@ def _pick_platform(index: oci.Index, path: str) -> oci.Descriptor:
 
 
 def _oci_refs(path: str, annotations: dict) -> list[str]:
+    try:
+        return _oci_refs_unchecked(path, annotations)
+    except UsageError as exc:
+        raise BadImage(f"{path}: the image's name annotation is invalid: {exc.message}",
+                       "load it with --tag REF") from None
+
+
+def _oci_refs_unchecked(path: str, annotations: dict) -> list[str]:
     full = annotations.get(_CONTAINERD_NAME)
     name = annotations.get(oci.ANNOTATION_REF_NAME)
     if isinstance(full, str) and full:

@@ -9,6 +9,7 @@ anything incomplete.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
@@ -148,21 +149,37 @@ def _blame_blob_first(stream, blob) -> None:
 
 
 def _borrow_dir_attrs(store, diff: str, implied: list[str], lowers: list[str]) -> None:
-    """A directory the tar never declared takes its attributes from the topmost
-    lower layer that has it, as it would on an extracted parent rootfs."""
+    """A directory the tar never declared takes its attributes from the layers below,
+    as it would on an extracted parent rootfs. Both sides are resolved without
+    following symlinks: the lower side through LowerView, which walks component by
+    component, and the new side by opening each component with O_NOFOLLOW."""
+    from ..layer.changes import LowerView
+    view = LowerView([store.layers.diff_path(key) for key in lowers])
     for rel in implied:
-        for key in lowers:
-            candidate = os.path.join(store.layers.diff_path(key), rel)
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                continue
-            if os.path.isdir(candidate) and not os.path.islink(candidate):
-                target = os.path.join(diff, rel)
-                os.lchown(target, st.st_uid, st.st_gid)
-                os.chmod(target, st.st_mode & 0o7777)
-                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-            break
+        st = view.lookup(rel)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        fd = _open_dir_nofollow(diff, rel)
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd)
+
+
+def _open_dir_nofollow(root: str, rel: str) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags)
+    try:
+        for part in rel.split("/"):
+            next_fd = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except OSError as exc:
+        os.close(fd)
+        raise BadImage(f"directory {rel!r} of the layer is not a plain directory: {exc.strerror}") from None
+    return fd
 
 
 def _synthesise_manifest(config_bytes: bytes, records: list[dict]) -> bytes:

@@ -42,6 +42,8 @@ class BlobWriter:
     def commit(self) -> str:
         """Verify the digest and rename the blob into place; returns its digest."""
         digest = self.check()
+        self._file.flush()
+        os.fsync(self._file.fileno())    # a blob's name must never stand for fewer bytes
         self._file.close()
         os.rename(self._tmp, self._blobs.path(digest))
         return digest

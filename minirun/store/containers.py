@@ -1,6 +1,8 @@
 """containers/<id>/: one container's files and state.
 
     upper/ work/    the overlay upper and work dirs (what the run wrote)
+    init/           the init layer: mount points the image lacks, topmost lower dir
+    hosts hostname resolv.conf   bound over the container's /etc files
     merged/         the mount point, used only inside the container's mount namespace
     l/<n>           short links to the lower dirs, made only when the legacy mount
                     option string would overflow a page
@@ -46,15 +48,21 @@ class ContainerStore:
     def merged(self, cid: str) -> str:
         return self.path(cid, "merged")
 
+    def init(self, cid: str) -> str:
+        return self.path(cid, "init")
+
     # ------------------------------------------------------------ lifecycle
     @staticmethod
     def new_id() -> str:
         return secrets.token_hex(32)
 
-    def create(self, cid: str, config: dict, links: dict[str, str]) -> str:
+    def create(self, cid: str, config: dict, links: dict[str, str], init_entries=(),
+               files: dict[str, str] | None = None) -> str:
         """Create containers/<id>/ with config.json and state 'created'; returns the id.
 
-        links maps short names (l/<n>) to the lower dirs they stand for."""
+        links maps short names (l/<n>) to the lower dirs they stand for;
+        init_entries (mounts.InitEntry) make the init layer; files are written
+        beside config.json (the /etc files bound into the container)."""
         name = config.get("name")
         with self.store.locks.hold("containers"):
             if name:
@@ -66,8 +74,13 @@ class ContainerStore:
                                    f"remove it with `minirun rm {name}` or pick another --name")
             config = dict(config, id=cid, name=name or cid[:12], created=now())
             with self.store.staging("container") as staged:
-                for sub in ("upper", "work", "merged"):
-                    os.mkdir(os.path.join(staged, sub), 0o755)
+                for sub in ("upper", "work", "merged", "init"):
+                    os.mkdir(os.path.join(staged, sub))
+                    os.chmod(os.path.join(staged, sub), 0o755)   # upper/ is the container's /
+                _build_init(os.path.join(staged, "init"), init_entries)
+                for fname, content in (files or {}).items():
+                    with open(os.path.join(staged, fname), "w") as f:
+                        f.write(content)
                 if links:
                     os.mkdir(os.path.join(staged, "l"), 0o700)
                     for short, target in links.items():
@@ -135,6 +148,17 @@ class ContainerStore:
             if len(matches) > 1:
                 raise UsageError(f"container id prefix {text} is ambiguous", "give more hex digits")
         raise ContainerNotFound(f"no such container: {text}")
+
+
+def _build_init(root: str, entries) -> None:
+    for entry in entries:
+        path = os.path.join(root, entry.path)
+        if entry.is_file:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        else:
+            os.mkdir(path)
+        os.chown(path, entry.uid, entry.gid)
+        os.chmod(path, entry.mode)
 
 
 def _write_json(path: str, doc: dict) -> None:

@@ -31,6 +31,14 @@ def referenced(store) -> tuple[set[str], set[str]]:
     return layers, blobs
 
 
+def collect_after_failure(store) -> None:
+    """A failed import may have installed some layers and blobs before it broke.
+    Under the exclusive gc lock every other import has finished or failed too, so
+    whatever no image or container references now is garbage: remove it."""
+    with store.locks.hold("gc"):
+        collect(store)
+
+
 def collect(store) -> tuple[list[str], list[str]]:
     """Remove unreferenced layers and blobs; returns what went. Caller holds the gc lock."""
     used_layers, used_blobs = referenced(store)

@@ -93,10 +93,7 @@ class ImageIndex:
             if len(matches) > 1:
                 raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)",
                                  "give more hex digits")
-        try:
-            ref = reference.parse(name)
-        except UsageError:
-            raise ImageNotFound(f"no such image: {name}") from None
+        ref = reference.parse(name)      # a malformed name is a usage error, not "not found"
         for candidate in _candidates(name, ref):
             if candidate in tags:
                 return tags[candidate]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import uuid
 from functools import cached_property
 from typing import Iterator
 
 from .. import linux
+from ..fsutil import remove_tree
 from ..errors import EnvironmentProblem
 from .locks import Locks
 
@@ -86,7 +86,10 @@ class Store:
         for name in names:
             parts = name.split("-")
             if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
-                remove_tree(os.path.join(self.tmp, name))
+                try:
+                    remove_tree(os.path.join(self.tmp, name))
+                except OSError:
+                    pass  # leftovers must never block the command that found them
 
 
 def _pid_alive(pid: int) -> bool:
@@ -97,19 +100,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def remove_tree(path: str) -> None:
-    """Remove a file or tree, including immutable-free but read-only directories."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        def fix_and_retry(func, failed, _exc):
-            parent = os.path.dirname(failed)
-            os.chmod(parent, 0o700)
-            func(failed)
-        shutil.rmtree(path, onerror=fix_and_retry)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def check_filesystem(root: str) -> None:
@@ -128,4 +118,5 @@ def open_store(root: str | None = None, create: bool = True) -> Store:
     store = Store(root or default_root())
     if create:
         store.ensure()
+        store.clean_stale_tmp()       # one listdir; finishes what killed commands left in tmp/
     return store

@@ -116,6 +116,8 @@ def mr(tmp_path, fixtures) -> Minirun:
         except ProcessLookupError:
             pass
     leaks = overlay_mounts_under(root)
-    shutil.rmtree(root, ignore_errors=True)
+    if not leaks:
+        from minirun.fsutil import remove_tree
+        remove_tree(str(root))          # iterative: tests build trees deeper than rmtree recurses
     assert not leaks, f"overlay mounts leaked on the host: {leaks}"
     assert not leftovers, f"minirun processes left running: {leftovers}"

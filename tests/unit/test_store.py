@@ -163,10 +163,16 @@ def test_ambiguous_id_prefix(images):
     "quay.io/org/tool",            # :latest is not tagged
     "fedcba98765",                 # 11 hex digits is a name, not an id
     "0123456789ab",                # a valid prefix of no image
-    "Not A Reference",
 ])
 def test_unknown_names_are_image_not_found(images, name):
     with pytest.raises(ImageNotFound):
+        images.resolve(name)
+
+
+@pytest.mark.parametrize("name", ["Not A Reference", "UPPER/Case", "busybox:bad tag"])
+def test_malformed_names_are_usage_errors_not_missing_images(images, name):
+    from minirun.errors import UsageError
+    with pytest.raises(UsageError):
         images.resolve(name)
 
 

@@ -70,6 +70,20 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
         store.images.add(image_id, store.images.read()["images"][image_id], refs)
         return PullResult(str(ref), image_id, digest, True, 0, client.requests)
 
+    try:
+        result, downloaded = _fetch_and_import(store, client, ref, manifest, data, refs, progress)
+    except BaseException:
+        from ...store.gc import collect_after_failure
+        collect_after_failure(store)
+        raise
+    store.images.add_repository(result.image_id, ref.name)
+    return PullResult(str(ref), result.image_id, digest, False, downloaded, client.requests)
+
+
+def _fetch_and_import(store, client: RegistryClient, ref, manifest: oci.Manifest, data: bytes,
+                      refs: list[str], progress):
+    """Download what the cache lacks (in parallel) while the importer extracts in order."""
+    repo = ref.repository
     with store.locks.hold("gc", shared=True):
         config_bytes = _config(store, client, repo, manifest.config)
         config = oci.parse_config(config_bytes)
@@ -94,8 +108,7 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
             except BaseException:
                 downloader.cancel()
                 raise
-    store.images.add_repository(result.image_id, ref.name)
-    return PullResult(str(ref), result.image_id, digest, False, downloader.bytes, client.requests)
+    return result, downloader.bytes
 
 
 def _docker_word(status: str) -> str:
