@@ -240,7 +240,23 @@ def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex di
         user: Optional[str] = typer.Option(None, "--user", "-u", help="USER[:GROUP], names or numbers."),
         hostname: Optional[str] = typer.Option(None, "--hostname", "-h", help="Container hostname."),
         entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Override the Entrypoint."),
-        chroot: bool = typer.Option(False, "--chroot", help="Use chroot instead of pivot_root.")):
+        chroot: bool = typer.Option(False, "--chroot", help="Use chroot instead of pivot_root."),
+        network: str = typer.Option("none", "--network", help="none (own namespace, lo only), host, "
+                                    "or bridge (eth0 on the minirun0 bridge)."),
+        volume: List[str] = typer.Option([], "--volume", "-v", help="HOST:CTR[:ro] bind mount."),
+        tmpfs: List[str] = typer.Option([], "--tmpfs", help="PATH[:OPTIONS] tmpfs mount."),
+        read_only: bool = typer.Option(False, "--read-only", help="No upper dir: the root is read-only."),
+        privileged: bool = typer.Option(False, "--privileged", help="All capabilities, no masked paths."),
+        cap_add: List[str] = typer.Option([], "--cap-add", help="Add a capability (or ALL)."),
+        cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop a capability (or ALL)."),
+        security_opt: List[str] = typer.Option([], "--security-opt",
+                                               help="no-new-privileges[:true|false] (default true)."),
+        memory: Optional[str] = typer.Option(None, "--memory", "-m", help="Memory limit, e.g. 32m."),
+        cpus: Optional[str] = typer.Option(None, "--cpus", help="CPU limit, e.g. 0.5."),
+        pids_limit: Optional[str] = typer.Option(None, "--pids-limit", help="Task limit (-1: none)."),
+        ulimit: List[str] = typer.Option([], "--ulimit", help="NAME=SOFT[:HARD], e.g. nofile=1024."),
+        init: bool = typer.Option(False, "--init", help="Run a tiny PID 1 that forwards signals and "
+                                  "reaps zombies.")):
     """Run a command in a new container on overlayfs.
 
     Every write lands in the container's upper dir; see it with
@@ -248,9 +264,13 @@ def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex di
 
     Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
     """
-    from .runtime import run as do_run
+    from .launcher import run as do_run
     from .sandbox.spec import RunOptions
-    opts = RunOptions(tuple(command or ()), entrypoint, tuple(env), workdir, user, hostname, chroot)
+    opts = RunOptions(tuple(command or ()), entrypoint, tuple(env), workdir, user, hostname, chroot,
+                      network=network, volumes=tuple(volume), tmpfs=tuple(tmpfs), read_only=read_only,
+                      privileged=privileged, cap_add=tuple(cap_add), cap_drop=tuple(cap_drop),
+                      no_new_privs=_no_new_privs(security_opt), memory=memory, cpus=cpus,
+                      pids_limit=pids_limit, ulimits=tuple(ulimit), init=init)
     result = do_run(_store(), image, opts, name=name, remove=rm)
     if result.error:
         print(f"Error: {result.error}", file=sys.stderr)
@@ -288,11 +308,24 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show all containers,
     _print_table(table)
 
 
+def _no_new_privs(options: list[str]) -> bool:
+    from .errors import UsageError
+    value = True
+    for option in options:
+        key, _, setting = option.replace("=", ":").partition(":")
+        if key != "no-new-privileges" or setting not in ("", "true", "false"):
+            raise UsageError(f"unsupported --security-opt {option!r}",
+                             "minirun knows no-new-privileges[:true|false]")
+        value = setting != "false"
+    return value
+
+
 def _status(state: dict) -> str:
     status = state.get("status", "unknown")
     if status == "exited":
         code = state.get("exit_code")
-        return f"Exited ({'?' if code is None else code})"
+        oom = " (OOM killed)" if state.get("oom_killed") else ""
+        return f"Exited ({'?' if code is None else code}){oom}"
     return status.capitalize()
 
 

@@ -37,7 +37,7 @@ STRATEGIES = ("auto", "new", "legacy")
 @dataclass(frozen=True)
 class OverlaySpec:
     lowers: tuple[str, ...]          # absolute layer dirs, topmost first
-    upper: str
+    upper: str                       # "" for a read-only overlay (--read-only)
     work: str
     base: str                        # the container dir holding upper/, work/ and l/
     links: tuple[str, ...] = ()      # short names relative to base, one per lower, if needed
@@ -50,6 +50,8 @@ def plan(lowers: list[str], upper: str, work: str, base: str) -> OverlaySpec:
     if len(lowers) > MAX_LOWER:
         raise UsageError(f"image has {len(lowers)} layers; overlayfs stacks at most {MAX_LOWER}",
                          "squash the image into fewer layers")
+    if not upper and len(lowers) < 2:
+        raise UsageError("a read-only overlay needs at least two lower dirs")
     for path in (*lowers, upper, work):
         if any(c in path for c in ",:\\"):
             raise EnvironmentProblem(f"overlay path {path!r} contains ',' ':' or '\\'",
@@ -67,7 +69,8 @@ def legacy_options(spec: OverlaySpec) -> str:
         lower, upper, work = ":".join(spec.links), "upper", "work"
     else:
         lower, upper, work = ":".join(spec.lowers), spec.upper, spec.work
-    return ",".join((f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}", *OPTIONS))
+    writable = (f"upperdir={upper}", f"workdir={work}") if spec.upper else ()
+    return ",".join((f"lowerdir={lower}", *writable, *OPTIONS))
 
 
 def strategy_from_env() -> str:
@@ -109,8 +112,9 @@ def _mount_new(spec: OverlaySpec, target: str) -> None:
                     raise _NoLowerdirPlus(linux.fs_context_messages(fd) or exc.strerror) from None
                 raise _failure(exc, linux.fs_context_messages(fd)) from None
         try:
-            linux.fsconfig_string(fd, "upperdir", spec.upper)
-            linux.fsconfig_string(fd, "workdir", spec.work)
+            if spec.upper:
+                linux.fsconfig_string(fd, "upperdir", spec.upper)
+                linux.fsconfig_string(fd, "workdir", spec.work)
             for option in OPTIONS:
                 key, value = option.split("=")
                 linux.fsconfig_string(fd, key, value)

@@ -10,7 +10,7 @@ rm -rf "$MINIRUN_ROOT"
 m load fixtures-out/oci/myapp
 m load fixtures-out/docker-archive/myotherapp.tar
 m images
-m run --name demo myapp sh -c 'echo hi > /greeting; rm /etc/hostname; /app/main.sh'
+m run --name demo myapp sh -c 'echo hi > /greeting; rm /etc/group; /app/main.sh'
 m diff demo
 upper=$(.venv/bin/minirun inspect demo | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["UpperDir"])')
 echo; echo "\$ ls -lR \$(minirun inspect demo | jq -r .UpperDir)    # the files this run wrote"

@@ -78,12 +78,15 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
     Public so that the CLI can reject a bad --subnet before creating anything."""
     example = f"give an IPv4 network in CIDR form, e.g. {DEFAULT_SUBNET}"
     try:
-        loose = ipaddress.ip_network(text.strip(), strict=False)
+        given = ipaddress.ip_interface(text.strip())
     except ValueError:
-        raise UsageError(f"invalid subnet {text!r}", example) from None
-    if loose.version != 4:
+        given = None
+    if given is None or "/" not in text:
+        raise UsageError(f"invalid subnet {text!r}", example)
+    if given.version != 4:
         raise UsageError(f"subnet {text!r}: only IPv4 subnets are supported", example)
-    if str(loose) != text.strip():
+    loose = given.network
+    if given.ip != loose.network_address:
         raise UsageError(f"subnet {text!r} has host bits set", f"did you mean {loose}?")
     if loose.prefixlen > 30:
         raise UsageError(f"subnet {text!r} is too small: it needs a gateway and at least "

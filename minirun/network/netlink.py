@@ -80,11 +80,12 @@ def ensure_bridge(name: str, gateway_cidr: str) -> None:
     "already exists" as done, so the loser of a race just finds the winner's work."""
     _check_ifname(name)
     gateway = ipaddress.ip_interface(gateway_cidr)
-    with IPRoute() as ipr, _failing_as(f"set up bridge {name}"):
+    with _failing_as(f"set up bridge {name}"), IPRoute() as ipr:
         _check_no_overlap(ipr, name, gateway.network)
         index = _index(ipr, name)
         if index is None:
-            _ignoring(lambda: ipr.link("add", ifname=name, kind="bridge"), errno.EEXIST)
+            _ignoring(lambda: ipr.link("add", ifname=name, kind="bridge", address=_random_mac()),
+                      errno.EEXIST)
             index = _index(ipr, name)
         elif _kind(ipr, index) != "bridge":
             raise Conflict(f"network interface {name} exists and is not a bridge",
@@ -92,6 +93,15 @@ def ensure_bridge(name: str, gateway_cidr: str) -> None:
         _ignoring(lambda: ipr.addr("add", index=index, address=str(gateway.ip),
                                    prefixlen=gateway.network.prefixlen), errno.EEXIST)
         ipr.link("set", index=index, state="up")
+
+
+def _random_mac() -> str:
+    """A fixed MAC for the bridge. Without one the kernel gives the bridge the lowest
+    MAC among its ports, which changes as containers come and go, and every
+    container's ARP entry for the gateway goes stale (Docker sets one too)."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02          # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in octets)
 
 
 def _kind(ipr: IPRoute, index: int) -> str | None:
@@ -126,7 +136,7 @@ def _name(ipr: IPRoute, index: int | None) -> str:
 
 def delete_bridge(name: str) -> None:
     """Delete the bridge if it exists (tests, and a future `network prune`)."""
-    with IPRoute() as ipr, _failing_as(f"delete bridge {name}"):
+    with _failing_as(f"delete bridge {name}"), IPRoute() as ipr:
         _ignoring(lambda: ipr.link("del", ifname=_check_ifname(name)), errno.ENODEV)
 
 
@@ -138,7 +148,7 @@ def attach(container_pid: int, alloc: Allocation) -> None:
     The bridge must exist (ensure_bridge). On failure nothing is left behind:
     deleting the host end of a veth deletes its peer too."""
     _check_ifname(alloc.veth_host)
-    with IPRoute() as host, _failing_as(f"attach {alloc.veth_host} to {alloc.bridge}"):
+    with _failing_as(f"attach {alloc.veth_host} to {alloc.bridge}"), IPRoute() as host:
         bridge = _index(host, alloc.bridge)
         if bridge is None:
             raise RuntimeFailure(f"attach {alloc.veth_host}: bridge {alloc.bridge} does not exist",
@@ -204,5 +214,5 @@ def detach(alloc: Allocation) -> None:
     The kernel also deletes the pair when the container's namespace dies, so
     this matters only while something still holds that namespace open."""
     _check_ifname(alloc.veth_host)
-    with IPRoute() as ipr, _failing_as(f"detach {alloc.veth_host}"):
+    with _failing_as(f"detach {alloc.veth_host}"), IPRoute() as ipr:
         _ignoring(lambda: ipr.link("del", ifname=alloc.veth_host), errno.ENODEV)

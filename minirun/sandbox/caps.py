@@ -51,11 +51,22 @@ def added(add: tuple[str, ...]) -> frozenset[str]:
     return all_names() if "ALL" in names else frozenset(names)
 
 
-def limit_bounding(keep: frozenset[str]) -> None:
-    """Drop every other capability from the bounding set (needs CAP_SETPCAP: call while root)."""
+def _number(name: str) -> int:
     import prctl
-    for name in all_names() - keep:
-        prctl.capbset_drop(getattr(prctl, f"CAP_{name.upper()}"))
+    return getattr(prctl, f"CAP_{name.upper()}")
+
+
+def limit_bounding(keep: frozenset[str]) -> None:
+    """Drop every other capability from the bounding set (needs CAP_SETPCAP: call while root).
+    Numbers the kernel knows but python-prctl has no name for (checkpoint_restore, ...)
+    are dropped too, read from /proc/sys/kernel/cap_last_cap."""
+    import prctl
+    keep_numbers = {_number(n) for n in keep}
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for number in range(last + 1):
+        if number not in keep_numbers:
+            prctl.capbset_drop(number)
 
 
 def keep_across_setuid() -> None:
@@ -65,14 +76,20 @@ def keep_across_setuid() -> None:
 
 def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> None:
     """After setuid: permitted = effective = keep, inheritable = ambient = what a
-    non-root user was explicitly given (empty for root, which gets the bounding set at exec)."""
+    non-root user was explicitly given (empty for root, which gets the bounding set at exec).
+    One capset sets all three sets at once, so no step ever has effective > permitted."""
     import prctl
     from .. import linux
-    caps = [getattr(prctl, f"CAP_{n.upper()}") for n in sorted(keep)]
-    amb = [getattr(prctl, f"CAP_{n.upper()}") for n in sorted(ambient & keep)]
-    prctl.cap_permitted.limit(*caps)
-    prctl.cap_effective.limit(*caps)
-    prctl.cap_inheritable.limit(*amb)
+    everything = all_names()
+    # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted
+    keep = frozenset(n for n in keep if getattr(prctl.cap_permitted, n))
+    keep_caps = [_number(n) for n in sorted(keep)]
+    drop_caps = [_number(n) for n in sorted(everything - keep)]
+    amb = [_number(n) for n in sorted(ambient & keep)]
+    not_amb = [_number(n) for n in sorted(everything - (ambient & keep))]
+    both = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED]
+    prctl.set_caps((keep_caps, both, True), (drop_caps, both, False),
+                   (amb, prctl.CAP_INHERITABLE, True), (not_amb, prctl.CAP_INHERITABLE, False))
     linux.ambient_clear()
     for cap in amb:
         linux.ambient_raise(cap)

@@ -1,7 +1,7 @@
 """Per-container cgroups: memory, CPU and pids limits, and whether the OOM killer struck.
 
 Each container gets one cgroup, minirun/<container id>, and these files
-(kernel docs under Documentation/admin-guide/):
+(kernel docs under Documentation/admin-guide/ unless the path says otherwise):
 
   cgroup v2 (cgroup-v2.rst). <root> is /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host
     <root>/cgroup.subtree_control            "+memory +pids +cpu", only those not yet enabled

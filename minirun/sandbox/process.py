@@ -2,9 +2,14 @@
 
 The parent unshares only its PID namespace (which affects its children, not
 itself) and forks once: the child is PID 1 of the new namespace. The child
-unshares mount, UTS and IPC namespaces, builds the root filesystem, switches
-user and execs. It reports a failure before exec as one JSON message on a
-close-on-exec pipe; EOF on that pipe means exec succeeded.
+unshares the other namespaces, builds the root filesystem, drops privileges
+and execs. Parent and child talk over two close-on-exec pipes with a tiny
+typed protocol:
+
+    child -> parent  b"R"          namespaces exist: join the cgroup, wire the network
+    parent -> child  b"G"          go on (only when the parent had work to do)
+    child -> parent  JSON error    {"code", "message"} when setup or exec failed;
+                                   EOF with no message means exec succeeded
 
 Exit codes follow `docker run`: the command's own, 128+N when killed by
 signal N, 126 when it cannot be executed, 127 when it is not found, 125 for
@@ -18,11 +23,12 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import linux, overlay
 from ..errors import MinirunError
 from . import rootfs, users
+from .mounts import Mount
 from .spec import ProcessSpec
 
 EXIT_SETUP = 125
@@ -30,11 +36,7 @@ EXIT_CANNOT_EXEC = 126
 EXIT_NOT_FOUND = 127
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
-NAMESPACES = (  # applied in the child, in this order
-    ("mount", linux.CLONE_NEWNS),
-    ("uts", linux.CLONE_NEWUTS),
-    ("ipc", linux.CLONE_NEWIPC),
-)
+READY, GO = b"R", b"G"
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,78 @@ class Launch:
     overlay: overlay.OverlaySpec
     merged: str
     strategy: str
+    mounts: tuple[Mount, ...] = ()
+    privileged: bool = False
+    caps: frozenset = frozenset()
+    ambient: frozenset = frozenset()
+    no_new_privs: bool = True
+    netns: bool = True
+    ulimits: tuple = ()
+    init: bool = False
+    sync: bool = False               # the parent must act between unshare and exec
+    stdio: tuple[int, int, int] | None = None   # fds for 0, 1, 2 (a pty or a log), else inherited
+    setsid_tty: bool = False         # make stdio[0] the controlling terminal
+
+
+def namespace_flags(launch: Launch) -> int:
+    """The namespaces the child unshares (PID was unshared by the parent)."""
+    table = (
+        (linux.CLONE_NEWNS, True),
+        (linux.CLONE_NEWUTS, True),
+        (linux.CLONE_NEWIPC, True),
+        (linux.CLONE_NEWNET, launch.netns),
+    )
+    flags = 0
+    for flag, wanted in table:
+        flags |= flag if wanted else 0
+    return flags
 
 
 @dataclass
 class Started:
     pid: int
-    pipe: int
+    errors: int                      # read end: the child's error report
+    ready: int = -1                  # read end: b"R" when namespaces exist
+    go: int = -1                     # write end: b"G" to let the child continue
+    closed: list = field(default_factory=list)
+
+
+def start(launch: Launch) -> Started:
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
+    linux.unshare(linux.CLONE_NEWPID)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
+        for fd in (err_r, ready_r, go_w):
+            if fd >= 0:
+                os.close(fd)
+        _child(launch, err_w, ready_w, go_r)
+    for fd in (err_w, ready_w, go_r):
+        if fd >= 0:
+            os.close(fd)
+    return Started(pid, err_r, ready_r, go_w)
+
+
+def wait_ready(started: Started) -> None:
+    """Block until the child has its namespaces (only with Launch.sync)."""
+    if started.ready < 0:
+        return
+    got = os.read(started.ready, 1)
+    os.close(started.ready)
+    started.ready = -1
+    if got != READY:
+        return       # the child failed early; wait() reads its report
+
+
+def release(started: Started) -> None:
+    if started.go >= 0:
+        try:
+            os.write(started.go, GO)
+        except BrokenPipeError:
+            pass
+        os.close(started.go)
+        started.go = -1
 
 
 @dataclass(frozen=True)
@@ -58,28 +126,23 @@ class Outcome:
     error: str = ""          # minirun's or exec's message when the command never ran
 
 
-def start(launch: Launch) -> Started:
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    linux.unshare(linux.CLONE_NEWPID)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
-        os.close(read_fd)
-        _child(launch, write_fd)
-    os.close(write_fd)
-    return Started(pid, read_fd)
-
-
-def wait(started: Started) -> Outcome:
+def wait(started: Started, on_signal=None) -> Outcome:
     """Forward signals while the container runs; return how it ended."""
+    release(started)
     previous = {}
+    handler = on_signal or (lambda s, _f, pid=started.pid: _forward(pid, s))
     for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: _forward(pid, s))
+        previous[signum] = signal.signal(signum, handler)
     try:
-        message = _read_all(started.pipe)
+        message = _read_all(started.errors)
         _, status = os.waitpid(started.pid, 0)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    return outcome(status, message)
+
+
+def outcome(status: int, message: bytes = b"") -> Outcome:
     if message:
         report = json.loads(message)
         return Outcome(report["code"], 0, report["message"])
@@ -107,35 +170,79 @@ def _read_all(fd: int) -> bytes:
 
 # ---------------------------------------------------------------- the child
 
-def _child(launch: Launch, pipe: int) -> None:  # pragma: no cover - see above
+def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: no cover
     """Never returns: execs the command or exits with a reported failure."""
     code, message = EXIT_SETUP, "unknown failure"
+    step = "start"
     try:
         linux.set_pdeathsig(signal.SIGKILL)
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        flags = 0
-        for _name, flag in NAMESPACES:
-            flags |= flag
-        linux.unshare(flags)
-        rootfs.setup(launch.overlay, launch.merged, launch.strategy)
+        step = "attach the terminal"
+        _stdio(launch)
+        step = "create namespaces"
+        linux.unshare(namespace_flags(launch))
+        if launch.netns:
+            from ..network.loopback import loopback_up
+            loopback_up()
+        if ready >= 0:
+            os.write(ready, READY)
+            os.close(ready)
+            if os.read(go, 1) != GO:
+                os._exit(EXIT_SETUP)      # the parent gave up; it reports why
+            os.close(go)
+        step = "set up the root filesystem"
+        rootfs.setup(launch.overlay, launch.merged, launch.strategy, launch.mounts, launch.privileged)
+        step = "set the hostname"
         linux.sethostname(launch.process.hostname)
+        step = "set ulimits"
+        if launch.ulimits:
+            from . import rlimits
+            rlimits.apply(launch.ulimits)
+        step = "limit the capability bounding set"
+        from . import caps
+        caps.limit_bounding(launch.caps)
+        step = "switch root"
         rootfs.enter(launch.merged, launch.process.chroot)
-        env = _become(launch.process)
-        code, message = _exec(launch.process.argv, env)
+        step = "switch user"
+        env, uid = _become(launch.process)
+        step = "set capabilities"
+        caps.apply(launch.caps, launch.ambient if uid != 0 else frozenset(), launch.no_new_privs)
+        step = "exec"
+        if launch.init:
+            code, message = _init(launch.process.argv, env, pipe)
+        else:
+            code, message = _exec(launch.process.argv, env)
     except MinirunError as exc:
         code, message = EXIT_SETUP, exc.line()
     except OSError as exc:
-        code, message = EXIT_SETUP, f"container setup: {exc}"
+        code, message = EXIT_SETUP, f"container setup: {step}: {exc.strerror or exc}" + \
+            (f" ({exc.filename})" if exc.filename else "")
     except BaseException as exc:  # noqa: BLE001 - the child must never fall back into the CLI
-        code, message = EXIT_SETUP, f"container setup: {type(exc).__name__}: {exc}"
+        code, message = EXIT_SETUP, f"container setup: {step}: {type(exc).__name__}: {exc}"
     try:
         os.write(pipe, json.dumps({"code": code, "message": message}).encode())
     finally:
         os._exit(code)
 
 
-def _become(process: ProcessSpec) -> list[str]:
+def _stdio(launch: Launch) -> None:  # pragma: no cover
+    if launch.stdio is None:
+        return
+    if launch.setsid_tty:
+        os.setsid()
+        import fcntl
+        import termios
+        fcntl.ioctl(launch.stdio[0], termios.TIOCSCTTY, 0)
+    for target, fd in enumerate(launch.stdio):
+        os.dup2(fd, target)
+    for fd in set(launch.stdio):
+        if fd > 2:
+            os.close(fd)
+
+
+def _become(process: ProcessSpec) -> tuple[list[str], int]:  # pragma: no cover
+    from . import caps
     identity = users.resolve(process.user)
     env = list(process.env)
     if not any(item.startswith("HOME=") for item in env):
@@ -145,16 +252,17 @@ def _become(process: ProcessSpec) -> list[str]:
     except FileNotFoundError:
         os.makedirs(process.cwd, 0o755)
         os.chdir(process.cwd)
+    caps.keep_across_setuid()
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
     # the kernel clears the parent-death signal when the uid changes: set it again,
     # or a killed minirun would leave a non-root container running unwatched
     linux.set_pdeathsig(signal.SIGKILL)
-    return env
+    return env, identity.uid
 
 
-def _exec(argv: tuple[str, ...], env: list[str]) -> tuple[int, str]:
+def _exec(argv: tuple[str, ...], env: list[str]) -> tuple[int, str]:  # pragma: no cover
     env_map = dict(item.partition("=")[::2] for item in env)
     sys.stdout.flush()
     try:
@@ -165,3 +273,28 @@ def _exec(argv: tuple[str, ...], env: list[str]) -> tuple[int, str]:
             return EXIT_NOT_FOUND, f"exec {argv[0]}: executable file not found{where}"
         return EXIT_CANNOT_EXEC, f"exec {argv[0]}: {exc.strerror}"
     return EXIT_SETUP, "exec returned"
+
+
+def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]:  # pragma: no cover
+    """--init: stay as PID 1, run the command as PID 2, forward signals to it and
+    reap every orphan; exit as the command did. An exec failure in the command's
+    process is reported on the same pipe (inherited, closed by a successful exec)."""
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        code, message = _exec(argv, env)
+        os.write(pipe, json.dumps({"code": code, "message": message}).encode())
+        os._exit(code)
+    os.close(pipe)
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, lambda s, _f: _forward(pid, s))
+    while True:
+        try:
+            reaped, status = os.wait()
+        except ChildProcessError:
+            os._exit(EXIT_SETUP)
+        if reaped == pid:
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            os._exit(code)
+
+

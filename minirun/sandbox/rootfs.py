@@ -1,9 +1,11 @@
 """The container's root filesystem, set up inside its new mount namespace.
 
 Order: make every mount private (so nothing propagates back to the host),
-mount the overlay, then /proc, a minimal /dev and a read-only /sys on it,
-and switch root with pivot_root (or chroot when asked). All mounts live only
-in this namespace, so they vanish with the container, however it ends.
+mount the overlay, then /proc, a minimal /dev and a read-only /sys on it, the
+/etc files, volumes and tmpfs mounts, then mask and write-protect what Docker
+does, and switch root with pivot_root (or chroot when asked). All mounts live
+only in this namespace, so they vanish with the container, however it ends.
+Every mount point exists already: the image has it, or the init layer does.
 """
 
 from __future__ import annotations
@@ -12,10 +14,7 @@ import os
 import stat
 
 from .. import linux, overlay
-
-# Paths minirun mounts over; created in the upper dir if the image lacks them,
-# and hidden from `minirun diff` (container config "runtime_paths").
-MOUNT_POINTS = ("/proc", "/dev", "/sys")
+from .mounts import MASKED_PATHS, READONLY_PATHS, Mount
 
 _DEVICES = (  # name, major, minor
     ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
@@ -24,19 +23,22 @@ _DEVICES = (  # name, major, minor
 _NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 
-def setup(spec: overlay.OverlaySpec, merged: str, strategy: str) -> str:
+def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[Mount, ...] = (),
+          privileged: bool = False) -> str:
     """Mount everything under merged; returns the overlay strategy used."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     used = overlay.mount(spec, merged, strategy)
-    for point in MOUNT_POINTS:
-        path = merged + point
-        if not os.path.isdir(path) or os.path.islink(path):
-            if os.path.lexists(path):
-                os.unlink(path)
-            os.mkdir(path, 0o755)
     linux.mount("proc", merged + "/proc", "proc", _NOSUID_NODEV_NOEXEC)
     _mount_dev(merged + "/dev")
-    linux.mount("sysfs", merged + "/sys", "sysfs", _NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
+    sys_flags = _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY)
+    linux.mount("sysfs", merged + "/sys", "sysfs", sys_flags)
+    for mount in mounts:
+        _mount(merged, mount)
+    if not privileged:
+        for path in MASKED_PATHS:
+            _mask(merged, merged + path)
+        for path in READONLY_PATHS:
+            _read_only(merged + path)
     return used
 
 
@@ -55,6 +57,36 @@ def _mount_dev(dev: str) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
+
+
+def _mount(merged: str, mount: Mount) -> None:
+    target = merged + mount.target
+    if mount.kind == "tmpfs":
+        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, mount.options)
+        return
+    linux.mount(mount.source, target, None, linux.MS_BIND | linux.MS_REC)
+    if mount.readonly:
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def _mask(merged: str, path: str) -> None:
+    """A file gets /dev/null bound over it, a directory an empty read-only tmpfs."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return      # the kernel has no such path: nothing to hide
+    if stat.S_ISDIR(st.st_mode):
+        linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY | _NOSUID_NODEV_NOEXEC, "size=0")
+    else:
+        linux.mount(merged + "/dev/null", path, None, linux.MS_BIND)
+
+
+def _read_only(path: str) -> None:
+    if not os.path.lexists(path):
+        return
+    linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+    linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY |
+                _NOSUID_NODEV_NOEXEC)
 
 
 def enter(merged: str, use_chroot: bool) -> None:

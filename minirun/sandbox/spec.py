@@ -23,6 +23,24 @@ class RunOptions:
     user: str | None = None
     hostname: str | None = None
     chroot: bool = False
+    # isolation and resources
+    network: str = "none"
+    volumes: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()
+    read_only: bool = False
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privs: bool = True
+    memory: str | None = None
+    cpus: str | None = None
+    pids_limit: str | None = None
+    ulimits: tuple[str, ...] = ()
+    # process control
+    init: bool = False
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ def test_upper_dir_holds_exactly_what_the_run_wrote(mr):
         "chmod 600 /app/main.sh",
         "ln /app/main.sh /app/hard",
         "ln -s main.sh /app/sym",
-        "rm /etc/hostname",
+        "rm /etc/group",
         "rm /bin/vi",
         "mkdir -p /newdir/sub && echo deep > /newdir/sub/f",
         "rm -r /usr/lib/runtime/v1 && mkdir /usr/lib/runtime/v1 && echo fresh > /usr/lib/runtime/v1/fresh",
@@ -190,7 +190,7 @@ def test_upper_dir_holds_exactly_what_the_run_wrote(mr):
         "/new.txt": file(b"new\n", mode=0o644, **root),
         "/etc": directory(opaque=False),
         "/etc/runtime.conf": file(runtime_conf),
-        "/etc/hostname": whiteout(),
+        "/etc/group": whiteout(),
         "/app": directory(opaque=False),
         "/app/main.sh": file(main_sh, mode=0o600, nlink=2),
         "/app/hard": file(main_sh, mode=0o600, nlink=2),
@@ -210,14 +210,14 @@ def test_upper_dir_holds_exactly_what_the_run_wrote(mr):
     assert mr.ok("diff", "w").lines == [
         "C /app", "A /app/hard", "C /app/main.sh", "A /app/sym",
         "C /bin", "D /bin/vi",
-        "C /etc", "D /etc/hostname", "C /etc/runtime.conf",
+        "C /etc", "D /etc/group", "C /etc/runtime.conf",
         "A /new.txt",
         "A /newdir", "A /newdir/sub", "A /newdir/sub/f",
         "C /usr", "C /usr/lib", "C /usr/lib/runtime", "C /usr/lib/runtime/v1",
         "A /usr/lib/runtime/v1/fresh",
     ]
     as_json = json.loads(mr.ok("diff", "--json", "w").stdout)
-    assert {"Path": "/etc/hostname", "Kind": "D"} in as_json
+    assert {"Path": "/etc/group", "Kind": "D"} in as_json
 
 
 def test_lower_layers_never_change_through_a_run(mr):
@@ -232,7 +232,7 @@ def test_lower_layers_never_change_through_a_run(mr):
 def test_whiteouts_image_hides_what_its_layers_delete(mr):
     mr.load("whiteouts")
     out = mr.ok("run", "--rm", "whiteouts", "sh", "-c",
-                "ls /data; echo --; ls /replaced; echo --; ls -d /olddir /etc/hostname 2>&1 | grep -c 'No such'")
+                "ls /data; echo --; ls /replaced; echo --; ls -d /olddir /data/remove-me.txt 2>&1 | grep -c 'No such'")
     data, replaced, missing = out.stdout.split("--\n")
     assert data.split() == ["keep.txt"]
     assert replaced.split() == ["new.txt"]
@@ -266,9 +266,11 @@ def test_inspect_lists_upper_work_and_lowers_topmost_first(mr):
     mr.ok("run", "--name", "i", "myapp", "true")
     info = mr.inspect("i")
     assert Path(info["UpperDir"]).is_dir() and Path(info["WorkDir"]).is_dir()
-    assert len(info["LowerDirs"]) == 3
+    # the init layer (mount points the image lacks, such as /etc/hosts) sits on top
+    assert len(info["LowerDirs"]) == 4 and info["LowerDirs"][0].endswith("/init")
+    assert "/etc/hosts" in snapshot(info["LowerDirs"][0])
     image = json.loads(mr.ok("images", "--format", "json").lines[0])
-    top = snapshot(info["LowerDirs"][0])
+    top = snapshot(info["LowerDirs"][1])
     assert "/app/main.sh" in top                   # myapp's own layer comes first
     assert "/bin/busybox" in snapshot(info["LowerDirs"][-1])
     assert image["Layers"] == 3

@@ -129,13 +129,17 @@ def test_same_veth_name_for_two_containers_is_a_conflict(tmp_path):
 @pytest.mark.parametrize("subnet, hint_part", [
     ("nonsense", "CIDR"), ("10.88.0.0/33", "CIDR"), ("10.88.0.1/16", "10.88.0.0/16"),
     ("fd00::/64", "CIDR"), ("10.88.0.0/31", "30 or less"), ("127.0.0.0/8", "CIDR"),
-    ("224.0.0.0/24", "CIDR"), ("0.0.0.0/0", "CIDR"),
+    ("224.0.0.0/24", "CIDR"), ("0.0.0.0/0", "CIDR"), ("10.88.0.0", "CIDR"), ("", "CIDR"),
 ])
 def test_bad_subnets_are_usage_errors(tmp_path, subnet, hint_part):
     with pytest.raises(UsageError) as info:
         ipam.allocate(str(tmp_path), CID_A, subnet)
     assert hint_part in info.value.line()
     assert not (tmp_path / "networks" / "allocations.json").exists()
+
+
+def test_a_netmask_subnet_is_accepted():
+    assert str(ipam.parse_subnet("10.213.0.0/255.255.0.0")) == "10.213.0.0/16"
 
 
 @pytest.mark.parametrize("cid", ["", "xyz12345", "ABCDEF01", "abc"])

@@ -1,0 +1,223 @@
+"""`minirun run`, end to end: check the flags, create the container (its init
+layer, /etc files, overlay plan), give it a cgroup and a network, start it,
+wait, and clean up whatever it held, recording how it ended.
+
+Everything that can be refused is refused before the container exists:
+malformed flags, limits the host cannot grant, an unknown image.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from . import oci, overlay
+from .errors import MinirunError, RuntimeFailure
+from .network import BRIDGE, needs_netns, parse_mode
+from .sandbox import mounts as mounts_mod
+from .sandbox import spec as specs
+from .runtime import require_root, start_time
+from .store.containers import now
+
+
+@dataclass(frozen=True)
+class RunResult:
+    container_id: str
+    exit_code: int
+    error: str = ""
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The flags, parsed and validated, before anything is created."""
+    network: str
+    mounts: tuple
+    caps: frozenset
+    ambient: frozenset
+    limits: object
+    ulimits: tuple
+
+
+def check_options(opts: specs.RunOptions) -> Checked:
+    from .sandbox import caps, cgroups, rlimits
+    volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
+    tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
+    mounts_mod.check_no_duplicates(volumes + tmpfs)
+    ulimits = rlimits.parse_ulimits(opts.ulimits)
+    rlimits.check(ulimits)
+    limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
+    keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
+    return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
+                   caps.added(opts.cap_add), limits, ulimits)
+
+
+def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remove: bool = False,
+        warn=lambda line: print(line, file=sys.stderr), stdio=None) -> RunResult:
+    """Create a container from image and run it to completion in the foreground."""
+    require_root("run")
+    checked = check_options(opts)
+    cid, launch, resources = create(store, image, opts, checked, name, remove, warn, stdio)
+    return start_and_wait(store, cid, launch, resources, remove)
+
+
+@dataclass
+class Resources:
+    """What a running container holds outside its directory, released when it ends."""
+    cgroup: object = None
+    allocation: object = None
+
+
+def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn, stdio):
+    from .layer.changes import LowerView
+    from .network import files as etc_files
+    from .sandbox import cgroups, process
+    containers = store.containers
+    resources = Resources()
+    with store.locks.hold("gc", shared=True):
+        image_id, record = store.images.resolve(image)
+        config = oci.parse_config(store.blobs.read(image_id))
+        lowers = _lower_dirs(store, record)
+        _warn_platform(config, warn)
+        cid = containers.new_id()
+        proc = specs.build(config, opts, cid)
+        if checked.network == BRIDGE:
+            from .network import ipam
+            resources.allocation = ipam.allocate(store.root, cid)
+        address = resources.allocation.address if resources.allocation else None
+        files = etc_files.render_etc_files(proc.hostname, address, checked.network)
+        mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
+        init = mounts_mod.init_entries(LowerView(lowers).lookup, mounts_mod.mount_points(list(mounts)))
+        if init or opts.read_only:
+            lowers = [containers.init(cid)] + lowers
+        upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
+        plan = overlay.plan(lowers, upper, work, containers.path(cid))
+        container_config = {
+            "name": name, "image": image, "image_id": image_id,
+            "layers": [layer["key"] for layer in record["layers"]],
+            "argv": list(proc.argv), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user,
+            "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
+            "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
+            "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
+        }
+        try:
+            containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)), init, files)
+        except BaseException:
+            _release(store, cid, resources)
+            raise
+    driver = cgroups.open_driver(limits=checked.limits)
+    if driver is not None:
+        try:
+            resources.cgroup = driver.create(cid, checked.limits)
+        except BaseException:
+            _release(store, cid, resources)
+            containers.remove(cid)
+            raise
+    launch = process.Launch(
+        proc, plan, containers.merged(cid), overlay.strategy_from_env(), mounts, opts.privileged,
+        checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
+        needs_netns(checked.network), checked.ulimits, opts.init,
+        sync=resources.cgroup is not None or resources.allocation is not None,
+        stdio=stdio[0] if stdio else None, setsid_tty=bool(stdio and stdio[1]))
+    return cid, launch, resources
+
+
+def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
+                   relay=None) -> RunResult:
+    from .sandbox import process
+    containers = store.containers
+    try:
+        started = process.start(launch)
+    except BaseException:
+        _release(store, cid, resources)
+        if remove:
+            containers.remove(cid)
+        raise
+    containers.set_state(cid, status="running", pid=started.pid, started=now(),
+                         pid_start=start_time(started.pid),
+                         cgroup=resources.cgroup.to_json() if resources.cgroup else None)
+    setup_error = ""
+    try:
+        _join(started, resources)
+    except Exception as exc:                        # noqa: BLE001 - reported as the run's error
+        setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
+        _kill(started.pid)
+    if relay is not None:
+        relay.start()
+    outcome = process.wait(started)
+    if relay is not None:
+        relay.finish()
+    oom = bool(resources.cgroup and resources.cgroup.oom_killed())
+    _release(store, cid, resources)
+    code = 125 if setup_error else outcome.exit_code
+    containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
+                         error=setup_error or outcome.error, pid=0, cgroup=None)
+    if remove:
+        containers.remove(cid)
+    return RunResult(cid, code, setup_error or outcome.error, oom)
+
+
+def _join(started, resources: Resources) -> None:
+    """Between the child's unshare and its exec: the cgroup, then the network."""
+    from .sandbox import process
+    process.wait_ready(started)
+    if resources.cgroup is not None:
+        resources.cgroup.add(started.pid)
+    if resources.allocation is not None:
+        from .network import netlink
+        netlink.ensure_bridge(resources.allocation.bridge, resources.allocation.gateway_cidr)
+        netlink.attach(started.pid, resources.allocation)
+    process.release(started)
+
+
+def _release(store, cid: str, resources: Resources) -> None:
+    """Give back the cgroup, the veth and the address; each may already be gone."""
+    if resources.cgroup is not None:
+        try:
+            resources.cgroup.remove()
+        except Exception:                          # noqa: BLE001 - cleanup must go on
+            pass
+        resources.cgroup = None
+    if resources.allocation is not None:
+        from .network import ipam
+        try:
+            from .network import netlink
+            netlink.detach(resources.allocation)
+        except Exception:                          # noqa: BLE001
+            pass
+        ipam.release(store.root, cid)
+        resources.allocation = None
+
+
+def _kill(pid: int) -> None:
+    import signal
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _warn_platform(config, warn) -> None:
+    host = oci.host_platform()
+    if config.platform.architecture and config.platform.architecture != host.architecture:
+        warn(f"WARNING: The requested image's platform ({config.platform}) does not match "
+             f"the detected host platform ({host})")
+
+
+def _lower_dirs(store, record: dict) -> list[str]:
+    """Layer dirs topmost first. A layer listed twice (repeated empty layers are common)
+    appears once, at its topmost place: overlayfs refuses a dir stacked twice, and the
+    lower copy could only show what the upper copy already shows."""
+    lowers: list[str] = []
+    for layer in reversed(record["layers"]):
+        path = store.layers.diff_path(layer["key"])
+        if path in lowers:
+            continue
+        if not store.layers.has(layer["key"]):
+            raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
+                                 "load or pull the image again")
+        lowers.append(path)
+    return lowers
+
+
