@@ -256,7 +256,12 @@ def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex di
         pids_limit: Optional[str] = typer.Option(None, "--pids-limit", help="Task limit (-1: none)."),
         ulimit: List[str] = typer.Option([], "--ulimit", help="NAME=SOFT[:HARD], e.g. nofile=1024."),
         init: bool = typer.Option(False, "--init", help="Run a tiny PID 1 that forwards signals and "
-                                  "reaps zombies.")):
+                                  "reaps zombies."),
+        interactive: bool = typer.Option(False, "--interactive", "-i", help="Keep stdin open (with -t: "
+                                         "type into the container's terminal)."),
+        tty: bool = typer.Option(False, "--tty", "-t", help="Give the container a terminal."),
+        detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; print the id. "
+                                    "Output goes to `minirun logs`.")):
     """Run a command in a new container on overlayfs.
 
     Every write lands in the container's upper dir; see it with
@@ -270,10 +275,13 @@ def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex di
                       network=network, volumes=tuple(volume), tmpfs=tuple(tmpfs), read_only=read_only,
                       privileged=privileged, cap_add=tuple(cap_add), cap_drop=tuple(cap_drop),
                       no_new_privs=_no_new_privs(security_opt), memory=memory, cpus=cpus,
-                      pids_limit=pids_limit, ulimits=tuple(ulimit), init=init)
+                      pids_limit=pids_limit, ulimits=tuple(ulimit), init=init,
+                      interactive=interactive, tty=tty, detach=detach)
     result = do_run(_store(), image, opts, name=name, remove=rm)
     if result.error:
         print(f"Error: {result.error}", file=sys.stderr)
+    elif detach:
+        print(result.container_id)
     raise typer.Exit(result.exit_code)
 
 
@@ -372,6 +380,89 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
         return
     for change in changes:
         print(f"{change.kind} {change.path}")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def logs(name: str = typer.Argument(..., metavar="CONTAINER"),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it exits.")):
+    """Print what a detached (-d) container wrote to stdout and stderr.
+
+    Example: minirun logs -f web
+    """
+    from .runtime import logs as do_logs
+    out = sys.stdout.buffer
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+    do_logs(_store(create=False), name, follow, write)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+         time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait after SIGTERM before SIGKILL.")):
+    """Stop running containers: SIGTERM, then SIGKILL after the grace period.
+
+    Example: sudo minirun stop -t 2 web
+    """
+    from .runtime import require_root, stop as do_stop
+    require_root("stop")
+    store = _store()
+    for name in names:
+        do_stop(store, name, time_)
+        print(name)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+         signal_: str = typer.Option("KILL", "--signal", "-s", help="Signal name or number.")):
+    """Send a signal to running containers (default SIGKILL).
+
+    Example: sudo minirun kill -s HUP web
+    """
+    from .runtime import require_root, send_signal
+    require_root("kill")
+    signum = _signal_number(signal_)
+    store = _store()
+    for name in names:
+        send_signal(store, name, signum)
+        print(name)
+
+
+def _signal_number(text: str) -> int:
+    import signal
+    from .errors import UsageError
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise UsageError(f"unknown signal {text!r}", "use a name like TERM or HUP, or a number") from None
+
+
+@app.command(name="exec", epilog=RUN_EXIT_CODES_HELP, context_settings={"allow_interspersed_args": False})
+@handled(run_mode=True)
+def exec_(name: str = typer.Argument(..., metavar="CONTAINER"),
+          command: List[str] = typer.Argument(..., metavar="CMD [ARG...]"),
+          env: List[str] = typer.Option([], "--env", "-e", help="Set K=V."),
+          user: Optional[str] = typer.Option(None, "--user", "-u", help="USER[:GROUP]."),
+          workdir: Optional[str] = typer.Option(None, "--workdir", "-w", help="Working directory."),
+          interactive: bool = typer.Option(False, "--interactive", "-i", help="Keep stdin open."),
+          tty: bool = typer.Option(False, "--tty", "-t", help="Allocate a terminal.")):
+    """Run a command in a running container: its namespaces, root, user and capabilities.
+
+    Example: sudo minirun exec -it web sh
+    """
+    from .runtime import exec_in, require_root
+    require_root("exec")
+    outcome = exec_in(_store(create=False), name, tuple(command), tuple(env), user, workdir, tty, interactive)
+    if outcome.error:
+        print(f"Error: {outcome.error}", file=sys.stderr)
+    raise typer.Exit(outcome.exit_code)
 
 
 def _print_table(rows: list[tuple]) -> None:

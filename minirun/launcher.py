@@ -54,12 +54,43 @@ def check_options(opts: specs.RunOptions) -> Checked:
 
 
 def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remove: bool = False,
-        warn=lambda line: print(line, file=sys.stderr), stdio=None) -> RunResult:
+        warn=lambda line: print(line, file=sys.stderr)) -> RunResult:
     """Create a container from image and run it to completion in the foreground."""
     require_root("run")
     checked = check_options(opts)
-    cid, launch, resources = create(store, image, opts, checked, name, remove, warn, stdio)
-    return start_and_wait(store, cid, launch, resources, remove)
+    cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
+    if opts.detach:
+        return _detach(store, cid, launch, resources, remove)
+    return start_and_wait(store, cid, launch, resources, remove, interactive=opts.interactive)
+
+
+def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
+    """-d: a monitor process of our own (in a new session, output to the container's
+    log) runs the container and records its end; we return once exec has happened."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    log_path = store.containers.log(cid)
+    if os.fork() == 0:  # pragma: no cover - the monitor, exercised by integration tests
+        os.close(read_fd)
+        try:
+            os.setsid()
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for target, fd in enumerate((devnull, log, log)):
+                os.dup2(fd, target)
+
+            def notify(error: str) -> None:
+                os.write(write_fd, (error or "ok").encode())
+                os.close(write_fd)
+            start_and_wait(store, cid, launch, resources, remove, notify=notify)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        said = f.read().decode(errors="replace")
+    if said == "ok":
+        return RunResult(cid, 0)
+    state = store.containers.state(cid)
+    return RunResult(cid, state.get("exit_code") or 125, said or "the container exited during start-up")
 
 
 @dataclass
@@ -69,7 +100,7 @@ class Resources:
     allocation: object = None
 
 
-def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn, stdio):
+def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn):
     from .layer.changes import LowerView
     from .network import files as etc_files
     from .sandbox import cgroups, process
@@ -84,7 +115,9 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
         proc = specs.build(config, opts, cid)
         if checked.network == BRIDGE:
             from .network import ipam
-            resources.allocation = ipam.allocate(store.root, cid)
+            resources.allocation = ipam.allocate(
+                store.root, cid, os.environ.get("MINIRUN_BRIDGE_SUBNET") or ipam.DEFAULT_SUBNET,
+                os.environ.get("MINIRUN_BRIDGE") or ipam.DEFAULT_BRIDGE)
         address = resources.allocation.address if resources.allocation else None
         files = etc_files.render_etc_files(proc.hostname, address, checked.network)
         mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
@@ -100,6 +133,8 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
             "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
             "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
+            "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
+            "detached": opts.detach,
         }
         try:
             containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)), init, files)
@@ -119,12 +154,12 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
         checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
         needs_netns(checked.network), checked.ulimits, opts.init,
         sync=resources.cgroup is not None or resources.allocation is not None,
-        stdio=stdio[0] if stdio else None, setsid_tty=bool(stdio and stdio[1]))
+        tty=opts.tty and not opts.detach)
     return cid, launch, resources
 
 
 def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
-                   relay=None) -> RunResult:
+                   interactive: bool = False, notify=None) -> RunResult:
     from .sandbox import process
     containers = store.containers
     try:
@@ -143,9 +178,8 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
     except Exception as exc:                        # noqa: BLE001 - reported as the run's error
         setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
         _kill(started.pid)
-    if relay is not None:
-        relay.start()
-    outcome = process.wait(started)
+    relay = _terminal_relay(started, interactive) if launch.tty and not setup_error else None
+    outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
     if relay is not None:
         relay.finish()
     oom = bool(resources.cgroup and resources.cgroup.oom_killed())
@@ -156,6 +190,18 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
     if remove:
         containers.remove(cid)
     return RunResult(cid, code, setup_error or outcome.error, oom)
+
+
+def _terminal_relay(started, interactive: bool):
+    """The pty master the child opened in its own devpts, relayed to our terminal."""
+    from .sandbox import tty
+    master = tty.receive_master(started.tty_sock)
+    started.tty_sock.close()
+    if master is None:
+        return None             # the child failed before opening it; wait() reports why
+    relay = tty.Relay(master, interactive)
+    relay.start()
+    return relay
 
 
 def _join(started, resources: Resources) -> None:

@@ -110,6 +110,13 @@ def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> in
                               ctypes.c_ulong(0), ctypes.c_ulong(0)), what)
 
 
+def set_name(name: str) -> None:
+    """The process name ps shows (PR_SET_NAME, at most 15 bytes)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(ctypes.c_int(15), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           "prctl PR_SET_NAME")
+
+
 def ambient_raise(cap: int) -> None:
     """python-prctl has no ambient set; the raw prctl does (Linux 4.3+)."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "raise ambient capability")

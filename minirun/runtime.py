@@ -103,3 +103,97 @@ def diff(store, name: str):
         return []
     view = LowerView(lower_dirs(store, cid, config))
     return changes(scan_upper(store.containers.upper(cid)), view.exists)
+
+
+# ---------------------------------------------------------------- signals and logs
+
+def running_pid(store, name: str) -> tuple[str, int]:
+    cid = store.containers.resolve(name)
+    state = effective_state(store.containers.state(cid))
+    if state.get("status") != "running":
+        raise Conflict(f"container {name} is not running", "start one with `minirun run -d`")
+    return cid, state["pid"]
+
+
+def send_signal(store, name: str, signum: int) -> str:
+    cid, pid = running_pid(store, name)
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+    return cid
+
+
+def stop(store, name: str, timeout: float) -> str:
+    """SIGTERM, then SIGKILL after the grace period, as docker stop. A PID 1 with no
+    SIGTERM handler ignores it (the kernel protects a namespace's init), hence the kill."""
+    cid, pid = running_pid(store, name)
+    _signal_quietly(pid, signal.SIGTERM)
+    if not _wait_gone(store, cid, pid, timeout):
+        _signal_quietly(pid, signal.SIGKILL)
+        _wait_gone(store, cid, pid, 10)
+    return cid
+
+
+def _signal_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:
+    """Until the runtime has recorded the exit (or the process is gone without one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if effective_state(store.containers.state(cid)).get("status") != "running":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def logs(store, name: str, follow: bool, write) -> None:
+    """Copy container.log to write(); with follow, keep going until the container ends."""
+    cid = store.containers.resolve(name)
+    path = store.containers.log(cid)
+    if not os.path.exists(path):
+        if store.containers.config(cid).get("detached"):
+            open(path, "a").close()
+        else:
+            raise Conflict(f"container {name} was not started with -d, so it has no log",
+                           "its output went to the terminal that ran it")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                write(chunk)
+                continue
+            if not follow or effective_state(store.containers.state(cid)).get("status") != "running":
+                rest = f.read()
+                if rest:
+                    write(rest)
+                return
+            time.sleep(0.05)
+
+
+def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user: str | None,
+            workdir: str | None, tty: bool, interactive: bool):
+    """docker exec: the container's env, cwd, user and capabilities, overridable."""
+    from .sandbox import join, spec
+    if not argv:
+        from .errors import UsageError
+        raise UsageError("exec needs a command", "e.g. minirun exec NAME sh")
+    cid, pid = running_pid(store, name)
+    config = store.containers.config(cid)
+    state = store.containers.state(cid)
+    merged_env = spec.merge_env(tuple(config.get("env", [])), env, dict(os.environ))
+    proc = spec.ProcessSpec(tuple(argv), tuple(merged_env), workdir or config.get("cwd", "/"),
+                            user or config.get("user", "0"), config.get("hostname", ""), False)
+    cgroup = None
+    if state.get("cgroup"):
+        from .sandbox.cgroups import CgroupHandle
+        cgroup = CgroupHandle.from_json(state["cgroup"])
+    caps = frozenset(config.get("capabilities", []))
+    request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
+                        config.get("no_new_privs", True), tty, cgroup)
+    return join.run(request, interactive)

@@ -51,6 +51,11 @@ def added(add: tuple[str, ...]) -> frozenset[str]:
     return all_names() if "ALL" in names else frozenset(names)
 
 
+def preload() -> None:
+    """Import python-prctl now: after a chroot into the container it cannot be found."""
+    import prctl  # noqa: F401
+
+
 def _number(name: str) -> int:
     import prctl
     return getattr(prctl, f"CAP_{name.upper()}")

@@ -35,7 +35,7 @@ EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
 EXIT_NOT_FOUND = 127
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+                     signal.SIGUSR1, signal.SIGUSR2)   # SIGWINCH: the tty relay resizes instead
 READY, GO = b"R", b"G"
 
 
@@ -54,8 +54,7 @@ class Launch:
     ulimits: tuple = ()
     init: bool = False
     sync: bool = False               # the parent must act between unshare and exec
-    stdio: tuple[int, int, int] | None = None   # fds for 0, 1, 2 (a pty or a log), else inherited
-    setsid_tty: bool = False         # make stdio[0] the controlling terminal
+    tty: bool = False                # a terminal from the container's devpts, master sent to us
 
 
 def namespace_flags(launch: Launch) -> int:
@@ -78,24 +77,39 @@ class Started:
     errors: int                      # read end: the child's error report
     ready: int = -1                  # read end: b"R" when namespaces exist
     go: int = -1                     # write end: b"G" to let the child continue
-    closed: list = field(default_factory=list)
+    tty_sock: object = None          # where the child sends the pty master (with Launch.tty)
 
 
 def start(launch: Launch) -> Started:
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
+    ours, theirs = _socketpair() if launch.tty else (None, None)
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     linux.unshare(linux.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
         for fd in (err_r, ready_r, go_w):
             if fd >= 0:
                 os.close(fd)
-        _child(launch, err_w, ready_w, go_r)
+        if ours is not None:
+            ours.close()
+        _child(launch, err_w, ready_w, go_r, theirs)
+    # Back to our own PID namespace for later children: the kernel refuses new
+    # threads (pyroute2, downloads) while pid_ns_for_children differs from ours.
+    linux.setns(own_pid_ns, linux.CLONE_NEWPID)
+    os.close(own_pid_ns)
     for fd in (err_w, ready_w, go_r):
         if fd >= 0:
             os.close(fd)
-    return Started(pid, err_r, ready_r, go_w)
+    if theirs is not None:
+        theirs.close()
+    return Started(pid, err_r, ready_r, go_w, ours)
+
+
+def _socketpair():
+    import socket
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 def wait_ready(started: Started) -> None:
@@ -126,15 +140,17 @@ class Outcome:
     error: str = ""          # minirun's or exec's message when the command never ran
 
 
-def wait(started: Started, on_signal=None) -> Outcome:
-    """Forward signals while the container runs; return how it ended."""
+def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
+    """Forward signals while the container runs; return how it ended. on_exec(error)
+    is called once it is known whether the command started ("" when it did)."""
     release(started)
     previous = {}
-    handler = on_signal or (lambda s, _f, pid=started.pid: _forward(pid, s))
     for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, handler)
+        previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: _forward(pid, s))
     try:
         message = _read_all(started.errors)
+        if on_exec is not None:
+            on_exec(setup_error or (json.loads(message)["message"] if message else ""))
         _, status = os.waitpid(started.pid, 0)
     finally:
         for signum, old in previous.items():
@@ -170,7 +186,7 @@ def _read_all(fd: int) -> bytes:
 
 # ---------------------------------------------------------------- the child
 
-def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: no cover
+def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> None:  # pragma: no cover
     """Never returns: execs the command or exits with a reported failure."""
     code, message = EXIT_SETUP, "unknown failure"
     step = "start"
@@ -178,8 +194,6 @@ def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: n
         linux.set_pdeathsig(signal.SIGKILL)
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        step = "attach the terminal"
-        _stdio(launch)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
         if launch.netns:
@@ -193,6 +207,9 @@ def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: n
             os.close(go)
         step = "set up the root filesystem"
         rootfs.setup(launch.overlay, launch.merged, launch.strategy, launch.mounts, launch.privileged)
+        if tty_sock is not None:
+            step = "open the terminal"
+            _terminal(launch.merged, tty_sock)
         step = "set the hostname"
         linux.sethostname(launch.process.hostname)
         step = "set ulimits"
@@ -212,7 +229,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: n
         if launch.init:
             code, message = _init(launch.process.argv, env, pipe)
         else:
-            code, message = _exec(launch.process.argv, env)
+            code, message = _exec(launch.process.argv, env, pipe)
     except MinirunError as exc:
         code, message = EXIT_SETUP, exc.line()
     except OSError as exc:
@@ -226,19 +243,22 @@ def _child(launch: Launch, pipe: int, ready: int, go: int) -> None:  # pragma: n
         os._exit(code)
 
 
-def _stdio(launch: Launch) -> None:  # pragma: no cover
-    if launch.stdio is None:
-        return
-    if launch.setsid_tty:
-        os.setsid()
-        import fcntl
-        import termios
-        fcntl.ioctl(launch.stdio[0], termios.TIOCSCTTY, 0)
-    for target, fd in enumerate(launch.stdio):
-        os.dup2(fd, target)
-    for fd in set(launch.stdio):
-        if fd > 2:
-            os.close(fd)
+def _terminal(root: str, sock) -> None:  # pragma: no cover
+    """Open a pty in the container's devpts, hand the master to the parent, and make
+    the slave this process's controlling terminal and stdio."""
+    from . import tty
+    master, slave = tty.open_in(root)
+    tty.send_master(sock, master)
+    os.close(master)
+    sock.close()
+    tty.become_controlling(slave)
+
+
+def close_other_fds(keep: int) -> None:  # pragma: no cover
+    """Nothing but stdio (and our close-on-exec report pipe) crosses into the container:
+    an inherited descriptor would be a way out of it."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
 
 
 def _become(process: ProcessSpec) -> tuple[list[str], int]:  # pragma: no cover
@@ -262,8 +282,10 @@ def _become(process: ProcessSpec) -> tuple[list[str], int]:  # pragma: no cover
     return env, identity.uid
 
 
-def _exec(argv: tuple[str, ...], env: list[str]) -> tuple[int, str]:  # pragma: no cover
+def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1) -> tuple[int, str]:  # pragma: no cover
     env_map = dict(item.partition("=")[::2] for item in env)
+    if pipe >= 0:
+        close_other_fds(pipe)
     sys.stdout.flush()
     try:
         os.execvpe(argv[0], list(argv), env_map)
@@ -282,10 +304,11 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
-        code, message = _exec(argv, env)
+        code, message = _exec(argv, env, pipe)
         os.write(pipe, json.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
+    linux.set_name("minirun-init")
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     while True:

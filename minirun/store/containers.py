@@ -51,6 +51,10 @@ class ContainerStore:
     def init(self, cid: str) -> str:
         return self.path(cid, "init")
 
+    def log(self, cid: str) -> str:
+        """container.log: what a detached container (-d) wrote to stdout and stderr."""
+        return self.path(cid, "container.log")
+
     # ------------------------------------------------------------ lifecycle
     @staticmethod
     def new_id() -> str:

@@ -1,0 +1,124 @@
+"""-t: a pseudo-terminal for the container, relayed to ours.
+
+The container's side (the pty slave) becomes its controlling terminal; our
+side copies the master to stdout, and stdin to the master with -i. Our
+terminal goes into raw mode, so Ctrl-C travels as a byte and the container's
+line discipline turns it into SIGINT, and comes back as it was afterwards.
+SIGWINCH copies our window size onto the container's terminal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import sys
+import termios
+import threading
+import tty
+
+_WINSIZE = termios.TIOCGWINSZ
+
+
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+
+def open_in(root: str) -> tuple[int, int]:
+    """(master, slave) from the devpts instance under root (the container's own), so
+    the slave's name means something inside the container, as with runc."""
+    import struct
+    master = os.open(f"{root}/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    slave = os.open(f"{root}/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    return master, slave
+
+
+def become_controlling(slave: int) -> None:
+    """In the container: a new session whose controlling terminal is slave, on fds 0-2."""
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
+
+
+def send_master(sock, master: int) -> None:
+    import socket
+    socket.send_fds(sock, [b"M"], [master])
+
+
+def receive_master(sock) -> int | None:
+    import socket
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        return None
+    copy_window_size(fds[0])
+    return fds[0]
+
+
+def copy_window_size(master: int) -> None:
+    try:
+        size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return          # our stdin is not a terminal: keep the kernel's default
+    fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+class Relay:
+    def __init__(self, master: int, interactive: bool):
+        self.master = master
+        self.interactive = interactive
+        self._saved = None
+        self._threads: list[threading.Thread] = []
+        self._old_winch = None
+
+    def start(self) -> None:
+        stdin = sys.stdin.fileno()
+        if self.interactive and os.isatty(stdin):
+            self._saved = termios.tcgetattr(stdin)
+            tty.setraw(stdin)
+        self._old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(self.master))
+        out = threading.Thread(target=self._pump_out, daemon=True)
+        out.start()
+        self._threads.append(out)
+        if self.interactive:
+            threading.Thread(target=self._pump_in, daemon=True).start()
+
+    def _pump_out(self) -> None:
+        stdout = sys.stdout.fileno()
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:         # EIO: every holder of the slave has closed it
+                return
+            if not data:
+                return
+            os.write(stdout, data)
+
+    def _pump_in(self) -> None:
+        stdin = sys.stdin.fileno()
+        while True:
+            try:
+                ready, _, _ = select.select([stdin], [], [], 0.2)
+                if not ready:
+                    continue
+                data = os.read(stdin, 65536)
+                if not data:
+                    os.write(self.master, b"\x04")     # EOF: ^D in the container's terminal
+                    return
+                os.write(self.master, data)
+            except OSError:
+                return
+
+    def finish(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=2)
+        if self._saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
+        if self._old_winch is not None:
+            signal.signal(signal.SIGWINCH, self._old_winch)
+        os.close(self.master)
