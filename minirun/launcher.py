@@ -8,6 +8,7 @@ malformed flags, limits the host cannot grant, an unknown image.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -78,19 +79,19 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
             for target, fd in enumerate((devnull, log, log)):
                 os.dup2(fd, target)
 
-            def notify(error: str) -> None:
-                os.write(write_fd, (error or "ok").encode())
+            def notify(code: int, error: str) -> None:
+                os.write(write_fd, json.dumps({"code": code, "error": error}).encode())
                 os.close(write_fd)
             start_and_wait(store, cid, launch, resources, remove, notify=notify)
         finally:
             os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as f:
-        said = f.read().decode(errors="replace")
-    if said == "ok":
+        said = f.read()
+    report = json.loads(said) if said else {"code": 125, "error": "the monitor died during start-up"}
+    if not report["error"]:
         return RunResult(cid, 0)
-    state = store.containers.state(cid)
-    return RunResult(cid, state.get("exit_code") or 125, said or "the container exited during start-up")
+    return RunResult(cid, report["code"], report["error"])
 
 
 @dataclass

@@ -150,7 +150,9 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     try:
         message = _read_all(started.errors)
         if on_exec is not None:
-            on_exec(setup_error or (json.loads(message)["message"] if message else ""))
+            report = json.loads(message) if message else {}
+            on_exec(EXIT_SETUP if setup_error else report.get("code", 0),
+                    setup_error or report.get("message", ""))
         _, status = os.waitpid(started.pid, 0)
     finally:
         for signum, old in previous.items():
@@ -226,6 +228,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         step = "set capabilities"
         caps.apply(launch.caps, launch.ambient if uid != 0 else frozenset(), launch.no_new_privs)
         step = "exec"
+        close_other_fds(pipe)
         if launch.init:
             code, message = _init(launch.process.argv, env, pipe)
         else:

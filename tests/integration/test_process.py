@@ -1,0 +1,147 @@
+"""Process control: terminals, signals, detached containers, logs, stop, kill, exec."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+from .test_run import wait_running
+
+
+def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 80),
+               resize=None, timeout: float = 20) -> tuple[int, bytes]:
+    """Run the CLI with a pseudo-terminal as its controlling terminal, like a person
+    at a shell: type keys after delays, optionally resize, collect the screen output."""
+    pid, master = pty.fork()
+    if pid == 0:  # the CLI, in its own session with the pty as stdio
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        os.environ.clear()
+        os.environ.update(mr.env)
+        os.execv(sys.executable, [sys.executable, "-m", "minirun", *args])
+    output = b""
+    start = time.monotonic()
+    pending = list(keys)
+    while True:
+        if pending and time.monotonic() - start >= pending[0][0]:
+            os.write(master, pending.pop(0)[1])
+        if resize and time.monotonic() - start >= resize[0]:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *resize[1], 0, 0))
+            resize = None
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if time.monotonic() - start > timeout:
+            os.kill(pid, signal.SIGKILL)
+            break
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_tty_is_the_containers_own_terminal_with_our_size(mr):
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size; ls /proc/self/fd",
+                           size=(31, 97))
+    assert code == 0, out
+    lines = out.decode().split()
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1:3] == ["31", "97"]
+    assert lines[3:] == ["0", "1", "2", "3"]      # nothing leaked in: 3 is ls's own directory
+
+
+def test_ctrl_c_in_an_interactive_tty_run(mr):
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sleep", "30",
+                           keys=[(1.5, b"\x03")])
+    assert code == 130, out
+
+
+def test_window_size_follows_a_resize(mr):
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c",
+                           "trap 'stty size; exit 0' WINCH; while true; do sleep 0.1; done",
+                           size=(24, 80), resize=(1.5, (50, 132)))
+    assert code == 0, out
+    assert b"50 132" in out
+
+
+def test_signals_are_forwarded_to_the_container(mr):
+    mr.load("busybox")
+    for signum, expected in ((signal.SIGUSR1, 42), (signal.SIGHUP, 43), (signal.SIGTERM, 44)):
+        name = signal.Signals(signum).name[3:]
+        proc = mr.popen("run", "--rm", "--name", f"sig{expected}", "busybox", "sh", "-c",
+                        f"trap 'exit {expected}' {name}; while true; do sleep 0.1; done",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_running(mr, f"sig{expected}")
+        time.sleep(0.3)           # let sh install its trap
+        proc.send_signal(signum)
+        assert proc.wait(timeout=10) == expected
+
+
+def test_detached_container_logs_exec_and_stop(mr):
+    mr.load("busybox")
+    out = mr.ok("run", "-d", "--name", "bg", "busybox", "sh", "-c",
+                "echo started; echo to-stderr >&2; echo shared > /shared; trap '' TERM; "
+                "while true; do sleep 0.1; done")
+    cid = out.stdout.strip()
+    assert len(cid) == 64 and mr.inspect("bg")["Id"] == cid
+    time.sleep(0.5)
+    logs = mr.ok("logs", "bg").stdout
+    assert "started" in logs and "to-stderr" in logs
+    # exec sees the same root filesystem and PID namespace
+    seen = mr.ok("exec", "bg", "sh", "-c", "cat /shared; echo exec > /from-exec; cat /proc/1/cmdline | tr '\\0' ' '")
+    assert seen.lines[0] == "shared" and "trap" in seen.lines[1]
+    assert mr.ok("exec", "-u", "1000", "-w", "/tmp", "bg", "sh", "-c", "id -u; pwd").lines == ["1000", "/tmp"]
+    assert mr("exec", "bg", "no-such-cmd").returncode == 127
+    assert "A /from-exec" in mr.ok("diff", "bg").lines
+    # it ignores SIGTERM, so stop escalates to SIGKILL after the grace period
+    started = time.monotonic()
+    mr.ok("stop", "-t", "1", "bg")
+    assert 0.9 < time.monotonic() - started < 8
+    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    assert state["status"] == "exited" and state["exit_code"] == 137
+    assert mr("exec", "bg", "true").returncode == 125
+
+
+def test_stop_with_init_ends_on_sigterm(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--init", "--name", "polite", "busybox", "sleep", "30")
+    started = time.monotonic()
+    mr.ok("stop", "polite")
+    assert time.monotonic() - started < 5
+    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    assert state["exit_code"] == 143
+
+
+def test_kill_with_a_signal_and_logs_follow(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "k", "busybox", "sh", "-c",
+          "trap 'echo got-hup; exit 3' HUP; echo ready; while true; do sleep 0.1; done")
+    follower = mr.popen("logs", "-f", "k", stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    mr.ok("kill", "-s", "HUP", "k")
+    out, _ = follower.communicate(timeout=10)
+    assert out.split() == ["ready", "got-hup"]
+    assert json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]["exit_code"] == 3
+    assert mr("kill", "-s", "NOPE", "k").returncode == 2
+
+
+def test_detached_start_failure_is_reported(mr):
+    mr.load("busybox")
+    result = mr("run", "-d", "busybox", "no-such-command")
+    assert result.returncode == 127 and "not found" in result.stderr
