@@ -116,6 +116,8 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
         proc = specs.build(config, opts, cid)
         if checked.network == BRIDGE:
             from .network import ipam
+            from .runtime import release_stale_addresses
+            release_stale_addresses(store)
             resources.allocation = ipam.allocate(
                 store.root, cid, os.environ.get("MINIRUN_BRIDGE_SUBNET") or ipam.DEFAULT_SUBNET,
                 os.environ.get("MINIRUN_BRIDGE") or ipam.DEFAULT_BRIDGE)

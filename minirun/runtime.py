@@ -52,8 +52,34 @@ def remove(store, name: str, force: bool) -> str:
         if not force:
             raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
         _kill(state["pid"])
+    release_leftovers(store, cid, state)
     store.containers.remove(cid)
     return cid
+
+
+def release_leftovers(store, cid: str, state: dict) -> None:
+    """What a container whose runtime was killed still holds: its cgroup and its address.
+    (The kernel removed its veth with its network namespace.)"""
+    if state.get("cgroup"):
+        from .sandbox.cgroups import CgroupHandle
+        try:
+            CgroupHandle.from_json(state["cgroup"]).remove()
+        except Exception:                          # noqa: BLE001 - already gone is fine
+            pass
+    if os.path.isdir(os.path.join(store.root, "networks")):
+        from .network import ipam
+        ipam.release(store.root, cid)
+
+
+def release_stale_addresses(store) -> None:
+    """Addresses of containers that have ended without giving them back (their runtime
+    died). Only containers known to have ended: one being created right now has an
+    address and no record yet, and must keep it."""
+    from .network import ipam
+    for cid in ipam.allocations(store.root):
+        if cid in store.containers.ids() and \
+                effective_state(store.containers.state(cid)).get("status") == "exited":
+            ipam.release(store.root, cid)
 
 
 def _kill(pid: int) -> None:
