@@ -50,6 +50,10 @@ def check_options(opts: specs.RunOptions) -> Checked:
     rlimits.check(ulimits)
     limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
     keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
+    if opts.chroot and not opts.privileged:
+        # a chroot inside a namespace that still holds the host's tree is escaped
+        # with chroot(2) itself; pivot_root (the default) has no such hole
+        keep -= {"sys_chroot"}
     return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
                    caps.added(opts.cap_add), limits, ulimits)
 
@@ -102,63 +106,71 @@ class Resources:
 
 
 def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn):
+    """The container on disk, its address and its cgroup; on any failure none of them."""
+    resources = Resources()
+    cid = store.containers.new_id()
+    try:
+        with store.locks.hold("gc", shared=True):
+            proc, plan, mounts = _create_record(store, cid, image, opts, checked, name, remove,
+                                                warn, resources)
+        from .sandbox import cgroups, process
+        driver = cgroups.open_driver(limits=checked.limits)
+        if driver is not None:
+            resources.cgroup = driver.create(cid, checked.limits)
+        launch = process.Launch(
+            proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
+            opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
+            needs_netns(checked.network), checked.ulimits, opts.init,
+            sync=resources.cgroup is not None or resources.allocation is not None,
+            tty=opts.tty and not opts.detach)
+    except BaseException:
+        _release(store, cid, resources)
+        store.containers.remove(cid)
+        raise
+    return cid, launch, resources
+
+
+def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked, name,
+                   remove, warn, resources: Resources):
+    """Resolve the image, plan the overlay and mounts, and write containers/<id>/."""
     from .layer.changes import LowerView
     from .network import files as etc_files
-    from .sandbox import cgroups, process
     containers = store.containers
-    resources = Resources()
-    with store.locks.hold("gc", shared=True):
-        image_id, record = store.images.resolve(image)
-        config = oci.parse_config(store.blobs.read(image_id))
-        lowers = _lower_dirs(store, record)
-        _warn_platform(config, warn)
-        cid = containers.new_id()
-        proc = specs.build(config, opts, cid)
-        if checked.network == BRIDGE:
-            from .network import ipam
-            from .runtime import release_stale_addresses
-            release_stale_addresses(store)
-            resources.allocation = ipam.allocate(
-                store.root, cid, os.environ.get("MINIRUN_BRIDGE_SUBNET") or ipam.DEFAULT_SUBNET,
-                os.environ.get("MINIRUN_BRIDGE") or ipam.DEFAULT_BRIDGE)
-        address = resources.allocation.address if resources.allocation else None
-        files = etc_files.render_etc_files(proc.hostname, address, checked.network)
-        mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
-        init = mounts_mod.init_entries(LowerView(lowers).lookup, mounts_mod.mount_points(list(mounts)))
-        if init or opts.read_only:
-            lowers = [containers.init(cid)] + lowers
-        upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
-        plan = overlay.plan(lowers, upper, work, containers.path(cid))
-        container_config = {
-            "name": name, "image": image, "image_id": image_id,
-            "layers": [layer["key"] for layer in record["layers"]],
-            "argv": list(proc.argv), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user,
-            "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
-            "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
-            "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
-            "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
-            "detached": opts.detach,
-        }
-        try:
-            containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)), init, files)
-        except BaseException:
-            _release(store, cid, resources)
-            raise
-    driver = cgroups.open_driver(limits=checked.limits)
-    if driver is not None:
-        try:
-            resources.cgroup = driver.create(cid, checked.limits)
-        except BaseException:
-            _release(store, cid, resources)
-            containers.remove(cid)
-            raise
-    launch = process.Launch(
-        proc, plan, containers.merged(cid), overlay.strategy_from_env(), mounts, opts.privileged,
-        checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
-        needs_netns(checked.network), checked.ulimits, opts.init,
-        sync=resources.cgroup is not None or resources.allocation is not None,
-        tty=opts.tty and not opts.detach)
-    return cid, launch, resources
+    image_id, record = store.images.resolve(image)
+    config = oci.parse_config(store.blobs.read(image_id))
+    lowers = _lower_dirs(store, record)
+    _warn_platform(config, warn)
+    proc = specs.build(config, opts, cid)
+    if checked.network == BRIDGE:
+        resources.allocation = _allocate(store, cid)
+    address = resources.allocation.address if resources.allocation else None
+    files = etc_files.render_etc_files(proc.hostname, address, checked.network)
+    mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
+    init = mounts_mod.init_entries(LowerView(lowers).lookup, mounts_mod.mount_points(list(mounts)))
+    if init or opts.read_only:
+        lowers = [containers.init(cid)] + lowers
+    upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
+    plan = overlay.plan(lowers, upper, work, containers.path(cid))
+    container_config = {
+        "name": name, "image": image, "image_id": image_id,
+        "layers": [layer["key"] for layer in record["layers"]],
+        "argv": list(proc.argv), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user,
+        "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
+        "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
+        "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
+        "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
+        "detached": opts.detach,
+    }
+    containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)), init, files)
+    return proc, plan, mounts
+
+
+def _allocate(store, cid: str):
+    from .network import ipam
+    from .runtime import release_stale_addresses
+    release_stale_addresses(store)
+    return ipam.allocate(store.root, cid, os.environ.get("MINIRUN_BRIDGE_SUBNET") or ipam.DEFAULT_SUBNET,
+                         os.environ.get("MINIRUN_BRIDGE") or ipam.DEFAULT_BRIDGE)
 
 
 def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,

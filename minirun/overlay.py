@@ -80,17 +80,18 @@ def strategy_from_env() -> str:
     return value
 
 
-def mount(spec: OverlaySpec, target: str, strategy: str = "auto") -> str:
-    """Mount the overlay on target; returns the strategy that worked."""
+def mount(spec: OverlaySpec, target: str, strategy: str = "auto", nodev: bool = False) -> str:
+    """Mount the overlay on target; returns the strategy that worked. nodev: device
+    nodes on it cannot be opened (a container may mknod, never use what it made)."""
     if strategy in ("auto", "new"):
         try:
-            _mount_new(spec, target)
+            _mount_new(spec, target, nodev)
             return "new"
         except _NoLowerdirPlus as exc:
             if strategy == "new":
                 raise EnvironmentProblem(f"this kernel rejects overlay lowerdir+ ({exc})",
                                          "unset MINIRUN_OVERLAY_API or set it to legacy") from None
-    _mount_legacy(spec, target)
+    _mount_legacy(spec, target, nodev)
     return "legacy"
 
 
@@ -98,7 +99,7 @@ class _NoLowerdirPlus(Exception):
     pass
 
 
-def _mount_new(spec: OverlaySpec, target: str) -> None:
+def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False) -> None:
     try:
         fd = linux.fsopen("overlay")
     except OSError as exc:
@@ -119,7 +120,7 @@ def _mount_new(spec: OverlaySpec, target: str) -> None:
                 key, value = option.split("=")
                 linux.fsconfig_string(fd, key, value)
             linux.fsconfig_create(fd)
-            mnt = linux.fsmount(fd)
+            mnt = linux.fsmount(fd, linux.MOUNT_ATTR_NODEV if nodev else 0)
         except OSError as exc:
             raise _failure(exc, linux.fs_context_messages(fd)) from None
         try:
@@ -130,7 +131,7 @@ def _mount_new(spec: OverlaySpec, target: str) -> None:
         os.close(fd)
 
 
-def _mount_legacy(spec: OverlaySpec, target: str) -> None:
+def _mount_legacy(spec: OverlaySpec, target: str, nodev: bool = False) -> None:
     data = legacy_options(spec)
     if len(data.encode()) > PAGE_LIMIT:
         raise UsageError(f"overlay options need {len(data)} bytes, more than one page",
@@ -140,7 +141,7 @@ def _mount_legacy(spec: OverlaySpec, target: str) -> None:
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chdir(spec.base)
     try:
-        linux.mount("overlay", target, "overlay", 0, data)
+        linux.mount("overlay", target, "overlay", linux.MS_NODEV if nodev else 0, data)
     except OSError as exc:
         raise _failure(exc, "") from None
     finally:

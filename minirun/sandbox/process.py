@@ -220,7 +220,8 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
             rlimits.apply(launch.ulimits)
         step = "limit the capability bounding set"
         from . import caps
-        caps.limit_bounding(launch.caps)
+        if not launch.privileged:
+            caps.limit_bounding(launch.caps)
         step = "switch root"
         rootfs.enter(launch.merged, launch.process.chroot)
         step = "switch user"

@@ -27,9 +27,12 @@ def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[M
           privileged: bool = False) -> str:
     """Mount everything under merged; returns the overlay strategy used."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    used = overlay.mount(spec, merged, strategy)
+    # nodev everywhere the container can create files: it keeps CAP_MKNOD (as with
+    # Docker), so a node it makes must not open a host device. The few devices it
+    # may use are the host's own nodes, bound into /dev one by one.
+    used = overlay.mount(spec, merged, strategy, nodev=not privileged)
     linux.mount("proc", merged + "/proc", "proc", _NOSUID_NODEV_NOEXEC)
-    _mount_dev(merged + "/dev")
+    _mount_dev(merged + "/dev", privileged)
     sys_flags = _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY)
     linux.mount("sysfs", merged + "/sys", "sysfs", sys_flags)
     for mount in mounts:
@@ -42,12 +45,18 @@ def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[M
     return used
 
 
-def _mount_dev(dev: str) -> None:
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+def _mount_dev(dev: str, privileged: bool = False) -> None:
+    nodev = 0 if privileged else linux.MS_NODEV
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME | nodev, "mode=755,size=65536k")
     for name, major, minor in _DEVICES:
         path = f"{dev}/{name}"
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
-        os.chmod(path, 0o666)  # mknod honours the umask
+        if privileged:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(path, 0o666)  # mknod honours the umask
+        else:
+            # a bind mount of the host's node carries no nodev, unlike the tmpfs around it
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            linux.mount(f"/dev/{name}", path, None, linux.MS_BIND)
     os.mkdir(f"{dev}/pts", 0o755)
     linux.mount("devpts", f"{dev}/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
                 "newinstance,ptmxmode=0666,mode=0620,gid=5")
