@@ -15,7 +15,7 @@ fi
 # python3-dev: python-prctl compiles against libcap. attr: getfattr for humans.
 # docker-registry, skopeo, apache2-utils (htpasswd) and openssl: the registry
 # tests' reference server, peer client, basic-auth file and token signing.
-packages=(busybox-static libcap-dev gcc python3-dev python3-venv attr make
+packages=(busybox-static libcap-dev gcc libc6-dev python3-dev python3-venv attr make iproute2
           docker-registry skopeo apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
