@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MINIRUN_ROOT=${MINIRUN_ROOT:-$PWD/demo-root}
-m() { echo; echo "\$ minirun $*"; .venv/bin/minirun "$@"; }
+m() { echo; printf "$ minirun"; printf " %q" "$@"; echo; .venv/bin/minirun "$@"; }
 
 rm -rf "$MINIRUN_ROOT"
 m load fixtures-out/oci/myapp

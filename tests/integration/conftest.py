@@ -8,7 +8,6 @@ overlay mount and no container process is left behind, and removes the store.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -79,6 +78,19 @@ class Minirun:
     def inspect(self, container: str) -> dict:
         import json
         return json.loads(self.ok("inspect", container).stdout)
+
+    def running_state(self, name: str, timeout: float = 10) -> dict:
+        """The container's State once it runs with a pid."""
+        import json
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self("inspect", name)
+            if result.returncode == 0:
+                state = json.loads(result.stdout)["State"]
+                if state.get("status") == "running" and state.get("pid"):
+                    return state
+            time.sleep(0.05)
+        raise AssertionError(f"container {name} never reached running")
 
     def layer_dirs(self) -> list[str]:
         return sorted(os.listdir(self.root / "layers" / "sha256"))

@@ -10,7 +10,6 @@ import base64
 import http.client
 import http.server
 import json
-import os
 import re
 import shutil
 import socket

@@ -116,15 +116,7 @@ def status_field(text: str, name: str) -> str:
 
 def wait_running(mr, name: str, timeout: float = 10) -> dict:
     """The container's State once it runs with a pid."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = mr("inspect", name)
-        if result.returncode == 0:
-            state = json.loads(result.stdout)["State"]
-            if state.get("status") == "running" and state.get("pid"):
-                return state
-        time.sleep(0.05)
-    raise AssertionError(f"container {name} never reached running")
+    return mr.running_state(name, timeout)
 
 
 def read_line(stream, timeout: float) -> str:

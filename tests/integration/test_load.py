@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
-import time
 from pathlib import Path
 
 import pytest

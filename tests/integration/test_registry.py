@@ -336,7 +336,6 @@ def test_schema1_manifest_is_refused_clearly(mr, registry, proxy):
 def test_zstd_and_uncompressed_layers_round_trip(mr, registry, tmp_path):
     import gzip
     import hashlib
-    import tarfile
     import zstandard
     from .imagebuild import busybox_layer, entry, layer_tar, write_layout
     write_layout(tmp_path / "mixed", [busybox_layer(), layer_tar([entry("z.txt", data=b"zstd\n")]),

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -26,15 +25,8 @@ def upper_of(mr, name: str) -> Path:
 
 
 def wait_running(mr, name: str, timeout: float = 10) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = mr("inspect", name)
-        if result.returncode == 0:
-            state = json.loads(result.stdout)["State"]
-            if state.get("status") == "running" and state.get("pid"):
-                return state["pid"]
-        time.sleep(0.05)
-    raise AssertionError(f"container {name} never reached running")
+    """The host pid of the container's PID 1, once it runs."""
+    return mr.running_state(name, timeout)["pid"]
 
 
 # ---------------------------------------------------------------- exit codes
@@ -117,9 +109,10 @@ def test_root_switch(mr, mode):
         assert root.endswith("/merged")
 
 
-def test_minirun_killed_leaves_no_mount_and_no_process(mr):
+@pytest.mark.parametrize("user", ["0", "65534"])   # setuid clears the parent-death signal
+def test_minirun_killed_leaves_no_mount_and_no_process(mr, user):
     mr.load("busybox")
-    proc = mr.popen("run", "--name", "orphan", "busybox", "sleep", "60",
+    proc = mr.popen("run", "--name", "orphan", "-u", user, "busybox", "sleep", "60",
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid = wait_running(mr, "orphan")
     proc.send_signal(signal.SIGKILL)
