@@ -16,11 +16,16 @@ def require_root(what: str) -> None:
 
 
 def start_time(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: tells a live container from a reused pid."""
+    """Field 22 of /proc/PID/stat: tells a live container from a reused pid. A zombie
+    (dead, not yet reaped because its runtime died too) counts as gone: 0."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    try:
+        return 0 if fields[0] in ("Z", "X") else int(fields[19])
+    except (IndexError, ValueError):
         return 0
 
 

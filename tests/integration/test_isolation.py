@@ -802,3 +802,34 @@ def test_sigterm_to_pid_1_is_forwarded_by_init(mr):
     assert code == 128 + signal.SIGTERM, proc.stderr.read()
     state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
     assert state["exit_code"] == 143
+
+
+def test_a_crashed_runtime_gives_back_its_address_and_cgroup(mr, bridge_net):
+    """The monitor of a -d container and the container itself are killed with SIGKILL:
+    nothing records the end, so `rm` (or the next bridge run) gives the address and
+    the cgroup back."""
+    mr.load("busybox")
+    cid = mr.ok("run", "-d", "--name", "crash", "--network", "bridge", "--pids-limit", "50",
+                "busybox", "sleep", "60").stdout.strip()
+    state = mr.running_state("crash")
+    allocations = mr.root / "networks" / "allocations.json"
+    assert cid in json.loads(allocations.read_text())["allocations"]
+    cgroup_dirs = [p for p in state["cgroup"]["paths"] if os.path.isdir(p)]
+    assert cgroup_dirs
+    monitors = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()
+                and f"MINIRUN_ROOT={mr.root}".encode() in _environ(p)]
+    for pid in monitors + [state["pid"]]:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    assert json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]["status"] == "exited"
+    assert cid in json.loads(allocations.read_text())["allocations"], "nothing should have run cleanup yet"
+    mr.ok("rm", "crash")
+    assert cid not in json.loads(allocations.read_text())["allocations"]
+    assert not any(os.path.isdir(p) for p in cgroup_dirs)
+
+
+def _environ(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
