@@ -122,7 +122,7 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
             needs_netns(checked.network), checked.ulimits, opts.init,
             sync=resources.cgroup is not None or resources.allocation is not None,
-            tty=opts.tty and not opts.detach)
+            tty=opts.tty and not opts.detach, interactive=opts.interactive)
     except BaseException:
         _release(store, cid, resources)
         store.containers.remove(cid)
@@ -187,24 +187,33 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
     containers.set_state(cid, status="running", pid=started.pid, started=now(),
                          pid_start=start_time(started.pid),
                          cgroup=resources.cgroup.to_json() if resources.cgroup else None)
-    setup_error = ""
+    setup_error, outcome, oom = "", None, False
     try:
-        _join(started, resources)
-    except Exception as exc:                        # noqa: BLE001 - reported as the run's error
-        setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
-        _kill(started.pid)
-    relay = _terminal_relay(started, interactive) if launch.tty and not setup_error else None
-    outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
-    if relay is not None:
-        relay.finish()
-    oom = bool(resources.cgroup and resources.cgroup.oom_killed())
-    _release(store, cid, resources)
-    code = 125 if setup_error else outcome.exit_code
-    containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
-                         error=setup_error or outcome.error, pid=0, cgroup=None)
-    if remove:
-        containers.remove(cid)
-    return RunResult(cid, code, setup_error or outcome.error, oom)
+        try:
+            _join(started, resources)
+        except Exception as exc:                    # noqa: BLE001 - reported as the run's error
+            setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
+            _kill(started.pid)
+        relay = _terminal_relay(started, interactive) if launch.tty and not setup_error else None
+        try:
+            outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
+        finally:
+            if relay is not None:
+                relay.finish()
+        oom = bool(resources.cgroup and resources.cgroup.oom_killed())
+    finally:
+        # Ctrl-C during start-up or a terminal that hangs up must not leak the
+        # cgroup, the address or an --rm container
+        if outcome is None:
+            _kill(started.pid)
+        _release(store, cid, resources)
+        code = 125 if setup_error or outcome is None else outcome.exit_code
+        error = setup_error or (outcome.error if outcome else "minirun was interrupted")
+        containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
+                             error=error, pid=0, cgroup=None)
+        if remove:
+            containers.remove(cid)
+    return RunResult(cid, code, error, oom)
 
 
 def _terminal_relay(started, interactive: bool):

@@ -226,5 +226,5 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
         cgroup = CgroupHandle.from_json(state["cgroup"])
     caps = frozenset(config.get("capabilities", []))
     request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
-                        config.get("no_new_privs", True), tty, cgroup)
+                        config.get("no_new_privs", True), tty, cgroup, interactive)
     return join.run(request, interactive)

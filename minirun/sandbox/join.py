@@ -30,6 +30,7 @@ class Join:
     no_new_privs: bool
     tty: bool = False
     cgroup: object = None
+    interactive: bool = False
 
 
 def run(join: Join, interactive: bool = False) -> process.Outcome:
@@ -74,6 +75,7 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
     try:
         linux.set_pdeathsig(signal.SIGKILL)
         caps.preload()
+        process.detach_from_our_terminal(join.tty, join.interactive)
         for name, flag in NAMESPACES:
             linux.setns(fds[name], flag)
         os.fchdir(root)

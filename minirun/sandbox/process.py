@@ -55,6 +55,7 @@ class Launch:
     init: bool = False
     sync: bool = False               # the parent must act between unshare and exec
     tty: bool = False                # a terminal from the container's devpts, master sent to us
+    interactive: bool = False        # -i: our stdin is the container's; otherwise /dev/null
 
 
 def namespace_flags(launch: Launch) -> int:
@@ -196,6 +197,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         linux.set_pdeathsig(signal.SIGKILL)
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        detach_from_our_terminal(launch.tty, launch.interactive)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
         if launch.netns:
@@ -245,6 +247,19 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         os.write(pipe, json.dumps({"code": code, "message": message}).encode())
     finally:
         os._exit(code)
+
+
+def detach_from_our_terminal(tty: bool, interactive: bool) -> None:  # pragma: no cover
+    """A session of its own, so our terminal is never the container's controlling tty
+    (TIOCSTI on it would type into the user's shell); and stdin only with -i, as docker.
+    With -t the container gets its own terminal later."""
+    if tty:
+        return
+    os.setsid()
+    if not interactive:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
 
 
 def _terminal(root: str, sock) -> None:  # pragma: no cover

@@ -36,7 +36,7 @@ def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[M
     sys_flags = _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY)
     linux.mount("sysfs", merged + "/sys", "sysfs", sys_flags)
     for mount in mounts:
-        _mount(merged, mount)
+        _mount(merged, mount, privileged)
     if not privileged:
         for path in MASKED_PATHS:
             _mask(merged, merged + path)
@@ -68,14 +68,17 @@ def _mount_dev(dev: str, privileged: bool = False) -> None:
         os.symlink(target, f"{dev}/{name}")
 
 
-def _mount(merged: str, mount: Mount) -> None:
+def _mount(merged: str, mount: Mount, privileged: bool = False) -> None:
     target = merged + mount.target
     if mount.kind == "tmpfs":
         linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, mount.options)
         return
     linux.mount(mount.source, target, None, linux.MS_BIND | linux.MS_REC)
-    if mount.readonly:
-        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    # nodev: the container keeps CAP_MKNOD, so a node it makes in a volume must not
+    # open a host device
+    flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
+    if flags:
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
 
 
 def _mask(merged: str, path: str) -> None:

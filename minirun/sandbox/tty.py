@@ -97,7 +97,10 @@ class Relay:
                 return
             if not data:
                 return
-            os.write(stdout, data)
+            try:
+                os.write(stdout, data)
+            except OSError:         # our terminal hung up: keep draining, drop the output
+                continue
 
     def _pump_in(self) -> None:
         stdin = sys.stdin.fileno()
@@ -118,7 +121,10 @@ class Relay:
         for thread in self._threads:
             thread.join(timeout=2)
         if self._saved is not None:
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
+            try:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
+            except termios.error:
+                pass                # the terminal is gone; nothing to restore
         if self._old_winch is not None:
             signal.signal(signal.SIGWINCH, self._old_winch)
         os.close(self.master)

@@ -588,7 +588,7 @@ def test_ulimit_soft_and_hard_inside(mr):
 
 def test_cgroup_exists_while_running_and_is_removed_after(mr):
     mr.load("busybox")
-    proc = mr.popen("run", "--name", "cg", "--pids-limit", "64", "--memory", "64m", "busybox",
+    proc = mr.popen("run", "-i", "--name", "cg", "--pids-limit", "64", "--memory", "64m", "busybox",
                     "sh", "-c", "read line; exit 0", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE)
     try:
@@ -833,3 +833,24 @@ def _environ(pid: str) -> bytes:
         return Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return b""
+
+
+def test_the_container_never_has_our_terminal(mr, tmp_path):
+    """Its own session: our terminal is not its controlling tty, so TIOCSTI cannot type
+    into the user's shell (busybox has no TIOCSTI tool; /dev/tty must not open)."""
+    mr.load("busybox")
+    for flags in ([], ["-i"]):
+        out = mr.ok("run", "--rm", *flags, "busybox", "sh", "-c",
+                    "cat /proc/self/stat | cut -d' ' -f6,7; (exec 3<>/dev/tty) 2>/dev/null && echo TTY-OPEN || true")
+        session, tty_nr = out.stdout.split()[:2]
+        assert tty_nr == "0", f"the container has a controlling terminal: {out.stdout}"
+        assert "TTY-OPEN" not in out.stdout
+
+
+def test_a_device_node_made_in_a_volume_cannot_be_opened(mr, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    mr.load("busybox")
+    out = sh(mr, "mknod /v/null c 1 3 && echo made; (exec 3</v/null) 2>/dev/null && echo OPENED || echo DENIED",
+             "-v", f"{vol}:/v")
+    assert "made" in out.stdout and "DENIED" in out.stdout, out.stdout

@@ -143,7 +143,8 @@ def test_config_image_runs_with_its_env_entrypoint_workdir_and_user(mr):
 
 def test_stdin_and_stdout_pass_through(mr):
     mr.load("busybox")
-    assert mr.ok("run", "--rm", "busybox", "cat", input="hello\nworld\n").stdout == "hello\nworld\n"
+    assert mr.ok("run", "--rm", "-i", "busybox", "cat", input="hello\nworld\n").stdout == "hello\nworld\n"
+    assert mr.ok("run", "--rm", "busybox", "cat", input="not for it\n").stdout == ""   # no -i: /dev/null
 
 
 def test_rm_flag_removes_the_container(mr):
