@@ -323,6 +323,11 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
     pid = os.fork()
     if pid == 0:
         os.setpgid(0, 0)
+        if os.isatty(0):
+            # the command's group must own the terminal, or it stops on its first read
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            os.tcsetpgrp(0, os.getpid())
+            signal.signal(signal.SIGTTOU, signal.SIG_DFL)
         code, message = _exec(argv, env, pipe)
         os.write(pipe, json.dumps({"code": code, "message": message}).encode())
         os._exit(code)

@@ -145,3 +145,10 @@ def test_detached_start_failure_is_reported(mr):
     mr.load("busybox")
     result = mr("run", "-d", "busybox", "no-such-command")
     assert result.returncode == 127 and "not found" in result.stderr
+
+
+def test_interactive_tty_with_init_reads_input(mr):
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sh", "-c", "read x; echo got-$x",
+                           keys=[(1.5, b"hello\r")])
+    assert code == 0 and b"got-hello" in out, out
