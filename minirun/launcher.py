@@ -18,7 +18,7 @@ from .errors import MinirunError, RuntimeFailure
 from .network import BRIDGE, needs_netns, parse_mode
 from .sandbox import mounts as mounts_mod
 from .sandbox import spec as specs
-from .runtime import require_root, start_time
+from .runtime import require_root, signal_quietly, start_time
 from .store.containers import now
 
 
@@ -262,10 +262,7 @@ def _release(store, cid: str, resources: Resources) -> None:
 
 def _kill(pid: int) -> None:
     import signal
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    signal_quietly(pid, signal.SIGKILL)
 
 
 def _warn_platform(config, warn) -> None:

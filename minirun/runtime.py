@@ -81,17 +81,16 @@ def release_stale_addresses(store) -> None:
     died). Only containers known to have ended: one being created right now has an
     address and no record yet, and must keep it."""
     from .network import ipam
+    known = set(store.containers.ids())
     for cid in ipam.allocations(store.root):
-        if cid in store.containers.ids() and \
+        if cid in known and \
                 effective_state(store.containers.state(cid)).get("status") == "exited":
             ipam.release(store.root, cid)
 
 
 def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    """SIGKILL, then wait up to a second for the process to be gone."""
+    signal_quietly(pid, signal.SIGKILL)
     for _ in range(100):
         if start_time(pid) == 0:
             return
@@ -148,10 +147,7 @@ def running_pid(store, name: str) -> tuple[str, int]:
 
 def send_signal(store, name: str, signum: int) -> str:
     cid, pid = running_pid(store, name)
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+    signal_quietly(pid, signum)
     return cid
 
 
@@ -159,14 +155,15 @@ def stop(store, name: str, timeout: float) -> str:
     """SIGTERM, then SIGKILL after the grace period, as docker stop. A PID 1 with no
     SIGTERM handler ignores it (the kernel protects a namespace's init), hence the kill."""
     cid, pid = running_pid(store, name)
-    _signal_quietly(pid, signal.SIGTERM)
+    signal_quietly(pid, signal.SIGTERM)
     if not _wait_gone(store, cid, pid, timeout):
-        _signal_quietly(pid, signal.SIGKILL)
+        signal_quietly(pid, signal.SIGKILL)
         _wait_gone(store, cid, pid, 10)
     return cid
 
 
-def _signal_quietly(pid: int, signum: int) -> None:
+def signal_quietly(pid: int, signum: int) -> None:
+    """Send a signal; a process that is already gone is not an error."""
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
