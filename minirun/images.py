@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import reference
-from .errors import MinirunError, UsageError
+from . import oci, reference
+from .errors import MinirunError, NotFound, UsageError
 from .store import gc
 
 
@@ -49,6 +50,27 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
             raise
     return loaded
 
+
+
+def layer_blob(store, layer: dict) -> oci.Descriptor:
+    """A stored blob holding this layer of an image (a record from images.json).
+
+    Usually the blob the image names. When the layer was already cached from
+    another image ("Already exists"), that blob may never have been fetched;
+    then the layer's own blob serves: same diff_id, so the same uncompressed
+    tar, perhaps compressed differently. Manifests written from these
+    descriptors keep the image's config, hence its id."""
+    if store.blobs.has(layer["blob"]):
+        return oci.Descriptor(layer["media_type"], layer["blob"], layer["size"])
+    try:
+        meta = store.layers.meta(layer["key"])
+    except FileNotFoundError:
+        meta = {}
+    own = meta.get("blob")
+    if own and store.blobs.has(own):
+        return oci.Descriptor(meta["media_type"], own, os.path.getsize(store.blobs.path(own)))
+    raise NotFound(f"no blob of layer {oci.short_id(layer['diff_id'])} is in the store",
+                   "pull or load the image again (or run `minirun fsck`)")
 
 
 def rows(store) -> list[ImageRow]:

@@ -4,7 +4,7 @@ prints errors and maps them to exit codes (see minirun/errors.py for the table).
 
 from __future__ import annotations
 
-from . import containers, images, registry  # noqa: F401 - importing registers the commands
+from . import images, lifecycle, save, usage, registry, containers, fsck  # noqa: F401 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]

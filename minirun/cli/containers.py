@@ -1,4 +1,4 @@
-"""Container commands: run, ps, rm, inspect, diff, logs, stop, kill, exec."""
+"""Container commands: run, ps, rm, diff, logs, stop, kill, exec."""
 
 from __future__ import annotations
 
@@ -135,17 +135,6 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
     for name in names:
         remove(store, name, force)
         print(name)
-
-
-@app.command(epilog=EXIT_CODES_HELP)
-@handled()
-def inspect(name: str = typer.Argument(..., metavar="CONTAINER")):
-    """Show a container as JSON, with its UpperDir, WorkDir and LowerDirs.
-
-    Example: minirun inspect t1 | jq -r .UpperDir
-    """
-    from ..runtime import inspect as do_inspect
-    print(json.dumps(do_inspect(_store(create=False), name), indent=2))
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -28,6 +28,16 @@ def referenced(store) -> tuple[set[str], set[str]]:
             layers.update(store.containers.config(cid).get("layers", []))
         except (OSError, ValueError):
             continue
+    for key in layers:
+        # A layer's own blob (the one it was extracted from, or packed into by
+        # commit) stays while the layer does: save and push need some blob for
+        # it, even after the image that brought it is gone.
+        try:
+            own = store.layers.meta(key).get("blob")
+        except (OSError, ValueError):
+            continue
+        if own:
+            blobs.add(own)
     return layers, blobs
 
 
