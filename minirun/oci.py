@@ -91,6 +91,17 @@ def layer_compression(media_type: str) -> str:
                                "minirun handles tar, tar+gzip and tar+zstd layers")
 
 
+def layer_type_for(manifest_type: str, media_type: str) -> str:
+    """The same layer compression named in the manifest's own family (Docker
+    schema 2 or OCI); zstd has no Docker name and keeps the OCI one."""
+    compression = LAYER_COMPRESSION.get(media_type)
+    if compression is None:
+        return media_type
+    if manifest_type == DOCKER_MANIFEST:
+        return {"none": DOCKER_LAYER, "gzip": DOCKER_LAYER_GZIP}.get(compression, media_type)
+    return {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}[compression]
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str

@@ -67,19 +67,26 @@ def import_image(store, src: SourceImage, report: Report) -> ImportResult:
     if src.manifest_bytes is None:
         src.manifest_bytes = _synthesise_manifest(src.config_bytes, records)
     manifest_digest = store.blobs.put(src.manifest_bytes, what="manifest")
-    record = {
+    record = image_record(manifest_digest, manifest.media_type if manifest else oci.DOCKER_MANIFEST,
+                          records, config)
+    store.images.add(config_digest, record, src.refs)
+    return ImportResult(config_digest, src.refs)
+
+
+def image_record(manifest_digest: str, media_type: str, layers: list[dict],
+                 config: oci.ImageConfig) -> dict:
+    """What images.json holds for an image (see minirun/store/images.py)."""
+    return {
         "manifest": manifest_digest,
-        "media_type": manifest.media_type if manifest else oci.DOCKER_MANIFEST,
-        "layers": records,
+        "media_type": media_type,
+        "layers": layers,
         "created": config.created,
         "architecture": config.architecture,
         "os": config.os,
         "variant": config.variant,
-        "size": sum(r["unpacked_size"] for r in records),
+        "size": sum(r["unpacked_size"] for r in layers),
         "loaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    store.images.add(config_digest, record, src.refs)
-    return ImportResult(config_digest, src.refs)
 
 
 def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
