@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -86,6 +87,27 @@ def rows(store) -> list[ImageRow]:
     return out
 
 
+def filter_rows(rows: list[ImageRow], filters: list[str]) -> list[ImageRow]:
+    """`images --filter`: dangling=true|false, reference=GLOB (on the familiar
+    name, with or without the tag); several filters must all hold."""
+    import fnmatch
+    for spec in filters:
+        key, eq, value = spec.partition("=")
+        if key == "dangling" and value in ("true", "false", "1", "0"):
+            want = value in ("true", "1")
+            rows = [r for r in rows if (not r.refs) == want]
+        elif key == "reference" and eq and value:
+            def matches(row: ImageRow) -> bool:
+                names = [reference.parse(r).familiar() for r in row.refs]
+                return any(fnmatch.fnmatch(n, value) or fnmatch.fnmatch(n.rsplit(":", 1)[0], value)
+                           for n in names)
+            rows = [r for r in rows if matches(r)]
+        else:
+            raise UsageError(f"unsupported filter {spec!r}",
+                             "use dangling=true, dangling=false or reference=PATTERN")
+    return rows
+
+
 def remove(store, names: list[str], force: bool, report: Callable[[str], None]) -> None:
     """rmi: untag a reference that others share, else delete the image and collect its layers."""
     from .runtime import container_records
@@ -131,3 +153,73 @@ def human_age(iso: str) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count > 1 else ''} ago"
     return "Less than a minute ago"
+
+
+# ---------------------------------------------------------------- inspect, history, tag
+
+def inspect(store, name: str) -> dict:
+    """An image as `docker image inspect` shows it, plus where its layers live."""
+    image_id, record = store.images.resolve(name)
+    config = json.loads(store.blobs.read(image_id))
+    refs = store.images.refs_of(image_id)
+    diff_dirs = [store.layers.diff_path(layer["key"]) for layer in reversed(record["layers"])]
+    return {
+        "Id": image_id,
+        "RepoTags": [reference.parse(r).familiar() for r in refs],
+        "RepoDigests": sorted({f"{reference.parse(r).familiar().rsplit(':', 1)[0]}@{record['manifest']}"
+                               for r in refs}),
+        "Created": config.get("created", ""),
+        "Author": config.get("author", ""),
+        "Config": config.get("config") or {},
+        "Architecture": config.get("architecture", ""),
+        "Os": config.get("os", ""),
+        **({"Variant": config["variant"]} if config.get("variant") else {}),
+        "Size": record.get("size", 0),
+        "Manifest": {"Digest": record["manifest"], "MediaType": record.get("media_type", "")},
+        "RootFS": {"Type": "layers", "Layers": [layer["diff_id"] for layer in record["layers"]]},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(diff_dirs)}},
+        "History": config.get("history") or [],
+    }
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    image_id: str        # the image's id on its top entry, else "<missing>" (as docker)
+    created: str
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+
+
+def history(store, name: str) -> list[HistoryRow]:
+    """The config's history, newest first; each non-empty entry is matched with
+    its layer, in order. Without history, one row per layer."""
+    image_id, record = store.images.resolve(name)
+    config = json.loads(store.blobs.read(image_id))
+    layers = list(record["layers"])
+    entries = config.get("history") or [{} for _ in layers]
+    rows = []
+    index = 0
+    for entry in entries:
+        empty = bool(entry.get("empty_layer"))
+        size = 0
+        if not empty and index < len(layers):
+            size = layers[index].get("unpacked_size", 0)
+            index += 1
+        rows.append(HistoryRow("<missing>", entry.get("created", ""), entry.get("created_by", ""),
+                               size, entry.get("comment", ""), empty))
+    rows.reverse()
+    if rows:
+        rows[0] = HistoryRow(image_id, *[getattr(rows[0], f) for f in
+                                         ("created", "created_by", "size", "comment", "empty_layer")])
+    return rows
+
+
+def tag(store, source: str, target: str) -> list[str]:
+    """Point a reference at an image; returns images the move left dangling."""
+    image_id, record = store.images.resolve(source)
+    ref = str(reference.parse(target))
+    if reference.parse(target).digest:
+        raise UsageError(f"cannot tag with a digest: {target}", "give a tag, e.g. myapp:v2")
+    return store.images.add(image_id, record, [ref])

@@ -36,15 +36,31 @@ def load(paths: List[str] = typer.Argument(..., metavar="PATH...",
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
 def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image ids."),
+           all_: bool = typer.Option(False, "--all", "-a", help="Show all images. minirun has no "
+                                     "intermediate images, so this is the default list, dangling "
+                                     "(<none>) images included; kept for docker scripts."),
+           filter_: List[str] = typer.Option([], "--filter", "-f", help="dangling=true|false, or "
+                                             "reference=PATTERN (shell glob on the name, e.g. 'my*')."),
+           tree: bool = typer.Option(False, "--tree", help="Draw images as branches of the layers they share."),
            format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines."),
            no_trunc: bool = typer.Option(False, "--no-trunc", help="Full image ids.")):
     """List images: reference, image id, created, size and layer count.
 
-    Example: minirun images
+    An image whose name moved to another image (re-load, re-pull, commit,
+    tag) stays as <none>:<none>: a dangling image. List only those with
+    --filter dangling=true; remove them with `minirun image prune`.
+
+    Example: minirun images --filter dangling=true
     """
     from .. import images as imgs
     from ..reference import parse
-    rows = imgs.rows(_store(create=False))
+    store = _store(create=False)
+    if tree:
+        from ..usage import tree_lines_for
+        for line in tree_lines_for(store):
+            print(line)
+        return
+    rows = imgs.filter_rows(imgs.rows(store), filter_)
     if quiet:
         for row in rows:
             print(row.image_id if no_trunc else row.image_id[7:19])
@@ -52,7 +68,8 @@ def images(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image i
     if format == "json":
         for row in rows:
             print(json.dumps({"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
-                              "Size": row.size, "Layers": row.layers, "Architecture": row.architecture}))
+                              "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
+                              "Dangling": not row.refs}))
         return
     table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
     for row in rows:

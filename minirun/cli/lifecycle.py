@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import EXIT_CODES_HELP, app, handled, store as _store
+from .common import EXIT_CODES_HELP, app, handled, print_table, store as _store
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -21,8 +21,71 @@ def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE"),
 
     Example: minirun inspect t1 | jq -r .UpperDir
     """
-    from ..runtime import inspect as do_inspect
-    print(json.dumps(do_inspect(_store(create=False), name), indent=2))
+    from ..errors import ContainerNotFound, UsageError
+    from ..images import inspect as inspect_image
+    from ..runtime import inspect as inspect_container
+    store = _store(create=False)
+    if type_ not in (None, "container", "image"):
+        raise UsageError(f"--type {type_!r}: expected container or image")
+    if type_ == "image":
+        doc = inspect_image(store, name)
+    else:
+        try:
+            doc = inspect_container(store, name)
+        except ContainerNotFound:
+            if type_ == "container":
+                raise
+            doc = inspect_image(store, name)
+    print(json.dumps(doc, indent=2))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def tag(source: str = typer.Argument(..., metavar="IMAGE", help="Reference or image id."),
+        target: str = typer.Argument(..., metavar="REF", help="New name, e.g. myapp:v2.")):
+    """Give an image another name. A name that pointed at another image moves, and
+    that image stays as <none>:<none> (dangling) until `minirun image prune`.
+
+    Example: sudo minirun tag myapp myapp:stable
+    """
+    from ..images import tag as do_tag
+    from ..runtime import require_root
+    require_root("tag")
+    do_tag(_store(), source, target)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def history(name: str = typer.Argument(..., metavar="IMAGE"),
+            no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten ids and commands."),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image ids."),
+            format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines.")):
+    """Show how an image was built, newest first: one row per history entry of its
+    config, with the size of the layer that step added (0B for config-only steps).
+    Only the top row has an image id; the others are <missing>, as in docker.
+
+    Example: minirun history myapp:v2
+    """
+    from ..images import history as do_history, human_age, human_size
+    rows = do_history(_store(create=False), name)
+    if quiet:
+        for row in rows:
+            print(row.image_id if no_trunc or row.image_id == "<missing>" else row.image_id[7:19])
+        return
+    if format == "json":
+        for row in rows:
+            print(json.dumps({"ID": row.image_id, "Created": row.created, "CreatedBy": row.created_by,
+                              "Size": row.size, "Comment": row.comment, "EmptyLayer": row.empty_layer}))
+        return
+    table = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
+    for row in rows:
+        shown = row.image_id if no_trunc or row.image_id == "<missing>" else row.image_id[7:19]
+        by = " ".join(row.created_by.split())
+        if not no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        table.append((shown, human_age(row.created) if row.created else "", by, human_size(row.size),
+                      row.comment))
+    print_table(table)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -54,3 +117,80 @@ def commit(name: str = typer.Argument(..., metavar="CONTAINER"),
     require_root("commit")
     result = do_commit(_store(), name, CommitOptions(ref, message, author, tuple(change)))
     print(result.image_id)
+
+
+image_app = typer.Typer(help="Manage images (image prune).", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool, what: str) -> None:
+    import sys
+    from .. import prune as pr
+    from ..images import human_size
+    from ..runtime import require_root
+    if not dry_run:
+        require_root("prune")
+    store = _store()
+    with store.locks.hold("gc"):
+        todo = pr.plan(store, containers, layers_and_blobs)
+        if not todo.items:
+            print("Nothing to remove.")
+            return
+        if dry_run:
+            _print_plan(todo, "Would remove")
+            print(f"Would reclaim {human_size(todo.reclaimed)}.")
+            return
+        if not force and sys.stdin.isatty():
+            counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
+                               if todo.of(k))
+            if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
+                raise typer.Exit(1)
+        pr.execute(store, todo)
+    _print_plan(todo, "Deleted")
+    print(f"Total reclaimed space: {human_size(todo.reclaimed)}")
+
+
+def _print_plan(todo, verb: str) -> None:
+    from ..oci import short_id
+    for item in todo.of("container"):
+        print(f"{verb} container {item.ident[:12]} ({item.reason})")
+    for chain in todo.chains:
+        print(f"{verb} " + chain[0])
+        for line in chain[1:]:
+            print(line)
+    for item in todo.of("layer"):
+        print(f"{verb} layer {short_id(item.ident)} ({item.reason})")
+    for item in todo.of("blob"):
+        print(f"{verb} blob {item.ident} ({item.reason})")
+
+
+@image_app.command("prune", epilog=EXIT_CODES_HELP)
+@handled()
+def image_prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (it only asks on a terminal)."),
+                dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go and why; remove nothing.")):
+    """Remove dangling images (no reference points to them) that no container
+    uses, and the layers and blobs only they used.
+
+    Example: sudo minirun image prune -f
+    """
+    _prune(False, dry_run, force, True, "dangling images and the layers only they use")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (it only asks on a terminal)."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="List what would go and why, following "
+                                       "reference -> manifest -> config -> diff_ids; remove nothing."),
+          containers: bool = typer.Option(False, "--containers", help="Also remove stopped containers "
+                                          "(and their upper dirs).")):
+    """Remove what nothing needs: dangling images, stopped containers (with
+    --containers), and every layer and blob no image and no container
+    references.
+
+    A layer any container uses, running or stopped, is never removed, and
+    neither is an image a container was made from. On a terminal it asks
+    first; -f skips the question; without a terminal it never asks.
+
+    Example: sudo minirun prune --containers --dry-run
+    """
+    _prune(containers, dry_run, force, True, "unused data")

@@ -74,6 +74,12 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return os.path.exists(self.path(digest))
 
+    def size(self, digest: str) -> int:
+        try:
+            return os.path.getsize(self.path(digest))
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
     def read(self, digest: str) -> bytes:
         try:
             with open(self.path(digest), "rb") as f:

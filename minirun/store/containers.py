@@ -51,6 +51,22 @@ class ContainerStore:
     def init(self, cid: str) -> str:
         return self.path(cid, "init")
 
+    def disk_usage(self, cid: str) -> int:
+        """Bytes the container's upper dir holds (its writes). Iterative walk."""
+        total, stack = 0, [self.upper(cid)]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    total += st.st_size
+        return total
+
     def log(self, cid: str) -> str:
         """container.log: what a detached container (-d) wrote to stdout and stderr."""
         return self.path(cid, "container.log")

@@ -7,12 +7,22 @@ from __future__ import annotations
 from ..oci import parse_manifest
 
 
-def referenced(store) -> tuple[set[str], set[str]]:
-    """(layer keys, blob digests) still in use."""
+def referenced(store, images: dict | None = None, containers: list[dict] | None = None
+               ) -> tuple[set[str], set[str]]:
+    """(layer keys, blob digests) still in use by these images (default: all in
+    images.json) and these container configs (default: every container's)."""
     layers: set[str] = set()
     blobs: set[str] = set()
-    doc = store.images.read()
-    for image_id, record in doc["images"].items():
+    if images is None:
+        images = store.images.read()["images"]
+    if containers is None:
+        containers = []
+        for cid in store.containers.ids():
+            try:
+                containers.append(store.containers.config(cid))
+            except (OSError, ValueError):
+                continue
+    for image_id, record in images.items():
         blobs.add(image_id)
         blobs.add(record["manifest"])
         for layer in record["layers"]:
@@ -23,11 +33,8 @@ def referenced(store) -> tuple[set[str], set[str]]:
             blobs.update(layer.digest for layer in manifest.layers)
         except Exception:  # noqa: BLE001 - a damaged manifest must not stop collection
             pass
-    for cid in store.containers.ids():
-        try:
-            layers.update(store.containers.config(cid).get("layers", []))
-        except (OSError, ValueError):
-            continue
+    for config in containers:
+        layers.update(config.get("layers", []))
     for key in layers:
         # A layer's own blob (the one it was extracted from, or packed into by
         # commit) stays while the layer does: save and push need some blob for
