@@ -194,3 +194,65 @@ def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (i
     Example: sudo minirun prune --containers --dry-run
     """
     _prune(containers, dry_run, force, True, "unused data")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def export(name: str = typer.Argument(..., metavar="CONTAINER"),
+           output: Optional[str] = typer.Option(None, "--output", "-o", help="Tar file to write "
+                                                "('-' or omitted: stdout, unless it is a terminal).")):
+    """Write a container's whole filesystem, as its processes see it (the image's
+    layers with the upper dir on top), as one flat tar.
+
+    It is mounted read-only in a private mount namespace, so the container is
+    not touched; a running container may be caught mid-write.
+
+    Example: sudo minirun export t1 -o t1-rootfs.tar
+    """
+    import sys
+    from ..errors import UsageError
+    from ..export import export as do_export
+    from ..runtime import require_root
+    require_root("export")
+    store = _store()
+    if output in (None, "-"):
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write a tar to a terminal", "pass -o FILE or redirect stdout")
+        do_export(store, name, sys.stdout.buffer)
+        return
+    _write_atomically(output, lambda f: do_export(store, name, f))
+
+
+def _write_atomically(path: str, write) -> None:
+    """Write to a temp file next to `path`, rename it into place only when complete."""
+    import os
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@app.command(name="import", epilog=EXIT_CODES_HELP)
+@handled()
+def import_(path: str = typer.Argument(..., metavar="FILE", help="Tar of a root filesystem (plain, gzip "
+                                       "or zstd); '-' reads stdin."),
+            ref: Optional[str] = typer.Argument(None, metavar="[REF]", help="Name for the new image."),
+            message: str = typer.Option("", "--message", "-m", help="Comment for the history entry."),
+            change: List[str] = typer.Option([], "--change", "-c", help="Dockerfile instruction for the "
+                                             "config, e.g. 'CMD [\"/bin/sh\"]'. Repeatable.")):
+    """Make a one-layer image from a root filesystem tar (e.g. one `minirun export` wrote).
+
+    The tar is checked and extracted like any layer; its owners, modes and
+    times are kept. The image has no Cmd unless you give one with -c.
+
+    Example: sudo minirun import t1-rootfs.tar flat:v1 -c 'CMD ["/bin/sh"]'
+    """
+    from ..export import import_tarball
+    from ..runtime import require_root
+    require_root("import")
+    print(import_tarball(_store(), path, ref, message, tuple(change)))

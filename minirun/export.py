@@ -1,0 +1,179 @@
+"""export and import: a container's merged view as one flat tar, and a tar as
+a one-layer image.
+
+export mounts the container's view read-only in a child process that has a
+mount namespace of its own: the upper dir joins the lower dirs (no upper, no
+work dir), so nothing can write into the container, and a killed export
+leaves no mount behind on the host. The child writes the tar (layer/pack.py,
+uncompressed) straight to the destination.
+
+import stores the tar as the layer blob (compressed or not, as given), works
+out its diff_id, writes a config and an OCI manifest, and hands the rest to
+the importer: the layer is extracted safely and cached like any other.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import BinaryIO
+
+from . import linux, oci, overlay, reference
+from .errors import BadImage, RuntimeFailure
+from .imageconfig import apply_changes, iso_time
+from .layer import pack
+from .runtime import lower_dirs
+
+
+def export(store, name: str, out: BinaryIO) -> None:
+    """Write the container's merged view as a tar to `out`."""
+    cid = store.containers.resolve(name)
+    config = store.containers.config(cid)
+    lowers = lower_dirs(store, cid, config)
+    upper = store.containers.upper(cid)
+    if os.path.isdir(upper):
+        lowers = [upper, *lowers]
+    if len(lowers) < 2:                       # overlay without upper needs two lower dirs
+        lowers.append(_empty_dir(store))
+    with store.staging("export") as staged:
+        target = os.path.join(staged, "merged")
+        os.mkdir(target)
+        spec = overlay.plan(lowers, "", "", staged)
+        for link, lower in zip(spec.links, spec.lowers):
+            os.makedirs(os.path.join(staged, "l"), exist_ok=True)
+            os.symlink(lower, os.path.join(staged, link))
+        out.flush()
+        _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno()))
+
+
+def _empty_dir(store) -> str:
+    path = os.path.join(store.tmp, "empty-lower")
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    return path
+
+
+def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int) -> None:
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    overlay.mount(spec, target, overlay.strategy_from_env())
+    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as stream:
+        pack.pack(target, stream, gzip_level=None, epoch=_epoch())
+
+
+def _in_private_namespace(work) -> None:
+    """Run work() in a forked child; its error comes back through a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 0
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+            message = getattr(exc, "line", None)
+            os.write(write_end, (message() if message else f"{type(exc).__name__}: {exc}").encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        error = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeFailure(f"export failed: {error or 'the exporting process died'}")
+
+
+def _epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+# ---------------------------------------------------------------- import
+
+def import_tarball(store, path: str, ref: str | None, message: str = "",
+                   changes: tuple[str, ...] = (), report=lambda label, status: None) -> str:
+    """A root filesystem tar (plain, gzip or zstd; '-' for stdin) becomes a
+    one-layer image. Returns its image id."""
+    from .sources.importer import SourceImage, SourceLayer, import_image
+    from .store import gc
+    ref = str(reference.parse(ref)) if ref else None
+    try:
+        with store.locks.hold("gc", shared=True), store.staging("import") as staged:
+            blob_path = os.path.join(staged, "layer")
+            digest, size = _copy_in(path, blob_path)
+            compression = _sniff(blob_path)
+            media_type = {"none": oci.OCI_LAYER, "gzip": oci.OCI_LAYER_GZIP,
+                          "zstd": oci.OCI_LAYER_ZSTD}[compression]
+            config_bytes = _config(_diff_id(blob_path, compression), path, message, changes)
+            manifest = oci.Manifest(oci.OCI_MANIFEST, oci.Descriptor(
+                oci.OCI_CONFIG, oci.sha256_digest(config_bytes), len(config_bytes)),
+                (oci.Descriptor(media_type, digest, size),))
+            layer = SourceLayer(media_type, digest, size, lambda: open(blob_path, "rb"))
+            src = SourceImage(config_bytes, [layer], [ref] if ref else [], manifest.to_bytes(), origin=path)
+            result = import_image(store, src, report)
+    except BaseException:
+        gc.collect_after_failure(store)      # a layer installed before the failure goes again
+        raise
+    return result.image_id
+
+
+def _config(diff_id: str, path: str, message: str, changes: tuple[str, ...]) -> bytes:
+    created = iso_time(_epoch() if _epoch() is not None else time.time())
+    shown = "-" if path == "-" else os.path.basename(path)
+    entry = {"created": created, "created_by": f"minirun import {shown}"}
+    if message:
+        entry["comment"] = message
+    config = {"created": created, "architecture": oci.host_platform().architecture, "os": "linux",
+              "config": apply_changes({}, changes), "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+              "history": [entry]}
+    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _copy_in(path: str, dest: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    try:
+        src = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except FileNotFoundError:
+        from .errors import NotFound
+        raise NotFound(f"{path}: no such file") from None
+    with src, open(dest, "wb") as out:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    if size == 0:
+        raise BadImage(f"{path}: empty input", "give a tar archive of a root filesystem")
+    return "sha256:" + digest.hexdigest(), size
+
+
+def _sniff(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return "none"
+
+
+def _diff_id(path: str, compression: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        if compression == "gzip":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif compression == "zstd":
+            import zstandard
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)
+        else:
+            stream = raw
+        try:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        except (OSError, EOFError, ValueError) as exc:
+            raise BadImage(f"the {compression} data is corrupt: {exc}") from None
+    return "sha256:" + digest.hexdigest()
+
