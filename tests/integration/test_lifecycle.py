@@ -1,0 +1,227 @@
+"""Image lifecycle against the real kernel: commit, save/load round trip,
+export/import, tag/dangling, history/inspect, and prune that never takes a
+layer something still uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+from minirun.tree import snapshot
+
+# What the round trip's container does to myapp: add, change, delete, replace a dir.
+WRITES = ("echo hi > /greeting; echo more >> /app/main.sh; rm /bin/vi; chmod 600 /app/main.sh; "
+          "rm /etc/group; rm -rf /usr; mkdir /usr; echo fresh > /usr/only; ln -s /greeting /link; mkdir -p /d/e")
+
+
+def image_view(mr, image: str) -> dict:
+    """The image's merged tree (types, modes, owners, content, link targets), read
+    from a read-only overlay of its cached layers: what a container starts from."""
+    doc = json.loads(mr.ok("inspect", "--type", "image", image).stdout)
+    lowers = doc["GraphDriver"]["Data"]["LowerDir"].split(":")
+    with tempfile.TemporaryDirectory(dir=mr.root / "tmp") as target:
+        if len(lowers) == 1:
+            tree = snapshot(lowers[0])
+        else:
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=" + ":".join(lowers),
+                            target], check=True)
+            try:
+                tree = snapshot(target)
+            finally:
+                subprocess.run(["umount", target], check=True)
+    for entry in tree.values():
+        entry.pop("nlink", None)
+    return tree
+
+
+def images_json(mr) -> dict:
+    return json.loads((mr.root / "images.json").read_text())
+
+
+def test_commit_makes_a_layer_of_exactly_the_upper_dir(mr):
+    mr.load("myapp")
+    before = image_view(mr, "myapp")
+    mr.ok("run", "--name", "c1", "myapp", "sh", "-c", WRITES)
+    image_id = mr.ok("commit", "-m", "round trip", "c1", "myapp:v2").stdout.strip()
+    after = image_view(mr, "myapp:v2")
+    added = set(after) - set(before)
+    gone = set(before) - set(after)
+    assert added == {"/greeting", "/usr/only", "/link", "/d", "/d/e"}
+    assert {"/bin/vi", "/etc/group"} <= gone
+    assert [p for p in after if p.startswith("/usr/")] == ["/usr/only"]
+    assert gone == {"/bin/vi", "/etc/group"} | {p for p in before if p.startswith("/usr/")}
+    assert after["/app/main.sh"]["mode"] == 0o600
+    assert after["/app/main.sh"]["sha256"] != before["/app/main.sh"]["sha256"]
+    assert after["/link"] == {"type": "symlink", "target": "/greeting", "mode": 0o777, "uid": 0, "gid": 0}
+    # the new image shares the base layers: the same cache entries, plus one
+    record = images_json(mr)["images"][image_id]
+    base = images_json(mr)["images"][images_json(mr)["tags"]["localhost/myapp:latest"]]
+    assert [l["key"] for l in record["layers"][:-1]] == [l["key"] for l in base["layers"]]
+    assert len(mr.layer_dirs()) == len(base["layers"]) + 1
+    # the blob holds the OCI whiteouts and the opaque marker, and no overlay xattr
+    blob = mr.root / "blobs" / "sha256" / record["layers"][-1]["blob"][7:]
+    with tarfile.open(blob, "r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert "bin/.wh.vi" in members and members["bin/.wh.vi"].size == 0
+    names = list(members)
+    assert names.index("usr/.wh..wh..opq") == names.index("usr") + 1
+    assert not any(k.startswith("SCHILY.xattr.trusted.overlay") for m in members.values()
+                   for k in m.pax_headers)
+    # the container stays usable
+    assert mr.ok("diff", "c1").stdout
+    mr.ok("inspect", "c1")
+    history = mr.ok("history", "--format", "json", "myapp:v2").stdout.splitlines()
+    assert json.loads(history[0])["Comment"] == "round trip"
+    assert json.loads(history[0])["ID"] == image_id
+
+
+def test_round_trip_through_every_save_format(mr, tmp_path):
+    mr.load("myapp")
+    mr.ok("run", "--name", "c1", "myapp", "sh", "-c", WRITES)
+    image_id = mr.ok("commit", "c1", "myapp:v2").stdout.strip()
+    committed = image_view(mr, "myapp:v2")
+    saves = {}
+    for fmt in ("docker-archive", "oci-archive", "oci-dir"):
+        saves[fmt] = str(tmp_path / f"save-{fmt}")
+        mr.ok("save", "--format", fmt, "-o", saves[fmt], "myapp:v2")
+    mr.ok("rm", "c1")
+    for fmt, path in saves.items():
+        ids = [i for i in images_json(mr)["images"]]
+        mr.ok("rmi", "-f", *ids)
+        assert mr.layer_dirs() == [], fmt
+        out = mr.ok("load", path).stdout
+        assert "myapp:v2" in out, (fmt, out)
+        assert image_id in images_json(mr)["images"], fmt          # same config, same image id
+        assert image_view(mr, "myapp:v2") == committed, fmt
+        run = mr.ok("run", "--rm", "myapp:v2", "sh", "-c", "cat /greeting /usr/only; test ! -e /bin/vi")
+        assert run.stdout == "hi\nfresh\n", fmt
+        # its base layers are the cache entries myotherapp uses too
+        loaded = mr.ok("load", mr.fixture_path("myotherapp")).stdout
+        assert loaded.count("Already exists") == 2, (fmt, loaded)
+        doc = images_json(mr)
+        mine = [l["key"] for l in doc["images"][image_id]["layers"]]
+        other = [l["key"] for l in doc["images"][doc["tags"]["localhost/myotherapp:latest"]]["layers"]]
+        assert mine[:2] == other[:2]
+
+
+def test_commit_is_reproducible(mr):
+    mr.load("myapp")
+    script = "echo same > /greeting; rm /app/main.sh; mkdir -p /a/b; echo x > /a/b/c; rm -rf /usr; mkdir /usr"
+    mr.ok("run", "--name", "one", "myapp", "sh", "-c", script)
+    time.sleep(1.1)                 # later file times, which the epoch must clamp
+    mr.ok("run", "--name", "two", "myapp", "sh", "-c", script)
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    first = mr.ok("commit", "-m", "m", "one", env=env).stdout.strip()
+    second = mr.ok("commit", "-m", "m", "two", env=env).stdout.strip()
+    doc = images_json(mr)
+    layer_one, layer_two = (doc["images"][i]["layers"][-1] for i in (first, second))
+    assert layer_one["blob"] == layer_two["blob"]
+    assert layer_one["diff_id"] == layer_two["diff_id"]
+    assert first == second           # and with a fixed epoch, the config too
+    # a different upper dir gives a different layer: the comparison above can fail
+    mr.ok("run", "--name", "three", "myapp", "sh", "-c", script + "; echo extra > /extra")
+    third = mr.ok("commit", "-m", "m", "three", env=env).stdout.strip()
+    assert images_json(mr)["images"][third]["layers"][-1]["diff_id"] != layer_one["diff_id"]
+
+
+def test_commit_refuses_a_running_container_and_bad_input(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "web", "busybox", "sleep", "30")
+    mr.running_state("web")
+    result = mr("commit", "web", "x:1")
+    assert result.returncode == 1 and "running" in result.stderr and "minirun stop" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert mr("commit", "nosuch", "x:1").returncode == 1
+    mr.ok("stop", "-t", "1", "web")
+    assert mr("commit", "-c", "RUN make", "web", "x:1").returncode == 2
+    assert mr("commit", "web", "Bad Ref").returncode == 2
+    assert mr.ok("images", "-q").stdout.count("\n") == 1        # nothing half-made is listed
+    image_id = mr.ok("commit", "-c", 'CMD ["echo", "from cmd"]', "web", "x:1").stdout.strip()
+    assert mr.ok("run", "--rm", "x:1").stdout == "from cmd\n"
+    assert json.loads(mr.ok("inspect", "x:1").stdout)["Id"] == image_id
+
+
+def test_moved_tags_leave_dangling_images_that_image_prune_removes(mr):
+    mr.load("myapp")
+    old = images_json(mr)["tags"]["localhost/myapp:latest"]
+    mr.ok("run", "--name", "c1", "myapp", "sh", "-c", "echo v2 > /v")
+    new = mr.ok("commit", "c1", "localhost/myapp:latest").stdout.strip()
+    mr.ok("rm", "c1")
+    dangling = mr.ok("images", "--filter", "dangling=true", "-q", "--no-trunc").stdout.split()
+    assert dangling == [old]
+    assert old[7:19] in mr.ok("images", "-a").stdout
+    assert "<none>" in mr.ok("images").stdout
+    dry = mr.ok("image", "prune", "--dry-run").stdout
+    assert old[7:19] in dry and "kept: used by localhost/myapp:latest" in dry
+    assert old in images_json(mr)["images"]                         # dry run removed nothing
+    mr.ok("image", "prune")                                        # no terminal: no question
+    assert list(images_json(mr)["images"]) == [new]
+    assert mr.ok("run", "--rm", "myapp", "cat", "/v").stdout == "v2\n"
+    mr.ok("tag", "myapp", "other:1")
+    assert mr.ok("images", "--filter", "reference=other*", "-q", "--no-trunc").stdout.split() == [new]
+
+
+def test_prune_never_removes_layers_in_use(mr):
+    mr.load("myapp", "myotherapp")
+    mr.ok("run", "-d", "--name", "live", "myapp", "sleep", "60")
+    mr.running_state("live")
+    mr.ok("run", "--name", "stopped", "myotherapp", "true")
+    mr.ok("rmi", "-f", "myapp", "myotherapp")
+    layers = mr.layer_dirs()
+    assert len(layers) == 4
+    dry = mr.ok("prune", "--dry-run", "--containers").stdout
+    assert "stopped" in dry and "live" not in dry
+    before = sorted(os.listdir(mr.root / "blobs" / "sha256"))
+    mr.ok("prune", "-f")
+    assert mr.layer_dirs() == layers                                # both containers hold theirs
+    assert mr.ok("exec", "live", "cat", "/app/main.sh").stdout     # and the running one still reads
+    mr.ok("prune", "-f", "--containers")
+    # the stopped container went, and with it myotherapp's own layer; the running one keeps myapp's
+    assert mr.ok("ps", "-a", "-q").stdout.split() == [mr.inspect("live")["Id"][:12]]
+    assert len(mr.layer_dirs()) == 3
+    assert sorted(os.listdir(mr.root / "blobs" / "sha256")) != before
+    mr.ok("rm", "-f", "live")
+    mr.ok("prune", "-f")
+    assert mr.layer_dirs() == [] and os.listdir(mr.root / "blobs" / "sha256") == []
+
+
+def test_export_is_the_merged_view_and_import_makes_it_an_image(mr, tmp_path):
+    mr.load("whiteouts")
+    mr.ok("run", "--name", "c1", "whiteouts", "sh", "-c", "echo new > /new; rm -f /bin/sync")
+    out = tmp_path / "rootfs.tar"
+    mr.ok("export", "c1", "-o", str(out))
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+    view = image_view(mr, "whiteouts")
+    expected = {p.lstrip("/") for p in view} | {"new"}
+    expected.discard("bin/sync")
+    assert expected <= names
+    assert not any(".wh." in n for n in names)
+    image_id = mr.ok("import", str(out), "flat:1", "-c", 'CMD ["cat", "/new"]').stdout.strip()
+    assert mr.ok("run", "--rm", "flat:1").stdout == "new\n"
+    assert json.loads(mr.ok("inspect", "flat:1").stdout)["RootFS"]["Layers"].__len__() == 1
+    assert images_json(mr)["tags"]["docker.io/library/flat:1"] == image_id
+    # bad input: one line, exit 1, nothing left behind
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
+    before = mr.layer_dirs()
+    result = mr("import", str(junk), "junk:1")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert mr.layer_dirs() == before and [n for n in os.listdir(mr.root / "tmp") if "import" in n] == []
+
+
+@pytest.mark.parametrize("answer, removed", [(b"n\n", False), (b"y\n", True)])
+def test_prune_asks_on_a_terminal(mr, answer, removed):
+    from tests.integration.test_process import run_in_pty
+    mr.load("myapp")
+    mr.ok("run", "--name", "c1", "myapp", "true")
+    code, screen = run_in_pty(mr, "prune", "--containers", keys=[(1.0, answer)])
+    assert b"Continue?" in screen
+    assert (mr.ok("ps", "-a", "-q").stdout.strip() == "") == removed
+    assert code == (0 if removed else 1)
