@@ -72,6 +72,35 @@ def test_minirun_push_is_readable_by_skopeo_and_pullable_back(mr, registry, tmp_
     assert mr.ok("run", "--rm", f"{registry.address}/team/myapp:v1").stdout.strip().endswith("hello from myapp")
 
 
+def test_push_and_commit_of_an_image_whose_layers_came_from_another_image(mr, registry, tmp_path):
+    """myotherapp from a docker-archive with uncompressed layers (skopeo writes
+    those) finds its two base layers cached from myapp's OCI layout ("Already
+    exists"), so its own blobs for them were never stored. push and commit use
+    the cached layers' own gzip blobs."""
+    archive = tmp_path / "other.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{mr.fixture_path('myotherapp')}",
+                    f"docker-archive:{archive}:localhost/myotherapp:latest"], check=True, capture_output=True)
+    mr.load("myapp")
+    loaded = mr.ok("load", str(archive)).stdout
+    assert loaded.count("Already exists") == 2
+    doc = json.loads((mr.root / "images.json").read_text())
+    other = doc["images"][doc["tags"]["localhost/myotherapp:latest"]]
+    missing = [l["blob"] for l in other["layers"] if not (mr.root / "blobs/sha256" / l["blob"][7:]).exists()]
+    assert len(missing) == 2                       # the situation under test
+    mr.ok("push", "myotherapp", f"{registry.address}/re/other:1")
+    mr.ok("run", "--name", "c", "myotherapp", "sh", "-c", "echo c > /c")
+    mr.ok("commit", "c", f"{registry.address}/re/other:2")
+    mr.ok("push", f"{registry.address}/re/other:2")
+    mr.ok("rm", "c")
+    mr.ok("rmi", "-f", *doc["images"], f"{registry.address}/re/other:2")
+    assert mr.layer_dirs() == []
+    mr.ok("pull", f"{registry.address}/re/other:2")
+    assert mr.ok("run", "--rm", f"{registry.address}/re/other:2", "cat", "/c").stdout == "c\n"
+    mr.ok("pull", f"{registry.address}/re/other:1")
+    assert json.loads(mr.ok("inspect", f"{registry.address}/re/other:1").stdout)["Id"] == \
+        doc["tags"]["localhost/myotherapp:latest"]
+
+
 def test_image_pushed_by_skopeo_is_pulled_by_minirun(mr, registry):
     skopeo_push(mr.fixture_path("myotherapp"), f"{registry.address}/peer/myotherapp:latest")
     out = mr.ok("pull", f"{registry.address}/peer/myotherapp")

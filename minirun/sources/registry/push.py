@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ... import oci, reference
-from ...errors import NotFound, UsageError
+from ...errors import UsageError
 from .client import RegistryClient
 
 PARALLEL_UPLOADS = 3
@@ -27,22 +27,33 @@ def push(store, image: str, dest: str | None, progress) -> PushResult:
     target = _target(store, image, image_id, dest)
     if not target.tag and not target.digest:
         raise UsageError(f"push needs a tag: {target}")
-    manifest_bytes = store.blobs.read(record["manifest"])
-    manifest = oci.parse_manifest(manifest_bytes)
+    manifest_bytes, manifest = _manifest(store, record)
     client = RegistryClient(target.registry)
     repo = target.repository
     sources = _mount_sources(store, target)
     blobs = [*manifest.layers, manifest.config]
-    for desc in blobs:
-        if not store.blobs.has(desc.digest):
-            raise NotFound(f"blob {desc.digest} of this image is not in the store (its layer came "
-                           "from another image's copy)", "load or pull this image again, then push")
     with ThreadPoolExecutor(PARALLEL_UPLOADS, thread_name_prefix="push") as pool:
         list(pool.map(lambda d: _push_blob(store, client, repo, d, sources, progress), blobs))
     reference_part = target.tag or target.digest
     digest = client.put_manifest(repo, reference_part, manifest_bytes, manifest.media_type)
     store.images.add_repository(image_id, target.name)
     return PushResult(str(target), digest, len(manifest_bytes))
+
+
+def _manifest(store, record: dict) -> tuple[bytes, oci.Manifest]:
+    """The stored manifest, or, when some of its layer blobs were never fetched
+    (the layer came from another image), one naming blobs the store holds for
+    the same layers (images.layer_blob). The config, so the image id, is the same."""
+    from ...images import layer_blob
+    manifest_bytes = store.blobs.read(record["manifest"])
+    manifest = oci.parse_manifest(manifest_bytes)
+    if all(store.blobs.has(d.digest) for d in manifest.layers):
+        return manifest_bytes, manifest
+    layers = tuple(layer_blob(store, layer) for layer in record["layers"])
+    layers = tuple(oci.Descriptor(oci.layer_type_for(manifest.media_type, d.media_type), d.digest, d.size)
+                   for d in layers)
+    rebuilt = oci.Manifest(manifest.media_type, manifest.config, layers)
+    return rebuilt.to_bytes(), rebuilt
 
 
 def _target(store, image: str, image_id: str, dest: str | None) -> reference.Reference:
