@@ -21,6 +21,7 @@ import secrets
 import time
 
 from ..errors import Conflict, ContainerNotFound, UsageError
+from ..fsutil import tree_size
 from .root import remove_tree
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -52,20 +53,8 @@ class ContainerStore:
         return self.path(cid, "init")
 
     def disk_usage(self, cid: str) -> int:
-        """Bytes the container's upper dir holds (its writes). Iterative walk."""
-        total, stack = 0, [self.upper(cid)]
-        while stack:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except OSError:
-                continue
-            for entry in entries:
-                st = entry.stat(follow_symlinks=False)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += st.st_size
-        return total
+        """Bytes of the regular files in the container's upper dir (its writes)."""
+        return tree_size(self.upper(cid))[0]
 
     def log(self, cid: str) -> str:
         """container.log: what a detached container (-d) wrote to stdout and stderr."""
