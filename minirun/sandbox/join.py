@@ -74,6 +74,7 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
     code, message = process.EXIT_SETUP, "unknown failure"
     try:
         linux.set_pdeathsig(signal.SIGKILL)
+        process.default_signals()
         caps.preload()
         process.detach_from_our_terminal(join.tty, join.interactive)
         for name, flag in NAMESPACES:

@@ -39,6 +39,14 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 READY, GO = b"R", b"G"
 
 
+def default_signals() -> None:
+    """Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays
+    ignored across exec: `yes | head` in a container would then never end. The
+    container's process starts with every signal at its default, as under docker."""
+    for signum in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @dataclass(frozen=True)
 class Launch:
     process: ProcessSpec
@@ -195,8 +203,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     step = "start"
     try:
         linux.set_pdeathsig(signal.SIGKILL)
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+        default_signals()
         detach_from_our_terminal(launch.tty, launch.interactive)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))

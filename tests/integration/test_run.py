@@ -303,3 +303,15 @@ def test_store_on_overlayfs_is_refused(mr, tmp_path):
         assert "overlayfs" in result.stderr and "MINIRUN_ROOT" in result.stderr
     finally:
         linux.umount2(str(merged), linux.MNT_DETACH)
+
+
+def test_the_command_starts_with_no_signal_ignored(mr):
+    """Python ignores SIGPIPE and SIGXFSZ; without a reset, `yes | head` would never end."""
+    mr.load("busybox")
+    assert mr.ok("run", "--rm", "busybox", "sh", "-c", "yes | head -c 4", timeout=20).stdout == "y\ny\n"
+    out = mr.ok("run", "--rm", "busybox", "grep", "SigIgn", "/proc/self/status", timeout=20).stdout
+    assert out.strip() == "SigIgn:\t0000000000000000"
+    mr.ok("run", "-d", "--name", "s", "busybox", "sleep", "30")
+    mr.running_state("s")
+    out = mr.ok("exec", "s", "grep", "SigIgn", "/proc/self/status", timeout=20).stdout
+    assert out.strip() == "SigIgn:\t0000000000000000"
