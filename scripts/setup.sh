@@ -15,8 +15,10 @@ fi
 # python3-dev: python-prctl compiles against libcap. attr: getfattr for humans.
 # docker-registry, skopeo, apache2-utils (htpasswd) and openssl: the registry
 # tests' reference server, peer client, basic-auth file and token signing.
+# podman (with runc as its runtime), skopeo and umoci: the interop tests' peers
+# for save and load (tests/integration/test_interop.py).
 packages=(busybox-static libcap-dev gcc libc6-dev python3-dev python3-venv attr make iproute2
-          docker-registry skopeo apache2-utils openssl)
+          docker-registry skopeo apache2-utils openssl podman runc umoci)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
