@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from .peers import sealed
 from .registry import DOCKER_REGISTRY, FaultProxy, Registry
 
 pytestmark = pytest.mark.skipif(DOCKER_REGISTRY is None or shutil.which("skopeo") is None,
@@ -36,8 +37,8 @@ def registry(tmp_path):
 
 
 def skopeo_push(layout: str, dest: str, *creds: str) -> None:
-    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *creds,
-                    f"oci:{layout}:latest", f"docker://{dest}"], check=True, capture_output=True)
+    subprocess.run(sealed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *creds,
+                           f"oci:{layout}:latest", f"docker://{dest}"]), check=True, capture_output=True)
 
 
 def one_line_error(result) -> str:
@@ -60,11 +61,11 @@ def test_minirun_push_is_readable_by_skopeo_and_pullable_back(mr, registry, tmp_
     out = mr.ok("push", "myapp", f"{registry.address}/team/myapp:v1")
     digest = out.lines[-1].split("digest: ")[1].split()[0]
     inspected = json.loads(subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.address}/team/myapp:v1"],
+        sealed(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.address}/team/myapp:v1"]),
         check=True, capture_output=True, text=True).stdout)
     assert inspected["Digest"] == digest
-    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                    f"docker://{registry.address}/team/myapp:v1", f"oci:{tmp_path / 'copy'}:v1"],
+    subprocess.run(sealed(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                           f"docker://{registry.address}/team/myapp:v1", f"oci:{tmp_path / 'copy'}:v1"]),
                    check=True, capture_output=True)
     mr.ok("rmi", "myapp")
     pulled = mr.ok("pull", f"{registry.address}/team/myapp:v1")
@@ -78,8 +79,9 @@ def test_push_and_commit_of_an_image_whose_layers_came_from_another_image(mr, re
     exists"), so its own blobs for them were never stored. push and commit use
     the cached layers' own gzip blobs."""
     archive = tmp_path / "other.tar"
-    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{mr.fixture_path('myotherapp')}",
-                    f"docker-archive:{archive}:localhost/myotherapp:latest"], check=True, capture_output=True)
+    subprocess.run(sealed(["skopeo", "copy", "--quiet", f"oci:{mr.fixture_path('myotherapp')}",
+                           f"docker-archive:{archive}:localhost/myotherapp:latest"]),
+                   check=True, capture_output=True)
     mr.load("myapp")
     loaded = mr.ok("load", str(archive)).stdout
     assert loaded.count("Already exists") == 2
