@@ -16,6 +16,7 @@ copy, so the layer is a consistent snapshot.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -23,12 +24,13 @@ import time
 from dataclasses import dataclass
 
 from . import oci, reference
-from .errors import Conflict, ImageNotFound, RuntimeFailure
+from .errors import Conflict, EnvironmentProblem, ImageNotFound, RuntimeFailure
 from .imageconfig import iso_time, new_config
 from .images import layer_blob
 from .layer import pack, whiteout
 from .runtime import effective_state
 from .sources.importer import image_record
+from .store import gc
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,23 @@ def commit(store, name: str, opts: CommitOptions) -> Committed:
                        f"stop it first (`minirun stop {config.get('name') or cid[:12]}`): "
                        "minirun commits stopped containers only")
     epoch = _source_date_epoch()
+    try:
+        return _commit(store, cid, config, ref, opts, epoch)
+    except BaseException as exc:
+        # a blob or layer made before the failure is referenced by nothing: remove it
+        gc.collect_after_failure(store)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _no_space(store) from None
+        raise
+
+
+def _no_space(store) -> EnvironmentProblem:
+    return EnvironmentProblem(f"no space left under {store.root} for the new layer (nothing was kept)",
+                              "free some space (`minirun prune`) or move MINIRUN_ROOT, then commit again")
+
+
+def _commit(store, cid: str, config: dict, ref: str | None, opts: CommitOptions,
+            epoch: int | None) -> Committed:
     with store.locks.hold("gc", shared=True):
         image_id = config["image_id"]
         try:
@@ -112,8 +131,10 @@ def _copy_tree(src: str, dest: str) -> None:
     proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", src, dest],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeFailure(f"cannot copy the upper dir: {proc.stderr.strip()}",
-                             "check free space under MINIRUN_ROOT")
+        if "No space left" in proc.stderr or "quota" in proc.stderr:
+            raise OSError(errno.ENOSPC, "no space left")
+        reason = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"exit {proc.returncode}"
+        raise RuntimeFailure(f"cannot copy the upper dir into the store: {reason}")
 
 
 def _drop_kernel_xattrs(root: str) -> None:

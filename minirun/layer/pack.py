@@ -44,10 +44,16 @@ class _Sink:
     def __init__(self, out: BinaryIO):
         self.out = out
         self.hash = hashlib.sha256()
+        self.offset = 0
 
     def write(self, data) -> int:
         self.hash.update(data)
-        return self.out.write(data)
+        self.out.write(data)
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
 
 
 def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
@@ -60,21 +66,26 @@ def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
                                    compresslevel=gzip_level)
         stream = compressor
     sink = _Sink(stream)
-    tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER)
+    tar = tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER)
     files = size = 0
     links: dict[tuple[int, int], str] = {}
-    for rel, full, st in walk(root):
-        for info in _entries(rel, full, st, epoch, links):
-            if info.isreg() and info.size:
-                with open(full, "rb") as f:
-                    tar.addfile(info, f)
-                size += info.size
-            else:
-                tar.addfile(info)
-            files += 1
-    tar.close()
-    if compressor is not None:
-        compressor.close()
+    try:
+        for rel, full, st in walk(root):
+            for info in _entries(rel, full, st, epoch, links):
+                if info.isreg() and info.size:
+                    with open(full, "rb") as f:
+                        tar.addfile(info, f)
+                    size += info.size
+                else:
+                    tar.addfile(info)
+                files += 1
+        tar.close()
+        if compressor is not None:
+            compressor.close()
+    except BaseException:
+        if compressor is not None:
+            compressor.fileobj = None    # nothing more to write: `out` may be gone (ENOSPC)
+        raise
     return Packed("sha256:" + sink.hash.hexdigest(), files, size)
 
 

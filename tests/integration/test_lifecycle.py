@@ -225,3 +225,28 @@ def test_prune_asks_on_a_terminal(mr, answer, removed):
     assert b"Continue?" in screen
     assert (mr.ok("ps", "-a", "-q").stdout.strip() == "") == removed
     assert code == (0 if removed else 1)
+
+
+@pytest.mark.parametrize("size", ["12m", "17m"])     # the copy fails / the blob fails
+def test_commit_out_of_space_is_one_line_and_keeps_nothing(tmp_path, fixtures, size):
+    from tests.integration.conftest import Minirun
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(small)], check=True)
+    try:
+        cli = Minirun(small / "store", fixtures)
+        cli.load("busybox")
+        cli.ok("run", "--name", "big", "busybox", "sh", "-c", "head -c 5000000 /dev/urandom > /big")
+        def listing():
+            return sorted(str(p.relative_to(small)) for sub in ("blobs", "layers", "tmp")
+                          for p in (small / "store" / sub).rglob("*"))
+        before = listing()
+        result = cli("commit", "big", "big:1")
+        assert result.returncode == 3, result.stderr
+        assert "no space left" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert listing() == before
+        assert json.loads((small / "store" / "images.json").read_text())["tags"].keys() == \
+            {"localhost/busybox:latest"}
+        cli.ok("rm", "big")
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)
