@@ -137,16 +137,34 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
         print(name)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=EXIT_CODES_HELP + " With two containers, 0 whether or not they differ (as docker diff).")
 @handled()
 def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
-         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {Path, Kind}.")):
+         other: Optional[str] = typer.Argument(None, metavar="CONTAINER_B",
+                                               help="Compare the two containers' upper dirs instead."),
+         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {Path, Kind}; with two "
+                                      "containers, of {Path, Only: A or B, Type} or {Path, Differs}, "
+                                      "Differs mapping each field to its two values.")):
     """Show what a container wrote: A added, C changed, D deleted (read from its upper dir).
 
-    Example: sudo minirun diff t1
+    With two containers A and B (e.g. two runs of one command), compare their
+    upper dirs: "< PATH" is only in A, "> PATH" only in B, and "~ PATH mode
+    0644->0600 ..." in both but different in type, mode, uid, gid, size, sha256,
+    target, rdev, opaque or xattrs (a whiteout has type whiteout).
+
+    Example: sudo minirun diff t1          sudo minirun diff t1 t2
     """
     from ..runtime import diff as do_diff, require_root
     require_root("diff")
+    if other is not None:
+        from ..upperdiff import compare_containers
+        differences = compare_containers(_store(create=False), name, other)
+        if as_json:
+            print(json.dumps([d.to_json() for d in differences], indent=1))
+        else:
+            for difference in differences:
+                print(difference.line())
+        return
     changes = do_diff(_store(create=False), name)
     if as_json:
         print(json.dumps([c.to_json() for c in changes], indent=1))

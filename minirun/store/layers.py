@@ -3,6 +3,8 @@
     <key>/diff/        the layer's files, with overlay whiteouts (char 0:0) and
                        opaque markers (trusted.overlay.opaque=y)
     <key>/meta.json    diff_id, key kind, files, size, created, source
+    <key>/files.jsonl.gz   the file manifest: every entry of diff/ as installed
+                       (minirun/layer/manifest.py), which `minirun fsck` checks
 
 The key is the layer's diff_id: an extracted layer does not depend on the
 layers below it, so images share it even when their earlier layers differ.
@@ -10,7 +12,8 @@ The exception is a tar that omits a parent directory: extraction borrows that
 directory's attributes from the layers below, so the result depends on them
 and the layer is keyed by its chain_id instead (meta.json says which).
 
-A layer directory appears by one rename() from tmp/, so it is complete or absent.
+A layer directory appears by one rename() from tmp/, so it is complete or absent,
+and its file manifest with it. Layers installed by an older minirun have none.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 
 from ..oci import digest_hex
 from .root import remove_tree
+
+FILE_MANIFEST = "files.jsonl.gz"
 
 
 class LayerStore:
@@ -49,11 +54,13 @@ class LayerStore:
             return json.load(f)
 
     def install(self, staged: str, key: str, meta: dict) -> bool:
-        """Rename a staged layer (a dir holding diff/) into place. False if another
-        process installed the same layer first; the staged copy is then dropped."""
+        """Record meta.json and the file manifest of diff/ beside it, then rename the
+        staged layer (a dir holding diff/) into place. False if another process
+        installed the same layer first; the staged copy is then dropped."""
         meta = dict(meta, key=key, installed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         with open(os.path.join(staged, "meta.json"), "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
+        self._write_file_manifest(staged)
         os.chmod(staged, 0o755)
         try:
             os.rename(staged, self._dir(key))
@@ -63,6 +70,24 @@ class LayerStore:
             del exc
             return False
         return True
+
+    @staticmethod
+    def _write_file_manifest(staged: str) -> None:
+        from ..layer import manifest
+        data = manifest.encode(manifest.build(os.path.join(staged, "diff")))
+        with open(os.path.join(staged, FILE_MANIFEST), "wb") as f:
+            f.write(data)
+
+    def file_manifest(self, key: str) -> dict[str, dict] | None:
+        """The layer's recorded file manifest ('/path' -> facts), or None when it was
+        installed without one. ValueError if the manifest is damaged."""
+        from ..layer import manifest
+        try:
+            with open(os.path.join(self._dir(key), FILE_MANIFEST), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return manifest.decode(data)
 
     def remove(self, key: str) -> None:
         """Rename away first so the layer vanishes in one step, then delete the files."""

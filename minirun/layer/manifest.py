@@ -1,0 +1,172 @@
+"""A file manifest: the facts of every entry of a directory tree, recorded when a
+layer is installed so that `minirun fsck` can tell later whether its diff/
+changed. Also what `minirun diff A B` reads two upper dirs into.
+
+    build(root)            '/path' -> facts for root ('/') and everything under it
+    encode(entries)        the compact on-disk form (gzip'd JSON lines)
+    decode(data)           back again; ValueError when the data is damaged
+    verify(root, recorded) what differs now (minirun.layer.compare.Difference)
+
+Facts per entry: type (file, dir, symlink, char, block, fifo, socket), mode,
+uid, gid; size and sha256 for files; target for symlinks; rdev [major, minor]
+for devices; opaque (trusted.overlay.opaque=y) for dirs; xattrs {name: base64}
+other than overlayfs's own trusted.overlay.*. An overlay whiteout is what it is
+on disk, a char device 0:0. Not recorded: times, nlink, inode numbers.
+
+The walk is iterative (trees deeper than Python's recursion limit exist), never
+follows symlinks, hashes a hard-linked inode once, and skips entries that
+vanish while it runs (a running container may delete them).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import gzip
+import hashlib
+import json
+import os
+import stat
+import zlib
+from typing import Iterator
+
+from . import whiteout
+from .compare import Difference, compare
+
+FORMAT = {"format": "minirun-file-manifest", "version": 1}
+
+_TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFCHR: "char",
+          stat.S_IFBLK: "block", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def build(root: str) -> dict[str, dict]:
+    """Facts of root and every entry under it, depth first, names sorted."""
+    hashes: dict[tuple[int, int], str] = {}
+    entries = {"/": describe(root, os.lstat(root), hashes)}
+    stack = [(_listing(root), "")]
+    while stack:
+        children, prefix = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        path = f"{prefix}/{child.name}"
+        try:
+            st = child.stat(follow_symlinks=False)
+            entries[path] = describe(child.path, st, hashes)
+        except FileNotFoundError:
+            continue                              # removed while we walked
+        if stat.S_ISDIR(st.st_mode):
+            stack.append((_listing(child.path), path))
+    return entries
+
+
+def _listing(directory: str) -> Iterator[os.DirEntry]:
+    try:
+        with os.scandir(directory) as it:
+            return iter(sorted(it, key=lambda e: e.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return iter(())                           # removed, or replaced by a file, meanwhile
+
+
+def describe(path: str, st: os.stat_result, hashes: dict | None = None) -> dict:
+    """One entry's facts. `hashes` caches content hashes by inode across hard links."""
+    kind = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
+    entry: dict = {"type": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+    if kind == "file":
+        entry["size"] = st.st_size
+        entry["sha256"] = _content_hash(path, st, hashes if hashes is not None else {})
+    elif kind == "symlink":
+        entry["target"] = os.readlink(path)
+    elif kind in ("char", "block"):
+        entry["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
+    raw = _read_xattrs(path)
+    if kind == "dir":
+        entry["opaque"] = raw.get(whiteout.OPAQUE_XATTR) == whiteout.OPAQUE_VALUE
+    kept = {name: base64.b64encode(value).decode() for name, value in sorted(raw.items())
+            if not name.startswith(whiteout.OVERLAY_XATTR_PREFIX)}
+    if kept:
+        entry["xattrs"] = kept
+    return entry
+
+
+def verify(root: str, recorded: dict[str, dict]) -> list[Difference]:
+    """How the tree differs from its recorded manifest: only="A" is an entry
+    removed since, only="B" one added, fields (recorded, now) a changed one."""
+    return compare(recorded, build(root))
+
+
+# ---------------------------------------------------------------- on disk
+
+def encode(entries: dict[str, dict]) -> bytes:
+    """A header line, then one compact JSON line [path, facts] per entry, gzip'd."""
+    lines = [json.dumps(FORMAT, sort_keys=True)]
+    lines.extend(json.dumps([path, entry], sort_keys=True, separators=(",", ":"))
+                 for path, entry in entries.items())
+    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
+
+
+def decode(data: bytes) -> dict[str, dict]:
+    """The entries of an encoded manifest; ValueError naming what is wrong."""
+    try:
+        text = gzip.decompress(data).decode()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a gzip'd file manifest: {exc}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    try:
+        header = json.loads(lines[0]) if lines else None
+        if header != FORMAT:
+            raise ValueError(f"unknown header {lines[0][:80] if lines else ''!r}")
+        entries = {}
+        for number, line in enumerate(lines[1:], start=2):
+            path, entry = json.loads(line)
+            if not isinstance(path, str) or not isinstance(entry, dict):
+                raise ValueError(f"line {number} is not [path, facts]")
+            entries[path] = entry
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"damaged file manifest: {exc}") from None
+    return entries
+
+
+# ---------------------------------------------------------------- helpers
+
+def _content_hash(path: str, st: os.stat_result, hashes: dict) -> str:
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and key in hashes:
+        return hashes[key]
+    fd = _open_quietly(path)
+    with open(fd, "rb", closefd=True) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):     # replaced by something else meanwhile
+            raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if st.st_nlink > 1:
+        hashes[key] = digest
+    return digest
+
+
+def _open_quietly(path: str) -> int:
+    """Open for reading without updating its access time where we may (we own it, or are root)."""
+    try:
+        return os.open(path, _OPEN_FLAGS | os.O_NOATIME)
+    except PermissionError:
+        return os.open(path, _OPEN_FLAGS)
+
+
+def _read_xattrs(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENOENT):
+            return {}
+        raise
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+    return out
