@@ -14,7 +14,6 @@ the importer: the layer is extracted safely and cached like any other.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -161,19 +160,14 @@ def _sniff(path: str) -> str:
 
 
 def _diff_id(path: str, compression: str) -> str:
+    from .layer.unpack import decompressor
     digest = hashlib.sha256()
     with open(path, "rb") as raw:
-        if compression == "gzip":
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")
-        elif compression == "zstd":
-            import zstandard
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)
-        else:
-            stream = raw
+        stream = decompressor(raw, compression)
         try:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
-        except (OSError, EOFError, ValueError) as exc:
-            raise BadImage(f"the {compression} data is corrupt: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - gzip, zlib and zstd each raise their own
+            raise BadImage(f"the {compression} data is corrupt: {exc}",
+                           "give a complete tar, gzip'd tar or zstd'd tar") from None
     return "sha256:" + digest.hexdigest()
-

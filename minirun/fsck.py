@@ -26,7 +26,7 @@ from . import oci
 from .errors import MinirunError
 from .layer.compare import Difference, describe_fields
 from .layer.manifest import verify
-from .layer.unpack import CHUNK, _decompressor, _Tee
+from .layer.unpack import CHUNK, decompressor, Tee
 
 
 @dataclass(frozen=True)
@@ -183,11 +183,11 @@ def _hash_layer_blob(f, media_type: str) -> tuple[str, str | None, str | None]:
     """(sha256 of the blob, sha256 of its decompressed content or None, error or None),
     reading the blob once."""
     sink = _HashSink()
-    tee = _Tee(f, sink)
+    tee = Tee(f, sink)
     uncompressed = hashlib.sha256()
     error = None
     try:
-        stream = _decompressor(tee, oci.layer_compression(media_type))
+        stream = decompressor(tee, oci.layer_compression(media_type))
         while chunk := stream.read(CHUNK):
             uncompressed.update(chunk)
     except MinirunError as exc:

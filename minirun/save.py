@@ -201,9 +201,9 @@ def uncompressed_entry(store, name: str, diff_id: str, desc: oci.Descriptor) -> 
 
 @contextlib.contextmanager
 def _decompressed(store, digest: str, compression: str):
-    from .layer.unpack import _decompressor
+    from .layer.unpack import decompressor
     with store.blobs.open(digest) as raw:
-        stream = _decompressor(raw, compression)
+        stream = decompressor(raw, compression)
         try:
             yield stream
         finally:

@@ -37,7 +37,7 @@ class UnpackResult:
     implied_dirs: list[str] = field(default_factory=list)
 
 
-class _Tee:
+class Tee:
     """Pass reads through while copying them to a sink (the blob being stored)."""
 
     def __init__(self, src: BinaryIO, sink):
@@ -67,7 +67,8 @@ class _Hasher:
             pass
 
 
-def _decompressor(raw, compression: str):
+def decompressor(raw, compression: str):
+    """A readable stream of the uncompressed tar ("gzip", "zstd" or "none")."""
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if compression == "none":
@@ -88,8 +89,8 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
 
     blob_sink, if given, receives the raw (compressed) bytes, so a blob can be
     stored and extracted in one pass."""
-    tee = _Tee(stream, blob_sink)
-    hasher = _Hasher(_decompressor(tee, compression))
+    tee = Tee(stream, blob_sink)
+    hasher = _Hasher(decompressor(tee, compression))
     extractor = Extractor(dest)
     try:
         with tarfile.open(fileobj=hasher, mode="r|", errorlevel=2) as tar:

@@ -207,6 +207,16 @@ def test_export_is_the_merged_view_and_import_makes_it_an_image(mr, tmp_path):
     assert mr.ok("run", "--rm", "flat:1").stdout == "new\n"
     assert json.loads(mr.ok("inspect", "flat:1").stdout)["RootFS"]["Layers"].__len__() == 1
     assert images_json(mr)["tags"]["docker.io/library/flat:1"] == image_id
+    # the same tar compressed (zstd, several frames) is the same layer: same diff_id
+    import zstandard
+    packed = tmp_path / "rootfs.tar.zst"
+    data = out.read_bytes()
+    half = len(data) // 2
+    packed.write_bytes(zstandard.ZstdCompressor().compress(data[:half]) +
+                       zstandard.ZstdCompressor().compress(data[half:]))
+    zst_id = mr.ok("import", str(packed), "flat:zst").stdout.strip()
+    assert json.loads(mr.ok("inspect", zst_id).stdout)["RootFS"]["Layers"] == \
+        json.loads(mr.ok("inspect", image_id).stdout)["RootFS"]["Layers"]
     # bad input: one line, exit 1, nothing left behind
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
