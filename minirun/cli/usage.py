@@ -94,9 +94,12 @@ def _check_format(format: Optional[str]) -> None:
 def _print_layers(uses, totals, no_trunc: bool) -> None:
     from ..images import human_size
     from ..oci import short_id
-    table = [("DIFF ID", "SIZE", "IMAGES", "CONTAINERS", "IMAGE NAMES", "CONTAINER NAMES")]
+    # BLOB is the id `load` and `pull` print ("dfc72d3bb26c: Already exists"); DIFF ID
+    # is the one image configs and `inspect` list (RootFS.Layers).
+    table = [("DIFF ID", "BLOB", "SIZE", "IMAGES", "CONTAINERS", "IMAGE NAMES", "CONTAINER NAMES")]
     for use in uses:
-        table.append((use.diff_id if no_trunc else short_id(use.diff_id), human_size(use.size),
+        blob = (use.blob if no_trunc else short_id(use.blob)) if use.blob else "-"
+        table.append((use.diff_id if no_trunc else short_id(use.diff_id), blob, human_size(use.size),
                       len(use.image_ids), len(use.containers), ", ".join(use.images) or "-",
                       ", ".join(use.containers) or "-"))
     if len(table) > 1:

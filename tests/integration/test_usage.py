@@ -78,7 +78,10 @@ def test_layers_shows_which_images_and_containers_share_each_layer(mr):
     table = {line.split()[0]: line.split() for line in mr.ok("layers").lines[1:] if line[:1].isalnum()}
     for key in shared:
         diff_id = doc["images"][myapp]["layers"][layer_keys(doc, myapp).index(key)]["diff_id"]
-        assert table[diff_id[7:19]][2:4] == ["2", "1"]           # IMAGES, CONTAINERS
+        row = table[diff_id[7:19]]
+        assert row[3:5] == ["2", "1"]                             # IMAGES, CONTAINERS
+        blob = json.loads((mr.root / "layers" / "sha256" / key[7:] / "meta.json").read_text())["blob"]
+        assert row[1] == blob[7:19]                               # BLOB: the id load prints
 
 
 def test_a_layer_nothing_uses_shows_zero_images_and_zero_containers(mr):
