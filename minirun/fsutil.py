@@ -3,6 +3,7 @@ recursion: a container may build a tree deeper than Python's stack."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -105,3 +106,22 @@ def _scan(fd: int, tally: _Tally) -> list[str]:
     except PermissionError:
         tally.complete = False
     return subdirs
+
+
+def read_xattrs(path: str) -> dict[str, bytes]:
+    """Every extended attribute of path (not following a symlink) this process can
+    read; a filesystem without xattrs, or an entry gone meanwhile, has none."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENOENT, errno.EPERM):
+            return {}
+        raise
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
+                raise
+    return out

@@ -30,6 +30,7 @@ import stat
 import zlib
 from typing import Iterator
 
+from ..fsutil import read_xattrs
 from . import whiteout
 from .compare import Difference, compare
 
@@ -81,7 +82,7 @@ def describe(path: str, st: os.stat_result, hashes: dict | None = None) -> dict:
         entry["target"] = os.readlink(path)
     elif kind in ("char", "block"):
         entry["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
-    raw = _read_xattrs(path)
+    raw = read_xattrs(path)
     if kind == "dir":
         entry["opaque"] = raw.get(whiteout.OPAQUE_XATTR) == whiteout.OPAQUE_VALUE
     kept = {name: base64.b64encode(value).decode() for name, value in sorted(raw.items())
@@ -153,20 +154,3 @@ def _open_quietly(path: str) -> int:
         return os.open(path, _OPEN_FLAGS | os.O_NOATIME)
     except PermissionError:
         return os.open(path, _OPEN_FLAGS)
-
-
-def _read_xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.ENOENT):
-            return {}
-        raise
-    out = {}
-    for name in names:
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
-                raise
-    return out

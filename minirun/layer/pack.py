@@ -16,7 +16,6 @@ therefore always gives the same diff_id and the same blob digest.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import os
@@ -25,6 +24,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from ..fsutil import read_xattrs
 from . import whiteout
 
 COPY_BUFFER = 1 << 20
@@ -166,18 +166,6 @@ def _marker(name: str, mtime: int) -> tarfile.TarInfo:
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out = {}
-    for name in names:
-        if name.startswith(whiteout.OVERLAY_XATTR_PREFIX):
-            continue
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue    # vanished or unreadable (e.g. a security.* label the kernel hides)
-    return out
+    """The entry's xattrs minus overlayfs's own (whiteout.OVERLAY_XATTR_PREFIX)."""
+    return {name: value for name, value in read_xattrs(path).items()
+            if not name.startswith(whiteout.OVERLAY_XATTR_PREFIX)}
