@@ -59,8 +59,12 @@ def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int) -> None:
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     overlay.mount(spec, target, overlay.strategy_from_env())
+    # Walk from inside the view: a running container may turn a directory into a
+    # symlink mid-walk, and from in here that can only lead back into the view.
+    os.chroot(target)
+    os.chdir("/")
     with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as stream:
-        pack.pack(target, stream, gzip_level=None, epoch=_epoch())
+        pack.pack("/", stream, gzip_level=None, epoch=_epoch())
 
 
 def _in_private_namespace(work) -> None:
