@@ -25,6 +25,8 @@ on the class, never on the text.
 
 from __future__ import annotations
 
+import errno
+
 
 class MinirunError(Exception):
     exit_code = 1
@@ -100,3 +102,25 @@ def context(prefix: str, err: MinirunError) -> MinirunError:
     err.message = f"{prefix}: {err.message}"
     err.args = (err.message,)
     return err
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """True when exc, or an error it was raised from or during, is ENOSPC/EDQUOT
+    (the kernel says ENOSPC for a filesystem out of inodes too)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def no_space(root: str) -> EnvironmentProblem:
+    return EnvironmentProblem(f"no space or no free inodes left on the filesystem of {root}; "
+                              "the command stopped and kept nothing",
+                              "free space there (e.g. `minirun prune`) or set MINIRUN_ROOT to a "
+                              "bigger filesystem, then try again")

@@ -134,6 +134,35 @@ def statfs_type(path: str) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+SYS_GETDENTS64 = {"x86_64": 217, "aarch64": 61}
+DT_UNKNOWN = 0
+
+
+def dirent_types(path: str) -> dict[str, int]:
+    """name -> d_type as getdents64 reports it for the entries of a directory.
+    DT_UNKNOWN (0) everywhere means the filesystem lacks d_type, which overlayfs
+    needs in an upper dir (xfs made with ftype=0, for one)."""
+    import platform
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        buf = ctypes.create_string_buffer(1 << 16)
+        out: dict[str, int] = {}
+        while True:
+            n = _check(_libc.syscall(ctypes.c_long(SYS_GETDENTS64[platform.machine()]), fd, buf,
+                                     len(buf)), "getdents64", path)
+            if n == 0:
+                return out
+            offset = 0
+            while offset < n:
+                reclen = int.from_bytes(buf.raw[offset + 16:offset + 18], "little")
+                d_type = buf.raw[offset + 18]
+                name = buf.raw[offset + 19:offset + reclen].split(b"\0", 1)[0]
+                out[os.fsdecode(name)] = d_type
+                offset += reclen
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------- new mount API
 
 def fsopen(fstype: str) -> int:

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import MinirunError
+from ..errors import EnvironmentProblem, MinirunError, no_space, out_of_space
 
 EXIT_CODES_HELP = ("Exit codes: 0 success; 1 failed (not found, corrupt input, conflict); "
                    "2 bad usage; 3 environment (not root, unsupported filesystem).")
@@ -35,7 +35,12 @@ def handled(run_mode: bool = False):
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except MinirunError as err:
+            except (MinirunError, OSError) as err:
+                if out_of_space(err) and not isinstance(err, EnvironmentProblem):
+                    from ..store.root import default_root
+                    err = no_space(default_root())   # whatever layer noticed, the cause is the disk
+                elif not isinstance(err, MinirunError):
+                    raise
                 _fail(err, 125 if run_mode else err.exit_code)
             except KeyboardInterrupt:
                 raise typer.Exit(130)

@@ -1,0 +1,240 @@
+"""minirun doctor: can this machine run containers, and if not, what to change.
+
+Each check is a function returning a Check: ok, warn (works, with a limit
+worth knowing) or fail (a command will fail), with the fix to apply. The
+checks that need the kernel's answer ask it for real, in a throw-away child
+with a private mount namespace: mount an overlay, pivot_root, probe
+`lowerdir+`. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+from dataclasses import dataclass
+from typing import Callable
+
+from . import linux
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+# Capability numbers (linux/capability.h) of what `run` needs in the bounding set
+# (mounts, mknod, user switch, chroot, the default set it hands on), and of what
+# only some options need.
+NEEDED_CAPS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_KILL": 5, "CAP_SETGID": 6,
+               "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_SYS_CHROOT": 18, "CAP_SYS_ADMIN": 21,
+               "CAP_MKNOD": 27}
+OPTIONAL_CAPS = {"CAP_NET_ADMIN": (12, "--network bridge"),
+                 "CAP_SYS_RESOURCE": (24, "--ulimit above the hard limit")}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict:
+        return {"Check": self.name, "Status": self.status, "Detail": self.detail, "Fix": self.fix}
+
+
+def run_all(root: str) -> list[Check]:
+    checks: list[Callable[[], Check]] = [
+        check_root, lambda: check_store_fs(root), lambda: check_d_type(root), check_overlay,
+        check_lowerdir_plus, lambda: check_pivot_root(root), check_cgroups, check_capabilities,
+        check_rlimits,
+    ]
+    out = []
+    for check in checks:
+        try:
+            out.append(check())
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is itself a finding
+            out.append(Check(getattr(check, "__name__", "check"), FAIL, f"the check failed: {exc}"))
+    return out
+
+
+def check_root() -> Check:
+    if os.geteuid() == 0:
+        return Check("root", OK, "running as root")
+    return Check("root", FAIL, f"running as uid {os.geteuid()}", "run minirun as root (sudo)")
+
+
+def check_store_fs(root: str) -> Check:
+    path = _existing(root)
+    kind = linux.statfs_type(path)
+    name = _FS_NAMES.get(kind, hex(kind))
+    if kind == linux.OVERLAYFS_SUPER_MAGIC:
+        return Check("store filesystem", FAIL, f"{root} is on overlayfs, which cannot hold upper dirs",
+                     "set MINIRUN_ROOT to a directory on ext4, xfs (ftype=1), btrfs or tmpfs")
+    return Check("store filesystem", OK, f"{root} is on {name}")
+
+
+def check_d_type(root: str) -> Check:
+    base = _existing(root)
+    with tempfile.TemporaryDirectory(dir=base, prefix=".doctor-") as probe:
+        os.mkdir(os.path.join(probe, "d"))
+        open(os.path.join(probe, "f"), "w").close()
+        types = linux.dirent_types(probe)
+    if types.get("d") == 4 and types.get("f") == 8:
+        return Check("d_type", OK, "the store's filesystem reports entry types")
+    return Check("d_type", FAIL, "the store's filesystem reports no entry types (d_type)",
+                 "use a filesystem with d_type: xfs needs mkfs.xfs -n ftype=1; ext4 and btrfs have it")
+
+
+def check_overlay() -> Check:
+    listed = "overlay" in _read("/proc/filesystems")
+    result = _in_child(_mount_overlay_probe)
+    if result is None:
+        return Check("overlayfs", OK, "an overlay with upper and work dirs mounts")
+    fix = "load the module: modprobe overlay" if not listed else "check dmesg for overlayfs messages"
+    return Check("overlayfs", FAIL, f"mounting an overlay failed: {result}", fix)
+
+
+def check_lowerdir_plus() -> Check:
+    def probe() -> None:
+        fd = linux.fsopen("overlay")
+        try:
+            with tempfile.TemporaryDirectory() as lower:
+                linux.fsconfig_string(fd, "lowerdir+", lower)
+        finally:
+            os.close(fd)
+    result = _in_child(probe)
+    if result is None:
+        return Check("overlay lowerdir+", OK, "the new mount API stacks any number of layers (up to 500)")
+    return Check("overlay lowerdir+", WARN, f"not available ({result}): Linux before 6.8",
+                 "nothing to do: minirun falls back to one mount(2) option string with short links")
+
+
+def check_pivot_root(root: str) -> Check:
+    base = _existing(root)
+
+    def probe() -> None:
+        linux.unshare(linux.CLONE_NEWNS)
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        linux.mount(new_root, new_root, None, linux.MS_BIND)
+        linux.pivot_root(new_root, os.path.join(new_root, "old"))
+    # made and removed here: after the pivot the child no longer sees the path
+    with tempfile.TemporaryDirectory(dir=base, prefix=".doctor-") as new_root:
+        os.mkdir(os.path.join(new_root, "old"))
+        result = _in_child(probe)
+    if result is None:
+        return Check("pivot_root", OK, "pivot_root works in a new mount namespace")
+    return Check("pivot_root", WARN, f"pivot_root failed ({result}), e.g. on an initramfs root",
+                 "run containers with --chroot")
+
+
+def check_cgroups() -> Check:
+    from .sandbox import cgroups
+    version = cgroups.detect()
+    if version is None:
+        return Check("cgroups", WARN, "no usable cgroup hierarchy under /sys/fs/cgroup",
+                     "mount cgroup2 on /sys/fs/cgroup to use --memory, --cpus and --pids-limit")
+    if version == "v2":
+        path = "/sys/fs/cgroup/cgroup.controllers"
+        if not os.path.exists(path):
+            path = "/sys/fs/cgroup/unified/cgroup.controllers"
+        have = set(_read(path).split())
+    else:
+        have = {c for c in ("memory", "cpu", "pids") if os.path.isdir(f"/sys/fs/cgroup/{c}")}
+    missing = [c for c in ("memory", "cpu", "pids") if c not in have]
+    detail = f"cgroup {version}, controllers: {', '.join(sorted(have)) or 'none'}"
+    if missing:
+        return Check("cgroups", WARN, detail + f"; missing {', '.join(missing)}",
+                     f"enable the {', '.join(missing)} controller(s) to use the matching run limits")
+    return Check("cgroups", OK, detail)
+
+
+def check_capabilities() -> Check:
+    bounding = _cap_set("CapBnd")
+    if bounding is None:
+        return Check("capabilities", WARN, "cannot read the bounding set from /proc/self/status")
+    missing = [name for name, bit in NEEDED_CAPS.items() if not bounding >> bit & 1]
+    if missing:
+        return Check("capabilities", FAIL, f"the bounding set lacks {', '.join(missing)}",
+                     "run minirun where root keeps these (not inside an unprivileged container)")
+    lacking = [f"{name} ({why})" for name, (bit, why) in OPTIONAL_CAPS.items() if not bounding >> bit & 1]
+    if lacking:
+        return Check("capabilities", WARN, f"all needed ones present; lacking {', '.join(lacking)}",
+                     "only those features are affected")
+    return Check("capabilities", OK, "the bounding set has everything minirun uses")
+
+
+def check_rlimits() -> Check:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nproc_soft, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    detail = f"nofile {_show(soft)}/{_show(hard)}, nproc {_show(nproc_soft)}/{_show(nproc_hard)}"
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        return Check("rlimits", FAIL, detail, "raise the hard nofile limit to at least 1024 (ulimit -Hn)")
+    if soft != resource.RLIM_INFINITY and soft < 1024:
+        return Check("rlimits", WARN, detail, "containers inherit a low soft nofile limit; "
+                     "raise it (ulimit -n) or pass --ulimit nofile=N")
+    return Check("rlimits", OK, detail + " (containers inherit these unless --ulimit is given)")
+
+
+# ---------------------------------------------------------------- helpers
+
+_FS_NAMES = {0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+             0x794C7630: "overlayfs", 0x6969: "nfs", 0x2FC12FC1: "zfs"}
+
+
+def _existing(path: str) -> str:
+    """path, or its nearest existing parent (doctor runs before the store exists)."""
+    while not os.path.isdir(path):
+        path = os.path.dirname(path) or "/"
+    return path
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cap_set(field: str) -> int | None:
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    return None
+
+
+def _show(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
+def _mount_overlay_probe() -> None:
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    with tempfile.TemporaryDirectory(prefix="minirun-doctor-") as tmp:
+        for sub in ("lower", "upper", "work", "merged"):
+            os.mkdir(os.path.join(tmp, sub))
+        linux.mount("overlay", os.path.join(tmp, "merged"), "overlay", 0,
+                    f"lowerdir={tmp}/lower,upperdir={tmp}/upper,workdir={tmp}/work")
+        with open(os.path.join(tmp, "merged", "probe"), "w") as f:
+            f.write("x")
+        linux.umount2(os.path.join(tmp, "merged"))
+
+
+def _in_child(probe: Callable[[], None]) -> str | None:
+    """Run probe in a forked child (its namespaces and mounts die with it); None if it
+    worked, else the error it raised."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 0
+        try:
+            probe()
+        except BaseException as exc:  # noqa: BLE001 - the parent reports it
+            os.write(write_end, (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    return None if os.waitstatus_to_exitcode(status) == 0 else (message or "the probe died")
