@@ -39,6 +39,9 @@ def handled(run_mode: bool = False):
                 if out_of_space(err) and not isinstance(err, EnvironmentProblem):
                     from ..store.root import default_root
                     err = no_space(default_root())   # whatever layer noticed, the cause is the disk
+                elif isinstance(err, PermissionError):
+                    err = EnvironmentProblem(f"permission denied: {err.filename or err}",
+                                             "the store belongs to root: run minirun as root (sudo)")
                 elif not isinstance(err, MinirunError):
                     raise
                 _fail(err, 125 if run_mode else err.exit_code)

@@ -53,8 +53,15 @@ class Store:
     def ensure(self) -> "Store":
         """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use."""
         if not os.path.isdir(self.tmp):
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
             for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp"):
                 os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        if os.stat(self.root).st_mode & 0o077:
+            # Layers and upper dirs hold whatever images and containers put there,
+            # setuid binaries included: no other user may reach them (docker's
+            # CVE-2021-41091). Overlay reads lower dirs with the mounter's rights,
+            # so containers never need to traverse this directory.
+            os.chmod(self.root, 0o700)
         check_filesystem(self.root)
         return self
 

@@ -135,3 +135,24 @@ def test_user_errors_stay_one_line(mr, tmp_path):
     assert r.returncode == 2
     r = mr("run", "--rm", "--hostname", "h" * 65, "busybox", "true")
     assert r.returncode == 125 and "hostname" in one_line_error(r)
+
+
+def test_other_users_cannot_reach_layers_or_upper_dirs(mr):
+    """A committed (or loaded) setuid binary in a layer dir must not be an escalation
+    path for local users: the store's root is 0700, and an existing 0755 one is tightened."""
+    import stat
+    import subprocess
+    mr.load("busybox")
+    mr.ok("run", "--name", "c", "busybox", "sh", "-c", "cp /bin/busybox /suid; chmod 4755 /suid")
+    mr.ok("commit", "c", "suid:1")
+    assert stat.S_IMODE(os.stat(mr.root).st_mode) == 0o700
+    upper = mr.inspect("c")["UpperDir"]
+    for path in (upper + "/suid", str(mr.root / "layers")):
+        probe = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", f"ls {path}"],
+                               capture_output=True, text=True)
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
+    os.chmod(mr.root, 0o755)
+    mr.ok("run", "--rm", "busybox", "true")   # any command that writes tightens it again
+    assert stat.S_IMODE(os.stat(mr.root).st_mode) == 0o700
+    # containers of other users still work: overlay reads lower dirs with root's rights
+    assert mr.ok("run", "--rm", "-u", "1000", "suid:1", "cat", "/etc/hostname").stdout.strip()
