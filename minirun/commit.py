@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from . import oci, reference
-from .errors import Conflict, EnvironmentProblem, ImageNotFound, RuntimeFailure
+from .errors import Conflict, EnvironmentProblem, ImageNotFound, MinirunError
 from .imageconfig import iso_time, new_config
 from .images import layer_blob
 from .layer import pack, whiteout
@@ -129,12 +129,12 @@ def _copy_tree(src: str, dest: str) -> None:
     """cp keeps owners, modes, times, hard links, device nodes (whiteouts) and
     xattrs (the opaque mark), and shares extents where the filesystem can."""
     proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", src, dest],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
     if proc.returncode != 0:
         if "No space left" in proc.stderr or "quota" in proc.stderr:
             raise OSError(errno.ENOSPC, "no space left")
         reason = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"exit {proc.returncode}"
-        raise RuntimeFailure(f"cannot copy the upper dir into the store: {reason}")
+        raise MinirunError(f"cannot copy the upper dir into the store: {reason[:300]}")
 
 
 def _drop_kernel_xattrs(root: str) -> None:

@@ -22,7 +22,7 @@ import time
 from typing import BinaryIO
 
 from . import linux, oci, overlay, reference
-from .errors import BadImage, RuntimeFailure
+from .errors import NO_SPACE_ERRNOS, BadImage, EnvironmentProblem, NotFound, UsageError
 from .imageconfig import apply_changes, iso_time
 from .layer import pack
 from .runtime import lower_dirs
@@ -77,17 +77,22 @@ def _in_private_namespace(work) -> None:
         try:
             work()
         except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-            message = getattr(exc, "line", None)
-            os.write(write_end, (message() if message else f"{type(exc).__name__}: {exc}").encode())
+            line = getattr(exc, "line", None)
+            message = line() if line else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+            number = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+            os.write(write_end, f"{number}\n{message}".encode())
             code = 1
         finally:
             os._exit(code)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        error = pipe.read().decode(errors="replace")
+        number, _, error = pipe.read().decode(errors="replace").partition("\n")
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeFailure(f"export failed: {error or 'the exporting process died'}")
+        if number.isdigit() and int(number) in NO_SPACE_ERRNOS:
+            raise OSError(int(number), error)           # the CLI's one line about space
+        raise EnvironmentProblem(f"export failed: {error or 'the exporting process died'}",
+                                 "check that the output is writable (a closed pipe ends it too)")
 
 
 def _epoch() -> int | None:
@@ -141,8 +146,12 @@ def _copy_in(path: str, dest: str) -> tuple[str, int]:
     try:
         src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except FileNotFoundError:
-        from .errors import NotFound
-        raise NotFound(f"{path}: no such file") from None
+        raise NotFound(f"{path}: no such file", "give the path of a root filesystem tar") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory", "import takes a tar file; make one with "
+                         "`tar -C DIR -cf rootfs.tar .`") from None
+    except PermissionError:
+        raise EnvironmentProblem(f"{path}: permission denied", "check the file's permissions") from None
     with src, open(dest, "wb") as out:
         while chunk := src.read(1 << 20):
             digest.update(chunk)

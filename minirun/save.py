@@ -30,13 +30,13 @@ import json
 import os
 import shutil
 import tarfile
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, ContextManager, Iterable
 
 from . import oci, reference
 from .errors import BadImage, Conflict, DigestMismatch, EnvironmentProblem, NotFound, UsageError
+from .outfile import failed, temp_beside, write_output
 
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 MTIME = 0              # every tar entry: the output depends on the store content only
@@ -102,7 +102,7 @@ def save(store, names: list[str], fmt: str, output: str | BinaryIO) -> list[Save
         elif fmt == "oci-dir":
             _to_new_dir(entries, output)
         else:
-            _to_new_file(output, lambda f: write_tar(entries, f))
+            write_output(output, lambda f: write_tar(entries, f), "save")
     return images
 
 
@@ -331,26 +331,6 @@ def _to_stream(entries: list[Entry], out: BinaryIO) -> None:
         raise _write_failed("stdout", exc) from None
 
 
-def _to_new_file(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temporary file beside path; rename it into place only when complete."""
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory", "give a file name to -o, or use --format oci-dir")
-    tmp = _temp_beside(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_failed(path, exc) from None
-        raise
-
-
 def _to_new_dir(entries: list[Entry], path: str) -> None:
     """Build the layout in a temporary dir beside path; rename it into place when complete.
     An existing empty directory is replaced; anything else there is refused."""
@@ -374,16 +354,8 @@ def _to_new_dir(entries: list[Entry], path: str) -> None:
 
 
 def _temp_beside(path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise NotFound(f"cannot write {path}: directory {directory} does not exist",
-                       "create it first, or choose another path for -o")
-    name = os.path.basename(os.path.normpath(path))
-    return os.path.join(directory, f".{name}.save-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return temp_beside(os.path.abspath(path), path)
 
 
 def _write_failed(dest: str, exc: OSError) -> EnvironmentProblem:
-    where = f" ({exc.filename})" if exc.filename else ""
-    return EnvironmentProblem(f"save to {dest} failed: {exc.strerror or exc}{where}",
-                              "check that the destination is writable and has free space, "
-                              "and that you can read the store")
+    return failed("save", dest, exc)

@@ -220,21 +220,8 @@ def export(name: str = typer.Argument(..., metavar="CONTAINER"),
             raise UsageError("refusing to write a tar to a terminal", "pass -o FILE or redirect stdout")
         do_export(store, name, sys.stdout.buffer)
         return
-    _write_atomically(output, lambda f: do_export(store, name, f))
-
-
-def _write_atomically(path: str, write) -> None:
-    """Write to a temp file next to `path`, rename it into place only when complete."""
-    import os
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..outfile import write_output
+    write_output(output, lambda f: do_export(store, name, f), "export")
 
 
 @app.command(name="import", epilog=EXIT_CODES_HELP)

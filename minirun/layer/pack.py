@@ -24,6 +24,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from ..errors import Conflict
 from ..fsutil import read_xattrs
 from . import whiteout
 
@@ -120,6 +121,11 @@ def _entries(rel: str, full: str, st: os.stat_result, epoch: int | None,
         yield _marker(f"{parent}/{whiteout.WH_PREFIX}{name}" if parent
                       else whiteout.WH_PREFIX + name, mtime)
         return
+    if rel.rpartition("/")[2].startswith(whiteout.WH_PREFIX):
+        # In a tar this name means "delete"; packed as a file it would turn into a
+        # whiteout wherever the layer is loaded, and the cache would disagree with it.
+        raise Conflict(f"/{rel} is named like an OCI whiteout (.wh.*), which no layer can hold "
+                       "as a file", "rename or remove it, then try again")
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid

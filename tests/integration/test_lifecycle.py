@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -275,3 +276,35 @@ def test_export_of_a_deep_image_through_the_legacy_mount(mr, tmp_path):
     listed = mr.ok("run", "--rm", "layers200", "ls", "/layers").stdout.split()
     assert len(listed) > 150
     assert {f"layers/{name}" for name in listed} <= names      # every layer's file is in the tar
+
+
+def test_a_file_named_like_a_whiteout_cannot_be_committed(mr):
+    mr.load("busybox")
+    mr.ok("run", "--name", "c", "busybox", "sh", "-c", "mkdir /d; touch /d/.wh.x /d/ok")
+    before = mr.layer_dirs()
+    result = mr("commit", "c", "wh:1")
+    assert result.returncode == 1 and "/d/.wh.x" in result.stderr and "whiteout" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert mr.layer_dirs() == before and "wh" not in mr.ok("images").stdout
+
+
+def test_output_paths_devices_symlinks_and_bad_destinations(mr, tmp_path):
+    mr.load("busybox")
+    mr.ok("run", "--name", "c", "busybox", "true")
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for args in (("export", "c"), ("save", "busybox")):
+        mr.ok(*args, "-o", str(null))
+        assert stat.S_ISCHR(os.lstat(null).st_mode)          # written to, not replaced
+    real = tmp_path / "real.tar"
+    link = tmp_path / "link.tar"
+    link.symlink_to(real)
+    mr.ok("export", "c", "-o", str(link))
+    assert link.is_symlink() and tarfile.is_tarfile(real)     # followed, not replaced
+    for dest, code in ((tmp_path / "no" / "dir.tar", 1), (tmp_path, 2)):
+        result = mr("export", "c", "-o", str(dest))
+        assert result.returncode == code and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for source, code in (("/etc", 2), (str(tmp_path / "missing.tar"), 1)):
+        result = mr("import", source, "x:1")
+        assert result.returncode == code and "Traceback" not in result.stderr, result.stderr
+    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
