@@ -218,8 +218,9 @@ def history(store, name: str) -> list[HistoryRow]:
 
 def tag(store, source: str, target: str) -> list[str]:
     """Point a reference at an image; returns images the move left dangling."""
-    image_id, record = store.images.resolve(source)
     ref = str(reference.parse(target))
     if reference.parse(target).digest:
         raise UsageError(f"cannot tag with a digest: {target}", "give a tag, e.g. myapp:v2")
-    return store.images.add(image_id, record, [ref])
+    with store.locks.hold("gc", shared=True):      # prune cannot take the image meanwhile
+        image_id, record = store.images.resolve(source)
+        return store.images.add(image_id, record, [ref])

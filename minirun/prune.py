@@ -144,6 +144,15 @@ def _meta(store, key: str) -> dict:
         return {}
 
 
+def agreed(shown: Plan, now: Plan) -> Plan:
+    """What the user agreed to (shown) that is still garbage (now)."""
+    keys = {(i.kind, i.ident) for i in shown.items}
+    items = [i for i in now.items if (i.kind, i.ident) in keys]
+    images = {oci.short_id(i.ident) for i in items if i.kind == "image"}
+    chains = [c for c in now.chains if c[0].split()[1] in images]
+    return Plan(items, chains)
+
+
 def execute(store, todo: Plan) -> None:
     """Remove what the plan lists. Caller holds the gc lock (exclusive)."""
     for item in todo.of("container"):

@@ -131,21 +131,28 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
     if not dry_run:
         require_root("prune")
     store = _store()
+    ask = not dry_run and not force and sys.stdin.isatty()
     with store.locks.hold("gc"):
         todo = pr.plan(store, containers, layers_and_blobs)
-        if not todo.items:
-            print("Nothing to remove.")
-            return
-        if dry_run:
-            _print_plan(todo, "Would remove")
-            print(f"Would reclaim {human_size(todo.reclaimed)}.")
-            return
-        if not force and sys.stdin.isatty():
-            counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
-                               if todo.of(k))
-            if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
-                raise typer.Exit(1)
-        pr.execute(store, todo)
+        if todo.items and not dry_run and not ask:
+            pr.execute(store, todo)
+    if not todo.items:
+        print("Nothing to remove.")
+        return
+    if dry_run:
+        _print_plan(todo, "Would remove")
+        print(f"Would reclaim {human_size(todo.reclaimed)}.")
+        return
+    if ask:
+        # no lock while a person thinks: runs, loads and commits go on meanwhile
+        counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
+                           if todo.of(k))
+        if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
+            raise typer.Exit(1)
+        with store.locks.hold("gc"):
+            # only what was shown and is still unused now (a tag or a run may have come since)
+            todo = pr.agreed(todo, pr.plan(store, containers, layers_and_blobs))
+            pr.execute(store, todo)
     _print_plan(todo, "Deleted")
     print(f"Total reclaimed space: {human_size(todo.reclaimed)}")
 

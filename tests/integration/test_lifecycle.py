@@ -308,3 +308,27 @@ def test_output_paths_devices_symlinks_and_bad_destinations(mr, tmp_path):
         result = mr("import", source, "x:1")
         assert result.returncode == code and "Traceback" not in result.stderr, result.stderr
     assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
+
+
+def test_prune_question_holds_no_lock_and_spares_what_was_tagged_meanwhile(mr):
+    import threading
+    from tests.integration.test_process import run_in_pty
+    mr.load("myapp")
+    old = images_json(mr)["tags"]["localhost/myapp:latest"]
+    mr.ok("run", "--name", "c1", "myapp", "sh", "-c", "echo 2 > /v")
+    mr.ok("commit", "c1", "localhost/myapp:latest")                # old is dangling now
+    mr.ok("rm", "c1")
+    seen = {}
+
+    def meanwhile():
+        time.sleep(1.0)                                              # the question is up
+        seen["run"] = mr("run", "--rm", "myapp", "true", timeout=10).returncode
+        seen["tag"] = mr("tag", old, "keep:me", timeout=10).returncode
+    worker = threading.Thread(target=meanwhile)
+    worker.start()
+    code, screen = run_in_pty(mr, "image", "prune", keys=[(4.0, b"y\n")])
+    worker.join()
+    assert b"Continue?" in screen and code == 0, screen
+    assert seen == {"run": 0, "tag": 0}
+    assert old in images_json(mr)["images"]
+    assert mr.ok("run", "--rm", "keep:me", "cat", "/app/main.sh").stdout
