@@ -133,6 +133,9 @@ def _copy_tree(src: str, dest: str) -> None:
     if proc.returncode != 0:
         if "No space left" in proc.stderr or "quota" in proc.stderr:
             raise OSError(errno.ENOSPC, "no space left")
+        if "File name too long" in proc.stderr:
+            raise Conflict("the container holds paths longer than 4096 bytes (PATH_MAX), which "
+                           "commit cannot copy yet", "shorten or remove them, or use `minirun export`")
         reason = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"exit {proc.returncode}"
         raise MinirunError(f"cannot copy the upper dir into the store: {reason[:300]}")
 

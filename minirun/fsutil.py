@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 
 
 def remove_tree(path: str) -> None:
-    """Remove a file or a whole tree, however deep, never following symlinks."""
+    """Remove a file or a whole tree, however deep, never following symlinks.
+
+    One directory fd at a time, down by name and back up by "..": neither
+    Python's stack, the open-file limit nor PATH_MAX bounds the depth (a
+    container can nest directories past all three)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -18,23 +22,81 @@ def remove_tree(path: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return
-    stack = [path]
-    while stack:
-        directory = stack[-1]
-        if not os.access(directory, os.W_OK | os.X_OK):
-            os.chmod(directory, 0o700)     # a read-only dir from an image still gets emptied
-        subdirs = []
-        with os.scandir(directory) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.path)
+    fd = os.open(path, _DIR_FLAGS)
+    try:
+        _writable(fd)
+        stack: list[tuple[str, list[str]]] = [("", os.listdir(fd))]
+        while stack:
+            here, names = stack[-1]
+            if names:
+                name = names.pop()
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    fd = _move(fd, name)
+                    _writable(fd)
+                    stack.append((name, os.listdir(fd)))
                 else:
-                    os.unlink(entry.path)
-        if subdirs:
-            stack.extend(subdirs)          # empty the children first, then come back
-        else:
-            os.rmdir(directory)
+                    os.unlink(name, dir_fd=fd)
+                continue
             stack.pop()
+            if stack:
+                fd = _move(fd, "..")
+                os.rmdir(here, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+def _writable(fd: int) -> None:
+    """A read-only dir from an image still gets emptied (root needs no such help)."""
+    if os.geteuid() != 0:
+        mode = os.fstat(fd).st_mode
+        if mode & 0o300 != 0o300:
+            os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
+
+
+def walk_here(root: str):
+    """(relative path, name, lstat) of every entry below root, parents first,
+    siblings sorted by their bytes, never following a symlink.
+
+    It works from inside each directory: the process's working directory moves
+    as it goes, and each `name` is relative to it, valid until the next step
+    (so path calls on it stay short, whatever the depth). The working directory
+    is restored at the end. One directory fd at a time, down by name with
+    O_NOFOLLOW and back up by "..", as remove_tree."""
+    saved = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        os.fchdir(fd)
+        stack = [(iter(sorted(os.listdir(fd), key=os.fsencode)), "")]
+        while stack:
+            names, prefix = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if stack:
+                    fd = _move(fd, "..")
+                    os.fchdir(fd)
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue                               # removed meanwhile
+            yield prefix + name, name, st
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    fd = _move(fd, name)
+                except (FileNotFoundError, NotADirectoryError, OSError):
+                    continue                           # replaced meanwhile (a symlink: ELOOP)
+                os.fchdir(fd)
+                stack.append((iter(sorted(os.listdir(fd), key=os.fsencode)), prefix + name + "/"))
+    finally:
+        os.close(fd)
+        os.fchdir(saved)
+        os.close(saved)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

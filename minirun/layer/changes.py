@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+from ..fsutil import walk_here
 from . import whiteout
 
 KIND_CODES = {"C": 0, "A": 1, "D": 2}   # docker's API numbers for the same letters
@@ -34,24 +35,13 @@ class Change:
 
 
 def scan_upper(upper: str) -> Iterator[UpperEntry]:
-    """Every entry of the upper dir, parents before children, names sorted. Iterative:
-    a run can nest directories deeper than Python's recursion limit."""
-    def listing(directory: str) -> Iterator[os.DirEntry]:
-        with os.scandir(directory) as it:
-            return iter(sorted(it, key=lambda e: e.name))
-
-    stack = [(listing(upper), "")]
-    while stack:
-        entries, prefix = stack[-1]
-        entry = next(entries, None)
-        if entry is None:
-            stack.pop()
-            continue
-        path = f"{prefix}/{entry.name}"
-        st = entry.stat(follow_symlinks=False)
+    """Every entry of the upper dir, parents before children, names sorted. The walk
+    goes directory by directory with O_NOFOLLOW (fsutil.walk_here): no depth limit,
+    and a running container swapping a dir for a symlink cannot lead it outside."""
+    for rel, name, st in walk_here(upper):
+        path = "/" + rel
         if stat.S_ISDIR(st.st_mode):
-            yield UpperEntry(path, "dir", whiteout.is_opaque(entry.path))
-            stack.append((listing(entry.path), path))
+            yield UpperEntry(path, "dir", whiteout.is_opaque(name))
         elif whiteout.is_whiteout_stat(st):
             yield UpperEntry(path, "whiteout")
         else:

@@ -28,9 +28,8 @@ import json
 import os
 import stat
 import zlib
-from typing import Iterator
 
-from ..fsutil import read_xattrs
+from ..fsutil import read_xattrs, walk_here
 from . import whiteout
 from .compare import Difference, compare
 
@@ -42,33 +41,17 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def build(root: str) -> dict[str, dict]:
-    """Facts of root and every entry under it, depth first, names sorted."""
+    """Facts of root and every entry under it, depth first, names sorted. The walk
+    opens each directory by name with O_NOFOLLOW from the one above (fsutil.walk_here),
+    so an upper dir changed under it by a running container cannot lead it outside."""
     hashes: dict[tuple[int, int], str] = {}
     entries = {"/": describe(root, os.lstat(root), hashes)}
-    stack = [(_listing(root), "")]
-    while stack:
-        children, prefix = stack[-1]
-        child = next(children, None)
-        if child is None:
-            stack.pop()
-            continue
-        path = f"{prefix}/{child.name}"
+    for rel, name, st in walk_here(root):
         try:
-            st = child.stat(follow_symlinks=False)
-            entries[path] = describe(child.path, st, hashes)
+            entries["/" + rel] = describe(name, st, hashes)
         except FileNotFoundError:
             continue                              # removed while we walked
-        if stat.S_ISDIR(st.st_mode):
-            stack.append((_listing(child.path), path))
     return entries
-
-
-def _listing(directory: str) -> Iterator[os.DirEntry]:
-    try:
-        with os.scandir(directory) as it:
-            return iter(sorted(it, key=lambda e: e.name))
-    except (FileNotFoundError, NotADirectoryError):
-        return iter(())                           # removed, or replaced by a file, meanwhile
 
 
 def describe(path: str, st: os.stat_result, hashes: dict | None = None) -> dict:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from ..errors import Conflict
-from ..fsutil import read_xattrs
+from ..fsutil import read_xattrs, walk_here
 from . import whiteout
 
 COPY_BUFFER = 1 << 20
@@ -74,7 +74,7 @@ def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
         for rel, full, st in walk(root):
             for info in _entries(rel, full, st, epoch, links):
                 if info.isreg() and info.size:
-                    with open(full, "rb") as f:
+                    with os.fdopen(os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
                         tar.addfile(info, f)
                     size += info.size
                 else:
@@ -90,25 +90,7 @@ def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
     return Packed("sha256:" + sink.hash.hexdigest(), files, size)
 
 
-def walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, full path, lstat) of every entry below root, parents first,
-    siblings sorted by their bytes. Iterative: trees may nest deeper than Python recurses."""
-    def listing(directory: str) -> Iterator[str]:
-        return iter(sorted(os.listdir(directory), key=os.fsencode))
-
-    stack = [(listing(root), root, "")]
-    while stack:
-        names, directory, prefix = stack[-1]
-        name = next(names, None)
-        if name is None:
-            stack.pop()
-            continue
-        full = os.path.join(directory, name)
-        rel = prefix + name
-        st = os.lstat(full)
-        yield rel, full, st
-        if stat.S_ISDIR(st.st_mode):
-            stack.append((listing(full), full, rel + "/"))
+walk = walk_here     # (rel, name relative to the working directory, lstat); see fsutil
 
 
 def _entries(rel: str, full: str, st: os.stat_result, epoch: int | None,

@@ -156,3 +156,28 @@ def test_other_users_cannot_reach_layers_or_upper_dirs(mr):
     assert stat.S_IMODE(os.stat(mr.root).st_mode) == 0o700
     # containers of other users still work: overlay reads lower dirs with root's rights
     assert mr.ok("run", "--rm", "-u", "1000", "suid:1", "cat", "/etc/hostname").stdout.strip()
+
+
+def test_paths_longer_than_path_max_commit_export_diff_and_rm(mr, tmp_path):
+    """40 nested 200-character directories: 8 kB paths, twice PATH_MAX."""
+    mr.load("busybox")
+    chain = "/".join(["d" * 200] * 19)        # each path given to a tool stays under PATH_MAX
+    script = f"mkdir -p /a/{chain} /b/{chain} && echo deep > /b/{chain}/f && mv /b /a/{chain}/"
+    mr.ok("run", "--name", "deep", "busybox", "sh", "-c", script)
+    changes = mr.ok("diff", "deep").stdout.splitlines()
+    assert len(changes) == 41 and changes[-1].endswith("/f") and len(changes[-1]) > 7600
+    refused = mr("commit", "deep", "deep:1")                   # cp cannot copy it: said clearly
+    assert refused.returncode == 1 and "PATH_MAX" in refused.stderr and len(refused.stderr) < 400
+    assert len(mr.layer_dirs()) == 1
+    out = tmp_path / "deep.tar"
+    mr.ok("export", "deep", "-o", str(out))
+    import tarfile
+    with tarfile.open(out) as tar:
+        assert any(name.endswith("/f") and name.count("/") == 40 for name in tar.getnames())
+        assert tar.extractfile([n for n in tar.getnames() if n.endswith("/f")][0]).read() == b"deep\n"
+    assert mr.ok("diff", "deep", "deep").stdout == ""
+    mr.ok("fsck")
+    mr.ok("run", "--name", "again", "busybox", "true")
+    assert mr.ok("diff", "deep", "again").stdout.startswith("< /a")
+    mr.ok("rm", "deep", "again")
+    assert os.listdir(mr.root / "tmp") == [] and os.listdir(mr.root / "containers") == []
