@@ -30,7 +30,11 @@ from .runtime import lower_dirs
 
 def export(store, name: str, out: BinaryIO) -> None:
     """Write the container's merged view as a tar to `out`."""
-    cid = store.containers.resolve(name)
+    with store.locks.hold("gc", shared=True):     # prune waits until the tar is written
+        _export(store, store.containers.resolve(name), out)
+
+
+def _export(store, cid: str, out: BinaryIO) -> None:
     config = store.containers.config(cid)
     lowers = lower_dirs(store, cid, config)
     upper = store.containers.upper(cid)

@@ -56,7 +56,7 @@ def push(image: str = typer.Argument(..., help="Image to push (reference or id).
     from ..sources.registry.push import push as do_push
     show = progress_mod.for_output()
     with show:
-        result = do_push(_store(create=False), image, dest, show)
+        result = do_push(_store(), image, dest, show)
     print(f"{result.ref}: digest: {result.digest} size: {result.size}")
 
 

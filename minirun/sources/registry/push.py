@@ -23,6 +23,11 @@ class PushResult:
 
 
 def push(store, image: str, dest: str | None, progress) -> PushResult:
+    with store.locks.hold("gc", shared=True):    # no rmi or prune takes a blob mid-upload
+        return _push(store, image, dest, progress)
+
+
+def _push(store, image: str, dest: str | None, progress) -> PushResult:
     image_id, record = store.images.resolve(image)
     target = _target(store, image, image_id, dest)
     if not target.tag and not target.digest:
