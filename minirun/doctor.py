@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import linux
+from .forked import in_child
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -221,20 +222,5 @@ def _mount_overlay_probe() -> None:
 def _in_child(probe: Callable[[], None]) -> str | None:
     """Run probe in a forked child (its namespaces and mounts die with it); None if it
     worked, else the error it raised."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        code = 0
-        try:
-            probe()
-        except BaseException as exc:  # noqa: BLE001 - the parent reports it
-            os.write(write_end, (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    return None if os.waitstatus_to_exitcode(status) == 0 else (message or "the probe died")
+    failure = in_child(probe)
+    return None if failure is None else failure.message

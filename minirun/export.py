@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from . import linux, oci, overlay, reference
 from .errors import NO_SPACE_ERRNOS, BadImage, EnvironmentProblem, NotFound, UsageError
+from .forked import in_child
 from .imageconfig import apply_changes, iso_time
 from .layer import pack
 from .runtime import lower_dirs
@@ -72,31 +73,13 @@ def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int) -> None:
 
 
 def _in_private_namespace(work) -> None:
-    """Run work() in a forked child; its error comes back through a pipe."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        code = 0
-        try:
-            work()
-        except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-            line = getattr(exc, "line", None)
-            message = line() if line else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-            number = exc.errno if isinstance(exc, OSError) and exc.errno else 0
-            os.write(write_end, f"{number}\n{message}".encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        number, _, error = pipe.read().decode(errors="replace").partition("\n")
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        if number.isdigit() and int(number) in NO_SPACE_ERRNOS:
-            raise OSError(int(number), error)           # the CLI's one line about space
-        raise EnvironmentProblem(f"export failed: {error or 'the exporting process died'}",
-                                 "check that the output is writable (a closed pipe ends it too)")
+    failure = in_child(work)
+    if failure is None:
+        return
+    if failure.errno in NO_SPACE_ERRNOS:
+        raise OSError(failure.errno, failure.message)      # the CLI's one line about space
+    raise EnvironmentProblem(f"export failed: {failure.message}",
+                             "check that the output is writable (a closed pipe ends it too)")
 
 
 def _epoch() -> int | None:
