@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from . import oci, reference
-from .errors import Conflict, EnvironmentProblem, ImageNotFound, MinirunError
+from .errors import Conflict, ImageNotFound, MinirunError, no_space
 from .imageconfig import iso_time, new_config
 from .images import layer_blob
 from .layer import pack, whiteout
@@ -64,13 +64,8 @@ def commit(store, name: str, opts: CommitOptions) -> Committed:
         # a blob or layer made before the failure is referenced by nothing: remove it
         gc.collect_after_failure(store)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _no_space(store) from None
+            raise no_space(store.root) from None
         raise
-
-
-def _no_space(store) -> EnvironmentProblem:
-    return EnvironmentProblem(f"no space left under {store.root} for the new layer (nothing was kept)",
-                              "free some space (`minirun prune`) or move MINIRUN_ROOT, then commit again")
 
 
 def _commit(store, cid: str, config: dict, ref: str | None, opts: CommitOptions,

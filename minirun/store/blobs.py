@@ -49,7 +49,10 @@ class BlobWriter:
         return digest
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()      # flushes what is buffered: fails on a full disk
+        except OSError:
+            pass
         try:
             os.unlink(self._tmp)
         except FileNotFoundError:

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Iterator
 
-from ..errors import Conflict
+from ..errors import NO_SPACE_ERRNOS, Conflict
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -35,8 +35,14 @@ class Locks:
                     on_wait(name)
                 self._wait(fd, mode, name, timeout)
             if not shared:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                except OSError as exc:
+                    # the holder's pid is for messages only; a full disk must not stop
+                    # the clean-up that a failed command runs under this very lock
+                    if exc.errno not in NO_SPACE_ERRNOS:
+                        raise
             yield
         finally:
             os.close(fd)

@@ -254,7 +254,7 @@ def test_commit_out_of_space_is_one_line_and_keeps_nothing(tmp_path, fixtures, s
         before = listing()
         result = cli("commit", "big", "big:1")
         assert result.returncode == 3, result.stderr
-        assert "no space left" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "no space or no free inodes" in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert listing() == before
         assert json.loads((small / "store" / "images.json").read_text())["tags"].keys() == \
             {"localhost/busybox:latest"}

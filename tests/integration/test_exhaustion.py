@@ -1,0 +1,113 @@
+"""A store on a nearly full filesystem: out of bytes or out of inodes, a load,
+pull-like import or commit stops with one line (exit 3) and leaves the store
+exactly as it was (lock files aside: they are empty and reused)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from minirun.tree import snapshot
+
+from .conftest import Minirun
+from .imagebuild import busybox_layer, entry, layer_tar, write_layout
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """Mount a tmpfs; yields a function that (re)mounts it with given options."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    mounted = []
+
+    def mount(options: str) -> Path:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], check=True)
+        mounted.append(mount_point)
+        return mount_point
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def store_state(root: Path) -> dict:
+    state = snapshot(str(root))
+    return {path: entry for path, entry in state.items() if not path.startswith("/locks")}
+
+
+def big_image(path: Path, megabytes: int, files: int = 1) -> Path:
+    """busybox plus a layer of incompressible data (or many small files)."""
+    if files == 1:
+        extra = [entry("big", data=os.urandom(megabytes * 1_000_000))]
+    else:
+        extra = [entry("many", tarfile.DIRTYPE, mode=0o755)] + \
+                [entry(f"many/f{i}", data=b"x") for i in range(files)]
+    write_layout(path, [busybox_layer(), layer_tar(extra)], config={"Cmd": ["/bin/sh"]}, ref="big")
+    return path
+
+
+def fill(mount_point: Path, leave_bytes: int) -> None:
+    """Take the filesystem's free space down to about leave_bytes."""
+    st = os.statvfs(mount_point)
+    free = st.f_bavail * st.f_frsize
+    with open(mount_point / "filler", "wb") as f:
+        f.truncate(0)
+        remaining = free - leave_bytes
+        chunk = b"\0" * (1 << 20)
+        while remaining > 0:
+            f.write(chunk[:min(len(chunk), remaining)])
+            remaining -= len(chunk)
+
+
+def one_line_no_space(result) -> None:
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space or no free inodes" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_into_a_nearly_full_filesystem_keeps_the_store_as_it_was(small_fs, fixtures, tmp_path):
+    fs = small_fs("size=24m")
+    cli = Minirun(fs / "store", fixtures)
+    cli.load("busybox")
+    image = big_image(tmp_path / "big", megabytes=6)
+    fill(fs, leave_bytes=4_000_000)                   # room for the blob or the files, not both
+    before = store_state(fs / "store")
+    result = cli("load", str(image))
+    one_line_no_space(result)
+    assert store_state(fs / "store") == before
+    assert cli.ok("run", "--rm", "busybox", "echo", "still fine").stdout == "still fine\n"
+    os.unlink(fs / "filler")                          # with room again, the same load works
+    cli.ok("load", str(image))
+
+
+def test_load_that_runs_out_of_inodes_keeps_the_store_as_it_was(small_fs, fixtures, tmp_path):
+    fs = small_fs("size=64m,nr_inodes=700")
+    cli = Minirun(fs / "store", fixtures)
+    cli.load("busybox")                               # about 300 inodes
+    image = big_image(tmp_path / "many", megabytes=0, files=600)
+    before = store_state(fs / "store")
+    result = cli("load", str(image))
+    one_line_no_space(result)
+    assert store_state(fs / "store") == before
+    assert cli.ok("images", "-q").stdout.count("\n") == 1
+
+
+def test_run_and_commit_on_a_full_filesystem_are_one_line(small_fs, fixtures):
+    fs = small_fs("size=16m")
+    cli = Minirun(fs / "store", fixtures)
+    cli.load("busybox")
+    cli.ok("run", "--name", "c", "busybox", "sh", "-c", "echo hi > /greeting")
+    fill(fs, leave_bytes=0)
+    before = store_state(fs / "store")
+    one_line_no_space(cli("commit", "c", "c:1"))
+    assert store_state(fs / "store") == before
+    result = cli("run", "--rm", "busybox", "true")
+    assert result.returncode == 125 and "no space" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    os.unlink(fs / "filler")
+    cli.ok("commit", "c", "c:1")
+    assert cli.ok("run", "--rm", "c:1", "cat", "/greeting").stdout == "hi\n"
