@@ -51,16 +51,31 @@ class Tee:
 
 
 class _Hasher:
-    """Hash the uncompressed stream as tarfile reads it: that hash is the diff_id."""
+    """Hash the uncompressed stream as tarfile reads it: that hash is the diff_id.
+    The last WINDOW bytes read are kept, so the block where tarfile stopped can be
+    looked at afterwards (see block_at)."""
+
+    WINDOW = 1 << 16
 
     def __init__(self, src):
         self.src = src
         self.hash = hashlib.sha256()
+        self.position = 0                 # bytes read so far
+        self.window = b""                 # the last bytes read, ending at position
 
     def read(self, n: int = -1) -> bytes:
         data = self.src.read(n)
         self.hash.update(data)
+        self.position += len(data)
+        self.window = (self.window + data)[-self.WINDOW:]
         return data
+
+    def block_at(self, offset: int) -> bytes | None:
+        """The 512 bytes at offset if they were read and are still kept, else None."""
+        start = offset - (self.position - len(self.window))
+        if start < 0 or start >= len(self.window):
+            return None
+        return self.window[start:start + 512]
 
     def drain(self) -> None:
         while self.read(CHUNK):
@@ -97,6 +112,12 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
             for member in tar:
                 data = tar.extractfile(member) if member.isreg() else None
                 extractor.entry(member, data)
+            stop = tar.offset
+        # tarfile ends quietly at a header it cannot parse; only zeros may stand there
+        block = hasher.block_at(stop)
+        if block and block.count(0) != len(block):
+            raise BadImage(f"{what}: the tar header at byte {stop} is corrupt (an entry before it "
+                           "may declare the wrong size)", "rebuild the image; the layer is damaged")
         hasher.drain()
         while tee.read(CHUNK):
             pass
