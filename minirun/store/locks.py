@@ -22,9 +22,12 @@ class Locks:
         return os.path.join(self.directory, name.replace("/", "_").replace(":", "_") + ".lock")
 
     @contextlib.contextmanager
-    def hold(self, name: str, shared: bool = False, timeout: float = DEFAULT_TIMEOUT,
+    def hold(self, name: str, shared: bool = False, timeout: float | None = None,
              on_wait=None) -> Iterator[None]:
-        """Hold lock `name`; call on_wait(name) once if another process holds it."""
+        """Hold lock `name`; call on_wait(name) once if another process holds it.
+        Give up after `timeout` seconds (default: $MINIRUN_LOCK_TIMEOUT, else 300)."""
+        if timeout is None:
+            timeout = _timeout_from_env()
         fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -56,9 +59,51 @@ class Locks:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                    raise Conflict(f"timed out after {timeout:.0f}s waiting for lock {name} "
-                                   f"held by pid {holder}",
-                                   "wait for that minirun process to finish, or stop it") from None
+                    raise Conflict(f"timed out after {timeout:g}s waiting for lock {name}, held by "
+                                   f"{holders(fd)}",
+                                   "wait for that process to finish, or stop it; "
+                                   "MINIRUN_LOCK_TIMEOUT sets the wait in seconds") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
+
+
+def _timeout_from_env() -> float:
+    value = os.environ.get("MINIRUN_LOCK_TIMEOUT", "")
+    try:
+        return float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def holders(fd: int) -> str:
+    """Who holds the flock on fd's file: every pid /proc/locks lists for its inode
+    (shared holders too), with its command line; else the pid an exclusive holder wrote."""
+    st = os.fstat(fd)
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if "->" in fields:
+                    continue                      # a waiter, not a holder
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+                    pids.append(fields[4])
+    except OSError:
+        pass
+    if not pids:
+        written = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        pids = [written] if written else []
+    if not pids:
+        return "an unknown process"
+    return ", ".join(f"pid {pid} ({_cmdline(pid)})" for pid in dict.fromkeys(pids))
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return "gone"
+    text = " ".join(w.decode(errors="replace") for w in words if w)
+    return text[:80] or "?"
