@@ -9,6 +9,11 @@ Names from the tar are untrusted: they are normalised, and every parent is
 checked against what this extraction itself created (the only writer of the
 staging dir), so no entry is ever written through a symlink. Final components
 are opened with O_NOFOLLOW | O_EXCL.
+
+Limits, against decompression bombs and huge sparse files (a sparse file counts
+with its full declared size), read from the environment:
+    MINIRUN_MAX_LAYER_BYTES     file bytes in one layer, uncompressed (default 64 GiB)
+    MINIRUN_MAX_LAYER_ENTRIES   entries in one layer (default 2,000,000)
 """
 
 from __future__ import annotations
@@ -139,6 +144,12 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
     return UnpackResult(diff_id, extractor.files, extractor.size, list(extractor.implied))
 
 
+def _limit(variable: str, default: int) -> int:
+    """A size limit from the environment (plain integer), else the default."""
+    value = os.environ.get(variable, "").strip()
+    return int(value) if value.isdigit() else default
+
+
 def safe_name(unsafe_name: str) -> str:
     """Normalise a tar entry name to a relative path inside the layer, or raise."""
     parts = []
@@ -161,10 +172,15 @@ class Extractor:
         self.implied: dict[str, None] = {}      # ordered set of dirs the tar never declared
         self.files = 0
         self.size = 0
+        self.entries = 0
+        self.declared = 0                       # bytes the entries claim, sparse ones in full
+        self.max_bytes = _limit("MINIRUN_MAX_LAYER_BYTES", 64 << 30)
+        self.max_entries = _limit("MINIRUN_MAX_LAYER_ENTRIES", 2_000_000)
 
     # ------------------------------------------------------------ entry points
 
     def entry(self, member: tarfile.TarInfo, data) -> None:
+        self._count(member)
         name = safe_name(member.name)
         if not name:
             if member.isdir():
@@ -185,6 +201,18 @@ class Extractor:
                 self._plain(name, member, data)
         except OSError as exc:
             raise BadImage(f"entry {member.name!r}: {exc.strerror or exc}") from exc
+
+    def _count(self, member: tarfile.TarInfo) -> None:
+        """Refuse a decompression bomb or a huge sparse file before writing it."""
+        self.entries += 1
+        if self.entries > self.max_entries:
+            raise BadImage(f"entry {member.name!r}: the layer has more than {self.max_entries} entries",
+                           "raise MINIRUN_MAX_LAYER_ENTRIES if you trust this image")
+        if member.isreg():
+            self.declared += member.size
+            if self.declared > self.max_bytes:
+                raise BadImage(f"entry {member.name!r}: the layer's files exceed {self.max_bytes} bytes "
+                               "uncompressed", "raise MINIRUN_MAX_LAYER_BYTES if you trust this image")
 
     def finish(self) -> None:
         """Apply directory attributes last: creating children changes a dir's mtime."""

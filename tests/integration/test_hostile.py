@@ -53,10 +53,21 @@ class Case:
     refused: str | None = None                      # a word of the one-line error
     check: Callable[[dict, str], bool] | None = None  # (snapshot of diff/, diff path) -> ok
     raw: Callable[[bytes], bytes] | None = None       # edit the tar bytes (headers that lie)
+    env: dict | None = None                            # limits for this load
 
 
 def only(*paths):
     return lambda snap, _: set(snap) == set(paths)
+
+
+def _sparse(name: str, real_size: int) -> tuple[tarfile.TarInfo, bytes]:
+    """A PAX (GNU 1.0) sparse file: one byte of data, real_size declared."""
+    data = b"1\n0\n1\n".ljust(512, b"\0") + b"x"
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.type, info.mode, info.mtime, info.size = tarfile.REGTYPE, 0o644, 1700000000, len(data)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(real_size)}
+    return info, data
 
 
 DIR, SYM, LNK = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
@@ -119,6 +130,13 @@ CASES = [
     Case("xattr-user-kept", [e("f", data=b"x", xattrs={"user.note": "hi"})],
          check=lambda s, path: os.getxattr(os.path.join(path, "f"), "user.note") == b"hi"),
     Case("hardlink-to-directory", [e("d", DIR, mode=0o755), e("h", LNK, link="d")], refused="h"),
+    Case("sparse-file-of-a-terabyte", [_sparse("sparse", 1 << 40)], refused="MINIRUN_MAX_LAYER_BYTES"),
+    Case("decompression-bomb", [e("zeros", data=bytes(30_000_000))], refused="MINIRUN_MAX_LAYER_BYTES",
+         env={"MINIRUN_MAX_LAYER_BYTES": "10000000"}),
+    Case("too-many-entries", [e(f"f{i}", data=b"") for i in range(60)], refused="MINIRUN_MAX_LAYER_ENTRIES",
+         env={"MINIRUN_MAX_LAYER_ENTRIES": "50"}),
+    Case("within-the-limits", [e("zeros", data=bytes(2_000_000))],
+         env={"MINIRUN_MAX_LAYER_BYTES": "10000000"}, check=lambda s, _: s["/zeros"]["size"] == 2_000_000),
 ]
 
 
@@ -179,7 +197,7 @@ def test_hostile_layer(mr, tmp_path, canary, case):
     mr.ok("load", mr.fixture_path("busybox"))             # something in the store to keep intact
     before_store = store_files(mr)
     before_canary = canary_state(canary)
-    result = mr("load", str(image))
+    result = mr("load", str(image), env=case.env)
     assert canary_state(canary) == before_canary, "the canary beside the store changed"
     if case.refused is not None:
         assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
