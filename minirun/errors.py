@@ -124,3 +124,15 @@ def no_space(root: str) -> EnvironmentProblem:
                               "the command stopped and kept nothing",
                               "free space there (e.g. `minirun prune`) or set MINIRUN_ROOT to a "
                               "bigger filesystem, then try again")
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """repr(value), cut short: an error line names a bad value (or a tar entry's
+    name, which may be megabytes long) without echoing all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def named(name: str) -> str:
+    """A name from an image (a tar entry, a link target) as an error line shows it."""
+    return brief(name, 200)

@@ -44,10 +44,13 @@ class Reference:
         return out
 
     def familiar(self) -> str:
-        """The short form docker prints: busybox:latest rather than docker.io/library/busybox:latest."""
+        """The short form docker prints: busybox:latest rather than docker.io/library/busybox:latest.
+        library/ goes only when one component remains: docker.io/library/a/b stays library/a/b,
+        which parses back to itself (a/b would be docker.io/a/b, another repository)."""
         repo = self.name
         if self.registry == DEFAULT_REGISTRY:
-            repo = self.repository.removeprefix("library/")
+            short = self.repository.removeprefix("library/")
+            repo = short if "/" not in short else self.repository
         return repo + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
@@ -55,29 +58,38 @@ def _looks_like_host(part: str) -> bool:
     return "." in part or ":" in part or part == "localhost" or part.startswith("[")
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """The reference as an error line quotes it, cut short when it is huge."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
+
+
 def parse(text: str) -> Reference:
     """Parse and normalise an image reference, or raise UsageError saying what is wrong."""
-    original = text
+    if not isinstance(text, str):
+        raise UsageError(f"invalid reference {_shown(text)}: a reference is text, "
+                         f"not {type(text).__name__}")
+    original = _shown(text)
     if not text.isascii() or not text.isprintable():
-        raise UsageError(f"invalid reference {original!r}: only printable ASCII is allowed")
+        raise UsageError(f"invalid reference {original}: only printable ASCII is allowed")
     if not text or text != text.strip():
-        raise UsageError(f"invalid reference {original!r}: empty or padded with spaces")
+        raise UsageError(f"invalid reference {original}: empty or padded with spaces")
     digest = ""
     if "@" in text:
         text, digest = text.split("@", 1)
         if not _DIGEST_RE.fullmatch(digest):
-            raise UsageError(f"invalid reference {original!r}: digest must be sha256:<64 hex digits>")
+            raise UsageError(f"invalid reference {original}: digest must be sha256:<64 hex digits>")
     tag = ""
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
         if not _TAG_RE.fullmatch(tag):
-            raise UsageError(f"invalid reference {original!r}: bad tag {tag!r}")
+            raise UsageError(f"invalid reference {original}: bad tag {_shown(tag)}")
     first, _, rest = text.partition("/")
     if rest and _looks_like_host(first):
         if not _HOST_RE.fullmatch(first):
-            raise UsageError(f"invalid reference {original!r}: bad registry host {first!r}")
+            raise UsageError(f"invalid reference {original}: bad registry host {_shown(first)}")
         registry, path = first, rest
     else:
         registry, path = DEFAULT_REGISTRY, text
@@ -86,10 +98,10 @@ def parse(text: str) -> Reference:
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
     if not _PATH_RE.fullmatch(path):
-        raise UsageError(f"invalid reference {original!r}: repository names are lowercase "
+        raise UsageError(f"invalid reference {original}: repository names are lowercase "
                          "letters, digits and . _ - separated by /")
     if len(registry) + 1 + len(path) > 255:
-        raise UsageError(f"invalid reference {original!r}: longer than 255 characters")
+        raise UsageError(f"invalid reference {original}: longer than 255 characters")
     if not tag and not digest:
         tag = DEFAULT_TAG
     return Reference(registry, path, tag, digest)

@@ -5,25 +5,37 @@
     docker-archive               `docker save`: manifest.json + config + layer tars
 
 Each yields SourceImage objects for importer.py. Manifests, indexes and
-configs are verified against their digests here; layer blobs are verified
-by the importer as they stream.
+configs are verified against their digests and sizes, and parsed, here, for
+every image before any is imported, so a malformed one leaves the store as it
+was; layer blobs are verified by the importer as they stream.
+
+Everything in an archive is untrusted: a document over its limit
+(oci.MAX_MANIFEST_BYTES, oci.MAX_CONFIG_BYTES) is refused before it is read,
+names from manifest.json may not be absolute or climb out with `..`, a file in
+a layout dir must be a regular file (a FIFO would hang the read), indexes nest
+at most MAX_INDEX_DEPTH deep, and a tar holds at most MAX_MEMBERS entries.
+A docker-archive's `repositories` file is ignored, as docker ignores it when
+manifest.json is there; an archive with only `repositories` (the format of
+Docker before 1.10) is refused with a hint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
+import stat
 import tarfile
 from typing import BinaryIO, Iterator
 
 from .. import oci, reference
-from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UsageError
+from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError
 from .importer import SourceImage, SourceLayer
 
 _CONTAINERD_NAME = "io.containerd.image.name"
+MAX_MEMBERS = 100_000        # a docker-archive or OCI archive holds a few files per layer
+MAX_INDEX_DEPTH = 4          # index.json -> image index -> manifest is the usual depth
 
 
 class _Files:
@@ -36,15 +48,26 @@ class _Files:
         if not os.path.isdir(path):
             try:
                 self.tar = tarfile.open(path, "r:*")
-                for member in self.tar.getmembers():
-                    self.names[_clean(member.name)] = member
+                self._index_members()
             except FileNotFoundError:
                 raise NotFound(f"{path}: no such file or directory") from None
-            except (tarfile.TarError, EOFError, OSError) as exc:
+            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                # ValueError: tarfile's own, for malformed GNU sparse headers
+                self.close()
                 reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
-                raise BadImage(f"{path}: not a readable tar archive or OCI layout ({reason})",
+                raise BadImage(f"{path}: not a readable tar archive or OCI layout ({oci.brief(reason, 100)})",
                                "check that the file is complete; load takes docker-archive, "
                                "OCI archive or OCI layout") from None
+            except BaseException:
+                self.close()
+                raise
+
+    def _index_members(self) -> None:
+        for member in self.tar:
+            if len(self.names) >= MAX_MEMBERS:
+                raise BadImage(f"{self.path}: the archive holds more than {MAX_MEMBERS} entries",
+                               "an image archive holds a few files per layer; check the file")
+            self.names[_clean(member.name)] = member
 
     def exists(self, name: str) -> bool:
         if self.tar is None:
@@ -53,16 +76,26 @@ class _Files:
 
     def open(self, name: str) -> BinaryIO:
         if self.tar is None:
-            try:
-                return open(os.path.join(self.path, name), "rb")
-            except FileNotFoundError:
-                raise BadImage(f"{self.path}: missing {name}") from None
-            except OSError as exc:
-                raise BadImage(f"{self.path}: cannot read {name}: {exc.strerror}") from None
+            return self._open_regular(name)
         member = self._resolve(name)
         if member is None:
-            raise BadImage(f"{self.path}: archive has no file {name}")
+            raise BadImage(f"{self.path}: missing {name}")
         return self.tar.extractfile(member)
+
+    def _open_regular(self, name: str) -> BinaryIO:
+        """A file of a layout dir; O_NONBLOCK so that a FIFO is refused rather than waited on."""
+        try:
+            fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise BadImage(f"{self.path}: missing {name}") from None
+        except OSError as exc:
+            raise BadImage(f"{self.path}: cannot read {name}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise BadImage(f"{self.path}: {name} is not a regular file",
+                           "a layout's index.json, oci-layout and blobs are plain files")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
 
     def _resolve(self, name: str, hops: int = 0) -> tarfile.TarInfo | None:
         """The regular file a name stands for; `docker save` links repeated layers
@@ -82,12 +115,16 @@ class _Files:
             return None
         return self._resolve(target, hops + 1)
 
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read(self, name: str, limit: int = oci.MAX_MANIFEST_BYTES) -> bytes:
+        """The whole file, refused before reading when it is over limit."""
         with self.open(name) as f:
+            size = os.fstat(f.fileno()).st_size if self.tar is None else self._resolve(name).size
+            if size > limit:
+                raise oci.too_large(f"{self.path}: {name}", size, limit)
             data = f.read(limit + 1)
-        if len(data) > limit:
-            raise BadImage(f"{self.path}: {name} is larger than {limit >> 20} MiB")
-        if self.tar is not None and len(data) != self._resolve(name).size:
+        if len(data) > limit:                  # it grew while we read
+            raise oci.too_large(f"{self.path}: {name}", len(data), limit)
+        if self.tar is not None and len(data) != size:
             raise BadImage(f"{self.path}: {name} is truncated")
         return data
 
@@ -115,6 +152,11 @@ def open_images(path: str) -> Iterator[list[SourceImage]]:
             images = list(_oci_images(files))
         elif files.exists("manifest.json"):
             images = list(_docker_images(files))
+        elif files.exists("repositories"):
+            raise UnsupportedMediaType(
+                f"{path}: a docker-archive in the legacy format of Docker before 1.10 "
+                "(a repositories file but no manifest.json) is not supported",
+                "save the image again with a current docker or podman")
         else:
             raise BadImage(f"{path}: neither an OCI layout (no oci-layout or index.json) "
                            "nor a docker-archive (no manifest.json)")
@@ -129,12 +171,19 @@ def _blob_name(digest: str) -> str:
     return "blobs/sha256/" + oci.digest_hex(digest)
 
 
-def _verified_blob(files: _Files, desc: oci.Descriptor, what: str) -> bytes:
-    data = files.read(_blob_name(desc.digest))
+def _verified_blob(files: _Files, desc: oci.Descriptor, what: str,
+                   limit: int = oci.MAX_MANIFEST_BYTES) -> bytes:
+    what = f"{what} {oci.short_id(desc.digest)}"
+    if desc.size > limit:
+        raise oci.too_large(f"{files.path}: {what}", desc.size, limit)
+    data = files.read(_blob_name(desc.digest), limit)
     actual = oci.sha256_digest(data)
     if actual != desc.digest:
-        raise DigestMismatch(f"{what} {oci.short_id(desc.digest)}: content has digest {actual}, "
-                       f"expected {desc.digest}", "the file is corrupt or was altered")
+        raise DigestMismatch(f"{what}: content has digest {actual}, expected {desc.digest}",
+                             "the file is corrupt or was altered")
+    if len(data) != desc.size:
+        raise BadImage(f"{what}: the blob is {len(data)} bytes but its descriptor says {desc.size}",
+                       "the descriptor is wrong; write the layout again")
     return data
 
 
@@ -143,41 +192,61 @@ def _oci_images(files: _Files) -> Iterator[SourceImage]:
         layout = oci.load_json(files.read("oci-layout"), "oci-layout")
         version = layout.get("imageLayoutVersion")
         if not isinstance(version, str) or not version.startswith("1."):
-            raise BadImage(f"{files.path}: unsupported OCI layout version {version!r}")
+            raise BadImage(f"{files.path}: oci-layout: unsupported imageLayoutVersion {oci.brief(version)}",
+                           'minirun reads OCI image layouts 1.x ({"imageLayoutVersion": "1.0.0"})')
     index = oci.parse_index(files.read("index.json"), "index.json")
     if not index.manifests:
         raise BadImage(f"{files.path}: index.json lists no images")
     for desc in index.manifests:
-        yield from _oci_descriptor(files, desc, desc.annotations)
+        yield _oci_descriptor(files, desc, desc.annotations)
 
 
-def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict) -> Iterator[SourceImage]:
+def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict, depth: int = 0) -> SourceImage:
+    """The image a descriptor names, through nested indexes (content addressing rules
+    out cycles; the depth limit bounds the chain all the same)."""
     if desc.media_type in oci.INDEX_TYPES:
+        if depth >= MAX_INDEX_DEPTH:
+            raise BadImage(f"{files.path}: indexes nested more than {MAX_INDEX_DEPTH} deep",
+                           "point index.json at the image manifests more directly")
         nested = oci.parse_index(_verified_blob(files, desc, "index"), f"index {oci.short_id(desc.digest)}")
-        yield from _oci_descriptor(files, _pick_platform(nested, files.path), annotations)
-        return
+        return _oci_descriptor(files, _pick_platform(nested, files.path), annotations, depth + 1)
     manifest_bytes = _verified_blob(files, desc, "manifest")
     manifest = oci.parse_manifest(manifest_bytes, f"manifest {oci.short_id(desc.digest)}")
-    config_bytes = _verified_blob(files, manifest.config, "image config")
+    config_bytes = _verified_blob(files, manifest.config, "image config", oci.MAX_CONFIG_BYTES)
+    _check_config(config_bytes, len(manifest.layers), f"image config {oci.short_id(manifest.config.digest)}")
+    for layer in manifest.layers:
+        name = _blob_name(layer.digest)
+        if not files.exists(name):
+            raise BadImage(f"{files.path}: layer blob {layer.digest} is missing")
+        if files.size(name) != layer.size:
+            raise BadImage(f"{files.path}: layer blob {oci.short_id(layer.digest)} is {files.size(name)} "
+                           f"bytes but the manifest says {layer.size}", "the file is corrupt or was altered")
     layers = [SourceLayer(layer.media_type, layer.digest, layer.size,
                           _opener(files, _blob_name(layer.digest)))
               for layer in manifest.layers]
-    for layer in manifest.layers:
-        if not files.exists(_blob_name(layer.digest)):
-            raise BadImage(f"{files.path}: layer blob {layer.digest} is missing")
-    yield SourceImage(config_bytes, layers, _oci_refs(files.path, annotations),
-                      manifest_bytes, files.path)
+    return SourceImage(config_bytes, layers, _oci_refs(files.path, annotations),
+                       manifest_bytes, files.path)
+
+
+def _check_config(config_bytes: bytes, layers: int, what: str) -> None:
+    """Parse the config now, so that no image of the archive is imported when one is malformed."""
+    config = oci.parse_config(config_bytes, what)
+    if len(config.diff_ids) != layers:
+        raise BadImage(f"{what} lists {len(config.diff_ids)} diff_ids but the image has {layers} layers")
 
 
 def _pick_platform(index: oci.Index, path: str) -> oci.Descriptor:
+    """The host's image in a nested index, else its first image, else its first index."""
     host = oci.host_platform()
     images = [d for d in index.manifests if d.media_type not in oci.INDEX_TYPES]
     for desc in images:
         if desc.platform and (desc.platform.os, desc.platform.architecture) == (host.os, host.architecture):
             return desc
-    if not images:
-        raise BadImage(f"{path}: nested index holds no image manifest")
-    return images[0]
+    if images:
+        return images[0]
+    if index.manifests:
+        return index.manifests[0]
+    raise BadImage(f"{path}: nested index holds no image manifest")
 
 
 def _oci_refs(path: str, annotations: dict) -> list[str]:
@@ -213,30 +282,52 @@ def _repo_from_path(path: str) -> str:
 # ---------------------------------------------------------------- docker-archive
 
 def _docker_images(files: _Files) -> Iterator[SourceImage]:
-    try:
-        entries = json.loads(files.read("manifest.json"))
-    except ValueError as exc:
-        raise BadImage(f"{files.path}: manifest.json is not valid JSON: {exc}") from None
+    what = f"{files.path}: manifest.json"
+    entries = oci.parse_json(files.read("manifest.json"), what)
     if not isinstance(entries, list) or not entries:
-        raise BadImage(f"{files.path}: manifest.json must be a non-empty list")
+        raise BadImage(f"{what} must be a non-empty list of images, got {oci.json_type(entries)}",
+                       "write it with docker save, podman save or skopeo")
     for i, entry in enumerate(entries):
-        what = f"{files.path}: manifest.json entry {i}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
-                or not isinstance(entry.get("Layers"), list) \
-                or not all(isinstance(x, str) for x in entry["Layers"]):
-            raise BadImage(f"{what} needs a string Config and a list of Layers")
-        config_name = _clean(entry["Config"])
-        config_bytes = files.read(config_name)
-        _check_named_digest(files, config_name, config_bytes, "image config")
-        layers = [_docker_layer(files, _clean(name)) for name in entry["Layers"]]
-        tags = entry.get("RepoTags") or []
-        if not isinstance(tags, list):
-            raise BadImage(f"{what}: RepoTags must be a list")
-        try:
-            refs = [str(reference.parse(tag)) for tag in tags]
-        except UsageError as exc:
-            raise BadImage(f"{what}: {exc.message}") from None
-        yield SourceImage(config_bytes, layers, refs, None, files.path)
+        yield _docker_image(files, entry, f"{what} entry {i}")
+
+
+def _docker_image(files: _Files, entry: object, what: str) -> SourceImage:
+    if not isinstance(entry, dict):
+        raise BadImage(f"{what} must be an object, got {oci.json_type(entry)}")
+    config_name = _archive_name(entry.get("Config"), "Config", what)
+    names = entry.get("Layers")
+    if not isinstance(names, list):
+        raise BadImage(f"{what}: 'Layers' must be a list of file names, got {oci.json_type(names)}")
+    names = [_archive_name(name, f"Layers item {i}", what) for i, name in enumerate(names)]
+    refs = _docker_refs(entry.get("RepoTags"), what)
+    config_bytes = files.read(config_name, oci.MAX_CONFIG_BYTES)
+    _check_named_digest(files, config_name, config_bytes, "image config")
+    _check_config(config_bytes, len(names), f"{files.path}: image config {config_name}")
+    layers = [_docker_layer(files, name) for name in names]
+    return SourceImage(config_bytes, layers, refs, None, files.path)
+
+
+def _archive_name(value: object, field: str, what: str) -> str:
+    """A file name from manifest.json: relative, and inside the archive."""
+    if value is None:
+        raise BadImage(f"{what} has no {field!r}", "write it with docker save, podman save or skopeo")
+    if not isinstance(value, str) or not value:
+        raise BadImage(f"{what}: {field!r} must be a file name, got {oci.brief(value)}")
+    if value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        raise BadImage(f"{what}: {field} {oci.brief(value)} points outside the archive",
+                       "docker save names files relative to the archive's root")
+    return _clean(value)
+
+
+def _docker_refs(tags: object, what: str) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise BadImage(f"{what}: 'RepoTags' must be a list of strings")
+    try:
+        return [str(reference.parse(tag)) for tag in tags]
+    except UsageError as exc:
+        raise BadImage(f"{what}: {exc.message}", "load it with --tag REF") from None
 
 
 def _docker_layer(files: _Files, name: str) -> SourceLayer:

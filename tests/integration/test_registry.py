@@ -423,3 +423,32 @@ def test_stored_credentials_that_are_wrong_fail_the_pull_clearly(mr, tmp_path):
         assert nothing_stored(mr)
     finally:
         reg.stop()
+
+
+def test_eight_parallel_pulls_of_overlapping_images_fetch_each_blob_once(mr, registry):
+    """myapp and myotherapp share two layers; eight pulls of them (and of busybox)
+    race. Each layer blob is fetched from the registry once, extracted once and
+    stored once; every image runs; fsck is clean."""
+    from .test_concurrency import assert_store_whole, finish, start
+    for name in ("myapp", "myotherapp", "busybox"):
+        skopeo_push(mr.fixture_path(name), f"{registry.address}/par/{name}:latest")
+    refs = [f"{registry.address}/par/{name}" for name in
+            ("myapp", "myotherapp", "busybox", "myotherapp", "myapp", "busybox", "myapp", "myotherapp")]
+    before = len(registry.blob_gets())
+    began = time.monotonic()
+    results = finish([start(mr, "pull", ref) for ref in refs])
+    took = time.monotonic() - began
+    assert all(code == 0 for code, _, _ in results), [err for code, _, err in results if code]
+    fetched = registry.blob_gets()[before:]
+    layer_digests = set()
+    for name in ("myapp", "myotherapp", "busybox"):
+        index = json.loads(Path(mr.fixture_path(name), "index.json").read_text())
+        blob = Path(mr.fixture_path(name), "blobs", *index["manifests"][0]["digest"].split(":"))
+        layer_digests |= {layer["digest"] for layer in json.loads(blob.read_text())["layers"]}
+    layer_gets = [d for d in fetched if d in layer_digests]
+    assert sorted(layer_gets) == sorted(layer_digests), "a layer blob was fetched twice, or not at all"
+    keys = [json.loads((mr.root / "layers/sha256" / d / "meta.json").read_text())["diff_id"]
+            for d in mr.layer_dirs()]
+    assert len(keys) == len(set(keys)) == len(layer_digests)          # no layer stored twice
+    assert_store_whole(mr)
+    print(f"8 parallel pulls: {took:.2f} s")

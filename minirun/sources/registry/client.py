@@ -29,6 +29,21 @@ def push_scope(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
+def _manifest_body(response: Response, what: str) -> bytes:
+    """A manifest or index, refused unread when the registry announces more than
+    oci.MAX_MANIFEST_BYTES, and after that many bytes when it announces nothing."""
+    limit = oci.MAX_MANIFEST_BYTES
+    announced = response.header("content-length").strip()
+    if announced.isdigit() and int(announced) > limit:
+        response.close()
+        raise oci.too_large(what, int(announced), limit)
+    data = response.read(limit + 1)
+    if len(data) > limit:
+        response.close()
+        raise oci.too_large(what, None, limit)
+    return data
+
+
 class RegistryClient:
     def __init__(self, registry: str, http: Http | None = None, creds: tuple[str, str] | None = None):
         self.registry = registry
@@ -100,7 +115,7 @@ class RegistryClient:
                                 {"Accept": MANIFEST_ACCEPT})
         if response.status != 200:
             raise self.fail(response, what)
-        data = response.body(4 << 20)
+        data = _manifest_body(response, what)
         digest = oci.sha256_digest(data)
         expected = reference if reference.startswith("sha256:") else response.header("docker-content-digest")
         if expected and expected != digest:

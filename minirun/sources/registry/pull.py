@@ -124,7 +124,7 @@ def _already_here(store, image_id: str, manifest_digest: str) -> bool:
 def _config(store, client: RegistryClient, repo: str, desc: oci.Descriptor) -> bytes:
     if store.blobs.has(desc.digest):
         return store.blobs.read(desc.digest)
-    data = client.get_blob(repo, desc.digest).body(16 << 20)
+    data = client.get_blob(repo, desc.digest).body(oci.MAX_CONFIG_BYTES)
     actual = oci.sha256_digest(data)
     if actual != desc.digest:
         raise DigestMismatch(f"image config {oci.short_id(desc.digest)}: content has digest {actual}, "

@@ -1,0 +1,75 @@
+"""Limits on one layer, against decompression bombs and huge sparse files.
+
+Read from the environment when a layer's extraction starts:
+    MINIRUN_MAX_LAYER_BYTES     bytes one layer may make us handle, uncompressed
+                                (default 64 GiB): file data, where a sparse file
+                                counts with its full declared size, plus the tar's
+                                own headers and any data it makes us skip
+    MINIRUN_MAX_LAYER_ENTRIES   entries in one layer (default 2,000,000)
+and fixed:
+    HEADER_BYTES                the extended headers (PAX records, GNU long names,
+                                sparse maps) of one entry: 1 MiB. tarfile holds them
+                                in memory before the entry is seen, so this is
+                                checked as the bytes are read (see unpack._Hasher).
+
+Each limit is checked before the entry it concerns is written, and exceeding one
+is a BadImage naming the entry and the variable to raise. A malformed value is a
+UsageError naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+
+from ..errors import BadImage, UsageError, named
+
+DEFAULT_MAX_BYTES = 64 << 30
+DEFAULT_MAX_ENTRIES = 2_000_000
+HEADER_BYTES = 1 << 20
+
+
+def _from_env(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise UsageError(f"{variable}={os.environ[variable]!r} is not a positive whole number",
+                         f"set {variable} to a number of {'bytes' if 'BYTES' in variable else 'entries'}, "
+                         f"or unset it for the default ({default})")
+    return int(raw)
+
+
+class Limits:
+    """What one layer has used so far, against what it may use."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES):
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.bytes = 0
+        self.entries = 0
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        return cls(_from_env("MINIRUN_MAX_LAYER_BYTES", DEFAULT_MAX_BYTES),
+                   _from_env("MINIRUN_MAX_LAYER_ENTRIES", DEFAULT_MAX_ENTRIES))
+
+    def charge(self, member: tarfile.TarInfo, next_offset: int) -> None:
+        """Count one entry: its headers, and the larger of the bytes it occupies in the
+        tar (up to next_offset, where tarfile reads the next header) and the bytes
+        extracting it writes (a sparse file's full size)."""
+        self.entries += 1
+        if self.entries > self.max_entries:
+            raise BadImage(f"entry {named(member.name)}: the layer has more than {self.max_entries} entries "
+                           "(MINIRUN_MAX_LAYER_ENTRIES)",
+                           "raise MINIRUN_MAX_LAYER_ENTRIES if you trust this image")
+        headers = max(0, member.offset_data - member.offset)
+        stored = max(0, next_offset - member.offset_data)
+        written = member.size if member.isreg() else 0
+        self.bytes += headers + max(stored, written)
+        if self.bytes > self.max_bytes:
+            raise BadImage(f"entry {named(member.name)}: the layer passes {self.max_bytes} bytes uncompressed "
+                           "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)",
+                           "raise MINIRUN_MAX_LAYER_BYTES if you trust this image")
+
+    def remaining(self) -> int:
+        return max(0, self.max_bytes - self.bytes)
