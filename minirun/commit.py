@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from .record import dataclass
 
 from . import oci, reference
 from .errors import Conflict, ImageNotFound, MinirunError, no_space

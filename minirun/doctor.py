@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-from dataclasses import dataclass
+from .record import dataclass
 from typing import Callable
 
 from . import linux

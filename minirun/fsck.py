@@ -20,7 +20,7 @@ import gzip
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass, field
+from .record import dataclass, field
 
 from . import oci
 from .errors import MinirunError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from .record import dataclass
 from typing import Callable
 
 from . import oci, reference

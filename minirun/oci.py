@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from .record import dataclass, field
 
 from .errors import BadImage, UnsupportedMediaType, brief
 

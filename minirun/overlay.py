@@ -23,7 +23,7 @@ Strategies, picked by MINIRUN_OVERLAY_API (auto, new, legacy):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from .record import dataclass
 
 from . import linux
 from .errors import EnvironmentProblem, RuntimeFailure, UsageError

@@ -15,7 +15,7 @@ reference -> manifest -> config -> diff_ids (layers).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from .record import dataclass, field
 
 from . import oci, reference
 from .runtime import container_records, remove as remove_container

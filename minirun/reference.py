@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from .record import dataclass
 
 from .errors import UsageError
 

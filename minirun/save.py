@@ -31,7 +31,7 @@ import os
 import shutil
 import tarfile
 import zlib
-from dataclasses import dataclass, field
+from .record import dataclass, field
 from typing import BinaryIO, Callable, ContextManager, Iterable
 
 from . import oci, reference

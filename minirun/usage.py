@@ -12,7 +12,7 @@ every other function is pure over it. Layer sizes are unpacked bytes
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from .record import dataclass, field
 
 from . import fsutil
 from .oci import short_id

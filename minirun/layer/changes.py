@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from ..record import dataclass
 from typing import Callable, Iterable, Iterator
 
 from ..fsutil import walk_here

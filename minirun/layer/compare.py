@@ -15,7 +15,7 @@ facts: two runs of the same command never agree on them.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from ..record import dataclass
 from typing import Mapping
 
 FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "rdev", "opaque", "xattrs")

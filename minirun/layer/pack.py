@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
+from ..record import dataclass
 from typing import BinaryIO, Iterator
 
 from ..errors import Conflict

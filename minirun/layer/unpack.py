@@ -22,7 +22,7 @@ import hashlib
 import tarfile
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
+from ..record import dataclass, field
 from typing import BinaryIO
 
 from ..errors import BadImage, DigestMismatch, context, named

@@ -22,7 +22,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from ..record import asdict, dataclass
 
 from ..errors import Conflict, MinirunError, UsageError
 from ..store.locks import Locks

@@ -43,7 +43,7 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
+from ..record import dataclass, field
 from decimal import Decimal
 
 from ..errors import EnvironmentProblem, RuntimeFailure, UsageError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from ..record import dataclass
 
 from .. import linux
 from . import process

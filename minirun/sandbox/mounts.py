@@ -16,7 +16,7 @@ runtime never writes into the upper dir and `minirun diff` shows only the run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from ..record import dataclass
 
 from ..errors import UsageError
 

@@ -23,7 +23,7 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from ..record import dataclass
 
 from .. import linux, overlay
 from ..errors import MinirunError

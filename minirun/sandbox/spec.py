@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from ..record import dataclass
 
 from ..errors import UsageError
 

@@ -4,7 +4,7 @@ supplementary groups come from the container's /etc/group."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..record import dataclass
 
 from ..errors import UsageError
 

@@ -9,7 +9,7 @@ import hashlib
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from ...record import dataclass
 
 from ... import oci, reference
 from ...errors import BadImage, DigestMismatch, RegistryError, RegistryUnavailable, UsageError

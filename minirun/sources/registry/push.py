@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from ...record import dataclass
 
 from ... import oci, reference
 from ...errors import UsageError
