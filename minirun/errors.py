@@ -136,3 +136,20 @@ def brief(value: object, limit: int = 60) -> str:
 def named(name: str) -> str:
     """A name from an image (a tar entry, a link target) as an error line shows it."""
     return brief(name, 200)
+
+
+def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | None:
+    """The one stderr line and exit code for an error the CLI reports, or None for
+    one it must not hide (a bug: let the traceback show). Kept free of typer so the
+    light `run` path reports errors exactly as the typer commands do."""
+    if not isinstance(err, (MinirunError, OSError)):
+        return None
+    if out_of_space(err) and not isinstance(err, EnvironmentProblem):
+        from .store.root import default_root
+        err = no_space(default_root())      # whatever layer noticed, the cause is the disk
+    elif isinstance(err, PermissionError):
+        err = EnvironmentProblem(f"permission denied: {err.filename or err}",
+                                 "the store belongs to root: run minirun as root (sudo)")
+    elif not isinstance(err, MinirunError):
+        return None
+    return "Error: " + " ".join(err.line().split()), 125 if run_mode else err.exit_code

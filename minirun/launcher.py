@@ -37,18 +37,23 @@ class Checked:
     mounts: tuple
     caps: frozenset
     ambient: frozenset
-    limits: object
+    limits: object                    # cgroups.Limits, None when no limit flag was given
     ulimits: tuple
 
 
 def check_options(opts: specs.RunOptions) -> Checked:
-    from .sandbox import caps, cgroups, rlimits
+    from .sandbox import caps
     volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
     tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
     mounts_mod.check_no_duplicates(volumes + tmpfs)
-    ulimits = rlimits.parse_ulimits(opts.ulimits)
-    rlimits.check(ulimits)
-    limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
+    ulimits, limits = (), None        # the modules for these load only when a flag asks
+    if opts.ulimits:
+        from .sandbox import rlimits
+        ulimits = rlimits.parse_ulimits(opts.ulimits)
+        rlimits.check(ulimits)
+    if (opts.memory, opts.cpus, opts.pids_limit) != (None, None, None):
+        from .sandbox import cgroups
+        limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
     keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
     if opts.chroot and not opts.privileged:
         # a chroot inside a namespace that still holds the host's tree is escaped
@@ -116,9 +121,10 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
         from .sandbox import process
         if wants_cgroup(checked.limits):
             from .sandbox import cgroups
-            driver = cgroups.open_driver(limits=checked.limits)
+            limits = checked.limits or cgroups.Limits()
+            driver = cgroups.open_driver(limits=limits)
             if driver is not None:
-                resources.cgroup = driver.create(cid, checked.limits)
+                resources.cgroup = driver.create(cid, limits)
         launch = process.Launch(
             proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
@@ -172,7 +178,7 @@ def wants_cgroup(limits) -> bool:
     one is the dearest step of a start: the kernel waits for an RCU grace period
     (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID namespace still
     ends every process with the container, and an OOM kill shows as signal 9."""
-    return not limits.empty or os.environ.get("MINIRUN_CGROUPS") == "always"
+    return (limits is not None and not limits.empty) or os.environ.get("MINIRUN_CGROUPS") == "always"
 
 
 def _allocate(store, cid: str):

@@ -14,8 +14,8 @@ Limits (readers check them before reading a document whole):
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 from .record import dataclass, field
 
@@ -61,6 +61,7 @@ _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -443,8 +444,7 @@ def _check_history(doc: dict, what: str) -> None:
 
 def host_platform() -> Platform:
     """The host's platform in Go's naming, which image configs use."""
-    import platform as _platform
-    machine = _platform.machine()
+    machine = os.uname().machine
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
     variant = "v7" if machine == "armv7l" else ""

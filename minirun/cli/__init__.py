@@ -1,16 +1,36 @@
 """The command line. One short function per verb, grouped by what they act on
 (images, registry, containers, lifecycle); common.py is the only place that
-prints errors and maps them to exit codes (see minirun/errors.py for the table)."""
+prints errors and maps them to exit codes (see minirun/errors.py for the table).
+
+main() first tries the light path (cli/light.py) for the commands whose speed
+matters (`run`, `images`, `ps`, `--version`): it reads the same flag definitions
+without importing typer. Anything it is not sure of goes to the typer app.
+"""
 
 from __future__ import annotations
-
-from . import images, lifecycle, save, usage, registry, containers, fsck  # noqa: F401 - registers the commands
-from .common import app
 
 __all__ = ["app", "main"]
 
 
+def typer_app():
+    """The typer app with every command registered (importing typer costs ~100 ms)."""
+    from . import images, lifecycle, save, usage, registry, containers, fsck  # noqa: F401 - registers
+    from .common import app
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":
+        return typer_app()
+    raise AttributeError(name)
+
+
 def main() -> None:
     import os
+    import sys
     os.umask(0o022)   # store dirs become the container's / and its mount points: never 0700
-    app()
+    from .light import dispatch
+    code = dispatch(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    typer_app()()

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import EnvironmentProblem, MinirunError, no_space, out_of_space
+from ..errors import MinirunError, as_failure
 
 EXIT_CODES_HELP = ("Exit codes: 0 success; 1 failed (not found, corrupt input, conflict); "
                    "2 bad usage; 3 environment (not root, unsupported filesystem).")
@@ -23,11 +23,6 @@ app = typer.Typer(
 )
 
 
-def _fail(err: MinirunError, code: int) -> None:
-    print("Error: " + " ".join(err.line().split()), file=sys.stderr)
-    raise typer.Exit(code)
-
-
 def handled(run_mode: bool = False):
     """Turn MinirunError into one line on stderr and its exit code (125 for everything in `run`)."""
     def wrap(fn):
@@ -36,15 +31,11 @@ def handled(run_mode: bool = False):
             try:
                 return fn(*args, **kwargs)
             except (MinirunError, OSError) as err:
-                if out_of_space(err) and not isinstance(err, EnvironmentProblem):
-                    from ..store.root import default_root
-                    err = no_space(default_root())   # whatever layer noticed, the cause is the disk
-                elif isinstance(err, PermissionError):
-                    err = EnvironmentProblem(f"permission denied: {err.filename or err}",
-                                             "the store belongs to root: run minirun as root (sudo)")
-                elif not isinstance(err, MinirunError):
+                failure = as_failure(err, run_mode)
+                if failure is None:
                     raise
-                _fail(err, 125 if run_mode else err.exit_code)
+                print(failure[0], file=sys.stderr)
+                raise typer.Exit(failure[1])
             except KeyboardInterrupt:
                 raise typer.Exit(130)
         return inner

@@ -2,50 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 from typing import List, Optional
 
 import typer
 
+from . import runflags
 from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, handled, print_table, store as _store
 
 
-@app.command(epilog=RUN_EXIT_CODES_HELP,
-             context_settings={"allow_interspersed_args": False})
-@handled(run_mode=True)
-def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex digits)."),
-        command: List[str] = typer.Argument(None, metavar="[CMD [ARG...]]",
-                                            help="Overrides the image's Cmd."),
-        name: Optional[str] = typer.Option(None, "--name", help="Name the container."),
-        rm: bool = typer.Option(False, "--rm", help="Remove the container (and its upper dir) on exit."),
-        env: List[str] = typer.Option([], "--env", "-e", help="Set K=V (or pass K from the host)."),
-        workdir: Optional[str] = typer.Option(None, "--workdir", "-w", help="Working directory inside."),
-        user: Optional[str] = typer.Option(None, "--user", "-u", help="USER[:GROUP], names or numbers."),
-        hostname: Optional[str] = typer.Option(None, "--hostname", "-h", help="Container hostname."),
-        entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Override the Entrypoint."),
-        chroot: bool = typer.Option(False, "--chroot", help="Use chroot instead of pivot_root."),
-        network: str = typer.Option("none", "--network", help="none (own namespace, lo only), host, "
-                                    "or bridge (eth0 on the minirun0 bridge)."),
-        volume: List[str] = typer.Option([], "--volume", "-v", help="HOST:CTR[:ro] bind mount."),
-        tmpfs: List[str] = typer.Option([], "--tmpfs", help="PATH[:OPTIONS] tmpfs mount."),
-        read_only: bool = typer.Option(False, "--read-only", help="No upper dir: the root is read-only."),
-        privileged: bool = typer.Option(False, "--privileged", help="All capabilities, no masked paths."),
-        cap_add: List[str] = typer.Option([], "--cap-add", help="Add a capability (or ALL)."),
-        cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop a capability (or ALL)."),
-        security_opt: List[str] = typer.Option([], "--security-opt",
-                                               help="no-new-privileges[:true|false] (default true)."),
-        memory: Optional[str] = typer.Option(None, "--memory", "-m", help="Memory limit, e.g. 32m."),
-        cpus: Optional[str] = typer.Option(None, "--cpus", help="CPU limit, e.g. 0.5."),
-        pids_limit: Optional[str] = typer.Option(None, "--pids-limit", help="Task limit (-1: none)."),
-        ulimit: List[str] = typer.Option([], "--ulimit", help="NAME=SOFT[:HARD], e.g. nofile=1024."),
-        init: bool = typer.Option(False, "--init", help="Run a tiny PID 1 that forwards signals and "
-                                  "reaps zombies."),
-        interactive: bool = typer.Option(False, "--interactive", "-i", help="Keep stdin open (with -t: "
-                                         "type into the container's terminal)."),
-        tty: bool = typer.Option(False, "--tty", "-t", help="Give the container a terminal."),
-        detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; print the id. "
-                                    "Output goes to `minirun logs`.")):
+def _run(**values) -> None:
     """Run a command in a new container on overlayfs.
 
     Every write lands in the container's upper dir; see it with
@@ -53,20 +22,27 @@ def run(image: str = typer.Argument(..., help="Image reference or id (12+ hex di
 
     Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
     """
-    from ..launcher import run as do_run
-    from ..sandbox.spec import RunOptions
-    opts = RunOptions(tuple(command or ()), entrypoint, tuple(env), workdir, user, hostname, chroot,
-                      network=network, volumes=tuple(volume), tmpfs=tuple(tmpfs), read_only=read_only,
-                      privileged=privileged, cap_add=tuple(cap_add), cap_drop=tuple(cap_drop),
-                      no_new_privs=_no_new_privs(security_opt), memory=memory, cpus=cpus,
-                      pids_limit=pids_limit, ulimits=tuple(ulimit), init=init,
-                      interactive=interactive, tty=tty, detach=detach)
-    result = do_run(_store(), image, opts, name=name, remove=rm)
-    if result.error:
-        print(f"Error: {result.error}", file=sys.stderr)
-    elif detach:
-        print(result.container_id)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(runflags.execute(values))
+
+
+def _run_signature() -> inspect.Signature:
+    """typer reads run's parameters from this signature, built from runflags.RUN_FLAGS:
+    the one definition the light parser (runflags.parse) reads too."""
+    types = {"bool": bool, "str": Optional[str], "list": List[str]}
+    param = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = [param("image", annotation=str,
+                    default=typer.Argument(..., help="Image reference or id (12+ hex digits).")),
+              param("command", annotation=Optional[List[str]],
+                    default=typer.Argument(None, metavar="[CMD [ARG...]]", help="Overrides the image's Cmd."))]
+    for flag in runflags.RUN_FLAGS:
+        params.append(param(flag.dest, annotation=types[flag.kind],
+                            default=typer.Option(flag.default, *flag.names, help=flag.help)))
+    return inspect.Signature(params)
+
+
+_run.__signature__ = _run_signature()
+run = app.command("run", epilog=RUN_EXIT_CODES_HELP,
+                  context_settings={"allow_interspersed_args": False})(handled(run_mode=True)(_run))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -98,18 +74,6 @@ def ps(all: bool = typer.Option(False, "--all", "-a", help="Show all containers,
         table.append((c["id"][:12], c["image"], f'"{command}"', human_age(c["created"]),
                       _status(c["state"]), c["name"]))
     print_table(table)
-
-
-def _no_new_privs(options: list[str]) -> bool:
-    from ..errors import UsageError
-    value = True
-    for option in options:
-        key, _, setting = option.replace("=", ":").partition(":")
-        if key != "no-new-privileges" or setting not in ("", "true", "false"):
-            raise UsageError(f"unsupported --security-opt {option!r}",
-                             "minirun knows no-new-privileges[:true|false]")
-        value = setting != "false"
-    return value
 
 
 def _status(state: dict) -> str:

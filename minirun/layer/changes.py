@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from ..record import dataclass
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ..fsutil import walk_here
 from . import whiteout

@@ -12,7 +12,6 @@ IPv6 ones, since the bridge network has no IPv6; `none` mode has no DNS.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from . import HOST, NONE, parse_mode
@@ -75,6 +74,7 @@ def _without_unreachable_nameservers(text: str) -> str:
 
 def _reachable_from_bridge(server: str) -> bool:
     try:
+        import ipaddress
         address = ipaddress.ip_address(server.split("%")[0])
     except ValueError:
         return False

@@ -4,12 +4,14 @@ A new network namespace starts with `lo` down, so even 127.0.0.1 is
 unreachable. The container's child runs this right after unshare(CLONE_NEWNET),
 before exec, where importing pyroute2 (~270 ms) would slow every run down for
 one flag; SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket need only the stdlib.
+It uses the C module _socket: socket.py builds enums and imports selectors at
+import time, which cost every run ~8 ms in the child.
 """
 
 from __future__ import annotations
 
+import _socket
 import fcntl
-import socket
 import struct
 
 from ..errors import RuntimeFailure
@@ -29,11 +31,14 @@ def loopback_up(name: str = "lo") -> None:
     the namespace it was made in, so call this after unshare(CLONE_NEWNET)."""
     ifname = name.encode()
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock = _datagram_socket()
+        try:
             reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(ifname, 0))
             flags = _IFREQ.unpack(reply)[1]
             if not flags & IFF_UP:
                 fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(ifname, flags | IFF_UP))
+        finally:
+            sock.close()
     except OSError as exc:
         raise RuntimeFailure(f"bring up {name}: {exc.strerror or exc}",
                              "this needs CAP_NET_ADMIN in the container's network namespace") from exc
@@ -41,6 +46,13 @@ def loopback_up(name: str = "lo") -> None:
 
 def is_up(name: str = "lo") -> bool:
     """Whether `name` has IFF_UP in the current namespace (for checks and tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    sock = _datagram_socket()
+    try:
         reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(name.encode(), 0))
+    finally:
+        sock.close()
     return bool(_IFREQ.unpack(reply)[1] & IFF_UP)
+
+
+def _datagram_socket():
+    return _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)

@@ -37,14 +37,12 @@ that behaves like the kernel on a tmp_path tree.
 from __future__ import annotations
 
 import errno
-import glob
 import math
 import os
 import re
 import signal
 import time
 from ..record import dataclass, field
-from decimal import Decimal
 
 from ..errors import EnvironmentProblem, RuntimeFailure, UsageError
 
@@ -69,6 +67,7 @@ def parse_memory(text: str) -> int:
         raise UsageError(f"invalid --memory {text!r}: not a size",
                          "give a number with an optional unit b, k, m or g, e.g. 512m or 1g")
     number, unit = match.groups()
+    from decimal import Decimal
     value = int(Decimal(number) * 1024 ** "bkmgtp".index((unit or "b").lower()))
     if value < MIN_MEMORY:
         raise UsageError(f"invalid --memory {text!r}: below the minimum of 6 MiB", "give at least 6m")
@@ -429,6 +428,7 @@ def cleanup_stale(root: str, live_ids: set[str], fs: CgroupFS | None = None,
     fs = fs or CgroupFS()
     removed, seen = [], set()
     patterns = (os.path.join(root, parent, "*"), os.path.join(root, "*", parent, "*"))
+    import glob
     for path in sorted(p for pattern in patterns for p in glob.glob(pattern)):
         real = os.path.realpath(path)
         if not os.path.isdir(path) or os.path.basename(path) in live_ids or real in seen:

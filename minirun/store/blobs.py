@@ -4,9 +4,8 @@ exactly the bytes its name promises."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from typing import BinaryIO
+from io import BufferedReader
 
 from ..errors import DigestMismatch, NotFound
 from ..oci import digest_hex, short_id
@@ -21,6 +20,7 @@ class BlobWriter:
         self._what = what
         self._tmp = blobs.store.staging_file("blob")
         self._file = open(self._tmp, "wb")
+        import hashlib
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -90,7 +90,7 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str) -> BufferedReader:
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
@@ -101,6 +101,7 @@ class BlobStore:
 
     def put(self, data: bytes, expected: str | None = None, what: str = "blob") -> str:
         """Store bytes (skipping the write when the blob is present) and return the digest."""
+        import hashlib
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected and digest != expected:
             raise DigestMismatch(f"{what} {short_id(expected)}: content has digest {digest}, "

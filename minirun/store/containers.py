@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 
 from ..errors import Conflict, ContainerNotFound, UsageError
@@ -63,7 +62,7 @@ class ContainerStore:
     # ------------------------------------------------------------ lifecycle
     @staticmethod
     def new_id() -> str:
-        return secrets.token_hex(32)
+        return os.urandom(32).hex()
 
     def create(self, cid: str, config: dict, links: dict[str, str], init_entries=(),
                files: dict[str, str] | None = None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import reference
 from ..errors import Conflict, ImageNotFound, UsageError

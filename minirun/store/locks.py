@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import NO_SPACE_ERRNOS, Conflict
 

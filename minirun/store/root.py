@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from functools import cached_property
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import linux
 from ..fsutil import remove_tree
@@ -68,7 +67,7 @@ class Store:
     @contextlib.contextmanager
     def staging(self, kind: str) -> Iterator[str]:
         """A fresh directory under tmp/, removed unless the caller renamed it away."""
-        path = os.path.join(self.tmp, f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        path = os.path.join(self.tmp, f"{kind}-{os.getpid()}-{os.urandom(6).hex()}")
         os.mkdir(path, 0o700)
         try:
             yield path
@@ -77,7 +76,7 @@ class Store:
                 remove_tree(path)
 
     def staging_file(self, kind: str) -> str:
-        return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{os.urandom(6).hex()}")
 
     def partial_download(self, digest: str) -> str:
         """Where a blob download in progress lives: named by digest, not pid, so a

@@ -1,0 +1,39 @@
+"""The light path: `minirun run`, `--version` without typer.
+
+dispatch() returns an exit code when it handled the command line, or None when
+the typer app must (any other command, --help, anything it cannot parse for
+sure). Errors print the same one line, with the same exit codes, as the typer
+commands (errors.as_failure).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def dispatch(argv: list[str]) -> int | None:
+    if argv == ["--version"]:
+        from .. import __version__
+        print(f"minirun {__version__}")
+        return 0
+    if not argv or argv[0] != "run":
+        return None
+    from . import runflags
+    values = runflags.parse(argv[1:])
+    if values is None:
+        return None
+    return _guarded(lambda: runflags.execute(values), run_mode=True)
+
+
+def _guarded(action, run_mode: bool = False) -> int:
+    from ..errors import as_failure
+    try:
+        return action()
+    except Exception as err:                 # noqa: BLE001 - as_failure decides what to show
+        failure = as_failure(err, run_mode)
+        if failure is None:
+            raise
+        print(failure[0], file=sys.stderr)
+        return failure[1]
+    except KeyboardInterrupt:
+        return 130

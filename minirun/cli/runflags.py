@@ -1,0 +1,184 @@
+"""The flags of `minirun run`, defined once, and the light parser that reads them.
+
+`run` is the command whose latency matters, and importing typer costs more than
+a whole container start (~100 ms). So RUN_FLAGS below is the one definition of
+run's options: cli/containers.py builds the typer command's signature from it
+(help, completion and error messages come from typer), and parse() here reads
+the same flags without importing typer. parse() accepts only what it is sure
+of; for anything else (--help, an unknown flag, a missing value) it returns
+None and main() hands the whole command line to typer, which then prints its
+usual message. tests/unit/test_runflags.py proves both parsers agree.
+
+This module imports nothing heavy: it runs on every `minirun run`.
+"""
+
+from __future__ import annotations
+
+
+class Flag:
+    """One option: its parameter name, its spellings, bool / str / list, and help."""
+    __slots__ = ("dest", "names", "kind", "help", "value")
+
+    def __init__(self, dest: str, names: tuple[str, ...], kind: str, help: str, default=None):
+        self.dest, self.names, self.kind, self.help, self.value = dest, names, kind, help, default
+
+    @property
+    def default(self):
+        """A fresh default each time (lists are appended to)."""
+        return False if self.kind == "bool" else [] if self.kind == "list" else self.value
+
+
+RUN_FLAGS = (
+    Flag("name", ("--name",), "str", "Name the container."),
+    Flag("rm", ("--rm",), "bool", "Remove the container (and its upper dir) on exit."),
+    Flag("env", ("--env", "-e"), "list", "Set K=V (or pass K from the host)."),
+    Flag("env_file", ("--env-file",), "list", "Read K=V lines from a file (# comments, blank lines skipped)."),
+    Flag("workdir", ("--workdir", "-w"), "str", "Working directory inside."),
+    Flag("user", ("--user", "-u"), "str", "USER[:GROUP], names or numbers."),
+    Flag("hostname", ("--hostname", "-h"), "str", "Container hostname."),
+    Flag("entrypoint", ("--entrypoint",), "str", "Override the Entrypoint."),
+    Flag("chroot", ("--chroot",), "bool", "Use chroot instead of pivot_root."),
+    Flag("network", ("--network",), "str", "none (own namespace, lo only), host, "
+         "or bridge (eth0 on the minirun0 bridge).", "none"),
+    Flag("volume", ("--volume", "-v"), "list", "HOST:CTR[:ro] bind mount."),
+    Flag("tmpfs", ("--tmpfs",), "list", "PATH[:OPTIONS] tmpfs mount."),
+    Flag("read_only", ("--read-only",), "bool", "No upper dir: the root is read-only."),
+    Flag("privileged", ("--privileged",), "bool", "All capabilities, no masked paths."),
+    Flag("cap_add", ("--cap-add",), "list", "Add a capability (or ALL)."),
+    Flag("cap_drop", ("--cap-drop",), "list", "Drop a capability (or ALL)."),
+    Flag("security_opt", ("--security-opt",), "list", "no-new-privileges[:true|false] (default true)."),
+    Flag("memory", ("--memory", "-m"), "str", "Memory limit, e.g. 32m."),
+    Flag("cpus", ("--cpus",), "str", "CPU limit, e.g. 0.5."),
+    Flag("pids_limit", ("--pids-limit",), "str", "Task limit (-1: none)."),
+    Flag("ulimit", ("--ulimit",), "list", "NAME=SOFT[:HARD], e.g. nofile=1024."),
+    Flag("init", ("--init",), "bool", "Run a tiny PID 1 that forwards signals and reaps zombies."),
+    Flag("interactive", ("--interactive", "-i"), "bool", "Keep stdin open (with -t: type into the "
+         "container's terminal)."),
+    Flag("tty", ("--tty", "-t"), "bool", "Give the container a terminal."),
+    Flag("detach", ("--detach", "-d"), "bool", "Run in the background; print the id. Output goes "
+         "to `minirun logs`."),
+)
+
+_BY_NAME = {name: flag for flag in RUN_FLAGS for name in flag.names}
+
+
+def parse(argv: list[str]) -> dict | None:
+    """`run`'s arguments (after the word run) as {dest: value, "image": ..., "command": [...]},
+    the same values typer would give, or None when typer must decide."""
+    values = {flag.dest: flag.default for flag in RUN_FLAGS}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg.startswith("--"):
+            name, eq, inline = arg.partition("=")
+            flag = _BY_NAME.get(name)
+            if flag is None:
+                return None
+            if flag.kind == "bool":
+                if eq:
+                    return None
+                values[flag.dest] = True
+            else:
+                if not eq:
+                    i += 1
+                    if i >= len(argv):
+                        return None
+                    inline = argv[i]
+                _store(values, flag, inline)
+        elif arg.startswith("-") and arg != "-":
+            j = 1
+            while j < len(arg):
+                flag = _BY_NAME.get("-" + arg[j])
+                if flag is None:
+                    return None
+                if flag.kind == "bool":
+                    values[flag.dest] = True
+                    j += 1
+                    continue
+                value = arg[j + 1:]
+                if not value:
+                    i += 1
+                    if i >= len(argv):
+                        return None
+                    value = argv[i]
+                _store(values, flag, value)
+                break
+        else:
+            break
+        i += 1
+    if i >= len(argv):
+        return None                         # no IMAGE: typer says what is missing
+    values["image"] = argv[i]
+    values["command"] = list(argv[i + 1:])
+    return values
+
+
+def _store(values: dict, flag: Flag, value: str) -> None:
+    if flag.kind == "list":
+        values[flag.dest].append(value)
+    else:
+        values[flag.dest] = value
+
+
+# ---------------------------------------------------------------- running
+
+def execute(values: dict) -> int:
+    """Run the container the parsed flags describe; its exit code (errors raise)."""
+    import sys
+    from ..launcher import run
+    from ..sandbox.spec import RunOptions
+    from ..store import open_store
+    opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],
+                      tuple(read_env_files(values["env_file"]) + list(values["env"])), values["workdir"],
+                      values["user"], values["hostname"], values["chroot"],
+                      network=values["network"], volumes=tuple(values["volume"]), tmpfs=tuple(values["tmpfs"]),
+                      read_only=values["read_only"], privileged=values["privileged"],
+                      cap_add=tuple(values["cap_add"]), cap_drop=tuple(values["cap_drop"]),
+                      no_new_privs=no_new_privs(values["security_opt"]), memory=values["memory"],
+                      cpus=values["cpus"], pids_limit=values["pids_limit"], ulimits=tuple(values["ulimit"]),
+                      init=values["init"], interactive=values["interactive"], tty=values["tty"],
+                      detach=values["detach"])
+    result = run(open_store(), values["image"], opts, name=values["name"], remove=values["rm"])
+    if result.error:
+        print(f"Error: {result.error}", file=sys.stderr)
+    elif values["detach"]:
+        print(result.container_id)
+    return result.exit_code
+
+
+def read_env_files(paths: list[str]) -> list[str]:
+    """docker's --env-file: K=V or K (taken from the host) per line; blank lines and
+    lines starting with # are skipped. -e flags come after, so they win."""
+    from ..errors import UsageError
+    out = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--env-file {path}: {getattr(exc, 'strerror', None) or exc}",
+                             "give a readable UTF-8 file of K=V lines") from None
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not line.partition("=")[0] or any(c.isspace() for c in line.partition("=")[0]):
+                raise UsageError(f"--env-file {path}, line {number}: {line[:60]!r} is not K=V",
+                                 "write one VARIABLE=value per line")
+            out.append(line)
+    return out
+
+
+def no_new_privs(options: list[str]) -> bool:
+    from ..errors import UsageError
+    value = True
+    for option in options:
+        key, _, setting = option.replace("=", ":").partition(":")
+        if key != "no-new-privileges" or setting not in ("", "true", "false"):
+            raise UsageError(f"unsupported --security-opt {option!r}",
+                             "minirun knows no-new-privileges[:true|false]")
+        value = setting != "false"
+    return value
