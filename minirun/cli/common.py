@@ -9,12 +9,8 @@ import typer
 
 from .. import __version__
 from ..errors import MinirunError, as_failure
-
-EXIT_CODES_HELP = ("Exit codes: 0 success; 1 failed (not found, corrupt input, conflict); "
-                   "2 bad usage; 3 environment (not root, unsupported filesystem).")
-RUN_EXIT_CODES_HELP = ("Exit codes follow docker run: the command's own code; 128+N if it was killed "
-                       "by signal N; 125 minirun failed; 126 the command cannot be executed; "
-                       "127 the command was not found.")
+from .quick import print_table  # noqa: F401 - the tables of every command
+from .spec import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 
 app = typer.Typer(
     name="minirun", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -60,8 +56,28 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
 
 
 
-def print_table(rows: list[tuple]) -> None:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+def register(command) -> None:
+    """Make a spec.Command a typer command: its signature is built from the same
+    Arg and Flag definitions the light parser reads."""
+    import inspect
+    from typing import List, Optional
+    param = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = []
+    for arg in command.args:
+        annotation = List[str] if arg.variadic else str
+        params.append(param(arg.dest, annotation=annotation if arg.required else Optional[annotation],
+                            default=typer.Argument(... if arg.required else None, metavar=arg.metavar,
+                                                   help=arg.help or None)))
+    kinds = {"bool": bool, "str": Optional[str], "list": List[str]}
+    for flag in command.flags:
+        params.append(param(flag.dest, annotation=kinds[flag.kind],
+                            default=typer.Option(flag.default, *flag.names, help=flag.help)))
 
+    def body(**values) -> None:
+        raise typer.Exit(command.execute(values) or 0)
+    body.__name__ = body.__qualname__ = command.name
+    body.__doc__ = command.doc
+    body.__signature__ = inspect.Signature(params)
+    settings = {} if command.interspersed else {"allow_interspersed_args": False}
+    app.command(command.name, epilog=command.epilog, context_settings=settings)(
+        handled(run_mode=command.run_mode)(body))

@@ -2,87 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import sys
 from typing import List, Optional
 
 import typer
 
-from . import runflags
-from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, handled, print_table, store as _store
+from . import quick, runflags
+from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, handled, register, store as _store
 
 
-def _run(**values) -> None:
-    """Run a command in a new container on overlayfs.
-
-    Every write lands in the container's upper dir; see it with
-    `minirun diff NAME` and find it with `minirun inspect NAME`.
-
-    Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
-    """
-    raise typer.Exit(runflags.execute(values))
+register(runflags.RUN)
 
 
-def _run_signature() -> inspect.Signature:
-    """typer reads run's parameters from this signature, built from runflags.RUN_FLAGS:
-    the one definition the light parser (runflags.parse) reads too."""
-    types = {"bool": bool, "str": Optional[str], "list": List[str]}
-    param = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = [param("image", annotation=str,
-                    default=typer.Argument(..., help="Image reference or id (12+ hex digits).")),
-              param("command", annotation=Optional[List[str]],
-                    default=typer.Argument(None, metavar="[CMD [ARG...]]", help="Overrides the image's Cmd."))]
-    for flag in runflags.RUN_FLAGS:
-        params.append(param(flag.dest, annotation=types[flag.kind],
-                            default=typer.Option(flag.default, *flag.names, help=flag.help)))
-    return inspect.Signature(params)
-
-
-_run.__signature__ = _run_signature()
-run = app.command("run", epilog=RUN_EXIT_CODES_HELP,
-                  context_settings={"allow_interspersed_args": False})(handled(run_mode=True)(_run))
-
-
-@app.command(epilog=EXIT_CODES_HELP)
-@handled()
-def ps(all: bool = typer.Option(False, "--all", "-a", help="Show all containers, not only running."),
-       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only container ids."),
-       format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines.")):
-    """List containers.
-
-    Example: minirun ps -a
-    """
-    from ..images import human_age
-    from ..runtime import container_records
-    records = [c for c in container_records(_store(create=False))
-               if all or c["state"].get("status") == "running"]
-    if quiet:
-        for c in records:
-            print(c["id"][:12])
-        return
-    if format == "json":
-        for c in records:
-            print(json.dumps({"ID": c["id"], "Name": c["name"], "Image": c["image"],
-                              "Command": c["argv"], "Created": c["created"], "State": c["state"]}))
-        return
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for c in records:
-        command = " ".join(c.get("argv", []))
-        command = command if len(command) <= 20 else command[:19] + "…"
-        table.append((c["id"][:12], c["image"], f'"{command}"', human_age(c["created"]),
-                      _status(c["state"]), c["name"]))
-    print_table(table)
-
-
-def _status(state: dict) -> str:
-    status = state.get("status", "unknown")
-    if status == "exited":
-        code = state.get("exit_code")
-        oom = " (OOM killed)" if state.get("oom_killed") else ""
-        return f"Exited ({'?' if code is None else code}){oom}"
-    return status.capitalize()
+register(quick.PS)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

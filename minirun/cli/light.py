@@ -1,4 +1,4 @@
-"""The light path: `minirun run`, `--version` without typer.
+"""The light path: `minirun run`, `images`, `ps`, `load` and `--version` without typer.
 
 dispatch() returns an exit code when it handled the command line, or None when
 the typer app must (any other command, --help, anything it cannot parse for
@@ -16,13 +16,20 @@ def dispatch(argv: list[str]) -> int | None:
         from .. import __version__
         print(f"minirun {__version__}")
         return 0
-    if not argv or argv[0] != "run":
+    if not argv:
         return None
-    from . import runflags
-    values = runflags.parse(argv[1:])
+    if argv[0] == "run":
+        from .runflags import RUN as command
+    else:
+        from .quick import LIGHT
+        command = LIGHT.get(argv[0])
+        if command is None:
+            return None
+    from .spec import parse
+    values = parse(command, argv[1:])
     if values is None:
         return None
-    return _guarded(lambda: runflags.execute(values), run_mode=True)
+    return _guarded(lambda: command.execute(values), run_mode=command.run_mode)
 
 
 def _guarded(action, run_mode: bool = False) -> int:

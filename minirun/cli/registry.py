@@ -7,40 +7,11 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_CODES_HELP, app, handled, store as _store
+from . import quick
+from .common import EXIT_CODES_HELP, app, handled, register, store as _store
 
 
-@app.command(epilog=EXIT_CODES_HELP)
-@handled()
-def pull(ref: str = typer.Argument(..., metavar="REF", help="e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),
-         platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] to pick from "
-                                                "a multi-platform image (default: this host's)."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the reference.")):
-    """Pull an image from a registry; layers already in the cache are not downloaded.
-
-    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
-    HTTP is used only for localhost and registries listed in
-    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
-
-    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
-    """
-    from .. import progress as progress_mod
-    from ..reference import parse
-    from ..runtime import require_root
-    from ..sources.registry.pull import pull as do_pull
-    require_root("pull")
-    ref_text = str(parse(ref))
-    parsed = parse(ref)
-    show = progress_mod.for_output(quiet)
-    if not quiet:
-        print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", flush=True)
-    with show:
-        result = do_pull(_store(), ref_text, platform, show)
-    if not quiet:
-        print(f"Digest: {result.manifest_digest}")
-        word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
-        print(f"Status: {word} {result.ref}")
-    print(result.ref)
+register(quick.PULL)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -1,32 +1,12 @@
-"""The flags of `minirun run`, defined once, and the light parser that reads them.
-
-`run` is the command whose latency matters, and importing typer costs more than
-a whole container start (~100 ms). So RUN_FLAGS below is the one definition of
-run's options: cli/containers.py builds the typer command's signature from it
-(help, completion and error messages come from typer), and parse() here reads
-the same flags without importing typer. parse() accepts only what it is sure
-of; for anything else (--help, an unknown flag, a missing value) it returns
-None and main() hands the whole command line to typer, which then prints its
-usual message. tests/unit/test_runflags.py proves both parsers agree.
+"""`minirun run`: its flags (defined once, see cli/spec.py), and the function that runs it.
 
 This module imports nothing heavy: it runs on every `minirun run`.
 """
 
 from __future__ import annotations
 
-
-class Flag:
-    """One option: its parameter name, its spellings, bool / str / list, and help."""
-    __slots__ = ("dest", "names", "kind", "help", "value")
-
-    def __init__(self, dest: str, names: tuple[str, ...], kind: str, help: str, default=None):
-        self.dest, self.names, self.kind, self.help, self.value = dest, names, kind, help, default
-
-    @property
-    def default(self):
-        """A fresh default each time (lists are appended to)."""
-        return False if self.kind == "bool" else [] if self.kind == "list" else self.value
-
+from .spec import RUN_EXIT_CODES_HELP, Arg, Command, Flag
+from .spec import parse as _parse
 
 RUN_FLAGS = (
     Flag("name", ("--name",), "str", "Name the container."),
@@ -59,68 +39,24 @@ RUN_FLAGS = (
          "to `minirun logs`."),
 )
 
-_BY_NAME = {name: flag for flag in RUN_FLAGS for name in flag.names}
+RUN = Command(
+    "run",
+    """Run a command in a new container on overlayfs.
+
+    Every write lands in the container's upper dir; see it with
+    `minirun diff NAME` and find it with `minirun inspect NAME`.
+
+    Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
+    """,
+    RUN_EXIT_CODES_HELP,
+    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits)."),
+     Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
+    RUN_FLAGS, ".runflags:execute", interspersed=False, run_mode=True)
 
 
 def parse(argv: list[str]) -> dict | None:
-    """`run`'s arguments (after the word run) as {dest: value, "image": ..., "command": [...]},
-    the same values typer would give, or None when typer must decide."""
-    values = {flag.dest: flag.default for flag in RUN_FLAGS}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        if arg.startswith("--"):
-            name, eq, inline = arg.partition("=")
-            flag = _BY_NAME.get(name)
-            if flag is None:
-                return None
-            if flag.kind == "bool":
-                if eq:
-                    return None
-                values[flag.dest] = True
-            else:
-                if not eq:
-                    i += 1
-                    if i >= len(argv):
-                        return None
-                    inline = argv[i]
-                _store(values, flag, inline)
-        elif arg.startswith("-") and arg != "-":
-            j = 1
-            while j < len(arg):
-                flag = _BY_NAME.get("-" + arg[j])
-                if flag is None:
-                    return None
-                if flag.kind == "bool":
-                    values[flag.dest] = True
-                    j += 1
-                    continue
-                value = arg[j + 1:]
-                if not value:
-                    i += 1
-                    if i >= len(argv):
-                        return None
-                    value = argv[i]
-                _store(values, flag, value)
-                break
-        else:
-            break
-        i += 1
-    if i >= len(argv):
-        return None                         # no IMAGE: typer says what is missing
-    values["image"] = argv[i]
-    values["command"] = list(argv[i + 1:])
-    return values
-
-
-def _store(values: dict, flag: Flag, value: str) -> None:
-    if flag.kind == "list":
-        values[flag.dest].append(value)
-    else:
-        values[flag.dest] = value
+    """run's arguments (after the word run), or None when typer must decide."""
+    return _parse(RUN, argv)
 
 
 # ---------------------------------------------------------------- running

@@ -23,13 +23,14 @@ import json
 import os
 import signal
 import sys
+
 from ..record import dataclass
 
 from .. import linux, overlay
 from ..errors import MinirunError
 from . import rootfs, users
 from .mounts import Mount
-from .spec import ProcessSpec
+from .spec import DEFAULT_PATH, ProcessSpec
 
 EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
@@ -314,13 +315,34 @@ def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1) -> tuple[int, s
         close_other_fds(pipe)
     sys.stdout.flush()
     try:
-        os.execvpe(argv[0], list(argv), env_map)
+        _execvpe(argv[0], list(argv), env_map)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             where = "" if "/" in argv[0] else " in $PATH"
             return EXIT_NOT_FOUND, f"exec {argv[0]}: executable file not found{where}"
         return EXIT_CANNOT_EXEC, f"exec {argv[0]}: {exc.strerror}"
     return EXIT_SETUP, "exec returned"
+
+
+def _execvpe(name: str, argv: list[str], env: dict[str, str]) -> None:  # pragma: no cover
+    """os.execvpe, without its lazy `import warnings`: this runs inside the container's
+    root, where no Python library can be found. Searches the container's PATH like
+    execvp(3): ENOENT/ENOTDIR/EACCES on one entry go on to the next; EACCES is
+    reported if nothing else matched."""
+    if "/" in name:
+        os.execve(name, argv, env)
+    found_denied: OSError | None = None
+    last: OSError | None = None
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", name), argv, env)
+        except OSError as exc:
+            if exc.errno == errno.EACCES:
+                found_denied = exc
+            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+            last = exc
+    raise found_denied or last or OSError(errno.ENOENT, "not found", name)
 
 
 def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]:  # pragma: no cover

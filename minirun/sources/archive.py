@@ -30,7 +30,7 @@ import tarfile
 from typing import BinaryIO, Iterator
 
 from .. import oci, reference
-from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError
+from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError, named
 from .importer import SourceImage, SourceLayer
 
 _CONTAINERD_NAME = "io.containerd.image.name"
@@ -79,7 +79,7 @@ class _Files:
             return self._open_regular(name)
         member = self._resolve(name)
         if member is None:
-            raise BadImage(f"{self.path}: missing {name}")
+            raise BadImage(f"{self.path}: missing {named(name)}")
         return self.tar.extractfile(member)
 
     def _open_regular(self, name: str) -> BinaryIO:
@@ -87,12 +87,12 @@ class _Files:
         try:
             fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise BadImage(f"{self.path}: missing {name}") from None
+            raise BadImage(f"{self.path}: missing {named(name)}") from None
         except OSError as exc:
-            raise BadImage(f"{self.path}: cannot read {name}: {exc.strerror}") from None
+            raise BadImage(f"{self.path}: cannot read {named(name)}: {exc.strerror}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise BadImage(f"{self.path}: {name} is not a regular file",
+            raise BadImage(f"{self.path}: {named(name)} is not a regular file",
                            "a layout's index.json, oci-layout and blobs are plain files")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -120,12 +120,12 @@ class _Files:
         with self.open(name) as f:
             size = os.fstat(f.fileno()).st_size if self.tar is None else self._resolve(name).size
             if size > limit:
-                raise oci.too_large(f"{self.path}: {name}", size, limit)
+                raise oci.too_large(f"{self.path}: {named(name)}", size, limit)
             data = f.read(limit + 1)
         if len(data) > limit:                  # it grew while we read
-            raise oci.too_large(f"{self.path}: {name}", len(data), limit)
+            raise oci.too_large(f"{self.path}: {named(name)}", len(data), limit)
         if self.tar is not None and len(data) != size:
-            raise BadImage(f"{self.path}: {name} is truncated")
+            raise BadImage(f"{self.path}: {named(name)} is truncated")
         return data
 
     def size(self, name: str) -> int:
@@ -333,7 +333,7 @@ def _docker_refs(tags: object, what: str) -> list[str]:
 def _docker_layer(files: _Files, name: str) -> SourceLayer:
     """A docker-archive names layers by path, not digest: hash the file to get one."""
     if not files.exists(name):
-        raise BadImage(f"{files.path}: layer file {name} is missing")
+        raise BadImage(f"{files.path}: layer file {named(name)} is missing")
     digest = hashlib.sha256()
     with files.open(name) as f:
         head = f.read(4)

@@ -1,14 +1,14 @@
-"""`minirun run` has two parsers over one flag table (cli/runflags.RUN_FLAGS): the
-typer command and the light parser main() tries first. Every command line the
-light parser accepts must give exactly what typer gives; the ones it declines
-must be ones typer refuses or answers with help."""
+"""The light commands (`run`, `images`, `ps`, `load`) have two parsers over one
+definition (cli/spec.py): the typer command and the light parser main() tries
+first. Every command line the light parser accepts must give exactly what typer
+gives; the ones it declines must be ones typer refuses or answers with help."""
 
 from __future__ import annotations
 
 import pytest
 import typer.main
 
-from minirun.cli import runflags, typer_app
+from minirun.cli import quick, runflags, spec, typer_app
 
 ACCEPTED = [
     ["busybox"],
@@ -47,11 +47,25 @@ DECLINED = [
 ]
 
 
-def typer_values(args: list[str]) -> dict:
+OTHERS = [
+    ("images", []), ("images", ["-q"]), ("images", ["-qa", "--no-trunc"]),
+    ("images", ["--filter", "dangling=true", "-f", "reference=my*", "--format", "json"]),
+    ("images", ["--tree"]), ("images", ["--format=json", "--all"]),
+    ("ps", []), ("ps", ["-a"]), ("ps", ["-aq"]), ("ps", ["--all", "--format", "json"]),
+    ("load", ["a.tar"]), ("load", ["a.tar", "./dir", "-q"]), ("load", ["-t", "me/x:1", "a.tar"]),
+    ("load", ["--tag=x", "--quiet", "--", "-odd-name.tar"]),
+    ("pull", ["busybox"]), ("pull", ["-q", "--platform", "linux/arm64", "host:5000/a/b:1"]),
+]
+OTHERS_DECLINED = [("images", ["extra"]), ("images", ["--format"]), ("ps", ["-x"]), ("load", []),
+                   ("load", ["-q"]), ("ps", ["--help"]),
+                   ("pull", []), ("pull", ["a", "b"])]
+
+
+def typer_values(args: list[str], verb: str = "run") -> dict:
     group = typer.main.get_command(typer_app())
-    with group.make_context("minirun", ["run", *args], resilient_parsing=False) as ctx:
-        command = group.get_command(ctx, "run")
-        with command.make_context("run", list(args), parent=ctx) as sub:
+    with group.make_context("minirun", [verb, *args], resilient_parsing=False) as ctx:
+        command = group.get_command(ctx, verb)
+        with command.make_context(verb, list(args), parent=ctx) as sub:
             return dict(sub.params)
 
 
@@ -77,14 +91,33 @@ def test_what_the_light_parser_declines_typer_refuses(args):
     assert names & {"UsageError", "Exit"}, type(refused.value)
 
 
-def test_every_flag_is_in_the_typer_command():
+@pytest.mark.parametrize("verb, args", OTHERS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_both_parsers_agree_on_the_other_light_commands(verb, args):
+    light = spec.parse(quick.LIGHT[verb], list(args))
+    assert light is not None, "the light parser declined a plain command line"
+    assert normal(light) == normal(typer_values(args, verb))
+
+
+@pytest.mark.parametrize("verb, args", OTHERS_DECLINED, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_the_other_light_commands_decline_what_typer_refuses(verb, args):
+    assert spec.parse(quick.LIGHT[verb], list(args)) is None
+    with pytest.raises(Exception) as refused:
+        typer_values(args, verb)
+    assert {cls.__name__ for cls in type(refused.value).__mro__} & {"UsageError", "Exit"}
+
+
+@pytest.mark.parametrize("command", [runflags.RUN, *quick.LIGHT.values()], ids=lambda c: c.name)
+def test_every_flag_is_in_the_typer_command(command):
     group = typer.main.get_command(typer_app())
-    with group.make_context("minirun", ["run", "x"]) as ctx:
-        names = {opt for p in group.get_command(ctx, "run").params for opt in getattr(p, "opts", [])}
-    assert {n for f in runflags.RUN_FLAGS for n in f.names} <= names
+    with group.make_context("minirun", [command.name]) as ctx:
+        params = group.get_command(ctx, command.name).params
+    names = {opt for p in params for opt in getattr(p, "opts", [])}
+    assert {n for f in command.flags for n in f.names} <= names
 
 
-@pytest.mark.parametrize("args, code", [(["--version"], 0), (["run", "--rm", "no-such-image"], 125)])
+@pytest.mark.parametrize("args, code", [(["--version"], 0), (["run", "--rm", "no-such-image"], 125),
+                                        (["images", "-q"], 0), (["ps", "-a"], 0),
+                                        (["load", "/nonexistent.tar"], 1)])
 def test_the_light_path_never_imports_typer(tmp_path, args, code):
     import os
     import subprocess

@@ -1,0 +1,207 @@
+"""The commands scripts call in loops, `images`, `ps`, `load` and `pull`, defined as data
+(cli/spec.py) so the light path runs them without importing typer: a listing or
+a load of cached layers then costs little more than starting Python.
+
+Each *_command function takes the parsed values and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .spec import EXIT_CODES_HELP, Arg, Command, Flag
+
+
+def print_table(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _store(create: bool = True):
+    from ..store import open_store
+    return open_store(create=create)
+
+
+# ---------------------------------------------------------------- load
+
+LOAD = Command(
+    "load",
+    """Load images from archives or OCI layout directories.
+
+    Each layer is verified and extracted once into the cache; one already there
+    prints "Already exists".
+
+    Example: sudo minirun load busybox.tar ./myapp-oci/
+    """,
+    EXIT_CODES_HELP,
+    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
+    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
+    ".quick:load_command")
+
+
+def load_command(values: dict) -> int:
+    from ..images import load
+    from ..runtime import require_root
+    require_root("load")
+    quiet = values["quiet"]
+
+    def report(label: str, status: str) -> None:
+        if not quiet and status != "Extracting":
+            print(f"{label}: {status}", flush=True)
+    for line in load(_store(), values["paths"], values["tag"], report):
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------- images
+
+IMAGES = Command(
+    "images",
+    """List images: reference, image id, created, size and layer count.
+
+    An image whose name moved to another image (re-load, re-pull, commit,
+    tag) stays as <none>:<none>: a dangling image. List only those with
+    --filter dangling=true; remove them with `minirun image prune`.
+
+    Example: minirun images --filter dangling=true
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
+     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
+          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
+     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
+          "glob on the name, e.g. 'my*')."),
+     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
+     Flag("format", ("--format",), "str", "'json' for JSON lines."),
+     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
+    ".quick:images_command")
+
+
+def images_command(values: dict) -> int:
+    from .. import images as imgs
+    store = _store(create=False)
+    if values["tree"]:
+        from ..usage import tree_lines_for
+        for line in tree_lines_for(store):
+            print(line)
+        return 0
+    rows = imgs.filter_rows(imgs.rows(store), values["filter_"])
+    no_trunc = values["no_trunc"]
+    if values["quiet"]:
+        for row in rows:
+            print(row.image_id if no_trunc else row.image_id[7:19])
+        return 0
+    if values["format"] == "json":
+        for row in rows:
+            print(json.dumps({"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
+                              "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
+                              "Dangling": not row.refs}))
+        return 0
+    from ..reference import parse
+    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
+    for row in rows:
+        shown_id = row.image_id if no_trunc else row.image_id[7:19]
+        names = [parse(r) for r in row.refs] or [None]
+        for ref in names:
+            repo, tag = ("<none>", "<none>") if ref is None else \
+                (ref.familiar().rsplit(":", 1)[0] if ref.tag else ref.familiar(), ref.tag or "<none>")
+            table.append((repo, tag, shown_id, imgs.human_age(row.created), imgs.human_size(row.size),
+                          str(row.layers)))
+    print_table(table)
+    return 0
+
+
+# ---------------------------------------------------------------- ps
+
+PS = Command(
+    "ps",
+    """List containers.
+
+    Example: minirun ps -a
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
+     Flag("format", ("--format",), "str", "'json' for JSON lines.")),
+    ".quick:ps_command")
+
+
+def ps_command(values: dict) -> int:
+    from ..images import human_age
+    from ..runtime import container_records
+    records = [c for c in container_records(_store(create=False))
+               if values["all"] or c["state"].get("status") == "running"]
+    if values["quiet"]:
+        for c in records:
+            print(c["id"][:12])
+        return 0
+    if values["format"] == "json":
+        for c in records:
+            print(json.dumps({"ID": c["id"], "Name": c["name"], "Image": c["image"],
+                              "Command": c["argv"], "Created": c["created"], "State": c["state"]}))
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for c in records:
+        command = " ".join(c.get("argv", []))
+        command = command if len(command) <= 20 else command[:19] + "…"
+        table.append((c["id"][:12], c["image"], f'"{command}"', human_age(c["created"]),
+                      status_text(c["state"]), c["name"]))
+    print_table(table)
+    return 0
+
+
+def status_text(state: dict) -> str:
+    status = state.get("status", "unknown")
+    if status == "exited":
+        code = state.get("exit_code")
+        oom = " (OOM killed)" if state.get("oom_killed") else ""
+        return f"Exited ({'?' if code is None else code}){oom}"
+    return status.capitalize()
+
+
+# ---------------------------------------------------------------- pull
+
+PULL = Command(
+    "pull",
+    """Pull an image from a registry; layers already in the cache are not downloaded.
+
+    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
+    HTTP is used only for localhost and registries listed in
+    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+
+    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
+    """,
+    EXIT_CODES_HELP,
+    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
+    (Flag("platform", ("--platform",), "str", "os/arch[/variant] to pick from a multi-platform image "
+          "(default: this host's)."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
+    ".quick:pull_command")
+
+
+def pull_command(values: dict) -> int:
+    from .. import progress as progress_mod
+    from ..reference import parse
+    from ..runtime import require_root
+    from ..sources.registry.pull import pull
+    require_root("pull")
+    quiet = values["quiet"]
+    parsed = parse(values["ref"])
+    show = progress_mod.for_output(quiet)
+    if not quiet:
+        print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", flush=True)
+    with show:
+        result = pull(_store(), str(parsed), values["platform"], show)
+    if not quiet:
+        print(f"Digest: {result.manifest_digest}")
+        word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
+        print(f"Status: {word} {result.ref}")
+    print(result.ref)
+    return 0
+
+
+LIGHT = {command.name: command for command in (LOAD, IMAGES, PS, PULL)}
