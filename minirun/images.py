@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from .record import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from . import oci, reference
 from .errors import MinirunError, NotFound, UsageError
+from .record import dataclass
 from .store import gc
 
 
@@ -142,9 +142,10 @@ def human_size(n: float) -> str:
 
 
 def human_age(iso: str) -> str:
+    import datetime     # not time.strptime: its first call imports _strptime, calendar and locale
     try:
-        then = time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    except ValueError:
+        then = datetime.datetime.fromisoformat(iso[:19]).replace(tzinfo=datetime.timezone.utc).timestamp()
+    except (ValueError, TypeError):
         return "unknown"
     seconds = max(0, time.time() - then)
     for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
