@@ -18,6 +18,22 @@ Strategies, picked by MINIRUN_OVERLAY_API (auto, new, legacy):
             paths are used when they fit; otherwise the short links l/<n> in the
             container dir, with the mount made from that dir.
     auto    new, falling back to legacy when the kernel rejects lowerdir+.
+
+Layer count. The kernel stacks at most MAX_LOWER (500) lower dirs in one
+overlay (OVL_MAX_STACK; the 501st lowerdir+ gives EINVAL). An image with more
+distinct layers is refused by plan() before anything exists: `run` exits 125
+(as every run failure), other commands exit 2 (UsageError). load and pull
+accept such an image, since `save` and `push` still work on it.
+
+The container's own dirs (its init layer; for export also its upper dir) sit
+above the image's layers. When they would push a stack past MAX_LOWER, the
+image's layers become a read-only overlay of their own (`below`), mounted
+first on the target, and the container's overlay is stacked on top of it with
+that mount as its bottom lower dir. The kernel allows this: a lower dir may be
+an overlay (stacking depth 2, FILESYSTEM_MAX_STACK_DEPTH), only the upper dir
+may not. So a 500-layer image runs with its init layer as a real lower dir,
+and the upper dir still holds nothing but what the run wrote (`diff`, `commit`
+and `export` need no exceptions).
 """
 
 from __future__ import annotations
@@ -41,34 +57,60 @@ class OverlaySpec:
     work: str
     base: str                        # the container dir holding upper/, work/ and l/
     links: tuple[str, ...] = ()      # short names relative to base, one per lower, if needed
+    below: OverlaySpec | None = None  # the image's layers as an overlay of their own, mounted
+                                      # first on the target: the bottom lower dir of this one
 
 
-def plan(lowers: list[str], upper: str, work: str, base: str) -> OverlaySpec:
-    """The overlay for a container; short links are planned only when absolute paths overflow a page."""
+def check_layer_count(count: int) -> None:
+    """An image with more distinct layers than one overlay stacks cannot be mounted."""
+    if count > MAX_LOWER:
+        raise UsageError(f"image has {count} distinct layers; overlayfs stacks at most {MAX_LOWER}",
+                         f"rebuild or squash the image into at most {MAX_LOWER} layers")
+
+
+def plan(lowers: list[str], upper: str, work: str, base: str, own: list[str] | tuple = ()) -> OverlaySpec:
+    """The overlay for a container. lowers: the image's layer dirs, topmost first;
+    own: the container's dirs stacked above them (its init layer, export's upper).
+    Short links are planned only when absolute paths overflow a page."""
     if not lowers:
         raise UsageError("an image needs at least one layer to run")
-    if len(lowers) > MAX_LOWER:
-        raise UsageError(f"image has {len(lowers)} layers; overlayfs stacks at most {MAX_LOWER}",
-                         "squash the image into fewer layers")
-    if not upper and len(lowers) < 2:
+    check_layer_count(len(lowers))
+    if not upper and len(own) + len(lowers) < 2:
         raise UsageError("a read-only overlay needs at least two lower dirs")
-    for path in (*lowers, upper, work):
+    for path in (*own, *lowers, upper, work):
         if any(c in path for c in ",:\\"):
             raise EnvironmentProblem(f"overlay path {path!r} contains ',' ':' or '\\'",
                                      "choose a MINIRUN_ROOT without those characters")
-    spec = OverlaySpec(tuple(lowers), upper, work, base)
+    if len(own) + len(lowers) <= MAX_LOWER:
+        return _flat(tuple(own) + tuple(lowers), upper, work, base)
+    # own dirs are few (init, upper); they never need links
+    return OverlaySpec(tuple(own), upper, work, base, below=_flat(tuple(lowers), "", "", base))
+
+
+def _flat(lowers: tuple[str, ...], upper: str, work: str, base: str) -> OverlaySpec:
+    spec = OverlaySpec(lowers, upper, work, base)
     if len(legacy_options(spec).encode()) > PAGE_LIMIT:
-        spec = OverlaySpec(tuple(lowers), upper, work, base,
-                           tuple(f"l/{i:x}" for i in range(len(lowers))))
+        spec = OverlaySpec(lowers, upper, work, base, tuple(f"l/{i:x}" for i in range(len(lowers))))
     return spec
 
 
-def legacy_options(spec: OverlaySpec) -> str:
-    """The mount(2) data string: relative to spec.base when links are planned."""
+def short_links(spec: OverlaySpec) -> dict[str, str]:
+    """Every short link the mounts need (l/<n> -> lower dir), to be made under spec.base."""
+    links = dict(zip(spec.links, spec.lowers))
+    if spec.below is not None:
+        links.update(short_links(spec.below))
+    return links
+
+
+def legacy_options(spec: OverlaySpec, below_at: str = "") -> str:
+    """The mount(2) data string: relative to spec.base when links are planned.
+    below_at: where spec.below is mounted, the last lower dir."""
     if spec.links:
         lower, upper, work = ":".join(spec.links), "upper", "work"
     else:
         lower, upper, work = ":".join(spec.lowers), spec.upper, spec.work
+    if spec.below is not None:
+        lower = f"{lower}:{below_at or '<below>'}"
     writable = (f"upperdir={upper}", f"workdir={work}") if spec.upper else ()
     return ",".join((f"lowerdir={lower}", *writable, *OPTIONS))
 
@@ -82,16 +124,30 @@ def strategy_from_env() -> str:
 
 def mount(spec: OverlaySpec, target: str, strategy: str = "auto", nodev: bool = False) -> str:
     """Mount the overlay on target; returns the strategy that worked. nodev: device
-    nodes on it cannot be opened (a container may mknod, never use what it made)."""
+    nodes on it cannot be opened (a container may mknod, never use what it made).
+    With spec.below, that overlay is mounted on target first and spec's own is
+    stacked over it, taking it (target, as it then resolves) as its bottom lower dir."""
+    if spec.below is None:
+        return _mount_one(spec, target, strategy, nodev)
+    used = _mount_one(spec.below, target, strategy, nodev)
+    try:
+        _mount_one(spec, target, used, nodev, below_at=target)
+    except BaseException:
+        linux.umount2(target, linux.MNT_DETACH)
+        raise
+    return used
+
+
+def _mount_one(spec: OverlaySpec, target: str, strategy: str, nodev: bool, below_at: str = "") -> str:
     if strategy in ("auto", "new"):
         try:
-            _mount_new(spec, target, nodev)
+            _mount_new(spec, target, nodev, below_at)
             return "new"
         except _NoLowerdirPlus as exc:
             if strategy == "new":
                 raise EnvironmentProblem(f"this kernel rejects overlay lowerdir+ ({exc})",
                                          "unset MINIRUN_OVERLAY_API or set it to legacy") from None
-    _mount_legacy(spec, target, nodev)
+    _mount_legacy(spec, target, nodev, below_at)
     return "legacy"
 
 
@@ -99,13 +155,13 @@ class _NoLowerdirPlus(Exception):
     pass
 
 
-def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False) -> None:
+def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: str = "") -> None:
     try:
         fd = linux.fsopen("overlay")
     except OSError as exc:
         raise _NoLowerdirPlus(exc.strerror) from None
     try:
-        for i, lower in enumerate(spec.lowers):
+        for i, lower in enumerate((*spec.lowers, below_at) if below_at else spec.lowers):
             try:
                 linux.fsconfig_string(fd, "lowerdir+", lower)
             except OSError as exc:
@@ -131,8 +187,8 @@ def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False) -> None:
         os.close(fd)
 
 
-def _mount_legacy(spec: OverlaySpec, target: str, nodev: bool = False) -> None:
-    data = legacy_options(spec)
+def _mount_legacy(spec: OverlaySpec, target: str, nodev: bool = False, below_at: str = "") -> None:
+    data = legacy_options(spec, below_at)
     if len(data.encode()) > PAGE_LIMIT:
         raise UsageError(f"overlay options need {len(data)} bytes, more than one page",
                          "squash the image into fewer layers")
