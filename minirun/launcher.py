@@ -155,10 +155,9 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
     files = etc_files.render_etc_files(proc.hostname, address, checked.network)
     mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
     init = mounts_mod.init_entries(LowerView(lowers).lookup, mounts_mod.mount_points(list(mounts)))
-    if init or opts.read_only:
-        lowers = [containers.init(cid)] + lowers
+    own = [containers.init(cid)] if init or opts.read_only else []
     upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
-    plan = overlay.plan(lowers, upper, work, containers.path(cid))
+    plan = overlay.plan(lowers, upper, work, containers.path(cid), own)
     container_config = {
         "name": name, "image": image, "image_id": image_id,
         "layers": [layer["key"] for layer in record["layers"]],
@@ -169,7 +168,7 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
         "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
         "detached": opts.detach,
     }
-    containers.create(cid, container_config, dict(zip(plan.links, plan.lowers)), init, files)
+    containers.create(cid, container_config, overlay.short_links(plan), init, files)
     return proc, plan, mounts
 
 
@@ -301,6 +300,7 @@ def _lower_dirs(store, record: dict) -> list[str]:
             raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
                                  "load or pull the image again")
         lowers.append(path)
+    overlay.check_layer_count(len(lowers))     # before the init layer's lookups in them
     return lowers
 
 
