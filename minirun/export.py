@@ -38,16 +38,20 @@ def export(store, name: str, out: BinaryIO) -> None:
 def _export(store, cid: str, out: BinaryIO) -> None:
     config = store.containers.config(cid)
     lowers = lower_dirs(store, cid, config)
+    # the container's own dirs (upper, init layer) stay apart from the image's
+    # layers: overlay.plan stacks them over a 500-layer image without a 502nd lower
+    own = lowers[:1] if config.get("init_layer") else []
+    lowers = lowers[len(own):]
     upper = store.containers.upper(cid)
     if os.path.isdir(upper):
-        lowers = [upper, *lowers]
-    if len(lowers) < 2:                       # overlay without upper needs two lower dirs
+        own = [upper, *own]
+    if len(own) + len(lowers) < 2:            # overlay without upper needs two lower dirs
         lowers.append(_empty_dir(store))
     with store.staging("export") as staged:
         target = os.path.join(staged, "merged")
         os.mkdir(target)
-        spec = overlay.plan(lowers, "", "", staged)
-        for link, lower in zip(spec.links, spec.lowers):
+        spec = overlay.plan(lowers, "", "", staged, own)
+        for link, lower in overlay.short_links(spec).items():
             os.makedirs(os.path.join(staged, "l"), exist_ok=True)
             os.symlink(lower, os.path.join(staged, link))
         out.flush()
