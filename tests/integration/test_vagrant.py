@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VAGRANTFILE = REPO / "Vagrantfile"
 
-pytestmark = pytest.mark.skipif(
+needs_vagrant = pytest.mark.skipif(
     shutil.which("vagrant") is None,
     reason="vagrant is not installed (scripts/setup.sh installs Debian's package: apt-get install vagrant)")
 
@@ -55,6 +55,7 @@ def untracked(repo: Path) -> set[str]:
     return {line[3:] for line in out.splitlines() if line[:2] in ("??", "!!")}
 
 
+@needs_vagrant
 def test_vagrant_validates_the_checkout_and_writes_nothing_into_it(vagrant_env):
     before = untracked(REPO)
     result = validate(REPO, vagrant_env)
@@ -66,6 +67,7 @@ def test_vagrant_validates_the_checkout_and_writes_nothing_into_it(vagrant_env):
     assert not made, f"vagrant validate wrote into the checkout: {sorted(made)}"
 
 
+@needs_vagrant
 @pytest.mark.parametrize("old, new, message", [
     ('config.vm.box = "debian/bookworm64"', 'config.vm.bxo = "debian/bookworm64"', "bxo"),
     ('inline: "bash /vagrant/scripts/setup.sh"', 'args: "bash /vagrant/scripts/setup.sh"', "inline"),
