@@ -107,6 +107,16 @@ def lower_dirs(store, cid: str, config: dict) -> list[str]:
     return lowers
 
 
+def docker_state(state: dict) -> dict:
+    """The state as stored (lower-case keys, as `ps --format json` shows it) plus
+    docker's names for the same facts, so `inspect -f '{{.State.Status}}'` works."""
+    status = state.get("status", "unknown")
+    return dict(state, Status=status, Running=status == "running", Pid=state.get("pid", 0),
+                ExitCode=state.get("exit_code"), OOMKilled=bool(state.get("oom_killed")),
+                Error=state.get("error", ""), StartedAt=state.get("started"),
+                FinishedAt=state.get("finished"))
+
+
 def inspect(store, name: str) -> dict:
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
@@ -116,7 +126,7 @@ def inspect(store, name: str) -> dict:
     return {
         "Id": cid, "Name": config.get("name"), "Created": config.get("created"),
         "Image": config.get("image_id"), "ImageName": config.get("image"),
-        "State": effective_state(store.containers.state(cid)),
+        "State": docker_state(effective_state(store.containers.state(cid))),
         "Config": {"Cmd": config.get("argv"), "Env": config.get("env"), "WorkingDir": config.get("cwd"),
                    "User": config.get("user"), "Hostname": config.get("hostname")},
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,

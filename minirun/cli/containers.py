@@ -41,7 +41,9 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
                                                help="Compare the two containers' upper dirs instead."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {Path, Kind}; with two "
                                       "containers, of {Path, Only: A or B, Type} or {Path, Differs}, "
-                                      "Differs mapping each field to its two values.")):
+                                      "Differs mapping each field to its two values."),
+         format: Optional[str] = typer.Option(None, "--format", help="json (one object per line) or a "
+                                              "template over Path and Kind, e.g. '{{.Kind}} {{.Path}}'.")):
     """Show what a container wrote: A added, C changed, D deleted (read from its upper dir).
 
     With two containers A and B (e.g. two runs of one command), compare their
@@ -52,12 +54,16 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
     Example: sudo minirun diff t1          sudo minirun diff t1 t2
     """
     from ..runtime import diff as do_diff, require_root
+    from . import formatting
+    formatting.check(format)
     require_root("diff")
     if other is not None:
         from ..upperdiff import compare_containers
         differences = compare_containers(_store(create=False), name, other)
         if as_json:
             print(json.dumps([d.to_json() for d in differences], indent=1))
+        elif format:
+            formatting.print_rows([d.to_json() for d in differences], format)
         else:
             for difference in differences:
                 print(difference.line())
@@ -65,6 +71,9 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
     changes = do_diff(_store(create=False), name)
     if as_json:
         print(json.dumps([c.to_json() for c in changes], indent=1))
+        return
+    if format:
+        formatting.print_rows([c.to_json() for c in changes], format)
         return
     for change in changes:
         print(f"{change.kind} {change.path}")

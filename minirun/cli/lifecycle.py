@@ -7,23 +7,29 @@ from typing import List, Optional
 
 import typer
 
+from .quick import FORMAT_HELP
 from .common import EXIT_CODES_HELP, app, handled, print_table, store as _store
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
 def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE"),
-            type_: Optional[str] = typer.Option(None, "--type", help="container or image, when a name is both.")):
+            type_: Optional[str] = typer.Option(None, "--type", help="container or image, when a name is both."),
+            format: Optional[str] = typer.Option(None, "--format", "-f", help="json (the default: the "
+                                                 "whole document), or a template such as "
+                                                 "'{{.UpperDir}}' or '{{.State.Status}}'.")):
     """Show a container or an image as JSON.
 
     A container shows its UpperDir, WorkDir and LowerDirs; an image its
     Config, RootFS.Layers (the diff_ids) and the cached layer directories.
 
-    Example: minirun inspect t1 | jq -r .UpperDir
+    Example: minirun inspect -f '{{.UpperDir}}' t1
     """
     from ..errors import ContainerNotFound, UsageError
     from ..images import inspect as inspect_image
     from ..runtime import inspect as inspect_container
+    from . import formatting
+    formatting.check(format)
     store = _store(create=False)
     if type_ not in (None, "container", "image"):
         raise UsageError(f"--type {type_!r}: expected container or image")
@@ -36,7 +42,10 @@ def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE"),
             if type_ == "container":
                 raise
             doc = inspect_image(store, name)
-    print(json.dumps(doc, indent=2))
+    if formatting.is_template(format):
+        formatting.print_rows([doc], format)
+    else:
+        print(json.dumps(doc, indent=2))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -59,7 +68,8 @@ def tag(source: str = typer.Argument(..., metavar="IMAGE", help="Reference or im
 def history(name: str = typer.Argument(..., metavar="IMAGE"),
             no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten ids and commands."),
             quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image ids."),
-            format: Optional[str] = typer.Option(None, "--format", help="'json' for JSON lines.")):
+            format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP + " Fields: ID, "
+                                                 "Created, CreatedBy, Size, Comment, EmptyLayer.")):
     """Show how an image was built, newest first: one row per history entry of its
     config, with the size of the layer that step added (0B for config-only steps).
     Only the top row has an image id; the others are <missing>, as in docker.
@@ -67,15 +77,17 @@ def history(name: str = typer.Argument(..., metavar="IMAGE"),
     Example: minirun history myapp:v2
     """
     from ..images import history as do_history, human_age, human_size
+    from . import formatting
+    formatting.check(format)
     rows = do_history(_store(create=False), name)
     if quiet:
         for row in rows:
             print(row.image_id if no_trunc or row.image_id == "<missing>" else row.image_id[7:19])
         return
-    if format == "json":
-        for row in rows:
-            print(json.dumps({"ID": row.image_id, "Created": row.created, "CreatedBy": row.created_by,
-                              "Size": row.size, "Comment": row.comment, "EmptyLayer": row.empty_layer}))
+    if format:
+        formatting.print_rows([{"ID": row.image_id, "Created": row.created, "CreatedBy": row.created_by,
+                                "Size": row.size, "Comment": row.comment, "EmptyLayer": row.empty_layer}
+                               for row in rows], format)
         return
     table = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
     for row in rows:

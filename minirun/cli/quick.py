@@ -11,6 +11,9 @@ import json
 
 from .spec import EXIT_CODES_HELP, Arg, Command, Flag
 
+FORMAT_HELP = ("json (one object per line), a template such as '{{.ID}}\\t{{.Size}}', "
+               "or 'table TEMPLATE' for aligned columns with a header.")
+
 
 def print_table(rows: list[tuple]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -75,13 +78,17 @@ IMAGES = Command(
      Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
           "glob on the name, e.g. 'my*')."),
      Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
-     Flag("format", ("--format",), "str", "'json' for JSON lines."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
+          "CreatedSince, Size, Layers."),
      Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
     ".quick:images_command")
 
 
 def images_command(values: dict) -> int:
     from .. import images as imgs
+    from . import formatting
+    fmt = values["format"]
+    formatting.check(fmt)
     store = _store(create=False)
     if values["tree"]:
         from ..usage import tree_lines_for
@@ -94,22 +101,26 @@ def images_command(values: dict) -> int:
         for row in rows:
             print(row.image_id if no_trunc else row.image_id[7:19])
         return 0
-    if values["format"] == "json":
-        for row in rows:
-            print(json.dumps({"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
-                              "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
-                              "Dangling": not row.refs}))
+    if fmt == "json":
+        formatting.print_rows([{"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
+                                "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
+                                "Dangling": not row.refs} for row in rows], fmt)
         return 0
     from ..reference import parse
-    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
+    lines = []
     for row in rows:
-        shown_id = row.image_id if no_trunc else row.image_id[7:19]
-        names = [parse(r) for r in row.refs] or [None]
-        for ref in names:
+        for ref in [parse(r) for r in row.refs] or [None]:
             repo, tag = ("<none>", "<none>") if ref is None else \
                 (ref.familiar().rsplit(":", 1)[0] if ref.tag else ref.familiar(), ref.tag or "<none>")
-            table.append((repo, tag, shown_id, imgs.human_age(row.created), imgs.human_size(row.size),
-                          str(row.layers)))
+            lines.append({"ID": row.image_id if no_trunc else row.image_id[7:19], "Repository": repo,
+                          "Tag": tag, "CreatedAt": row.created, "CreatedSince": imgs.human_age(row.created),
+                          "Size": imgs.human_size(row.size), "Layers": row.layers})
+    if formatting.is_template(fmt):
+        formatting.print_rows(lines, fmt)
+        return 0
+    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
+    table += [(x["Repository"], x["Tag"], x["ID"], x["CreatedSince"], x["Size"], str(x["Layers"]))
+              for x in lines]
     print_table(table)
     return 0
 
@@ -126,30 +137,40 @@ PS = Command(
     (),
     (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
-     Flag("format", ("--format",), "str", "'json' for JSON lines.")),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
+          "RunningFor, Status, State, Names.")),
     ".quick:ps_command")
 
 
 def ps_command(values: dict) -> int:
     from ..images import human_age
     from ..runtime import container_records
+    from . import formatting
+    fmt = values["format"]
+    formatting.check(fmt)
     records = [c for c in container_records(_store(create=False))
                if values["all"] or c["state"].get("status") == "running"]
     if values["quiet"]:
         for c in records:
             print(c["id"][:12])
         return 0
-    if values["format"] == "json":
-        for c in records:
-            print(json.dumps({"ID": c["id"], "Name": c["name"], "Image": c["image"],
-                              "Command": c["argv"], "Created": c["created"], "State": c["state"]}))
+    if fmt == "json":
+        formatting.print_rows([{"ID": c["id"], "Name": c["name"], "Image": c["image"], "Command": c["argv"],
+                                "Created": c["created"], "State": c["state"]} for c in records], fmt)
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    lines = []
     for c in records:
         command = " ".join(c.get("argv", []))
         command = command if len(command) <= 20 else command[:19] + "…"
-        table.append((c["id"][:12], c["image"], f'"{command}"', human_age(c["created"]),
-                      status_text(c["state"]), c["name"]))
+        lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
+                      "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),
+                      "Status": status_text(c["state"]), "State": c["state"].get("status", "unknown"),
+                      "Names": c["name"]})
+    if formatting.is_template(fmt):
+        formatting.print_rows(lines, fmt)
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
     print_table(table)
     return 0
 

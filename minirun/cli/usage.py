@@ -45,7 +45,9 @@ Example: minirun system df -v
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JSON_HELP),
+def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JSON_HELP + " Or a "
+                                                "template over those fields, e.g. '{{.DiffID}} {{.Size}}'."),
+           quiet: bool = typer.Option(False, "--quiet", "-q", help="Only diff_ids."),
            no_trunc: bool = typer.Option(False, "--no-trunc", help="Full diff_ids and image ids.")):
     """List cached layers: size, and which images and containers use each.
 
@@ -56,12 +58,20 @@ def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JS
     Example: minirun layers
     """
     from .. import usage
-    _check_format(format)
+    from . import formatting
+    formatting.check(format)
     inv = usage.inventory_for(_store(create=False))
     uses = usage.layer_uses(inv, no_trunc)
+    if quiet:
+        from ..oci import short_id
+        for use in uses:
+            print(use.diff_id if no_trunc else short_id(use.diff_id))
+        return
     totals = usage.sharing_totals(inv, uses)
     if format == "json":
         _print_layers_json(uses, totals)
+    elif formatting.is_template(format):
+        formatting.print_rows([_layer_json(use) for use in uses], format)
     else:
         _print_layers(uses, totals, no_trunc)
 
@@ -83,12 +93,6 @@ def df(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list ea
     if result.unreadable:
         print(f"note: {len(result.unreadable)} upper dir(s) could not be read completely; "
               "run as root for exact container sizes")
-
-
-def _check_format(format: Optional[str]) -> None:
-    if format not in (None, "json"):
-        from ..errors import UsageError
-        raise UsageError(f"unknown --format {format!r}", "use --format json, or leave it out for a table")
 
 
 def _print_layers(uses, totals, no_trunc: bool) -> None:
@@ -115,12 +119,15 @@ def _print_layers(uses, totals, no_trunc: bool) -> None:
           "(no image, no container: `minirun prune` removes them)")
 
 
+def _layer_json(use) -> dict:
+    return {"DiffID": use.diff_id, "Key": use.key, "KeyedBy": use.keyed_by, "Blob": use.blob,
+            "Size": use.size, "Files": use.files, "Images": list(use.images),
+            "ImageIDs": list(use.image_ids), "Containers": list(use.containers)}
+
+
 def _print_layers_json(uses, totals) -> None:
     for use in uses:
-        print(json.dumps({"DiffID": use.diff_id, "Key": use.key, "KeyedBy": use.keyed_by,
-                          "Blob": use.blob, "Size": use.size, "Files": use.files,
-                          "Images": list(use.images), "ImageIDs": list(use.image_ids),
-                          "Containers": list(use.containers)}))
+        print(json.dumps(_layer_json(use)))
     ratio = round(totals.ratio, 4) if totals.ratio is not None else None
     print(json.dumps({"Totals": {"Layers": totals.layers, "StoredBytes": totals.stored,
                                  "UsedBytes": totals.used, "CopyPerImageBytes": totals.copy_per_image,

@@ -146,4 +146,4 @@ def test_layers_and_df_work_on_an_empty_store_and_reject_a_bad_format(mr):
     assert df_rows(mr)["Images"] == ["0", "0", "0B", "0B"]
     bad = mr("layers", "--format", "yaml")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and "--format json" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "use json" in bad.stderr

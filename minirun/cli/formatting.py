@@ -1,0 +1,90 @@
+"""--format for listings, as docker spells it:
+
+    (none) or "table"     the command's own table
+    json                  one JSON object per row (per line)
+    '{{.ID}} {{.Size}}'   a Go-template-like line per row: {{.Field}}, {{.Field.Sub}},
+                          {{.}} (the whole row), {{json .Field}}; \\t and \\n in the
+                          template become a tab and a newline
+    'table {{.ID}}\\t{{.Image}}'   the same, with a header row of the field names,
+                          columns aligned
+
+Only field lookups and `json` are understood: an unknown field or any other
+function is a usage error naming the fields there are. Nothing heavy imported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import UsageError
+
+_ACTION = re.compile(r"\{\{-?\s*(?:(json)\s+)?\.([A-Za-z_][\w.]*)?\s*-?\}\}")
+_ANY_ACTION = re.compile(r"\{\{.*?\}\}")
+
+
+def check(fmt: str | None) -> None:
+    """Refuse a format no command understands, before any work is done."""
+    if fmt in (None, "", "table", "json"):
+        return
+    body = fmt[len("table "):] if fmt.startswith("table ") else fmt
+    if "{{" not in body:
+        raise UsageError(f"unknown --format {fmt!r}",
+                         "use json, a template such as '{{.ID}}', or leave it out for a table")
+    for action in _ANY_ACTION.findall(body):
+        if not _ACTION.fullmatch(action):
+            raise UsageError(f"--format: {action} is not a field: minirun templates know "
+                             "{{.Field}}, {{.Field.Sub}}, {{.}} and {{json .Field}}")
+
+
+def is_template(fmt: str | None) -> bool:
+    return fmt not in (None, "", "table", "json")
+
+
+def print_rows(rows: list[dict], fmt: str) -> None:
+    """rows as JSON lines or through a template (fmt: json or a template)."""
+    check(fmt)
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = fmt.startswith("table ")
+    template = (fmt[len("table "):] if table else fmt).replace("\\t", "\t").replace("\\n", "\n")
+    lines = [expand(template, row) for row in rows]
+    if not table:
+        for line in lines:
+            print(line)
+        return
+    header = _ACTION.sub(lambda m: _header(m.group(2) or ""), template)
+    cells = [line.split("\t") for line in [header, *lines]]
+    width = max(len(c) for c in cells)
+    widths = [max(len(c[i]) if i < len(c) else 0 for c in cells) for i in range(width)]
+    for row in cells:
+        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def expand(template: str, row: dict) -> str:
+    def one(match: re.Match) -> str:
+        value = lookup(row, match.group(2) or "")
+        if match.group(1):
+            return json.dumps(value)
+        if isinstance(value, (dict, list)):
+            return json.dumps(value)
+        return "" if value is None else str(value)
+    return _ACTION.sub(one, template)
+
+
+def lookup(doc, path: str):
+    value = doc
+    for part in [p for p in path.split(".") if p]:
+        if not isinstance(value, dict) or part not in value:
+            known = ", ".join(sorted(value)) if isinstance(value, dict) else "none (not an object)"
+            raise UsageError(f"--format: no field .{path} (fields here: {known})")
+        value = value[part]
+    return value
+
+
+def _header(path: str) -> str:
+    """docker's header for a column: the last field name, in capitals."""
+    name = path.rsplit(".", 1)[-1] if path else "VALUE"
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).upper()
