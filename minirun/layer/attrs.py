@@ -66,10 +66,15 @@ def xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
     return out
 
 
-def apply_fd(fd: int, member: tarfile.TarInfo) -> None:
-    os.fchown(fd, member.uid, member.gid)
-    os.fchmod(fd, stat.S_IMODE(member.mode))
-    set_xattrs(fd, member)
+def apply_fd(fd: int, member: tarfile.TarInfo, *, owned: bool = False, moded: bool = False) -> None:
+    """owned / moded: the file was created with the entry's owner / mode already
+    (the caller checks that afterwards, see extract.Extractor._file_attrs)."""
+    if not owned:
+        os.fchown(fd, member.uid, member.gid)
+    if not moded:
+        os.fchmod(fd, stat.S_IMODE(member.mode))
+    if member.pax_headers:
+        set_xattrs(fd, member)
     os.utime(fd, ns=(mtime_ns(member),) * 2)
 
 

@@ -24,6 +24,7 @@ finish(), deepest first, because creating children changes a directory's mtime.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tarfile
@@ -64,6 +65,10 @@ class Extractor:
         self.implied: dict[str, None] = {}      # ordered set of dirs the tar never declared
         self.files = 0
         self.size = 0
+        # (st_dev, st_ino) -> (st_size, st_ctime_ns, sha256 hex) of each file written:
+        # the file manifest's known hashes (see manifest.remember_hashes)
+        self.hashes: dict[tuple[int, int], tuple[int, int, str]] = {}
+        self.created = _creation_defaults(self.dirs.root_fd)
 
     def __enter__(self) -> "Extractor":
         return self
@@ -175,11 +180,11 @@ class Extractor:
     def _nondir(self, pfd: int, rel: str, base: str, member: tarfile.TarInfo, data) -> None:
         self._clear(pfd, rel, base)
         if member.isreg():
-            fd = os.open(base, FILE_FLAGS, 0o600, dir_fd=pfd)
+            fd = os.open(base, FILE_FLAGS, member.mode & 0o777 & self.created[2], dir_fd=pfd)
             try:
                 self._add(rel, "file")
-                self._write(fd, member, data)
-                attrs.apply_fd(fd, member)
+                digest = self._write(fd, member, data)
+                self._file_attrs(fd, member, digest)
             finally:
                 os.close(fd)
             self.size += member.size
@@ -214,12 +219,36 @@ class Extractor:
         os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         self._add(rel, kind)
         self.files += 1
+        st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        known = self.hashes.get((st.st_dev, st.st_ino))
+        if known is not None:                     # a new link moves the ctime, not the data
+            self.hashes[(st.st_dev, st.st_ino)] = (st.st_size, st.st_ctime_ns, known[2])
 
-    def _write(self, fd: int, member: tarfile.TarInfo, data) -> None:
+    def _write(self, fd: int, member: tarfile.TarInfo, data) -> str | None:
+        """The data; returns its sha256 when it went by in one piece (not sparse)."""
         if member.sparse:
             self._write_sparse(fd, member, data)
-        else:
-            _copy(fd, data, member.size, member)
+            return None
+        return _copy(fd, data, member.size, member)
+
+    def _file_attrs(self, fd: int, member: tarfile.TarInfo, digest: str | None) -> None:
+        """Owner, mode, xattrs and times of a regular file. A new file already has our
+        owner and its mode less the umask: chown and chmod are skipped when those are
+        what the entry asks, and the fstat that records the file's hash checks it,
+        applying everything again if the guess was wrong."""
+        uid, gid, umask_keep = self.created
+        mode = stat.S_IMODE(member.mode)
+        owned = member.uid == uid and member.gid == gid
+        moded = mode == mode & 0o777 & umask_keep
+        attrs.apply_fd(fd, member, owned=owned, moded=moded)
+        st = os.fstat(fd)
+        if (owned or moded) and (st.st_uid != member.uid or st.st_gid != member.gid
+                                 or stat.S_IMODE(st.st_mode) != mode):
+            self.created = (-1, -1, umask_keep)     # never guess again in this layer
+            attrs.apply_fd(fd, member)
+            st = os.fstat(fd)
+        if digest is not None:
+            self.hashes[(st.st_dev, st.st_ino)] = (st.st_size, st.st_ctime_ns, digest)
 
     def _write_sparse(self, fd: int, member: tarfile.TarInfo, data) -> None:
         """Only the data segments: the holes stay holes on disk. Seeks go to tarfile's
@@ -273,7 +302,39 @@ def _dir_attrs(member: tarfile.TarInfo) -> tuple:
     return member.name, member.uid, member.gid, stat.S_IMODE(member.mode), attrs.mtime_ns(member)
 
 
-def _copy(fd: int, data, size: int, member: tarfile.TarInfo) -> None:
+def _creation_defaults(root_fd: int) -> tuple[int, int, int]:
+    """(uid, gid, permission bits kept) of what this process creates below root: its
+    euid and egid (no directory is setgid while extracting: modes are set in finish(),
+    so only a setgid root could hand its group down), and the umask's complement."""
+    keep = 0o777 & ~_umask()
+    if os.fstat(root_fd).st_mode & stat.S_ISGID:
+        return -1, -1, keep
+    return os.geteuid(), os.getegid(), keep
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (other threads may create files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777          # unknown: never skip a chmod
+
+
+def _copy(fd: int, data, size: int, member: tarfile.TarInfo) -> str | None:
+    """Write size bytes of data; their sha256 when data is the layer's Feed."""
+    if hasattr(data, "view"):             # the layer's Feed: its chunks, not copies of them
+        digest = hashlib.sha256()
+        for piece in data.view(size):
+            _write_all(fd, piece)
+            digest.update(piece)
+            size -= len(piece)
+        if size:              # as tarfile's own reader says it (the unpacker names the entry)
+            raise tarfile.ReadError("unexpected end of data")
+        return digest.hexdigest()
     remaining = size
     while remaining > 0:
         chunk = data.read(min(CHUNK, remaining))
@@ -281,6 +342,7 @@ def _copy(fd: int, data, size: int, member: tarfile.TarInfo) -> None:
             raise BadImage(f"entry {named(member.name)}: data ends before its declared size", _HINT)
         _write_all(fd, chunk)
         remaining -= len(chunk)
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

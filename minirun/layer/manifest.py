@@ -16,6 +16,14 @@ on disk, a char device 0:0. Not recorded: times, nlink, inode numbers.
 The walk is iterative (trees deeper than Python's recursion limit exist), never
 follows symlinks, hashes a hard-linked inode once, and skips entries that
 vanish while it runs (a running container may delete them).
+
+Known hashes. The extractor hashes each file's data as it writes it, and the
+importer hands those hashes over (remember_hashes) for the layer it is about to
+install, so build() need not read the files back. A hash is keyed by the inode
+and used only while the file's size and ctime are what they were right after the
+extractor's last change to it: any later write, truncate, chmod or chown moves
+the ctime, and the file is then read and hashed as usual (the stat cache `git`
+keeps for its index works the same way).
 """
 
 from __future__ import annotations
@@ -40,11 +48,27 @@ _TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", st
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+# root (absolute path) -> {(st_dev, st_ino): (st_size, st_ctime_ns, sha256 hex)}
+_known: dict[str, dict[tuple[int, int], tuple[int, int, str]]] = {}
+
+
+def remember_hashes(root: str, known: dict[tuple[int, int], tuple[int, int, str]]) -> None:
+    """Content hashes of files under root, computed as they were written (see above)."""
+    _known[os.path.abspath(root)] = known
+
+
+def forget_hashes(root: str) -> None:
+    _known.pop(os.path.abspath(root), None)
+
+
 def build(root: str) -> dict[str, dict]:
     """Facts of root and every entry under it, depth first, names sorted. The walk
     opens each directory by name with O_NOFOLLOW from the one above (fsutil.walk_here),
     so an upper dir changed under it by a running container cannot lead it outside."""
-    hashes: dict[tuple[int, int], str] = {}
+    hashes: dict = {}
+    known = _known.get(os.path.abspath(root))
+    if known:
+        hashes[_KNOWN] = known
     entries = {"/": describe(root, os.lstat(root), hashes)}
     for rel, name, st in walk_here(root):
         try:
@@ -117,8 +141,16 @@ def decode(data: bytes) -> dict[str, dict]:
 
 # ---------------------------------------------------------------- helpers
 
+_KNOWN = "known"          # the key in `hashes` that holds the remembered hashes
+
+
 def _content_hash(path: str, st: os.stat_result, hashes: dict) -> str:
     key = (st.st_dev, st.st_ino)
+    known = hashes.get(_KNOWN)
+    if known is not None:
+        hint = known.get(key)
+        if hint is not None and hint[0] == st.st_size and hint[1] == st.st_ctime_ns:
+            return hint[2]
     if st.st_nlink > 1 and key in hashes:
         return hashes[key]
     fd = _open_quietly(path)

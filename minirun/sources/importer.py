@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable
 
 from .. import oci
 from ..errors import BadImage, DigestMismatch
+from ..layer import manifest
 from ..layer.unpack import unpack_blob
 
 
@@ -136,7 +137,12 @@ def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lower
         meta = {"diff_id": diff_id, "chain_id": chain_id, "keyed_by": "diff_id" if key == diff_id else "chain_id",
                 "files": result.files, "size": result.size, "blob": blob_digest,
                 "media_type": layer.media_type, "implied_dirs": result.implied_dirs}
-        if not store.layers.install(staged, key, meta):
+        manifest.remember_hashes(diff, result.content_hashes)   # no need to read the files back
+        try:
+            installed = store.layers.install(staged, key, meta)
+        finally:
+            manifest.forget_hashes(diff)
+        if not installed:
             report(label, "Already exists")
         else:
             report(label, f"Extracted ({result.files} files, {result.size / 1e6:.1f} MB)")
