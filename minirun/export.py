@@ -51,7 +51,7 @@ def _export(store, cid: str, out: BinaryIO) -> None:
         target = os.path.join(staged, "merged")
         os.mkdir(target)
         spec = overlay.plan(lowers, "", "", staged, own)
-        for link, lower in overlay.short_links(spec).items():
+        for link, lower in overlay.links_to_make(spec, overlay.strategy_from_env()).items():
             os.makedirs(os.path.join(staged, "l"), exist_ok=True)
             os.symlink(lower, os.path.join(staged, link))
         out.flush()

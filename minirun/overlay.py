@@ -95,11 +95,37 @@ def _flat(lowers: tuple[str, ...], upper: str, work: str, base: str) -> OverlayS
 
 
 def short_links(spec: OverlaySpec) -> dict[str, str]:
-    """Every short link the mounts need (l/<n> -> lower dir), to be made under spec.base."""
+    """Every short link a legacy mount needs (l/<n> -> lower dir), to be made under spec.base."""
     links = dict(zip(spec.links, spec.lowers))
     if spec.below is not None:
         links.update(short_links(spec.below))
     return links
+
+
+def links_to_make(spec: OverlaySpec, strategy: str) -> dict[str, str]:
+    """The short links this strategy will use: none when lowerdir+ will mount the
+    overlay. 500 symlinks made and removed with each container are most of the
+    start of a 500-layer image here (~0.5 ms each on this ext4), and only the
+    legacy mount reads them."""
+    links = short_links(spec)
+    if not links or strategy == "new" or (strategy == "auto" and _kernel_has_lowerdir_plus()):
+        return {}
+    return links
+
+
+def _kernel_has_lowerdir_plus() -> bool:
+    """Ask the kernel as the mount will (Linux 6.8+ knows lowerdir+); nothing is mounted."""
+    try:
+        fd = linux.fsopen("overlay")
+    except OSError:
+        return False
+    try:
+        linux.fsconfig_string(fd, "lowerdir+", "/")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def legacy_options(spec: OverlaySpec, below_at: str = "") -> str:
