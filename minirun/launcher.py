@@ -141,7 +141,6 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
 def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked, name,
                    remove, warn, resources: Resources):
     """Resolve the image, plan the overlay and mounts, and write containers/<id>/."""
-    from .layer.changes import LowerView
     from .network import files as etc_files
     containers = store.containers
     image_id, record = store.images.resolve(image)
@@ -154,7 +153,7 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
     address = resources.allocation.address if resources.allocation else None
     files = etc_files.render_etc_files(proc.hostname, address, checked.network)
     mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
-    init = mounts_mod.init_entries(LowerView(lowers).lookup, mounts_mod.mount_points(list(mounts)))
+    init = mounts_mod.init_entries(mounts_mod.image_lookup(lowers), mounts_mod.mount_points(list(mounts)))
     own = [containers.init(cid)] if init or opts.read_only else []
     upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
     plan = overlay.plan(lowers, upper, work, containers.path(cid), own)
@@ -168,7 +167,8 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
         "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
         "detached": opts.detach,
     }
-    containers.create(cid, container_config, overlay.short_links(plan), init, files)
+    containers.create(cid, container_config, overlay.links_to_make(plan, overlay.strategy_from_env()),
+                      init, files)
     return proc, plan, mounts
 
 
@@ -292,10 +292,12 @@ def _lower_dirs(store, record: dict) -> list[str]:
     appears once, at its topmost place: overlayfs refuses a dir stacked twice, and the
     lower copy could only show what the upper copy already shows."""
     lowers: list[str] = []
+    seen: set[str] = set()            # a set: 500 layers made the list check quadratic
     for layer in reversed(record["layers"]):
         path = store.layers.diff_path(layer["key"])
-        if path in lowers:
+        if path in seen:
             continue
+        seen.add(path)
         if not store.layers.has(layer["key"]):
             raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
                                  "load or pull the image again")
