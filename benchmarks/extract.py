@@ -91,7 +91,7 @@ def build_layer(rootfs: Path) -> Path:
         return layer
     print("tarring the rootfs into one gzip layer", flush=True)
     partial = CACHE / "layer.tar.gz.partial"
-    tar = subprocess.Popen(["tar", "--numeric-owner", "--sort=name", "--xattrs", "-C", str(rootfs),
+    tar = subprocess.Popen(["tar", "--numeric-owner", "--sort=name", "-C", str(rootfs),
                             "-cf", "-", "."], stdout=subprocess.PIPE)
     diff = hashlib.sha256()
     with gzip.open(partial, "wb", compresslevel=6) as out:

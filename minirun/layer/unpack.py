@@ -18,7 +18,7 @@ and one fixed: the extended headers of a single entry may not pass 1 MiB.
 from __future__ import annotations
 
 import gzip
-import hashlib
+import struct
 import tarfile
 import zlib
 from ..record import dataclass, field
@@ -71,6 +71,58 @@ class Tee:
         if n and self.sink is not None:
             self.sink.write(memoryview(buf)[:n])
         return n
+
+
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo with a quicker frombuf for the usual header: octal numbers,
+    an unsigned checksum that matches, not an old GNU sparse entry. Anything else,
+    and every error, goes to tarfile's own frombuf, so the result (or the exception)
+    is always the one tarfile would give."""
+
+    __slots__ = ()
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        try:
+            return cls._quick(buf, encoding, errors)
+        except (ValueError, IndexError, TypeError, struct.error, UnicodeError):
+            return super().frombuf(buf, encoding, errors)
+
+    @classmethod
+    def _quick(cls, buf, encoding, errors):
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, uname, gname,
+         devmajor, devminor, prefix) = _HEADER.unpack(buf)
+        chksum = _octal(chksum)
+        if chksum != 256 + sum(buf) - sum(buf[148:156]) or kind == tarfile.GNUTYPE_SPARSE:
+            raise ValueError("not the usual header")
+        obj = cls()
+        obj.name = name.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.mode, obj.uid, obj.gid = _octal(mode), _octal(uid), _octal(gid)
+        obj.size, obj.mtime = _octal(size), _octal(mtime)
+        obj.chksum = chksum
+        obj.type = kind
+        obj.linkname = linkname.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.uname = uname.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.gname = gname.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.devmajor, obj.devminor = _octal(devmajor), _octal(devminor)
+        prefix = prefix.split(b"\0", 1)[0].decode(encoding, errors)
+        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE
+        if obj.isdir():
+            obj.name = obj.name.rstrip("/")
+        if prefix and obj.type not in tarfile.GNU_TYPES:
+            obj.name = prefix + "/" + obj.name
+        return obj
+
+
+def _octal(field: bytes) -> int:
+    """tarfile.nti for an octal field; ValueError for base-256 or anything odd."""
+    if field[0] in (0o200, 0o377):
+        raise ValueError("base-256 number")
+    return int(field.split(b"\0", 1)[0].decode("ascii").strip() or "0", 8)
 
 
 def decompressor(raw, compression: str):
@@ -139,7 +191,8 @@ def _extract_all(feed: Feed, extractor: Extractor, limits: Limits) -> None:
     tarfile reads the Feed in its seekable mode ("r:"), which reads exactly the
     headers it parses; the data of a plain regular file goes from the Feed's chunks
     straight to the file (Feed.view), a sparse one through tarfile's reader."""
-    tar = _parse(lambda: tarfile.open(fileobj=feed, mode="r:", errorlevel=2), "", 0)
+    tar = _parse(lambda: tarfile.open(fileobj=feed, mode="r:", errorlevel=2,
+                                             tarinfo=_TarInfo), "", 0)
     with tar:
         previous = ""
         while (member := _parse(tar.next, previous, tar.offset)) is not None:
