@@ -147,6 +147,11 @@ def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | 
     if out_of_space(err) and not isinstance(err, EnvironmentProblem):
         from .store.root import default_root
         err = no_space(default_root())      # whatever layer noticed, the cause is the disk
+    elif isinstance(err, PermissionError) and err.errno == errno.EPERM:
+        err = EnvironmentProblem(f"operation not permitted: {err.strerror or err}"
+                                 + (f" ({err.filename})" if err.filename else ""),
+                                 "minirun needs root with CAP_SYS_ADMIN (not an unprivileged "
+                                 "container); `minirun doctor` shows what is missing")
     elif isinstance(err, PermissionError):
         err = EnvironmentProblem(f"permission denied: {err.filename or err}",
                                  "the store belongs to root: run minirun as root (sudo)")

@@ -13,7 +13,7 @@ from .quick import print_table  # noqa: F401 - the tables of every command
 from .spec import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 
 app = typer.Typer(
-    name="minirun", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="minirun", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     help="Run images on kernel overlayfs and see exactly what each run wrote.\n\n"
          "The store lives in $MINIRUN_ROOT (default /var/lib/minirun).",
 )
@@ -56,6 +56,17 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
 
 
 
+def completer(kind: str):
+    """A typer autocompletion callback: complete.images, complete.containers, ... or None."""
+    if not kind:
+        return None
+
+    def candidates(incomplete: str) -> list[str]:
+        from . import complete
+        return getattr(complete, kind)(incomplete)
+    return candidates
+
+
 def register(command) -> None:
     """Make a spec.Command a typer command: its signature is built from the same
     Arg and Flag definitions the light parser reads."""
@@ -67,7 +78,8 @@ def register(command) -> None:
         annotation = List[str] if arg.variadic else str
         params.append(param(arg.dest, annotation=annotation if arg.required else Optional[annotation],
                             default=typer.Argument(... if arg.required else None, metavar=arg.metavar,
-                                                   help=arg.help or None)))
+                                                   help=arg.help or None,
+                                                   autocompletion=completer(arg.complete))))
     kinds = {"bool": bool, "str": Optional[str], "list": List[str]}
     for flag in command.flags:
         params.append(param(flag.dest, annotation=kinds[flag.kind],

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import quick, runflags
-from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, handled, register, store as _store
+from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
 register(runflags.RUN)
@@ -20,7 +20,7 @@ register(quick.PS)
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=completer("containers")),
        force: bool = typer.Option(False, "--force", "-f", help="Kill a running container first.")):
     """Remove containers and their upper dirs.
 
@@ -36,8 +36,8 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
 
 @app.command(epilog=EXIT_CODES_HELP + " With two containers, 0 whether or not they differ (as docker diff).")
 @handled()
-def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
-         other: Optional[str] = typer.Argument(None, metavar="CONTAINER_B",
+def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
+         other: Optional[str] = typer.Argument(None, metavar="CONTAINER_B", autocompletion=completer("containers"),
                                                help="Compare the two containers' upper dirs instead."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {Path, Kind}; with two "
                                       "containers, of {Path, Only: A or B, Type} or {Path, Differs}, "
@@ -81,7 +81,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER"),
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def logs(name: str = typer.Argument(..., metavar="CONTAINER"),
+def logs(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it exits.")):
     """Print what a detached (-d) container wrote to stdout and stderr.
 
@@ -98,7 +98,7 @@ def logs(name: str = typer.Argument(..., metavar="CONTAINER"),
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=completer("containers")),
          time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait after SIGTERM before SIGKILL.")):
     """Stop running containers: SIGTERM, then SIGKILL after the grace period.
 
@@ -114,7 +114,7 @@ def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER..."),
+def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=completer("containers")),
          signal_: str = typer.Option("KILL", "--signal", "-s", help="Signal name or number.")):
     """Send a signal to running containers (default SIGKILL).
 
@@ -143,7 +143,7 @@ def _signal_number(text: str) -> int:
 
 @app.command(name="exec", epilog=RUN_EXIT_CODES_HELP, context_settings={"allow_interspersed_args": False})
 @handled(run_mode=True)
-def exec_(name: str = typer.Argument(..., metavar="CONTAINER"),
+def exec_(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
           command: List[str] = typer.Argument(..., metavar="CMD [ARG...]"),
           env: List[str] = typer.Option([], "--env", "-e", help="Set K=V."),
           user: Optional[str] = typer.Option(None, "--user", "-u", help="USER[:GROUP]."),

@@ -17,9 +17,11 @@ FSCK_EXIT_CODES_HELP = ("Exit codes: 0 the store is intact (layers with no file 
 @handled()
 def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON object: counts, unchecked "
                                       "layers and a list of problems.")):
-    """Check the store without changing it: every cached layer's files against the file
-    manifest recorded when it was installed, every blob against its digest (a layer's
-    own blob also against the layer's diff_id), and images.json against both.
+    """Check the store without changing it.
+
+    Every cached layer's files are checked against the file manifest recorded
+    when it was installed, every blob against its digest (a layer's own blob
+    also against the layer's diff_id), and images.json against both.
 
     Prints one line per problem (layer, blob or image, then the path and what
     changed) and a summary line.
@@ -42,10 +44,12 @@ def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
 @app.command(epilog="Exit codes: 0 every check passed or only warned; 3 a check failed (the fix is printed).")
 @handled()
 def doctor(as_json: bool = typer.Option(False, "--json", help="One JSON object per check.")):
-    """Check that this machine can run containers, and print the fix for what fails:
-    root, the store's filesystem (not overlayfs, with d_type), overlayfs with upper
-    and work dirs, `lowerdir+` (Linux 6.8+; else the fallback is used), pivot_root,
-    cgroup version and controllers, the capability bounding set and rlimits.
+    """Check that this machine can run containers, and print the fix for what fails.
+
+    Checks root, the store's filesystem (not overlayfs, with d_type), overlayfs
+    with upper and work dirs, `lowerdir+` (Linux 6.8+; else the fallback is
+    used), pivot_root, cgroup version and controllers, the capability bounding
+    set and rlimits.
 
     The kernel is asked for real, in a throw-away child process with its own
     mount namespace; nothing is left behind.

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import quick
-from .common import EXIT_CODES_HELP, app, handled, register, store as _store
+from .common import EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
 register(quick.LOAD)
@@ -17,7 +17,7 @@ register(quick.IMAGES)
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def rmi(names: List[str] = typer.Argument(..., metavar="IMAGE..."),
+def rmi(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletion=completer("images")),
         force: bool = typer.Option(False, "--force", "-f", help="Remove even if containers use it.")):
     """Remove images; layers that no other image or container uses are deleted.
 

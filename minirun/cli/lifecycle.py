@@ -8,12 +8,12 @@ from typing import List, Optional
 import typer
 
 from .quick import FORMAT_HELP
-from .common import EXIT_CODES_HELP, app, handled, print_table, store as _store
+from .common import EXIT_CODES_HELP, app, completer, handled, print_table, store as _store
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE"),
+def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE", autocompletion=completer("image_or_container")),
             type_: Optional[str] = typer.Option(None, "--type", help="container or image, when a name is both."),
             format: Optional[str] = typer.Option(None, "--format", "-f", help="json (the default: the "
                                                  "whole document), or a template such as "
@@ -50,10 +50,12 @@ def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE"),
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def tag(source: str = typer.Argument(..., metavar="IMAGE", help="Reference or image id."),
+def tag(source: str = typer.Argument(..., metavar="IMAGE", autocompletion=completer("images"), help="Reference or image id."),
         target: str = typer.Argument(..., metavar="REF", help="New name, e.g. myapp:v2.")):
-    """Give an image another name. A name that pointed at another image moves, and
-    that image stays as <none>:<none> (dangling) until `minirun image prune`.
+    """Give an image another name.
+
+    A name that pointed at another image moves, and that image stays as
+    <none>:<none> (dangling) until `minirun image prune`.
 
     Example: sudo minirun tag myapp myapp:stable
     """
@@ -65,14 +67,16 @@ def tag(source: str = typer.Argument(..., metavar="IMAGE", help="Reference or im
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def history(name: str = typer.Argument(..., metavar="IMAGE"),
+def history(name: str = typer.Argument(..., metavar="IMAGE", autocompletion=completer("images")),
             no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten ids and commands."),
             quiet: bool = typer.Option(False, "--quiet", "-q", help="Only image ids."),
             format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP + " Fields: ID, "
                                                  "Created, CreatedBy, Size, Comment, EmptyLayer.")):
-    """Show how an image was built, newest first: one row per history entry of its
-    config, with the size of the layer that step added (0B for config-only steps).
-    Only the top row has an image id; the others are <missing>, as in docker.
+    """Show how an image was built, newest first.
+
+    One row per history entry of its config, with the size of the layer that
+    step added (0B for config-only steps). Only the top row has an image id;
+    the others are <missing>, as in docker.
 
     Example: minirun history myapp:v2
     """
@@ -102,7 +106,7 @@ def history(name: str = typer.Argument(..., metavar="IMAGE"),
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def commit(name: str = typer.Argument(..., metavar="CONTAINER"),
+def commit(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
            ref: Optional[str] = typer.Argument(None, metavar="[REF]", help="Name for the new image, "
                                                "e.g. myapp:v2 (a tag that moves leaves the old image dangling)."),
            message: str = typer.Option("", "--message", "-m", help="Comment for the history entry."),
@@ -110,8 +114,10 @@ def commit(name: str = typer.Argument(..., metavar="CONTAINER"),
            change: List[str] = typer.Option([], "--change", "-c", help="Dockerfile instruction to apply: "
                                              "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, "
                                              "USER, VOLUME, WORKDIR. Repeatable.")):
-    """Make a new image from a stopped container: its image's layers plus one new
-    layer holding exactly what the container wrote (its upper dir).
+    """Make a new image from a stopped container.
+
+    The new image is its image's layers plus one new layer holding exactly
+    what the container wrote (its upper dir).
 
     The base layers are shared, not copied. The new layer is packed
     reproducibly: the same upper dir content gives the same layer digest
@@ -187,8 +193,10 @@ def _print_plan(todo, verb: str) -> None:
 @handled()
 def image_prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (it only asks on a terminal)."),
                 dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go and why; remove nothing.")):
-    """Remove dangling images (no reference points to them) that no container
-    uses, and the layers and blobs only they used.
+    """Remove dangling images that no container uses.
+
+    A dangling image is one no reference points to; the layers and blobs only
+    such images used go with them.
 
     Example: sudo minirun image prune -f
     """
@@ -202,9 +210,10 @@ def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (i
                                        "reference -> manifest -> config -> diff_ids; remove nothing."),
           containers: bool = typer.Option(False, "--containers", help="Also remove stopped containers "
                                           "(and their upper dirs).")):
-    """Remove what nothing needs: dangling images, stopped containers (with
-    --containers), and every layer and blob no image and no container
-    references.
+    """Remove what nothing needs.
+
+    That is dangling images, stopped containers (with --containers), and every
+    layer and blob no image and no container references.
 
     A layer any container uses, running or stopped, is never removed, and
     neither is an image a container was made from. On a terminal it asks
@@ -217,11 +226,13 @@ def prune(force: bool = typer.Option(False, "--force", "-f", help="Do not ask (i
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def export(name: str = typer.Argument(..., metavar="CONTAINER"),
+def export(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
            output: Optional[str] = typer.Option(None, "--output", "-o", help="Tar file to write "
                                                 "('-' or omitted: stdout, unless it is a terminal).")):
-    """Write a container's whole filesystem, as its processes see it (the image's
-    layers with the upper dir on top), as one flat tar.
+    """Write a container's whole filesystem as one flat tar.
+
+    The tar holds what its processes see: the image's layers with the upper
+    dir on top.
 
     It is mounted read-only in a private mount namespace, so the container is
     not touched; a running container may be caught mid-write.

@@ -12,6 +12,9 @@ import sys
 
 
 def dispatch(argv: list[str]) -> int | None:
+    import os
+    if "_MINIRUN_COMPLETE" in os.environ:      # the shell asks typer for completions
+        return None
     if argv == ["--version"]:
         from .. import __version__
         print(f"minirun {__version__}")

@@ -198,7 +198,7 @@ PULL = Command(
     """,
     EXIT_CODES_HELP,
     (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
-    (Flag("platform", ("--platform",), "str", "os/arch[/variant] to pick from a multi-platform image "
+    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
           "(default: this host's)."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
     ".quick:pull_command")

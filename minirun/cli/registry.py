@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from . import quick
-from .common import EXIT_CODES_HELP, app, handled, register, store as _store
+from .common import EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
 register(quick.PULL)
@@ -16,7 +16,7 @@ register(quick.PULL)
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def push(image: str = typer.Argument(..., help="Image to push (reference or id)."),
+def push(image: str = typer.Argument(..., autocompletion=completer("images"), help="Image to push (reference or id)."),
          dest: Optional[str] = typer.Argument(None, metavar="[REF]", help="Where to push it "
                                               "(default: the image's own reference).")):
     """Push an image to a registry: blobs it lacks, then the manifest.

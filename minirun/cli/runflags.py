@@ -49,7 +49,7 @@ RUN = Command(
     Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
     """,
     RUN_EXIT_CODES_HELP,
-    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits)."),
+    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits).", complete="images"),
      Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
     RUN_FLAGS, ".runflags:execute", interspersed=False, run_mode=True)
 

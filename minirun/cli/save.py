@@ -6,21 +6,22 @@ from typing import List, Optional
 
 import typer
 
-from .common import EXIT_CODES_HELP, app, handled, store as _store
+from .common import EXIT_CODES_HELP, app, completer, handled, store as _store
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", help="Reference or image id "
+def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletion=completer("images"), help="Reference or image id "
                                            "(12+ hex digits)."),
          output: Optional[str] = typer.Option(None, "--output", "-o", help="File to write (a directory "
                                               "for oci-dir); '-' or omitted: stdout, unless it is a "
                                               "terminal."),
          format_: str = typer.Option("docker-archive", "--format", help="docker-archive (default), "
                                      "oci-archive or oci-dir.")):
-    """Write images to an archive that minirun load, docker load, podman load,
-    skopeo and umoci read. Several images share one archive, and a layer they
-    share is written once. The image id never changes.
+    """Write images to an archive that minirun, docker, podman, skopeo and umoci read.
+
+    Several images share one archive, and a layer they share is written once.
+    The image id never changes.
 
     docker-archive: a tar like `docker save` writes: manifest.json,
     repositories, the config as <id>.json and each layer as an uncompressed
@@ -38,9 +39,9 @@ def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", help="Refere
     An image named by id is saved without a name. The output appears only
     when complete; nothing is left behind on failure.
 
-    Examples: minirun save myapp myotherapp -o apps.tar
+    Example: minirun save myapp myotherapp -o apps.tar
 
-    minirun save --format oci-dir myapp -o myapp-oci && umoci unpack --image myapp-oci:latest bundle
+    Example: minirun save --format oci-dir myapp -o myapp-oci && umoci unpack --image myapp-oci:latest bundle
     """
     import sys
     from ..save import destination, save as do_save

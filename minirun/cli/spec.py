@@ -37,12 +37,13 @@ class Flag:
 
 class Arg:
     """A positional argument; a variadic one takes the rest (at least one if required)."""
-    __slots__ = ("dest", "metavar", "help", "required", "variadic")
+    __slots__ = ("dest", "metavar", "help", "required", "variadic", "complete")
 
     def __init__(self, dest: str, metavar: str, help: str = "", required: bool = True,
-                 variadic: bool = False):
+                 variadic: bool = False, complete: str = ""):
         self.dest, self.metavar, self.help = dest, metavar, help
         self.required, self.variadic = required, variadic
+        self.complete = complete          # a function of cli/complete.py: images, containers
 
 
 class Command:

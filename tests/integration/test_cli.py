@@ -1,0 +1,84 @@
+"""The command line as a user meets it: every command's --help teaches (a summary,
+an example, the exit codes), --version, and shell completion of image references
+and container names for bash, zsh and fish, read from the store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# the console script: completion is keyed to the program's name (_MINIRUN_COMPLETE)
+MINIRUN = os.path.join(os.path.dirname(sys.executable), "minirun")
+
+COMMANDS = ["load", "images", "rmi", "pull", "push", "login", "logout", "run", "ps", "rm", "diff", "logs",
+            "stop", "kill", "exec", "inspect", "tag", "history", "commit", "image prune", "prune", "export",
+            "import", "save", "layers", "system df", "fsck", "doctor"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_has_a_summary_an_example_and_the_exit_codes(mr, command):
+    out = mr.ok(*command.split(), "--help").stdout
+    text = " ".join(out.replace("│", " ").split())
+    assert "Usage: " in text and " minirun " in text
+    assert "Example:" in text, command
+    assert "Exit codes" in text, command
+    from typer.main import get_command
+    from minirun.cli import typer_app
+    group = get_command(typer_app())
+    cmd = group
+    for word in command.split():
+        cmd = cmd.commands[word]
+    summary = (cmd.help or "").strip().split("\n\n")[0]
+    assert summary and "\n" not in summary and summary.endswith("."), (command, summary)
+
+
+def test_version(mr):
+    out = mr.ok("--version").stdout
+    assert out.startswith("minirun ") and out.strip().split()[1][0].isdigit()
+
+
+def complete(mr, shell: str, words: str) -> list[str]:
+    env = dict(mr.env, _MINIRUN_COMPLETE=f"complete_{shell}")
+    if shell == "bash":
+        env.update(COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)))
+    else:
+        env.update(_TYPER_COMPLETE_ARGS=words)
+        if shell == "fish":
+            env["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
+    proc = subprocess.run([MINIRUN], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def store_with_things(mr):
+    mr.load("busybox", "myapp")
+    mr.ok("run", "--name", "alpha", "busybox", "true")
+    mr.ok("run", "--name", "beta", "myapp", "true")
+    return mr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_offers_images_and_containers(store_with_things, shell):
+    mr = store_with_things
+    images = complete(mr, shell, "minirun run --rm my")
+    assert "myapp" in images and "busybox" not in images and "alpha" not in images
+    containers = complete(mr, shell, "minirun rm al")
+    assert "alpha" in containers and "beta" not in containers and "myapp" not in containers
+    both = complete(mr, shell, "minirun inspect ")
+    assert all(name in both for name in ("alpha", "beta", "busybox", "myapp"))
+
+
+def test_completion_of_an_empty_store_is_empty_not_an_error(mr):
+    assert complete(mr, "bash", "minirun rm ").strip() == ""
+    assert complete(mr, "bash", "minirun history ").strip() == ""
+
+
+def test_the_completion_script_installs_for_each_shell(mr):
+    for shell in ("bash", "zsh", "fish"):
+        proc = subprocess.run([MINIRUN, "--show-completion", shell], env=mr.env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0 and "_MINIRUN_COMPLETE" in proc.stdout, (shell, proc.stderr)
