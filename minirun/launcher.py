@@ -184,8 +184,8 @@ def _allocate(store, cid: str):
     from .network import ipam
     from .runtime import release_stale_addresses
     release_stale_addresses(store)
-    return ipam.allocate(store.root, cid, os.environ.get("MINIRUN_BRIDGE_SUBNET") or ipam.DEFAULT_SUBNET,
-                         os.environ.get("MINIRUN_BRIDGE") or ipam.DEFAULT_BRIDGE)
+    from . import config
+    return ipam.allocate(store.root, cid, config.get("network.subnet"), config.get("network.bridge"))
 
 
 def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,

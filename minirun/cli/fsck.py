@@ -1,4 +1,5 @@
-"""Health checks: fsck (is the store intact?) and doctor (can this machine run containers?)."""
+"""Health checks: fsck (is the store intact?), doctor (can this machine run containers?)
+and info (what is configured and in use)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,26 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="One JSON object p
                 print(f"{'':<5} {'':<{width}}  fix: {check.fix}")
     if any(c.status == FAIL for c in checks):
         raise typer.Exit(3)
+
+
+@app.command(epilog="Exit codes: 0 printed; 3 the config file is invalid or the store unreadable.")
+@handled()
+def info(format: str = typer.Option(None, "--format", help="json, or a template such as "
+                                    "'{{.Settings.root.Value}}' or '{{.Kernel.OverlayMountAPI}}'.")):
+    """Show the effective configuration, the kernel features in use and store statistics.
+
+    Each setting shows where its value came from: an environment variable, the
+    config file (/etc/minirun/config.toml, or $MINIRUN_CONFIG), or the default.
+
+    Example: sudo minirun info
+    """
+    from ..info import gather, lines
+    from ..store.root import default_root
+    from . import formatting
+    formatting.check(format)
+    doc = gather(default_root())
+    if format:
+        formatting.print_rows([doc], format)
+        return
+    for line in lines(doc):
+        print(line)

@@ -18,8 +18,8 @@ RUN_FLAGS = (
     Flag("hostname", ("--hostname", "-h"), "str", "Container hostname."),
     Flag("entrypoint", ("--entrypoint",), "str", "Override the Entrypoint."),
     Flag("chroot", ("--chroot",), "bool", "Use chroot instead of pivot_root."),
-    Flag("network", ("--network",), "str", "none (own namespace, lo only), host, "
-         "or bridge (eth0 on the minirun0 bridge).", "none"),
+    Flag("network", ("--network",), "str", "none (own namespace, lo only), host, or bridge (eth0 on "
+         "the minirun0 bridge). Default: network.default in the config file, else none."),
     Flag("volume", ("--volume", "-v"), "list", "HOST:CTR[:ro] bind mount."),
     Flag("tmpfs", ("--tmpfs",), "list", "PATH[:OPTIONS] tmpfs mount."),
     Flag("read_only", ("--read-only",), "bool", "No upper dir: the root is read-only."),
@@ -70,7 +70,7 @@ def execute(values: dict) -> int:
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],
                       tuple(read_env_files(values["env_file"]) + list(values["env"])), values["workdir"],
                       values["user"], values["hostname"], values["chroot"],
-                      network=values["network"], volumes=tuple(values["volume"]), tmpfs=tuple(values["tmpfs"]),
+                      network=values["network"] or _default_network(), volumes=tuple(values["volume"]), tmpfs=tuple(values["tmpfs"]),
                       read_only=values["read_only"], privileged=values["privileged"],
                       cap_add=tuple(values["cap_add"]), cap_drop=tuple(values["cap_drop"]),
                       no_new_privs=no_new_privs(values["security_opt"]), memory=values["memory"],
@@ -83,6 +83,11 @@ def execute(values: dict) -> int:
     elif values["detach"]:
         print(result.container_id)
     return result.exit_code
+
+
+def _default_network() -> str:
+    from ..config import get
+    return get("network.default")
 
 
 def read_env_files(paths: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ from ..fsutil import remove_tree
 from ..errors import EnvironmentProblem
 from .locks import Locks
 
-DEFAULT_ROOT = "/var/lib/minirun"
 
 
 class Store:
@@ -117,7 +116,9 @@ def check_filesystem(root: str) -> None:
 
 
 def default_root() -> str:
-    return os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT
+    """$MINIRUN_ROOT, else `root` in the config file, else /var/lib/minirun."""
+    from ..config import get
+    return get("root")
 
 
 def open_store(root: str | None = None, create: bool = True) -> Store:

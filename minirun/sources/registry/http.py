@@ -22,9 +22,10 @@ USER_AGENT = "minirun/0.1"
 
 
 def insecure_registries() -> set[str]:
-    """Registries (host or host:port) for which plain HTTP is allowed: MINIRUN_INSECURE_REGISTRIES=a,b."""
-    raw = os.environ.get("MINIRUN_INSECURE_REGISTRIES", "")
-    return {item.strip() for item in raw.split(",") if item.strip()}
+    """Registries (host or host:port) for which plain HTTP is allowed: MINIRUN_INSECURE_REGISTRIES=a,b,
+    else insecure_registries in the config file."""
+    from ... import config
+    return set(config.get("insecure_registries"))
 
 
 def scheme_for(registry: str) -> str:
