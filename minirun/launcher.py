@@ -13,7 +13,7 @@ import os
 import sys
 from .record import dataclass
 
-from . import oci, overlay
+from . import log, oci, overlay
 from .errors import MinirunError, RuntimeFailure
 from .network import BRIDGE, needs_netns, parse_mode
 from .sandbox import mounts as mounts_mod
@@ -125,6 +125,12 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             driver = cgroups.open_driver(limits=limits)
             if driver is not None:
                 resources.cgroup = driver.create(cid, limits)
+                log.debug(f"cgroup {driver.version}: {', '.join(resources.cgroup.paths)}")
+        else:
+            log.debug("no cgroup: no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
+        log.debug(f"capabilities kept: {', '.join(sorted(checked.caps)) or 'none'}; ambient: "
+                  f"{', '.join(sorted(checked.ambient)) or 'none'}; no_new_privs: "
+                  f"{opts.no_new_privs and not opts.privileged}; network: {checked.network}")
         launch = process.Launch(
             proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import log
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -33,6 +35,13 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MS_STRICTATIME = 0x1000000
+
+_CLONE_NAMES = {CLONE_NEWNS: "CLONE_NEWNS", CLONE_NEWCGROUP: "CLONE_NEWCGROUP", CLONE_NEWUTS: "CLONE_NEWUTS",
+                CLONE_NEWIPC: "CLONE_NEWIPC", CLONE_NEWUSER: "CLONE_NEWUSER", CLONE_NEWPID: "CLONE_NEWPID",
+                CLONE_NEWNET: "CLONE_NEWNET"}
+_MS_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NODEV", MS_NOEXEC: "MS_NOEXEC",
+             MS_REMOUNT: "MS_REMOUNT", MS_BIND: "MS_BIND", MS_REC: "MS_REC", MS_PRIVATE: "MS_PRIVATE",
+             MS_SLAVE: "MS_SLAVE", MS_STRICTATIME: "MS_STRICTATIME"}
 MNT_DETACH = 0x2
 
 # the new mount API (Linux 5.2+); the numbers are shared by every architecture but alpha
@@ -70,24 +79,30 @@ def _b(value: str | None) -> bytes | None:
 
 
 def unshare(flags: int) -> None:
+    log.debug(f"unshare({log.flag_names(flags, _CLONE_NAMES)})")
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
+    log.debug(f"setns(fd {fd}, {log.flag_names(nstype, _CLONE_NAMES)})")
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
+    log.debug(f"mount({source}, {target}, {fstype}, {log.flag_names(flags, _MS_NAMES)}"
+              f"{', ' + data if data else ''})")
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
            f"mount {fstype or ''} on {target}".replace("  ", " "), target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
+    log.debug(f"umount2({target}, {flags:#x})")
     _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
+    log.debug(f"pivot_root({new_root}, {put_old}) in {os.getcwd()}")
     number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         _check(_libc.pivot_root(_b(new_root), _b(put_old)), "pivot_root", new_root)
@@ -171,6 +186,7 @@ def fsopen(fstype: str) -> int:
 
 
 def fsconfig_string(fd: int, key: str, value: str) -> None:
+    log.debug(f"fsconfig(fd {fd}, {key}={value})")
     _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
                          _b(key), _b(value), ctypes.c_int(0)), f"fsconfig {key}={value}", value)
 
@@ -191,6 +207,7 @@ def fsmount(fd: int, attr_flags: int = 0) -> int:
 
 
 def move_mount(from_fd: int, to_path: str) -> None:
+    log.debug(f"move_mount(fd {from_fd}, {to_path})")
     _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"",
                          ctypes.c_int(-100), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            "move_mount", to_path)

@@ -51,8 +51,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                              help="Print the version and exit.")) -> None:
-    pass
+                                              help="Print the version and exit."),
+                 log_level: str = typer.Option("warning", "--log-level", envvar="MINIRUN_LOG_LEVEL",
+                                               help="debug shows what minirun does to the kernel (mounts "
+                                               "and their options, namespaces, pivot_root, cgroups, "
+                                               "capabilities), one line each on stderr; also info, "
+                                               "warning, error.")) -> None:
+    from .. import log
+    if log_level not in log.LEVELS:
+        raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(log.LEVELS)}")
+    log.set_level(log_level)
 
 
 

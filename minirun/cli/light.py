@@ -19,7 +19,8 @@ def dispatch(argv: list[str]) -> int | None:
         from .. import __version__
         print(f"minirun {__version__}")
         return 0
-    if not argv:
+    argv = take_log_level(argv)
+    if argv is None or not argv:
         return None
     if argv[0] == "run":
         from .runflags import RUN as command
@@ -33,6 +34,26 @@ def dispatch(argv: list[str]) -> int | None:
     if values is None:
         return None
     return _guarded(lambda: command.execute(values), run_mode=command.run_mode)
+
+
+def take_log_level(argv: list[str]) -> list[str] | None:
+    """A leading --log-level LEVEL (or --log-level=LEVEL) applied and removed; None if
+    its value is not a level (typer then says so)."""
+    from .. import log
+    if argv and argv[0].startswith("--log-level"):
+        name, eq, value = argv[0].partition("=")
+        if name != "--log-level":
+            return None
+        if not eq:
+            if len(argv) < 2:
+                return None
+            value, argv = argv[1], argv[2:]
+        else:
+            argv = argv[1:]
+        if value not in log.LEVELS:
+            return None
+        log.set_level(value)
+    return argv
 
 
 def _guarded(action, run_mode: bool = False) -> int:

@@ -82,3 +82,27 @@ def test_the_completion_script_installs_for_each_shell(mr):
         proc = subprocess.run([MINIRUN, "--show-completion", shell], env=mr.env,
                               capture_output=True, text=True)
         assert proc.returncode == 0 and "_MINIRUN_COMPLETE" in proc.stdout, (shell, proc.stderr)
+
+
+def test_log_level_debug_shows_what_was_done_to_the_kernel(mr):
+    mr.load("busybox")
+    quiet = mr.ok("run", "--rm", "busybox", "true")
+    assert quiet.stderr == ""
+    out = mr.ok("--log-level", "debug", "run", "--rm", "--memory", "32m", "busybox", "true")
+    lines = out.stderr.splitlines()
+    assert lines and all(line.startswith("minirun[") and " debug: " in line for line in lines), lines
+    text = "\n".join(lines)
+    assert "unshare(CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET)" in text
+    assert "unshare(CLONE_NEWPID)" in text
+    assert "fsconfig(fd" in text and "lowerdir+=" in text and "upperdir=" in text and "index=off" in text
+    assert "mounted with the new API (asked: auto)" in text
+    assert "pivot_root(., .)" in text
+    assert "capabilities kept: audit_write, chown" in text
+    assert "cgroup v" in text and "/minirun/" in text
+    legacy = mr.ok("--log-level=debug", "run", "--rm", "busybox", "true",
+                   env={"MINIRUN_OVERLAY_API": "legacy"}).stderr
+    assert "mount(overlay, " in legacy and "lowerdir=" in legacy and "mounted with the legacy API" in legacy
+    via_env = mr.ok("images", env={"MINIRUN_LOG_LEVEL": "debug"})
+    assert via_env.returncode == 0
+    bad = mr("--log-level", "loud", "images")
+    assert bad.returncode == 2 and "loud" in bad.stderr
