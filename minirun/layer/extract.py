@@ -24,7 +24,6 @@ finish(), deepest first, because creating children changes a directory's mtime.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
@@ -32,6 +31,7 @@ import tarfile
 from ..errors import BadImage, named
 from ..fsutil import remove_tree
 from . import attrs, whiteout
+from .contenthash import ContentHashes
 from .safeopen import DIR_FLAGS, DirFds, proc_path
 
 CHUNK = 1 << 20
@@ -44,13 +44,9 @@ def safe_name(unsafe_name: str) -> str:
     """Normalise a tar entry name to a relative path inside the layer, or raise."""
     if "\0" in unsafe_name:
         raise BadImage(f"entry {named(unsafe_name)}: a NUL byte in the name", _HINT)
-    parts = []
-    for part in unsafe_name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            raise BadImage(f"entry {named(unsafe_name)}: path escapes the layer with '..'", _HINT)
-        parts.append(part)
+    parts = [part for part in unsafe_name.split("/") if part and part != "."]
+    if ".." in parts:
+        raise BadImage(f"entry {named(unsafe_name)}: path escapes the layer with '..'", _HINT)
     return "/".join(parts)
 
 
@@ -65,15 +61,14 @@ class Extractor:
         self.implied: dict[str, None] = {}      # ordered set of dirs the tar never declared
         self.files = 0
         self.size = 0
-        # (st_dev, st_ino) -> (st_size, st_ctime_ns, sha256 hex) of each file written:
-        # the file manifest's known hashes (see manifest.remember_hashes)
-        self.hashes: dict[tuple[int, int], tuple[int, int, str]] = {}
+        self.hashes = ContentHashes()            # for the file manifest: see contenthash.py
         self.created = _creation_defaults(self.dirs.root_fd)
 
     def __enter__(self) -> "Extractor":
         return self
 
     def __exit__(self, *exc) -> None:
+        self.hashes.close()
         self.dirs.close()
 
     # ------------------------------------------------------------ entry points
@@ -86,15 +81,21 @@ class Extractor:
                 self.dir_attrs[""] = _dir_attrs(member)
                 self._guard(member, lambda: attrs.set_xattrs(self.dirs.root_fd, member))
             return
-        parts = name.split("/")
-        if any(p.startswith(whiteout.WH_META_PREFIX) and p != whiteout.WH_OPAQUE for p in parts):
-            return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): never part of the image
-        for part in parts[:-1]:
-            if part.startswith(whiteout.WH_PREFIX):
-                raise BadImage(f"entry {named(member.name)}: the whiteout name {named(part)} cannot be a directory",
-                               _HINT)
+        if whiteout.WH_PREFIX in name:            # both checks look for a part starting with it
+            parts = name.split("/")
+            if any(p.startswith(whiteout.WH_META_PREFIX) and p != whiteout.WH_OPAQUE for p in parts):
+                return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): never part of the image
+            for part in parts[:-1]:
+                if part.startswith(whiteout.WH_PREFIX):
+                    raise BadImage(f"entry {named(member.name)}: the whiteout name {named(part)} "
+                                   "cannot be a directory", _HINT)
         parent, _, base = name.rpartition("/")
-        self._guard(member, lambda: self._dispatch(member, data, name, parent, base))
+        try:
+            self._dispatch(member, data, name, parent, base)
+        except OSError as exc:
+            raise BadImage(f"entry {named(member.name)}: {exc.strerror or exc}", _HINT) from exc
+        except (ValueError, OverflowError) as exc:
+            raise BadImage(f"entry {named(member.name)}: {exc}", _HINT) from exc
 
     def finish(self) -> None:
         """Apply directory attributes last: creating children changes a dir's mtime."""
@@ -219,19 +220,16 @@ class Extractor:
         os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         self._add(rel, kind)
         self.files += 1
-        st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-        known = self.hashes.get((st.st_dev, st.st_ino))
-        if known is not None:                     # a new link moves the ctime, not the data
-            self.hashes[(st.st_dev, st.st_ino)] = (st.st_size, st.st_ctime_ns, known[2])
+        self.hashes.relink(os.stat(base, dir_fd=pfd, follow_symlinks=False))
 
-    def _write(self, fd: int, member: tarfile.TarInfo, data) -> str | None:
-        """The data; returns its sha256 when it went by in one piece (not sparse)."""
+    def _write(self, fd: int, member: tarfile.TarInfo, data):
+        """The data; returns its sha256 object when it went by in one piece (not sparse)."""
         if member.sparse:
             self._write_sparse(fd, member, data)
             return None
-        return _copy(fd, data, member.size, member)
+        return _copy(fd, data, member.size, member, self.hashes)
 
-    def _file_attrs(self, fd: int, member: tarfile.TarInfo, digest: str | None) -> None:
+    def _file_attrs(self, fd: int, member: tarfile.TarInfo, digest) -> None:
         """Owner, mode, xattrs and times of a regular file. A new file already has our
         owner and its mode less the umask: chown and chmod are skipped when those are
         what the entry asks, and the fstat that records the file's hash checks it,
@@ -248,7 +246,7 @@ class Extractor:
             attrs.apply_fd(fd, member)
             st = os.fstat(fd)
         if digest is not None:
-            self.hashes[(st.st_dev, st.st_ino)] = (st.st_size, st.st_ctime_ns, digest)
+            self.hashes.record(st, digest)
 
     def _write_sparse(self, fd: int, member: tarfile.TarInfo, data) -> None:
         """Only the data segments: the holes stay holes on disk. Seeks go to tarfile's
@@ -324,17 +322,17 @@ def _umask() -> int:
     return 0o777          # unknown: never skip a chmod
 
 
-def _copy(fd: int, data, size: int, member: tarfile.TarInfo) -> str | None:
-    """Write size bytes of data; their sha256 when data is the layer's Feed."""
+def _copy(fd: int, data, size: int, member: tarfile.TarInfo, hashes: ContentHashes | None = None):
+    """Write size bytes of data; their sha256 object when data is the layer's Feed."""
     if hasattr(data, "view"):             # the layer's Feed: its chunks, not copies of them
-        digest = hashlib.sha256()
+        digest, update = hashes.updater(size)
         for piece in data.view(size):
             _write_all(fd, piece)
-            digest.update(piece)
+            update(piece)
             size -= len(piece)
         if size:              # as tarfile's own reader says it (the unpacker names the entry)
             raise tarfile.ReadError("unexpected end of data")
-        return digest.hexdigest()
+        return digest
     remaining = size
     while remaining > 0:
         chunk = data.read(min(CHUNK, remaining))

@@ -110,9 +110,9 @@ def verify(root: str, recorded: dict[str, dict]) -> list[Difference]:
 def encode(entries: dict[str, dict]) -> bytes:
     """A header line, then one compact JSON line [path, facts] per entry, gzip'd."""
     lines = [json.dumps(FORMAT, sort_keys=True)]
-    lines.extend(json.dumps([path, entry], sort_keys=True, separators=(",", ":"))
-                 for path, entry in entries.items())
-    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
+    line = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    lines.extend(line([path, entry]) for path, entry in entries.items())
+    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1, mtime=0)
 
 
 def decode(data: bytes) -> dict[str, dict]:

@@ -119,10 +119,10 @@ class _TarInfo(tarfile.TarInfo):
 
 
 def _octal(field: bytes) -> int:
-    """tarfile.nti for an octal field; ValueError for base-256 or anything odd."""
-    if field[0] in (0o200, 0o377):
-        raise ValueError("base-256 number")
-    return int(field.split(b"\0", 1)[0].decode("ascii").strip() or "0", 8)
+    """tarfile.nti for an octal field: digits, then NULs or spaces. Anything else
+    (a NUL inside, base-256, other bytes) is a ValueError, and tarfile decides."""
+    digits = field.rstrip(b"\0 ")
+    return int(digits, 8) if digits else 0
 
 
 def decompressor(raw, compression: str):
@@ -160,6 +160,7 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
         with Extractor(dest) as extractor:
             _extract_all(feed, extractor, limits)
             extractor.finish()
+            hashes = extractor.hashes.result()
         feed.allow_trailing(limits.remaining())
         feed.drain()                      # padding after the tar's end is part of the diff_id
         producer.stop()
@@ -181,8 +182,7 @@ def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None
     if expected_diff_id and diff_id != expected_diff_id:
         raise DigestMismatch(f"{what}: uncompressed content has diff_id {diff_id}, "
                              f"but the image config lists {expected_diff_id}")
-    return UnpackResult(diff_id, extractor.files, extractor.size, list(extractor.implied),
-                        extractor.hashes)
+    return UnpackResult(diff_id, extractor.files, extractor.size, list(extractor.implied), hashes)
 
 
 def _extract_all(feed: Feed, extractor: Extractor, limits: Limits) -> None:
