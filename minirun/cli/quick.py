@@ -137,6 +137,8 @@ PS = Command(
     (),
     (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
+     Flag("filter_", ("--filter", "-f"), "list", "status=running|exited|created, name=PATTERN (shell "
+          "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
      Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
           "RunningFor, Status, State, Names.")),
     ".quick:ps_command")
@@ -148,8 +150,11 @@ def ps_command(values: dict) -> int:
     from . import formatting
     fmt = values["format"]
     formatting.check(fmt)
+    filters = values["filter_"]
     records = [c for c in container_records(_store(create=False))
-               if values["all"] or c["state"].get("status") == "running"]
+               if values["all"] or c["state"].get("status") == "running"
+               or any(f.startswith("status=") for f in filters)]
+    records = filter_containers(records, filters)
     if values["quiet"]:
         for c in records:
             print(c["id"][:12])
@@ -173,6 +178,24 @@ def ps_command(values: dict) -> int:
     table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
     print_table(table)
     return 0
+
+
+def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
+    """`ps --filter`, as docker spells the common ones; a status filter implies -a."""
+    import fnmatch
+    from ..errors import UsageError
+    tests = {"status": lambda c, v: c["state"].get("status") == v,
+             "name": lambda c, v: fnmatch.fnmatch(c.get("name") or "", v),
+             "id": lambda c, v: c["id"].startswith(v),
+             "ancestor": lambda c, v: c.get("image") == v or (c.get("image_id") or "").startswith(
+                 v if v.startswith("sha256:") else "sha256:" + v)}
+    for spec in filters:
+        key, eq, value = spec.partition("=")
+        if key not in tests or not eq or not value:
+            raise UsageError(f"unsupported filter {spec!r}",
+                             "use status=running|exited|created, name=PATTERN, id=PREFIX or ancestor=IMAGE")
+        records = [c for c in records if tests[key](c, value)]
+    return records
 
 
 def status_text(state: dict) -> str:

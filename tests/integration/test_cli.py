@@ -106,3 +106,17 @@ def test_log_level_debug_shows_what_was_done_to_the_kernel(mr):
     assert via_env.returncode == 0
     bad = mr("--log-level", "loud", "images")
     assert bad.returncode == 2 and "loud" in bad.stderr
+
+
+def test_ps_filters_as_docker_spells_them(store_with_things):
+    mr = store_with_things
+    names = lambda *args: sorted(mr.ok("ps", *args, "--format", "{{.Names}}").stdout.split())  # noqa: E731
+    assert names() == []                                          # nothing running
+    assert names("-f", "status=exited") == ["alpha", "beta"]      # a status filter implies -a
+    assert names("-a", "--filter", "name=al*") == ["alpha"]
+    assert names("-a", "-f", "ancestor=myapp") == ["beta"]
+    alpha = mr.inspect("alpha")["Id"]
+    assert names("-a", "-f", f"id={alpha[:6]}") == ["alpha"]
+    assert names("-a", "-f", "status=running") == []
+    bad = mr("ps", "-f", "colour=red")
+    assert bad.returncode == 2 and "unsupported filter 'colour=red'" in bad.stderr

@@ -52,6 +52,7 @@ OTHERS = [
     ("images", ["--filter", "dangling=true", "-f", "reference=my*", "--format", "json"]),
     ("images", ["--tree"]), ("images", ["--format=json", "--all"]),
     ("ps", []), ("ps", ["-a"]), ("ps", ["-aq"]), ("ps", ["--all", "--format", "json"]),
+    ("ps", ["-f", "status=exited", "--filter=name=web*"]),
     ("load", ["a.tar"]), ("load", ["a.tar", "./dir", "-q"]), ("load", ["-t", "me/x:1", "a.tar"]),
     ("load", ["--tag=x", "--quiet", "--", "-odd-name.tar"]),
     ("pull", ["busybox"]), ("pull", ["-q", "--platform", "linux/arm64", "host:5000/a/b:1"]),
