@@ -32,6 +32,11 @@ VENV_BIN = Path(sys.executable).parent
 MINIRUN = str(VENV_BIN / "minirun")
 
 
+# Timed runs use byte-code caches, as an installed minirun does: a shell with
+# PYTHONDONTWRITEBYTECODE=1 would recompile every module on every run.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def check(argv: list[str], env: dict) -> str:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

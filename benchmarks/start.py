@@ -43,6 +43,11 @@ events_logger = "file"
 """
 
 
+# Timed runs use byte-code caches, as an installed minirun does: a shell with
+# PYTHONDONTWRITEBYTECODE=1 would recompile every module on every run.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def check(argv: list[str], env: dict | None = None) -> str:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -8,11 +8,11 @@ commands (errors.as_failure).
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def dispatch(argv: list[str]) -> int | None:
-    import os
     if "_MINIRUN_COMPLETE" in os.environ:      # the shell asks typer for completions
         return None
     if argv == ["--version"]:
@@ -60,6 +60,11 @@ def _guarded(action, run_mode: bool = False) -> int:
     from ..errors import as_failure
     try:
         return action()
+    except BrokenPipeError:
+        # the reader went away (`minirun images | head -1`): stop quietly, as a tool
+        # killed by SIGPIPE would, with its exit code (128 + 13)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:                 # noqa: BLE001 - as_failure decides what to show
         failure = as_failure(err, run_mode)
         if failure is None:

@@ -120,3 +120,15 @@ def test_ps_filters_as_docker_spells_them(store_with_things):
     assert names("-a", "-f", "status=running") == []
     bad = mr("ps", "-f", "colour=red")
     assert bad.returncode == 2 and "unsupported filter 'colour=red'" in bad.stderr
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback(mr):
+    mr.load("busybox")
+    read_end, write_end = os.pipe()
+    os.close(read_end)                       # nobody will read: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([MINIRUN, "images"], env=mr.env, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
