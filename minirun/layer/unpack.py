@@ -10,11 +10,11 @@ This module owns the stream: decompression, the diff_id hash, the tar reader, an
 the byte budget that keeps a hostile tar from making us read (or tarfile hold in
 memory) more than limits.py allows.
 
-Three threads share the work (see feed.py and contenthash.py): a reader thread
-reads the blob (copying it to the blob store), decompresses it (python-isal when
-installed) and hashes the diff_id; this thread parses the tar headers and makes
-the files; a hasher thread takes the sha256 of big files for the file manifest.
-The C parts (inflate, sha256, write) run without the GIL, so they overlap.
+Two threads share the work (see feed.py): a reader thread reads the blob
+(copying it to the blob store), decompresses it (python-isal when installed)
+and hashes the diff_id; this thread parses the tar headers, makes the files and
+hashes each file's data for the file manifest (contenthash.py). The C parts
+(inflate, sha256, write) run without the GIL, so they overlap.
 Where the time goes on a Debian minbase layer (127 MB, 6676 entries, see
 benchmarks/extract.py): the reader thread ~0.33 s CPU (inflate 0.17, diff_id
 0.09, the blob's copy and hash 0.07); this thread ~0.5 s (system calls to make
