@@ -259,3 +259,36 @@ def test_octal_fields_agree_with_tarfile_or_defer_to_it(field):
         assert unpack._octal(field) == expected
     except ValueError:
         pass                           # deferred: tarfile's own frombuf parses this header
+
+
+# ---------------------------------------------------------------- skipped chown / chmod
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_modes_are_right_whatever_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        (tmp_path / "dest").mkdir()
+        data = TarBuilder().file("a", b"1", 0o644).file("b", b"2", 0o755).file("c", b"3", 0o4711).bytes()
+        unpack_blob(io.BytesIO(data), "none", str(tmp_path / "dest"))
+    finally:
+        os.umask(old)
+    modes = {name: os.lstat(tmp_path / "dest" / name).st_mode & 0o7777 for name in "abc"}
+    assert modes == {"a": 0o644, "b": 0o755, "c": 0o4711}
+
+
+def test_a_wrong_guess_about_new_files_is_caught_and_fixed(tmp_path, monkeypatch):
+    """The extractor skips chown/chmod when it believes creation already did them;
+    the fstat after it must catch a wrong belief and apply everything."""
+    from minirun.layer import extract
+    monkeypatch.setattr(extract, "_creation_defaults", lambda fd: (os.geteuid(), os.getegid(), 0o777))
+    old = os.umask(0o077)                 # the guess (no umask) is wrong: files come out 0o600
+    try:
+        (tmp_path / "dest").mkdir()
+        data = TarBuilder().file("a", b"1", 0o644).file("b", b"2", 0o755).bytes()
+        result = unpack_blob(io.BytesIO(data), "none", str(tmp_path / "dest"))
+    finally:
+        os.umask(old)
+    for name, mode in (("a", 0o644), ("b", 0o755)):
+        st_ = os.lstat(tmp_path / "dest" / name)
+        assert st_.st_mode & 0o7777 == mode
+        assert result.content_hashes[(st_.st_dev, st_.st_ino)][1] == st_.st_ctime_ns
