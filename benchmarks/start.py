@@ -32,16 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-PODMAN_CONF = """\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
-
+sys.path.insert(0, str(REPO))
+from tests.integration.peers import PODMAN_CONF  # noqa: E402 - the settings PEERS.md says podman needs here
 
 # Timed runs use byte-code caches, as an installed minirun does: a shell with
 # PYTHONDONTWRITEBYTECODE=1 would recompile every module on every run.
