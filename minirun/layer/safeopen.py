@@ -103,10 +103,16 @@ class DirFds:
 
 def open_beneath(dir_fd: int, rel: str) -> int:
     """An fd of directory rel below dir_fd, no symlink followed, CHUNK bytes per lookup."""
+    return _descend(dir_fd, _pieces(rel), _open_piece)
+
+
+def _descend(dir_fd: int, steps: list[str], open_step) -> int:
+    """Open each step from the fd the last one gave, closing the ones in between
+    (never dir_fd itself, which belongs to the caller)."""
     fd, owned = dir_fd, False
     try:
-        for piece in _pieces(rel):
-            next_fd = _open_piece(fd, piece)
+        for step in steps:
+            next_fd = open_step(fd, step)
             if owned:
                 os.close(fd)
             fd, owned = next_fd, True
@@ -149,17 +155,10 @@ def _open_piece(dir_fd: int, path: str) -> int:
 
 def _walk(dir_fd: int, path: str) -> int:
     """The fallback: one O_NOFOLLOW | O_DIRECTORY open per component."""
-    fd, owned = dir_fd, False
-    try:
-        for part in path.split("/"):
-            if part in ("", ".", ".."):
-                raise OSError(errno.EXDEV, f"{part!r} in a path that must stay below its root", path)
-            next_fd = os.open(part, DIR_FLAGS, dir_fd=fd)
-            if owned:
-                os.close(fd)
-            fd, owned = next_fd, True
-    except BaseException:
-        if owned:
-            os.close(fd)
-        raise
-    return fd
+    return _descend(dir_fd, path.split("/"), _open_component)
+
+
+def _open_component(dir_fd: int, part: str) -> int:
+    if part in ("", ".", ".."):
+        raise OSError(errno.EXDEV, f"{part!r} in a path that must stay below its root", part)
+    return os.open(part, DIR_FLAGS, dir_fd=dir_fd)
