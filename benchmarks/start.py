@@ -78,7 +78,10 @@ class Podman:
         self.env = dict(os.environ, CONTAINERS_CONF=str(base / "containers.conf"), TMPDIR=str(base / "tmp"))
         self.prefix = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
                        "--storage-driver", "overlay"]
-        check([*self.prefix, "load", "-q", "-i", archive], self.env)
+        self.archive, self.image = archive, ""
+
+    def load(self) -> None:
+        check([*self.prefix, "load", "-q", "-i", self.archive], self.env)
         self.image = check([*self.prefix, "images", "-q"], self.env).split()[0]
 
     def argv(self) -> list[str]:
@@ -142,6 +145,7 @@ def main() -> None:
                                      f"{work / 'crun-state'} run --bundle {bundle} bench-crun"], None)
         if shutil.which("podman"):
             podman = Podman(work / "podman", str(fixtures / "docker-archive" / "busybox.tar"))
+            podman.load()                  # after the assignment: a failed load is still cleaned up
             commands["podman run --rm"] = (podman.argv(), podman.env)
         commands["minirun run --rm"] = ([minirun, "run", "--rm", "busybox", "/bin/true"], env)
 
