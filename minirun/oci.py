@@ -6,7 +6,7 @@ raise BadImage with a one-line message, never a traceback from a stray key,
 a wrong type, a huge number or deep nesting. The JSON is read strictly (see
 parse_json): UTF-8, no NaN, no duplicate keys, at most MAX_JSON_DEPTH deep.
 
-Limits (readers check them before reading a document whole):
+Limits (readers check them before reading a document whole; defined in jsondoc.py):
     MAX_MANIFEST_BYTES  4 MiB   manifests, indexes, index.json, manifest.json (as the
                                 distribution spec suggests registries limit manifests)
     MAX_CONFIG_BYTES   16 MiB   image configs (what a registry pull accepts too)
@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from .record import dataclass, field
 
 from .errors import BadImage, UnsupportedMediaType, brief
+from .jsondoc import (MAX_CONFIG_BYTES, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES, get_field,  # noqa: F401
+                      json_type, load_json, parse_json, str_list, str_map, text_field, too_large)
+from .record import dataclass, field
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -52,9 +54,6 @@ LAYER_COMPRESSION = {
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
-MAX_MANIFEST_BYTES = 4 << 20
-MAX_CONFIG_BYTES = 16 << 20
-MAX_JSON_DEPTH = 64          # real documents are under 10 levels; commit copies configs recursively
 MAX_SIZE = 2 ** 63 - 1       # a descriptor's size is an int64
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -185,160 +184,31 @@ class ImageConfig:
 
 # ---------------------------------------------------------------- parsing
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-               list: "an array", dict: "an object"}
-
-
-def json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    return next((name for kind, name in _JSON_TYPES.items() if isinstance(value, kind)),
-                type(value).__name__)
-
-
-def too_large(what: str, size: int | None, limit: int) -> BadImage:
-    """The refusal of a document over its limit (size None: it was streamed, size unknown)."""
-    said = f"{size} bytes, over" if size is not None else "over"
-    return BadImage(f"{what} is {said} the {limit >> 20} MiB limit for such documents",
-                    "this is not an image minirun can load; check where it came from")
-
-
-def parse_json(data: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> object:
-    """Any JSON value, parsed strictly: UTF-8 only, no NaN or Infinity, no duplicate
-    keys, no unpaired surrogate escapes, at most MAX_JSON_DEPTH levels deep."""
-    if len(data) > limit:
-        raise too_large(what, len(data), limit)
-    try:
-        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else str(data)
-    except UnicodeDecodeError as exc:
-        raise BadImage(f"{what} is not valid JSON: byte {exc.start} is not UTF-8") from None
-
-    def unique(pairs: list) -> dict:
-        doc = dict(pairs)
-        if len(doc) != len(pairs):
-            seen: set = set()
-            dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-            raise BadImage(f"{what} is ambiguous: key {brief(dup)} appears twice in one object")
-        return doc
-
-    def constant(name: str):
-        raise BadImage(f"{what} is not valid JSON: {name} is not a JSON number")
-
-    try:
-        doc = json.loads(text, object_pairs_hook=unique, parse_constant=constant)
-    except json.JSONDecodeError as exc:
-        raise BadImage(f"{what} is not valid JSON: {exc.msg.split(' (')[0]} at line {exc.lineno} "
-                       f"column {exc.colno}") from None
-    except ValueError:      # the only other one: an integer longer than Python converts
-        raise BadImage(f"{what} holds a number with thousands of digits") from None
-    except RecursionError:
-        raise BadImage(f"{what} is nested too deeply to be an image document") from None
-    _check_tree(doc, what, bool(_SURROGATE_ESCAPE.search(text)))
-    return doc
-
-
-def _check_tree(doc: object, what: str, check_text: bool) -> None:
-    """Depth, and (when the text has surrogate escapes) that every string is valid Unicode."""
-    stack = [(doc, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            if check_text:
-                _check_unicode(value, what)
-            continue
-        if not isinstance(value, (dict, list)):
-            continue
-        if depth >= MAX_JSON_DEPTH:
-            raise BadImage(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep, "
-                           "too deep to be an image document")
-        children = value.values() if isinstance(value, dict) else value
-        if check_text and isinstance(value, dict):
-            for key in value:
-                _check_unicode(key, what)
-        stack.extend((child, depth + 1) for child in children)
-
-
-def _check_unicode(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadImage(f"{what} holds an unpaired UTF-16 surrogate "
-                       f"({text[exc.start]!r}) in the string {brief(text)}") from None
-
-
-def load_json(data: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> dict:
-    """A JSON object, parsed as parse_json does."""
-    doc = parse_json(data, what, limit)
-    if not isinstance(doc, dict):
-        raise BadImage(f"{what} must be a JSON object, got {json_type(doc)}")
-    return doc
-
-
-def _field(doc: dict, key: str, kind: type, what: str, *, required: bool = False,
-           nullable: bool = True, default=None):
-    """doc[key] checked against kind; default when absent (or null, where allowed)."""
-    if key not in doc or (doc[key] is None and nullable):
-        if required:
-            raise BadImage(f"{what} has no {key!r}")
-        return default
-    value = doc[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise BadImage(f"{what}: {key!r} must be {_JSON_TYPES[kind]}, got {json_type(value)}")
-    return value
-
-
-def _str_list(doc: dict, key: str, what: str, *, no_nul: bool = False) -> tuple[str, ...]:
-    value = _field(doc, key, list, what, default=[])
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise BadImage(f"{what}: {key!r} must be a list of strings, but item {i} is {json_type(item)}")
-        if no_nul and "\0" in item:
-            raise BadImage(f"{what}: {key!r} item {i} holds a NUL character, which no command line can")
-    return tuple(value)
-
-
-def _str_map(doc: dict, key: str, what: str) -> dict:
-    value = _field(doc, key, dict, what, default={})
-    for name, item in value.items():
-        if not isinstance(item, str):
-            raise BadImage(f"{what}: {key!r} must map strings to strings, but {brief(name)} "
-                           f"maps to {json_type(item)}")
-    return value
-
-
-def _text(doc: dict, key: str, what: str, *, no_nul: bool = False) -> str:
-    value = _field(doc, key, str, what, default="")
-    if no_nul and "\0" in value:
-        raise BadImage(f"{what}: {key!r} holds a NUL character")
-    return value
-
-
 def parse_platform(doc: object, what: str) -> Platform | None:
     if doc is None:
         return None
     if not isinstance(doc, dict):
         raise BadImage(f"{what}: 'platform' must be an object, got {json_type(doc)}")
     where = f"{what} platform"
-    return Platform(_text(doc, "os", where), _text(doc, "architecture", where), _text(doc, "variant", where))
+    return Platform(text_field(doc, "os", where), text_field(doc, "architecture", where),
+                    text_field(doc, "variant", where))
 
 
 def parse_descriptor(doc: object, what: str) -> Descriptor:
     if not isinstance(doc, dict):
         raise BadImage(f"{what} must be an object, got {json_type(doc)}")
-    media_type = _field(doc, "mediaType", str, what, nullable=False, default="")
-    digest = check_digest(_field(doc, "digest", str, what, required=True), f"{what} digest")
-    size = _field(doc, "size", int, what, required=True, nullable=False)
+    media_type = get_field(doc, "mediaType", str, what, nullable=False, default="")
+    digest = check_digest(get_field(doc, "digest", str, what, required=True), f"{what} digest")
+    size = get_field(doc, "size", int, what, required=True, nullable=False)
     if not 0 <= size <= MAX_SIZE:
         raise BadImage(f"{what}: size {brief(size)} is out of range (0 to 2^63-1 bytes)")
-    return Descriptor(media_type, digest, size, _str_map(doc, "annotations", what),
+    return Descriptor(media_type, digest, size, str_map(doc, "annotations", what),
                       parse_platform(doc.get("platform"), what))
 
 
 def _kind(doc: dict, what: str) -> str:
     """The media type a manifest or index document declares, or guesses from its shape."""
-    media_type = _field(doc, "mediaType", str, what, nullable=False, default="")
+    media_type = get_field(doc, "mediaType", str, what, nullable=False, default="")
     version = doc.get("schemaVersion")
     if type(version) is int and version == 1:
         return media_type or DOCKER_SCHEMA1
@@ -376,8 +246,8 @@ def parse_manifest(data: bytes, what: str = "manifest") -> Manifest:
     if media_type not in MANIFEST_TYPES:
         raise UnsupportedMediaType(f"{what} has unsupported media type {brief(media_type)}")
     _unambiguous(doc, what, ("manifests",), "image manifest")
-    config = parse_descriptor(_field(doc, "config", dict, what, required=True), f"{what} config")
-    layers_doc = _field(doc, "layers", list, what, required=True, nullable=False)
+    config = parse_descriptor(get_field(doc, "config", dict, what, required=True), f"{what} config")
+    layers_doc = get_field(doc, "layers", list, what, required=True, nullable=False)
     layers = tuple(parse_descriptor(d, f"{what} layer {i}") for i, d in enumerate(layers_doc))
     for layer in layers:
         layer_compression(layer.media_type)
@@ -386,60 +256,60 @@ def parse_manifest(data: bytes, what: str = "manifest") -> Manifest:
 
 def parse_index(data: bytes, what: str = "index") -> Index:
     doc = load_json(data, what)
-    media_type = _field(doc, "mediaType", str, what, nullable=False, default="") or OCI_INDEX
+    media_type = get_field(doc, "mediaType", str, what, nullable=False, default="") or OCI_INDEX
     if media_type not in INDEX_TYPES:
         raise UnsupportedMediaType(f"{what} has unsupported media type {brief(media_type)}")
     _kind(doc, what)
     _unambiguous(doc, what, ("config", "layers"), "index")
-    entries = _field(doc, "manifests", list, what, required=True, nullable=False)
+    entries = get_field(doc, "manifests", list, what, required=True, nullable=False)
     return Index(media_type, tuple(parse_descriptor(d, f"{what} entry {i}")
                                    for i, d in enumerate(entries)))
 
 
 def parse_config(data: bytes, what: str = "image config") -> ImageConfig:
     doc = load_json(data, what, MAX_CONFIG_BYTES)
-    rootfs = _field(doc, "rootfs", dict, what, required=True)
-    if _field(rootfs, "type", str, f"{what} rootfs", default="layers") != "layers":
+    rootfs = get_field(doc, "rootfs", dict, what, required=True)
+    if get_field(rootfs, "type", str, f"{what} rootfs", default="layers") != "layers":
         raise BadImage(f"{what}: rootfs type {brief(rootfs['type'])} is not 'layers'")
-    diff_ids = _str_list(rootfs, "diff_ids", f"{what} rootfs")
+    diff_ids = str_list(rootfs, "diff_ids", f"{what} rootfs")
     for diff_id in diff_ids:
         check_digest(diff_id, f"{what} diff_id")
-    cfg = _field(doc, "config", dict, what, default={})
+    cfg = get_field(doc, "config", dict, what, default={})
     where = f"{what} field 'config'"
     _check_changeable(cfg, where)
     _check_history(doc, what)
     return ImageConfig(
-        architecture=_text(doc, "architecture", what),
-        os=_text(doc, "os", what),
-        variant=_text(doc, "variant", what),
-        created=_text(doc, "created", what),
+        architecture=text_field(doc, "architecture", what),
+        os=text_field(doc, "os", what),
+        variant=text_field(doc, "variant", what),
+        created=text_field(doc, "created", what),
         diff_ids=diff_ids,
-        env=_str_list(cfg, "Env", where, no_nul=True),
-        entrypoint=_str_list(cfg, "Entrypoint", where, no_nul=True),
-        cmd=_str_list(cfg, "Cmd", where, no_nul=True),
-        working_dir=_text(cfg, "WorkingDir", where, no_nul=True),
-        user=_text(cfg, "User", where, no_nul=True),
+        env=str_list(cfg, "Env", where, no_nul=True),
+        entrypoint=str_list(cfg, "Entrypoint", where, no_nul=True),
+        cmd=str_list(cfg, "Cmd", where, no_nul=True),
+        working_dir=text_field(cfg, "WorkingDir", where, no_nul=True),
+        user=text_field(cfg, "User", where, no_nul=True),
         raw=doc,
     )
 
 
 def _check_changeable(cfg: dict, what: str) -> None:
     """The fields `commit -c` edits must have the types it expects."""
-    _str_map(cfg, "Labels", what)
-    _str_list(cfg, "OnBuild", what)
+    str_map(cfg, "Labels", what)
+    str_list(cfg, "OnBuild", what)
     for key in ("ExposedPorts", "Volumes"):
-        _field(cfg, key, dict, what)
+        get_field(cfg, key, dict, what)
 
 
 def _check_history(doc: dict, what: str) -> None:
     """`history` shows each entry's texts: they must be strings (not null) where present."""
-    for i, entry in enumerate(_field(doc, "history", list, what, default=[])):
+    for i, entry in enumerate(get_field(doc, "history", list, what, default=[])):
         where = f"{what} history entry {i}"
         if not isinstance(entry, dict):
             raise BadImage(f"{where} must be an object, got {json_type(entry)}")
         for key in ("created", "created_by", "comment", "author"):
-            _field(entry, key, str, where, nullable=False)
-        _field(entry, "empty_layer", bool, where, nullable=False)
+            get_field(entry, key, str, where, nullable=False)
+        get_field(entry, "empty_layer", bool, where, nullable=False)
 
 
 def host_platform() -> Platform:
