@@ -89,6 +89,9 @@ def _parse(where: str, data: bytes) -> dict:
     flat: dict = {}
     for key, value in doc.items():
         if isinstance(value, dict):
+            if not any(name.startswith(key + ".") for name in SETTINGS):
+                raise EnvironmentProblem(f"config file {where}: unknown table [{key}]",
+                                         f"minirun knows {', '.join(SETTINGS)}")
             for sub, inner in value.items():
                 flat[f"{key}.{sub}"] = inner
         else:

@@ -81,11 +81,12 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
     log_path = store.containers.log(cid)
     if os.fork() == 0:  # pragma: no cover - the monitor, exercised by integration tests
         os.close(read_fd)
+        log.silence()        # its stderr becomes the container's log: keep minirun's lines out of it
         try:
             os.setsid()
-            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            output = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             devnull = os.open(os.devnull, os.O_RDWR)
-            for target, fd in enumerate((devnull, log, log)):
+            for target, fd in enumerate((devnull, output, output)):
                 os.dup2(fd, target)
 
             def notify(code: int, error: str) -> None:

@@ -79,30 +79,35 @@ def _b(value: str | None) -> bytes | None:
 
 
 def unshare(flags: int) -> None:
-    log.debug(f"unshare({log.flag_names(flags, _CLONE_NAMES)})")
+    if log.debugging:
+        log.debug(f"unshare({log.flag_names(flags, _CLONE_NAMES)})")
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    log.debug(f"setns(fd {fd}, {log.flag_names(nstype, _CLONE_NAMES)})")
+    if log.debugging:
+        log.debug(f"setns(fd {fd}, {log.flag_names(nstype, _CLONE_NAMES)})")
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
-    log.debug(f"mount({source}, {target}, {fstype}, {log.flag_names(flags, _MS_NAMES)}"
-              f"{', ' + data if data else ''})")
+    if log.debugging:
+        log.debug(f"mount({source}, {target}, {fstype}, {log.flag_names(flags, _MS_NAMES)}"
+                  f"{', ' + data if data else ''})")
     _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
            f"mount {fstype or ''} on {target}".replace("  ", " "), target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    log.debug(f"umount2({target}, {flags:#x})")
+    if log.debugging:
+        log.debug(f"umount2({target}, {flags:#x})")
     _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    log.debug(f"pivot_root({new_root}, {put_old}) in {os.getcwd()}")
+    if log.debugging:
+        log.debug(f"pivot_root({new_root}, {put_old}) in {os.getcwd()}")
     number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         _check(_libc.pivot_root(_b(new_root), _b(put_old)), "pivot_root", new_root)
@@ -186,7 +191,8 @@ def fsopen(fstype: str) -> int:
 
 
 def fsconfig_string(fd: int, key: str, value: str) -> None:
-    log.debug(f"fsconfig(fd {fd}, {key}={value})")
+    if log.debugging:
+        log.debug(f"fsconfig(fd {fd}, {key}={value})")
     _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
                          _b(key), _b(value), ctypes.c_int(0)), f"fsconfig {key}={value}", value)
 
@@ -207,7 +213,8 @@ def fsmount(fd: int, attr_flags: int = 0) -> int:
 
 
 def move_mount(from_fd: int, to_path: str) -> None:
-    log.debug(f"move_mount(fd {from_fd}, {to_path})")
+    if log.debugging:
+        log.debug(f"move_mount(fd {from_fd}, {to_path})")
     _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"",
                          ctypes.c_int(-100), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            "move_mount", to_path)

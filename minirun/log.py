@@ -15,30 +15,38 @@ from __future__ import annotations
 import os
 
 LEVELS = ("debug", "info", "warning", "error")
-_threshold: int | None = None
 
 
 def level() -> str:
+    """MINIRUN_LOG_LEVEL, in any case; an unknown value means the default."""
     value = os.environ.get("MINIRUN_LOG_LEVEL", "warning").lower() or "warning"
     return value if value in LEVELS else "warning"
 
 
+_threshold = LEVELS.index(level())
+debugging = _threshold == 0          # callers test this before building a costly message
+
+
 def set_level(value: str) -> None:
     """Set the level for this process and the processes it starts."""
-    global _threshold
+    global _threshold, debugging
     os.environ["MINIRUN_LOG_LEVEL"] = value
     _threshold = LEVELS.index(value)
+    debugging = _threshold == 0
+
+
+def silence() -> None:
+    """No more lines from this process (a -d monitor, whose stderr is the container's log)."""
+    global _threshold, debugging
+    _threshold, debugging = len(LEVELS), False
 
 
 def enabled(at: str = "debug") -> bool:
-    global _threshold
-    if _threshold is None:
-        _threshold = LEVELS.index(level())
     return LEVELS.index(at) >= _threshold
 
 
 def debug(message: str) -> None:
-    if enabled("debug"):
+    if debugging:
         _emit("debug", message)
 
 

@@ -36,8 +36,14 @@ def main() -> None:
         # interpreter's teardown (~5 ms of module and object finalisation).
         try:
             sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:         # stdout closed early (`| head`): as typer, say nothing
+        except BrokenPipeError:         # the reader went away: as a tool killed by SIGPIPE
+            code = 141
+        except OSError as exc:          # e.g. ENOSPC writing to a file
+            print(f"Error: writing the output: {exc.strerror or exc}", file=sys.stderr)
             code = code or 1
+        try:
+            sys.stderr.flush()
+        except OSError:
+            pass
         os._exit(code)
     typer_app()()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import typer
@@ -58,9 +59,13 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
                                                "capabilities), one line each on stderr; also info, "
                                                "warning, error.")) -> None:
     from .. import log
-    if log_level not in log.LEVELS:
-        raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(log.LEVELS)}")
-    log.set_level(log_level)
+    value = log_level.lower()
+    if value not in log.LEVELS:
+        if os.environ.get("MINIRUN_LOG_LEVEL", "").lower() == value:
+            value = "warning"        # as the light path reads the variable: unknown means the default
+        else:
+            raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(log.LEVELS)}")
+    log.set_level(value)
 
 
 

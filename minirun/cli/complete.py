@@ -17,13 +17,23 @@ def _root() -> str:
     return default_root()
 
 
+def _quietly(function):
+    """A completion function that offers nothing instead of raising (a bad config
+    file, a damaged store): the shell must never print a traceback."""
+    def guarded(incomplete: str) -> list[str]:
+        try:
+            return function(incomplete)
+        except Exception:                  # noqa: BLE001
+            return []
+    guarded.__name__ = function.__name__
+    return guarded
+
+
+@_quietly
 def images(incomplete: str) -> list[str]:
     """Familiar references (busybox:latest, not docker.io/library/...) and short ids."""
-    try:
-        with open(os.path.join(_root(), "images.json")) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return []
+    with open(os.path.join(_root(), "images.json")) as f:
+        doc = json.load(f)
     from ..reference import parse
     names = set()
     for ref in doc.get("tags", {}):
@@ -37,13 +47,11 @@ def images(incomplete: str) -> list[str]:
     return sorted(n for n in names if n.startswith(incomplete))
 
 
+@_quietly
 def containers(incomplete: str) -> list[str]:
     """Container names, and short ids for containers without one."""
     directory = os.path.join(_root(), "containers")
-    try:
-        ids = [n for n in os.listdir(directory) if len(n) == 64]
-    except OSError:
-        return []
+    ids = [n for n in os.listdir(directory) if len(n) == 64]
     names = set()
     for cid in ids:
         try:

@@ -62,7 +62,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         differences = compare_containers(_store(create=False), name, other)
         if as_json:
             print(json.dumps([d.to_json() for d in differences], indent=1))
-        elif format:
+        elif format == "json" or formatting.is_template(format):
             formatting.print_rows([d.to_json() for d in differences], format)
         else:
             for difference in differences:
@@ -72,7 +72,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
     if as_json:
         print(json.dumps([c.to_json() for c in changes], indent=1))
         return
-    if format:
+    if format == "json" or formatting.is_template(format):
         formatting.print_rows([c.to_json() for c in changes], format)
         return
     for change in changes:

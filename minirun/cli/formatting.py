@@ -31,7 +31,10 @@ def check(fmt: str | None) -> None:
     if "{{" not in body:
         raise UsageError(f"unknown --format {fmt!r}",
                          "use json, a template such as '{{.ID}}', or leave it out for a table")
-    for action in _ANY_ACTION.findall(body):
+    actions = _ANY_ACTION.findall(body)
+    if body.count("{{") != len(actions) or body.count("}}") != len(actions):
+        raise UsageError(f"--format {fmt!r}: an action is not closed (write {{{{.Field}}}})")
+    for action in actions:
         if not _ACTION.fullmatch(action):
             raise UsageError(f"--format: {action} is not a field: minirun templates know "
                              "{{.Field}}, {{.Field.Sub}}, {{.}} and {{json .Field}}")
@@ -70,7 +73,9 @@ def expand(template: str, row: dict) -> str:
             return json.dumps(value)
         if isinstance(value, (dict, list)):
             return json.dumps(value)
-        return "" if value is None else str(value)
+        if isinstance(value, bool):             # as Go prints them: scripts compare with "true"
+            return "true" if value else "false"
+        return "<nil>" if value is None else str(value)
     return _ACTION.sub(one, template)
 
 

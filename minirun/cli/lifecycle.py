@@ -88,7 +88,7 @@ def history(name: str = typer.Argument(..., metavar="IMAGE", autocompletion=comp
         for row in rows:
             print(row.image_id if no_trunc or row.image_id == "<missing>" else row.image_id[7:19])
         return
-    if format:
+    if format == "json" or formatting.is_template(format):
         formatting.print_rows([{"ID": row.image_id, "Created": row.created, "CreatedBy": row.created_by,
                                 "Size": row.size, "Comment": row.comment, "EmptyLayer": row.empty_layer}
                                for row in rows], format)

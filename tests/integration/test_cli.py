@@ -132,3 +132,36 @@ def test_a_reader_that_goes_away_is_not_a_traceback(mr):
     finally:
         os.close(write_end)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_debug_lines_stay_out_of_a_detached_containers_log(mr):
+    mr.load("busybox")
+    cid = mr.ok("--log-level", "debug", "run", "-d", "busybox", "echo", "hi").stdout.strip()
+    for _ in range(100):
+        if mr.inspect(cid)["State"]["Status"] == "exited":
+            break
+        import time
+        time.sleep(0.05)
+    assert mr.ok("logs", cid).stdout == "hi\n"
+
+
+def test_the_log_level_variable_is_read_alike_by_every_command(mr):
+    mr.load("busybox")
+    for value in ("DEBUG", "bogus"):
+        assert mr("ps", env={"MINIRUN_LOG_LEVEL": value}).returncode == 0
+        assert mr("history", "busybox", env={"MINIRUN_LOG_LEVEL": value}).returncode == 0
+
+
+def test_format_table_is_the_plain_table_everywhere(store_with_things):
+    mr = store_with_things
+    assert mr.ok("history", "busybox", "--format", "table").stdout == mr.ok("history", "busybox").stdout
+    assert mr.ok("diff", "alpha", "--format", "table").stdout == mr.ok("diff", "alpha").stdout
+    assert mr.ok("images", "--format", "table").stdout == mr.ok("images").stdout
+
+
+def test_completion_with_a_broken_config_file_offers_nothing_quietly(store_with_things, tmp_path):
+    mr = store_with_things
+    bad = tmp_path / "bad.toml"
+    bad.write_text("root = \n")
+    mr.env["MINIRUN_CONFIG"] = str(bad)
+    assert complete(mr, "bash", "minirun rm al").strip() == ""

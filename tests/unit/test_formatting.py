@@ -52,3 +52,13 @@ def test_an_unknown_field_names_the_fields_there_are():
 @pytest.mark.parametrize("fmt", [None, "", "table", "json", "{{.ID}}", "table {{.ID}}"])
 def test_formats_that_pass_the_check(fmt):
     formatting.check(fmt)
+
+
+def test_booleans_and_nulls_print_as_go_prints_them(capsys):
+    formatting.print_rows([{"Running": True, "Dead": False, "Error": None}], "{{.Running}} {{.Dead}} {{.Error}}")
+    assert capsys.readouterr().out == "true false <nil>\n"
+
+
+def test_an_unclosed_action_is_refused():
+    with pytest.raises(UsageError, match="not closed"):
+        formatting.check("{{.ID}")
