@@ -31,7 +31,7 @@ def gather(store_root: str) -> dict:
         "Overlay": said("overlayfs"),
         "OverlayOptions": "index=off, redirect_dir=off, metacopy=off",
         "PivotRoot": said("pivot_root"),
-        "Cgroups": f"{cgroup_version or 'none'}; a container gets one only with --memory, --cpus or "
+        "Cgroups": f"{cgroup_version or 'none'}; a container gets one only with -d, --memory, --cpus or "
                    "--pids-limit (or MINIRUN_CGROUPS=always)",
         "CgroupControllers": said("cgroups"),
         "Capabilities": said("capabilities"),

@@ -120,7 +120,7 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             proc, plan, mounts = _create_record(store, cid, image, opts, checked, name, remove,
                                                 warn, resources)
         from .sandbox import process
-        if wants_cgroup(checked.limits):
+        if wants_cgroup(checked.limits) or opts.detach:
             from .sandbox import cgroups
             limits = checked.limits or cgroups.Limits()
             driver = cgroups.open_driver(limits=limits)
@@ -128,7 +128,7 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
                 resources.cgroup = driver.create(cid, limits)
                 log.debug(f"cgroup {driver.version}: {', '.join(resources.cgroup.paths)}")
         else:
-            log.debug("no cgroup: no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
+            log.debug("no cgroup: not -d, no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
         log.debug(f"capabilities kept: {', '.join(sorted(checked.caps)) or 'none'}; ambient: "
                   f"{', '.join(sorted(checked.ambient)) or 'none'}; no_new_privs: "
                   f"{opts.no_new_privs and not opts.privileged}; network: {checked.network}")
@@ -180,10 +180,13 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
 
 
 def wants_cgroup(limits) -> bool:
-    """A cgroup only when a limit asks for one (or MINIRUN_CGROUPS=always). Joining
-    one is the dearest step of a start: the kernel waits for an RCU grace period
-    (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID namespace still
-    ends every process with the container, and an OOM kill shows as signal 9."""
+    """A cgroup only when a limit asks for one (or MINIRUN_CGROUPS=always); create()
+    also gives one to every -d container, which outlives the shell that started it
+    and must not stay in that shell's cgroup (a session scope systemd may kill).
+    Joining one is the dearest step of a foreground start: the kernel waits for an
+    RCU grace period (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID
+    namespace still ends every process with the container, and an OOM kill shows
+    as signal 9."""
     return (limits is not None and not limits.empty) or os.environ.get("MINIRUN_CGROUPS") == "always"
 
 

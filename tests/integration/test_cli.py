@@ -165,3 +165,16 @@ def test_completion_with_a_broken_config_file_offers_nothing_quietly(store_with_
     bad.write_text("root = \n")
     mr.env["MINIRUN_CONFIG"] = str(bad)
     assert complete(mr, "bash", "minirun rm al").strip() == ""
+
+
+def test_a_detached_container_gets_a_cgroup_and_a_foreground_one_only_with_a_limit(mr):
+    mr.load("busybox")
+    cid = mr.ok("run", "-d", "busybox", "sleep", "30").stdout.strip()
+    try:
+        paths = mr.inspect(cid)["State"]["cgroup"]["paths"]
+        assert paths and all(os.path.isdir(p) and p.endswith(cid) for p in paths)
+    finally:
+        mr.ok("rm", "-f", cid)
+    assert not any(os.path.exists(p) for p in paths)
+    plain = mr.ok("--log-level", "debug", "run", "--rm", "busybox", "true").stderr
+    assert "no cgroup: not -d" in plain
