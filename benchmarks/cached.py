@@ -23,11 +23,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks import common  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 MINIRUN = str(VENV_BIN / "minirun")
 
@@ -82,11 +84,7 @@ def hundred_images(base: Path, dest: Path, count: int = 100) -> None:
 
 
 def main() -> None:
-    if os.geteuid() != 0:
-        raise SystemExit("benchmarks/cached.py: run as root")
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    fixtures = Path(sys.argv[2] if len(sys.argv) > 2 else REPO / "fixtures-out")
-    work = Path(tempfile.mkdtemp(prefix="minirun-cached-", dir="/var/tmp"))
+    runs, fixtures, work = common.start("cached.py", 15)
     registry = None
     try:
         env = dict(os.environ, MINIRUN_ROOT=str(work / "store"))
@@ -95,7 +93,6 @@ def main() -> None:
                            ("layers200 (200 layers)", fixtures / "docker-archive" / "layers200.tar")):
             check([MINIRUN, "load", str(path)], env)
             rows.append((f"load {name}, all cached", median_ms([MINIRUN, "load", str(path)], env, runs), 100))
-        sys.path.insert(0, str(REPO))
         from tests.integration.registry import DOCKER_REGISTRY, Registry
         if DOCKER_REGISTRY and shutil.which("skopeo"):
             registry = Registry(work / "registry")

@@ -26,14 +26,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
+from benchmarks import common  # noqa: E402
 from tests.integration.peers import PODMAN_CONF  # noqa: E402 - the settings PEERS.md says podman needs here
+
+VENV_BIN = Path(sys.executable).parent
 
 # Timed runs use byte-code caches, as an installed minirun does: a shell with
 # PYTHONDONTWRITEBYTECODE=1 would recompile every module on every run.
@@ -109,11 +110,7 @@ def importtime_total(env: dict) -> float:
 
 
 def main() -> None:
-    if os.geteuid() != 0:
-        raise SystemExit("benchmarks/start.py: run as root (namespaces and mounts)")
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    fixtures = Path(sys.argv[2] if len(sys.argv) > 2 else REPO / "fixtures-out")
-    work = Path(tempfile.mkdtemp(prefix="minirun-start-", dir="/var/tmp"))
+    runs, fixtures, work = common.start("start.py", 20, "namespaces and mounts")
     podman = None
     try:
         env = dict(os.environ, MINIRUN_ROOT=str(work / "store"))
