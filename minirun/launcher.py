@@ -120,18 +120,14 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             proc, plan, mounts = _create_record(store, cid, image, opts, checked, name, remove,
                                                 warn, resources)
         from .sandbox import process
-        if wants_cgroup(checked.limits) or opts.detach:
+        if wants_cgroup(checked.limits, opts.detach):
             from .sandbox import cgroups
             limits = checked.limits or cgroups.Limits()
             driver = cgroups.open_driver(limits=limits)
             if driver is not None:
                 resources.cgroup = driver.create(cid, limits)
-                log.debug(f"cgroup {driver.version}: {', '.join(resources.cgroup.paths)}")
-        else:
-            log.debug("no cgroup: not -d, no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
-        log.debug(f"capabilities kept: {', '.join(sorted(checked.caps)) or 'none'}; ambient: "
-                  f"{', '.join(sorted(checked.ambient)) or 'none'}; no_new_privs: "
-                  f"{opts.no_new_privs and not opts.privileged}; network: {checked.network}")
+        if log.debugging:
+            _log_choices(checked, opts, resources)
         launch = process.Launch(
             proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
@@ -179,15 +175,25 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
     return proc, plan, mounts
 
 
-def wants_cgroup(limits) -> bool:
-    """A cgroup only when a limit asks for one (or MINIRUN_CGROUPS=always); create()
-    also gives one to every -d container, which outlives the shell that started it
-    and must not stay in that shell's cgroup (a session scope systemd may kill).
-    Joining one is the dearest step of a foreground start: the kernel waits for an
-    RCU grace period (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID
-    namespace still ends every process with the container, and an OOM kill shows
-    as signal 9."""
-    return (limits is not None and not limits.empty) or os.environ.get("MINIRUN_CGROUPS") == "always"
+def wants_cgroup(limits, detach: bool = False) -> bool:
+    """A cgroup when a limit asks for one, for every -d container (it outlives the
+    shell that started it and must not stay in that shell's cgroup, a session scope
+    systemd may kill), or with MINIRUN_CGROUPS=always. Joining one is the dearest
+    step of a foreground start: the kernel waits for an RCU grace period
+    (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID namespace still
+    ends every process with the container, and an OOM kill shows as signal 9."""
+    return (detach or (limits is not None and not limits.empty)
+            or os.environ.get("MINIRUN_CGROUPS") == "always")
+
+
+def _log_choices(checked: Checked, opts: specs.RunOptions, resources: Resources) -> None:
+    if resources.cgroup is not None:
+        log.debug(f"cgroup {resources.cgroup.version}: {', '.join(resources.cgroup.paths)}")
+    else:
+        log.debug("no cgroup: not -d, no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
+    log.debug(f"capabilities kept: {', '.join(sorted(checked.caps)) or 'none'}; ambient: "
+              f"{', '.join(sorted(checked.ambient)) or 'none'}; no_new_privs: "
+              f"{opts.no_new_privs and not opts.privileged}; network: {checked.network}")
 
 
 def _allocate(store, cid: str):

@@ -41,18 +41,9 @@ def silence() -> None:
     _threshold, debugging = len(LEVELS), False
 
 
-def enabled(at: str = "debug") -> bool:
-    return LEVELS.index(at) >= _threshold
-
-
 def debug(message: str) -> None:
     if debugging:
         _emit("debug", message)
-
-
-def info(message: str) -> None:
-    if enabled("info"):
-        _emit("info", message)
 
 
 def _emit(at: str, message: str) -> None:

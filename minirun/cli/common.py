@@ -68,7 +68,6 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
     log.set_level(value)
 
 
-
 def completer(kind: str):
     """A typer autocompletion callback: complete.images, complete.containers, ... or None."""
     if not kind:

@@ -34,16 +34,15 @@ def images(incomplete: str) -> list[str]:
     """Familiar references (busybox:latest, not docker.io/library/...) and short ids."""
     with open(os.path.join(_root(), "images.json")) as f:
         doc = json.load(f)
-    from ..reference import parse
+    doc.setdefault("images", {})
+    doc.setdefault("tags", {})
+    from ..usage import image_names
     names = set()
-    for ref in doc.get("tags", {}):
-        try:
-            familiar = parse(ref).familiar()
-        except Exception:                  # noqa: BLE001 - a bad entry is just not offered
-            familiar = ref
-        for name in {familiar, familiar.removeprefix("localhost/")}:   # `run busybox` finds localhost/busybox
-            names.update({name, name.removesuffix(":latest")})
-    names.update(image_id[7:19] for image_id in doc.get("images", {}))
+    for image_id, familiar_names in image_names(doc).items():
+        names.add(image_id[7:19])
+        for familiar in familiar_names:
+            for name in {familiar, familiar.removeprefix("localhost/")}:   # `run busybox` finds localhost/busybox
+                names.update({name, name.removesuffix(":latest")})
     return sorted(n for n in names if n.startswith(incomplete))
 
 

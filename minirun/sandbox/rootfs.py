@@ -31,8 +31,9 @@ def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[M
     # Docker), so a node it makes must not open a host device. The few devices it
     # may use are the host's own nodes, bound into /dev one by one.
     used = overlay.mount(spec, merged, strategy, nodev=not privileged)
-    log.debug(f"overlay: {len(spec.lowers)} lower dir(s), upper {spec.upper or '(none: read-only)'}, "
-              f"mounted with the {used} API (asked: {strategy})")
+    if log.debugging:
+        log.debug(f"overlay: {len(spec.lowers)} lower dir(s), upper {spec.upper or '(none: read-only)'}, "
+                  f"mounted with the {used} API (asked: {strategy})")
     linux.mount("proc", merged + "/proc", "proc", _NOSUID_NODEV_NOEXEC)
     _mount_dev(merged + "/dev", privileged)
     sys_flags = _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY)
@@ -105,7 +106,8 @@ def _read_only(path: str) -> None:
 
 def enter(merged: str, use_chroot: bool) -> None:
     """Make merged the root: pivot_root, so the host's tree is gone, or plain chroot."""
-    log.debug(f"enter the root {merged} with {'chroot' if use_chroot else 'pivot_root'}")
+    if log.debugging:
+        log.debug(f"enter the root {merged} with {'chroot' if use_chroot else 'pivot_root'}")
     if use_chroot:
         os.chroot(merged)
         os.chdir("/")

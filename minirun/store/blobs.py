@@ -8,7 +8,7 @@ import os
 from io import BufferedReader
 
 from ..errors import DigestMismatch, NotFound
-from ..oci import digest_hex, short_id
+from ..oci import digest_hex, sha256_digest, short_id
 
 
 class BlobWriter:
@@ -101,8 +101,7 @@ class BlobStore:
 
     def put(self, data: bytes, expected: str | None = None, what: str = "blob") -> str:
         """Store bytes (skipping the write when the blob is present) and return the digest."""
-        import hashlib
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if expected and digest != expected:
             raise DigestMismatch(f"{what} {short_id(expected)}: content has digest {digest}, "
                                  f"expected {expected}")
