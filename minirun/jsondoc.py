@@ -9,16 +9,13 @@ no unpaired surrogate escapes, at most MAX_JSON_DEPTH levels deep.
 
 from __future__ import annotations
 
-import json
-import re
-
+from . import jsonio
 from .errors import BadImage, brief
 
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 16 << 20
 MAX_JSON_DEPTH = 64          # real documents are under 10 levels; commit copies configs recursively
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
                list: "an array", dict: "an object"}
 
@@ -60,16 +57,29 @@ def parse_json(data: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> objec
         raise BadImage(f"{what} is not valid JSON: {name} is not a JSON number")
 
     try:
-        doc = json.loads(text, object_pairs_hook=unique, parse_constant=constant)
-    except json.JSONDecodeError as exc:
+        doc = jsonio.loads(text, object_pairs_hook=unique, parse_constant=constant)
+    except jsonio.DecodeError as exc:
         raise BadImage(f"{what} is not valid JSON: {exc.msg.split(' (')[0]} at line {exc.lineno} "
                        f"column {exc.colno}") from None
     except ValueError:      # the only other one: an integer longer than Python converts
         raise BadImage(f"{what} holds a number with thousands of digits") from None
     except RecursionError:
         raise BadImage(f"{what} is nested too deeply to be an image document") from None
-    _check_tree(doc, what, bool(_SURROGATE_ESCAPE.search(text)))
+    _check_tree(doc, what, _has_surrogate_escape(text))
     return doc
+
+
+def _has_surrogate_escape(text: str) -> bool:
+    """Whether text holds an escape \\uD800-\\uDFFF (which may be unpaired)."""
+    at = text.find("\\u")
+    while at >= 0:
+        if text[at + 2:at + 3] in ("d", "D") and text[at + 3:at + 4] in _SURROGATE_SECOND:
+            return True
+        at = text.find("\\u", at + 2)
+    return False
+
+
+_SURROGATE_SECOND = frozenset("89abcdefABCDEF")
 
 
 def _check_tree(doc: object, what: str, check_text: bool) -> None:

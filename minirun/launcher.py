@@ -8,9 +8,9 @@ malformed flags, limits the host cannot grant, an unknown image.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from . import jsonio
 from .record import dataclass
 
 from . import log, oci, overlay
@@ -90,7 +90,7 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
                 os.dup2(fd, target)
 
             def notify(code: int, error: str) -> None:
-                os.write(write_fd, json.dumps({"code": code, "error": error}).encode())
+                os.write(write_fd, jsonio.dumps({"code": code, "error": error}).encode())
                 os.close(write_fd)
             start_and_wait(store, cid, launch, resources, remove, notify=notify)
         finally:
@@ -98,7 +98,7 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as f:
         said = f.read()
-    report = json.loads(said) if said else {"code": 125, "error": "the monitor died during start-up"}
+    report = jsonio.loads(said) if said else {"code": 125, "error": "the monitor died during start-up"}
     if not report["error"]:
         return RunResult(cid, 0)
     return RunResult(cid, report["code"], report["error"])

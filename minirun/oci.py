@@ -14,10 +14,10 @@ Limits (readers check them before reading a document whole; defined in jsondoc.p
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
+from . import jsonio
+from .names import is_sha256_digest
 from .errors import BadImage, UnsupportedMediaType, brief
 from .jsondoc import (MAX_CONFIG_BYTES, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES, get_field,  # noqa: F401
                       json_type, load_json, parse_json, str_list, str_map, text_field, too_large)
@@ -56,9 +56,6 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 MAX_SIZE = 2 ** 63 - 1       # a descriptor's size is an int64
 
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-
-
 def sha256_digest(data: bytes) -> str:
     import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -66,7 +63,7 @@ def sha256_digest(data: bytes) -> str:
 
 def check_digest(value: object, what: str = "digest") -> str:
     """Return value if it is a well-formed sha256 digest, else raise BadImage."""
-    if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
+    if not isinstance(value, str) or not is_sha256_digest(value):
         raise BadImage(f"invalid {what} {brief(value)}: expected sha256:<64 hex digits>")
     return value
 
@@ -153,7 +150,7 @@ class Manifest:
         doc = {"schemaVersion": 2, "mediaType": self.media_type,
                "config": self.config.to_json(),
                "layers": [layer.to_json() for layer in self.layers]}
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return jsonio.dumps(doc, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)

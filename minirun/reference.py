@@ -8,20 +8,13 @@
 
 from __future__ import annotations
 
-import re
 from .record import dataclass
 
 from .errors import UsageError
+from .names import is_hex, is_registry_host, is_repository_path, is_sha256_digest, is_tag
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-                      r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -77,18 +70,18 @@ def parse(text: str) -> Reference:
     digest = ""
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST_RE.fullmatch(digest):
+        if not is_sha256_digest(digest):
             raise UsageError(f"invalid reference {original}: digest must be sha256:<64 hex digits>")
     tag = ""
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
-        if not _TAG_RE.fullmatch(tag):
+        if not is_tag(tag):
             raise UsageError(f"invalid reference {original}: bad tag {_shown(tag)}")
     first, _, rest = text.partition("/")
     if rest and _looks_like_host(first):
-        if not _HOST_RE.fullmatch(first):
+        if not is_registry_host(first):
             raise UsageError(f"invalid reference {original}: bad registry host {_shown(first)}")
         registry, path = first, rest
     else:
@@ -97,7 +90,7 @@ def parse(text: str) -> Reference:
         registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
-    if not _PATH_RE.fullmatch(path):
+    if not is_repository_path(path):
         raise UsageError(f"invalid reference {original}: repository names are lowercase "
                          "letters, digits and . _ - separated by /")
     if len(registry) + 1 + len(path) > 255:
@@ -110,4 +103,4 @@ def parse(text: str) -> Reference:
 def is_id_prefix(text: str) -> bool:
     """True for a full image id or a hex prefix of at least 12 digits (docker's rule)."""
     body = text.removeprefix("sha256:")
-    return 12 <= len(body) <= 64 and all(c in "0123456789abcdef" for c in body)
+    return 12 <= len(body) <= 64 and is_hex(body)

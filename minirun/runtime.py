@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import time
 
 from .errors import Conflict, EnvironmentProblem
@@ -136,7 +136,8 @@ def inspect(store, name: str) -> dict:
 
 
 def diff(store, name: str):
-    from .layer.changes import LowerView, changes, scan_upper
+    from .layer.changes import changes, scan_upper
+    from .layer.lowerview import LowerView
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     if config.get("read_only"):

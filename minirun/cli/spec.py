@@ -58,9 +58,11 @@ class Command:
         self.target, self.interspersed, self.run_mode = target, interspersed, run_mode
 
     def execute(self, values: dict) -> int:
-        import importlib
+        import sys
         module, _, function = self.target.partition(":")
-        return getattr(importlib.import_module(module, __package__), function)(values)
+        name = __package__ + module            # importlib would import warnings too
+        __import__(name)
+        return getattr(sys.modules[name], function)(values)
 
 
 def parse(command: Command, argv: list[str]) -> dict | None:

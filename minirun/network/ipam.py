@@ -19,9 +19,9 @@ wrapped around, so a neighbour's stale ARP entry for it has long expired.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
+from .. import jsonio
 from ..record import asdict, dataclass
 
 from ..errors import Conflict, MinirunError, UsageError
@@ -114,7 +114,7 @@ def veth_name(container_id: str) -> str:
 def _read(root: str) -> dict:
     try:
         with open(_path(root)) as f:
-            doc = json.load(f)
+            doc = jsonio.load(f)
     except FileNotFoundError:
         doc = {}
     except (ValueError, UnicodeDecodeError) as exc:
@@ -133,7 +133,7 @@ def _write(root: str, doc: dict) -> None:
             os.unlink(os.path.join(directory, name))
     tmp = os.path.join(directory, f".allocations.json.{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
+        jsonio.dump(doc, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, _path(root))

@@ -4,17 +4,18 @@ A new network namespace starts with `lo` down, so even 127.0.0.1 is
 unreachable. The container's child runs this right after unshare(CLONE_NEWNET),
 before exec, where importing pyroute2 (~270 ms) would slow every run down for
 one flag; SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket need only the stdlib.
-It uses the C module _socket: socket.py builds enums and imports selectors at
-import time, which cost every run ~8 ms in the child.
+The socket comes from linux.inet_socket: socket.py builds enums and imports
+selectors at import time, which cost every run ~8 ms in the child.
 """
 
 from __future__ import annotations
 
-import _socket
 import fcntl
+import os
 import struct
 
 from ..errors import RuntimeFailure
+from ..linux import inet_socket
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -31,14 +32,14 @@ def loopback_up(name: str = "lo") -> None:
     the namespace it was made in, so call this after unshare(CLONE_NEWNET)."""
     ifname = name.encode()
     try:
-        sock = _datagram_socket()
+        sock = inet_socket()
         try:
             reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(ifname, 0))
             flags = _IFREQ.unpack(reply)[1]
             if not flags & IFF_UP:
                 fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(ifname, flags | IFF_UP))
         finally:
-            sock.close()
+            os.close(sock)
     except OSError as exc:
         raise RuntimeFailure(f"bring up {name}: {exc.strerror or exc}",
                              "this needs CAP_NET_ADMIN in the container's network namespace") from exc
@@ -46,13 +47,10 @@ def loopback_up(name: str = "lo") -> None:
 
 def is_up(name: str = "lo") -> bool:
     """Whether `name` has IFF_UP in the current namespace (for checks and tests)."""
-    sock = _datagram_socket()
+    sock = inet_socket()
     try:
         reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(name.encode(), 0))
     finally:
-        sock.close()
+        os.close(sock)
     return bool(_IFREQ.unpack(reply)[1] & IFF_UP)
 
-
-def _datagram_socket():
-    return _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)

@@ -1,4 +1,7 @@
 """Capabilities and no_new_privs: the one module that imports python-prctl.
+It uses the package's C module, _prctl, directly: the Python wrapper `prctl`
+builds classes for every capability on import (~1.5 ms of each `minirun run`)
+and its set_caps only translates names to the numbers used here anyway.
 
 Defaults follow Docker: the bounding, permitted and effective sets hold
 Docker's default list; the inheritable and ambient sets stay empty (Docker
@@ -19,9 +22,13 @@ DOCKER_DEFAULT = frozenset({
 })
 
 
+_FLAGS = ("CAP_EFFECTIVE", "CAP_INHERITABLE", "CAP_PERMITTED", "CAP_LAST_CAP")
+
+
 def all_names() -> frozenset[str]:
-    import prctl
-    return frozenset(n for n in prctl.ALL_CAP_NAMES if n != "last_cap")
+    """Every capability python-prctl names (chown, ..., audit_read), lowercase."""
+    import _prctl
+    return frozenset(n[4:].lower() for n in dir(_prctl) if n.startswith("CAP_") and n not in _FLAGS)
 
 
 def normalise(name: str) -> str:
@@ -53,51 +60,52 @@ def added(add: tuple[str, ...]) -> frozenset[str]:
 
 def preload() -> None:
     """Import python-prctl now: after a chroot into the container it cannot be found."""
-    import prctl  # noqa: F401
+    import _prctl  # noqa: F401
 
 
 def _number(name: str) -> int:
-    import prctl
-    return getattr(prctl, f"CAP_{name.upper()}")
+    import _prctl
+    return getattr(_prctl, f"CAP_{name.upper()}")
 
 
 def limit_bounding(keep: frozenset[str]) -> None:
     """Drop every other capability from the bounding set (needs CAP_SETPCAP: call while root).
     Numbers the kernel knows but python-prctl has no name for (checkpoint_restore, ...)
     are dropped too, read from /proc/sys/kernel/cap_last_cap."""
-    import prctl
+    import _prctl
     keep_numbers = {_number(n) for n in keep}
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last = int(f.read())
     for number in range(last + 1):
         if number not in keep_numbers:
-            prctl.capbset_drop(number)
+            _prctl.prctl(_prctl.PR_CAPBSET_DROP, number)
 
 
 def keep_across_setuid() -> None:
-    import prctl
-    prctl.set_keepcaps(True)
+    import _prctl
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1)
 
 
 def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> None:
     """After setuid: permitted = effective = keep, inheritable = ambient = what a
     non-root user was explicitly given (empty for root, which gets the bounding set at exec).
     One capset sets all three sets at once, so no step ever has effective > permitted."""
-    import prctl
+    import _prctl
     from .. import linux
     everything = all_names()
     # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted
-    keep = frozenset(n for n in keep if getattr(prctl.cap_permitted, n))
+    wanted = [_number(n) for n in keep]
+    permitted = _prctl.get_caps([], wanted, [])[_prctl.CAP_PERMITTED]
+    keep = frozenset(n for n, number in zip(keep, wanted) if permitted[number])
     keep_caps = [_number(n) for n in sorted(keep)]
     drop_caps = [_number(n) for n in sorted(everything - keep)]
     amb = [_number(n) for n in sorted(ambient & keep)]
     not_amb = [_number(n) for n in sorted(everything - (ambient & keep))]
-    both = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED]
-    prctl.set_caps((keep_caps, both, True), (drop_caps, both, False),
-                   (amb, prctl.CAP_INHERITABLE, True), (not_amb, prctl.CAP_INHERITABLE, False))
+    # one capset: effective and permitted to set, then to clear; inheritable likewise
+    _prctl.set_caps(keep_caps, keep_caps, amb, drop_caps, drop_caps, not_amb)
     linux.ambient_clear()
     for cap in amb:
         linux.ambient_raise(cap)
-    prctl.set_keepcaps(False)
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
     if no_new_privs:
-        prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)

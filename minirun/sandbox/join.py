@@ -68,7 +68,7 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
 
 
 def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None:  # pragma: no cover
-    import json
+    from .. import jsonio
     from ..errors import MinirunError
     from . import caps, tty, users  # noqa: F401 - imported before the chroot hides them
     code, message = process.EXIT_SETUP, "unknown failure"
@@ -92,6 +92,6 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
     except BaseException as exc:  # noqa: BLE001
         code, message = process.EXIT_SETUP, f"exec setup: {exc}"
     try:
-        os.write(pipe, json.dumps({"code": code, "message": message}).encode())
+        os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
     finally:
         os._exit(code)

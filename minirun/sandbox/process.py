@@ -19,11 +19,11 @@ minirun's own failures.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import signal
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import sys
 
+from .. import jsonio
 from ..record import dataclass
 
 from .. import linux, overlay
@@ -160,7 +160,7 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     try:
         message = _read_all(started.errors)
         if on_exec is not None:
-            report = json.loads(message) if message else {}
+            report = jsonio.loads(message) if message else {}
             on_exec(EXIT_SETUP if setup_error else report.get("code", 0),
                     setup_error or report.get("message", ""))
         _, status = os.waitpid(started.pid, 0)
@@ -172,7 +172,7 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
 
 def outcome(status: int, message: bytes = b"") -> Outcome:
     if message:
-        report = json.loads(message)
+        report = jsonio.loads(message)
         return Outcome(report["code"], 0, report["message"])
     if os.WIFSIGNALED(status):
         return Outcome(128 + os.WTERMSIG(status), os.WTERMSIG(status))
@@ -252,7 +252,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     except BaseException as exc:  # noqa: BLE001 - the child must never fall back into the CLI
         code, message = EXIT_SETUP, f"container setup: {step}: {type(exc).__name__}: {exc}"
     try:
-        os.write(pipe, json.dumps({"code": code, "message": message}).encode())
+        os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
     finally:
         os._exit(code)
 
@@ -358,7 +358,7 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
             os.tcsetpgrp(0, os.getpid())
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
         code, message = _exec(argv, env, pipe)
-        os.write(pipe, json.dumps({"code": code, "message": message}).encode())
+        os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
     linux.set_name("minirun-init")

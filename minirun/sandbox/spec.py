@@ -4,12 +4,11 @@ flags the way `docker run` does it. Pure: no I/O."""
 from __future__ import annotations
 
 import os
-import re
 from ..record import dataclass
 
 from ..errors import UsageError
+from ..names import is_hostname
 
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,63}")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -68,7 +67,7 @@ def build(image_config, opts: RunOptions, container_id: str,
         raise UsageError("no command specified: the image has no Entrypoint or Cmd",
                          "give one after the image, e.g. `minirun run IMAGE sh`")
     hostname = opts.hostname or container_id[:12]
-    if not _HOSTNAME_RE.fullmatch(hostname):
+    if not is_hostname(hostname):
         raise UsageError(f"invalid hostname {hostname!r}",
                          "use at most 64 letters, digits, '-' and '.', not starting with '-' or '.'")
     env = merge_env(image_config.env, opts.env, host_env if host_env is not None else dict(os.environ))

@@ -166,7 +166,7 @@ def _borrow_dir_attrs(store, diff: str, implied: list[str], lowers: list[str]) -
     as it would on an extracted parent rootfs. Both sides are resolved without
     following symlinks: the lower side through LowerView, which walks component by
     component, and the new side by opening each component with O_NOFOLLOW."""
-    from ..layer.changes import LowerView
+    from ..layer.lowerview import LowerView
     view = LowerView([store.layers.diff_path(key) for key in lowers])
     for rel in implied:
         st = view.lookup(rel)

@@ -14,16 +14,15 @@ Creation builds the whole dir in tmp/ and renames it into place.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 
+from .. import jsonio
+from ..names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, UsageError
 from ..fsutil import tree_size
 from .root import remove_tree
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 
 def now() -> str:
@@ -74,7 +73,7 @@ class ContainerStore:
         name = config.get("name")
         with self.store.locks.hold("containers"):
             if name:
-                if not _NAME_RE.match(name):
+                if not is_container_name(name):
                     raise UsageError(f"invalid container name {name!r}",
                                      "use letters, digits, '_', '.' and '-', starting with a letter or digit")
                 if self.find_by_name(name):
@@ -149,7 +148,7 @@ class ContainerStore:
         by_name = self.find_by_name(text)
         if by_name:
             return by_name
-        if re.fullmatch(r"[0-9a-f]{1,64}", text):
+        if is_hex(text):
             matches = [cid for cid in self.ids() if cid.startswith(text)]
             if len(matches) == 1:
                 return matches[0]
@@ -171,9 +170,9 @@ def _build_init(root: str, entries) -> None:
 
 def _write_json(path: str, doc: dict) -> None:
     with open(path, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
+        jsonio.dump(doc, f, indent=1, sort_keys=True)
 
 
 def _read_json(path: str) -> dict:
     with open(path) as f:
-        return json.load(f)
+        return jsonio.load(f)

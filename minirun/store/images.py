@@ -11,11 +11,9 @@ reader never sees half an update and needs no lock.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from collections.abc import Iterator
 
+from .. import jsonio
 from .. import reference
 from ..errors import Conflict, ImageNotFound, UsageError
 
@@ -28,7 +26,7 @@ class ImageIndex:
     def read(self) -> dict:
         try:
             with open(self.path) as f:
-                doc = json.load(f)
+                doc = jsonio.load(f)
         except FileNotFoundError:
             doc = {}
         doc.setdefault("images", {})
@@ -38,18 +36,15 @@ class ImageIndex:
     def _write(self, doc: dict) -> None:
         tmp = self.store.staging_file("images.json")
         with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
+            jsonio.dump(doc, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, self.path)
 
-    @contextlib.contextmanager
-    def update(self) -> Iterator[dict]:
-        """Read-modify-write under the images lock."""
-        with self.store.locks.hold("images"):
-            doc = self.read()
-            yield doc
-            self._write(doc)
+    def update(self) -> _Update:
+        """`with index.update() as doc:` read-modify-write under the images lock;
+        doc is written back when the block ends without an exception."""
+        return _Update(self)
 
     def add(self, image_id: str, record: dict, refs: list[str]) -> list[str]:
         """Record an image and point refs at it; returns ids left dangling by moved tags."""
@@ -138,6 +133,30 @@ class ImageIndex:
         if users:
             raise Conflict(f"image {image_id[7:19]} is used by container(s) {', '.join(users)}",
                            "remove them first with `minirun rm`, or use `minirun rmi -f`")
+
+
+class _Update:
+    """A class rather than a contextlib generator: contextlib would cost every
+    `minirun run` ~3 ms to import (see store/locks.py)."""
+
+    def __init__(self, index: ImageIndex):
+        self.index, self.lock = index, index.store.locks.hold("images")
+
+    def __enter__(self) -> dict:
+        self.lock.__enter__()
+        try:
+            self.doc = self.index.read()
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self.doc
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            if kind is None:
+                self.index._write(self.doc)
+        finally:
+            self.lock.__exit__(kind, value, traceback)
 
 
 def _candidates(text: str, ref: reference.Reference) -> list[str]:

@@ -18,10 +18,10 @@ and its file manifest with it. Layers installed by an older minirun have none.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from .. import jsonio
 from ..oci import digest_hex
 from .root import remove_tree
 
@@ -51,7 +51,7 @@ class LayerStore:
 
     def meta(self, key: str) -> dict:
         with open(os.path.join(self._dir(key), "meta.json")) as f:
-            return json.load(f)
+            return jsonio.load(f)
 
     def install(self, staged: str, key: str, meta: dict) -> bool:
         """Record meta.json and the file manifest of diff/ beside it, then rename the
@@ -59,7 +59,7 @@ class LayerStore:
         installed the same layer first; the staged copy is then dropped."""
         meta = dict(meta, key=key, installed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         with open(os.path.join(staged, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+            jsonio.dump(meta, f, indent=1, sort_keys=True)
         self._write_file_manifest(staged)
         os.chmod(staged, 0o755)
         try:

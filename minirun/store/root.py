@@ -3,10 +3,7 @@ that the filesystem under it can hold overlay upper dirs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from functools import cached_property
-from collections.abc import Iterator
 
 from .. import linux
 from ..fsutil import remove_tree
@@ -14,33 +11,46 @@ from ..errors import EnvironmentProblem
 from .locks import Locks
 
 
+class _once:
+    """functools.cached_property, which would import functools and collections
+    (~2 ms of every `minirun run`): computed on first use, then an attribute."""
+
+    def __init__(self, make):
+        self.make, self.name = make, make.__name__
+
+    def __get__(self, store, owner=None):
+        if store is None:
+            return self
+        value = store.__dict__[self.name] = self.make(store)
+        return value
+
 
 class Store:
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
 
     # Each sub-store owns one directory and builds every path inside it.
-    @cached_property
+    @_once
     def blobs(self):
         from .blobs import BlobStore
         return BlobStore(os.path.join(self.root, "blobs", "sha256"), self)
 
-    @cached_property
+    @_once
     def layers(self):
         from .layers import LayerStore
         return LayerStore(os.path.join(self.root, "layers", "sha256"), self)
 
-    @cached_property
+    @_once
     def images(self):
         from .images import ImageIndex
         return ImageIndex(os.path.join(self.root, "images.json"), self)
 
-    @cached_property
+    @_once
     def containers(self):
         from .containers import ContainerStore
         return ContainerStore(os.path.join(self.root, "containers"), self)
 
-    @cached_property
+    @_once
     def locks(self) -> Locks:
         return Locks(os.path.join(self.root, "locks"))
 
@@ -63,16 +73,10 @@ class Store:
         check_filesystem(self.root)
         return self
 
-    @contextlib.contextmanager
-    def staging(self, kind: str) -> Iterator[str]:
-        """A fresh directory under tmp/, removed unless the caller renamed it away."""
-        path = os.path.join(self.tmp, f"{kind}-{os.getpid()}-{os.urandom(6).hex()}")
-        os.mkdir(path, 0o700)
-        try:
-            yield path
-        finally:
-            if os.path.lexists(path):
-                remove_tree(path)
+    def staging(self, kind: str) -> Staging:
+        """`with store.staging(kind) as path:` a fresh directory under tmp/, removed
+        at the end of the block unless the caller renamed it away."""
+        return Staging(self.staging_file(kind))
 
     def staging_file(self, kind: str) -> str:
         return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{os.urandom(6).hex()}")
@@ -95,6 +99,21 @@ class Store:
                     remove_tree(os.path.join(self.tmp, name))
                 except OSError:
                     pass  # leftovers must never block the command that found them
+
+
+class Staging:
+    """A staging directory while a with-block runs (a class: see _once)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> str:
+        os.mkdir(self.path, 0o700)
+        return self.path
+
+    def __exit__(self, *exc_info) -> None:
+        if os.path.lexists(self.path):
+            remove_tree(self.path)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from minirun.layer.changes import Change, LowerView, UpperEntry, changes, scan_upper
+from minirun.layer.changes import Change, UpperEntry, changes, scan_upper
+from minirun.layer.lowerview import LowerView
 
 
 def D(path):  # noqa: N802 - reads like the docker diff letter

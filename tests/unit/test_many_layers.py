@@ -13,7 +13,7 @@ import pytest
 
 from minirun import overlay
 from minirun.errors import UsageError
-from minirun.layer.changes import LowerView
+from minirun.layer.lowerview import LowerView
 from minirun.sandbox import mounts
 
 BASE = "/s/containers/abc"
