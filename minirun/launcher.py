@@ -65,13 +65,23 @@ def check_options(opts: specs.RunOptions) -> Checked:
 
 def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remove: bool = False,
         warn=lambda line: print(line, file=sys.stderr)) -> RunResult:
-    """Create a container from image and run it to completion in the foreground."""
+    """Create a container from image and run it to completion in the foreground.
+
+    In the foreground, containers/<id>/ is written after the fork, while the child
+    makes its namespaces (~1 ms each side, on two cores at once); the child waits
+    for it before it mounts anything. A -d container is on disk before its monitor
+    starts, so that the id printed names a container that exists."""
     require_root("run")
     checked = check_options(opts)
-    cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
+    if name:
+        from .store.containers import check_name
+        check_name(name)          # now, not after the fork
     if opts.detach:
+        cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
         return _detach(store, cid, launch, resources, remove)
-    return start_and_wait(store, cid, launch, resources, remove, interactive=opts.interactive)
+    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
+    return start_and_wait(store, cid, launch, resources, remove, interactive=opts.interactive,
+                          pending=pending)
 
 
 def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
@@ -113,12 +123,24 @@ class Resources:
 
 def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn):
     """The container on disk, its address and its cgroup; on any failure none of them."""
+    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
+    try:
+        pending.write()
+    except BaseException:
+        _release(store, cid, resources)
+        raise
+    return cid, launch, resources
+
+
+def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, remove, warn):
+    """Everything a container needs, planned in memory, with its address and cgroup:
+    (id, launch, resources, Pending). On failure nothing is left held."""
     resources = Resources()
     cid = store.containers.new_id()
+    gc_lock = store.locks.hold("gc", shared=True)
+    gc_lock.__enter__()
     try:
-        with store.locks.hold("gc", shared=True):
-            proc, plan, mounts = _create_record(store, cid, image, opts, checked, name, remove,
-                                                warn, resources)
+        proc, plan, mounts, write = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
         from .sandbox import process
         if wants_cgroup(checked.limits, opts.detach):
             from .sandbox import cgroups
@@ -132,18 +154,39 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
             proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
             needs_netns(checked.network), checked.ulimits, opts.init,
-            sync=resources.cgroup is not None or resources.allocation is not None,
+            sync=True,                      # the child waits at least for containers/<id>/
             tty=opts.tty and not opts.detach, interactive=opts.interactive)
     except BaseException:
+        gc_lock.__exit__(None, None, None)
         _release(store, cid, resources)
-        store.containers.remove(cid)
         raise
-    return cid, launch, resources
+    return cid, launch, resources, Pending(write, gc_lock)
 
 
-def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked, name,
-                   remove, warn, resources: Resources):
-    """Resolve the image, plan the overlay and mounts, and write containers/<id>/."""
+class Pending:
+    """containers/<id>/ planned but not yet written, and the shared gc lock held
+    until it is, so that prune cannot take the image's layers in between."""
+
+    def __init__(self, write, lock):
+        self._write, self._lock = write, lock
+
+    def write(self, state: dict | None = None) -> None:
+        """containers/<id>/ on disk, in state (default: created); the lock goes."""
+        try:
+            self._write(state or {"status": "created"})
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+
+def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked, name,
+          remove, warn, resources: Resources):
+    """Resolve the image and plan the overlay and mounts: (process spec, overlay plan,
+    mounts, write(state) that puts containers/<id>/ on disk)."""
     from .network import files as etc_files
     containers = store.containers
     image_id, record = store.images.resolve(image)
@@ -170,9 +213,11 @@ def _create_record(store, cid: str, image: str, opts: specs.RunOptions, checked:
         "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
         "detached": opts.detach,
     }
-    containers.create(cid, container_config, overlay.links_to_make(plan, overlay.strategy_from_env()),
-                      init, files)
-    return proc, plan, mounts
+    links = overlay.links_to_make(plan, overlay.strategy_from_env())
+
+    def write(state: dict) -> None:
+        containers.create(cid, container_config, links, init, files, state)
+    return proc, plan, mounts, write
 
 
 def wants_cgroup(limits, detach: bool = False) -> bool:
@@ -205,19 +250,33 @@ def _allocate(store, cid: str):
 
 
 def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
-                   interactive: bool = False, notify=None) -> RunResult:
+                   interactive: bool = False, notify=None, pending: Pending | None = None) -> RunResult:
+    """Start the container and wait for its end. With pending (see prepare), the
+    container goes on disk now, in state running, while the child unshares."""
     from .sandbox import process
     containers = store.containers
     try:
         started = process.start(launch)
     except BaseException:
         _release(store, cid, resources)
-        if remove:
+        if pending is not None:
+            pending.release()
+        elif remove:
             containers.remove(cid)
         raise
-    containers.set_state(cid, status="running", pid=started.pid, started=now(),
-                         pid_start=start_time(started.pid),
-                         cgroup=resources.cgroup.to_json() if resources.cgroup else None)
+    running = {"status": "running", "pid": started.pid, "started": now(),
+               "pid_start": start_time(started.pid),
+               "cgroup": resources.cgroup.to_json() if resources.cgroup else None}
+    if pending is None:
+        containers.set_state(cid, **running)
+    else:
+        try:
+            pending.write(running)
+        except BaseException:           # e.g. --name taken meanwhile: the child never mounts
+            _kill(started.pid)
+            process.abandon(started)
+            _release(store, cid, resources)
+            raise
     setup_error, outcome, oom = "", None, False
     try:
         try:
@@ -240,10 +299,11 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
         _release(store, cid, resources)
         code = 125 if setup_error or outcome is None else outcome.exit_code
         error = setup_error or (outcome.error if outcome else "minirun was interrupted")
-        containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
-                             error=error, pid=0, cgroup=None)
-        if remove:
+        if remove:              # nobody will read how it ended: no state to write first
             containers.remove(cid)
+        else:
+            containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
+                                 error=error, pid=0, cgroup=None)
     return RunResult(cid, code, error, oom)
 
 

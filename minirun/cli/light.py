@@ -33,6 +33,9 @@ def dispatch(argv: list[str]) -> int | None:
     values = parse(command, argv[1:])
     if values is None:
         return None
+    if argv[0] in ("load", "pull"):
+        import gc
+        gc.enable()           # long commands: main() turned it off for the quick ones
     return _guarded(lambda: command.execute(values), run_mode=command.run_mode)
 
 

@@ -27,8 +27,14 @@ _FLAGS = ("CAP_EFFECTIVE", "CAP_INHERITABLE", "CAP_PERMITTED", "CAP_LAST_CAP")
 
 def all_names() -> frozenset[str]:
     """Every capability python-prctl names (chown, ..., audit_read), lowercase."""
-    import _prctl
-    return frozenset(n[4:].lower() for n in dir(_prctl) if n.startswith("CAP_") and n not in _FLAGS)
+    global _all_names
+    if _all_names is None:
+        import _prctl
+        _all_names = frozenset(n[4:].lower() for n in dir(_prctl) if n.startswith("CAP_") and n not in _FLAGS)
+    return _all_names
+
+
+_all_names: frozenset[str] | None = None
 
 
 def normalise(name: str) -> str:

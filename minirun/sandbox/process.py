@@ -143,6 +143,17 @@ def release(started: Started) -> None:
         started.go = -1
 
 
+def abandon(started: Started) -> None:
+    """After the child was killed before its exec: close our ends, reap it."""
+    for fd in (started.errors, started.ready, started.go):
+        if fd >= 0:
+            os.close(fd)
+    started.errors = started.ready = started.go = -1
+    if started.tty_sock is not None:
+        started.tty_sock.close()
+    os.waitpid(started.pid, 0)
+
+
 @dataclass(frozen=True)
 class Outcome:
     exit_code: int

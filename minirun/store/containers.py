@@ -64,39 +64,44 @@ class ContainerStore:
         return os.urandom(32).hex()
 
     def create(self, cid: str, config: dict, links: dict[str, str], init_entries=(),
-               files: dict[str, str] | None = None) -> str:
-        """Create containers/<id>/ with config.json and state 'created'; returns the id.
+               files: dict[str, str] | None = None, state: dict | None = None) -> str:
+        """Create containers/<id>/ with config.json and state.json (default: created); returns the id.
 
         links maps short names (l/<n>) to the lower dirs they stand for;
         init_entries (mounts.InitEntry) make the init layer; files are written
         beside config.json (the /etc files bound into the container)."""
         name = config.get("name")
+        config = dict(config, id=cid, name=name or cid[:12], created=now())
+        if not name:        # a fresh random id: nothing to check, and the rename is atomic
+            self._materialise(cid, config, links, init_entries, files, state)
+            return cid
+        check_name(name)
         with self.store.locks.hold("containers"):
-            if name:
-                if not is_container_name(name):
-                    raise UsageError(f"invalid container name {name!r}",
-                                     "use letters, digits, '_', '.' and '-', starting with a letter or digit")
-                if self.find_by_name(name):
-                    raise Conflict(f"the container name {name!r} is already in use",
-                                   f"remove it with `minirun rm {name}` or pick another --name")
-            config = dict(config, id=cid, name=name or cid[:12], created=now())
-            with self.store.staging("container") as staged:
-                for sub in ("upper", "work", "merged", "init"):
-                    os.mkdir(os.path.join(staged, sub))
-                    os.chmod(os.path.join(staged, sub), 0o755)   # upper/ is the container's /
-                _build_init(os.path.join(staged, "init"), init_entries)
-                for fname, content in (files or {}).items():
-                    with open(os.path.join(staged, fname), "w") as f:
-                        f.write(content)
-                if links:
-                    os.mkdir(os.path.join(staged, "l"), 0o700)
-                    for short, target in links.items():
-                        os.symlink(target, os.path.join(staged, short))
-                _write_json(os.path.join(staged, "config.json"), config)
-                _write_json(os.path.join(staged, "state.json"), {"status": "created"})
-                os.chmod(staged, 0o711)
-                os.rename(staged, self.path(cid))
+            if self.find_by_name(name):
+                raise Conflict(f"the container name {name!r} is already in use",
+                               f"remove it with `minirun rm {name}` or pick another --name")
+            self._materialise(cid, config, links, init_entries, files, state)
         return cid
+
+    def _materialise(self, cid: str, config: dict, links: dict[str, str], init_entries,
+                     files: dict[str, str] | None, state: dict | None) -> None:
+        """containers/<id>/, built in tmp/ and renamed into place whole."""
+        with self.store.staging("container") as staged:
+            for sub in ("upper", "work", "merged", "init"):
+                os.mkdir(os.path.join(staged, sub))
+                os.chmod(os.path.join(staged, sub), 0o755)   # upper/ is the container's /
+            _build_init(os.path.join(staged, "init"), init_entries)
+            for fname, content in (files or {}).items():
+                with open(os.path.join(staged, fname), "w") as f:
+                    f.write(content)
+            if links:
+                os.mkdir(os.path.join(staged, "l"), 0o700)
+                for short, target in links.items():
+                    os.symlink(target, os.path.join(staged, short))
+            _write_json(os.path.join(staged, "config.json"), config)
+            _write_json(os.path.join(staged, "state.json"), state or {"status": "created"})
+            os.chmod(staged, 0o711)
+            os.rename(staged, self.path(cid))
 
     def config(self, cid: str) -> dict:
         return _read_json(self.path(cid, "config.json"))
@@ -166,6 +171,13 @@ def _build_init(root: str, entries) -> None:
             os.mkdir(path)
         os.chown(path, entry.uid, entry.gid)
         os.chmod(path, entry.mode)
+
+
+def check_name(name: str) -> None:
+    """Refuse a --name docker would refuse."""
+    if not is_container_name(name):
+        raise UsageError(f"invalid container name {name!r}",
+                         "use letters, digits, '_', '.' and '-', starting with a letter or digit")
 
 
 def _write_json(path: str, doc: dict) -> None:

@@ -48,8 +48,8 @@ class Held:
                 _wait(fd, mode, self.name, self.timeout)
             if not self.shared:
                 try:
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                    # fixed width, so it covers any earlier pid without an ftruncate
+                    os.pwrite(fd, f"{os.getpid():<10}\n".encode(), 0)
                 except OSError as exc:
                     # the holder's pid is for messages only; a full disk must not stop
                     # the clean-up that a failed command runs under this very lock
