@@ -31,15 +31,13 @@ def remove_tree(path: str) -> None:
             if names:
                 name = names.pop()
                 try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    os.unlink(name, dir_fd=fd)      # most entries are not dirs: no lstat first
                 except FileNotFoundError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
+                    pass
+                except IsADirectoryError:         # Linux's answer for a dir (never a symlink to one)
                     fd = _move(fd, name)
                     _writable(fd)
                     stack.append((name, os.listdir(fd)))
-                else:
-                    os.unlink(name, dir_fd=fd)
                 continue
             stack.pop()
             if stack:

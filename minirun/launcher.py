@@ -202,7 +202,7 @@ def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked,
     init = mounts_mod.init_entries(mounts_mod.image_lookup(lowers), mounts_mod.mount_points(list(mounts)))
     own = [containers.init(cid)] if init or opts.read_only else []
     upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
-    plan = overlay.plan(lowers, upper, work, containers.path(cid), own)
+    plan = overlay.plan(lowers, upper, work, containers.path(cid), own, volatile=remove)
     container_config = {
         "name": name, "image": image, "image_id": image_id,
         "layers": [layer["key"] for layer in record["layers"]],

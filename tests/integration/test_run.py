@@ -255,6 +255,24 @@ def test_200_layers_run_with_each_mount_strategy(mr, api):
     assert uses_links == (api == "legacy"), lines[3][:200]
 
 
+@pytest.mark.parametrize("api", ["new", "legacy"])
+def test_only_rm_containers_mount_a_volatile_overlay(mr, api):
+    """--rm: the upper dir goes when the container does, so its overlay skips syncs
+    (and the syncfs of its unmount); a kept container's upper dir stays durable."""
+    mr.load("busybox")
+    show_root = ["sh", "-c", "grep ' / / ' /proc/self/mountinfo"]
+    env = {"MINIRUN_OVERLAY_API": api}
+    removed = mr.ok("run", "--rm", "busybox", *show_root, env=env).stdout
+    kept = mr.ok("run", "--name", "k", "busybox", *show_root, env=env).stdout
+    assert "overlay" in removed and "overlay" in kept
+    # the kernel shows it as ",volatile" (Linux 5.10-6.x) or ",fsync=volatile" (later)
+    assert ",volatile" in removed or ",fsync=volatile" in removed
+    assert "volatile" not in kept
+    # the kernel marks a volatile work dir so that it is never mounted again
+    assert not (upper_of(mr, "k").parent / "work" / "work" / "incompat").exists()
+    mr.ok("rm", "k")
+
+
 def test_inspect_lists_upper_work_and_lowers_topmost_first(mr):
     mr.load("myapp")
     mr.ok("run", "--name", "i", "myapp", "true")

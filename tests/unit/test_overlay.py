@@ -137,3 +137,13 @@ def test_invalid_strategy_is_a_usage_error(monkeypatch, value):
     with pytest.raises(UsageError) as info:
         overlay.strategy_from_env()
     assert isinstance(info.value, MinirunError) and "MINIRUN_OVERLAY_API" in info.value.message
+
+
+def test_volatile_only_with_an_upper_dir():
+    spec = overlay.plan(["/l/b", "/l/a"], "/c/upper", "/c/work", "/c", volatile=True)
+    assert spec.volatile and overlay.legacy_options(spec).endswith(",metacopy=off,volatile")
+    assert not overlay.plan(["/l/b", "/l/a"], "/c/upper", "/c/work", "/c").volatile
+    read_only = overlay.plan(["/l/b", "/l/a"], "", "", "/c", volatile=True)
+    assert not read_only.volatile and "volatile" not in overlay.legacy_options(read_only)
+    deep = overlay.plan([f"/l/{i}" for i in range(500)], "/c/upper", "/c/work", "/c", ["/c/init"], volatile=True)
+    assert deep.volatile and not deep.below.volatile
