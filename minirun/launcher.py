@@ -151,7 +151,7 @@ def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, r
         if log.debugging:
             _log_choices(checked, opts, resources)
         launch = process.Launch(
-            proc, plan, store.containers.merged(cid), overlay.strategy_from_env(), mounts,
+            proc, plan, store.mount_point, overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
             needs_netns(checked.network), checked.ulimits, opts.init,
             sync=True,                      # the child waits at least for containers/<id>/
@@ -198,7 +198,7 @@ def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked,
         resources.allocation = _allocate(store, cid)
     address = resources.allocation.address if resources.allocation else None
     files = etc_files.render_etc_files(proc.hostname, address, checked.network)
-    mounts = tuple(mounts_mod.etc_mounts({n: containers.path(cid, n) for n in files})) + checked.mounts
+    mounts = tuple(mounts_mod.etc_mounts(files)) + checked.mounts
     init = mounts_mod.init_entries(mounts_mod.image_lookup(lowers), mounts_mod.mount_points(list(mounts)))
     own = [containers.init(cid)] if init or opts.read_only else []
     upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
@@ -216,7 +216,7 @@ def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked,
     links = overlay.links_to_make(plan, overlay.strategy_from_env())
 
     def write(state: dict) -> None:
-        containers.create(cid, container_config, links, init, files, state)
+        containers.create(cid, container_config, links, init, state=state)
     return proc, plan, mounts, write
 
 

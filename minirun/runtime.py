@@ -121,12 +121,15 @@ def inspect(store, name: str) -> dict:
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     lowers = lower_dirs(store, cid, config)
-    upper, work, merged = (store.containers.upper(cid), store.containers.work(cid),
-                           store.containers.merged(cid))
+    state = effective_state(store.containers.state(cid))
+    # the merged tree exists only in the container's mount namespace: from the host
+    # it is the running container's /proc/<pid>/root
+    merged = f"/proc/{state['pid']}/root" if state.get("status") == "running" and state.get("pid") else ""
+    upper, work = store.containers.upper(cid), store.containers.work(cid)
     return {
         "Id": cid, "Name": config.get("name"), "Created": config.get("created"),
         "Image": config.get("image_id"), "ImageName": config.get("image"),
-        "State": docker_state(effective_state(store.containers.state(cid))),
+        "State": docker_state(state),
         "Config": {"Cmd": config.get("argv"), "Env": config.get("env"), "WorkingDir": config.get("cwd"),
                    "User": config.get("user"), "Hostname": config.get("hostname")},
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,

@@ -1,8 +1,10 @@
 """What gets mounted inside a container besides the overlay, as data.
 
     kernel filesystems   /proc, a tmpfs /dev with a few nodes, /sys read-only
-    etc files            /etc/hosts, /etc/hostname, /etc/resolv.conf, bound from the
-                         container dir so they never land in the upper dir (as Docker does)
+    etc files            /etc/hosts, /etc/hostname, /etc/resolv.conf, written by the
+                         child into a tmpfs of its own and bound from there, so they
+                         never land in the upper dir (as Docker's, bound from its
+                         container dir) and never cost the store a file
     volumes              -v HOST:CTR[:ro|rw], --tmpfs PATH[:OPTIONS]
     masked paths         /dev/null or an empty read-only tmpfs over what containers
                          must not read (Docker's default list); missing ones are skipped
@@ -36,11 +38,12 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 @dataclass(frozen=True)
 class Mount:
     target: str                 # absolute, inside the container
-    kind: str                   # "bind" or "tmpfs"
+    kind: str                   # "bind", "tmpfs" or "file" (content written at start)
     source: str = ""            # host path for binds
     readonly: bool = False
     options: str = ""           # tmpfs data, e.g. size=64m,mode=1777
     is_file: bool = False       # the mount point is a file, not a directory
+    content: str = ""           # a "file" mount's text
 
 
 def _container_path(path: str, what: str) -> str:
@@ -80,8 +83,8 @@ def parse_tmpfs(text: str) -> Mount:
 
 
 def etc_mounts(files: dict[str, str]) -> list[Mount]:
-    """Bind the container dir's hosts/hostname/resolv.conf over the image's."""
-    return [Mount(f"/etc/{name}", "bind", path, is_file=True) for name, path in sorted(files.items())]
+    """hosts, hostname and resolv.conf ({name: text}) over the image's /etc files."""
+    return [Mount(f"/etc/{name}", "file", is_file=True, content=text) for name, text in sorted(files.items())]
 
 
 def mount_points(mounts: list[Mount]) -> list[tuple[str, bool]]:

@@ -34,12 +34,14 @@ def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[M
     if log.debugging:
         log.debug(f"overlay: {len(spec.lowers)} lower dir(s), upper {spec.upper or '(none: read-only)'}, "
                   f"mounted with the {used} API (asked: {strategy})")
+    _mount_files(merged, [m for m in mounts if m.kind == "file"])
     linux.mount("proc", merged + "/proc", "proc", _NOSUID_NODEV_NOEXEC)
     _mount_dev(merged + "/dev", privileged)
     sys_flags = _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY)
     linux.mount("sysfs", merged + "/sys", "sysfs", sys_flags)
     for mount in mounts:
-        _mount(merged, mount, privileged)
+        if mount.kind != "file":
+            _mount(merged, mount, privileged)
     if not privileged:
         for path in MASKED_PATHS:
             _mask(merged, merged + path)
@@ -69,6 +71,29 @@ def _mount_dev(dev: str, privileged: bool = False) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
+
+
+def _mount_files(merged: str, files: list[Mount]) -> None:
+    """Write each file into a small tmpfs and bind it over its target. The tmpfs
+    goes on the container's /proc first, before procfs does, and is detached once
+    the files are bound: they keep it alive, and it appears nowhere else. So the
+    store holds no copy (one inode less to make and delete per file: ~0.2 ms here),
+    and the binds take tmpfs's nosuid,nodev,noexec without a remount."""
+    if not files:
+        return
+    stage = merged + "/proc"
+    linux.mount("tmpfs", stage, "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=755,size=256k,nr_inodes=64")
+    try:
+        for mount in files:
+            path = f"{stage}/{mount.target.rsplit('/', 1)[1]}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, mount.content.encode())
+            finally:
+                os.close(fd)
+            linux.mount(path, merged + mount.target, None, linux.MS_BIND)
+    finally:
+        linux.umount2(stage, linux.MNT_DETACH)
 
 
 def _mount(merged: str, mount: Mount, privileged: bool = False) -> None:

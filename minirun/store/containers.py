@@ -2,14 +2,16 @@
 
     upper/ work/    the overlay upper and work dirs (what the run wrote)
     init/           the init layer: mount points the image lacks, topmost lower dir
-    hosts hostname resolv.conf   bound over the container's /etc files
-    merged/         the mount point, used only inside the container's mount namespace
     l/<n>           short links to the lower dirs, made only when the legacy mount
                     option string would overflow a page
     config.json     what was asked for: image, layers, argv, env, ...
     state.json      what happened: status, pid, exit code, times
 
-Creation builds the whole dir in tmp/ and renames it into place.
+Creation builds the whole dir in tmp/ and renames it into place. Nothing else
+is made per container: the overlay goes on the store's shared mnt/ (inside the
+container's mount namespace), and /etc/hosts, hostname and resolv.conf live in
+a tmpfs of the container's own (sandbox/rootfs.py). On this machine's ext4 each
+file made and deleted costs a run ~0.25 ms.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .. import jsonio
 from ..names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, UsageError
 from ..fsutil import tree_size
-from .root import remove_tree
+from .root import remove_tree, umask
 
 
 
@@ -43,9 +45,6 @@ class ContainerStore:
 
     def work(self, cid: str) -> str:
         return self.path(cid, "work")
-
-    def merged(self, cid: str) -> str:
-        return self.path(cid, "merged")
 
     def init(self, cid: str) -> str:
         return self.path(cid, "init")
@@ -86,21 +85,20 @@ class ContainerStore:
     def _materialise(self, cid: str, config: dict, links: dict[str, str], init_entries,
                      files: dict[str, str] | None, state: dict | None) -> None:
         """containers/<id>/, built in tmp/ and renamed into place whole."""
-        with self.store.staging("container") as staged:
-            for sub in ("upper", "work", "merged", "init"):
-                os.mkdir(os.path.join(staged, sub))
-                os.chmod(os.path.join(staged, sub), 0o755)   # upper/ is the container's /
+        # Each file-system call here costs a run ~40 us: modes are given at creation,
+        # and chmod or chown follow only when the umask or the owner calls for them.
+        with self.store.staging("container", 0o711) as staged:
+            for sub in ("upper", "work", "init"):
+                _mkdir(os.path.join(staged, sub), 0o755)     # upper/ is the container's /
             _build_init(os.path.join(staged, "init"), init_entries)
             for fname, content in (files or {}).items():
-                with open(os.path.join(staged, fname), "w") as f:
-                    f.write(content)
+                _write_file(os.path.join(staged, fname), content)
             if links:
                 os.mkdir(os.path.join(staged, "l"), 0o700)
                 for short, target in links.items():
                     os.symlink(target, os.path.join(staged, short))
             _write_json(os.path.join(staged, "config.json"), config)
             _write_json(os.path.join(staged, "state.json"), state or {"status": "created"})
-            os.chmod(staged, 0o711)
             os.rename(staged, self.path(cid))
 
     def config(self, cid: str) -> dict:
@@ -166,11 +164,29 @@ def _build_init(root: str, entries) -> None:
     for entry in entries:
         path = os.path.join(root, entry.path)
         if entry.is_file:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, entry.mode & 0o777))
         else:
-            os.mkdir(path)
-        os.chown(path, entry.uid, entry.gid)
-        os.chmod(path, entry.mode)
+            os.mkdir(path, entry.mode & 0o777)
+        if (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+            os.chown(path, entry.uid, entry.gid)        # clears setuid/setgid: chmod after
+        if entry.mode & ~0o777 or entry.mode & umask() or (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+            os.chmod(path, entry.mode)
+
+
+def _mkdir(path: str, mode: int) -> None:
+    os.mkdir(path, mode)
+    if mode & umask():
+        os.chmod(path, mode)
+
+
+def _write_file(path: str, content: str) -> None:
+    data = memoryview(content.encode())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def check_name(name: str) -> None:
@@ -181,8 +197,7 @@ def check_name(name: str) -> None:
 
 
 def _write_json(path: str, doc: dict) -> None:
-    with open(path, "w") as f:
-        jsonio.dump(doc, f, indent=1, sort_keys=True)
+    _write_file(path, jsonio.dumps(doc, indent=1, sort_keys=True))
 
 
 def _read_json(path: str) -> dict:

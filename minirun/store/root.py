@@ -58,11 +58,19 @@ class Store:
     def tmp(self) -> str:
         return os.path.join(self.root, "tmp")
 
+    @property
+    def mount_point(self) -> str:
+        """mnt/: an empty dir on the host, where each container's child mounts its
+        overlay, inside its own mount namespace, before pivot_root. One for all
+        containers: none of those mounts is visible outside its namespace, and a
+        dir per container would cost each run a mkdir and an rmdir."""
+        return os.path.join(self.root, "mnt")
+
     def ensure(self) -> "Store":
         """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use."""
-        if not os.path.isdir(self.tmp):
+        if not os.path.isdir(self.mount_point):           # mnt/ came last: a store with it has all
             os.makedirs(self.root, mode=0o700, exist_ok=True)
-            for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp"):
+            for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp", "mnt"):
                 os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         if os.stat(self.root).st_mode & 0o077:
             # Layers and upper dirs hold whatever images and containers put there,
@@ -73,10 +81,10 @@ class Store:
         check_filesystem(self.root)
         return self
 
-    def staging(self, kind: str) -> Staging:
+    def staging(self, kind: str, mode: int = 0o700) -> Staging:
         """`with store.staging(kind) as path:` a fresh directory under tmp/, removed
         at the end of the block unless the caller renamed it away."""
-        return Staging(self.staging_file(kind))
+        return Staging(self.staging_file(kind), mode)
 
     def staging_file(self, kind: str) -> str:
         return os.path.join(self.tmp, f"{kind}-{os.getpid()}-{os.urandom(6).hex()}")
@@ -104,16 +112,30 @@ class Store:
 class Staging:
     """A staging directory while a with-block runs (a class: see _once)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, mode: int = 0o700):
+        self.path, self.mode = path, mode
 
     def __enter__(self) -> str:
-        os.mkdir(self.path, 0o700)
+        os.mkdir(self.path, self.mode)
+        if self.mode & umask():
+            os.chmod(self.path, self.mode)
         return self.path
 
     def __exit__(self, *exc_info) -> None:
         if os.path.lexists(self.path):
             remove_tree(self.path)
+
+
+def umask() -> int:
+    """The process's umask, read once (reading it means setting it: os.umask)."""
+    global _umask
+    if _umask is None:
+        _umask = os.umask(0o022)
+        os.umask(_umask)
+    return _umask
+
+
+_umask: int | None = None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -97,6 +97,8 @@ def test_root_switch(mr, mode):
     try:
         pid = wait_running(mr, mode)
         root = os.readlink(f"/proc/{pid}/root")
+        merged = mr.inspect(mode)["MergedDir"]
+        assert merged == f"/proc/{pid}/root" and os.path.isfile(f"{merged}/bin/busybox")
         mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
     finally:
         mr("rm", "-f", mode)
@@ -106,7 +108,7 @@ def test_root_switch(mr, mode):
         assert root == "/"
         assert " / / " in mounts[0] and " - overlay " in mounts[0]
     else:
-        assert root.endswith("/merged")
+        assert root == str(mr.root / "mnt")          # the store's shared mount point
 
 
 @pytest.mark.parametrize("user", ["0", "65534"])   # setuid clears the parent-death signal
@@ -278,6 +280,7 @@ def test_inspect_lists_upper_work_and_lowers_topmost_first(mr):
     mr.ok("run", "--name", "i", "myapp", "true")
     info = mr.inspect("i")
     assert Path(info["UpperDir"]).is_dir() and Path(info["WorkDir"]).is_dir()
+    assert info["MergedDir"] == ""              # mounted only while it runs, in its namespace
     # the init layer (mount points the image lacks, such as /etc/hosts) sits on top
     assert len(info["LowerDirs"]) == 4 and info["LowerDirs"][0].endswith("/init")
     assert "/etc/hosts" in snapshot(info["LowerDirs"][0])
