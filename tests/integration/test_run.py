@@ -336,3 +336,19 @@ def test_the_command_starts_with_no_signal_ignored(mr):
     mr.running_state("s")
     out = mr.ok("exec", "s", "grep", "SigIgn", "/proc/self/status", timeout=20).stdout
     assert out.strip() == "SigIgn:\t0000000000000000"
+
+
+def test_a_run_imports_only_what_starting_a_container_needs(mr):
+    """Start latency (benchmarks/start.py): the installed command, bin/minirun, runs a
+    container without the stdlib modules that cost ms to import (re with enum and
+    functools, json, contextlib, socket, signal's enums) or the heavy dependencies."""
+    import sys
+    mr.load("busybox")
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "bin" / "minirun"),
+                           "run", "--rm", "busybox", "true"], env=mr.env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert {"minirun.launcher", "minirun.sandbox.process", "ctypes", "_prctl"} <= imported
+    heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal",
+             "typing", "dataclasses", "importlib", "typer", "click", "rich", "pyroute2", "prctl"}
+    assert not imported & heavy
