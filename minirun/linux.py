@@ -3,17 +3,71 @@ os module lacks (Python 3.11 has no os.unshare or os.setns).
 
 Each wrapper raises OSError with errno set, like the os module does, so
 callers handle kernel failures the same way whatever module made the call.
+
+It uses ctypes' C core, _ctypes, without `import ctypes`: ctypes/__init__.py
+builds some 30 C types and the byte-order variants of Structure when it is
+imported, ~1.5 ms of every `minirun run`. The few types below are made the
+way it makes its own (a _SimpleCData subclass per C type code), and so is the
+libc handle (dlopen(NULL) and a function-pointer class that keeps errno).
+tests/unit/test_linux_ctypes.py holds them against ctypes' own.
 """
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 import os
 
 from . import log
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):          # also size_t and uint64_t: minirun is 64-bit only
+    _type_ = "L"
+
+
+class c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+class _Function(_ctypes.CFuncPtr):
+    """A libc function: C calling convention, errno saved for get_errno, int result."""
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+class _Libc:
+    """ctypes.CDLL(None, use_errno=True): the process's own symbols, libc's among them."""
+
+    def __init__(self):
+        self._handle = _ctypes.dlopen(None, 0)
+
+    def __getattr__(self, name: str) -> _Function:
+        function = _Function((name, self))
+        setattr(self, name, function)
+        return function
+
+
+def buffer(size: int):
+    """ctypes.create_string_buffer(size): zeroed, with .raw and len()."""
+    return (c_char * size)()
+
+
+if _ctypes.sizeof(c_ulong) != 8:
+    raise ImportError("minirun needs a 64-bit Linux")
+
+_libc = _Libc()
+_libc.syscall.restype = c_long
 
 # clone(2) / unshare(2) flags
 CLONE_NEWNS = 0x00020000
@@ -69,7 +123,7 @@ TMPFS_MAGIC = 0x01021994
 
 def _check(result: int, what: str, path: str | None = None) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
     return result
 
@@ -81,13 +135,13 @@ def _b(value: str | None) -> bytes | None:
 def unshare(flags: int) -> None:
     if log.debugging:
         log.debug(f"unshare({log.flag_names(flags, _CLONE_NAMES)})")
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_libc.unshare(c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     if log.debugging:
         log.debug(f"setns(fd {fd}, {log.flag_names(nstype, _CLONE_NAMES)})")
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_libc.setns(c_int(fd), c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
@@ -95,14 +149,14 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
     if log.debugging:
         log.debug(f"mount({source}, {target}, {fstype}, {log.flag_names(flags, _MS_NAMES)}"
                   f"{', ' + data if data else ''})")
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), c_ulong(flags), _b(data)),
            f"mount {fstype or ''} on {target}".replace("  ", " "), target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
     if log.debugging:
         log.debug(f"umount2({target}, {flags:#x})")
-    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
+    _check(_libc.umount2(_b(target), c_int(flags)), "umount", target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -112,35 +166,53 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if number is None:
         _check(_libc.pivot_root(_b(new_root), _b(put_old)), "pivot_root", new_root)
     else:
-        _check(_libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old)), "pivot_root", new_root)
+        _check(_libc.syscall(c_long(number), _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
 def inet_socket() -> int:
     """socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC): a descriptor for interface ioctls,
     without loading the _socket extension (~0.5 ms of each run's child)."""
-    return _check(_libc.socket(ctypes.c_int(2), ctypes.c_int(2 | os.O_CLOEXEC), ctypes.c_int(0)), "socket")
+    return _check(_libc.socket(c_int(2), c_int(2 | os.O_CLOEXEC), c_int(0)), "socket")
+
+
+LOCK_SH, LOCK_EX, LOCK_NB = 1, 2, 4
+
+
+def flock(fd: int, operation: int) -> None:
+    """fcntl.flock without the fcntl extension (one more library to load per run);
+    EWOULDBLOCK under LOCK_NB raises BlockingIOError, as fcntl.flock does."""
+    _check(_libc.flock(c_int(fd), c_int(operation)), "flock")
+
+
+def ioctl(fd: int, request: int, arg: bytes) -> bytes:
+    """fcntl.ioctl(fd, request, arg) for a request that reads and writes a struct:
+    the struct as the kernel left it."""
+    buf = buffer(len(arg))
+    buf.raw = arg
+    _check(_libc.ioctl(c_int(fd), c_ulong(request), buf), "ioctl")
+    return buf.raw
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+    _check(_libc.sethostname(raw, c_ulong(len(raw))), "sethostname")
 
 
 def set_pdeathsig(signum: int) -> None:
     """Have the kernel send signum to this process when its parent dies."""
-    _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum),
-                       ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+    _check(_libc.prctl(c_int(PR_SET_PDEATHSIG), c_ulong(signum),
+                       c_ulong(0), c_ulong(0), c_ulong(0)), "prctl")
 
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
-    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                              ctypes.c_ulong(0), ctypes.c_ulong(0)), what)
+    return _check(_libc.prctl(c_int(option), c_ulong(arg2), c_ulong(arg3),
+                              c_ulong(0), c_ulong(0)), what)
 
 
 def set_name(name: str) -> None:
     """The process name ps shows (PR_SET_NAME, at most 15 bytes)."""
-    buf = ctypes.create_string_buffer(name.encode()[:15])
-    _check(_libc.prctl(ctypes.c_int(15), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+    buf = name.encode()[:15] + b"\0"
+    _check(_libc.prctl(c_int(15), buf, c_ulong(0), c_ulong(0), c_ulong(0)),
            "prctl PR_SET_NAME")
 
 
@@ -155,9 +227,9 @@ def ambient_clear() -> None:
 
 def statfs_type(path: str) -> int:
     """f_type of the filesystem holding path (the first field of struct statfs on every 64-bit ABI)."""
-    buf = ctypes.create_string_buffer(256)
+    buf = buffer(256)
     _check(_libc.statfs(_b(path), buf), "statfs", path)
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+    return c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 SYS_GETDENTS64 = {"x86_64": 217, "aarch64": 61}
@@ -171,10 +243,10 @@ def dirent_types(path: str) -> dict[str, int]:
     import platform
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        buf = ctypes.create_string_buffer(1 << 16)
+        buf = buffer(1 << 16)
         out: dict[str, int] = {}
         while True:
-            n = _check(_libc.syscall(ctypes.c_long(SYS_GETDENTS64[platform.machine()]), fd, buf,
+            n = _check(_libc.syscall(c_long(SYS_GETDENTS64[platform.machine()]), fd, buf,
                                      len(buf)), "getdents64", path)
             if n == 0:
                 return out
@@ -192,37 +264,37 @@ def dirent_types(path: str) -> dict[str, int]:
 # ---------------------------------------------------------------- new mount API
 
 def fsopen(fstype: str) -> int:
-    return _check(_libc.syscall(ctypes.c_long(SYS_FSOPEN), _b(fstype),
-                                ctypes.c_uint(FSOPEN_CLOEXEC)), f"fsopen {fstype}")
+    return _check(_libc.syscall(c_long(SYS_FSOPEN), _b(fstype),
+                                c_uint(FSOPEN_CLOEXEC)), f"fsopen {fstype}")
 
 
 def fsconfig_string(fd: int, key: str, value: str) -> None:
     if log.debugging:
         log.debug(f"fsconfig(fd {fd}, {key}={value})")
-    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_STRING),
-                         _b(key), _b(value), ctypes.c_int(0)), f"fsconfig {key}={value}", value)
+    _check(_libc.syscall(c_long(SYS_FSCONFIG), c_int(fd), c_uint(FSCONFIG_SET_STRING),
+                         _b(key), _b(value), c_int(0)), f"fsconfig {key}={value}", value)
 
 
 def fsconfig_flag(fd: int, key: str) -> None:
-    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_SET_FLAG),
-                         _b(key), None, ctypes.c_int(0)), f"fsconfig {key}")
+    _check(_libc.syscall(c_long(SYS_FSCONFIG), c_int(fd), c_uint(FSCONFIG_SET_FLAG),
+                         _b(key), None, c_int(0)), f"fsconfig {key}")
 
 
 def fsconfig_create(fd: int) -> None:
-    _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(FSCONFIG_CMD_CREATE),
-                         None, None, ctypes.c_int(0)), "fsconfig create")
+    _check(_libc.syscall(c_long(SYS_FSCONFIG), c_int(fd), c_uint(FSCONFIG_CMD_CREATE),
+                         None, None, c_int(0)), "fsconfig create")
 
 
 def fsmount(fd: int, attr_flags: int = 0) -> int:
-    return _check(_libc.syscall(ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
-                                ctypes.c_uint(attr_flags)), "fsmount")
+    return _check(_libc.syscall(c_long(SYS_FSMOUNT), c_int(fd), c_uint(FSMOUNT_CLOEXEC),
+                                c_uint(attr_flags)), "fsmount")
 
 
 def move_mount(from_fd: int, to_path: str) -> None:
     if log.debugging:
         log.debug(f"move_mount(fd {from_fd}, {to_path})")
-    _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"",
-                         ctypes.c_int(-100), _b(to_path), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+    _check(_libc.syscall(c_long(SYS_MOVE_MOUNT), c_int(from_fd), b"",
+                         c_int(-100), _b(to_path), c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            "move_mount", to_path)
 
 
@@ -250,13 +322,13 @@ RESOLVE_BENEATH = 0x08                # fail with EXDEV on a way out of dir_fd
 RESOLVE_IN_ROOT = 0x10                # treat dir_fd as "/" for the whole lookup
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+class _OpenHow(_ctypes.Structure):
+    _fields_ = [("flags", c_ulong), ("mode", c_ulong), ("resolve", c_ulong)]
 
 
 def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """open(2) relative to dir_fd with the kernel enforcing the RESOLVE_* rules on
     every component; ENOSYS on kernels before 5.6 (or where seccomp hides it)."""
     how = _OpenHow(flags, mode, resolve)
-    return _check(_libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), _b(path),
-                                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+    return _check(_libc.syscall(c_long(SYS_OPENAT2), c_int(dir_fd), _b(path),
+                                _ctypes.byref(how), c_ulong(_ctypes.sizeof(how))), "openat2", path)

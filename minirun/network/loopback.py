@@ -10,19 +10,25 @@ selectors at import time, which cost every run ~8 ms in the child.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
 
 from ..errors import RuntimeFailure
-from ..linux import inet_socket
+from ..linux import inet_socket, ioctl
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 # struct ifreq: char ifr_name[IFNAMSIZ=16]; a union whose first member we use is
 # short ifr_flags; the union is padded to 24 bytes, so sizeof(struct ifreq) == 40.
-_IFREQ = struct.Struct("16sH22x")
+# Packed by hand: the struct module is one more import on every run.
+
+
+def _ifreq(name: bytes, flags: int) -> bytes:
+    return name[:15].ljust(16, b"\0") + flags.to_bytes(2, "little") + bytes(22)
+
+
+def _flags(ifreq: bytes) -> int:
+    return int.from_bytes(ifreq[16:18], "little")
 
 
 def loopback_up(name: str = "lo") -> None:
@@ -34,10 +40,10 @@ def loopback_up(name: str = "lo") -> None:
     try:
         sock = inet_socket()
         try:
-            reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(ifname, 0))
-            flags = _IFREQ.unpack(reply)[1]
+            reply = ioctl(sock, SIOCGIFFLAGS, _ifreq(ifname, 0))
+            flags = _flags(reply)
             if not flags & IFF_UP:
-                fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(ifname, flags | IFF_UP))
+                ioctl(sock, SIOCSIFFLAGS, _ifreq(ifname, flags | IFF_UP))
         finally:
             os.close(sock)
     except OSError as exc:
@@ -49,8 +55,8 @@ def is_up(name: str = "lo") -> bool:
     """Whether `name` has IFF_UP in the current namespace (for checks and tests)."""
     sock = inet_socket()
     try:
-        reply = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(name.encode(), 0))
+        reply = ioctl(sock, SIOCGIFFLAGS, _ifreq(name.encode(), 0))
     finally:
         os.close(sock)
-    return bool(_IFREQ.unpack(reply)[1] & IFF_UP)
+    return bool(_flags(reply) & IFF_UP)
 

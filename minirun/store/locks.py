@@ -3,11 +3,11 @@ it when the holder exits, so a killed minirun never leaves a stale lock."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 
 from ..errors import NO_SPACE_ERRNOS, Conflict
+from ..linux import LOCK_EX, LOCK_NB, LOCK_SH, flock
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -39,9 +39,9 @@ class Held:
     def __enter__(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+            mode = LOCK_SH if self.shared else LOCK_EX
             try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                flock(fd, mode | LOCK_NB)
             except BlockingIOError:
                 if self.on_wait:
                     self.on_wait(self.name)
@@ -70,7 +70,7 @@ def _wait(fd: int, mode: int, name: str, timeout: float) -> None:
     delay = 0.005
     while True:
         try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            flock(fd, mode | LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() > deadline:

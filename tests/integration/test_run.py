@@ -348,7 +348,7 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
                            "run", "--rm", "busybox", "true"], env=mr.env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
-    assert {"minirun.launcher", "minirun.sandbox.process", "ctypes", "_prctl"} <= imported
-    heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal",
+    assert {"minirun.launcher", "minirun.sandbox.process", "_ctypes", "_prctl"} <= imported
+    heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal", "ctypes", "struct",
              "typing", "dataclasses", "importlib", "typer", "click", "rich", "pyroute2", "prctl"}
     assert not imported & heavy

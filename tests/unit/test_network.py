@@ -238,3 +238,12 @@ def test_bridge_with_only_loopback_nameservers_gets_none(tmp_path):
 def test_etc_files_reject_an_unknown_mode(tmp_path):
     with pytest.raises(UsageError):
         files.write_etc_files(str(tmp_path), "box", None, "weird")
+
+
+def test_ifreq_packed_by_hand_as_struct_packs_it():
+    import struct
+    from minirun.network.loopback import _flags, _ifreq
+    layout = struct.Struct("16sH22x")             # char ifr_name[16]; short ifr_flags; padding to 40
+    for name, flags in ((b"lo", 0), (b"eth0", 0x1043), (b"x" * 15, 0xFFFF)):
+        assert _ifreq(name, flags) == layout.pack(name, flags)
+        assert _flags(layout.pack(name, flags)) == flags
