@@ -349,6 +349,7 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert {"minirun.launcher", "minirun.sandbox.process", "_ctypes", "_prctl"} <= imported
-    heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal", "ctypes", "struct",
-             "typing", "dataclasses", "importlib", "typer", "click", "rich", "pyroute2", "prctl"}
+    heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal",
+             "ctypes", "struct", "fcntl", "typing", "dataclasses", "importlib",
+             "typer", "click", "rich", "pyroute2", "prctl"}
     assert not imported & heavy
