@@ -98,7 +98,7 @@ def breakdown(root: Path, image: str, env: dict) -> list[tuple[str, float]]:
     os.environ["MINIRUN_ROOT"] = str(root)
     from minirun import overlay
     from minirun.launcher import _lower_dirs
-    from minirun.layer.changes import LowerView
+    from minirun.layer.lowerview import LowerView
     from minirun.sandbox import mounts
     from minirun.store import open_store
 
