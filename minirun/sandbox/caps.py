@@ -100,9 +100,9 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
     from .. import linux
     everything = all_names()
     # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted
-    wanted = [_number(n) for n in keep]
-    permitted = _prctl.get_caps([], wanted, [])[_prctl.CAP_PERMITTED]
-    keep = frozenset(n for n, number in zip(keep, wanted) if permitted[number])
+    numbers = {name: _number(name) for name in keep}
+    permitted = _prctl.get_caps([], list(numbers.values()), [])[_prctl.CAP_PERMITTED]
+    keep = frozenset(name for name, number in numbers.items() if permitted[number])
     keep_caps = [_number(n) for n in sorted(keep)]
     drop_caps = [_number(n) for n in sorted(everything - keep)]
     amb = [_number(n) for n in sorted(ambient & keep)]
