@@ -67,10 +67,11 @@ def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remo
         warn=lambda line: print(line, file=sys.stderr)) -> RunResult:
     """Create a container from image and run it to completion in the foreground.
 
-    In the foreground, containers/<id>/ is written after the fork, while the child
-    makes its namespaces (~1 ms each side, on two cores at once); the child waits
-    for it before it mounts anything. A -d container is on disk before its monitor
-    starts, so that the id printed names a container that exists."""
+    In the foreground, containers/<id>/ is written just after the fork, already in
+    state running with the child's pid (one state write instead of two); the child
+    makes its namespaces and waits for it before it mounts anything. A -d
+    container is on disk before its monitor starts, so that the id printed names
+    a container that exists."""
     require_root("run")
     checked = check_options(opts)
     if name:
@@ -252,7 +253,7 @@ def _allocate(store, cid: str):
 def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
                    interactive: bool = False, notify=None, pending: Pending | None = None) -> RunResult:
     """Start the container and wait for its end. With pending (see prepare), the
-    container goes on disk now, in state running, while the child unshares."""
+    container goes on disk now, in state running."""
     from .sandbox import process
     containers = store.containers
     try:
