@@ -2,7 +2,8 @@
 the package itself: `import json` compiles regular expressions and imports re,
 enum and functools, ~7 ms that every `minirun run` paid before doing anything.
 The store's own files and the run path use this; json.loads and json.dumps
-give the same results (tests/unit/test_jsonio.py compares them).
+give the same results for text (tests/unit/test_jsonio.py compares them).
+Bytes must be UTF-8: json.loads would also detect UTF-16 and UTF-32.
 
 Errors are json's own JSONDecodeError (a ValueError with msg, lineno and
 colno): the C scanner imports json.decoder to raise one, so the package loads
@@ -52,6 +53,8 @@ def loads(text: str | bytes, object_pairs_hook=None, parse_constant=None):
         text = text.decode("utf-8")
     scan = _PLAIN if object_pairs_hook is None and parse_constant is None else \
         _json.make_scanner(_Context(object_pairs_hook, parse_constant))
+    if text.startswith("\ufeff"):
+        raise _error("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     start = len(text) - len(text.lstrip(_SPACE))
     try:
         value, end = scan(text, start)

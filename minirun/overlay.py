@@ -19,7 +19,8 @@ Options are fixed on purpose (Documentation/filesystems/overlayfs.rst):
                       ever; only a host crash could lose it, and a volatile
                       upper dir is never mounted again (the kernel refuses one
                       that holds work/work/incompat/volatile). Podman does the
-                      same for --rm.
+                      same for --rm. Kernels before 5.10 know no volatile;
+                      there the overlay is mounted without it.
 
 Strategies, picked by MINIRUN_OVERLAY_API (auto, new, legacy):
     new     fsopen/fsconfig with one "lowerdir+" per layer (Linux 6.8+): no
@@ -48,6 +49,7 @@ and `export` need no exceptions).
 
 from __future__ import annotations
 
+import errno
 import os
 from .record import dataclass
 
@@ -219,7 +221,12 @@ def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: st
                 key, value = option.split("=")
                 linux.fsconfig_string(fd, key, value)
             if spec.volatile:
-                linux.fsconfig_flag(fd, "volatile")
+                try:
+                    linux.fsconfig_flag(fd, "volatile")
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # before Linux 5.10 overlayfs knows no volatile: mount without it
             linux.fsconfig_create(fd)
             mnt = linux.fsmount(fd, linux.MOUNT_ATTR_NODEV if nodev else 0)
         except OSError as exc:
@@ -242,7 +249,14 @@ def _mount_legacy(spec: OverlaySpec, target: str, nodev: bool = False, below_at:
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chdir(spec.base)
     try:
-        linux.mount("overlay", target, "overlay", linux.MS_NODEV if nodev else 0, data)
+        try:
+            linux.mount("overlay", target, "overlay", linux.MS_NODEV if nodev else 0, data)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not spec.volatile:
+                raise
+            # before Linux 5.10 overlayfs rejects volatile: the same mount without it
+            linux.mount("overlay", target, "overlay", linux.MS_NODEV if nodev else 0,
+                        data.removesuffix(",volatile"))
     except OSError as exc:
         raise _failure(exc, "") from None
     finally:

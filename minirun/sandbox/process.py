@@ -93,7 +93,9 @@ class Started:
     tty_sock: object = None          # where the child sends the pty master (with Launch.tty)
 
 
-def start(launch: Launch) -> Started:
+def start(launch: Launch, drop: tuple[int, ...] = ()) -> Started:
+    """Fork the container's child. drop: descriptors of ours the child closes at
+    once, such as a lock's: a flock lives while any copy of its descriptor does."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
@@ -102,7 +104,7 @@ def start(launch: Launch) -> Started:
     linux.unshare(linux.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
-        for fd in (err_r, ready_r, go_w):
+        for fd in (*drop, err_r, ready_r, go_w):
             if fd >= 0:
                 os.close(fd)
         if ours is not None:

@@ -353,3 +353,34 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
              "ctypes", "struct", "fcntl", "typing", "dataclasses", "importlib",
              "typer", "click", "rich", "pyroute2", "prctl"}
     assert not imported & heavy
+
+
+def test_a_child_stuck_before_exec_holds_no_store_lock(mr):
+    """The shared gc lock is held while a run plans and writes its container, not by
+    its child: a child blocked before exec (here on an image whose /etc/passwd is a
+    FIFO, read to resolve the user) must not keep prune and rmi waiting."""
+    mr.load("busybox")
+    mr.ok("run", "--name", "f", "busybox", "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd")
+    mr.ok("commit", "f", "fifoimg")
+    mr.ok("rm", "f")
+    proc = mr.popen("run", "--name", "stuck", "fifoimg", "true",
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pid = wait_running(mr, "stuck")
+        time.sleep(0.3)                          # the child is at the FIFO by now
+        assert proc.poll() is None and Path(f"/proc/{pid}").exists()
+        lock = mr.root / "locks" / "gc.lock"
+        held_by_child = [fd for fd in os.listdir(f"/proc/{pid}/fd")
+                         if os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(lock)]
+        assert held_by_child == []
+        result = mr("image", "prune", "-f", env={"MINIRUN_LOCK_TIMEOUT": "2"})
+        assert result.returncode == 0, result.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.02)
+    assert overlay_mounts_under(mr.root) == []
+    mr.ok("rm", "-f", "stuck")

@@ -34,7 +34,8 @@ def test_loads_round_trips_what_json_writes(doc, pad):
 
 
 @pytest.mark.parametrize("text", ["", " ", "[1,", "{\"a\" 1}", "[1] x", "01", "\"\\x\"", "[1]]",
-                                  "{\"a\":1,}", "nul", "\"\x01\"", "1 2"])
+                                  "{\"a\":1,}", "nul", "\"\x01\"", "1 2",
+                                  "\ufeff{}"])
 def test_errors_are_jsons_errors(text):
     with pytest.raises(json.JSONDecodeError) as ours:
         jsonio.loads(text)

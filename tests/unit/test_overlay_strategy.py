@@ -16,6 +16,7 @@ from minirun.errors import EnvironmentProblem
 class FakeKernel:
     def __init__(self, knows_lowerdir_plus: bool):
         self.knows = knows_lowerdir_plus
+        self.old_kernel = False          # before Linux 5.10: no volatile
         self.calls: list[tuple] = []
 
     def fsopen(self, fstype):
@@ -25,6 +26,11 @@ class FakeKernel:
     def fsconfig_string(self, fd, key, value):
         self.calls.append(("fsconfig", key, value))
         if key == "lowerdir+" and not self.knows:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    def fsconfig_flag(self, fd, key):
+        self.calls.append(("flag", key))
+        if key == "volatile" and self.old_kernel:
             raise OSError(errno.EINVAL, "Invalid argument")
 
     def fsconfig_create(self, fd):
@@ -43,13 +49,15 @@ class FakeKernel:
     def mount(self, source, target, fstype, flags=0, data=None):
         import os
         self.calls.append(("mount", target, data, os.getcwd()))
+        if self.old_kernel and data and "volatile" in data.split(","):
+            raise OSError(errno.EINVAL, "Invalid argument")
 
 
 @pytest.fixture
 def kernel(monkeypatch):
     def install(knows: bool) -> FakeKernel:
         fake = FakeKernel(knows)
-        for name in ("fsopen", "fsconfig_string", "fsconfig_create", "fsmount", "move_mount",
+        for name in ("fsopen", "fsconfig_string", "fsconfig_flag", "fsconfig_create", "fsmount", "move_mount",
                      "fs_context_messages", "mount"):
             monkeypatch.setattr(overlay.linux, name, getattr(fake, name))
         monkeypatch.setattr(overlay.os, "close", lambda fd: None)
@@ -99,3 +107,28 @@ def test_forcing_new_on_an_old_kernel_says_how_to_fix_it(kernel, tmp_path):
     kernel(False)
     with pytest.raises(EnvironmentProblem, match="lowerdir"):
         overlay.mount(spec(tmp_path, 2), "/merged", "new")
+
+
+@pytest.mark.parametrize("knows_lowerdir_plus", [True, False])
+def test_volatile_is_dropped_where_the_kernel_rejects_it(kernel, tmp_path, knows_lowerdir_plus):
+    fake = kernel(knows_lowerdir_plus)
+    fake.old_kernel = True
+    s = overlay.plan(["/l/b", "/l/a"], str(tmp_path / "upper"), str(tmp_path / "work"), str(tmp_path),
+                     volatile=True)
+    used = overlay.mount(s, "/merged", "auto")
+    assert used == ("new" if knows_lowerdir_plus else "legacy")
+    if knows_lowerdir_plus:
+        assert ("flag", "volatile") in fake.calls and ("fsmount",) in fake.calls
+    else:
+        mounts = [c for c in fake.calls if c[0] == "mount"]
+        assert len(mounts) == 2 and "volatile" in mounts[0][2].split(",")
+        assert "volatile" not in mounts[1][2].split(",")
+
+
+def test_volatile_is_asked_for_where_the_kernel_knows_it(kernel, tmp_path):
+    fake = kernel(False)
+    s = overlay.plan(["/l/b", "/l/a"], str(tmp_path / "upper"), str(tmp_path / "work"), str(tmp_path),
+                     volatile=True)
+    overlay.mount(s, "/merged", "legacy")
+    mounts = [c for c in fake.calls if c[0] == "mount"]
+    assert len(mounts) == 1 and mounts[0][2].split(",")[-1] == "volatile"
