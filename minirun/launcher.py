@@ -3,7 +3,9 @@ layer, /etc files, overlay plan), give it a cgroup and a network, start it,
 wait, and clean up whatever it held, recording how it ended.
 
 Everything that can be refused is refused before the container exists:
-malformed flags, limits the host cannot grant, an unknown image.
+malformed flags, limits, an unknown image. The one exception is a cgroup
+controller that turns out missing as the cgroup is made, just after the record
+(so that the record always names the cgroup): the container is then removed.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def create(store, image: str, opts: specs.RunOptions, checked: Checked, name, re
         pending.write()
     except BaseException:
         _release(store, cid, resources)
+        store.containers.remove(cid)        # written before its cgroup failed, if it was
         raise
     return cid, launch, resources
 
@@ -143,38 +146,50 @@ def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, r
     try:
         proc, plan, mounts, write = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
         from .sandbox import process
-        if wants_cgroup(checked.limits, opts.detach):
-            from .sandbox import cgroups
-            limits = checked.limits or cgroups.Limits()
-            driver = cgroups.open_driver(limits=limits)
-            if driver is not None:
-                resources.cgroup = driver.create(cid, limits)
-        if log.debugging:
-            _log_choices(checked, opts, resources)
         launch = process.Launch(
             proc, plan, store.mount_point, overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
             needs_netns(checked.network), checked.ulimits, opts.init,
             sync=True,                      # the child waits at least for containers/<id>/
             tty=opts.tty and not opts.detach, interactive=opts.interactive)
+        make_cgroup = None
+        if wants_cgroup(checked.limits, opts.detach):
+            from .sandbox import cgroups
+            limits = checked.limits or cgroups.Limits()
+            driver = cgroups.open_driver(limits=limits)     # refuses missing controllers now
+            if driver is not None:
+                def make_cgroup():
+                    return driver.create(cid, limits)
     except BaseException:
         gc_lock.__exit__(None, None, None)
         _release(store, cid, resources)
         raise
-    return cid, launch, resources, Pending(write, gc_lock)
+    return cid, launch, resources, Pending(
+        write, gc_lock, resources, make_cgroup,
+        record=lambda **changes: store.containers.set_state(cid, **changes),
+        log_choices=lambda: _log_choices(checked, opts, resources))
 
 
 class Pending:
     """containers/<id>/ planned but not yet written, and the shared gc lock held
     until it is, so that prune cannot take the image's layers in between."""
 
-    def __init__(self, write, lock):
-        self._write, self._lock = write, lock
+    def __init__(self, write, lock, resources: Resources, make_cgroup=None, record=None, log_choices=None):
+        self._write, self._lock, self._resources = write, lock, resources
+        self._make_cgroup, self._record, self._log_choices = make_cgroup, record, log_choices
 
     def write(self, state: dict | None = None) -> None:
-        """containers/<id>/ on disk, in state (default: created); the lock goes."""
+        """containers/<id>/ on disk, in state (default: created), then its cgroup,
+        named in the state: the record exists before the cgroup does, so `rm` of a
+        container whose runtime was killed at any point frees it (by its id, if
+        need be); the lock goes. On failure the caller removes the container."""
         try:
             self._write(state or {"status": "created"})
+            if self._make_cgroup is not None:
+                self._resources.cgroup = self._make_cgroup()
+                self._record(cgroup=self._resources.cgroup.to_json())
+            if log.debugging and self._log_choices is not None:
+                self._log_choices()
         finally:
             self.release()
 
@@ -278,10 +293,11 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
     else:
         try:
             pending.write(running)
-        except BaseException:           # e.g. --name taken meanwhile: the child never mounts
+        except BaseException:           # --name taken meanwhile, no cgroup: the child never mounts
             _kill(started.pid)
             process.abandon(started)
             _release(store, cid, resources)
+            containers.remove(cid)
             raise
     setup_error, outcome, oom = "", None, False
     try:

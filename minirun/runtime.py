@@ -65,10 +65,12 @@ def remove(store, name: str, force: bool) -> str:
 def release_leftovers(store, cid: str, state: dict) -> None:
     """What a container whose runtime was killed still holds: its cgroup and its address.
     (The kernel removed its veth with its network namespace.)"""
-    if state.get("cgroup"):
-        from .sandbox.cgroups import CgroupHandle
+    from .sandbox.cgroups import CgroupHandle
+    handles = [CgroupHandle.from_json(state["cgroup"])] if state.get("cgroup") else []
+    handles.append(CgroupHandle.of_container(cid))     # made, but killed before it was recorded
+    for handle in handles:
         try:
-            CgroupHandle.from_json(state["cgroup"]).remove()
+            handle.remove()
         except Exception:                          # noqa: BLE001 - already gone is fine
             pass
     if os.path.isdir(os.path.join(store.root, "networks")):

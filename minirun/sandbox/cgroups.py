@@ -273,6 +273,19 @@ class CgroupHandle:
         return {"version": self.version, "paths": list(self.paths), "memory": self.memory}
 
     @classmethod
+    def of_container(cls, container_id: str, root: str = CGROUP_ROOT) -> "CgroupHandle":
+        """Every cgroup minirun could have made for container_id, found by name
+        (<root>/<hierarchy>/minirun/<id>, <root>/minirun/<id>): what `rm` frees for a
+        container whose runtime was killed before its state named its cgroup."""
+        try:
+            names = os.listdir(root)
+        except OSError:
+            names = []
+        candidates = [os.path.join(root, PARENT, container_id)]
+        candidates += [os.path.join(root, name, PARENT, container_id) for name in sorted(names)]
+        return cls("", [path for path in candidates if os.path.isdir(path)], None)
+
+    @classmethod
     def from_json(cls, data: dict, fs: CgroupFS | None = None) -> "CgroupHandle":
         return cls(data["version"], list(data["paths"]), data.get("memory"), fs or CgroupFS())
 

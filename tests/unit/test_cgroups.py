@@ -517,3 +517,17 @@ def test_cleanup_stale_v1_visits_each_hierarchy_once(v1_tree):
     assert sorted(os.path.relpath(p, v1_tree) for p in removed) == [
         "cpu,cpuacct/minirun/dead", "memory/minirun/dead", "pids/minirun/dead"]
     assert all((v1_tree / c / "minirun" / "live").is_dir() for c in ("memory", "pids", "cpu"))
+
+
+def test_a_containers_cgroups_are_found_by_its_id(tmp_path):
+    """What `rm` frees when a killed runtime never recorded the cgroup in the state."""
+    cid = "ab" * 32
+    made = [tmp_path / "memory" / "minirun" / cid, tmp_path / "pids" / "minirun" / cid,
+            tmp_path / "minirun" / cid]
+    for path in made:
+        path.mkdir(parents=True)
+    (tmp_path / "cpu" / "minirun" / ("cd" * 32)).mkdir(parents=True)      # another container's
+    handle = cgroups.CgroupHandle.of_container(cid, str(tmp_path))
+    assert sorted(handle.paths) == sorted(map(str, made))
+    assert cgroups.CgroupHandle.of_container("ef" * 32, str(tmp_path)).paths == []
+    assert cgroups.CgroupHandle.of_container(cid, str(tmp_path / "missing")).paths == []
