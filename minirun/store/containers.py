@@ -23,7 +23,7 @@ from .. import jsonio
 from ..names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, UsageError
 from ..fsutil import tree_size
-from .root import remove_tree, umask
+from .root import make_dir, remove_tree, umask
 
 
 
@@ -63,36 +63,33 @@ class ContainerStore:
         return os.urandom(32).hex()
 
     def create(self, cid: str, config: dict, links: dict[str, str], init_entries=(),
-               files: dict[str, str] | None = None, state: dict | None = None) -> str:
+               state: dict | None = None) -> str:
         """Create containers/<id>/ with config.json and state.json (default: created); returns the id.
 
         links maps short names (l/<n>) to the lower dirs they stand for;
-        init_entries (mounts.InitEntry) make the init layer; files are written
-        beside config.json (the /etc files bound into the container)."""
+        init_entries (mounts.InitEntry) make the init layer."""
         name = config.get("name")
         config = dict(config, id=cid, name=name or cid[:12], created=now())
         if not name:        # a fresh random id: nothing to check, and the rename is atomic
-            self._materialise(cid, config, links, init_entries, files, state)
+            self._materialise(cid, config, links, init_entries, state)
             return cid
         check_name(name)
         with self.store.locks.hold("containers"):
             if self.find_by_name(name):
                 raise Conflict(f"the container name {name!r} is already in use",
                                f"remove it with `minirun rm {name}` or pick another --name")
-            self._materialise(cid, config, links, init_entries, files, state)
+            self._materialise(cid, config, links, init_entries, state)
         return cid
 
     def _materialise(self, cid: str, config: dict, links: dict[str, str], init_entries,
-                     files: dict[str, str] | None, state: dict | None) -> None:
+                     state: dict | None) -> None:
         """containers/<id>/, built in tmp/ and renamed into place whole."""
         # Each file-system call here costs a run ~40 us: modes are given at creation,
         # and chmod or chown follow only when the umask or the owner calls for them.
         with self.store.staging("container", 0o711) as staged:
             for sub in ("upper", "work", "init"):
-                _mkdir(os.path.join(staged, sub), 0o755)     # upper/ is the container's /
+                make_dir(os.path.join(staged, sub), 0o755)   # upper/ is the container's /
             _build_init(os.path.join(staged, "init"), init_entries)
-            for fname, content in (files or {}).items():
-                _write_file(os.path.join(staged, fname), content)
             if links:
                 os.mkdir(os.path.join(staged, "l"), 0o700)
                 for short, target in links.items():
@@ -167,16 +164,11 @@ def _build_init(root: str, entries) -> None:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, entry.mode & 0o777))
         else:
             os.mkdir(path, entry.mode & 0o777)
-        if (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+        foreign = (entry.uid, entry.gid) != (os.geteuid(), os.getegid())
+        if foreign:
             os.chown(path, entry.uid, entry.gid)        # clears setuid/setgid: chmod after
-        if entry.mode & ~0o777 or entry.mode & umask() or (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+        if foreign or entry.mode & ~0o777 or entry.mode & umask():
             os.chmod(path, entry.mode)
-
-
-def _mkdir(path: str, mode: int) -> None:
-    os.mkdir(path, mode)
-    if mode & umask():
-        os.chmod(path, mode)
 
 
 def _write_file(path: str, content: str) -> None:

@@ -29,6 +29,15 @@ def wait_running(mr, name: str, timeout: float = 10) -> int:
     return mr.running_state(name, timeout)["pid"]
 
 
+def wait_gone(pid: int, timeout: float = 2) -> bool:
+    """Whether the process pid has ended within timeout seconds."""
+    for _ in range(int(timeout / 0.02)):
+        if not Path(f"/proc/{pid}").exists():
+            return True
+        time.sleep(0.02)
+    return not Path(f"/proc/{pid}").exists()
+
+
 # ---------------------------------------------------------------- exit codes
 
 def test_exit_codes_follow_docker_run(mr):
@@ -119,11 +128,7 @@ def test_minirun_killed_leaves_no_mount_and_no_process(mr, user):
     pid = wait_running(mr, "orphan")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.02)
-    assert not Path(f"/proc/{pid}").exists(), "the container outlived its runtime"
+    assert wait_gone(pid), "the container outlived its runtime"
     assert overlay_mounts_under(mr.root) == []
     state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
     assert state["status"] == "exited" and state["exit_code"] is None
@@ -378,9 +383,6 @@ def test_a_child_stuck_before_exec_holds_no_store_lock(mr):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.02)
+    assert wait_gone(pid), "the container outlived its runtime"
     assert overlay_mounts_under(mr.root) == []
     mr.ok("rm", "-f", "stuck")
