@@ -97,10 +97,12 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
         log.silence()        # its stderr becomes the container's log: keep minirun's lines out of it
         try:
             os.setsid()
-            output = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            output = _log_writer(log_path)
             devnull = os.open(os.devnull, os.O_RDWR)
             for target, fd in enumerate((devnull, output, output)):
                 os.dup2(fd, target)
+            os.close(output)
+            os.close(devnull)
 
             def notify(code: int, error: str) -> None:
                 os.write(write_fd, jsonio.dumps({"code": code, "error": error}).encode())
@@ -115,6 +117,29 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
     if not report["error"]:
         return RunResult(cid, 0)
     return RunResult(cid, report["code"], report["error"])
+
+
+def _log_writer(log_path: str) -> int:  # pragma: no cover - in the -d monitor
+    """The write end of a pipe that a small relay process copies into the container's
+    log until every writer is gone. The container gets the pipe, never the log file:
+    through /proc/self/fd/1 it could chmod, chown or reopen a host file."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    if os.fork() == 0:
+        os.closerange(0, read_fd)                  # nothing of the monitor's: above all not
+        os.closerange(read_fd + 1, 0x7FFFFFFF)     # its report pipe to `run -d`
+        try:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        except OSError:
+            fd = -1
+        while chunk := os.read(read_fd, 65536):
+            try:
+                while chunk and fd >= 0:
+                    chunk = chunk[os.write(fd, chunk):]
+            except OSError:          # a full disk: drop the output, never the container
+                pass
+        os._exit(0)
+    os.close(read_fd)
+    return write_fd
 
 
 @dataclass

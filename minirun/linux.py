@@ -113,6 +113,9 @@ MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+SYS_PIDFD_OPEN = 434                  # the same number on every architecture (Linux 5.3+)
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -202,6 +205,23 @@ def set_pdeathsig(signum: int) -> None:
     """Have the kernel send signum to this process when its parent dies."""
     _check(_libc.prctl(c_int(PR_SET_PDEATHSIG), c_ulong(signum),
                        c_ulong(0), c_ulong(0), c_ulong(0)), "prctl")
+
+
+def set_dumpable(on: bool) -> None:
+    """PR_SET_DUMPABLE: while off, only CAP_SYS_PTRACE may ptrace this process or open
+    its /proc/PID/{root,cwd,exe,fd,mem,environ}; execve turns it on again."""
+    _prctl(PR_SET_DUMPABLE, int(on), 0, "prctl PR_SET_DUMPABLE")
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants are reparented to this process instead of to init."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, "prctl PR_SET_CHILD_SUBREAPER")
+
+
+def pidfd_open(pid: int) -> int:
+    """A descriptor that pins pid: while it is open the number cannot name another
+    process, and setns(pidfd, flags) joins that process's namespaces (Linux 5.8+)."""
+    return _check(_libc.syscall(c_long(SYS_PIDFD_OPEN), c_int(pid), c_uint(0)), "pidfd_open")
 
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:

@@ -239,5 +239,6 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
         cgroup = CgroupHandle.from_json(state["cgroup"])
     caps = frozenset(config.get("capabilities", []))
     request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
-                        config.get("no_new_privs", True), tty, cgroup, interactive)
+                        config.get("no_new_privs", True), tty, cgroup, interactive,
+                        pid_start=state.get("pid_start") or 0, name=name)
     return join.run(request, interactive)

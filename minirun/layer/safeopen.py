@@ -162,3 +162,44 @@ def _open_component(dir_fd: int, part: str) -> int:
     if part in ("", ".", ".."):
         raise OSError(errno.EXDEV, f"{part!r} in a path that must stay below its root", part)
     return os.open(part, DIR_FLAGS, dir_fd=dir_fd)
+
+
+# ---------------------------------------------------------------- inside a container's root
+
+IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
+PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
+
+
+def open_in_root(root_fd: int, rel: str, follow: bool = True, flags: int = PATH_FLAGS) -> int:
+    """An fd (O_PATH by default) of rel inside the tree rooted at root_fd, resolved
+    the way a process chrooted there would resolve it: an absolute symlink starts
+    again at root_fd and `..` stops there, so nothing outside is ever reached.
+    With follow=False, any symlink on the way is refused (ELOOP). Where openat2
+    is missing, every symlink is refused: one O_NOFOLLOW open per component."""
+    global _openat2_usable
+    rel = rel.strip("/") or "."
+    if _openat2_usable:
+        resolve = IN_ROOT | (0 if follow else linux.RESOLVE_NO_SYMLINKS)
+        for _ in range(8):                   # EAGAIN: a rename raced the lookup; try again
+            try:
+                return linux.openat2(root_fd, rel, flags, resolve)
+            except OSError as exc:
+                if exc.errno in _NO_OPENAT2:
+                    _openat2_usable = False
+                    break
+                if exc.errno != errno.EAGAIN:
+                    raise
+    parent, _, name = rel.rpartition("/")
+    fd = _walk(root_fd, parent) if parent else os.dup(root_fd)
+    try:
+        if name == ".":
+            return os.open(".", flags | os.O_DIRECTORY, dir_fd=fd)
+        if name in ("", ".."):
+            raise OSError(errno.EXDEV, f"{name!r} in a path that must stay below its root", name)
+        out = os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+        if (os.fstat(out).st_mode & 0o170000) == 0o120000:          # S_IFLNK
+            os.close(out)
+            raise OSError(errno.ELOOP, "a symlink, refused without openat2", rel)
+        return out
+    finally:
+        os.close(fd)

@@ -14,6 +14,8 @@ the ones --cap-add names, which are raised as ambient for it.
 
 from __future__ import annotations
 
+import os
+
 from ..errors import UsageError
 
 DOCKER_DEFAULT = frozenset({
@@ -25,12 +27,18 @@ DOCKER_DEFAULT = frozenset({
 _FLAGS = ("CAP_EFFECTIVE", "CAP_INHERITABLE", "CAP_PERMITTED", "CAP_LAST_CAP")
 
 
+# capabilities newer than python-prctl 1.8 knows (Linux 5.9); the kernel's own
+# count (/proc/sys/kernel/cap_last_cap) decides which of them exist here
+_NEWER = {"checkpoint_restore": 40}
+
+
 def all_names() -> frozenset[str]:
-    """Every capability python-prctl names (chown, ..., audit_read), lowercase."""
+    """Every capability python-prctl names (chown, ..., bpf), and the newer ones, lowercase."""
     global _all_names
     if _all_names is None:
         import _prctl
         _all_names = frozenset(n[4:].lower() for n in dir(_prctl) if n.startswith("CAP_") and n not in _FLAGS)
+        _all_names |= frozenset(_NEWER)
     return _all_names
 
 
@@ -71,18 +79,31 @@ def preload() -> None:
 
 def _number(name: str) -> int:
     import _prctl
-    return getattr(_prctl, f"CAP_{name.upper()}")
+    return _NEWER.get(name) or getattr(_prctl, f"CAP_{name.upper()}")
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows. Read once, while the host's
+    /proc is still there; every set is cleared up to it, named or not."""
+    global _last
+    if _last < 0:
+        fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _last = int(os.read(fd, 16))
+        finally:
+            os.close(fd)
+    return _last
+
+
+_last = -1
 
 
 def limit_bounding(keep: frozenset[str]) -> None:
-    """Drop every other capability from the bounding set (needs CAP_SETPCAP: call while root).
-    Numbers the kernel knows but python-prctl has no name for (checkpoint_restore, ...)
-    are dropped too, read from /proc/sys/kernel/cap_last_cap."""
+    """Drop every other capability from the bounding set (needs CAP_SETPCAP: call while
+    root), up to the kernel's last number, whether python-prctl names it or not."""
     import _prctl
     keep_numbers = {_number(n) for n in keep}
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        last = int(f.read())
-    for number in range(last + 1):
+    for number in range(last_cap() + 1):
         if number not in keep_numbers:
             _prctl.prctl(_prctl.PR_CAPBSET_DROP, number)
 
@@ -98,16 +119,17 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
     One capset sets all three sets at once, so no step ever has effective > permitted."""
     import _prctl
     from .. import linux
-    everything = all_names()
-    # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted
-    numbers = {name: _number(name) for name in keep}
+    last = last_cap()
+    # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted,
+    # nor one this kernel does not have
+    numbers = {name: number for name in keep if (number := _number(name)) <= last}
     permitted = _prctl.get_caps([], list(numbers.values()), [])[_prctl.CAP_PERMITTED]
-    keep = frozenset(name for name, number in numbers.items() if permitted[number])
-    keep_caps = [_number(n) for n in sorted(keep)]
-    drop_caps = [_number(n) for n in sorted(everything - keep)]
-    amb = [_number(n) for n in sorted(ambient & keep)]
-    not_amb = [_number(n) for n in sorted(everything - (ambient & keep))]
-    # one capset: effective and permitted to set, then to clear; inheritable likewise
+    keep_caps = sorted(number for number in numbers.values() if permitted[number])
+    amb = sorted(numbers[name] for name in ambient if name in numbers and numbers[name] in keep_caps)
+    drop_caps = [n for n in range(last + 1) if n not in keep_caps]
+    not_amb = [n for n in range(last + 1) if n not in amb]
+    # one capset: effective and permitted to set, then to clear; inheritable likewise.
+    # Every number up to the kernel's last is cleared unless kept, named or not.
     _prctl.set_caps(keep_caps, keep_caps, amb, drop_caps, drop_caps, not_amb)
     linux.ambient_clear()
     for cap in amb:
@@ -115,3 +137,13 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
     _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
     if no_new_privs:
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_all() -> None:
+    """No capability in any set: for --init's PID 1, which never execs (an exec would
+    recompute the sets) and needs none to wait for and signal its own children."""
+    import _prctl
+    from .. import linux
+    every = list(range(last_cap() + 1))
+    _prctl.set_caps([], [], [], every, every, every)
+    linux.ambient_clear()

@@ -1,24 +1,44 @@
 """`minirun exec`: run one more process inside a running container.
 
-We open the container's namespaces and its root through /proc/PID, join its
-PID namespace (which only our children enter), fork, and in the child join
-the others, switch to its root, become its user, take its capabilities and
-exec. The parent waits and returns the exit code, like `docker exec`.
+The container's processes must never see a process of ours that still has the
+host's root, the host's mounts or capabilities they lack: with CAP_SYS_PTRACE
+(or a dumpable process) /proc/PID/root, /proc/PID/mountinfo and ptrace would
+open the host to them. A process cannot enter a PID namespace itself, only
+its children can, so exec forks twice:
+
+    minirun exec (host)          pins the container's PID 1 with a pidfd, so a
+      |                          recycled pid can never name a host process;
+      |                          becomes a child subreaper
+      +- first child             non-dumpable at once, in the host's PID
+      |    (host PID ns)         namespace, where the container cannot see it:
+      |                          joins the cgroup, the namespaces (setns on the
+      |                          pidfd), the container's root; drops to the
+      |                          container's user and capabilities; forks, exits
+      +- second child            born inside the root with its final
+           (container PID ns)    credentials, still non-dumpable; reparented to
+                                 us when the first child exits, it waits for
+                                 our word, then execs the command
+
+The parent waits for the command and returns its exit code, like `docker exec`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from ..record import dataclass
 
 from .. import linux
+from ..errors import Conflict
 from . import process
 from .spec import ProcessSpec
 
-# joined in this order; mnt last, because it changes what paths mean
+# joined in this order; mnt last, because it changes what paths mean; pid affects
+# only the children
 NAMESPACES = (("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS),
-              ("net", linux.CLONE_NEWNET), ("mnt", linux.CLONE_NEWNS))
+              ("net", linux.CLONE_NEWNET), ("mnt", linux.CLONE_NEWNS), ("pid", linux.CLONE_NEWPID))
+GO = b"G"
 
 
 @dataclass(frozen=True)
@@ -31,44 +51,119 @@ class Join:
     tty: bool = False
     cgroup: object = None
     interactive: bool = False
+    pid_start: int = 0             # its start time, to tell it from a recycled pid
+    name: str = ""                 # for messages
+
+
+def not_running(join: Join) -> Conflict:
+    return Conflict(f"container {join.name or join.pid} is not running", "start one with `minirun run -d`")
+
+
+def pin(join: Join) -> tuple[int, int]:
+    """(pidfd, root fd) of the container's PID 1, checked to be that process and not
+    one that reused its number; the pidfd keeps it so until closed."""
+    from ..runtime import start_time
+    try:
+        pidfd = linux.pidfd_open(join.pid)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            raise not_running(join) from None
+        pidfd = -1                 # before Linux 5.3: the start-time check alone
+    try:
+        if join.pid_start and start_time(join.pid) != join.pid_start:
+            raise not_running(join)
+        root = os.open(f"/proc/{join.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise not_running(join) from None
+    except BaseException:
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise
+    return pidfd, root
 
 
 def run(join: Join, interactive: bool = False) -> process.Outcome:
-    fds = {name: os.open(f"/proc/{join.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-           for name, _ in NAMESPACES}
-    pid_ns = os.open(f"/proc/{join.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    root = os.open(f"/proc/{join.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pidfd, root = pin(join)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = process._socketpair() if join.tty else (None, None)
-    linux.setns(pid_ns, linux.CLONE_NEWPID)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - measured by integration tests
-        os.close(err_r)
-        _child(join, fds, root, err_w, theirs)
-    linux.setns(own_pid_ns, linux.CLONE_NEWPID)
-    for fd in (*fds.values(), pid_ns, root, own_pid_ns, err_w):
-        os.close(fd)
-    if join.cgroup is not None:
-        join.cgroup.add(child)
+    linux.set_child_subreaper()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - measured by integration tests
+        linux.set_dumpable(False)
+        process.close_fds(keep=(pidfd, root, err_w, pid_w, go_r, theirs.fileno() if theirs else -1))
+        _first(join, pidfd, root, err_w, pid_w, go_r, theirs)
+    for fd in (pidfd, root, err_w, pid_w, go_r):
+        if fd >= 0:
+            os.close(fd)
+    if theirs is not None:
+        theirs.close()
+    _, status = os.waitpid(first, 0)
+    said = _read_all(pid_r)
+    if not said:              # the first child failed; its report is on the error pipe
+        os.close(go_w)
+        if ours is not None:
+            ours.close()
+        return process.outcome(status, _read_all(err_r))
+    command = int(said)
+    os.write(go_w, GO)         # it is ours now: the first child has been reaped
+    os.close(go_w)
     relay = None
     if ours is not None:
         from . import tty
-        theirs.close()
         master = tty.receive_master(ours)
         ours.close()
         if master is not None:
             relay = tty.Relay(master, interactive)
             relay.start()
-    started = process.Started(child, err_r)
-    outcome = process.wait(started)
+    outcome = process.wait(process.Started(command, err_r))
     if relay is not None:
         relay.finish()
     return outcome
 
 
-def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None:  # pragma: no cover
-    from .. import jsonio
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
+    """The container's cgroup, namespaces and root, in that order: the cgroup files
+    are host paths, gone once the mount namespace changes."""
+    if join.cgroup is not None:
+        join.cgroup.add(0)
+    flags = 0
+    for _, flag in NAMESPACES:
+        flags |= flag
+    try:
+        linux.setns(pidfd, flags)                 # all at once, on the pinned process (5.8+)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            raise not_running(join) from None
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+        for name, flag in NAMESPACES:             # older kernels: one descriptor each
+            try:
+                fd = os.open(f"/proc/{join.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise not_running(join) from None
+            linux.setns(fd, flag)
+            os.close(fd)
+    os.fchdir(root)
+    os.chroot(".")
+    os.close(root)
+    if pidfd >= 0:
+        os.close(pidfd)
+
+
+def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
+           tty_sock=None) -> None:  # pragma: no cover
     from ..errors import MinirunError
     from . import caps, tty, users  # noqa: F401 - imported before the chroot hides them
     code, message = process.EXIT_SETUP, "unknown failure"
@@ -76,21 +171,48 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
         linux.set_pdeathsig(signal.SIGKILL)
         process.default_signals()
         caps.preload()
+        caps.last_cap()
+        _enter(join, pidfd, root)
+        caps.limit_bounding(join.caps)
+        env, uid = process._become(join.process, create_cwd=False)
+        caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
+        command = os.fork()
+        if command == 0:
+            os.close(pid_w)
+            _second(join, env, pipe, go_r, tty_sock)
+        os.write(pid_w, str(command).encode())
+        os._exit(0)
+    except MinirunError as exc:
+        code, message = process.EXIT_SETUP, exc.line()
+    except OSError as exc:
+        code, message = process.EXIT_SETUP, f"exec setup: {exc.strerror or exc}"
+    except BaseException as exc:  # noqa: BLE001
+        code, message = process.EXIT_SETUP, f"exec setup: {exc}"
+    _report(pipe, code, message)
+
+
+def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> None:  # pragma: no cover
+    """In the container's PID namespace, inside its root, with its credentials."""
+    from ..errors import MinirunError
+    code, message = process.EXIT_SETUP, "unknown failure"
+    try:
+        if os.read(go_r, 1) != GO:
+            os._exit(process.EXIT_SETUP)          # minirun exec is gone
+        os.close(go_r)
+        linux.set_pdeathsig(signal.SIGKILL)       # the parent is minirun exec now
         process.detach_from_our_terminal(join.tty, join.interactive)
-        for name, flag in NAMESPACES:
-            linux.setns(fds[name], flag)
-        os.fchdir(root)
-        os.chroot(".")
         if tty_sock is not None:
             process._terminal("", tty_sock)
-        caps.limit_bounding(join.caps)
-        env, uid = process._become(join.process)
-        caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
         code, message = process._exec(join.process.argv, env, pipe)
     except MinirunError as exc:
         code, message = process.EXIT_SETUP, exc.line()
     except BaseException as exc:  # noqa: BLE001
         code, message = process.EXIT_SETUP, f"exec setup: {exc}"
+    _report(pipe, code, message)
+
+
+def _report(pipe: int, code: int, message: str) -> None:  # pragma: no cover
+    from .. import jsonio
     try:
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
     finally:

@@ -104,11 +104,9 @@ def start(launch: Launch, drop: tuple[int, ...] = ()) -> Started:
     linux.unshare(linux.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
-        for fd in (*drop, err_r, ready_r, go_w):
-            if fd >= 0:
-                os.close(fd)
-        if ours is not None:
-            ours.close()
+        # before any path in the container is resolved: a descriptor of the caller's
+        # (a directory, say) reached as /proc/self/fd/N would lead out of it
+        close_fds(keep=(err_w, ready_w, go_r, theirs.fileno() if theirs is not None else -1))
         _child(launch, err_w, ready_w, go_r, theirs)
     # Back to our own PID namespace for later children: the kernel refuses new
     # threads (pyroute2, downloads) while pid_ns_for_children differs from ours.
@@ -296,24 +294,55 @@ def _terminal(root: str, sock) -> None:  # pragma: no cover
     tty.become_controlling(slave)
 
 
+def close_fds(keep: tuple[int, ...]) -> None:  # pragma: no cover
+    """Close every descriptor but stdio and keep (close_range(2): only the open ones
+    cost anything). Nothing else of ours crosses into the container: an inherited
+    descriptor would be a way out of it."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 0x7FFFFFFF)
+
+
 def close_other_fds(keep: int) -> None:  # pragma: no cover
-    """Nothing but stdio (and our close-on-exec report pipe) crosses into the container:
-    an inherited descriptor would be a way out of it."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+    close_fds((keep,))
 
 
-def _become(process: ProcessSpec) -> tuple[list[str], int]:  # pragma: no cover
+def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
+    """chdir into the working dir, made if missing (as Docker's run does), then check
+    that it lies under the container's root: a magic link such as /proc/self/fd/N or
+    /proc/N/cwd can name a directory outside it (CVE-2024-21626), and getcwd(2)
+    marks such a directory "(unreachable)", which os.getcwd refuses (ENOENT)."""
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        if not create:
+            raise MinirunError(f"working directory {cwd} does not exist in the container",
+                               "give an existing directory with -w") from None
+        try:
+            os.makedirs(cwd, 0o755)
+            os.chdir(cwd)
+        except OSError as exc:
+            raise MinirunError(f"working directory {cwd} cannot be made in the container: {exc.strerror}",
+                               "give an existing directory with -w (or fix the image's WorkingDir)") from None
+    try:
+        where = os.getcwd()
+    except OSError:
+        where = ""
+    if not where.startswith("/"):
+        os.chdir("/")
+        raise MinirunError(f"working directory {cwd} is outside the container",
+                           "give a directory inside the container with -w (or the image's WorkingDir)")
+
+
+def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], int]:  # pragma: no cover
     from . import caps
     identity = users.resolve(process.user)
     env = list(process.env)
     if not any(item.startswith("HOME=") for item in env):
         env.append(f"HOME={identity.home}")
-    try:
-        os.chdir(process.cwd)
-    except FileNotFoundError:
-        os.makedirs(process.cwd, 0o755)
-        os.chdir(process.cwd)
+    enter_cwd(process.cwd, create_cwd)
     caps.keep_across_setuid()
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
@@ -376,6 +405,8 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
+    from . import caps
+    caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
     linux.set_name("minirun-init")
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
