@@ -48,6 +48,8 @@ def check_options(opts: specs.RunOptions) -> Checked:
     volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
     tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
     mounts_mod.check_no_duplicates(volumes + tmpfs)
+    if not opts.privileged:
+        mounts_mod.check_tmpfs_dev(tmpfs)
     ulimits, limits = (), None        # the modules for these load only when a flag asks
     if opts.ulimits:
         from .sandbox import rlimits

@@ -82,6 +82,15 @@ def parse_tmpfs(text: str) -> Mount:
     return Mount(_container_path(path, "tmpfs"), "tmpfs", options=options or "mode=1777")
 
 
+def check_tmpfs_dev(mounts: list[Mount]) -> None:
+    """`dev` on a --tmpfs only with --privileged: the container keeps CAP_MKNOD, and
+    minirun has no device cgroup, so a node made there could open any host device."""
+    for m in mounts:
+        if "dev" in m.options.split(","):
+            raise UsageError(f"--tmpfs {m.target}: the option dev needs --privileged",
+                             "leave it out: device nodes made on that tmpfs could open the host's devices")
+
+
 def etc_mounts(files: dict[str, str]) -> list[Mount]:
     """hosts, hostname and resolv.conf ({name: text}) over the image's /etc files."""
     return [Mount(f"/etc/{name}", "file", is_file=True, content=text) for name, text in sorted(files.items())]

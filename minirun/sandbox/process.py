@@ -407,6 +407,9 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
     os.close(pipe)
     from . import caps
     caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
+    # and it stays a python process of the host's: its /proc/1/exe, root and memory are
+    # for CAP_SYS_PTRACE only, not for every root process of the container
+    linux.set_dumpable(False)
     linux.set_name("minirun-init")
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
