@@ -61,6 +61,8 @@ def canary_dir(tmp_path) -> Path:
     canary = tmp_path / "canary"
     canary.mkdir()
     (canary / "secret").write_text("host secret\n")
+    (canary / "sub").mkdir()
+    (canary / "sub" / "secret").write_text("host secret\n")
     return canary
 
 
@@ -70,7 +72,7 @@ def with_dir_fd(path: Path):
     return fd
 
 
-WHERE = ("run -w", "WorkingDir", "exec -w", "run -w /proc/self/fd/N/..")
+WHERE = ("run -w", "WorkingDir", "exec -w", "run -w /proc/self/fd/N/sub")
 
 
 @pytest.mark.parametrize("where", WHERE)
@@ -79,7 +81,7 @@ def test_a_working_dir_through_a_callers_descriptor_is_refused(mr, tmp_path, can
     /proc/self/fd/N as the working dir, would start the command in the host's tree."""
     fd = with_dir_fd(canary_dir)
     try:
-        cwd = f"/proc/self/fd/{fd}" + ("/.." if where.endswith("..") else "")
+        cwd = f"/proc/self/fd/{fd}" + ("/sub" if where.endswith("sub") else "")
         script = "pwd; ls; cat secret; echo pwned > written; ls /proc/self/cwd/ >&2"
         if where == "WorkingDir":
             load_image(mr, tmp_path, "wd", [], {"WorkingDir": cwd, "Cmd": ["sh", "-c", script]})
@@ -93,13 +95,11 @@ def test_a_working_dir_through_a_callers_descriptor_is_refused(mr, tmp_path, can
             result = mr("run", "--rm", "-w", cwd, "busybox", "sh", "-c", script, pass_fds=(fd,))
     finally:
         os.close(fd)
-    if where.endswith(".."):          # the descriptor is gone: what is left is in the container
-        assert "Traceback" not in result.stderr
-    else:
-        one_line_refusal(result, "working directory")
+    one_line_refusal(result, "working directory")
     listed = result.stdout.split()
     assert "host secret" not in result.stdout and "secret" not in listed and "canary" not in listed
-    assert sorted(os.listdir(canary_dir)) == ["secret"]
+    assert sorted(os.listdir(canary_dir)) == ["secret", "sub"]
+    assert os.listdir(canary_dir / "sub") == ["secret"]
 
 
 def test_no_descriptor_of_the_caller_reaches_the_container(mr, canary_dir):
