@@ -226,6 +226,9 @@ def tmpfs_flags(options: str) -> tuple[int, str]:
 def _mount(root: int, mount: Mount, privileged: bool = False) -> None:
     point = target(root, mount.target)
     try:
+        if _same(point, root):
+            raise RuntimeFailure(f"cannot mount on {mount.target} in the container: a symlink in the "
+                                 "image makes it the container's root", "fix the image, or choose another path")
         if mount.kind == "tmpfs":
             flags, data = tmpfs_flags(mount.options)
             if not privileged:
@@ -240,6 +243,11 @@ def _mount(root: int, mount: Mount, privileged: bool = False) -> None:
     flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
     if flags:
         _remount(root, mount.target, flags)
+
+
+def _same(fd: int, other: int) -> bool:
+    a, b = os.fstat(fd), os.fstat(other)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _remount(root: int, path: str, flags: int) -> None:

@@ -158,3 +158,231 @@ def test_exec_of_a_container_that_just_ended_is_one_line(mr):
             assert len(result.stderr.strip().splitlines()) <= 1, result.stderr
             assert result.returncode in (0, 1, 125, 137), (result.returncode, result.stderr)
         mr("rm", "-f", name)
+
+
+# ---------------------------------------------------------------- 3. mount targets, in a jail
+
+JAIL_SCRIPT = r"""
+set -e
+J=$1; DEV=$2; shift 2
+mount --make-rprivate /
+mount --bind "$J" "$J"
+for d in usr lib lib32 lib64 bin sbin etc root work tmp sys; do
+  if [ -d "/$d" ] && [ ! -L "/$d" ]; then mount --rbind "/$d" "$J/$d"; fi
+done
+mount -t proc proc "$J/proc"
+mount --bind "$DEV" "$J/dev"
+cd /
+exec chroot "$J" "$@"
+"""
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+
+
+class Jail:
+    """minirun run inside a mount namespace whose "/" is a directory of the test's:
+    what an escape writes to "/" lands in that directory, never in the host's own,
+    and its /dev holds canary nodes of the test's own making."""
+
+    def __init__(self, tmp_path: Path):
+        self.root = tmp_path / "jail"
+        self.dev = tmp_path / "jail-dev"
+        self.root.mkdir()
+        self.dev.mkdir()
+        for d in ("usr", "lib", "lib32", "lib64", "bin", "sbin", "etc", "root", "work", "tmp", "sys"):
+            host = Path("/") / d
+            if host.is_symlink():
+                (self.root / d).symlink_to(os.readlink(host))
+            elif host.is_dir():
+                (self.root / d).mkdir()
+        (self.root / "proc").mkdir()
+        (self.root / "dev").mkdir()
+        for name, (major, minor) in DEVICES.items():
+            os.mknod(self.dev / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(self.dev / name, 0o666)
+
+    def run(self, mr, *args: str):
+        prefix = ("unshare", "--mount", "sh", "-c", JAIL_SCRIPT, "jail", str(self.root), str(self.dev))
+        return mr(*args, prefix=prefix, cwd="/", env={"PYTHONPATH": str(REPO)})   # this checkout's code
+
+    def entries(self) -> list[str]:
+        return sorted(os.listdir(self.root))
+
+    def devices(self) -> dict[str, tuple[int, int, int]]:
+        return {name: (st.st_mode, st.st_uid, st.st_gid)
+                for name in DEVICES for st in [os.lstat(self.dev / name)]}
+
+
+@pytest.fixture
+def jail(tmp_path) -> Jail:
+    return Jail(tmp_path)
+
+
+def test_the_jail_runs_minirun(mr, jail):
+    """The jail itself works: a plain run in it succeeds and leaves "/" as it was."""
+    mr.load("busybox")
+    before = jail.entries()
+    result = jail.run(mr, "run", "--rm", "busybox", "echo", "inside")
+    assert result.returncode == 0 and result.stdout == "inside\n", result.stderr
+    assert jail.entries() == before
+
+
+LINKED = [("dev", "/"), ("proc", "/"), ("sys", "/"), ("dev", "../../../../../../../.."),
+          ("proc", "../../../../../../.."), ("dev", "/proc/self/root")]
+
+
+@pytest.mark.parametrize("point,link", LINKED, ids=[f"{p}->{l}" for p, l in LINKED])
+def test_a_kernel_mount_point_that_is_a_symlink_is_refused(mr, tmp_path, jail, point, link):
+    """/dev, /proc or /sys as a symlink out of the image: the runtime, still in the
+    host's root, once made the devices, pts/, shm/ and the /etc files in the host's /."""
+    others = [entry(d, tarfile.DIRTYPE, mode=0o755) for d in ("proc", "dev", "sys") if d != point]
+    name = load_image(mr, tmp_path, f"{point}link", others + [entry(point, tarfile.SYMTYPE, linkname=link)],
+                      mount_points=False)
+    before = jail.entries()
+    result = jail.run(mr, "run", "--rm", name, "echo", "ran")
+    one_line_refusal(result, f"/{point}", "symlink")
+    assert jail.entries() == before
+
+
+LINKED_TARGETS = [("-v", "/data", "/"), ("--tmpfs", "/data", "/"), ("-v", "/data", "../../../../../.."),
+                  ("--tmpfs", "/data/x", "/tmp")]
+
+
+@pytest.mark.parametrize("flag,path,link", LINKED_TARGETS, ids=[f"{f}{p}->{l}" for f, p, l in LINKED_TARGETS])
+def test_volume_and_tmpfs_targets_resolve_inside_the_root(mr, tmp_path, jail, flag, path, link):
+    """A -v or --tmpfs destination reached through an image symlink lands inside the
+    container (as under runc's securejoin), never on the host path the link names."""
+    source = tmp_path / "volume"
+    source.mkdir()
+    (source / "from-volume").write_text("v\n")
+    name = load_image(mr, tmp_path, "datalink", [entry("data", tarfile.SYMTYPE, linkname=link),
+                                                 entry("tmp", tarfile.DIRTYPE, mode=0o1777)])
+    spec = f"{source}:{path}" if flag == "-v" else path
+    before = jail.entries()
+    result = jail.run(mr, "run", "--rm", flag, spec, name, "sh", "-c", f"ls {path}; touch {path}/made")
+    if result.returncode:
+        one_line_refusal(result, path.rsplit("/", 1)[0] or path)
+    assert jail.entries() == before
+    assert sorted(os.listdir(source)) == (["from-volume", "made"] if flag == "-v" and result.returncode == 0
+                                          else ["from-volume"])
+
+
+def test_etc_files_through_a_symlink_land_inside_the_root(mr, tmp_path, jail):
+    """/etc/resolv.conf -> ../run/resolv.conf (as systemd images have it) is mounted
+    on the image's own /run/resolv.conf."""
+    name = load_image(mr, tmp_path, "etclink", [
+        entry("etc", tarfile.DIRTYPE, mode=0o755), entry("run", tarfile.DIRTYPE, mode=0o755),
+        entry("run/resolv.conf", data=b"# image\n"),
+        entry("etc/resolv.conf", tarfile.SYMTYPE, linkname="../run/resolv.conf")])
+    before = jail.entries()
+    out = jail.run(mr, "run", "--rm", name, "cat", "/run/resolv.conf")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("# minirun"), out.stdout
+    assert jail.entries() == before
+
+
+# ---------------------------------------------------------------- 4. devices and the log
+
+def test_the_containers_devices_are_its_own(mr, jail):
+    """chmod and chown of /dev/* inside change the container's nodes, never the host's
+    (here: the jail's canary nodes, which old minirun bound in)."""
+    mr.load("busybox")
+    before = jail.devices()
+    result = jail.run(mr, "run", "--rm", "busybox", "sh", "-c",
+                      "chmod 000 /dev/null /dev/tty && chown 1:1 /dev/zero /dev/urandom && "
+                      "ls -ln /dev/null /dev/zero")
+    assert result.returncode == 0, result.stderr
+    assert jail.devices() == before
+    host = os.stat("/dev/null")
+    inside = mr.ok("run", "--rm", "busybox", "stat", "-c", "%d %i", "/dev/null").stdout.split()
+    assert (int(inside[0]), int(inside[1])) != (host.st_dev, host.st_ino)
+
+
+def test_a_node_made_in_the_container_opens_no_device(mr):
+    """The container keeps CAP_MKNOD, as under Docker; every place it can write is nodev."""
+    mr.load("busybox")
+    script = ("for d in /dev /tmp /dev/shm /; do mknod $d/mem c 1 1 && "
+              "{ head -c 1 $d/mem >/dev/null 2>&1 && echo open:$d || echo refused:$d; }; done")
+    out = mr.ok("run", "--rm", "--tmpfs", "/tmp", "busybox", "sh", "-c", script).stdout.split()
+    assert out == ["refused:/dev", "refused:/tmp", "refused:/dev/shm", "refused:/"], out
+
+
+def test_a_detached_container_cannot_reach_its_log_file(mr):
+    mr.load("busybox")
+    cid = mr.ok("run", "-d", "busybox", "sh", "-c",
+                "readlink /proc/self/fd/1; chmod 6777 /proc/self/fd/1 /proc/self/fd/2; "
+                "chown 1:1 /proc/self/fd/1; echo done").stdout.strip()
+    import json
+    for _ in range(100):
+        if json.loads(mr.ok("inspect", cid).stdout)["State"]["status"] != "running":
+            break
+        time.sleep(0.05)
+    log = mr.root / "containers" / cid / "container.log"
+    st = os.stat(log)
+    assert stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (0, 0)
+    assert log.read_text().startswith("pipe:")
+
+
+# ---------------------------------------------------------------- 6. capabilities
+
+def cap_sets(status: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines()
+            if line.startswith("Cap")}
+
+
+CAP_CHECKPOINT_RESTORE = 40
+
+
+@pytest.mark.parametrize("flags", [("--cap-drop", "ALL"), ("-u", "1000"), ("-u", "1000", "--cap-add", "NET_ADMIN")],
+                         ids=["cap-drop ALL", "user 1000", "user 1000 + NET_ADMIN"])
+def test_inits_pid_1_keeps_no_capability(mr, flags):
+    """--init's PID 1 never execs, so it kept whatever it had: CAP_CHECKPOINT_RESTORE
+    (unknown to python-prctl) with --cap-drop ALL, the 14 defaults with -u 1000."""
+    mr.load("busybox")
+    out = mr.ok("run", "--rm", "--init", *flags, "busybox", "cat", "/proc/1/status").stdout
+    sets = cap_sets(out)
+    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert sets[name] == 0, (name, hex(sets[name]))
+    assert "TracerPid" in out
+
+
+def test_no_process_started_inside_keeps_a_capability_it_was_not_given(mr):
+    """Every number up to the kernel's cap_last_cap, named by python-prctl or not."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    if last < CAP_CHECKPOINT_RESTORE:
+        pytest.skip("this kernel has no CAP_CHECKPOINT_RESTORE")
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "c", "busybox", "sleep", "60")
+    views = {"run": mr.ok("run", "--rm", "busybox", "cat", "/proc/self/status").stdout,
+             "run --init": mr.ok("run", "--rm", "--init", "busybox", "cat", "/proc/self/status").stdout,
+             "exec": mr.ok("exec", "c", "cat", "/proc/self/status").stdout,
+             "pid 1": mr.ok("exec", "c", "cat", "/proc/1/status").stdout}
+    for where, status in views.items():
+        for name, value in cap_sets(status).items():
+            assert not value >> CAP_CHECKPOINT_RESTORE & 1, (where, name, hex(value))
+            assert value & ~0xa80425fb == 0, (where, name, hex(value))       # Docker's 14 at most
+    added = mr.ok("run", "--rm", "--cap-add", "CHECKPOINT_RESTORE", "busybox", "cat", "/proc/self/status").stdout
+    assert cap_sets(added)["CapEff"] >> CAP_CHECKPOINT_RESTORE & 1
+
+
+# ---------------------------------------------------------------- 13. --tmpfs options
+
+def test_docker_tmpfs_flags_work(mr):
+    """--tmpfs /run:rw,noexec,nosuid as Docker users type it: the flags are mount flags."""
+    mr.load("busybox")
+    out = mr.ok("run", "--rm", "--tmpfs", "/run:rw,noexec,nosuid,size=1m", "--tmpfs", "/x:exec,mode=700",
+                "busybox", "sh", "-c",
+                "grep -E ' /(run|x) ' /proc/self/mounts; cp /bin/busybox /run/true; /run/true && echo ran-run; "
+                "cp /bin/busybox /x/true; /x/true && echo ran-x; stat -c %a /x").stdout
+    run_line = next(line for line in out.splitlines() if " /run " in line)
+    assert "noexec" in run_line and "nosuid" in run_line and "nodev" in run_line and "size=1024k" in run_line
+    x_line = next(line for line in out.splitlines() if " /x " in line)
+    assert "noexec" not in x_line and "nodev" in x_line
+    assert "ran-run" not in out and "ran-x" in out and out.split()[-1] == "700"
+
+
+def test_a_tmpfs_with_dev_needs_privileged(mr):
+    mr.load("busybox")
+    result = mr("run", "--rm", "--tmpfs", "/d:dev", "busybox", "true")
+    assert result.returncode == 125 and "--privileged" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert mr.ok("ps", "-a", "-q").stdout == ""
