@@ -231,7 +231,8 @@ def check_ownership(root: str) -> os.stat_result | None:
 def _walk(path: str, trusted: tuple) -> os.stat_result | None:
     """lstat each component of the absolute path from /, following symlinks by hand,
     and refuse a directory on the way, or a symlink, that another user could change.
-    Returns the final target's lstat, or None when some component does not exist."""
+    Returns the final target's lstat, or None when it cannot be reached (missing, a
+    file on the way, ...): what the command then does with the path reports that."""
     todo = [part for part in reversed(path.split("/")) if part]
     current, st = "/", os.lstat("/")
     links = 0
@@ -247,16 +248,16 @@ def _walk(path: str, trusted: tuple) -> os.stat_result | None:
         candidate = os.path.join(current, name)
         try:
             st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(candidate) if stat.S_ISLNK(st.st_mode) else ""
+        except OSError:
+            return None           # missing, not a directory, a name too long: the command says so
+        if target:
             if st.st_uid not in trusted:
                 raise _unsafe(path, candidate, f"is a symlink owned by uid {st.st_uid}", parent=True)
             links += 1
             if links > _MAX_LINKS:
                 raise EnvironmentProblem(f"the store {path}: too many levels of symbolic links",
                                          "set MINIRUN_ROOT to the store's real path")
-            target = os.readlink(candidate)
             todo.extend(part for part in reversed(target.split("/")) if part)
             if target.startswith("/"):
                 current = "/"
