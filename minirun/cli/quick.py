@@ -158,7 +158,7 @@ def ps_command(values: dict) -> int:
         return 0
     lines = []
     for c in records:
-        command = " ".join(c.get("argv", []))
+        command = formatting.visible(" ".join(c.get("argv", [])))     # escaped, then cut
         command = command if len(command) <= 20 else command[:19] + "…"
         lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
                       "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),

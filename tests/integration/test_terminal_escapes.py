@@ -70,7 +70,7 @@ def test_the_escaped_text_still_says_what_is_there(evil):
     out = evil.ok("history", "--no-trunc", "evil").stdout
     assert "\\x1b[2J" in out and "\\x07" in out and "\\u202e" in out
     assert "\\x1b[2J" in evil.ok("diff", "e1").stdout
-    assert "\\nINJECTED" in evil.ok("ps", "-a", "--format", "{{.Command}}").stdout
+    assert "\\r\\nINJECT" in evil.ok("ps", "-a", "--format", "{{.Command}}").stdout
 
 
 def test_json_output_keeps_the_exact_text(evil):
