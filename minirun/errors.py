@@ -12,7 +12,8 @@
     ├── RegistryError            exit 1   a registry refused, failed or could not be reached
     │   ├── AuthError                     credentials missing or rejected
     │   └── RegistryUnavailable           connection refused or broken (worth a retry)
-    ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, missing kernel feature
+    ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, missing kernel feature,
+    │                                     a store others can write to
     └── RuntimeFailure           exit 125 the container could not be set up
 
 `minirun run` follows `docker run` instead: any MinirunError exits 125, a

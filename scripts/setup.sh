@@ -18,8 +18,9 @@ fi
 # podman (with runc as its runtime), skopeo and umoci: the interop tests' peers
 # for save and load (tests/integration/test_interop.py).
 # vagrant: `vagrant validate` of the Vagrantfile (tests/integration/test_vagrant.py).
+# crun: the second runtime benchmarks/start.py compares start latency with.
 packages=(busybox-static libcap-dev gcc libc6-dev python3-dev python3-venv attr make iproute2
-          docker-registry skopeo apache2-utils openssl podman runc umoci vagrant)
+          docker-registry skopeo apache2-utils openssl podman runc crun umoci vagrant)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

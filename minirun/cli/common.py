@@ -10,7 +10,7 @@ import typer
 
 from .. import __version__
 from ..errors import MinirunError, as_failure
-from .quick import print_table  # noqa: F401 - the tables of every command
+from .formatting import print_table  # noqa: F401 - the tables of every command
 from .spec import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 
 app = typer.Typer(

@@ -65,8 +65,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         elif format == "json" or formatting.is_template(format):
             formatting.print_rows([d.to_json() for d in differences], format)
         else:
-            for difference in differences:
-                print(difference.line())
+            formatting.print_lines(difference.line() for difference in differences)
         return
     changes = do_diff(_store(create=False), name)
     if as_json:
@@ -75,8 +74,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
     if format == "json" or formatting.is_template(format):
         formatting.print_rows([c.to_json() for c in changes], format)
         return
-    for change in changes:
-        print(f"{change.kind} {change.path}")
+    formatting.print_lines(f"{change.kind} {change.path}" for change in changes)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -10,6 +10,13 @@
 
 Only field lookups and `json` are understood: an unknown field or any other
 function is a usage error naming the fields there are. Nothing heavy imported.
+
+Text from images and containers (a Cmd, history, labels, the names of files a
+container wrote) may hold escape sequences that clear or retitle the terminal,
+move the cursor over earlier lines, or reorder text (bidi overrides). Every
+table, template and human line goes through visible(), which shows them as
+\x1b, \n, \u202e ...; a template's own tabs and newlines stay. JSON output is
+left alone: it escapes every control and non-ASCII character already.
 """
 
 from __future__ import annotations
@@ -38,6 +45,40 @@ def check(fmt: str | None) -> None:
         if not _ACTION.fullmatch(action):
             raise UsageError(f"--format: {action} is not a field: minirun templates know "
                              "{{.Field}}, {{.Field.Sub}}, {{.}} and {{json .Field}}")
+
+
+def _escapes() -> dict[int, str]:
+    short = {0x09: "\\t", 0x0a: "\\n", 0x0d: "\\r"}
+    table = {code: short.get(code, f"\\x{code:02x}") for code in (*range(0x20), *range(0x7f, 0xa0))}
+    # bidi marks, embeddings, overrides and isolates; the line and paragraph separators
+    for code in (0x061c, 0x200e, 0x200f, *range(0x2028, 0x202f), *range(0x2066, 0x206a)):
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escapes()
+
+
+def visible(text) -> str:
+    """text as a terminal may show it: control characters (C0, DEL, C1) and bidi
+    controls become visible escapes. A backslash stays itself, so the escapes are
+    for eyes, not for parsing (use --format json for that)."""
+    text = str(text)
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+def print_table(rows: list[tuple]) -> None:
+    """Aligned columns, three spaces apart, every cell made visible()."""
+    cells = [[visible(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def print_lines(lines) -> None:
+    """Human lines that may hold text from an image or a container, one print each."""
+    for line in lines:
+        print(visible(line))
 
 
 def is_template(fmt: str | None) -> bool:
@@ -75,7 +116,7 @@ def expand(template: str, row: dict) -> str:
             return json.dumps(value)
         if isinstance(value, bool):             # as Go prints them: scripts compare with "true"
             return "true" if value else "false"
-        return "<nil>" if value is None else str(value)
+        return "<nil>" if value is None else visible(value)
     return _ACTION.sub(one, template)
 
 

@@ -36,8 +36,8 @@ def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
-        for line in report.lines():
-            print(line)
+        from .formatting import print_lines
+        print_lines(report.lines())      # paths in a layer are the image's text
     if report.problems:
         raise typer.Exit(1)
 

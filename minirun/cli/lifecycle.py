@@ -96,7 +96,7 @@ def history(name: str = typer.Argument(..., metavar="IMAGE", autocompletion=comp
     table = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
     for row in rows:
         shown = row.image_id if no_trunc or row.image_id == "<missing>" else row.image_id[7:19]
-        by = " ".join(row.created_by.split())
+        by = formatting.visible(" ".join(row.created_by.split()))     # escaped, then cut
         if not no_trunc and len(by) > 45:
             by = by[:44] + "…"
         table.append((shown, human_age(row.created) if row.created else "", by, human_size(row.size),

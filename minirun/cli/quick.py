@@ -15,12 +15,6 @@ FORMAT_HELP = ("json (one object per line), a template such as '{{.ID}}\\t{{.Siz
                "or 'table TEMPLATE' for aligned columns with a header.")
 
 
-def print_table(rows: list[tuple]) -> None:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
 def _store(create: bool = True):
     from ..store import open_store
     return open_store(create=create)
@@ -92,8 +86,7 @@ def images_command(values: dict) -> int:
     store = _store(create=False)
     if values["tree"]:
         from ..usage import tree_lines_for
-        for line in tree_lines_for(store):
-            print(line)
+        formatting.print_lines(tree_lines_for(store))
         return 0
     rows = imgs.filter_rows(imgs.rows(store), values["filter_"])
     no_trunc = values["no_trunc"]
@@ -121,7 +114,7 @@ def images_command(values: dict) -> int:
     table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
     table += [(x["Repository"], x["Tag"], x["ID"], x["CreatedSince"], x["Size"], str(x["Layers"]))
               for x in lines]
-    print_table(table)
+    formatting.print_table(table)
     return 0
 
 
@@ -165,7 +158,7 @@ def ps_command(values: dict) -> int:
         return 0
     lines = []
     for c in records:
-        command = " ".join(c.get("argv", []))
+        command = formatting.visible(" ".join(c.get("argv", [])))     # escaped, then cut
         command = command if len(command) <= 20 else command[:19] + "…"
         lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
                       "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),
@@ -176,7 +169,7 @@ def ps_command(values: dict) -> int:
         return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
-    print_table(table)
+    formatting.print_table(table)
     return 0
 
 

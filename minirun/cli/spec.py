@@ -16,7 +16,8 @@ Nothing heavy is imported here.
 from __future__ import annotations
 
 EXIT_CODES_HELP = ("Exit codes: 0 success; 1 failed (not found, corrupt input, conflict); "
-                   "2 bad usage; 3 environment (not root, unsupported filesystem).")
+                   "2 bad usage; 3 environment (not root, unsupported filesystem, a store others "
+                   "can write to).")
 RUN_EXIT_CODES_HELP = ("Exit codes follow docker run: the command's own code; 128+N if it was killed "
                        "by signal N; 125 minirun failed; 126 the command cannot be executed; "
                        "127 the command was not found.")

@@ -4,11 +4,16 @@ that the filesystem under it can hold overlay upper dirs."""
 from __future__ import annotations
 
 import os
+import stat
 
 from .. import linux
 from ..fsutil import remove_tree
 from ..errors import EnvironmentProblem
 from .locks import Locks
+
+
+# The store's own directories, in the order they are made (each one's parent first).
+LAYOUT = ("blobs", "blobs/sha256", "layers", "layers/sha256", "containers", "locks", "tmp", "mnt")
 
 
 class _once:
@@ -67,12 +72,16 @@ class Store:
         return os.path.join(self.root, "mnt")
 
     def ensure(self) -> "Store":
-        """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use."""
+        """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use,
+        or a store someone other than root could have written to."""
         if not os.path.isdir(self.mount_point):           # mnt/ came last: a store with it has all
+            check_ownership(self.root)                    # before anything is made in there
+            _make_parents(self.root)
             os.makedirs(self.root, mode=0o700, exist_ok=True)
-            for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp", "mnt"):
-                os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        if os.stat(self.root).st_mode & 0o077:
+            for sub in LAYOUT:
+                os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
+        found = check_ownership(self.root)
+        if found is not None and found.st_mode & 0o077:
             # Layers and upper dirs hold whatever images and containers put there,
             # setuid binaries included: no other user may reach them (docker's
             # CVE-2021-41091). Overlay reads lower dirs with the mounter's rights,
@@ -173,4 +182,129 @@ def open_store(root: str | None = None, create: bool = True) -> Store:
     if create:
         store.ensure()
         store.clean_stale_tmp()       # one listdir; finishes what killed commands left in tmp/
+    else:
+        check_ownership(store.root)
     return store
+
+
+# ---------------------------------------------------------------- who may write
+
+# What check_ownership() looks at in the store: its directories, and the files at its
+# top that say what the layers are. networks/ belongs to network/ipam.py; its name is
+# all this module knows of it.
+_CHECKED = (*LAYOUT, "images.json", "networks")
+_MAX_LINKS = 40                   # as the kernel's ELOOP limit on one path
+
+
+def check_ownership(root: str) -> os.stat_result | None:
+    """Refuse a store that someone other than root could have written to (or swapped).
+
+    A layer is run as root: whoever can plant one in layers/ (or a record in
+    images.json or containers/) runs code as root. So the store, each directory
+    minirun keeps in it, and images.json must be owned by root (or by the caller,
+    for a user who runs the read-only commands on a store of their own) and
+    writable by no group and no other user; each directory on the way to it from
+    / must be owned by root and writable by no one else unless sticky (as /tmp:
+    others cannot rename what root made there), and each symlink on the way owned
+    by root. Layer dirs are not looked at one by one: under a layers/sha256 only
+    root can write, only root made them. A dozen lstat calls (~25 us).
+    """
+    trusted = (0, os.geteuid())
+    found = _walk(root, trusted)
+    if found is None or not stat.S_ISDIR(found.st_mode):
+        return found              # not made yet, or not a directory: ensure() says so
+    _check_private(root, found, trusted)
+    for sub in _CHECKED:
+        path = os.path.join(root, sub)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue              # missing (made later, by root) or unreadable (reported where used)
+        if stat.S_ISLNK(st.st_mode):
+            st = _walk(path, trusted)
+            if st is None:
+                continue
+        _check_private(path, st, trusted)
+    return found
+
+
+def _walk(path: str, trusted: tuple) -> os.stat_result | None:
+    """lstat each component of the absolute path from /, following symlinks by hand,
+    and refuse a directory on the way, or a symlink, that another user could change.
+    Returns the final target's lstat, or None when it cannot be reached (missing, a
+    file on the way, ...): what the command then does with the path reports that."""
+    todo = [part for part in reversed(path.split("/")) if part]
+    current, st = "/", os.lstat("/")
+    links = 0
+    while todo:
+        _check_parent(path, current, st, trusted)
+        name = todo.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            st = os.lstat(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            st = os.lstat(candidate)
+            target = os.readlink(candidate) if stat.S_ISLNK(st.st_mode) else ""
+        except OSError:
+            return None           # missing, not a directory, a name too long: the command says so
+        if target:
+            if st.st_uid not in trusted:
+                raise _unsafe(path, candidate, f"is a symlink owned by uid {st.st_uid}", parent=True)
+            links += 1
+            if links > _MAX_LINKS:
+                raise EnvironmentProblem(f"the store {path}: too many levels of symbolic links",
+                                         "set MINIRUN_ROOT to the store's real path")
+            todo.extend(part for part in reversed(target.split("/")) if part)
+            if target.startswith("/"):
+                current = "/"
+            st = os.lstat(current)
+            continue
+        current = candidate
+    return st
+
+
+def _check_parent(store: str, path: str, st: os.stat_result, trusted: tuple) -> None:
+    if st.st_uid not in trusted:
+        raise _unsafe(store, path, f"is owned by uid {st.st_uid}", parent=True)
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise _unsafe(store, path, f"is writable by others (mode {stat.S_IMODE(st.st_mode):04o}, "
+                      "no sticky bit)", parent=True)
+
+
+def _check_private(path: str, st: os.stat_result, trusted: tuple) -> None:
+    if st.st_uid not in trusted:
+        raise _unsafe(path, path, f"is owned by uid {st.st_uid}")
+    if st.st_mode & 0o022:
+        raise _unsafe(path, path, f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def _unsafe(what: str, path: str, why: str, parent: bool = False) -> EnvironmentProblem:
+    """The one line: which path, why, and the fix. A store is not repaired silently:
+    whoever could write there may have planted something already."""
+    if parent:
+        return EnvironmentProblem(
+            f"refusing the store {what}: {path} {why}, so another user could swap the store "
+            "for one of their own",
+            f"set MINIRUN_ROOT to a directory only root can write to, or `chown root:root {path} "
+            f"&& chmod go-w {path}`")
+    return EnvironmentProblem(
+        f"refusing the store: {path} {why}, so another user could plant layers or records run as root",
+        f"if only root ever wrote there, `chown root:root {path} && chmod go-w {path}`; "
+        f"otherwise remove the store")
+
+
+def _make_parents(root: str) -> None:
+    """Make the missing directories above the store with mode 0755 (makedirs would
+    give them 0777 less the umask, so 0777 under umask 0): writable by root alone."""
+    parent = os.path.dirname(root)
+    if os.path.isdir(parent):
+        return
+    _make_parents(parent)
+    try:
+        os.mkdir(parent, 0o755)
+    except FileExistsError:
+        pass

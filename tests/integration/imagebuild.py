@@ -31,8 +31,9 @@ def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes | None = None, m
 
 
 def write_layout(path: Path, layers: list[bytes], config: dict | None = None, arch: str = "amd64",
-                 ref: str = "latest") -> None:
-    """An OCI layout with gzip layers and a config naming them."""
+                 ref: str = "latest", top: dict | None = None) -> None:
+    """An OCI layout with gzip layers and a config naming them; top: more keys at the
+    config's top level (history, author, ...)."""
     blobs = path / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -47,7 +48,7 @@ def write_layout(path: Path, layers: list[bytes], config: dict | None = None, ar
         descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                       **put(gzip.compress(raw, mtime=0))})
     cfg = {"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
-           "config": config or {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+           "config": config or {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}, **(top or {})}
     cfg_desc = {"mediaType": "application/vnd.oci.image.config.v1+json", **put(json.dumps(cfg).encode())}
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": cfg_desc, "layers": descs}

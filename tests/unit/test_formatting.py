@@ -62,3 +62,38 @@ def test_booleans_and_nulls_print_as_go_prints_them(capsys):
 def test_an_unclosed_action_is_refused():
     with pytest.raises(UsageError, match="not closed"):
         formatting.check("{{.ID}")
+
+
+HOSTILE = "a\x1b[2J\x1b]0;t\x07\r\nb\tc\x00\x7f\x9b1m\u202ed\u2066e\u2028f"
+
+
+def test_visible_escapes_every_control_character_and_bidi_override():
+    shown = formatting.visible(HOSTILE)
+    assert shown == ("a\\x1b[2J\\x1b]0;t\\x07\\r\\nb\\tc\\x00\\x7f\\x9b1m\\u202ed\\u2066e\\u2028f")
+    assert shown.isprintable()
+    for code in [*range(0x20), *range(0x7f, 0xa0), 0x200e, 0x200f, 0x202a, 0x2069]:
+        assert formatting.visible(chr(code)).isprintable(), hex(code)
+
+
+def test_visible_keeps_ordinary_text_and_other_scripts():
+    for text in ("plain", "é 日本 ü", "a\\x1b stays a backslash", "nb\u00a0sp", 42):
+        assert formatting.visible(text) == str(text)
+
+
+def test_tables_and_template_values_are_escaped_json_is_exact(capsys):
+    rows = [{"ID": "x", "Cmd": HOSTILE}]
+    formatting.print_table([("ID", "CMD"), ("x", HOSTILE)])
+    formatting.print_rows(rows, r"{{.ID}}\t{{.Cmd}}")          # the template's own tab stays
+    formatting.print_rows(rows, r"table {{.ID}}\t{{.Cmd}}")
+    formatting.print_lines([HOSTILE])
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "ID   CMD", "x    " + formatting.visible(HOSTILE),
+        "x\t" + formatting.visible(HOSTILE),
+        "ID   CMD", "x    " + formatting.visible(HOSTILE),
+        formatting.visible(HOSTILE)]
+    formatting.print_rows(rows, "json")
+    formatting.print_rows(rows, "{{json .Cmd}}")
+    first, second = capsys.readouterr().out.splitlines()
+    assert json.loads(first) == rows[0] and json.loads(second) == HOSTILE
+    assert (first + second).isascii() and (first + second).isprintable()
