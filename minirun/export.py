@@ -24,8 +24,10 @@ from typing import BinaryIO
 from . import linux, oci, overlay, reference
 from .errors import NO_SPACE_ERRNOS, BadImage, EnvironmentProblem, NotFound, UsageError
 from .forked import in_child
+from .fsutil import is_hole
 from .imageconfig import apply_changes, iso_time
 from .layer import pack
+from .layer.limits import check_size, max_layer_bytes
 from .runtime import lower_dirs
 
 
@@ -143,11 +145,19 @@ def _copy_in(path: str, dest: str) -> tuple[str, int]:
                          "`tar -C DIR -cf rootfs.tar .`") from None
     except PermissionError:
         raise EnvironmentProblem(f"{path}: permission denied", "check the file's permissions") from None
+    limit = max_layer_bytes()
     with src, open(dest, "wb") as out:
+        shown = "standard input" if path == "-" else path
+        check_size(os.fstat(src.fileno()).st_size, shown, limit)   # a regular file says, unread
         while chunk := src.read(1 << 20):
             digest.update(chunk)
-            out.write(chunk)
             size += len(chunk)
+            check_size(size, f"{shown} (read so far)", limit)   # a pipe or /dev/zero never says
+            if is_hole(chunk):
+                out.seek(len(chunk), os.SEEK_CUR)       # a sparse input stays sparse
+            else:
+                out.write(chunk)
+        out.truncate(size)
     if size == 0:
         raise BadImage(f"{path}: empty input", "give a tar archive of a root filesystem")
     return "sha256:" + digest.hexdigest(), size
@@ -164,13 +174,19 @@ def _sniff(path: str) -> str:
 
 
 def _diff_id(path: str, compression: str) -> str:
+    """sha256 of the uncompressed tar, which may be no bigger than a layer (a small
+    gzip can hold a huge run of zeros)."""
     from .layer.unpack import decompressor
-    digest = hashlib.sha256()
+    digest, size, limit = hashlib.sha256(), 0, max_layer_bytes()
     with open(path, "rb") as raw:
         stream = decompressor(raw, compression)
         try:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
+                size += len(chunk)
+                check_size(size, "the uncompressed tar (read so far)", limit)
+        except BadImage:
+            raise
         except Exception as exc:  # noqa: BLE001 - gzip, zlib and zstd each raise their own
             raise BadImage(f"the {compression} data is corrupt: {exc}",
                            "give a complete tar, gzip'd tar or zstd'd tar") from None

@@ -98,6 +98,15 @@ def walk_here(root: str):
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+HOLE_MIN = 4096          # a run of zeros shorter than a block saves nothing as a hole
+
+
+def is_hole(data) -> bool:
+    """Whether `data` (bytes or a memoryview) is a run of zeros worth leaving as a
+    hole: a writer seeks past it instead, so a sparse source stays sparse. Cheap
+    on data that is not: the ends are looked at first."""
+    n = len(data)
+    return n >= HOLE_MIN and data[0] == 0 and data[-1] == 0 and bytes(data) == bytes(n)
 
 
 @dataclass

@@ -15,6 +15,14 @@ and fixed:
 Each limit is checked before the entry it concerns is written, and exceeding one
 is a BadImage naming the entry and the variable to raise. A malformed value is a
 UsageError naming the variable.
+
+MINIRUN_MAX_LAYER_BYTES also bounds what is declared before any byte is read
+(check_size): a layer blob (its descriptor's size, or its file's, which a sparse
+file makes cheap to inflate), a member of an image archive, a tar given to
+`minirun import`, and the layer `minirun commit` would pack (its files' apparent
+sizes), so that none of them is hashed, copied or packed at all when it is over.
+A compressed blob is never bigger than its content by more than a few bytes per
+MiB, so the uncompressed limit serves for it too.
 """
 
 from __future__ import annotations
@@ -73,3 +81,17 @@ class Limits:
 
     def remaining(self) -> int:
         return max(0, self.max_bytes - self.bytes)
+
+
+def max_layer_bytes() -> int:
+    """MINIRUN_MAX_LAYER_BYTES, or its default."""
+    return _from_env("MINIRUN_MAX_LAYER_BYTES", DEFAULT_MAX_BYTES)
+
+
+def check_size(size: int, what: str, limit: int | None = None) -> None:
+    """Refuse `what` by its declared size, before reading it, when a layer may not be that big."""
+    limit = max_layer_bytes() if limit is None else limit
+    if size > limit:
+        raise BadImage(f"{what} is {size} bytes, over the limit of {limit} bytes for one layer "
+                       "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)",
+                       "raise MINIRUN_MAX_LAYER_BYTES if you trust this image")
