@@ -231,7 +231,7 @@ def _extract_all(feed: Feed, extractor: Extractor, limits: Limits) -> None:
             feed.allow(tar.offset, member.name)
             data = None
             if member.isreg():
-                data = tar.extractfile(member) if member.sparse else feed
+                data = tar.extractfile(member) if member.sparse is not None else feed
                 feed.seek(member.offset_data)
             try:
                 extractor.entry(member, data)

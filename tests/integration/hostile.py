@@ -29,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,87 @@ def sparse(name: str, real_size: int, at: int = 0, data: bytes = b"x") -> Entry:
                       "GNU.sparse.realsize": str(real_size)})
 
 
+def _pax_records(records: list[tuple[str, str]]) -> bytes:
+    """PAX records, keys repeated as given (GNU sparse 0.0 repeats offset/numbytes)."""
+    out = b""
+    for key, value in records:
+        body = f" {key}={value}\n".encode()
+        length = len(body) + 1
+        while len(str(length)) + len(body) != length:
+            length = len(str(length)) + len(body)
+        out += str(length).encode() + body
+    return out
+
+
+def _header(name: str, size: int, kind: bytes = REG) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode, info.mtime = size, kind, 0o644, MTIME
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def sparse_tar(fmt: str, name: str, real_size: int, segments: list[tuple[int, bytes]]) -> Callable[[], bytes]:
+    """A layer tar of one sparse file in GNU format `fmt`: "0.0", "0.1" (PAX records),
+    "1.0" (PAX, the map in the data) or "old" (type 'S', the map in the header).
+    `segments` are (offset, data); none at all is a file of holes only (GNU tar then
+    writes one empty segment at the end, as here)."""
+    segments = segments or [(real_size, b"")]
+    stored = b"".join(data for _, data in segments)
+    spans = [(offset, len(data)) for offset, data in segments]
+
+    def build() -> bytes:
+        if fmt == "old":
+            body = _old_gnu_sparse_header(name, real_size, spans, len(stored))
+        elif fmt == "1.0":
+            sparse_map = _padded("".join(f"{n}\n" for n in [len(spans)] + [x for s in spans for x in s]).encode())
+            records = [("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"), ("GNU.sparse.name", name),
+                       ("GNU.sparse.realsize", str(real_size))]
+            pax = _pax_records(records)
+            body = (_header("PaxHeaders/x", len(pax), tarfile.XHDTYPE) + _padded(pax)
+                    + _header(f"GNUSparseFile.0/{name}", len(sparse_map) + len(stored)) + sparse_map)
+        else:
+            records = [("GNU.sparse.size", str(real_size)), ("GNU.sparse.numblocks", str(len(spans)))]
+            if fmt == "0.0":
+                for offset, length in spans:
+                    records += [("GNU.sparse.offset", str(offset)), ("GNU.sparse.numbytes", str(length))]
+            else:
+                records += [("GNU.sparse.map", ",".join(str(x) for s in spans for x in s)),
+                            ("GNU.sparse.name", name)]
+            pax = _pax_records(records)
+            body = (_header("PaxHeaders/x", len(pax), tarfile.XHDTYPE) + _padded(pax)
+                    + _header(name if fmt == "0.0" else f"GNUSparseFile.0/{name}", len(stored)))
+        return body + _padded(stored) + bytes(1024)
+    return build
+
+
+def _old_gnu_sparse_header(name: str, real_size: int, spans: list[tuple[int, int]], stored: int) -> bytes:
+    """A GNU 'S' header with up to four (offset, numbytes) pairs in it, then extension
+    blocks of 21 pairs each, as GNU tar writes them with --format=gnu --sparse."""
+    raw = bytearray(_header(name, stored))
+    raw[156:157] = b"S"
+    raw[257:265] = b"ustar  \0"
+    def field(n: int) -> bytes:           # 12 bytes: octal, or GNU's base-256 when it does not fit
+        return f"{n:011o}\0".encode() if n < 8 ** 11 else b"\x80" + n.to_bytes(11, "big")
+    for i, (offset, length) in enumerate(spans[:4]):
+        raw[386 + 24 * i:398 + 24 * i], raw[398 + 24 * i:410 + 24 * i] = field(offset), field(length)
+    rest = spans[4:]
+    raw[482] = 1 if rest else 0
+    raw[483:495] = field(real_size)
+    _checksum(raw, 0)
+    blocks = bytes(raw)
+    while rest:
+        block = bytearray(512)
+        for i, (offset, length) in enumerate(rest[:21]):
+            block[24 * i:24 * i + 12], block[24 * i + 12:24 * i + 24] = field(offset), field(length)
+        rest = rest[21:]
+        block[504] = 1 if rest else 0
+        blocks += bytes(block)
+    return blocks
+
+
 def sparse_map_bomb() -> Entry:
     """A GNU 1.0 sparse map that promises a billion segments: tarfile reads them all first."""
     body = b"1000000000\n" + b"0\n0\n" * 400_000
@@ -189,9 +271,19 @@ def substitute(value, canary: str):
     return value
 
 
+HASHED_UP_TO = 1 << 30      # a bigger file is described without its sha256 (a sparse TiB)
+
+
 def layer_snapshot(root: str) -> dict[str, dict]:
     """minirun.tree.snapshot, walking by dir fd so paths longer than PATH_MAX work."""
-    return {"/" + rel: describe(name, st) for rel, name, st in walk_here(root)}
+    return {"/" + rel: _describe(name, st) for rel, name, st in walk_here(root)}
+
+
+def _describe(name: str, st: os.stat_result) -> dict:
+    if st.st_size <= HASHED_UP_TO or not stat.S_ISREG(st.st_mode):
+        return describe(name, st)
+    return {"type": "file", "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "size": st.st_size, "nlink": st.st_nlink}
 
 
 def xattr_is(rel: str, name: str, value: bytes):
@@ -259,6 +351,19 @@ def build_image(dest: Path, base: Path, case: Case, canary: str) -> None:
 DEEP = "/".join(["p" * 200] * 25)                    # 5024 bytes: past PATH_MAX (4096)
 CAP = bytes.fromhex("01000002" "00200000" "00000000" "00000000" "00000000")   # cap_net_bind_service
 SPARSE_AT = 32 << 20
+
+
+TiB = 1 << 40
+SPARSE_FORMATS = ("0.0", "0.1", "1.0", "old")
+SPARSE_SEGMENTS = [(0, b"head"), (32 << 20, b"middle" * 1000), ((64 << 20) - 4, b"tail")]
+MANY_SEGMENTS = [(i << 20, bytes([65 + i % 26]) * 100) for i in range(30)]
+
+
+def _segments_content(size: int, segments: list[tuple[int, bytes]]) -> bytes:
+    out = bytearray(size)
+    for offset, data in segments:
+        out[offset:offset + len(data)] = data
+    return bytes(out)
 
 
 def _sparse_content() -> bytes:
@@ -400,6 +505,21 @@ CASES = [
     Case("sparse-file-keeps-its-holes", [sparse("sparse", 64 << 20, at=SPARSE_AT)],
          expect={"/sparse": file(_sparse_content())}, checks=[holes("/sparse", 1 << 20)]),
     Case("sparse-map-bomb", [sparse_map_bomb()], refused="1048576 bytes"),
+    *[Case(f"sparse-{fmt}-all-holes-of-a-terabyte", tar=sparse_tar(fmt, "holes", TiB, []),
+           refused="MINIRUN_MAX_LAYER_BYTES") for fmt in SPARSE_FORMATS],
+    *[Case(f"sparse-{fmt}-all-holes-within-a-raised-limit", tar=sparse_tar(fmt, "holes", TiB, []),
+           env={"MINIRUN_MAX_LAYER_BYTES": str(2 * TiB)},
+           expect={"/holes": {"type": "file", "size": TiB, "mode": 0o644}}, checks=[holes("/holes", 0)],
+           run=(["stat", "-c", "%s", "/holes"], f"{TiB}\n")) for fmt in SPARSE_FORMATS],
+    *[Case(f"sparse-{fmt}-data-between-holes", tar=sparse_tar(fmt, "f", 64 << 20, SPARSE_SEGMENTS),
+           expect={"/f": file(_segments_content(64 << 20, SPARSE_SEGMENTS))},
+           checks=[holes("/f", 1 << 20)]) for fmt in SPARSE_FORMATS],
+    Case("sparse-old-with-extension-blocks", tar=sparse_tar("old", "f", 64 << 20, MANY_SEGMENTS),
+         expect={"/f": file(_segments_content(64 << 20, MANY_SEGMENTS))}, checks=[holes("/f", 1 << 20)]),
+    Case("sparse-segment-past-its-size", tar=sparse_tar("0.1", "f", 4096, [(8192, b"x")]),
+         refused="runs past its size"),
+    Case("sparse-segments-out-of-order", tar=sparse_tar("0.0", "f", 1 << 20, [(8192, b"b"), (0, b"a")]),
+         refused="out of order"),
     Case("pax-header-bomb", [e("f", data=b"x", pax={"comment": "c" * 3_000_000})], refused="1048576 bytes"),
     Case("gnu-long-name-bomb", [e("n/" * 1_500_000, DIR)], fmt=tarfile.GNU_FORMAT, refused="1048576 bytes"),
     Case("decompression-bomb", [e("zeros", data=bytes(30_000_000))], refused="MINIRUN_MAX_LAYER_BYTES",
