@@ -26,9 +26,10 @@ and hashlib already lets go of the GIL for pieces of 2 KiB and more.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
+
+from ..fsutil import data_extent
 
 PIECE = 1 << 16
 _HEADER = b"minirun-pieces-1\0"
@@ -124,7 +125,7 @@ def file_hash(fd: int, size: int, plain: bool = False) -> str:
     add_zeros = (lambda n: _zeros_into(h, n)) if plain else h.zeros
     pos = 0
     while pos < size:
-        data, end = _extent(fd, pos, size)
+        data, end = data_extent(fd, pos, size)
         if data > pos:
             add_zeros(data - pos)
             pos = data
@@ -136,26 +137,6 @@ def file_hash(fd: int, size: int, plain: bool = False) -> str:
             h.update(chunk)
             pos += len(chunk)
     return h.hexdigest()
-
-
-def _extent(fd: int, pos: int, size: int) -> tuple[int, int]:
-    """(start, end) of the next data at or after pos, within size; (size, size) when
-    only a hole is left. A filesystem without SEEK_DATA has all data."""
-    try:
-        start = os.lseek(fd, pos, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            return size, size
-        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-            return pos, size
-        raise
-    if start >= size:
-        return size, size
-    try:
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-    except OSError:
-        end = size
-    return start, min(end, size)
 
 
 def _zeros_into(h, n: int) -> None:

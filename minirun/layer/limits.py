@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import tarfile
 
-from ..errors import BadImage, UsageError, named
+from ..errors import BadImage, Conflict, UsageError, named
 
 DEFAULT_MAX_BYTES = 64 << 30
 DEFAULT_MAX_ENTRIES = 2_000_000
@@ -95,3 +95,17 @@ def check_size(size: int, what: str, limit: int | None = None) -> None:
         raise BadImage(f"{what} is {size} bytes, over the limit of {limit} bytes for one layer "
                        "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)",
                        "raise MINIRUN_MAX_LAYER_BYTES if you trust this image")
+
+
+def check_tree(size: int, entries: int, what: str, hint: str) -> None:
+    """Refuse to pack a tree (`what`) whose files' apparent sizes or entries are more
+    than one layer may hold: the check commit and export make from metadata alone,
+    before reading any data, and pack repeats as it goes."""
+    max_bytes = max_layer_bytes()
+    if size > max_bytes:
+        raise Conflict(f"{what} holds {size} bytes of files, over the limit of {max_bytes} for one layer "
+                       "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)", hint)
+    max_entries = _from_env("MINIRUN_MAX_LAYER_ENTRIES", DEFAULT_MAX_ENTRIES)
+    if entries > max_entries:
+        raise Conflict(f"{what} holds {entries} entries, over the limit of {max_entries} for one layer "
+                       "(MINIRUN_MAX_LAYER_ENTRIES)", hint)
