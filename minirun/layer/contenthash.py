@@ -156,8 +156,9 @@ class ContentHashes:
 
     @staticmethod
     def updater(size: int):
-        """(hash object, function taking each piece of the file's data in order)."""
-        digest = hasher(size)
+        """(hash object, function taking each piece of the file's data in order); for a
+        small file, hashlib's own object, whose update is called without a Python frame."""
+        digest = hashlib.sha256() if size <= PIECE else Pieces(size)
         return digest, digest.update
 
     def record(self, st, digest) -> None:
