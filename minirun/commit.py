@@ -12,6 +12,13 @@
 The base layers are not copied: the new image lists the same cache entries.
 Only a stopped container is committed: its upper dir cannot change under the
 copy, so the layer is a consistent snapshot.
+
+The layer is bounded as a loaded one is (MINIRUN_MAX_LAYER_BYTES and _ENTRIES,
+layer/limits.py): the upper dir's apparent file sizes and entries are added up
+from metadata before anything is copied, so a container that ran `truncate -s 1T`
+is refused at once with one line, not read for an hour. Below the limit a sparse
+file keeps its holes in the cached layer (cp) and is packed whole, its holes
+given as zeros without reading them (layer/pack.py).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from . import oci, reference
 from .errors import Conflict, ImageNotFound, MinirunError, no_space
 from .imageconfig import iso_time, new_config
 from .images import layer_blob
+from .fsutil import tree_stats
 from .layer import pack, whiteout
+from .layer.limits import check_tree
 from .runtime import effective_state
 from .sources.importer import image_record
 from .store import gc
@@ -94,16 +103,24 @@ def _commit(store, cid: str, config: dict, ref: str | None, opts: CommitOptions,
 
 def _commit_layer(store, cid: str, config: dict, manifest_type: str, epoch: int | None) -> tuple[dict, bool]:
     media_type = oci.layer_type_for(manifest_type, oci.OCI_LAYER_GZIP)
+    name = config.get("name") or cid[:12]
+
+    def guard(size: int, entries: int) -> None:
+        check_tree(size, entries, f"container {name}'s upper dir",
+                   f"remove or shrink what it wrote (`minirun diff {name}` lists it), "
+                   "or raise the limit if the layer is meant to be that big")
+
     with store.staging("commit") as staged:
         diff = os.path.join(staged, "diff")
         upper = store.containers.upper(cid)
         if config.get("read_only") or not os.path.isdir(upper):
             os.mkdir(diff, 0o755)
         else:
+            guard(*tree_stats(upper)[:2])         # by the files' sizes, before a byte is read
             _copy_tree(upper, diff)
         _drop_kernel_xattrs(diff)
         with store.blobs.writer(None, "committed layer") as blob:
-            packed = pack.pack(diff, blob, epoch=epoch)
+            packed = pack.pack(diff, blob, epoch=epoch, guard=guard)
             size = blob.size
             digest = blob.commit()
         diff_id = packed.diff_id

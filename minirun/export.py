@@ -5,7 +5,11 @@ export mounts the container's view read-only in a child process that has a
 mount namespace of its own: the upper dir joins the lower dirs (no upper, no
 work dir), so nothing can write into the container, and a killed export
 leaves no mount behind on the host. The child writes the tar (layer/pack.py,
-uncompressed) straight to the destination.
+uncompressed) straight to the destination. It is bounded as a layer is (the
+tar is what `minirun import` takes back): the view's file sizes and entries
+are added up from metadata first, so a sparse terabyte is refused before a
+byte is written, and a smaller sparse file is written whole with its holes
+given as zeros, never read (layer/pack.py).
 
 import stores the tar as the layer blob (compressed or not, as given), works
 out its diff_id, writes a config and an OCI manifest, and hands the rest to
@@ -14,18 +18,22 @@ the importer: the layer is extracted safely and cached like any other.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from typing import BinaryIO
 
 from . import linux, oci, overlay, reference
-from .errors import NO_SPACE_ERRNOS, BadImage, EnvironmentProblem, NotFound, UsageError
+from .errors import NO_SPACE_ERRNOS, BadImage, Conflict, EnvironmentProblem, NotFound, UsageError
 from .forked import in_child
+from .fsutil import is_hole, tree_stats
 from .imageconfig import apply_changes, iso_time
 from .layer import pack
+from .layer.limits import check_size, check_tree, max_layer_bytes
 from .runtime import lower_dirs
 
 
@@ -55,7 +63,8 @@ def _export(store, cid: str, out: BinaryIO) -> None:
             os.makedirs(os.path.join(staged, "l"), exist_ok=True)
             os.symlink(lower, os.path.join(staged, link))
         out.flush()
-        _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno()))
+        name = config.get("name") or cid[:12]
+        _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno(), name))
 
 
 def _empty_dir(store) -> str:
@@ -64,7 +73,8 @@ def _empty_dir(store) -> str:
     return path
 
 
-def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int) -> None:
+def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int, name: str) -> None:
+    linux.set_pdeathsig(signal.SIGKILL)      # a killed export stops writing at once
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     overlay.mount(spec, target, overlay.strategy_from_env())
@@ -72,14 +82,25 @@ def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int) -> None:
     # symlink mid-walk, and from in here that can only lead back into the view.
     os.chroot(target)
     os.chdir("/")
+
+    def guard(size: int, entries: int) -> None:
+        try:
+            check_tree(size, entries, f"container {name}'s filesystem",
+                       "remove or shrink its biggest files, or raise the limit "
+                       "(`minirun import` takes no bigger tar back)")
+        except Conflict as exc:          # EFBIG tells the parent it is this refusal
+            raise OSError(errno.EFBIG, exc.line()) from None
+    guard(*tree_stats("/")[:2])          # by the files' sizes, before a byte is written
     with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as stream:
-        pack.pack("/", stream, gzip_level=None, epoch=_epoch())
+        pack.pack("/", stream, gzip_level=None, epoch=_epoch(), guard=guard)
 
 
 def _in_private_namespace(work) -> None:
     failure = in_child(work)
     if failure is None:
         return
+    if failure.errno == errno.EFBIG:
+        raise Conflict(failure.message)
     if failure.errno in NO_SPACE_ERRNOS:
         raise OSError(failure.errno, failure.message)      # the CLI's one line about space
     raise EnvironmentProblem(f"export failed: {failure.message}",
@@ -143,11 +164,19 @@ def _copy_in(path: str, dest: str) -> tuple[str, int]:
                          "`tar -C DIR -cf rootfs.tar .`") from None
     except PermissionError:
         raise EnvironmentProblem(f"{path}: permission denied", "check the file's permissions") from None
+    limit = max_layer_bytes()
     with src, open(dest, "wb") as out:
+        shown = "standard input" if path == "-" else path
+        check_size(os.fstat(src.fileno()).st_size, shown, limit)   # a regular file says, unread
         while chunk := src.read(1 << 20):
             digest.update(chunk)
-            out.write(chunk)
             size += len(chunk)
+            check_size(size, f"{shown} (read so far)", limit)   # a pipe or /dev/zero never says
+            if is_hole(chunk):
+                out.seek(len(chunk), os.SEEK_CUR)       # a sparse input stays sparse
+            else:
+                out.write(chunk)
+        out.truncate(size)
     if size == 0:
         raise BadImage(f"{path}: empty input", "give a tar archive of a root filesystem")
     return "sha256:" + digest.hexdigest(), size
@@ -164,13 +193,19 @@ def _sniff(path: str) -> str:
 
 
 def _diff_id(path: str, compression: str) -> str:
+    """sha256 of the uncompressed tar, which may be no bigger than a layer (a small
+    gzip can hold a huge run of zeros)."""
     from .layer.unpack import decompressor
-    digest = hashlib.sha256()
+    digest, size, limit = hashlib.sha256(), 0, max_layer_bytes()
     with open(path, "rb") as raw:
         stream = decompressor(raw, compression)
         try:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
+                size += len(chunk)
+                check_size(size, "the uncompressed tar (read so far)", limit)
+        except BadImage:
+            raise
         except Exception as exc:  # noqa: BLE001 - gzip, zlib and zstd each raise their own
             raise BadImage(f"the {compression} data is corrupt: {exc}",
                            "give a complete tar, gzip'd tar or zstd'd tar") from None

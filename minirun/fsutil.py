@@ -98,27 +98,67 @@ def walk_here(root: str):
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+HOLE_MIN = 4096          # a run of zeros shorter than a block saves nothing as a hole
+
+
+def data_extent(fd: int, pos: int, size: int) -> tuple[int, int]:
+    """(start, end) of the next data of an open file at or after pos, within its
+    first `size` bytes; (size, size) when only a hole is left. What lies between
+    pos and start is a hole: zeros that need not be read. A filesystem without
+    SEEK_DATA says all is data."""
+    try:
+        start = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return size, size
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+            return pos, size
+        raise
+    if start >= size:
+        return size, size
+    try:
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+    except OSError:
+        end = size
+    return start, min(end, size)
+
+
+def is_hole(data) -> bool:
+    """Whether `data` (bytes or a memoryview) is a run of zeros worth leaving as a
+    hole: a writer seeks past it instead, so a sparse source stays sparse. Cheap
+    on data that is not: the ends are looked at first."""
+    n = len(data)
+    return n >= HOLE_MIN and data[0] == 0 and data[-1] == 0 and bytes(data) == bytes(n)
 
 
 @dataclass
 class _Tally:
     total: int = 0
+    entries: int = 0
     complete: bool = True
     seen: set = field(default_factory=set)     # (dev, ino) of hard-linked files counted
 
 
 def tree_size(root: str) -> tuple[int, bool]:
     """Apparent bytes of the regular files under root, each hard-linked inode once;
-    and whether every directory could be read. A missing root is empty.
+    and whether every directory could be read. A missing root is empty."""
+    total, _entries, complete = tree_stats(root)
+    return total, complete
+
+
+def tree_stats(root: str) -> tuple[int, int, bool]:
+    """tree_size's bytes, the number of entries under root, and whether every
+    directory could be read: what packing the tree would cost, known from its
+    metadata alone (a sparse file counts with its apparent size).
 
     Walks with one directory fd, down by name and back up by "..", so neither
     Python's stack, the open-file limit nor PATH_MAX bounds the depth."""
     try:
         fd = os.open(root, _DIR_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
-        return 0, True
+        return 0, 0, True
     except PermissionError:
-        return 0, False
+        return 0, 0, False
     tally = _Tally()
     try:
         pending = [_scan(fd, tally)]               # per level: subdirectory names still to visit
@@ -137,7 +177,7 @@ def tree_size(root: str) -> tuple[int, bool]:
         tally.complete = False
     finally:
         os.close(fd)
-    return tally.total, tally.complete
+    return tally.total, tally.entries, tally.complete
 
 
 def _move(fd: int, name: str) -> int:
@@ -157,6 +197,7 @@ def _scan(fd: int, tally: _Tally) -> list[str]:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue                       # removed meanwhile: it uses no space
+                tally.entries += 1
                 if stat.S_ISDIR(st.st_mode):
                     subdirs.append(entry.name)
                 elif stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in tally.seen:

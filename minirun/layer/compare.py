@@ -6,7 +6,8 @@ make them, so it is tested on synthetic snapshots.
 Used by `minirun diff A B` (two containers' upper dirs) and by `minirun fsck`
 (a layer's recorded file manifest against its diff/ as it is now).
 
-Compared facts: type, mode, uid, gid, size, sha256, target (symlink), rdev
+Compared facts: type, mode, uid, gid, size, sha256 or pieces (the content hash,
+see contenthash.py), target (symlink), rdev
 (devices), opaque (dirs), xattrs. An overlay whiteout (a char device 0:0) is
 shown as its own type, `whiteout`. Times, nlink and inode numbers are not
 facts: two runs of the same command never agree on them.
@@ -18,7 +19,7 @@ import base64
 from ..record import dataclass
 from typing import Mapping
 
-FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "rdev", "opaque", "xattrs")
+FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "pieces", "target", "rdev", "opaque", "xattrs")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def show(name: str, value) -> str:
         return "-"
     if name == "mode":
         return f"{value:04o}"
-    if name == "sha256":
+    if name in ("sha256", "pieces"):
         return value[:8] + ".."
     if name == "rdev":
         return f"{value[0]}:{value[1]}"

@@ -31,7 +31,7 @@ import tarfile
 from ..errors import BadImage, named
 from ..fsutil import remove_tree
 from . import attrs, whiteout
-from .contenthash import ContentHashes
+from .contenthash import ContentHashes, hasher
 from .safeopen import DIR_FLAGS, DirFds, proc_path
 
 CHUNK = 1 << 20
@@ -223,10 +223,11 @@ class Extractor:
         self.hashes.relink(os.stat(base, dir_fd=pfd, follow_symlinks=False))
 
     def _write(self, fd: int, member: tarfile.TarInfo, data):
-        """The data; returns its sha256 object when it went by in one piece (not sparse)."""
-        if member.sparse:
-            self._write_sparse(fd, member, data)
-            return None
+        """The data; returns its hash object (contenthash.hasher) when it was taken as
+        the data went by: always, but for a plain file read from a stream other than
+        the layer's Feed."""
+        if member.sparse is not None:
+            return self._write_sparse(fd, member, data)
         return _copy(fd, data, member.size, member, self.hashes)
 
     def _file_attrs(self, fd: int, member: tarfile.TarInfo, digest) -> None:
@@ -248,21 +249,29 @@ class Extractor:
         if digest is not None:
             self.hashes.record(st, digest)
 
-    def _write_sparse(self, fd: int, member: tarfile.TarInfo, data) -> None:
-        """Only the data segments: the holes stay holes on disk. Seeks go to tarfile's
-        unbuffered member reader, which moves forward in a stream without reading holes
-        (the buffered one refuses to seek in a stream)."""
+    def _write_sparse(self, fd: int, member: tarfile.TarInfo, data):
+        """Only the data segments: the holes stay holes on disk, and are hashed as the
+        runs of zeros they are, never read. Seeks go to tarfile's unbuffered member
+        reader, which moves forward in a stream without reading holes (the buffered one
+        refuses to seek in a stream). An empty segment carries no data: GNU tar ends
+        its maps with one at the file's size, and pads the old format's with (0, 0)."""
         data = getattr(data, "raw", data)
+        digest = hasher(member.size)
         end = 0
         for offset, length in member.sparse:
-            if offset < end or length < 0 or offset + length > member.size:
+            if length < 0 or offset < 0 or offset + length > member.size or (length and offset < end):
                 raise BadImage(f"entry {named(member.name)}: its sparse map is out of order or runs past "
                                f"its size ({member.size})", _HINT)
+            if not length:
+                continue
+            digest.zeros(offset - end)
             data.seek(offset)
             os.lseek(fd, offset, os.SEEK_SET)
-            _copy(fd, data, length, member)
+            _copy(fd, data, length, member, update=digest.update)
             end = offset + length
+        digest.zeros(member.size - end)
         os.ftruncate(fd, member.size)
+        return digest
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -322,8 +331,10 @@ def _umask() -> int:
     return 0o777          # unknown: never skip a chmod
 
 
-def _copy(fd: int, data, size: int, member: tarfile.TarInfo, hashes: ContentHashes | None = None):
-    """Write size bytes of data; their sha256 object when data is the layer's Feed."""
+def _copy(fd: int, data, size: int, member: tarfile.TarInfo, hashes: ContentHashes | None = None,
+          update=None):
+    """Write size bytes of data; their hash object when data is the layer's Feed (else
+    each chunk goes to `update`, when given)."""
     if hasattr(data, "view"):             # the layer's Feed: its chunks, not copies of them
         digest, update = hashes.updater(size)
         for piece in data.view(size):
@@ -339,6 +350,8 @@ def _copy(fd: int, data, size: int, member: tarfile.TarInfo, hashes: ContentHash
         if not chunk:
             raise BadImage(f"entry {named(member.name)}: data ends before its declared size", _HINT)
         _write_all(fd, chunk)
+        if update is not None:
+            update(chunk)
         remaining -= len(chunk)
     return None
 

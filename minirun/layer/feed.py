@@ -172,6 +172,10 @@ class Feed:
         self.at = offset - self.base
         return offset
 
+    def exhausted(self) -> bool:
+        """Whether nothing is left to read at the position (at the start: an empty stream)."""
+        return not self._fill()
+
     def view(self, n: int):
         """Up to n bytes at the position as memoryviews of the chunks (fewer at the end)."""
         self._check(n)

@@ -15,6 +15,14 @@ and fixed:
 Each limit is checked before the entry it concerns is written, and exceeding one
 is a BadImage naming the entry and the variable to raise. A malformed value is a
 UsageError naming the variable.
+
+MINIRUN_MAX_LAYER_BYTES also bounds what is declared before any byte is read
+(check_size): a layer blob (its descriptor's size, or its file's, which a sparse
+file makes cheap to inflate), a member of an image archive, a tar given to
+`minirun import`, and the layer `minirun commit` would pack (its files' apparent
+sizes), so that none of them is hashed, copied or packed at all when it is over.
+A compressed blob is never bigger than its content by more than a few bytes per
+MiB, so the uncompressed limit serves for it too.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import os
 import tarfile
 
-from ..errors import BadImage, UsageError, named
+from ..errors import BadImage, Conflict, UsageError, named
 
 DEFAULT_MAX_BYTES = 64 << 30
 DEFAULT_MAX_ENTRIES = 2_000_000
@@ -73,3 +81,31 @@ class Limits:
 
     def remaining(self) -> int:
         return max(0, self.max_bytes - self.bytes)
+
+
+def max_layer_bytes() -> int:
+    """MINIRUN_MAX_LAYER_BYTES, or its default."""
+    return _from_env("MINIRUN_MAX_LAYER_BYTES", DEFAULT_MAX_BYTES)
+
+
+def check_size(size: int, what: str, limit: int | None = None) -> None:
+    """Refuse `what` by its declared size, before reading it, when a layer may not be that big."""
+    limit = max_layer_bytes() if limit is None else limit
+    if size > limit:
+        raise BadImage(f"{what} is {size} bytes, over the limit of {limit} bytes for one layer "
+                       "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)",
+                       "raise MINIRUN_MAX_LAYER_BYTES if you trust this image")
+
+
+def check_tree(size: int, entries: int, what: str, hint: str) -> None:
+    """Refuse to pack a tree (`what`) whose files' apparent sizes or entries are more
+    than one layer may hold: the check commit and export make from metadata alone,
+    before reading any data, and pack repeats as it goes."""
+    max_bytes = max_layer_bytes()
+    if size > max_bytes:
+        raise Conflict(f"{what} holds {size} bytes of files, over the limit of {max_bytes} for one layer "
+                       "(MINIRUN_MAX_LAYER_BYTES; a sparse file counts with its full size)", hint)
+    max_entries = _from_env("MINIRUN_MAX_LAYER_ENTRIES", DEFAULT_MAX_ENTRIES)
+    if entries > max_entries:
+        raise Conflict(f"{what} holds {entries} entries, over the limit of {max_entries} for one layer "
+                       "(MINIRUN_MAX_LAYER_ENTRIES)", hint)

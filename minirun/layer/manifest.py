@@ -8,7 +8,9 @@ changed. Also what `minirun diff A B` reads two upper dirs into.
     verify(root, recorded) what differs now (minirun.layer.compare.Difference)
 
 Facts per entry: type (file, dir, symlink, char, block, fifo, socket), mode,
-uid, gid; size and sha256 for files; target for symlinks; rdev [major, minor]
+uid, gid; size and a content hash for files, "sha256" up to 64 KiB and "pieces"
+above (contenthash.py: its cost follows the data a file holds, not the size it
+declares, so a sparse terabyte costs nothing); target for symlinks; rdev [major, minor]
 for devices; opaque (trusted.overlay.opaque=y) for dirs; xattrs {name: base64}
 other than overlayfs's own trusted.overlay.*. An overlay whiteout is what it is
 on disk, a char device 0:0. Not recorded: times, nlink, inode numbers.
@@ -24,6 +26,10 @@ and used only while the file's size and ctime are what they were right after the
 extractor's last change to it: any later write, truncate, chmod or chown moves
 the ctime, and the file is then read and hashed as usual (the stat cache `git`
 keeps for its index works the same way).
+
+Format 1 (before "pieces") recorded the sha256 of every file; decode() reads it
+still, and verify() hashes the big files of such a manifest the same way (the
+layer was bounded when it was installed).
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from __future__ import annotations
 import base64
 import errno
 import gzip
-import hashlib
 import json
 import os
 import stat
@@ -40,8 +45,10 @@ import zlib
 from ..fsutil import read_xattrs, walk_here
 from . import whiteout
 from .compare import Difference, compare
+from .contenthash import field, file_hash
 
-FORMAT = {"format": "minirun-file-manifest", "version": 1}
+FORMAT = {"format": "minirun-file-manifest", "version": 2}
+READABLE = (1, 2)         # format versions decode() takes
 
 _TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFCHR: "char",
           stat.S_IFBLK: "block", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
@@ -61,10 +68,11 @@ def forget_hashes(root: str) -> None:
     _known.pop(os.path.abspath(root), None)
 
 
-def build(root: str) -> dict[str, dict]:
+def build(root: str, plain: frozenset[str] = frozenset()) -> dict[str, dict]:
     """Facts of root and every entry under it, depth first, names sorted. The walk
     opens each directory by name with O_NOFOLLOW from the one above (fsutil.walk_here),
-    so an upper dir changed under it by a running container cannot lead it outside."""
+    so an upper dir changed under it by a running container cannot lead it outside.
+    Files at the paths in `plain` get a sha256 whatever their size (format 1)."""
     hashes: dict = {}
     known = _known.get(os.path.abspath(root))
     if known:
@@ -72,19 +80,20 @@ def build(root: str) -> dict[str, dict]:
     entries = {"/": describe(root, os.lstat(root), hashes)}
     for rel, name, st in walk_here(root):
         try:
-            entries["/" + rel] = describe(name, st, hashes)
+            entries["/" + rel] = describe(name, st, hashes, ("/" + rel) in plain)
         except FileNotFoundError:
             continue                              # removed while we walked
     return entries
 
 
-def describe(path: str, st: os.stat_result, hashes: dict | None = None) -> dict:
+def describe(path: str, st: os.stat_result, hashes: dict | None = None, plain: bool = False) -> dict:
     """One entry's facts. `hashes` caches content hashes by inode across hard links."""
     kind = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
     entry: dict = {"type": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
     if kind == "file":
         entry["size"] = st.st_size
-        entry["sha256"] = _content_hash(path, st, hashes if hashes is not None else {})
+        name = "sha256" if plain else field(st.st_size)
+        entry[name] = _content_hash(path, st, hashes if hashes is not None else {}, plain)
     elif kind == "symlink":
         entry["target"] = os.readlink(path)
     elif kind in ("char", "block"):
@@ -102,7 +111,9 @@ def describe(path: str, st: os.stat_result, hashes: dict | None = None) -> dict:
 def verify(root: str, recorded: dict[str, dict]) -> list[Difference]:
     """How the tree differs from its recorded manifest: only="A" is an entry
     removed since, only="B" one added, fields (recorded, now) a changed one."""
-    return compare(recorded, build(root))
+    legacy = frozenset(path for path, entry in recorded.items()
+                       if "sha256" in entry and field(entry.get("size", 0)) != "sha256")
+    return compare(recorded, build(root, legacy))
 
 
 # ---------------------------------------------------------------- on disk
@@ -126,7 +137,8 @@ def decode(data: bytes) -> dict[str, dict]:
         lines.pop()
     try:
         header = json.loads(lines[0]) if lines else None
-        if header != FORMAT:
+        if not isinstance(header, dict) or header.get("version") not in READABLE or \
+                header != dict(FORMAT, version=header.get("version")):
             raise ValueError(f"unknown header {lines[0][:80] if lines else ''!r}")
         entries = {}
         for number, line in enumerate(lines[1:], start=2):
@@ -144,20 +156,24 @@ def decode(data: bytes) -> dict[str, dict]:
 _KNOWN = "known"          # the key in `hashes` that holds the remembered hashes
 
 
-def _content_hash(path: str, st: os.stat_result, hashes: dict) -> str:
-    key = (st.st_dev, st.st_ino)
+def _content_hash(path: str, st: os.stat_result, hashes: dict, plain: bool = False) -> str:
+    """The hash field(st.st_size) names (a sha256 when plain), of the first st_size
+    bytes: a file a running container grows meanwhile is read no further."""
+    key = (st.st_dev, st.st_ino, plain)
     known = hashes.get(_KNOWN)
-    if known is not None:
-        hint = known.get(key)
+    if known is not None and not plain:
+        hint = known.get(key[:2])
         if hint is not None and hint[0] == st.st_size and hint[1] == st.st_ctime_ns:
             return hint[2]
     if st.st_nlink > 1 and key in hashes:
         return hashes[key]
     fd = _open_quietly(path)
-    with open(fd, "rb", closefd=True) as f:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):     # replaced by something else meanwhile
             raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        digest = file_hash(fd, st.st_size, plain)
+    finally:
+        os.close(fd)
     if st.st_nlink > 1:
         hashes[key] = digest
     return digest

@@ -12,6 +12,15 @@ The output is reproducible: entries sorted by name, parents first; owners by
 number only (no user or group names); mtimes clamped to `epoch` when given
 (SOURCE_DATE_EPOCH); a gzip header with no name and mtime 0. The same tree
 therefore always gives the same diff_id and the same blob digest.
+
+A sparse file is written whole, as Docker writes it (a plain member, which every
+reader takes, and the same tar whatever the file's holes), but its holes are not
+read: _FileData finds the data with SEEK_DATA and gives zeros for the rest. What
+that costs is bounded by the caller's `guard`, called with the bytes and entries
+so far before each entry's data (commit and export check the same from metadata
+before packing: limits.check_tree). A file is opened without blocking and read
+to the size its header says: a running container cannot make it a FIFO that
+hangs the read, or grow it past that size.
 """
 
 from __future__ import annotations
@@ -22,10 +31,10 @@ import os
 import stat
 import tarfile
 from ..record import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import Conflict
-from ..fsutil import read_xattrs, walk_here
+from ..fsutil import data_extent, read_xattrs, walk_here
 from . import whiteout
 
 COPY_BUFFER = 1 << 20
@@ -58,8 +67,9 @@ class _Sink:
 
 
 def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
-         epoch: int | None = None) -> Packed:
-    """Write the tar of `root` to `out` (gzip-compressed unless gzip_level is None)."""
+         epoch: int | None = None, guard: Callable[[int, int], None] | None = None) -> Packed:
+    """Write the tar of `root` to `out` (gzip-compressed unless gzip_level is None).
+    guard(bytes, entries), when given, raises to stop before an entry past a limit."""
     compressor = None
     stream: BinaryIO = out
     if gzip_level is not None:
@@ -73,9 +83,11 @@ def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
     try:
         for rel, full, st in walk(root):
             for info in _entries(rel, full, st, epoch, links):
+                if guard is not None:
+                    guard(size + info.size, files + 1)
                 if info.isreg() and info.size:
-                    with os.fdopen(os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
-                        tar.addfile(info, f)
+                    with _FileData.open(full, info.size) as data:
+                        tar.addfile(info, data)
                     size += info.size
                 else:
                     tar.addfile(info)
@@ -91,6 +103,52 @@ def pack(root: str, out: BinaryIO, *, gzip_level: int | None = GZIP_LEVEL,
 
 
 walk = walk_here     # (rel, name relative to the working directory, lstat); see fsutil
+
+
+class _FileData:
+    """The first `size` bytes of a regular file, for tarfile, which reads them in
+    pieces of exactly the size it asks: data extents are read, holes are zeros
+    that are never read, and a file that shrank (or is no longer a regular file)
+    reads as zeros to the size its header promised."""
+
+    def __init__(self, fd: int, size: int, regular: bool):
+        self.fd, self.size, self.pos = fd, size, 0
+        self.start = self.end = 0 if regular else size     # the current data extent
+
+    @classmethod
+    def open(cls, name: str, size: int) -> "_FileData":
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return cls(fd, size, stat.S_ISREG(os.fstat(fd).st_mode))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self.size - self.pos)
+        parts = []
+        while n > 0:
+            if self.pos >= self.end and self.end < self.size:
+                self.start, self.end = data_extent(self.fd, self.pos, self.size)
+            if self.pos < self.start or self.pos >= self.end:
+                take = min(n, (self.start if self.pos < self.start else self.size) - self.pos)
+                parts.append(bytes(take))
+            else:
+                chunk = os.pread(self.fd, min(n, self.end - self.pos), self.pos)
+                if not chunk:                      # shrank meanwhile: zeros from here
+                    self.start = self.end = self.size
+                    continue
+                take = len(chunk)
+                parts.append(chunk)
+            self.pos += take
+            n -= take
+        return b"".join(parts)
+
+    def __enter__(self) -> "_FileData":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
 
 
 def _entries(rel: str, full: str, st: os.stat_result, epoch: int | None,

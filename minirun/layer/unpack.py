@@ -60,16 +60,26 @@ class UnpackResult:
 
 
 class Tee:
-    """Pass reads through while copying them to a sink (the blob being stored)."""
+    """Pass reads through while copying them to a sink (the blob being stored); past
+    `size` bytes (the blob's declared size, when known) reading is a BadImage."""
 
-    def __init__(self, src: BinaryIO, sink):
-        self.src, self.sink = src, sink
+    def __init__(self, src: BinaryIO, sink, size: int | None = None):
+        self.src, self.sink, self.size = src, sink, size
+        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.src.read(n)
-        if data and self.sink is not None:
-            self.sink.write(data)
+        if data:
+            self._counted(len(data))
+            if self.sink is not None:
+                self.sink.write(data)
         return data
+
+    def _counted(self, n: int) -> None:
+        self.count += n
+        if self.size is not None and self.count > self.size:
+            raise BadImage(f"the blob is longer than the {self.size} bytes it was declared with",
+                           "the file grew while it was read, or the descriptor is wrong")
 
     def readinto(self, buf) -> int:
         """What python-isal's gzip reader calls: no copy through a bytes object."""
@@ -80,8 +90,10 @@ class Tee:
             buf[:n] = data
         else:
             n = readinto(buf) or 0
-        if n and self.sink is not None:
-            self.sink.write(memoryview(buf)[:n])
+        if n:
+            self._counted(n)
+            if self.sink is not None:
+                self.sink.write(memoryview(buf)[:n])
         return n
 
 
@@ -154,15 +166,18 @@ def decompressor(raw, compression: str):
 
 
 def unpack_blob(stream: BinaryIO, compression: str, dest: str, *, blob_sink=None,
-                expected_diff_id: str | None = None, what: str = "layer") -> UnpackResult:
+                expected_diff_id: str | None = None, what: str = "layer",
+                blob_size: int | None = None) -> UnpackResult:
     """Extract a layer blob into dest (an empty dir), verifying the diff_id as it streams.
 
     blob_sink, if given, receives the raw (compressed) bytes, so a blob can be
-    stored and extracted in one pass. Reading, decompressing and hashing run on a
-    thread (feed.Producer) that is stopped before this returns or raises, so the
-    caller may go on reading `stream` afterwards."""
+    stored and extracted in one pass; blob_size, if given, is the most raw bytes
+    read. Reading, decompressing and hashing run on a thread (feed.Producer) that
+    is stopped before this returns or raises, so the caller may go on reading
+    `stream` afterwards. An empty stream (a 0-byte blob, as Docker takes it) is an
+    empty layer, whose diff_id is the sha256 of nothing."""
     limits = Limits.from_env()
-    tee = Tee(stream, blob_sink)
+    tee = Tee(stream, blob_sink, blob_size)
     try:
         producer = Producer(decompressor(tee, compression)).start()
     except BadImage as exc:
@@ -202,7 +217,10 @@ def _extract_all(feed: Feed, extractor: Extractor, limits: Limits) -> None:
 
     tarfile reads the Feed in its seekable mode ("r:"), which reads exactly the
     headers it parses; the data of a plain regular file goes from the Feed's chunks
-    straight to the file (Feed.view), a sparse one through tarfile's reader."""
+    straight to the file (Feed.view), a sparse one through tarfile's reader. No
+    data at all is an empty layer: Docker reads a 0-byte blob so."""
+    if feed.exhausted():
+        return
     tar = _parse(lambda: tarfile.open(fileobj=feed, mode="r:", errorlevel=2,
                                              tarinfo=_TarInfo), "", 0)
     with tar:
@@ -213,7 +231,7 @@ def _extract_all(feed: Feed, extractor: Extractor, limits: Limits) -> None:
             feed.allow(tar.offset, member.name)
             data = None
             if member.isreg():
-                data = tar.extractfile(member) if member.sparse else feed
+                data = tar.extractfile(member) if member.sparse is not None else feed
                 feed.seek(member.offset_data)
             try:
                 extractor.entry(member, data)

@@ -20,6 +20,7 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 # where systemd-resolved lists the real upstream servers behind its 127.0.0.53 stub
 RESOLVED_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 NO_ADDRESS_IP = "127.0.1.1"   # Debian's convention for a hostname without a network address
+MAX_RESOLV_CONF = 1 << 20     # a host resolv.conf bigger than this, or not a plain file, reads as missing
 
 
 def hosts_text(hostname: str, address: str | None) -> str:
@@ -49,11 +50,22 @@ def resolv_text(network_mode: str, host_files: tuple[str, ...] = (HOST_RESOLV_CO
 
 
 def _read(path: str) -> str:
+    """The host file's text, or "" when it is missing, unreadable, not a regular file
+    (opened without blocking: a FIFO would stall every run) or over MAX_RESOLV_CONF."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
         return ""
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000 or st.st_size > MAX_RESOLV_CONF:
+            return ""
+        data = os.read(fd, MAX_RESOLV_CONF + 1)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    return "" if len(data) > MAX_RESOLV_CONF else data.decode("utf-8", "replace")
 
 
 def _nameservers(text: str) -> list[str]:

@@ -1,14 +1,28 @@
 """Resolve USER[:GROUP] the way docker does: numbers are taken as they are,
 names are looked up in the container's own /etc/passwd and /etc/group, and
-supplementary groups come from the container's /etc/group."""
+supplementary groups come from the container's /etc/group.
+
+Both files belong to the image, or to the container itself when `exec` reads
+them, so they are read with bounds: opened without blocking (a FIFO would wait
+forever), used only when they are regular files (a link to /dev/zero never
+ends) of at most MAX_TABLE_BYTES, and refused otherwise with one line. A file
+that does not exist is an empty table, as before.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+
 from ..record import dataclass
 
-from ..errors import UsageError
+from ..errors import BadImage, UsageError
 
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "no change" to the kernel
+MAX_TABLE_BYTES = 4 << 20   # /etc/passwd or /etc/group: about 50,000 users in 4 MiB
+_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True)
@@ -27,12 +41,43 @@ def _number(text: str) -> int | None:
 
 
 def _read_table(path: str, fields: int) -> list[list[str]]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            rows = [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-    except OSError:
-        return []
+    rows = [line.split(":") for line in _read_bounded(path).split("\n")
+            if line.strip() and not line.startswith("#")]
     return [row for row in rows if len(row) >= fields]
+
+
+def _read_bounded(path: str) -> str:
+    """The file's text; "" when it cannot be opened (missing, as before). Anything
+    but a regular file of at most MAX_TABLE_BYTES is refused, before and while reading
+    (the container may grow it meanwhile)."""
+    try:
+        fd = os.open(path, _OPEN)
+    except OSError:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise _refuse(path, f"is {kind}, not a regular file")
+        if st.st_size > MAX_TABLE_BYTES:
+            raise _refuse(path, f"is {st.st_size} bytes, over minirun's limit of {MAX_TABLE_BYTES}")
+        pieces, size = [], 0
+        while size <= MAX_TABLE_BYTES:
+            piece = os.read(fd, MAX_TABLE_BYTES + 1 - size)
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        if size > MAX_TABLE_BYTES:
+            raise _refuse(path, f"grew past minirun's limit of {MAX_TABLE_BYTES} bytes while read")
+    finally:
+        os.close(fd)
+    return b"".join(pieces).decode("utf-8", "replace")
+
+
+def _refuse(path: str, why: str) -> BadImage:
+    return BadImage(f"the container's {path} {why}, so the user cannot be looked up in it",
+                    f"make {path} a plain file of users (at most {MAX_TABLE_BYTES} bytes) in the image")
 
 
 def resolve(spec: str, passwd_path: str = "/etc/passwd", group_path: str = "/etc/group") -> Identity:

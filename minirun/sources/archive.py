@@ -31,6 +31,7 @@ from typing import BinaryIO, Iterator
 
 from .. import oci, reference
 from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError, named
+from ..layer.limits import check_size, max_layer_bytes
 from .importer import SourceImage, SourceLayer
 
 _CONTAINERD_NAME = "io.containerd.image.name"
@@ -63,10 +64,15 @@ class _Files:
                 raise
 
     def _index_members(self) -> None:
+        """Each member is refused by its declared size before tarfile moves past it:
+        moving past a member of a compressed archive decompresses it, and reading one
+        that is sparse (in this tar) makes its holes into zeros."""
+        limit = max_layer_bytes()
         for member in self.tar:
             if len(self.names) >= MAX_MEMBERS:
                 raise BadImage(f"{self.path}: the archive holds more than {MAX_MEMBERS} entries",
                                "an image archive holds a few files per layer; check the file")
+            check_size(member.size, f"{self.path}: archive member {named(member.name)}", limit)
             self.names[_clean(member.name)] = member
 
     def exists(self, name: str) -> bool:
@@ -216,6 +222,7 @@ def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict, dept
     _check_config(config_bytes, len(manifest.layers), f"image config {oci.short_id(manifest.config.digest)}")
     for layer in manifest.layers:
         name = _blob_name(layer.digest)
+        check_size(layer.size, f"{files.path}: layer blob {oci.short_id(layer.digest)}")
         if not files.exists(name):
             raise BadImage(f"{files.path}: layer blob {layer.digest} is missing")
         if files.size(name) != layer.size:
@@ -334,6 +341,7 @@ def _docker_layer(files: _Files, name: str) -> SourceLayer:
     """A docker-archive names layers by path, not digest: hash the file to get one."""
     if not files.exists(name):
         raise BadImage(f"{files.path}: layer file {named(name)} is missing")
+    check_size(files.size(name), f"{files.path}: layer file {named(name)}")
     digest = hashlib.sha256()
     with files.open(name) as f:
         head = f.read(4)

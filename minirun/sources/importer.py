@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable
 from .. import oci
 from ..errors import BadImage, DigestMismatch
 from ..layer import manifest
+from ..layer.limits import check_size
 from ..layer.unpack import unpack_blob
 
 
@@ -112,20 +113,22 @@ def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
 def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lowers: list[str],
                    label: str, compression: str, report) -> dict:
     what = f"layer {label}"
+    check_size(layer.size, f"{what}'s blob")       # before a byte of it is read or stored
     with store.staging("layer") as staged:
         diff = os.path.join(staged, "diff")
         os.mkdir(diff)
         if layer.in_store:
             with layer.open() as stream:
                 report(label, "Extracting")
-                result = unpack_blob(stream, compression, diff, expected_diff_id=diff_id, what=what)
+                result = unpack_blob(stream, compression, diff, expected_diff_id=diff_id, what=what,
+                                     blob_size=layer.size)
             blob_digest = layer.digest
         else:
             with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
                 report(label, "Extracting")
                 try:
                     result = unpack_blob(stream, compression, diff, blob_sink=blob,
-                                         expected_diff_id=diff_id, what=what)
+                                         expected_diff_id=diff_id, what=what, blob_size=layer.size)
                 except BadImage:
                     _blame_blob_first(stream, blob)
                     raise

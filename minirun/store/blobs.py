@@ -8,6 +8,7 @@ import os
 from io import BufferedReader
 
 from ..errors import DigestMismatch, NotFound
+from ..fsutil import is_hole
 from ..oci import digest_hex, sha256_digest, short_id
 
 
@@ -26,7 +27,10 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
-        self._file.write(data)
+        if is_hole(data):         # zeros (a sparse source's holes) stay holes: see commit()
+            self._file.seek(len(data), os.SEEK_CUR)
+        else:
+            self._file.write(data)
         self.size += len(data)
         return len(data)
 
@@ -42,6 +46,7 @@ class BlobWriter:
     def commit(self) -> str:
         """Verify the digest and rename the blob into place; returns its digest."""
         digest = self.check()
+        self._file.truncate(self.size)   # a hole at the end is not written: give it its size
         self._file.flush()
         os.fsync(self._file.fileno())    # a blob's name must never stand for fewer bytes
         self._file.close()

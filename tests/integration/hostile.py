@@ -29,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from typing import Callable
 
 from minirun.fsutil import walk_here
 from minirun.tree import describe, directory, file, symlink, whiteout
+
+from .sparsetar import sparse_tar
 
 CANARY = "@CANARY@"
 REF = "localhost/hostile:latest"
@@ -189,9 +192,19 @@ def substitute(value, canary: str):
     return value
 
 
+HASHED_UP_TO = 1 << 30      # a bigger file is described without its sha256 (a sparse TiB)
+
+
 def layer_snapshot(root: str) -> dict[str, dict]:
     """minirun.tree.snapshot, walking by dir fd so paths longer than PATH_MAX work."""
-    return {"/" + rel: describe(name, st) for rel, name, st in walk_here(root)}
+    return {"/" + rel: _describe(name, st) for rel, name, st in walk_here(root)}
+
+
+def _describe(name: str, st: os.stat_result) -> dict:
+    if st.st_size <= HASHED_UP_TO or not stat.S_ISREG(st.st_mode):
+        return describe(name, st)
+    return {"type": "file", "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "size": st.st_size, "nlink": st.st_nlink}
 
 
 def xattr_is(rel: str, name: str, value: bytes):
@@ -259,6 +272,19 @@ def build_image(dest: Path, base: Path, case: Case, canary: str) -> None:
 DEEP = "/".join(["p" * 200] * 25)                    # 5024 bytes: past PATH_MAX (4096)
 CAP = bytes.fromhex("01000002" "00200000" "00000000" "00000000" "00000000")   # cap_net_bind_service
 SPARSE_AT = 32 << 20
+
+
+TiB = 1 << 40
+SPARSE_FORMATS = ("0.0", "0.1", "1.0", "old")
+SPARSE_SEGMENTS = [(0, b"head"), (32 << 20, b"middle" * 1000), ((64 << 20) - 4, b"tail")]
+MANY_SEGMENTS = [(i << 20, bytes([65 + i % 26]) * 100) for i in range(30)]
+
+
+def _segments_content(size: int, segments: list[tuple[int, bytes]]) -> bytes:
+    out = bytearray(size)
+    for offset, data in segments:
+        out[offset:offset + len(data)] = data
+    return bytes(out)
 
 
 def _sparse_content() -> bytes:
@@ -400,6 +426,21 @@ CASES = [
     Case("sparse-file-keeps-its-holes", [sparse("sparse", 64 << 20, at=SPARSE_AT)],
          expect={"/sparse": file(_sparse_content())}, checks=[holes("/sparse", 1 << 20)]),
     Case("sparse-map-bomb", [sparse_map_bomb()], refused="1048576 bytes"),
+    *[Case(f"sparse-{fmt}-all-holes-of-a-terabyte", tar=sparse_tar(fmt, "holes", TiB, []),
+           refused="MINIRUN_MAX_LAYER_BYTES") for fmt in SPARSE_FORMATS],
+    *[Case(f"sparse-{fmt}-all-holes-within-a-raised-limit", tar=sparse_tar(fmt, "holes", TiB, []),
+           env={"MINIRUN_MAX_LAYER_BYTES": str(2 * TiB)},
+           expect={"/holes": {"type": "file", "size": TiB, "mode": 0o644}}, checks=[holes("/holes", 0)],
+           run=(["stat", "-c", "%s", "/holes"], f"{TiB}\n")) for fmt in SPARSE_FORMATS],
+    *[Case(f"sparse-{fmt}-data-between-holes", tar=sparse_tar(fmt, "f", 64 << 20, SPARSE_SEGMENTS),
+           expect={"/f": file(_segments_content(64 << 20, SPARSE_SEGMENTS))},
+           checks=[holes("/f", 1 << 20)]) for fmt in SPARSE_FORMATS],
+    Case("sparse-old-with-extension-blocks", tar=sparse_tar("old", "f", 64 << 20, MANY_SEGMENTS),
+         expect={"/f": file(_segments_content(64 << 20, MANY_SEGMENTS))}, checks=[holes("/f", 1 << 20)]),
+    Case("sparse-segment-past-its-size", tar=sparse_tar("0.1", "f", 4096, [(8192, b"x")]),
+         refused="runs past its size"),
+    Case("sparse-segments-out-of-order", tar=sparse_tar("0.0", "f", 1 << 20, [(8192, b"b"), (0, b"a")]),
+         refused="out of order"),
     Case("pax-header-bomb", [e("f", data=b"x", pax={"comment": "c" * 3_000_000})], refused="1048576 bytes"),
     Case("gnu-long-name-bomb", [e("n/" * 1_500_000, DIR)], fmt=tarfile.GNU_FORMAT, refused="1048576 bytes"),
     Case("decompression-bomb", [e("zeros", data=bytes(30_000_000))], refused="MINIRUN_MAX_LAYER_BYTES",

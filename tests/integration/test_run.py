@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -360,19 +362,21 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
     assert not imported & heavy
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to hold the child before exec")
 def test_a_child_stuck_before_exec_holds_no_store_lock(mr):
     """The shared gc lock is held while a run plans and writes its container, not by
-    its child: a child blocked before exec (here on an image whose /etc/passwd is a
-    FIFO, read to resolve the user) must not keep prune and rmi waiting."""
+    its child: a child blocked before exec (here held by strace for 60 s in the open of
+    /etc/passwd, which it reads to resolve the user; a FIFO there no longer blocks it)
+    must not keep prune and rmi waiting."""
     mr.load("busybox")
-    mr.ok("run", "--name", "f", "busybox", "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd")
-    mr.ok("commit", "f", "fifoimg")
-    mr.ok("rm", "f")
-    proc = mr.popen("run", "--name", "stuck", "fifoimg", "true",
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", "/etc/passwd", "-e", "trace=openat",
+                             "-e", "inject=openat:delay_enter=60000000",
+                             sys.executable, "-m", "minirun", "run", "--name", "stuck", "busybox", "true"],
+                            env=mr.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runtime = None
     try:
         pid = wait_running(mr, "stuck")
-        time.sleep(0.3)                          # the child is at the FIFO by now
+        time.sleep(0.3)                          # the child is in the delayed open by now
         assert proc.poll() is None and Path(f"/proc/{pid}").exists()
         lock = mr.root / "locks" / "gc.lock"
         held_by_child = [fd for fd in os.listdir(f"/proc/{pid}/fd")
@@ -380,9 +384,12 @@ def test_a_child_stuck_before_exec_holds_no_store_lock(mr):
         assert held_by_child == []
         result = mr("image", "prune", "-f", env={"MINIRUN_LOCK_TIMEOUT": "2"})
         assert result.returncode == 0, result.stderr
+        runtime = int(Path(f"/proc/{pid}/status").read_text().split("PPid:")[1].split()[0])
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        if runtime:
+            os.kill(runtime, signal.SIGKILL)     # the child follows it (parent-death signal)...
+        proc.send_signal(signal.SIGKILL)         # ...once strace, dying, lets go of it
+        proc.wait(timeout=30)
     assert wait_gone(pid), "the container outlived its runtime"
     assert overlay_mounts_under(mr.root) == []
     mr.ok("rm", "-f", "stuck")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import socket
 import stat
@@ -77,12 +78,12 @@ def test_sockets_and_user_xattrs_are_recorded(tmp_path, monkeypatch):
 
 def test_a_hard_linked_inode_is_hashed_once(tree, monkeypatch):
     calls = []
-    real = manifest.hashlib.file_digest
+    real = manifest.file_hash
 
-    def counting(f, name):
-        calls.append(name)
-        return real(f, name)
-    monkeypatch.setattr(manifest.hashlib, "file_digest", counting)
+    def counting(fd, size, plain=False):
+        calls.append(size)
+        return real(fd, size, plain)
+    monkeypatch.setattr(manifest, "file_hash", counting)
     build(str(tree))
     assert len(calls) == 1
 
@@ -176,6 +177,34 @@ def test_encode_decode_round_trip_with_awkward_names(tree):
 def test_damaged_manifests_raise_value_error(data):
     with pytest.raises(ValueError):
         decode(data)
+
+
+def test_a_future_format_is_refused():
+    with pytest.raises(ValueError, match="unknown header"):
+        decode(gzip.compress(b'{"format": "minirun-file-manifest", "version": 3}\n'))
+
+
+def test_big_files_get_a_pieces_hash_and_small_ones_their_sha256(tmp_path):
+    (tmp_path / "small").write_bytes(b"s" * 65536)
+    (tmp_path / "big").write_bytes(b"b" * 65537)
+    entries = build(str(tmp_path))
+    assert entries["/small"]["sha256"] == sha_hex(b"s" * 65536) and "pieces" not in entries["/small"]
+    assert "sha256" not in entries["/big"] and len(entries["/big"]["pieces"]) == 64
+
+
+def test_a_format_1_manifest_still_verifies(tmp_path):
+    """Format 1 recorded the sha256 of every file: verify() hashes its big files so."""
+    (tmp_path / "big").write_bytes(b"b" * 200_000)
+    (tmp_path / "small").write_bytes(b"s")
+    entries = build(str(tmp_path))
+    old = dict(entries, **{"/big": {k: v for k, v in entries["/big"].items() if k != "pieces"}})
+    old["/big"]["sha256"] = sha_hex(b"b" * 200_000)
+    lines = ['{"format": "minirun-file-manifest", "version": 1}'] + \
+            [json.dumps([path, entry]) for path, entry in old.items()]
+    recorded = decode(gzip.compress("\n".join(lines).encode()))
+    assert verify(str(tmp_path), recorded) == []
+    (tmp_path / "big").write_bytes(b"c" * 200_000)
+    assert [d.path for d in verify(str(tmp_path), recorded)] == ["/big"]
 
 
 # ---------------------------------------------------------------- the store and fsck

@@ -101,3 +101,52 @@ def test_deep_trees_do_not_recurse(tmp_path):
     finally:
         remove_tree(root)           # pytest's own clean-up of old tmp dirs recurses
     assert result.files == 1200
+
+
+# ---------------------------------------------------------------- sparse files and limits (issue 14, item 10)
+
+def test_a_sparse_file_is_packed_whole_without_reading_its_holes(tmp_path, monkeypatch):
+    root = tmp_path / "t"
+    root.mkdir()
+    with open(root / "s", "wb") as f:
+        f.write(b"head")
+        f.seek(64 << 20)
+        f.write(b"tail")
+    read = []
+    real = os.pread
+    monkeypatch.setattr(pack.os, "pread", lambda fd, n, at: read.append(n) or real(fd, n, at))
+    _, blob = _pack(str(root), gzip_level=None)
+    assert sum(read) <= 2 << 20                       # the data blocks, not the 64 MiB hole
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        member = tar.getmember("s")
+        assert not member.sparse and member.size == (64 << 20) + 4
+        data = tar.extractfile(member).read()
+    assert data[:4] == b"head" and data[-4:] == b"tail" and data.count(0) == len(data) - 8
+
+
+def test_file_data_reads_zeros_past_a_shrunk_end_and_for_a_non_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with pack._FileData.open(str(path), 10) as data:
+        assert data.read(4) + data.read(100) == b"abc" + bytes(7)
+    os.unlink(path)
+    os.mkfifo(path)                                   # opened without blocking, read as zeros
+    with pack._FileData.open(str(path), 5) as data:
+        assert data.read(1 << 20) == bytes(5)
+
+
+def test_the_guard_stops_packing_before_an_entry_past_a_limit(tmp_path):
+    root = _tree(str(tmp_path / "t"))
+    seen = []
+
+    def guard(size, entries):
+        seen.append((size, entries))
+        if entries > 3:
+            raise RuntimeError("over")
+    try:
+        _pack(root, guard=guard)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the guard did not stop pack")
+    assert [entries for _, entries in seen] == [1, 2, 3, 4]

@@ -110,3 +110,36 @@ def test_malformed_uid_field_is_a_usage_error(tmp_path):
     (tmp_path / "group").write_text("")
     with pytest.raises(UsageError):
         resolve("bad", str(tmp_path / "passwd"), str(tmp_path / "group"))
+
+
+# ---------------------------------------------------------------- bounded reads (issue 14, item 8)
+
+def test_a_fifo_passwd_is_refused_without_waiting(tmp_path):
+    import os
+    from minirun.errors import BadImage
+    fifo = tmp_path / "passwd"
+    os.mkfifo(fifo)
+    with pytest.raises(BadImage, match="passwd is a FIFO, not a regular file"):
+        resolve("root", str(fifo), str(tmp_path / "none"))
+
+
+def test_a_passwd_linked_to_dev_zero_is_refused(tmp_path):
+    from minirun.errors import BadImage
+    (tmp_path / "passwd").symlink_to("/dev/zero")
+    with pytest.raises(BadImage, match="is a character device"):
+        resolve("0", str(tmp_path / "passwd"), str(tmp_path / "none"))
+
+
+def test_a_group_over_the_cap_is_refused_by_its_size(tmp_path):
+    from minirun.errors import BadImage
+    from minirun.sandbox.users import MAX_TABLE_BYTES
+    group = tmp_path / "group"
+    with open(group, "wb") as f:
+        f.truncate(MAX_TABLE_BYTES + 1)
+    with pytest.raises(BadImage, match=f"is {MAX_TABLE_BYTES + 1} bytes"):
+        resolve("0", str(tmp_path / "none"), str(group))
+
+
+def test_missing_files_are_empty_tables(tmp_path):
+    assert resolve("1000:1000", str(tmp_path / "no-passwd"), str(tmp_path / "no-group")) == \
+        Identity(1000, 1000, (1000,), "/")
