@@ -7,7 +7,7 @@ import os
 
 from .. import linux
 from ..fsutil import remove_tree
-from ..errors import EnvironmentProblem
+from ..errors import EnvironmentProblem, shown
 from .locks import Locks
 
 
@@ -69,7 +69,11 @@ class Store:
     def ensure(self) -> "Store":
         """Create the layout (cheap when it exists) and refuse a filesystem overlay cannot use."""
         if not os.path.isdir(self.mount_point):           # mnt/ came last: a store with it has all
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            try:
+                os.makedirs(self.root, mode=0o700, exist_ok=True)
+            except OSError:
+                check_root(self.root)
+                raise
             for sub in ("blobs/sha256", "layers/sha256", "containers", "locks", "tmp", "mnt"):
                 os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         if os.stat(self.root).st_mode & 0o077:
@@ -98,8 +102,8 @@ class Store:
         """Remove staging left by minirun processes that died (the pid is in the name)."""
         try:
             names = os.listdir(self.tmp)
-        except FileNotFoundError:
-            return
+        except OSError:
+            return                  # gone, or not a directory: the command that needs it will say
         for name in names:
             parts = name.split("-")
             if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
@@ -168,8 +172,24 @@ def default_root() -> str:
     return get("root")
 
 
+def check_root(root: str) -> None:
+    """Refuse a store root that exists and is not a directory (MINIRUN_ROOT=/dev/null)."""
+    path = root
+    try:
+        while not os.path.lexists(path) and path != os.path.dirname(path):
+            path = os.path.dirname(path)      # not made yet: its first ancestor that is there
+        usable = os.path.isdir(path)
+    except ValueError:                        # a NUL in the path
+        usable = False
+    if not usable:
+        raise EnvironmentProblem(f"the store {shown(root)} is not a directory",
+                                 "set MINIRUN_ROOT (or root in the config file) to a directory")
+
+
 def open_store(root: str | None = None, create: bool = True) -> Store:
     store = Store(root or default_root())
+    if not create:
+        check_root(store.root)
     if create:
         store.ensure()
         store.clean_stale_tmp()       # one listdir; finishes what killed commands left in tmp/
