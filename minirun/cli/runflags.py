@@ -12,7 +12,8 @@ RUN_FLAGS = (
     Flag("name", ("--name",), "str", "Name the container."),
     Flag("rm", ("--rm",), "bool", "Remove the container (and its upper dir) on exit."),
     Flag("env", ("--env", "-e"), "list", "Set K=V (or pass K from the host)."),
-    Flag("env_file", ("--env-file",), "list", "Read K=V lines from a file (# comments, blank lines skipped)."),
+    Flag("env_file", ("--env-file",), "list", "Read K=V lines from a file (# comments, blank lines "
+         "skipped): a regular file of at most 1 MiB, or - for stdin."),
     Flag("workdir", ("--workdir", "-w"), "str", "Working directory inside."),
     Flag("user", ("--user", "-u"), "str", "USER[:GROUP], names or numbers."),
     Flag("hostname", ("--hostname", "-h"), "str", "Container hostname."),
