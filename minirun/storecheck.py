@@ -66,8 +66,9 @@ class Fix:
 
 def check(store) -> list[Fix]:
     """Every damaged directory and record of the store (nothing when it was never made)."""
-    if not os.path.isdir(store.root):
-        return []
+    if not os.path.isdir(store.root) or not any(
+            os.path.lexists(os.path.join(store.root, name)) for name in STORE_DIRS + ("images.json",)):
+        return []                                  # never made (or only its root): nothing is damaged
     fixes = _layout(store)
     bad = {f.path for f in fixes}
     sound = {sub: os.path.join(store.root, sub) not in bad and
@@ -88,8 +89,10 @@ def check(store) -> list[Fix]:
 def repair(store) -> list[str]:
     """Put right what check() finds; returns one line per repair."""
     done: list[str] = []
-    layout = [f for f in check(store) if f.key[0] in ("dir", "lock")]
-    _apply(layout, done)                      # the lock below needs locks/ and a sound gc.lock
+    found = check(store)
+    if not found:
+        return done
+    _apply([f for f in found if f.key[0] in ("dir", "lock")], done)   # the lock below needs them
     with store.locks.hold("gc"):
         _apply(check(store), done)
     return done
