@@ -159,14 +159,51 @@ def check_blobs(store, metas: dict[str, dict], report: Report, skip: set[str] = 
     for meta in metas.values():
         if meta.get("blob") and meta.get("media_type") and meta.get("diff_id"):
             owners.setdefault(meta["blob"], []).append(meta)
+    sizes, most = _recorded_sizes(store), _max_blob_bytes()
     for digest in sorted(_listed(store.blobs.list)):
         report.blobs += 1
-        if store.blobs.path(digest) in skip:
+        path = store.blobs.path(digest)
+        if path in skip:
             continue
         try:
-            report.problems.extend(_check_blob(store.blobs.path(digest), digest, owners.get(digest, [])))
+            size = os.lstat(path).st_size
+            if size != sizes.get(digest, size) or size > most:
+                # not read: a blob made huge (a sparse terabyte) would take hours to hash
+                said = f"{sizes[digest]} are recorded for it" if digest in sizes else \
+                    f"more than any blob minirun takes ({most}, MINIRUN_MAX_LAYER_BYTES)"
+                report.problems.append(Problem("blob", digest, f"is {size} bytes, but {said}"))
+                continue
+            report.problems.extend(_check_blob(path, digest, owners.get(digest, [])))
         except OSError as exc:
             report.problems.append(Problem("blob", digest, f"cannot be read: {_why(exc)}"))
+
+
+def _max_blob_bytes() -> int:
+    """The most a layer may hold uncompressed (layer/limits.py): no blob is larger."""
+    from .layer.limits import DEFAULT_MAX_BYTES, Limits
+    try:
+        return Limits.from_env().max_bytes
+    except MinirunError:
+        return DEFAULT_MAX_BYTES
+
+
+def _recorded_sizes(store) -> dict[str, int]:
+    """digest -> the size images.json and the stored manifests record for it."""
+    sizes: dict[str, int] = {}
+    try:
+        images = store.images.read(warn=False)["images"]
+    except (OSError, MinirunError):
+        return sizes
+    for record in images.values():
+        for layer in record["layers"]:
+            sizes[layer["blob"]] = layer["size"]
+        try:
+            manifest = oci.parse_manifest(store.blobs.read(record["manifest"], oci.MAX_MANIFEST_BYTES))
+        except (OSError, MinirunError):
+            continue
+        for desc in (manifest.config, *manifest.layers):
+            sizes[desc.digest] = desc.size
+    return sizes
 
 
 def _check_blob(path: str, digest: str, owners: list[dict]) -> list[Problem]:

@@ -257,13 +257,29 @@ def _containers(store) -> list[Fix]:
                            "removed", ("container", cid), lambda cid=cid: _remove_container(store, cid)))
             continue
         try:
-            containers.config(cid)
+            config = containers.config(cid)
         except FileNotFoundError:
             continue
         except DamagedRecord as err:
             out.append(Fix(err.path, err.problem, "the container was removed (it cannot be used "
                            "without its config)", ("container", cid),
                            lambda cid=cid: _remove_container(store, cid)))
+            continue
+        missing = [sub for sub, wanted in (("upper", not config.get("read_only")),
+                                           ("work", not config.get("read_only")),
+                                           ("init", config.get("init_layer"))) if wanted and
+                   not _is_dir(containers.path(cid, sub))]
+        for sub in missing:
+            where = containers.path(cid, sub)
+            state = "missing" if not os.path.lexists(where) else _kind(where, os.lstat(where).st_mode)
+            if sub == "upper":
+                out.append(Fix(where, f"the container's upper/ is {state}, not a directory",
+                               "the container was removed (what it wrote is not there)", ("container", cid),
+                               lambda cid=cid: _remove_container(store, cid)))
+                break
+            out.append(Fix(where, f"the container's {sub}/ is {state}, not a directory",
+                           "made again, empty", ("subdir", where), lambda where=where: _make_dir(where)))
+        if "upper" in missing:
             continue
         try:
             containers.state(cid)

@@ -6,11 +6,13 @@ included), so a command added later is covered without touching this file. For
 each command, a seeded generator makes cases: argument and option values from
 a pool of hostile strings (huge, empty, control characters, undecodable bytes,
 out-of-range numbers, paths to devices and FIFOs, names of real images and
-containers), a few bad environment variables, and one store state, cycling
-through every pairing of a record (images.json, a container's config.json and
-state.json, a layer's meta.json and file manifest, a blob, the address
-allocations) with a kind of damage (damage.RECORD_DAMAGE), every store directory
-replaced (damage.DIR_DAMAGE), and store roots that are not directories.
+containers), a few bad environment variables, and one store state. The states
+go through every pairing of a record (images.json, a container's config.json
+and state.json, a layer's meta.json and file manifest, a config and a layer
+blob, the address allocations) with a kind of damage (damage.RECORD_DAMAGE),
+every store directory (and a container's upper/, work/ and init/, a layer's
+diff/) replaced by each of damage.DIR_DAMAGE, and store roots that are not
+directories, in a seeded order; a clean store is among them.
 
 Each case runs the real CLI in a subprocess, on a hard-linked copy of one base
 store, in a network namespace of its own (no registry is ever reached, and no
@@ -18,7 +20,8 @@ bridge is made on the host), with its memory capped (a read of /dev/zero must
 not take the machine down) and a timeout (a FIFO must not block it).
 
 MINIRUN_FUZZ_SEED picks another seed, MINIRUN_FUZZ_PER_COMMAND another number of
-cases per command (default 6: about 180 cases, ~30 s on two cores).
+cases per command (default 8: about 230 cases, ~45 s on two cores, enough for
+every pairing above).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from .conftest import REPO, Minirun, overlay_mounts_under, processes_using
 from .damage import DIR_DAMAGE, RECORD_DAMAGE, clone, damage, damage_dir, directories
 
 SEED = int(os.environ.get("MINIRUN_FUZZ_SEED", "14"))
-PER_COMMAND = int(os.environ.get("MINIRUN_FUZZ_PER_COMMAND", "6"))
+PER_COMMAND = int(os.environ.get("MINIRUN_FUZZ_PER_COMMAND", "8"))
 TIMEOUT = 40
 MEMORY_CAP = 2 << 30
 
@@ -129,10 +132,21 @@ def record_targets(root: Path, facts: dict) -> list[Path]:
             blobs / facts["image_ids"][0][7:], blobs / facts["blobs"][0]]
 
 
+def dir_targets(root: Path, facts: dict) -> list[Path]:
+    """The store's directories, and a container's and a layer's own."""
+    layer = sorted(os.listdir(root / "layers" / "sha256"))[0]
+    container = root / "containers" / facts["container"]
+    return directories(root) + [container / "upper", container / "init", container / "work",
+                                root / "layers" / "sha256" / layer / "diff"]
+
+
+DIR_TARGETS = len(directories(Path("/"))) + 4
+
+
 def states(rng: random.Random, count: int) -> list[tuple]:
     """count store states, cycling through every record x damage and dir x damage pair."""
     records = [("record", r, k) for r in range(8) for k in RECORD_DAMAGE]
-    dirs = [("dir", d, k) for d in range(len(directories(Path("/")))) for k in DIR_DAMAGE]
+    dirs = [("dir", d, k) for d in range(DIR_TARGETS) for k in DIR_DAMAGE]
     roots = [("root", value) for value in ("/dev/null", "MISSING", "/proc/self/status", "FILE")]
     for group in (records, dirs, roots):
         rng.shuffle(group)
@@ -141,6 +155,9 @@ def states(rng: random.Random, count: int) -> list[tuple]:
     for i in range(count):
         kind = ("clean", "record", "record", "dir", "root", "record")[i % 6]
         plan.append(("clean",) if kind == "clean" else next(cycle[kind]))
+    if count >= 6 * len(dirs):         # the default: every pairing at least once
+        assert {s for s in plan if s[0] == "record"} == set(records)
+        assert {s for s in plan if s[0] == "dir"} == set(dirs)
     return plan
 
 
@@ -188,7 +205,7 @@ def prepare(state: tuple, case_root: Path, base_root: Path, facts: dict) -> str:
     if state[0] == "record":
         damage(record_targets(case_root, facts)[state[1]], state[2])
     elif state[0] == "dir":
-        damage_dir(directories(case_root)[state[1]], state[2])
+        damage_dir(dir_targets(case_root, facts)[state[1]], state[2])
     elif state[0] == "root":
         if state[1] == "FILE":
             (case_root.parent / "rootfile").write_text("x")
