@@ -61,8 +61,8 @@ def _damaged_record(store, cid: str, err: DamagedRecord) -> dict:
     try:
         config = store.containers.config(cid)
     except (FileNotFoundError, DamagedRecord):
-        from .store.gc import _mentioned
-        config = {"layers": sorted(_mentioned(store.containers.path(cid, "config.json")))}
+        from .store.gc import mentioned_digests
+        config = {"layers": sorted(mentioned_digests(store.containers.path(cid, "config.json")))}
     return dict(config, id=cid, name=config.get("name") or "?", image=config.get("image") or "?",
                 argv=config.get("argv") or [], created=config.get("created") or "",
                 state={"status": "damaged", "error": err.line()})

@@ -44,13 +44,16 @@ def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     from ..runtime import require_root
     require_root("fsck")
     store = _store(create=False)
+    repaired: list[str] = []
     if repair:
         from ..storecheck import repair as do_repair
-        for line in do_repair(store):
-            print(line, flush=True)
+        repaired = do_repair(store)
+        if not as_json:
+            for line in repaired:
+                print(line, flush=True)
     report = check(store)
     if as_json:
-        print(json.dumps(report.to_json(), indent=1))
+        print(json.dumps(dict(report.to_json(), **({"Repaired": repaired} if repair else {})), indent=1))
     else:
         for line in report.lines():
             print(line)

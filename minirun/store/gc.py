@@ -33,7 +33,7 @@ def referenced(store, images: dict | None = None, containers: list[dict] | None 
                 continue
             except DamagedRecord as err:
                 warn(err)
-                kept = _mentioned(store.containers.path(cid, "config.json"))
+                kept = mentioned_digests(store.containers.path(cid, "config.json"))
                 layers |= kept
                 blobs |= kept
     for image_id, record in images.items():
@@ -65,7 +65,7 @@ def referenced(store, images: dict | None = None, containers: list[dict] | None 
     return layers, blobs
 
 
-def _mentioned(path: str) -> set[str]:
+def mentioned_digests(path: str) -> set[str]:
     """The digests in a damaged record's text, however little of it is left."""
     from .records import read_bytes
     try:
