@@ -33,6 +33,7 @@ class _Context:
         self.parse_constant = parse_constant or _CONSTANTS.__getitem__
 
 
+TOO_DEEP = "Nested too deeply"      # the message of a document deeper than the stack
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _PLAIN = _json.make_scanner(_Context())
 
@@ -65,7 +66,7 @@ def loads(text: str | bytes, object_pairs_hook=None, parse_constant=None):
     except StopIteration as stop:
         raise _error("Expecting value", text, stop.value) from None
     except RecursionError:
-        raise _error("Nested too deeply", text, start) from None
+        raise _error(TOO_DEEP, text, start) from None
     end = len(text) - len(text[end:].lstrip(_SPACE))
     if end != len(text):
         raise _error("Extra data", text, end)
