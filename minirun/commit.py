@@ -86,7 +86,7 @@ def _commit(store, cid: str, config: dict, ref: str | None, opts: CommitOptions,
         except ImageNotFound:
             raise ImageNotFound(f"the image of container {config.get('name')} ({image_id[7:19]}) "
                                 "was removed", "commit needs its base image: load or pull it again") from None
-        base_config = json.loads(store.blobs.read(image_id))
+        base_config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
         layer, reused = _commit_layer(store, cid, config, base["media_type"], epoch)
         created = iso_time(epoch if epoch is not None else time.time())
         doc = new_config(base_config, layer["diff_id"], created, _created_by(config),
@@ -191,11 +191,5 @@ def _manifest(store, manifest_type: str, config_bytes: bytes, layers: list[dict]
 
 
 def _source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        from .errors import UsageError
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
-                         "set it to an integer such as $(date +%s), or unset it")
-    return int(value)
+    from .imageconfig import source_date_epoch
+    return source_date_epoch()

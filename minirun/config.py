@@ -12,17 +12,20 @@ the built-in default. This module owns the file; nothing else reads it.
 
 A missing file is fine; a file that is not valid TOML, or holds a key or a type
 minirun does not know, is an error naming the line or key (a typo must not be
-silently ignored). The file is read only when it exists and at most once per
-process, so commands pay nothing for it otherwise.
+silently ignored). So is one that is not a regular file of at most 1 MiB (a
+FIFO is not waited on, /dev/zero not read), or nested deeper than the TOML
+parser's recursion goes. The file is read only when it exists and at most once
+per process, so commands pay nothing for it otherwise.
 """
 
 from __future__ import annotations
 
 import os
 
-from .errors import EnvironmentProblem
+from .errors import EnvironmentProblem, brief, shown
 
 DEFAULT_PATH = "/etc/minirun/config.toml"
+MAX_BYTES = 1 << 20
 
 # key -> (environment variable, built-in default, type)
 SETTINGS = {
@@ -66,12 +69,11 @@ def file_settings() -> dict:
     if _loaded is not None and _loaded[0] == where:
         return _loaded[1]
     try:
-        with open(where, "rb") as f:
-            data = f.read()
+        data = _read(where)
     except FileNotFoundError:
         doc: dict = {}
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot read the config file {where}: {exc.strerror}",
+        raise EnvironmentProblem(f"cannot read the config file {shown(where)}: {exc.strerror}",
                                  "fix its permissions, or point MINIRUN_CONFIG at another file") from None
     else:
         doc = _parse(where, data)
@@ -79,18 +81,40 @@ def file_settings() -> dict:
     return doc
 
 
+def _read(where: str) -> bytes:
+    """The file's bytes: a regular file (a symlink to one is fine) of at most MAX_BYTES."""
+    import stat
+    fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+            raise EnvironmentProblem(f"the config file {shown(where)} is {what}",
+                                     f"a config file is a TOML file of at most {MAX_BYTES >> 20} MiB; "
+                                     "fix it, or point MINIRUN_CONFIG at another file")
+        data = os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise EnvironmentProblem(f"the config file {shown(where)} is over {MAX_BYTES >> 20} MiB")
+    return data
+
+
 def _parse(where: str, data: bytes) -> dict:
     import tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EnvironmentProblem(f"config file {where} is not valid TOML: {exc}",
+    except ValueError as exc:       # TOMLDecodeError, UnicodeDecodeError, an int of 5000 digits
+        raise EnvironmentProblem(f"config file {shown(where)} is not valid TOML: {shown(str(exc))}",
+                                 "fix the file (see README, Configuration)") from None
+    except RecursionError:
+        raise EnvironmentProblem(f"config file {shown(where)} is nested too deeply to be minirun's",
                                  "fix the file (see README, Configuration)") from None
     flat: dict = {}
     for key, value in doc.items():
         if isinstance(value, dict):
             if not any(name.startswith(key + ".") for name in SETTINGS):
-                raise EnvironmentProblem(f"config file {where}: unknown table [{key}]",
+                raise EnvironmentProblem(f"config file {shown(where)}: unknown table [{shown(key, 80)}]",
                                          f"minirun knows {', '.join(SETTINGS)}")
             for sub, inner in value.items():
                 flat[f"{key}.{sub}"] = inner
@@ -98,16 +122,16 @@ def _parse(where: str, data: bytes) -> dict:
             flat[key] = value
     for key, value in flat.items():
         if key not in SETTINGS:
-            raise EnvironmentProblem(f"config file {where}: unknown setting {key!r}",
+            raise EnvironmentProblem(f"config file {shown(where)}: unknown setting {brief(key)}",
                                      f"minirun knows {', '.join(SETTINGS)}")
         kind = SETTINGS[key][2]
         if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
             wanted = "a list of strings" if kind is list else "a string"
-            raise EnvironmentProblem(f"config file {where}: {key} must be {wanted}, not {value!r}",
+            raise EnvironmentProblem(f"config file {shown(where)}: {key} must be {wanted}, not {brief(value)}",
                                      "fix the file (see README, Configuration)")
     if flat.get("network.default", "none") not in NETWORK_MODES:
-        raise EnvironmentProblem(f"config file {where}: network.default must be one of "
-                                 f"{', '.join(NETWORK_MODES)}, not {flat['network.default']!r}")
+        raise EnvironmentProblem(f"config file {shown(where)}: network.default must be one of "
+                                 f"{', '.join(NETWORK_MODES)}, not {brief(flat['network.default'])}")
     if "root" in flat and not os.path.isabs(flat["root"]):
-        raise EnvironmentProblem(f"config file {where}: root must be an absolute path, not {flat['root']!r}")
+        raise EnvironmentProblem(f"config file {shown(where)}: root must be an absolute path, not {brief(flat['root'])}")
     return flat

@@ -12,7 +12,8 @@
     ├── RegistryError            exit 1   a registry refused, failed or could not be reached
     │   ├── AuthError                     credentials missing or rejected
     │   └── RegistryUnavailable           connection refused or broken (worth a retry)
-    ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, missing kernel feature,
+    ├── DamagedRecord            exit 1   a record of the store that cannot be read as what it must be
+    ├── EnvironmentProblem       exit 3   not root, unsupported filesystem, read-only store, missing kernel feature,
     │                                     a store others can write to
     └── RuntimeFailure           exit 125 the container could not be set up
 
@@ -21,7 +22,11 @@ command that cannot be executed exits 126, one that is not found exits 127.
 
 Only the CLI turns these into output and exit codes. Each error carries a
 one-line message naming the cause and a hint naming the fix; callers branch
-on the class, never on the text.
+on the class, never on the text. This module owns that line: whatever a user,
+an image or a damaged store put into a message (a newline, an escape sequence)
+is shown escaped, so an error is always exactly one line and never drives the
+terminal. A command that goes on past a damaged record says so with one
+warning line per record (warn_damaged).
 """
 
 from __future__ import annotations
@@ -98,6 +103,18 @@ class RuntimeFailure(MinirunError):
     exit_code = 125
 
 
+REPAIR_HINT = "`minirun fsck` lists what is damaged, `minirun fsck --repair` repairs it"
+
+
+class DamagedRecord(MinirunError):
+    """A file or directory of the store that is not what minirun wrote there:
+    truncated, of the wrong type, garbage, or replaced by something else."""
+
+    def __init__(self, path: str, problem: str, hint: str = REPAIR_HINT):
+        super().__init__(f"{shown(path)} is damaged: {problem}", hint)
+        self.path, self.problem = path, problem
+
+
 def context(prefix: str, err: MinirunError) -> MinirunError:
     """Prefix an error's message with one short lowercase context, keeping its class."""
     err.message = f"{prefix}: {err.message}"
@@ -139,6 +156,56 @@ def named(name: str) -> str:
     return brief(name, 200)
 
 
+def printable(text: str) -> str:
+    """text with every character a terminal would act on escaped as Python does
+    (\\n, \\x1b, \\u2028, \\udcff): control characters, line and paragraph
+    separators, format characters such as bidirectional overrides, and the lone
+    surrogates an undecodable argument becomes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or c.encode("unicode_escape",
+                   "backslashreplace").decode("ascii") for c in text)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(path: str, limit: int = 200) -> str:
+    """A path (or any text a user gave) as a message shows it: printable, cut short."""
+    text = printable(str(path))
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+_warnings: dict[str, str] = {}         # line -> the damaged path it is about
+_shown: set = set()
+
+
+def warn_damaged(err: DamagedRecord) -> None:
+    """A damaged record a command skips and goes past. Each is said once, in one
+    line, when the command ends (flush_warnings): however many times the command
+    read it, and not at all when the command fails because of that very record
+    (its error line says it)."""
+    line = "Warning: " + printable(err.line())
+    if line not in _shown:
+        _warnings.setdefault(line, err.path)
+
+
+def flush_warnings(failure: BaseException | None = None) -> None:
+    """Print the warnings gathered so far, except those about what failure is about."""
+    import os
+    if isinstance(failure, OSError) and not out_of_space(failure):
+        failure = os_error(failure)
+    skip = failure.path if isinstance(failure, DamagedRecord) else None
+    for line, path in list(_warnings.items()):
+        if path != skip:
+            try:
+                os.write(2, (line + "\n").encode(errors="backslashreplace"))
+            except OSError:
+                pass
+        _shown.add(line)
+    _warnings.clear()
+
+
 def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | None:
     """The one stderr line and exit code for an error the CLI reports, or None for
     one it must not hide (a bug: let the traceback show). Kept free of typer so the
@@ -146,16 +213,65 @@ def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | 
     if not isinstance(err, (MinirunError, OSError)):
         return None
     if out_of_space(err) and not isinstance(err, EnvironmentProblem):
+        err = no_space(_store_root() or "the store")   # whatever layer noticed, the cause is the disk
+    elif isinstance(err, OSError):
+        from . import log
+        if log.debugging:               # where it came from, for a bug report
+            import traceback
+            traceback.print_exception(err)
+        err = os_error(err)
+    return "Error: " + _short_words(printable(err.line())), 125 if run_mode else err.exit_code
+
+
+def _short_words(line: str, limit: int = 200) -> str:
+    """Each word (a path, a value a user gave) longer than limit cut short: whatever
+    layer built the message, a 5,000-character name is not echoed whole."""
+    if len(line) <= limit:
+        return line
+    return " ".join(w if len(w) <= limit else f"{w[:limit // 2]}... ({len(w)} characters)"
+                    for w in line.split(" "))
+
+
+def os_error(err: OSError) -> MinirunError:
+    """The one-line error for an OSError no layer turned into one: what failed, on
+    which path, and the fix that cause usually needs."""
+    path = f" ({shown(err.filename)})" if err.filename is not None else ""
+    if err.filename2 is not None:
+        path = f" ({shown(err.filename)} -> {shown(err.filename2)})"
+    what = err.strerror or type(err).__name__
+    root = _store_root()
+    in_store = root is not None and err.filename is not None and \
+        (str(err.filename) + "/").startswith(root.rstrip("/") + "/")
+    if err.errno == errno.EPERM:
+        return EnvironmentProblem(f"operation not permitted: {what}{path}",
+                                  "minirun needs root with CAP_SYS_ADMIN (not an unprivileged "
+                                  "container); `minirun doctor` shows what is missing")
+    if err.errno == errno.EACCES:
+        return EnvironmentProblem(f"permission denied{path}",
+                                  "the store belongs to root: run minirun as root (sudo)")
+    if err.errno == errno.EROFS:
+        where = shown(root) if in_store else (shown(err.filename) if err.filename else "the target")
+        return EnvironmentProblem(f"{where} is on a read-only filesystem",
+                                  "remount it read-write, or set MINIRUN_ROOT to a writable directory")
+    if in_store and err.errno in _DAMAGE_ERRNOS:
+        if err.errno in (errno.ENOTDIR, errno.ELOOP):
+            from .store.records import first_non_dir
+            return DamagedRecord(first_non_dir(str(err.filename)), "it is not a directory")
+        return MinirunError(f"the store is damaged: {what}{path}", REPAIR_HINT)
+    return MinirunError(f"{what}{path}")
+
+
+# What a file or directory of the store replaced by something else makes the kernel say.
+_DAMAGE_ERRNOS = (errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY,
+                  errno.ENXIO, errno.EINVAL)
+
+
+def _store_root() -> str | None:
+    """The store's root for a message, or None when even that cannot be known (a
+    broken config file is what the error being reported may be about)."""
+    try:
         from .store.root import default_root
-        err = no_space(default_root())      # whatever layer noticed, the cause is the disk
-    elif isinstance(err, PermissionError) and err.errno == errno.EPERM:
-        err = EnvironmentProblem(f"operation not permitted: {err.strerror or err}"
-                                 + (f" ({err.filename})" if err.filename else ""),
-                                 "minirun needs root with CAP_SYS_ADMIN (not an unprivileged "
-                                 "container); `minirun doctor` shows what is missing")
-    elif isinstance(err, PermissionError):
-        err = EnvironmentProblem(f"permission denied: {err.filename or err}",
-                                 "the store belongs to root: run minirun as root (sudo)")
-    elif not isinstance(err, MinirunError):
+        import os
+        return os.path.abspath(default_root())
+    except Exception:          # noqa: BLE001 - the message must come out whatever is broken
         return None
-    return "Error: " + " ".join(err.line().split()), 125 if run_mode else err.exit_code

@@ -39,6 +39,7 @@ from .runtime import lower_dirs
 
 def export(store, name: str, out: BinaryIO) -> None:
     """Write the container's merged view as a tar to `out`."""
+    _epoch()                                      # refused now, not in the child that packs
     with store.locks.hold("gc", shared=True):     # prune waits until the tar is written
         _export(store, store.containers.resolve(name), out)
 
@@ -108,8 +109,8 @@ def _in_private_namespace(work) -> None:
 
 
 def _epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return int(value) if value.isdigit() else None
+    from .imageconfig import source_date_epoch
+    return source_date_epoch()
 
 
 # ---------------------------------------------------------------- import
@@ -121,6 +122,7 @@ def import_tarball(store, path: str, ref: str | None, message: str = "",
     from .sources.importer import SourceImage, SourceLayer, import_image
     from .store import gc
     ref = str(reference.parse(ref)) if ref else None
+    _epoch()                                      # refused before anything is read or made
     try:
         with store.locks.hold("gc", shared=True), store.staging("import") as staged:
             blob_path = os.path.join(staged, "layer")

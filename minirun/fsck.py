@@ -1,5 +1,8 @@
 """`minirun fsck`: check the store against what it recorded, changing nothing.
 
+    store        its directories and records (storecheck.py): each one that is
+                 missing, of the wrong type, truncated, garbage, or replaced by
+                 something else; `fsck --repair` puts these right
     layers       each cached layer's diff/ against its file manifest (recorded at
                  install): entries added, removed, or with changed facts. A layer
                  with no manifest (installed by an older minirun) is unchecked.
@@ -10,7 +13,8 @@
                  layer it lists is cached; each tag names a recorded image.
 
 Runs under the gc lock held shared: imports may go on, but no layer or blob is
-collected while it is being checked.
+collected while it is being checked. (Without it when locks/ itself is what is
+damaged: that is then the first problem named.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import zlib
 from .record import dataclass, field
 
 from . import oci
-from .errors import MinirunError
+from .errors import DamagedRecord, MinirunError
 from .layer.compare import Difference, describe_fields
 from .layer.manifest import verify
 from .layer.unpack import CHUNK, decompressor, Tee
@@ -58,6 +62,7 @@ class Report:
     blobs: int = 0
     problems: list[Problem] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)       # diff_ids of layers with no manifest
+    damaged: list = field(default_factory=list)              # storecheck.Fix: what --repair puts right
 
     def summary(self) -> str:
         line = f"{self.layers} layers, {self.blobs} blobs checked: {len(self.problems)} problems"
@@ -72,30 +77,44 @@ class Report:
 
     def to_json(self) -> dict:
         return {"Layers": self.layers, "Blobs": self.blobs, "Unchecked": self.unchecked,
-                "Problems": [p.to_json() for p in self.problems]}
+                "Problems": [p.to_json() for p in self.problems],
+                "Repairable": [{"Path": f.path, "Problem": f.problem, "Repair": f.does} for f in self.damaged]}
 
 
 def check(store) -> Report:
     """Every check, under the shared gc lock; the store is only read."""
+    from . import storecheck
     report = Report()
+    report.damaged = storecheck.check(store)
+    for fix in report.damaged:
+        report.problems.append(Problem("store", fix.path, f"damaged: {fix.problem} (`minirun fsck --repair`: "
+                                                          f"{fix.does})"))
+    skip = {os.path.dirname(f.path) for f in report.damaged} | {f.path for f in report.damaged}
+    if any(os.path.join(store.root, sub) in skip for sub in ("layers", "layers/sha256", "blobs",
+                                                           "blobs/sha256", "locks")):
+        return report            # the layout first: the content checks need it
     has_locks = os.path.isdir(store.locks.directory)      # a store never created has nothing to check
     with store.locks.hold("gc", shared=True) if has_locks else contextlib.nullcontext():
-        metas = check_layers(store, report)
-        check_blobs(store, metas, report)
+        metas = check_layers(store, report, skip)
+        check_blobs(store, metas, report, skip)
         check_images(store, set(metas), report)
     return report
 
 
 # ---------------------------------------------------------------- layers
 
-def check_layers(store, report: Report) -> dict[str, dict]:
-    """Each layer against its file manifest; returns key -> meta ({} when unreadable)."""
+def check_layers(store, report: Report, skip: set[str] = frozenset()) -> dict[str, dict]:
+    """Each layer against its file manifest; returns key -> meta ({} when unreadable).
+    Layers whose records are damaged (in skip, already named) are counted, not read."""
     metas: dict[str, dict] = {}
     for key in sorted(_listed(store.layers.list)):
         report.layers += 1
+        if os.path.join(store.layers.directory, key[7:]) in skip:
+            metas[key] = {}                      # cached, though damaged: named by storecheck
+            continue
         try:
             metas[key] = store.layers.meta(key)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MinirunError) as exc:
             report.problems.append(Problem("layer", key, f"meta.json is unreadable: {_why(exc)}"))
             metas[key] = {}
             continue
@@ -134,18 +153,57 @@ def _layer_problem(diff_id: str, detail: str | None, difference: Difference) -> 
 
 # ---------------------------------------------------------------- blobs
 
-def check_blobs(store, metas: dict[str, dict], report: Report) -> None:
+def check_blobs(store, metas: dict[str, dict], report: Report, skip: set[str] = frozenset()) -> None:
     """Each blob against its name, and against the diff_id of the layers it was extracted to."""
     owners: dict[str, list[dict]] = {}
     for meta in metas.values():
         if meta.get("blob") and meta.get("media_type") and meta.get("diff_id"):
             owners.setdefault(meta["blob"], []).append(meta)
+    sizes, most = _recorded_sizes(store), _max_blob_bytes()
     for digest in sorted(_listed(store.blobs.list)):
         report.blobs += 1
+        path = store.blobs.path(digest)
+        if path in skip:
+            continue
         try:
-            report.problems.extend(_check_blob(store.blobs.path(digest), digest, owners.get(digest, [])))
+            size = os.lstat(path).st_size
+            if size != sizes.get(digest, size) or size > most:
+                # not read: a blob made huge (a sparse terabyte) would take hours to hash
+                said = f"{sizes[digest]} are recorded for it" if digest in sizes else \
+                    f"more than any blob minirun takes ({most}, MINIRUN_MAX_LAYER_BYTES)"
+                report.problems.append(Problem("blob", digest, f"is {size} bytes, but {said}"))
+                continue
+            report.problems.extend(_check_blob(path, digest, owners.get(digest, [])))
         except OSError as exc:
             report.problems.append(Problem("blob", digest, f"cannot be read: {_why(exc)}"))
+
+
+def _max_blob_bytes() -> int:
+    """The most a layer may hold uncompressed (layer/limits.py): no blob is larger."""
+    from .layer.limits import DEFAULT_MAX_BYTES, Limits
+    try:
+        return Limits.from_env().max_bytes
+    except MinirunError:
+        return DEFAULT_MAX_BYTES
+
+
+def _recorded_sizes(store) -> dict[str, int]:
+    """digest -> the size images.json and the stored manifests record for it."""
+    sizes: dict[str, int] = {}
+    try:
+        images = store.images.read(warn=False)["images"]
+    except (OSError, MinirunError):
+        return sizes
+    for record in images.values():
+        for layer in record["layers"]:
+            sizes[layer["blob"]] = layer["size"]
+        try:
+            manifest = oci.parse_manifest(store.blobs.read(record["manifest"], oci.MAX_MANIFEST_BYTES))
+        except (OSError, MinirunError):
+            continue
+        for desc in (manifest.config, *manifest.layers):
+            sizes[desc.digest] = desc.size
+    return sizes
 
 
 def _check_blob(path: str, digest: str, owners: list[dict]) -> list[Problem]:
@@ -208,7 +266,9 @@ def _hash_layer_blob(f, media_type: str) -> tuple[str, str | None, str | None]:
 
 def check_images(store, cached: set[str], report: Report) -> None:
     try:
-        doc = store.images.read()
+        doc = store.images.read(warn=False)
+    except DamagedRecord:
+        return                                   # named by storecheck
     except (OSError, ValueError) as exc:
         report.problems.append(Problem("store", "images.json", f"is unreadable: {_why(exc)}"))
         return

@@ -28,6 +28,25 @@ def iso_time(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+MAX_EPOCH = 253402300799        # 9999-12-31T23:59:59Z: the last second a 4-digit year holds
+
+
+def source_date_epoch() -> int | None:
+    """$SOURCE_DATE_EPOCH for commit, import and export (reproducible-builds.org's
+    variable): None when unset, else ASCII digits for a second from 0 to MAX_EPOCH;
+    anything else is a UsageError, never a time gmtime() cannot hold."""
+    import os
+    from .errors import brief
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_EPOCH)) or \
+            int(value) > MAX_EPOCH:
+        raise UsageError(f"SOURCE_DATE_EPOCH={brief(value)} is not a number of seconds from 0 to "
+                         f"{MAX_EPOCH} (9999-12-31)", "set it to an integer such as $(date +%s), or unset it")
+    return int(value)
+
+
 def new_config(base: dict, diff_id: str, created: str, created_by: str, comment: str = "",
                author: str = "", changes: tuple[str, ...] = ()) -> dict:
     """`base` plus one layer on top: diff_id appended, a history entry, the changes applied."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 
 from . import oci, reference
-from .errors import MinirunError, NotFound, UsageError
+from .errors import DamagedRecord, MinirunError, NotFound, UsageError
 from .record import dataclass
 from .store import gc
 
@@ -65,7 +64,7 @@ def layer_blob(store, layer: dict) -> oci.Descriptor:
         return oci.Descriptor(layer["media_type"], layer["blob"], layer["size"])
     try:
         meta = store.layers.meta(layer["key"])
-    except FileNotFoundError:
+    except (FileNotFoundError, DamagedRecord):
         meta = {}
     own = meta.get("blob")
     if own and store.blobs.has(own):
@@ -161,7 +160,7 @@ def human_age(iso: str) -> str:
 def inspect(store, name: str) -> dict:
     """An image as `docker image inspect` shows it, plus where its layers live."""
     image_id, record = store.images.resolve(name)
-    config = json.loads(store.blobs.read(image_id))
+    config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
     refs = store.images.refs_of(image_id)
     diff_dirs = [store.layers.diff_path(layer["key"]) for layer in reversed(record["layers"])]
     return {
@@ -197,7 +196,7 @@ def history(store, name: str) -> list[HistoryRow]:
     """The config's history, newest first; each non-empty entry is matched with
     its layer, in order. Without history, one row per layer."""
     image_id, record = store.images.resolve(name)
-    config = json.loads(store.blobs.read(image_id))
+    config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
     layers = list(record["layers"])
     entries = config.get("history") or [{} for _ in layers]
     rows = []

@@ -56,6 +56,8 @@ def _extraction() -> str:
 
 def _store_stats(root: str) -> dict:
     if not os.path.isdir(root):
+        from .store.root import check_root
+        check_root(root)                 # MINIRUN_ROOT=/dev/null is an error, not "not created yet"
         return {"Root": root, "Exists": False}
     from .store import open_store
     from .usage import disk_usage, inventory_for

@@ -59,6 +59,8 @@ def parse_json(data: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> objec
     try:
         doc = jsonio.loads(text, object_pairs_hook=unique, parse_constant=constant)
     except jsonio.DecodeError as exc:
+        if exc.msg == jsonio.TOO_DEEP:
+            raise BadImage(f"{what} is nested too deeply to be an image document") from None
         raise BadImage(f"{what} is not valid JSON: {exc.msg.split(' (')[0]} at line {exc.lineno} "
                        f"column {exc.colno}") from None
     except ValueError:      # the only other one: an integer longer than Python converts

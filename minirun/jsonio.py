@@ -6,8 +6,12 @@ give the same results for text (tests/unit/test_jsonio.py compares them).
 Bytes must be UTF-8: json.loads would also detect UTF-16 and UTF-32.
 
 Errors are json's own JSONDecodeError (a ValueError with msg, lineno and
-colno): the C scanner imports json.decoder to raise one, so the package loads
-only when something is wrong.
+colno), and the package loads only when something is wrong. The C scanner
+looks json.decoder up in sys.modules to raise one, without importing it: when
+it is absent, some errors (an object cut short, `{`) came out as a SystemError
+("returned NULL without setting an exception"). loads() then imports
+json.decoder and scans again. A document nested deeper than the interpreter's
+recursion limit is a JSONDecodeError too, not a RecursionError.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class _Context:
         self.parse_constant = parse_constant or _CONSTANTS.__getitem__
 
 
+TOO_DEEP = "Nested too deeply"      # the message of a document deeper than the stack
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _PLAIN = _json.make_scanner(_Context())
 
@@ -57,13 +62,26 @@ def loads(text: str | bytes, object_pairs_hook=None, parse_constant=None):
         raise _error("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     start = len(text) - len(text.lstrip(_SPACE))
     try:
-        value, end = scan(text, start)
+        value, end = _scan(scan, text, start)
     except StopIteration as stop:
         raise _error("Expecting value", text, stop.value) from None
+    except RecursionError:
+        raise _error(TOO_DEEP, text, start) from None
     end = len(text) - len(text[end:].lstrip(_SPACE))
     if end != len(text):
         raise _error("Extra data", text, end)
     return value
+
+
+def _scan(scan, text: str, start: int):
+    try:
+        return scan(text, start)
+    except SystemError:
+        import sys
+        if "json.decoder" in sys.modules:
+            raise
+        import json.decoder  # noqa: F401 - what the scanner needs to raise its error
+        return scan(text, start)
 
 
 def load(f):

@@ -408,8 +408,9 @@ def _kill(pid: int) -> None:
 def _warn_platform(config, warn) -> None:
     host = oci.host_platform()
     if config.platform.architecture and config.platform.architecture != host.architecture:
-        warn(f"WARNING: The requested image's platform ({config.platform}) does not match "
-             f"the detected host platform ({host})")
+        from .errors import shown        # the image's words, not escape sequences
+        warn(f"WARNING: The requested image's platform ({shown(str(config.platform), 80)}) does not "
+             f"match the detected host platform ({host})")
 
 
 def _lower_dirs(store, record: dict) -> list[str]:

@@ -19,6 +19,7 @@ from .record import dataclass, field
 
 from . import oci, reference
 from .runtime import container_records, remove as remove_container
+from .errors import DamagedRecord
 from .store import gc
 
 
@@ -140,7 +141,7 @@ def _chain(store, image_id: str, record: dict, removed_layers: set[str],
 def _meta(store, key: str) -> dict:
     try:
         return store.layers.meta(key)
-    except (OSError, ValueError):
+    except (OSError, ValueError, DamagedRecord):
         return {}
 
 

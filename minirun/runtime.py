@@ -6,7 +6,7 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import time
 
-from .errors import Conflict, EnvironmentProblem
+from .errors import Conflict, DamagedRecord, EnvironmentProblem, warn_damaged
 
 
 def require_root(what: str) -> None:
@@ -39,20 +39,44 @@ def effective_state(state: dict) -> dict:
 
 
 def container_records(store) -> list[dict]:
+    """Every container: its config plus "state", newest first. A container whose
+    config.json or state.json is damaged is reported once on stderr and listed
+    with status "damaged" (it may still run: nothing treats it as stopped), with
+    the layers its config still names, so that they are not collected under it."""
     out = []
     for cid in store.containers.ids():
         try:
             config = store.containers.config(cid)
-        except (OSError, ValueError):
-            continue
-        out.append(dict(config, state=effective_state(store.containers.state(cid))))
+            out.append(dict(config, id=cid, state=effective_state(store.containers.state(cid))))
+        except FileNotFoundError:
+            continue                                    # removed meanwhile
+        except DamagedRecord as err:
+            warn_damaged(err)
+            out.append(_damaged_record(store, cid, err))
     out.sort(key=lambda c: c.get("created", ""), reverse=True)
     return out
 
 
+def _damaged_record(store, cid: str, err: DamagedRecord) -> dict:
+    try:
+        config = store.containers.config(cid)
+    except (FileNotFoundError, DamagedRecord):
+        from .store.gc import mentioned_digests
+        config = {"layers": sorted(mentioned_digests(store.containers.path(cid, "config.json")))}
+    return dict(config, id=cid, name=config.get("name") or "?", image=config.get("image") or "?",
+                argv=config.get("argv") or [], created=config.get("created") or "",
+                state={"status": "damaged", "error": err.line()})
+
+
 def remove(store, name: str, force: bool) -> str:
+    """rm: kill it first if running (with force), free what it holds, remove its dir.
+    A container whose state.json is damaged is removed too: it names no process to
+    kill, and the cgroup minirun would have made for it is found by its id."""
     cid = store.containers.resolve(name)
-    state = effective_state(store.containers.state(cid))
+    try:
+        state = effective_state(store.containers.state(cid))
+    except DamagedRecord:
+        state = {}
     if state.get("status") == "running":
         if not force:
             raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
@@ -75,7 +99,10 @@ def release_leftovers(store, cid: str, state: dict) -> None:
             pass
     if os.path.isdir(os.path.join(store.root, "networks")):
         from .network import ipam
-        ipam.release(store.root, cid)
+        try:
+            ipam.release(store.root, cid)
+        except DamagedRecord as err:
+            warn_damaged(err)                   # the address goes when fsck --repair drops the file
 
 
 def release_stale_addresses(store) -> None:
@@ -85,8 +112,11 @@ def release_stale_addresses(store) -> None:
     from .network import ipam
     known = set(store.containers.ids())
     for cid in ipam.allocations(store.root):
-        if cid in known and \
-                effective_state(store.containers.state(cid)).get("status") == "exited":
+        try:
+            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
+        except DamagedRecord:
+            ended = False                      # it may still run: keep its address
+        if ended:
             ipam.release(store.root, cid)
 
 
@@ -206,7 +236,7 @@ def logs(store, name: str, follow: bool, write) -> None:
         else:
             raise Conflict(f"container {name} was not started with -d, so it has no log",
                            "its output went to the terminal that ran it")
-    with open(path, "rb") as f:
+    with _open_log(path) as f:
         while True:
             chunk = f.read(65536)
             if chunk:
@@ -218,6 +248,22 @@ def logs(store, name: str, follow: bool, write) -> None:
                     write(rest)
                 return
             time.sleep(0.05)
+
+
+def _open_log(path: str):
+    """container.log as written: a regular file, not a symlink (to a host file) nor a
+    FIFO (which would block)."""
+    import stat
+    from .store.records import file_type, open_failed
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise open_failed(path, exc, None) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DamagedRecord(path, f"it is {file_type(mode)}, not a file")
+    return os.fdopen(fd, "rb")
 
 
 def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user: str | None,

@@ -31,13 +31,17 @@ class Inventory:
 
 def inventory_for(store, sizes: bool = False) -> Inventory:
     """Read the store's documents; with sizes, also stat blobs and walk upper dirs."""
+    from .errors import DamagedRecord, warn_damaged
     from .runtime import container_records
     layers = {}
     for key in _listed(store.layers.list):
         try:
             layers[key] = store.layers.meta(key)
-        except (OSError, ValueError):
+        except FileNotFoundError:
             continue                  # removed (or being removed) meanwhile
+        except DamagedRecord as err:
+            warn_damaged(err)         # said once; the rest is counted without it
+            continue
     containers = container_records(store)
     if not sizes:
         return Inventory(store.images.read(), layers, containers)

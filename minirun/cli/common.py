@@ -9,7 +9,7 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import MinirunError, as_failure
+from ..errors import MinirunError, as_failure, flush_warnings
 from .formatting import print_table  # noqa: F401 - the tables of every command
 from .spec import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 
@@ -26,15 +26,22 @@ def handled(run_mode: bool = False):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except (MinirunError, OSError) as err:
                 failure = as_failure(err, run_mode)
+                flush_warnings(err)          # before the error, and not about what it is about
                 if failure is None:
                     raise
                 print(failure[0], file=sys.stderr)
                 raise typer.Exit(failure[1])
             except KeyboardInterrupt:
+                flush_warnings()
                 raise typer.Exit(130)
+            except BaseException:            # typer.Exit with a code, or a bug
+                flush_warnings()
+                raise
+            flush_warnings()
+            return result
         return inner
     return wrap
 

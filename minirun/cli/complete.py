@@ -2,19 +2,17 @@
 
 typer drives completion for bash, zsh and fish (`minirun --install-completion`,
 or `minirun --show-completion SHELL` to see the script); these functions give it
-the candidates. They only read images.json and containers/*/config.json, never
-lock, and return nothing rather than fail: a completion must never print an error.
+the candidates. They only read images.json and containers/*/config.json (through the store's
+bounded readers: a FIFO there must not hang the shell), never lock, and return
+nothing rather than fail: a completion must never print an error.
 """
 
 from __future__ import annotations
 
-import json
-import os
 
-
-def _root() -> str:
-    from ..store.root import default_root
-    return default_root()
+def _store():
+    from ..store import open_store
+    return open_store(create=False)
 
 
 def _quietly(function):
@@ -32,10 +30,7 @@ def _quietly(function):
 @_quietly
 def images(incomplete: str) -> list[str]:
     """Familiar references (busybox:latest, not docker.io/library/...) and short ids."""
-    with open(os.path.join(_root(), "images.json")) as f:
-        doc = json.load(f)
-    doc.setdefault("images", {})
-    doc.setdefault("tags", {})
+    doc = _store().images.read(warn=False)
     from ..usage import image_names
     names = set()
     for image_id, familiar_names in image_names(doc).items():
@@ -49,14 +44,13 @@ def images(incomplete: str) -> list[str]:
 @_quietly
 def containers(incomplete: str) -> list[str]:
     """Container names, and short ids for containers without one."""
-    directory = os.path.join(_root(), "containers")
-    ids = [n for n in os.listdir(directory) if len(n) == 64]
+    from ..errors import MinirunError
+    containers = _store().containers
     names = set()
-    for cid in ids:
+    for cid in containers.ids():
         try:
-            with open(os.path.join(directory, cid, "config.json")) as f:
-                name = json.load(f).get("name")
-        except (OSError, ValueError):
+            name = containers.config(cid).get("name")
+        except (OSError, MinirunError):
             continue
         names.add(name or cid[:12])
     return sorted(n for n in names if n.startswith(incomplete))

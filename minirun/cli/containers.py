@@ -128,15 +128,23 @@ def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
 
 
 def _signal_number(text: str) -> int:
+    """A signal by name (KILL, SIGHUP) or number, as `docker kill -s` takes it: 1 to
+    SIGRTMAX. 0 (which only tests whether the process exists) is refused, as docker does."""
     import signal
-    from ..errors import UsageError
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UsageError(f"unknown signal {text!r}", "use a name like TERM or HUP, or a number") from None
+    from ..errors import UsageError, brief
+    if text.isascii() and text.isdigit():
+        number = int(text) if len(text) <= 3 else 0
+    else:
+        name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+        try:
+            number = int(getattr(signal.Signals, name))
+        except AttributeError:
+            raise UsageError(f"unknown signal {brief(text)}",
+                             "use a name like TERM or HUP, or a number") from None
+    if not 1 <= number <= signal.SIGRTMAX:
+        raise UsageError(f"invalid signal {brief(text)}: signals are numbered 1 to {int(signal.SIGRTMAX)}",
+                         "use a name like TERM or HUP, or a number in that range")
+    return number
 
 
 @app.command(name="exec", epilog=RUN_EXIT_CODES_HELP, context_settings={"allow_interspersed_args": False})
@@ -156,5 +164,6 @@ def exec_(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=co
     require_root("exec")
     outcome = exec_in(_store(create=False), name, tuple(command), tuple(env), user, workdir, tty, interactive)
     if outcome.error:
-        print(f"Error: {outcome.error}", file=sys.stderr)
+        from ..errors import printable
+        print(f"Error: {printable(outcome.error)}", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)

@@ -10,31 +10,50 @@ import typer
 from .common import app, handled, store as _store
 
 FSCK_EXIT_CODES_HELP = ("Exit codes: 0 the store is intact (layers with no file manifest, installed by an "
-                        "older minirun, are listed as unchecked, not as problems); 1 a problem was found "
-                        "(or the check itself failed); 3 not root.")
+                        "older minirun, are listed as unchecked, not as problems), or --repair left it "
+                        "intact; 1 a problem was found, or remains after --repair (or the check itself "
+                        "failed); 3 not root, or the store is not a directory or is read-only.")
 
 
 @app.command(epilog=FSCK_EXIT_CODES_HELP)
 @handled()
 def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON object: counts, unchecked "
-                                      "layers and a list of problems.")):
-    """Check the store without changing it.
+                                      "layers and a list of problems."),
+         repair: bool = typer.Option(False, "--repair", help="Put right what is damaged in the store's "
+                                     "directories and records (see README, fsck), then check again.")):
+    """Check the store; with --repair, put right what is damaged.
 
-    Every cached layer's files are checked against the file manifest recorded
-    when it was installed, every blob against its digest (a layer's own blob
-    also against the layer's diff_id), and images.json against both.
+    The store's directories and records (images.json, each container's
+    config.json and state.json, each layer's meta.json and file manifest) are
+    checked for damage; every cached layer's files against the file manifest
+    recorded when it was installed, every blob against its digest (a layer's
+    own blob also against the layer's diff_id), and images.json against both.
 
-    Prints one line per problem (layer, blob or image, then the path and what
-    changed) and a summary line.
+    Prints one line per problem (store, layer, blob or image, then the path and
+    what is wrong) and a summary line. --repair first prints one line per
+    repair: it rebuilds images.json from the stored manifests, configs and
+    layers, removes containers whose config is damaged and marks those whose
+    state is damaged exited, removes layers and blobs whose records are
+    damaged (load or pull their images again), and makes the store's
+    directories again. Changed layer files and blobs that fail their digest
+    are named, not repaired.
 
-    Example: sudo minirun fsck
+    Example: sudo minirun fsck --repair
     """
     from ..fsck import check
     from ..runtime import require_root
     require_root("fsck")
-    report = check(_store(create=False))
+    store = _store(create=False)
+    repaired: list[str] = []
+    if repair:
+        from ..storecheck import repair as do_repair
+        repaired = do_repair(store)
+        if not as_json:
+            for line in repaired:
+                print(line, flush=True)
+    report = check(store)
     if as_json:
-        print(json.dumps(report.to_json(), indent=1))
+        print(json.dumps(dict(report.to_json(), **({"Repaired": repaired} if repair else {})), indent=1))
     else:
         from .formatting import print_lines
         print_lines(report.lines())      # paths in a layer are the image's text

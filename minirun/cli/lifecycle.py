@@ -165,6 +165,8 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
         # no lock while a person thinks: runs, loads and commits go on meanwhile
         counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
                            if todo.of(k))
+        from ..errors import flush_warnings
+        flush_warnings()                # what was passed over, before the question
         if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
             raise typer.Exit(1)
         with store.locks.hold("gc"):

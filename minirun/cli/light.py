@@ -60,9 +60,9 @@ def take_log_level(argv: list[str]) -> list[str] | None:
 
 
 def _guarded(action, run_mode: bool = False) -> int:
-    from ..errors import as_failure
+    from ..errors import as_failure, flush_warnings
     try:
-        return action()
+        code = action()
     except BrokenPipeError:
         # the reader went away (`minirun images | head -1`): stop quietly, as a tool
         # killed by SIGPIPE would, with its exit code (128 + 13)
@@ -70,9 +70,13 @@ def _guarded(action, run_mode: bool = False) -> int:
         return 141
     except Exception as err:                 # noqa: BLE001 - as_failure decides what to show
         failure = as_failure(err, run_mode)
+        flush_warnings(err)                  # before the error, and not about what it is about
         if failure is None:
             raise
         print(failure[0], file=sys.stderr)
         return failure[1]
     except KeyboardInterrupt:
+        flush_warnings()
         return 130
+    flush_warnings()
+    return code

@@ -44,6 +44,7 @@ def login(registry: str = typer.Argument(..., help="host[:port], or docker.io"),
     from ..errors import UsageError
     from ..sources.registry import auth
     from ..sources.registry.client import RegistryClient
+    _check_registry(registry)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not username or password is None:
@@ -65,7 +66,17 @@ def logout(registry: str = typer.Argument(..., help="host[:port], or docker.io")
     Example: minirun logout 127.0.0.1:5000
     """
     from ..sources.registry import auth
+    _check_registry(registry)
     if auth.remove_credentials(registry):
         print(f"Removing login credentials for {registry}")
     else:
         print(f"Not logged in to {registry}")
+
+
+def _check_registry(registry: str) -> None:
+    """A registry as login and logout take it: host[:port] (docker.io included)."""
+    from ..errors import UsageError, brief
+    from ..names import is_registry_host
+    if not is_registry_host(registry):
+        raise UsageError(f"invalid registry {brief(registry)}", "give host[:port], e.g. 127.0.0.1:5000 "
+                         "or docker.io")

@@ -12,7 +12,8 @@ RUN_FLAGS = (
     Flag("name", ("--name",), "str", "Name the container."),
     Flag("rm", ("--rm",), "bool", "Remove the container (and its upper dir) on exit."),
     Flag("env", ("--env", "-e"), "list", "Set K=V (or pass K from the host)."),
-    Flag("env_file", ("--env-file",), "list", "Read K=V lines from a file (# comments, blank lines skipped)."),
+    Flag("env_file", ("--env-file",), "list", "Read K=V lines from a file (# comments, blank lines "
+         "skipped): a regular file of at most 1 MiB, or - for stdin."),
     Flag("workdir", ("--workdir", "-w"), "str", "Working directory inside."),
     Flag("user", ("--user", "-u"), "str", "USER[:GROUP], names or numbers."),
     Flag("hostname", ("--hostname", "-h"), "str", "Container hostname."),
@@ -80,7 +81,8 @@ def execute(values: dict) -> int:
                       detach=values["detach"])
     result = run(open_store(), values["image"], opts, name=values["name"], remove=values["rm"])
     if result.error:
-        print(f"Error: {result.error}", file=sys.stderr)
+        from ..errors import printable
+        print(f"Error: {printable(result.error)}", file=sys.stderr)
     elif values["detach"]:
         print(result.container_id)
     return result.exit_code
@@ -91,27 +93,70 @@ def _default_network() -> str:
     return get("network.default")
 
 
+ENV_FILE_MAX = 1 << 20      # far more than an environment execve() takes (ARG_MAX)
+STDIN_NAMES = ("-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+
+
 def read_env_files(paths: list[str]) -> list[str]:
     """docker's --env-file: K=V or K (taken from the host) per line; blank lines and
-    lines starting with # are skipped. -e flags come after, so they win."""
-    from ..errors import UsageError
+    lines starting with # are skipped. -e flags come after, so they win. A file is
+    a regular file of at most 1 MiB, or stdin (- or /dev/stdin): never a FIFO that
+    would block, nor /dev/zero."""
+    from ..errors import UsageError, brief, shown
     out = []
     for path in paths:
+        data = _env_file_bytes(path)
+        if b"\0" in data:
+            number = data[:data.index(b"\0")].count(b"\n") + 1
+            raise UsageError(f"--env-file {shown(path)}, line {number}: "
+                             "holds a NUL byte, which no environment variable can",
+                             "write one VARIABLE=value per line")
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--env-file {path}: {getattr(exc, 'strerror', None) or exc}",
-                             "give a readable UTF-8 file of K=V lines") from None
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--env-file {shown(path)}: byte {exc.start} is not UTF-8",
+                             "give a UTF-8 file of K=V lines") from None
         for number, line in enumerate(lines, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             if not line.partition("=")[0] or any(c.isspace() for c in line.partition("=")[0]):
-                raise UsageError(f"--env-file {path}, line {number}: {line[:60]!r} is not K=V",
+                raise UsageError(f"--env-file {shown(path)}, line {number}: {brief(line)} is not K=V",
                                  "write one VARIABLE=value per line")
             out.append(line)
     return out
+
+
+def _env_file_bytes(path: str) -> bytes:
+    import os
+    import stat
+    from ..errors import UsageError, shown
+    fix = f"give a regular file of at most {ENV_FILE_MAX >> 20} MiB of K=V lines, or - for stdin"
+    if path in STDIN_NAMES:
+        fd, close = 0, False
+    else:
+        try:
+            fd, close = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), True
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--env-file {shown(path)}: {getattr(exc, 'strerror', None) or exc}", fix) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if close and not stat.S_ISREG(mode):
+            raise UsageError(f"--env-file {shown(path)} is not a regular file", fix)
+        data = b""
+        while len(data) <= ENV_FILE_MAX:
+            chunk = os.read(fd, ENV_FILE_MAX + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise UsageError(f"--env-file {shown(path)}: {exc.strerror or exc}", fix) from None
+    finally:
+        if close:
+            os.close(fd)
+    if len(data) > ENV_FILE_MAX:
+        raise UsageError(f"--env-file {shown(path)} is over {ENV_FILE_MAX >> 20} MiB", fix)
+    return data
 
 
 def no_new_privs(options: list[str]) -> bool:

@@ -24,7 +24,7 @@ import re
 from .. import jsonio
 from ..record import asdict, dataclass
 
-from ..errors import Conflict, MinirunError, UsageError
+from ..errors import Conflict, DamagedRecord, UsageError
 from ..store.locks import Locks
 
 DEFAULT_SUBNET = "10.88.0.0/16"
@@ -112,17 +112,35 @@ def veth_name(container_id: str) -> str:
 # ---------------------------------------------------------------- the file
 
 def _read(root: str) -> dict:
+    """The file, checked (store/records.py): DamagedRecord when it is damaged."""
+    from ..store import records
+    path = _path(root)
+    hint = "stop all bridged containers, then `minirun fsck --repair` (it removes the file)"
     try:
-        with open(_path(root)) as f:
-            doc = jsonio.load(f)
+        doc = records.read_json(path, 64 << 20, hint)
     except FileNotFoundError:
         doc = {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MinirunError(f"corrupt address allocations in {_path(root)}: {exc}",
-                           "stop all bridged containers, then delete that file") from exc
+    records.check(doc, path, "the address allocations", {"allocations": records.OBJECT,
+                                                          "last": records.OBJECT}, (), hint)
+    kinds = {"address": records.STR, "prefixlen": records.INT, "gateway": records.STR,
+             "bridge": records.STR, "veth_host": records.STR}
+    for cid, record in doc.get("allocations", {}).items():
+        what = f"the allocation of {cid[:12]!r}"
+        records.check(record, path, what, kinds, tuple(kinds), hint)
+        _check_address(path, what, record["address"], hint)
+        _check_address(path, what, record["gateway"], hint)
+    for subnet, last in doc.get("last", {}).items():
+        _check_address(path, f"the last address of {subnet[:40]!r}", last, hint)
     doc.setdefault("allocations", {})
     doc.setdefault("last", {})
     return doc
+
+
+def _check_address(path: str, what: str, value: object, hint: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise DamagedRecord(path, f"{what}: {str(value)[:40]!r} is not an IPv4 address", hint) from None
 
 
 def _write(root: str, doc: dict) -> None:

@@ -55,17 +55,21 @@ class ProcessSpec:
 def build(image_config, opts: RunOptions, container_id: str,
           host_env: dict[str, str] | None = None) -> ProcessSpec:
     """Entrypoint + Cmd, Env, WorkingDir and User from the image, overridden as docker does:
-    a CMD replaces the image's Cmd; --entrypoint replaces the Entrypoint and drops the Cmd."""
+    a CMD replaces the image's Cmd; --entrypoint replaces the Entrypoint and drops the Cmd.
+    An Entrypoint of [""] is no Entrypoint (what `--entrypoint ""` records in an image)."""
     if opts.entrypoint is not None:
         entrypoint: tuple[str, ...] = (opts.entrypoint,) if opts.entrypoint else ()
         cmd = opts.command
     else:
-        entrypoint = image_config.entrypoint
+        entrypoint = () if image_config.entrypoint == ("",) else image_config.entrypoint
         cmd = opts.command or image_config.cmd
     argv = entrypoint + cmd
     if not argv:
         raise UsageError("no command specified: the image has no Entrypoint or Cmd",
                          "give one after the image, e.g. `minirun run IMAGE sh`")
+    if not argv[0]:
+        raise UsageError("the command to run is an empty string",
+                         "give a command after the image, or fix the image's Entrypoint or Cmd")
     hostname = opts.hostname or container_id[:12]
     if not is_hostname(hostname):
         raise UsageError(f"invalid hostname {hostname!r}",
@@ -85,6 +89,11 @@ def merge_env(image_env: tuple[str, ...], flags: tuple[str, ...], host_env: dict
     merged: dict[str, str] = {}
     for item in image_env:
         key, _, value = item.partition("=")
+        if not key:
+            from ..errors import BadImage, brief
+            raise BadImage(f"the image's Env holds {brief(item)}, a variable with no name, which "
+                           "no process can be given (runc refuses it too)",
+                           "rebuild the image without that entry")
         merged[key] = value
     for item in flags:
         key, sep, value = item.partition("=")

@@ -4,12 +4,20 @@ exactly the bytes its name promises."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from io import BufferedReader
 
-from ..errors import DigestMismatch, NotFound
+from ..errors import DamagedRecord, DigestMismatch, NotFound
 from ..fsutil import is_hole
+from ..names import is_hex
 from ..oci import digest_hex, sha256_digest, short_id
+from . import records
+
+MAX_READ = 64 << 20           # what read() takes: configs and manifests are far smaller
+BLOB_HINT = ("`minirun fsck` checks every blob; remove this one and load or pull the images "
+             "that need it again")
 
 
 class BlobWriter:
@@ -88,18 +96,30 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
 
-    def read(self, digest: str) -> bytes:
+    def read(self, digest: str, limit: int = MAX_READ) -> bytes:
+        """A small blob (a config, a manifest) whole: a regular file of at most limit
+        bytes (DamagedRecord otherwise: a FIFO or a device never blocks or streams)."""
         try:
-            with open(self.path(digest), "rb") as f:
-                return f.read()
+            return records.read_bytes(self.path(digest), limit, BLOB_HINT)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
 
     def open(self, digest: str) -> BufferedReader:
+        """A blob to stream (a layer): a regular file, opened without following a symlink."""
+        path = self.path(digest)
         try:
-            return open(self.path(digest), "rb")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DamagedRecord(path, "it is a symlink", BLOB_HINT) from None
+            raise
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise DamagedRecord(path, f"it is {records.file_type(mode)}, not a file", BLOB_HINT)
+        return open(fd, "rb")
 
     def writer(self, expected: str | None = None, what: str = "blob") -> BlobWriter:
         return BlobWriter(self, expected, what)
@@ -127,4 +147,4 @@ class BlobStore:
             pass
 
     def list(self) -> list[str]:
-        return ["sha256:" + name for name in os.listdir(self.directory) if len(name) == 64]
+        return ["sha256:" + name for name in records.list_dir(self.directory) if is_hex(name, 64)]

@@ -7,7 +7,10 @@
     config.json     what was asked for: image, layers, argv, env, ...
     state.json      what happened: status, pid, exit code, times
 
-Creation builds the whole dir in tmp/ and renames it into place. Nothing else
+Creation builds the whole dir in tmp/ and renames it into place, and state.json
+is replaced by a rename, so a reader never sees half a record. A record that
+is damaged all the same (store/records.py) raises DamagedRecord naming it and
+how to fix it; remove() needs no record at all. Nothing else
 is made per container: the overlay goes on the store's shared mnt/ (inside the
 container's mount namespace), and /etc/hosts, hostname and resolv.conf live in
 a tmpfs of the container's own (sandbox/rootfs.py). On this machine's ext4 each
@@ -21,8 +24,9 @@ import time
 
 from .. import jsonio
 from ..names import is_container_name, is_hex
-from ..errors import Conflict, ContainerNotFound, UsageError
+from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
 from ..fsutil import tree_size
+from . import records
 from .root import make_dir, remove_tree, umask
 
 
@@ -75,7 +79,7 @@ class ContainerStore:
             return cid
         check_name(name)
         with self.store.locks.hold("containers"):
-            if self.find_by_name(name):
+            if self.find_by_name(name, warn=True):
                 raise Conflict(f"the container name {name!r} is already in use",
                                f"remove it with `minirun rm {name}` or pick another --name")
             self._materialise(cid, config, links, init_entries, state)
@@ -99,16 +103,37 @@ class ContainerStore:
             os.rename(staged, self.path(cid))
 
     def config(self, cid: str) -> dict:
-        return _read_json(self.path(cid, "config.json"))
+        """config.json; FileNotFoundError once the container is gone, DamagedRecord if
+        it is damaged (or missing from a container dir that is there)."""
+        path = self.path(cid, "config.json")
+        return records.container_config(cid, path, self._record(cid, path, records.CONTAINER_CONFIG_LIMIT,
+                                                                records.config_hint(cid)))
 
     def state(self, cid: str) -> dict:
+        """state.json; {"status": "removing"} once the container is gone, DamagedRecord
+        if it is damaged."""
+        path = self.path(cid, "state.json")
         try:
-            return _read_json(self.path(cid, "state.json"))
+            doc = self._record(cid, path, records.CONTAINER_STATE_LIMIT, records.state_hint(cid))
         except FileNotFoundError:
             return {"status": "removing"}
+        return records.container_state(cid, path, doc)
+
+    def _record(self, cid: str, path: str, limit: int, hint: str) -> object:
+        try:
+            return records.read_json(path, limit, hint)
+        except FileNotFoundError:
+            if os.path.isdir(self.path(cid)):
+                raise DamagedRecord(path, "it is missing", hint) from None
+            raise
 
     def set_state(self, cid: str, **changes) -> dict:
-        state = self.state(cid)
+        """Record changes to the state. A damaged state.json is replaced: what the
+        runtime records now is what is true."""
+        try:
+            state = self.state(cid)
+        except DamagedRecord:
+            state = {}
         state.update(changes)
         tmp = self.path(cid, f".state.json.{os.getpid()}")
         try:
@@ -129,22 +154,26 @@ class ContainerStore:
 
     # ------------------------------------------------------------ look-ups
     def ids(self) -> list[str]:
-        try:
-            return [n for n in os.listdir(self.directory) if len(n) == 64]
-        except FileNotFoundError:
-            return []
+        return [n for n in records.list_dir(self.directory) if len(n) == 64 and is_hex(n, 64)]
 
-    def find_by_name(self, name: str) -> str | None:
+    def find_by_name(self, name: str, warn: bool = False) -> str | None:
+        """The container with this name. A container whose config is damaged has no
+        name anyone can know; with warn, each one is reported as it is passed over."""
         for cid in self.ids():
             try:
                 if self.config(cid).get("name") == name:
                     return cid
-            except (FileNotFoundError, ValueError):
+            except FileNotFoundError:
                 continue
+            except DamagedRecord as err:
+                if warn:
+                    warn_damaged(err)
         return None
 
     def resolve(self, text: str) -> str:
-        """A container by name, full id or unique id prefix."""
+        """A container by full id, name or unique id prefix (in docker's order)."""
+        if len(text) == 64 and is_hex(text, 64) and os.path.lexists(self.path(text)):
+            return text
         by_name = self.find_by_name(text)
         if by_name:
             return by_name
@@ -191,7 +220,3 @@ def check_name(name: str) -> None:
 def _write_json(path: str, doc: dict) -> None:
     _write_file(path, jsonio.dumps(doc, indent=1, sort_keys=True))
 
-
-def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return jsonio.load(f)

@@ -1,27 +1,41 @@
 """Garbage collection: remove layers and blobs that no image and no container
 references. Runs under the exclusive `gc` lock; imports and container creation
-hold it shared, so a layer on its way into an image is never collected."""
+hold it shared, so a layer on its way into an image is never collected.
+
+With a damaged store it errs on the side of keeping: an images.json damaged as
+a whole stops it (DamagedRecord: it cannot tell what is used), a damaged image
+entry or container record keeps every digest it still mentions, and a layer
+whose meta.json is damaged keeps no blob but is itself kept while used."""
 
 from __future__ import annotations
 
+from ..errors import DamagedRecord, warn_damaged
 from ..oci import parse_manifest
 
 
-def referenced(store, images: dict | None = None, containers: list[dict] | None = None
-               ) -> tuple[set[str], set[str]]:
+def referenced(store, images: dict | None = None, containers: list[dict] | None = None,
+               warn=warn_damaged) -> tuple[set[str], set[str]]:
     """(layer keys, blob digests) still in use by these images (default: all in
     images.json) and these container configs (default: every container's)."""
     layers: set[str] = set()
     blobs: set[str] = set()
     if images is None:
-        images = store.images.read()["images"]
+        images = store.images.read(warn)["images"]
+    kept = store.images.mentioned_by_damaged()
+    layers |= kept
+    blobs |= kept
     if containers is None:
         containers = []
         for cid in store.containers.ids():
             try:
                 containers.append(store.containers.config(cid))
-            except (OSError, ValueError):
+            except FileNotFoundError:
                 continue
+            except DamagedRecord as err:
+                warn(err)
+                kept = mentioned_digests(store.containers.path(cid, "config.json"))
+                layers |= kept
+                blobs |= kept
     for image_id, record in images.items():
         blobs.add(image_id)
         blobs.add(record["manifest"])
@@ -41,24 +55,47 @@ def referenced(store, images: dict | None = None, containers: list[dict] | None 
         # it, even after the image that brought it is gone.
         try:
             own = store.layers.meta(key).get("blob")
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            continue
+        except DamagedRecord as err:
+            warn(err)
             continue
         if own:
             blobs.add(own)
     return layers, blobs
 
 
+def mentioned_digests(path: str) -> set[str]:
+    """The digests in a damaged record's text, however little of it is left."""
+    from .records import read_bytes
+    try:
+        text = read_bytes(path, 64 << 20).decode("ascii", "replace")
+    except (OSError, DamagedRecord):
+        return set()
+    found, at = set(), text.find("sha256:")
+    while at >= 0:
+        candidate = text[at:at + 71]
+        if len(candidate) == 71 and all(c in "0123456789abcdef" for c in candidate[7:]):
+            found.add(candidate)
+        at = text.find("sha256:", at + 7)
+    return found
+
+
 def collect_after_failure(store) -> None:
     """A failed import may have installed some layers and blobs before it broke.
     Under the exclusive gc lock every other import has finished or failed too, so
-    whatever no image or container references now is garbage: remove it."""
+    whatever no image or container references now is garbage: remove it. Not
+    when images.json is damaged: nothing can be known unused then."""
     with store.locks.hold("gc"):
-        collect(store)
+        try:
+            collect(store, warn=lambda err: None)   # the failure is what the command reports
+        except DamagedRecord:
+            pass
 
 
-def collect(store) -> tuple[list[str], list[str]]:
+def collect(store, warn=warn_damaged) -> tuple[list[str], list[str]]:
     """Remove unreferenced layers and blobs; returns what went. Caller holds the gc lock."""
-    used_layers, used_blobs = referenced(store)
+    used_layers, used_blobs = referenced(store, warn=warn)
     gone_layers = [key for key in store.layers.list() if key not in used_layers]
     for key in gone_layers:
         store.layers.remove(key)

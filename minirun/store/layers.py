@@ -22,7 +22,9 @@ import os
 import time
 
 from .. import jsonio
+from ..names import is_hex
 from ..oci import digest_hex
+from . import records
 from .root import remove_tree
 
 FILE_MANIFEST = "files.jsonl.gz"
@@ -49,9 +51,21 @@ class LayerStore:
                 return key
         return None
 
+    def meta_path(self, key: str) -> str:
+        return os.path.join(self._dir(key), "meta.json")
+
     def meta(self, key: str) -> dict:
-        with open(os.path.join(self._dir(key), "meta.json")) as f:
-            return jsonio.load(f)
+        """meta.json; FileNotFoundError when the layer is not cached, DamagedRecord when
+        its meta.json is damaged (or missing from a layer dir that is there)."""
+        path = self.meta_path(key)
+        try:
+            doc = records.read_json(path, records.LAYER_META_LIMIT, records.LAYER_HINT)
+        except FileNotFoundError:
+            if os.path.lexists(self._dir(key)):
+                from ..errors import DamagedRecord
+                raise DamagedRecord(path, "it is missing", records.LAYER_HINT) from None
+            raise
+        return records.layer_meta(path, doc)
 
     def install(self, staged: str, key: str, meta: dict) -> bool:
         """Record meta.json and the file manifest of diff/ beside it, then rename the
@@ -83,8 +97,8 @@ class LayerStore:
         installed without one. ValueError if the manifest is damaged."""
         from ..layer import manifest
         try:
-            with open(os.path.join(self._dir(key), FILE_MANIFEST), "rb") as f:
-                data = f.read()
+            data = records.read_bytes(os.path.join(self._dir(key), FILE_MANIFEST), records.LAYER_META_LIMIT,
+                                      records.LAYER_HINT)
         except FileNotFoundError:
             return None
         return manifest.decode(data)
@@ -98,4 +112,4 @@ class LayerStore:
         remove_tree(doomed)
 
     def list(self) -> list[str]:
-        return ["sha256:" + name for name in os.listdir(self.directory) if len(name) == 64]
+        return ["sha256:" + name for name in records.list_dir(self.directory) if is_hex(name, 64)]

@@ -3,6 +3,7 @@ it when the holder exits, so a killed minirun never leaves a stale lock."""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -37,7 +38,16 @@ class Held:
         self.fd = -1
 
     def __enter__(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.EROFS or not self.shared:
+                raise
+            # a read-only store: readers still exclude collection by another mount of it
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return                        # never taken, and no one here can write
         try:
             mode = LOCK_SH if self.shared else LOCK_EX
             try:
@@ -61,7 +71,8 @@ class Held:
         self.fd = fd
 
     def __exit__(self, *exc_info) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
         self.fd = -1
 
 
@@ -83,11 +94,14 @@ def _wait(fd: int, mode: int, name: str, timeout: float) -> None:
 
 
 def _timeout_from_env() -> float:
+    """$MINIRUN_LOCK_TIMEOUT seconds; the default for anything that is not a finite
+    number of at least 0 (nan or 1e400 would wait for ever)."""
     value = os.environ.get("MINIRUN_LOCK_TIMEOUT", "")
     try:
-        return float(value) if value else DEFAULT_TIMEOUT
+        seconds = float(value) if value else DEFAULT_TIMEOUT
     except ValueError:
         return DEFAULT_TIMEOUT
+    return seconds if 0 <= seconds < 1e9 else DEFAULT_TIMEOUT
 
 
 def holders(fd: int) -> str:

@@ -8,7 +8,7 @@ import stat
 
 from .. import linux
 from ..fsutil import remove_tree
-from ..errors import EnvironmentProblem
+from ..errors import EnvironmentProblem, shown
 from .locks import Locks
 
 
@@ -77,7 +77,11 @@ class Store:
         if not os.path.isdir(self.mount_point):           # mnt/ came last: a store with it has all
             check_ownership(self.root)                    # before anything is made in there
             _make_parents(self.root)
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            try:
+                os.makedirs(self.root, mode=0o700, exist_ok=True)
+            except OSError:
+                check_root(self.root)
+                raise
             for sub in LAYOUT:
                 os.makedirs(os.path.join(self.root, sub), mode=0o755, exist_ok=True)
         found = check_ownership(self.root)
@@ -107,8 +111,8 @@ class Store:
         """Remove staging left by minirun processes that died (the pid is in the name)."""
         try:
             names = os.listdir(self.tmp)
-        except FileNotFoundError:
-            return
+        except OSError:
+            return                  # gone, or not a directory: the command that needs it will say
         for name in names:
             parts = name.split("-")
             if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
@@ -177,8 +181,24 @@ def default_root() -> str:
     return get("root")
 
 
+def check_root(root: str) -> None:
+    """Refuse a store root that exists and is not a directory (MINIRUN_ROOT=/dev/null)."""
+    path = root
+    try:
+        while not os.path.lexists(path) and path != os.path.dirname(path):
+            path = os.path.dirname(path)      # not made yet: its first ancestor that is there
+        usable = os.path.isdir(path)
+    except ValueError:                        # a NUL in the path
+        usable = False
+    if not usable:
+        raise EnvironmentProblem(f"the store {shown(root)} is not a directory",
+                                 "set MINIRUN_ROOT (or root in the config file) to a directory")
+
+
 def open_store(root: str | None = None, create: bool = True) -> Store:
     store = Store(root or default_root())
+    if not create:
+        check_root(store.root)
     if create:
         store.ensure()
         store.clean_stale_tmp()       # one listdir; finishes what killed commands left in tmp/

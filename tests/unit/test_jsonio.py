@@ -78,3 +78,31 @@ def test_decode_error_is_jsons():
     assert jsonio.DecodeError is json.JSONDecodeError
     with pytest.raises(AttributeError):
         jsonio.NoSuchThing
+
+
+# Errors the C scanner raises only when json.decoder is already loaded; in this
+# process it is (pytest loads json), so these run in a fresh interpreter.
+CUT_SHORT = ["{", "{\"a\": 1", "{\"images\": {\"sha256:x\": {\"layers\": [", "{\"a\"", "[{", "{\"a\": {"]
+
+
+@pytest.mark.parametrize("text", CUT_SHORT)
+def test_a_document_cut_short_is_jsons_error_without_json_loaded(text):
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys; from minirun import jsonio\n"
+            "assert 'json.decoder' not in sys.modules\n"
+            "try:\n    jsonio.loads(sys.argv[1])\n"
+            "except ValueError as exc:\n    print(type(exc).__name__, exc.msg, exc.pos)\n")
+    out = subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    assert out.stdout == f"JSONDecodeError {theirs.value.msg} {theirs.value.pos}\n"
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "{\"a\":" * 100_000, "[" * 100_000 + "]" * 100_000])
+def test_nesting_deeper_than_the_stack_is_a_value_error(text):
+    with pytest.raises(json.JSONDecodeError):
+        jsonio.loads(text)

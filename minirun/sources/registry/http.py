@@ -128,11 +128,13 @@ class Http:
                 if attempt == 2 or (body is not None and not isinstance(body, bytes)):
                     raise RegistryUnavailable(f"{parts.netloc} closed the connection: {exc}") from None
                 continue
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, UnicodeError) as exc:
                 self._drop(parts.scheme, parts.netloc)
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
                 if isinstance(exc, socket.gaierror):
                     reason = f"cannot resolve host ({reason})"
+                elif isinstance(exc, UnicodeError):      # idna: a label over 63 characters, say
+                    reason = "its host name is not one DNS can hold (a label empty or over 63 characters)"
                 raise RegistryUnavailable(f"cannot reach registry {parts.netloc}: {reason}",
                                     "check the registry address and your network") from None
             headers_lower = {k.lower(): v for k, v in raw.getheaders()}
