@@ -238,6 +238,8 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
         from .sandbox.cgroups import CgroupHandle
         cgroup = CgroupHandle.from_json(state["cgroup"])
     caps = frozenset(config.get("capabilities", []))
+    from .sandbox import seccomp
     request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
-                        config.get("no_new_privs", True), tty, cgroup, interactive)
+                        config.get("no_new_privs", True), tty, cgroup, interactive,
+                        seccomp=seccomp.for_exec(store, cid, config))
     return join.run(request, interactive)

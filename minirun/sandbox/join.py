@@ -13,7 +13,7 @@ import signal
 from ..record import dataclass
 
 from .. import linux
-from . import process
+from . import process, seccomp
 from .spec import ProcessSpec
 
 # joined in this order; mnt last, because it changes what paths mean
@@ -31,6 +31,7 @@ class Join:
     tty: bool = False
     cgroup: object = None
     interactive: bool = False
+    seccomp: object = None         # sandbox/seccomp.py Filter, None: unconfined
 
 
 def run(join: Join, interactive: bool = False) -> process.Outcome:
@@ -75,6 +76,7 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
     try:
         linux.set_pdeathsig(signal.SIGKILL)
         process.default_signals()
+        linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         caps.preload()
         process.detach_from_our_terminal(join.tty, join.interactive)
         for name, flag in NAMESPACES:
@@ -84,8 +86,12 @@ def _child(join: Join, fds: dict, root: int, pipe: int, tty_sock=None) -> None: 
         if tty_sock is not None:
             process._terminal("", tty_sock)
         caps.limit_bounding(join.caps)
+        if not join.no_new_privs:               # issue 14.5: needs CAP_SYS_ADMIN then: before the user switch
+            seccomp.install(join.seccomp)
         env, uid = process._become(join.process)
         caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
+        if join.no_new_privs:                   # issue 14.5: as late as possible
+            seccomp.install(join.seccomp)
         code, message = process._exec(join.process.argv, env, pipe)
     except MinirunError as exc:
         code, message = process.EXIT_SETUP, exc.line()
