@@ -31,6 +31,9 @@ from ..record import dataclass
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 UNCONFINED = "unconfined"
 DEFAULT_NAMES = (None, "", "builtin", "default")
+# uname's machine -> the Go architecture names of Docker's includes/excludes
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x",
+           "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loong64"}
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,31 @@ def _default_profile_stat() -> os.stat_result:
 def entry_name(tag: str, caps: frozenset) -> str:
     """Everything the program depends on but the library that compiled it."""
     from . import caps as caps_mod
-    from .seccomp_profile import host_arch, kernel_version
     mask = 0
     for name in caps:
         mask |= 1 << caps_mod._number(name)
     major, minor = kernel_version()
     version = "".join(c if c.isalnum() or c in "._" else "_" for c in __version__)
     return f"{tag}-{host_arch()}-k{major}.{minor}-c{mask:x}-v{version}"
+
+
+def host_arch() -> str:
+    machine = os.uname().machine
+    return GO_ARCH.get(machine, machine)
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) from uname's release: "6.18.44-fc-v1252" -> (6, 18)."""
+    numbers = []
+    for part in (release or os.uname().release).split(".")[:2]:
+        digits = ""
+        for c in part:
+            if not c.isdigit():
+                break
+            digits += c
+        numbers.append(int(digits or 0))
+    numbers += [0, 0]
+    return numbers[0], numbers[1]
 
 
 def read_profile(path: str) -> bytes:
@@ -176,7 +197,7 @@ def _compile(store, name: str, label: str, data: bytes, caps: frozenset) -> Filt
     from . import libseccomp, seccomp_profile
     from ..store.filters import check
     profile = seccomp_profile.parse(data, label)
-    selected = seccomp_profile.select(profile, caps)
+    selected = seccomp_profile.select(profile, caps, host_arch(), kernel_version())
     fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:
         libseccomp.compile_filter(selected, fd)

@@ -24,7 +24,6 @@ refused whole, with the field that failed named.
 from __future__ import annotations
 
 import json
-import os
 
 from ..errors import UsageError
 from ..record import dataclass
@@ -39,9 +38,6 @@ OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "
        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 MAX_ERRNO = 4095
-# uname's machine -> the Go architecture names Docker's includes/excludes use
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x",
-           "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loong64"}
 
 
 @dataclass(frozen=True)
@@ -225,25 +221,6 @@ class _Checker:
 
 # ---------------------------------------------------------------- selection
 
-def host_arch() -> str:
-    machine = os.uname().machine
-    return GO_ARCH.get(machine, machine)
-
-
-def kernel_version(release: str | None = None) -> tuple[int, int]:
-    """(major, minor) from uname's release, "6.18.44-fc-v1252" -> (6, 18)."""
-    parts = (release or os.uname().release).split(".")
-    numbers = []
-    for part in parts[:2]:
-        digits = ""
-        for c in part:
-            if not c.isdigit():
-                break
-            digits += c
-        numbers.append(int(digits or 0))
-    return (numbers + [0, 0])[0], (numbers + [0, 0])[1]
-
-
 def applies(rule: Rule, caps: frozenset, arch: str, kernel: tuple) -> bool:
     """Docker's rule: every condition the includes set holds (all of its caps are
     held), and none of the excludes' does (any one of its caps held excludes)."""
@@ -255,11 +232,9 @@ def applies(rule: Rule, caps: frozenset, arch: str, kernel: tuple) -> bool:
     return included and not excluded
 
 
-def select(profile: Profile, caps: frozenset, arch: str | None = None,
-           kernel: tuple | None = None) -> Selected:
-    """The libseccomp rules for a container holding caps (names like sys_admin)."""
-    arch = arch or host_arch()
-    kernel = kernel or kernel_version()
+def select(profile: Profile, caps: frozenset, arch: str, kernel: tuple[int, int]) -> Selected:
+    """The libseccomp rules for a container holding caps (names like sys_admin) on a
+    host of Go architecture arch (amd64, arm64, ...) with kernel (major, minor)."""
     calls = []
     for rule in profile.rules:
         if not applies(rule, caps, arch, kernel):
