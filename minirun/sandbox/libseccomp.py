@@ -68,14 +68,16 @@ def version() -> str:
 
 
 def loaded_from() -> str:
-    """The file the library was loaded from (a cached program records its identity,
-    so that an upgraded libseccomp compiles the filter again)."""
+    """libseccomp.so.2 in the directory the library was loaded from: a cached
+    program records what this link points to, so that an upgrade (a new file
+    behind the link) compiles the filter again."""
     library()
     with open("/proc/self/maps") as f:
         for line in f:
             path = line.split(None, 5)[-1].strip()
             if os.path.basename(path).startswith("libseccomp.so"):
-                return path
+                soname = os.path.join(os.path.dirname(path), "libseccomp.so.2")
+                return soname if os.path.exists(soname) else path
     return ""
 
 

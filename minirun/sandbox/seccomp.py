@@ -50,11 +50,6 @@ def install(filt: Filter | None) -> None:  # pragma: no cover - runs in the chil
         linux.seccomp_set_filter(filt.program, filt.flags)
 
 
-def recorded(filt: Filter | None) -> str:
-    """What config.json keeps, for exec: the entry's name, or unconfined."""
-    return filt.name if filt is not None else UNCONFINED
-
-
 def for_run(store, profile: str | None, caps: frozenset, privileged: bool = False) -> Filter | None:
     """The filter for a new container: from the store when compiled before, else
     compiled now. profile: None (the default), "unconfined", or a file's path."""
@@ -67,9 +62,9 @@ def for_run(store, profile: str | None, caps: frozenset, privileged: bool = Fals
         data = read_profile(profile)
         tag, label = "sha256-" + _sha256(data), profile
     name = entry_name(tag, caps)
-    cached = store.seccomp.read(name)
-    if cached is not None and _same_library(cached[0].get("lib", "")):
-        return Filter(name, cached[1], int(cached[0].get("flags", "0") or 0))
+    cached = _cached(store, name)
+    if cached is not None and _same_library(cached[1]):
+        return cached[0]
     if data is None:
         with open(DEFAULT_PROFILE, "rb") as f:
             data = f.read()
@@ -84,12 +79,28 @@ def for_exec(store, cid: str, config: dict) -> Filter | None:
         return for_run(store, None, frozenset(config.get("capabilities", [])), bool(config.get("privileged")))
     if name == UNCONFINED:
         return None
-    cached = store.seccomp.read(name) if isinstance(name, str) else None
+    cached = _cached(store, name) if isinstance(name, str) else None
+    if cached is None and isinstance(name, str) and name.startswith("default-"):
+        again = for_run(store, None, frozenset(config.get("capabilities", [])))
+        if again is not None and again.name == name:      # the same default profile: compiled anew
+            return again
     if cached is None:
         raise RuntimeFailure(f"the seccomp filter container {cid[:12]} runs under (seccomp/{name}.bpf) "
                              "is missing from the store or damaged",
                              "remove the container and run it again")
-    return Filter(name, cached[1], int(cached[0].get("flags", "0") or 0))
+    return cached[0]
+
+
+def _cached(store, name: str) -> tuple[Filter, str] | None:
+    """(the entry as a Filter, the identity of the libseccomp that compiled it)."""
+    entry = store.seccomp.read(name)
+    if entry is None:
+        return None
+    fields, program = entry
+    flags = fields.get("flags", "0")
+    if not (flags.isascii() and flags.isdigit()):
+        return None                      # damaged: compiled again
+    return Filter(name, program, int(flags)), fields.get("lib", "")
 
 
 def _default_profile_stat() -> os.stat_result:
@@ -106,7 +117,10 @@ def entry_name(tag: str, caps: frozenset) -> str:
     from . import caps as caps_mod
     mask = 0
     for name in caps:
-        mask |= 1 << caps_mod._number(name)
+        try:
+            mask |= 1 << caps_mod._number(name)
+        except AttributeError:           # a name python-prctl lacks (a damaged config.json)
+            continue
     major, minor = kernel_version()
     version = "".join(c if c.isalnum() or c in "._" else "_" for c in __version__)
     return f"{tag}-{host_arch()}-k{major}.{minor}-c{mask:x}-v{version}"

@@ -183,7 +183,8 @@ class _Checker:
 
     def condition(self, value, field: str) -> Condition:
         value = self.kind(value if value is not None else {}, dict, field, "an object")
-        caps = frozenset(c.upper().removeprefix("CAP_").lower() for c in self.strings(value.get("caps"), f"{field}.caps"))
+        caps = frozenset(c.upper().removeprefix("CAP_").lower()
+                         for c in self.strings(value.get("caps"), f"{field}.caps"))
         arches = tuple(self.strings(value.get("arches"), f"{field}.arches"))
         minimum = value.get("minKernel")
         if minimum is not None:

@@ -281,3 +281,34 @@ def test_a_damaged_cached_filter_is_compiled_again(mr, image):
     path.write_bytes(whole[:-3])            # no longer whole instructions
     assert probes(mr, image, "unshare user") == {"unshare": EPERM}
     assert path.read_bytes() == whole
+
+
+def test_exec_into_a_container_made_before_filters_gets_the_default(mr, image):
+    """A config.json without "seccomp" (a container of an older minirun)."""
+    mr.ok("run", "-d", "--name", "bg", image, "sleep", "60")
+    mr.running_state("bg")
+    (config_path,) = (mr.root / "containers").glob("*/config.json")
+    config = json.loads(config_path.read_text())
+    assert config["seccomp"] != "unconfined"
+    del config["seccomp"]
+    config_path.write_text(json.dumps(config))
+    out = mr.ok("exec", "bg", "sh", "-c", "grep ^Seccomp: /proc/self/status; sysprobe unshare user").stdout
+    assert seccomp_mode(out) == "2" and "unshare=1" in out, out
+
+
+def test_exec_refuses_when_the_containers_filter_is_gone(mr, image, tmp_path):
+    """Never an exec without the filter the container runs under: one line instead.
+    (The default profile's filter is compiled again; a custom profile is gone.)"""
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    mr.ok("run", "-d", "--name", "bg", "--security-opt", f"seccomp={profile}", image, "sleep", "60")
+    mr.ok("run", "-d", "--name", "bg2", image, "sleep", "60")
+    mr.running_state("bg")
+    mr.running_state("bg2")
+    shutil.rmtree(mr.root / "seccomp")
+    out = mr.ok("exec", "bg2", "sh", "-c", "grep ^Seccomp: /proc/self/status; sysprobe unshare user").stdout
+    assert seccomp_mode(out) == "2" and "unshare=1" in out, out
+    result = mr("exec", "bg", "true")
+    assert result.returncode == 125 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "seccomp" in result.stderr

@@ -143,7 +143,9 @@ def test_rules_conditions_and_arguments_as_docker_writes_them():
     assert kill.names == ("kill",) and kill.action == sp.ERRNO | 3 and kill.args == (sp.Arg(1, 9, 0, 4),)
     reboot = parsed.rules[2]
     assert reboot.includes == sp.Condition(frozenset({"sys_boot", "sys_admin"}), (), (5, 1))
-    names = lambda caps, arch="amd64", kernel=KERNEL: [c.name for c in sp.select(parsed, frozenset(caps), arch, kernel).rules]  # noqa: E731,E501
+
+    def names(caps, arch="amd64", kernel=KERNEL):
+        return [c.name for c in sp.select(parsed, frozenset(caps), arch, kernel).rules]
     assert names({"sys_boot", "sys_admin"}) == ["read", "write", "kill", "reboot"]
     assert names({"sys_boot"}) == ["read", "write", "kill"], "includes.caps needs every cap"
     assert names({"sys_boot", "sys_admin"}, arch="arm64") == ["read", "write", "kill"]
@@ -327,3 +329,30 @@ def test_join_session_keyring_gives_a_new_keyring():
     before, after = os.read(r, 100).decode().split()
     os.waitpid(pid, 0)
     assert before != after and int(after) > 0
+
+
+def test_without_libseccomp_a_run_is_refused_naming_the_package(monkeypatch):
+    libseccomp = pytest.importorskip("minirun.sandbox.libseccomp")
+    from minirun.errors import EnvironmentProblem
+
+    def missing(*_args, **_kwargs):
+        raise OSError("libseccomp.so.2: cannot open shared object file")
+    monkeypatch.setattr(libseccomp, "_lib", None)
+    monkeypatch.setattr(libseccomp.ctypes, "CDLL", missing)
+    with pytest.raises(EnvironmentProblem) as refused:
+        libseccomp.library()
+    line = refused.value.line()
+    assert "libseccomp2" in line and "seccomp=unconfined" in line and "\n" not in line
+
+
+def test_an_entry_from_a_replaced_libseccomp_is_compiled_again(tmp_path):
+    lib = tmp_path / "libseccomp.so.2"
+    lib.write_bytes(b"old")
+    identity = seccomp._library_identity(str(lib))
+    assert identity.endswith(f":{lib}") and seccomp._same_library(identity)
+    lib.unlink()
+    assert seccomp._same_library(identity), "a library gone keeps the entry: loading needs none"
+    (tmp_path / "libseccomp.so.2.9.9").write_bytes(b"newer")
+    lib.symlink_to("libseccomp.so.2.9.9")
+    assert not seccomp._same_library(identity)
+    assert seccomp._same_library("") and seccomp._same_library("garbage")
