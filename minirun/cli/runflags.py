@@ -26,11 +26,11 @@ RUN_FLAGS = (
     Flag("privileged", ("--privileged",), "bool", "All capabilities, no masked paths."),
     Flag("cap_add", ("--cap-add",), "list", "Add a capability (or ALL)."),
     Flag("cap_drop", ("--cap-drop",), "list", "Drop a capability (or ALL)."),
-    Flag("security_opt", ("--security-opt",), "list", "Repeatable. seccomp=PROFILE.json: a seccomp "
-         "profile in Docker's JSON format instead of the default filter (Docker's default profile: "
-         "keyctl, user namespaces, mount and the like refused unless a --cap-add allows them); "
-         "seccomp=unconfined: no filter (also with --privileged). no-new-privileges[:true|false]: "
-         "default true."),
+    Flag("security_opt", ("--security-opt",), "list", "Repeatable. By default a container runs under a "
+         "seccomp filter like Docker's default: keyctl is refused, and so are namespaces, mounts and "
+         "the like without --cap-add SYS_ADMIN. seccomp=PROFILE.json: a profile in Docker's JSON "
+         "format instead; seccomp=unconfined: no filter (as with --privileged). "
+         "no-new-privileges[:true|false] (default true)."),
     Flag("memory", ("--memory", "-m"), "str", "Memory limit, e.g. 32m."),
     Flag("cpus", ("--cpus",), "str", "CPU limit, e.g. 0.5."),
     Flag("pids_limit", ("--pids-limit",), "str", "Task limit (-1: none)."),
