@@ -1,7 +1,7 @@
 """A ctypes binding to libseccomp.so.2, just enough to compile a profile to the
 BPF program the kernel loads (seccomp_export_bpf), and no BPF compiler of our
-own. Only a cache miss imports this module (sandbox/seccomp.py): it imports
-ctypes, which the run path avoids, and loading the library costs ~1 ms.
+own. Only a cache miss imports this module (sandbox/seccomp_build.py): it
+imports ctypes, which the run path avoids, and loading the library costs ~1 ms.
 
     compile_filter(selected, fd)      write the program for a selected profile to fd
 """
@@ -17,7 +17,6 @@ from .seccomp_profile import ALLOW, LOG, Selected
 NR_SCMP_ERROR = -1                 # seccomp_syscall_resolve_name: a name libseccomp does not know
 FLTATR_CTL_NNP = 3                 # have seccomp_load set no_new_privs (we load the program ourselves)
 FLTATR_CTL_OPTIMIZE = 8            # 2: a binary tree of syscall numbers instead of a list (2.5+)
-MAX_INSTRUCTIONS = 4096            # BPF_MAXINSNS: the kernel refuses a longer program
 
 
 class _ArgCmp(ctypes.Structure):

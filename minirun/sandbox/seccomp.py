@@ -1,4 +1,5 @@
-"""The seccomp filter a container runs under (issue 14, item 5).
+"""The seccomp filter a container runs under (issue 14, item 5), and the store's
+seccomp/ directory of compiled filters, which this module owns.
 
 By default, seccomp_default.json: Docker's default profile in Docker's format,
 written as our own data. `--security-opt seccomp=PROFILE.json` replaces it,
@@ -7,16 +8,19 @@ capability-guarded syscalls a profile allows depends on the container's final
 capability set, so a filter is compiled per (profile, capabilities, host
 architecture, kernel, minirun version).
 
-Compiling takes libseccomp (through ctypes, sandbox/libseccomp.py) ~30 ms, so
-the program it exports is kept in the store (store/filters.py) and a run loads
-those bytes: a stat of the default profile, one small file read, and later
-one seccomp(2) in the child. Only a miss (a new profile, capability set,
-minirun or libseccomp) imports ctypes and compiles, in the parent, before
-anything of the container exists, so that a bad profile is refused in one
-line with nothing left behind.
+Compiling takes libseccomp ~25 ms and ctypes (seccomp_build.py), so the BPF
+program it exports is kept in the store, and a run only reads it back: a stat
+of the default profile, one small file read and a stat of libseccomp before
+the fork, one seccomp(2) in the child. A miss compiles in the parent, before
+anything of the container exists, so a bad profile is refused in one line
+with nothing left behind.
+
+    seccomp/<name>.bpf    "minirun-seccomp/1 insns=N k=v ..." then N struct sock_filter
+                          (8 bytes each); written to a temporary file, synced and
+                          renamed, and read back only whole: a damaged entry is a miss
 
     for_run(store, profile, caps, privileged) -> Filter | None     before the fork
-    for_exec(store, config) -> Filter | None                        the container's own
+    for_exec(store, cid, config) -> Filter | None                   the container's own
     install(filter)                                                 in the child, last
 """
 
@@ -34,11 +38,15 @@ DEFAULT_NAMES = (None, "", "builtin", "default")
 # uname's machine -> the Go architecture names of Docker's includes/excludes
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x",
            "riscv64": "riscv64", "mips64": "mips64", "loongarch64": "loong64"}
+MAGIC = "minirun-seccomp/1"
+MAX_INSTRUCTIONS = 4096            # BPF_MAXINSNS: the kernel refuses a longer program
+MAX_HEADER = 4096
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 @dataclass(frozen=True)
 class Filter:
-    name: str                # the cache entry: recorded in config.json for exec
+    name: str                # the entry in seccomp/: recorded in config.json for exec
     program: bytes           # struct sock_filter[]
     flags: int = 0           # SECCOMP_FILTER_FLAG_*
 
@@ -59,10 +67,11 @@ def for_run(store, profile: str | None, caps: frozenset, privileged: bool = Fals
         st = _default_profile_stat()
         tag, label, data = f"default-{st.st_size}-{st.st_mtime_ns}", "(the default)", None
     else:
-        data = read_profile(profile)
-        tag, label = "sha256-" + _sha256(data), profile
+        from . import seccomp_build
+        data = seccomp_build.read_profile(profile)
+        tag, label = "sha256-" + seccomp_build.sha256(data), profile
     name = entry_name(tag, caps)
-    cached = _cached(store, name)
+    cached = read(store, name)
     if cached is not None and _same_library(cached[1]):
         return cached[0]
     if data is None:
@@ -75,41 +84,20 @@ def for_exec(store, cid: str, config: dict) -> Filter | None:
     """The filter the container's own process runs under. A container made before
     minirun had filters gets the default one for its capabilities."""
     name = config.get("seccomp")
+    caps = frozenset(config.get("capabilities", []))
     if name is None:
-        return for_run(store, None, frozenset(config.get("capabilities", [])), bool(config.get("privileged")))
+        return for_run(store, None, caps, bool(config.get("privileged")))
     if name == UNCONFINED:
         return None
-    cached = _cached(store, name) if isinstance(name, str) else None
+    cached = read(store, name) if isinstance(name, str) else None
     if cached is None and isinstance(name, str) and name.startswith("default-"):
-        again = for_run(store, None, frozenset(config.get("capabilities", [])))
+        again = for_run(store, None, caps)
         if again is not None and again.name == name:      # the same default profile: compiled anew
             return again
     if cached is None:
         raise RuntimeFailure(f"the seccomp filter container {cid[:12]} runs under (seccomp/{name}.bpf) "
-                             "is missing from the store or damaged",
-                             "remove the container and run it again")
+                             "is missing from the store or damaged", "remove the container and run it again")
     return cached[0]
-
-
-def _cached(store, name: str) -> tuple[Filter, str] | None:
-    """(the entry as a Filter, the identity of the libseccomp that compiled it)."""
-    entry = store.seccomp.read(name)
-    if entry is None:
-        return None
-    fields, program = entry
-    flags = fields.get("flags", "0")
-    if not (flags.isascii() and flags.isdigit()):
-        return None                      # damaged: compiled again
-    return Filter(name, program, int(flags)), fields.get("lib", "")
-
-
-def _default_profile_stat() -> os.stat_result:
-    try:
-        return os.stat(DEFAULT_PROFILE)
-    except OSError as exc:
-        from ..errors import EnvironmentProblem
-        raise EnvironmentProblem(f"minirun's default seccomp profile {DEFAULT_PROFILE}: {exc.strerror}",
-                                 "reinstall minirun") from None
 
 
 def entry_name(tag: str, caps: frozenset) -> str:
@@ -145,48 +133,34 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
     return numbers[0], numbers[1]
 
 
-def read_profile(path: str) -> bytes:
-    """A profile file's bytes: a regular file, at most MAX_PROFILE_BYTES, opened
-    without blocking (a FIFO would otherwise hang the run)."""
-    from .seccomp_profile import MAX_PROFILE_BYTES, ProfileError
-    hint = "give the path of a JSON profile in Docker's format, or seccomp=unconfined"
+def _default_profile_stat() -> os.stat_result:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        return os.stat(DEFAULT_PROFILE)
     except OSError as exc:
-        raise ProfileError(f"seccomp profile {path}: {exc.strerror}", hint) from None
+        from ..errors import EnvironmentProblem
+        raise EnvironmentProblem(f"minirun's default seccomp profile {DEFAULT_PROFILE}: {exc.strerror}",
+                                 "reinstall minirun") from None
+
+
+def _compile(store, name: str, label: str, data: bytes, caps: frozenset) -> Filter:
+    from . import seccomp_build
+    program, flags, fields = seccomp_build.build(data, label, caps, host_arch(), kernel_version())
     try:
-        if not _is_regular(fd):
-            raise ProfileError(f"seccomp profile {path}: not a regular file", hint)
-        data = os.read(fd, MAX_PROFILE_BYTES + 1)
-        more = data
-        while more and len(data) <= MAX_PROFILE_BYTES:
-            more = os.read(fd, MAX_PROFILE_BYTES + 1 - len(data))
-            data += more
-    except OSError as exc:
-        raise ProfileError(f"seccomp profile {path}: {exc.strerror}", hint) from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_PROFILE_BYTES:
-        raise ProfileError(f"seccomp profile {path}: too big (more than {MAX_PROFILE_BYTES} bytes)",
-                           "a profile lists syscalls; Docker's default is ~20 KB")
-    return data
+        check(program)
+    except ValueError:
+        from .seccomp_profile import ProfileError
+        raise ProfileError(f"seccomp profile {label}: compiles to {len(program) // 8} BPF instructions, "
+                           f"more than the kernel's {MAX_INSTRUCTIONS}",
+                           "allow whole groups of syscalls, with fewer argument filters") from None
+    fields["lib"] = library_identity(fields.get("lib", ""))
+    write(store, name, dict(fields, flags=str(flags)), program)
+    return Filter(name, program, flags)
 
 
-def _is_regular(fd: int) -> bool:
-    import stat
-    return stat.S_ISREG(os.fstat(fd).st_mode)
+# ---------------------------------------------------------------- libseccomp's identity
 
-
-def _sha256(data: bytes) -> str:
-    try:
-        from _sha256 import sha256     # 3.11's builtin hash, without hashlib's OpenSSL (~3.5 ms)
-    except ImportError:
-        from hashlib import sha256
-    return sha256(data).hexdigest()
-
-
-def _library_identity(path: str) -> str:
-    """dev:ino:size:mtime:path of the libseccomp that compiled an entry."""
+def library_identity(path: str) -> str:
+    """dev:ino:size:mtime:path of the file behind path (libseccomp.so.2)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -202,30 +176,86 @@ def _same_library(identity: str) -> bool:
     gone (or unknown) keeps the entry, which needs no library to load."""
     if identity.count(":") < 4:
         return True
-    path = identity.split(":", 4)[4]
-    current = _library_identity(path)
+    current = library_identity(identity.split(":", 4)[4])
     return not current or current == identity
 
 
-def _compile(store, name: str, label: str, data: bytes, caps: frozenset) -> Filter:
-    from . import libseccomp, seccomp_profile
-    from ..store.filters import check
-    profile = seccomp_profile.parse(data, label)
-    selected = seccomp_profile.select(profile, caps, host_arch(), kernel_version())
-    fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+# ---------------------------------------------------------------- seccomp/ in the store
+
+def path(store, name: str) -> str:
+    """Names come from entry_name() and from containers' config.json: plain file names only."""
+    if not name or not set(name) <= _NAME_CHARS or name.startswith("."):
+        raise ValueError(f"not a seccomp filter name: {name!r}")
+    return os.path.join(store.root, "seccomp", name + ".bpf")
+
+
+def read(store, name: str) -> tuple[Filter, str] | None:
+    """(the entry, the identity of the libseccomp that compiled it), or None when
+    it is missing or damaged."""
     try:
-        libseccomp.compile_filter(selected, fd)
-        program = os.pread(fd, os.fstat(fd).st_size, 0)
+        fd = os.open(path(store, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    try:
+        data = os.read(fd, MAX_HEADER + MAX_INSTRUCTIONS * 8 + 1)
+    except OSError:
+        return None
     finally:
         os.close(fd)
+    parsed = parse(data)
+    if parsed is None:
+        return None
+    fields, program = parsed
+    flags = fields.get("flags", "0")
+    if not (flags.isascii() and flags.isdigit()):
+        return None
+    return Filter(name, program, int(flags)), fields.get("lib", "")
+
+
+def parse(data: bytes) -> tuple[dict, bytes] | None:
+    header, newline, program = data.partition(b"\n")
+    if not newline or len(header) >= MAX_HEADER:
+        return None
+    words = header.decode("ascii", "replace").split(" ")
+    if words[0] != MAGIC:
+        return None
+    fields = dict(word.partition("=")[::2] for word in words[1:])
     try:
         check(program)
     except ValueError:
-        raise seccomp_profile.ProfileError(
-            f"seccomp profile {label}: compiles to {len(program) // 8} BPF instructions, more than "
-            f"the kernel's {libseccomp.MAX_INSTRUCTIONS}", "allow whole groups of syscalls with fewer "
-            "argument filters") from None
-    fields = {"flags": str(profile.flags), "libseccomp": libseccomp.version(),
-              "lib": _library_identity(libseccomp.loaded_from())}
-    store.seccomp.write(name, fields, program)
-    return Filter(name, program, profile.flags)
+        return None
+    return (fields, program) if fields.get("insns") == str(len(program) // 8) else None
+
+
+def write(store, name: str, fields: dict, program: bytes) -> None:
+    """Put an entry in place atomically (fields: short words, no spaces)."""
+    check(program)
+    target = path(store, name)
+    directory = os.path.dirname(target)
+    header = " ".join([MAGIC, f"insns={len(program) // 8}"] + [f"{k}={v}" for k, v in fields.items()])
+    if len(header) >= MAX_HEADER or any(c.isspace() for k, v in fields.items() for c in f"{k}{v}"):
+        raise ValueError(f"bad seccomp filter header {header[:80]!r}")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.write(fd, header.encode() + b"\n" + program)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def check(program: bytes) -> None:
+    """A program the kernel can take: whole instructions, 1 to 4096 of them."""
+    count, rest = divmod(len(program), 8)
+    if rest or not 0 < count <= MAX_INSTRUCTIONS:
+        raise ValueError(f"a seccomp program of {len(program)} bytes: the kernel takes whole 8-byte "
+                         f"instructions, 1 to {MAX_INSTRUCTIONS} of them")

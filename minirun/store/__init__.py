@@ -5,7 +5,6 @@
     images.json                   ImageIndex      references and image records
     containers/<id>/              ContainerStore  upper/ work/ merged/ l/ config.json state.json
     locks/                        locks.py        flock files
-    seccomp/<name>.bpf            FilterCache     compiled seccomp filters (store/filters.py)
     tmp/                          Store.staging   everything is built here, then renamed into place
 
 Each directory has exactly one owner module; no other module builds paths into it.

@@ -51,11 +51,6 @@ class Store:
         return ContainerStore(os.path.join(self.root, "containers"), self)
 
     @_once
-    def seccomp(self):
-        from .filters import FilterCache
-        return FilterCache(os.path.join(self.root, "seccomp"))
-
-    @_once
     def locks(self) -> Locks:
         return Locks(os.path.join(self.root, "locks"))
 

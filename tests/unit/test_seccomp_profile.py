@@ -11,9 +11,10 @@ import os
 import pytest
 
 from minirun import linux
-from minirun.sandbox import seccomp, seccomp_profile as sp
+from minirun.store import Store
+from minirun.sandbox import seccomp, seccomp_build, seccomp_profile as sp
 from minirun.sandbox.caps import DOCKER_DEFAULT
-from minirun.store.filters import FilterCache, check
+from minirun.sandbox.seccomp import check
 
 KERNEL = (6, 18)
 CLONE_NS_FLAGS = 0x7E020000
@@ -235,7 +236,7 @@ def test_read_profile_refuses_fifos_directories_and_big_files(tmp_path):
     for name, expected in (("fifo", "not a regular file"), ("", "not a regular file"), ("big", "too big"),
                            ("missing", "No such file")):
         with pytest.raises(sp.ProfileError) as failed:
-            seccomp.read_profile(str(tmp_path / name))
+            seccomp_build.read_profile(str(tmp_path / name))
         assert expected in failed.value.line()
 
 
@@ -251,30 +252,32 @@ def test_entry_names_differ_by_capabilities_and_profile():
     a = seccomp.entry_name("default-1-2", frozenset({"chown"}))
     assert a != seccomp.entry_name("default-1-2", frozenset({"chown", "sys_admin"}))
     assert a != seccomp.entry_name("default-1-3", frozenset({"chown"}))
-    FilterCache("/nonexistent").path(a)               # a valid file name
+    seccomp.path(Store("/nonexistent"), a)               # a valid file name
 
 
 def test_cache_round_trip_and_damage(tmp_path):
-    cache = FilterCache(str(tmp_path / "seccomp"))
+    store = Store(str(tmp_path))
     program = bytes(range(16))
-    assert cache.read("x") is None
-    cache.write("x", {"flags": "0", "lib": "1:2:3:4:/usr/lib/libseccomp.so.2"}, program)
-    fields, got = cache.read("x")
-    assert got == program and fields["flags"] == "0" and fields["insns"] == "2"
-    assert fields["lib"] == "1:2:3:4:/usr/lib/libseccomp.so.2"
+    assert seccomp.read(store, "x") is None
+    seccomp.write(store, "x", {"flags": "2", "lib": "1:2:3:4:/usr/lib/libseccomp.so.2"}, program)
+    filt, lib = seccomp.read(store, "x")
+    assert filt == seccomp.Filter("x", program, 2) and lib == "1:2:3:4:/usr/lib/libseccomp.so.2"
     assert os.stat(tmp_path / "seccomp").st_mode & 0o777 == 0o700
     path = tmp_path / "seccomp" / "x.bpf"
-    for damaged in (path.read_bytes()[:-8], path.read_bytes()[:-3], b"garbage\n" + program, program):
+    assert path.read_bytes().split(b"\n")[0].split()[:2] == [b"minirun-seccomp/1", b"insns=2"]
+    whole = path.read_bytes()
+    for damaged in (whole[:-8], whole[:-3], b"garbage\n" + program, program,
+                    whole.replace(b"flags=2", b"flags=x")):
         path.write_bytes(damaged)
-        assert cache.read("x") is None
+        assert seccomp.read(store, "x") is None
     assert sorted(os.listdir(tmp_path / "seccomp")) == ["x.bpf"]          # no temporary file left
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x y"])
 def test_cache_names_are_plain_file_names(tmp_path, name):
     with pytest.raises(ValueError):
-        FilterCache(str(tmp_path)).path(name)
-    assert FilterCache(str(tmp_path)).read(name) is None
+        seccomp.path(Store(str(tmp_path)), name)
+    assert seccomp.read(Store(str(tmp_path)), name) is None
 
 
 @pytest.mark.parametrize("size", [0, 7, 4097 * 8])
@@ -348,7 +351,7 @@ def test_without_libseccomp_a_run_is_refused_naming_the_package(monkeypatch):
 def test_an_entry_from_a_replaced_libseccomp_is_compiled_again(tmp_path):
     lib = tmp_path / "libseccomp.so.2"
     lib.write_bytes(b"old")
-    identity = seccomp._library_identity(str(lib))
+    identity = seccomp.library_identity(str(lib))
     assert identity.endswith(f":{lib}") and seccomp._same_library(identity)
     lib.unlink()
     assert seccomp._same_library(identity), "a library gone keeps the entry: loading needs none"
