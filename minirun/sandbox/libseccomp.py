@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+from .. import log
 from ..errors import EnvironmentProblem, UsageError
 from .seccomp_profile import ALLOW, LOG, Selected
 
@@ -143,6 +144,9 @@ def _add_rule(lib, ctx, rule, selected: Selected) -> None:
     number = lib.seccomp_syscall_resolve_name(rule.name.encode())
     if number == NR_SCMP_ERROR:
         if rule.action in (ALLOW, LOG):
+            if log.debugging:
+                log.debug(f"seccomp: {rule.name} is unknown to libseccomp {version()}: it gets the "
+                          "default action")
             return     # a syscall this libseccomp does not know stays under the default action
         raise UsageError(f"seccomp profile {selected.source}: unknown syscall {rule.name!r} "
                          f"(libseccomp {version()})",
