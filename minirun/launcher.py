@@ -41,9 +41,10 @@ class Checked:
     ambient: frozenset
     limits: object                    # cgroups.Limits, None when no limit flag was given
     ulimits: tuple
+    seccomp: object = None            # sandbox/seccomp.py Filter; None: unconfined
 
 
-def check_options(opts: specs.RunOptions) -> Checked:
+def check_options(opts: specs.RunOptions, store=None) -> Checked:
     from .sandbox import caps
     volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
     tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
@@ -63,8 +64,12 @@ def check_options(opts: specs.RunOptions) -> Checked:
         # a chroot inside a namespace that still holds the host's tree is escaped
         # with chroot(2) itself; pivot_root (the default) has no such hole
         keep -= {"sys_chroot"}
+    seccomp = None
+    if store is not None:             # issue 14.5: compiled (or read from the store) before anything exists
+        from .sandbox import seccomp as seccomp_mod
+        seccomp = seccomp_mod.for_run(store, opts.seccomp, keep, opts.privileged)
     return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
-                   caps.added(opts.cap_add), limits, ulimits)
+                   caps.added(opts.cap_add), limits, ulimits, seccomp)
 
 
 def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remove: bool = False,
@@ -77,7 +82,7 @@ def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remo
     container is on disk before its monitor starts, so that the id printed names
     a container that exists."""
     require_root("run")
-    checked = check_options(opts)
+    checked = check_options(opts, store)
     if name:
         from .store.containers import check_name
         check_name(name)          # now, not after the fork
@@ -178,7 +183,7 @@ def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, r
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
             needs_netns(checked.network), checked.ulimits, opts.init,
             sync=True,                      # the child waits at least for containers/<id>/
-            tty=opts.tty and not opts.detach, interactive=opts.interactive)
+            tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
         make_cgroup = None
         if wants_cgroup(checked.limits, opts.detach):
             from .sandbox import cgroups
@@ -259,7 +264,7 @@ def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked,
         "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
         "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
         "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
-        "detached": opts.detach,
+        "detached": opts.detach, "seccomp": checked.seccomp.name if checked.seccomp else "unconfined",
     }
     links = overlay.links_to_make(plan, overlay.strategy_from_env())
 

@@ -36,6 +36,10 @@ class c_ulong(_ctypes._SimpleCData):          # also size_t and uint64_t: miniru
     _type_ = "L"
 
 
+class c_ushort(_ctypes._SimpleCData):
+    _type_ = "H"
+
+
 class c_char(_ctypes._SimpleCData):
     _type_ = "c"
 
@@ -352,3 +356,49 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> 
     how = _OpenHow(flags, mode, resolve)
     return _check(_libc.syscall(c_long(SYS_OPENAT2), c_int(dir_fd), _b(path),
                                 _ctypes.byref(how), c_ulong(_ctypes.sizeof(how))), "openat2", path)
+
+
+# ---------------------------------------------------------------- keyrings and seccomp (issue 14.5)
+
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SECCOMP_SET_MODE_FILTER = 1
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def join_session_keyring() -> None:
+    """A new, anonymous session keyring for this process (keyctl(2)
+    KEYCTL_JOIN_SESSION_KEYRING with no name, so never one that already exists):
+    the caller's session keyring and the keys in it are out of its reach. A
+    kernel without keyrings (ENOSYS) has none to protect."""
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return
+    if _libc.syscall(c_long(number), c_int(KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
+        err = _ctypes.get_errno()
+        if err != 38:                               # ENOSYS
+            raise OSError(err, f"join a new session keyring: {os.strerror(err)}")
+
+
+class _SockFprog(_ctypes.Structure):
+    """struct sock_fprog: the instruction count and where the instructions are."""
+    _fields_ = [("len", c_ushort), ("filter", c_ulong)]
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """Install a seccomp BPF program (struct sock_filter[], 8 bytes each) on this
+    process: seccomp(2) SECCOMP_SET_MODE_FILTER, or prctl(PR_SET_SECCOMP) where we
+    lack the syscall's number and no flags are asked for. Needs no_new_privs set,
+    or CAP_SYS_ADMIN. Every child and exec'd program inherits it, for good."""
+    code = buffer(len(program))
+    code.raw = program
+    prog = _SockFprog(len(program) // 8, _ctypes.addressof(code))
+    number = SYS_SECCOMP.get(os.uname().machine)
+    if number is None and not flags:
+        result = _libc.prctl(c_int(PR_SET_SECCOMP), c_ulong(SECCOMP_MODE_FILTER), _ctypes.byref(prog),
+                             c_ulong(0), c_ulong(0))
+    else:
+        result = _libc.syscall(c_long(number or -1), c_uint(SECCOMP_SET_MODE_FILTER), c_uint(flags),
+                               _ctypes.byref(prog))
+    _check(result, "load the seccomp filter")

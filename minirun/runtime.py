@@ -284,7 +284,9 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
         from .sandbox.cgroups import CgroupHandle
         cgroup = CgroupHandle.from_json(state["cgroup"])
     caps = frozenset(config.get("capabilities", []))
+    from .sandbox import seccomp
     request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
                         config.get("no_new_privs", True), tty, cgroup, interactive,
-                        pid_start=state.get("pid_start") or 0, name=name)
+                        pid_start=state.get("pid_start") or 0, name=name,
+                        seccomp=seccomp.for_exec(store, cid, config))
     return join.run(request, interactive)

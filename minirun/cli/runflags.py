@@ -27,7 +27,11 @@ RUN_FLAGS = (
     Flag("privileged", ("--privileged",), "bool", "All capabilities, no masked paths."),
     Flag("cap_add", ("--cap-add",), "list", "Add a capability (or ALL)."),
     Flag("cap_drop", ("--cap-drop",), "list", "Drop a capability (or ALL)."),
-    Flag("security_opt", ("--security-opt",), "list", "no-new-privileges[:true|false] (default true)."),
+    Flag("security_opt", ("--security-opt",), "list", "Repeatable. By default a container runs under a "
+         "seccomp filter like Docker's default: keyctl is refused, and so are namespaces, mounts and "
+         "the like without --cap-add SYS_ADMIN. seccomp=PROFILE.json: a profile in Docker's JSON "
+         "format instead; seccomp=unconfined: no filter (as with --privileged). "
+         "no-new-privileges[:true|false] (default true)."),
     Flag("memory", ("--memory", "-m"), "str", "Memory limit, e.g. 32m."),
     Flag("cpus", ("--cpus",), "str", "CPU limit, e.g. 0.5."),
     Flag("pids_limit", ("--pids-limit",), "str", "Task limit (-1: none)."),
@@ -68,6 +72,7 @@ def execute(values: dict) -> int:
     from ..launcher import run
     from ..sandbox.spec import RunOptions
     from ..store import open_store
+    nnp, seccomp = security_options(values["security_opt"])
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],
                       tuple(read_env_files(values["env_file"]) + list(values["env"])), values["workdir"],
                       values["user"], values["hostname"], values["chroot"],
@@ -75,7 +80,7 @@ def execute(values: dict) -> int:
                       tmpfs=tuple(values["tmpfs"]),
                       read_only=values["read_only"], privileged=values["privileged"],
                       cap_add=tuple(values["cap_add"]), cap_drop=tuple(values["cap_drop"]),
-                      no_new_privs=no_new_privs(values["security_opt"]), memory=values["memory"],
+                      no_new_privs=nnp, seccomp=seccomp, memory=values["memory"],
                       cpus=values["cpus"], pids_limit=values["pids_limit"], ulimits=tuple(values["ulimit"]),
                       init=values["init"], interactive=values["interactive"], tty=values["tty"],
                       detach=values["detach"])
@@ -159,13 +164,20 @@ def _env_file_bytes(path: str) -> bytes:
     return data
 
 
-def no_new_privs(options: list[str]) -> bool:
+def security_options(options: list[str]) -> tuple[bool, str | None]:
+    """--security-opt values, as docker reads them (KEY=VALUE, or the older KEY:VALUE):
+    (no_new_privs, seccomp profile: None for the default, "unconfined" or a path)."""
     from ..errors import UsageError
-    value = True
+    nnp, seccomp = True, None
     for option in options:
-        key, _, setting = option.replace("=", ":").partition(":")
-        if key != "no-new-privileges" or setting not in ("", "true", "false"):
+        key, sep, value = option.partition("=")
+        if not sep:
+            key, sep, value = option.partition(":")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            nnp = value != "false"
+        elif key == "seccomp" and value:
+            seccomp = value
+        else:
             raise UsageError(f"unsupported --security-opt {option!r}",
-                             "minirun knows no-new-privileges[:true|false]")
-        value = setting != "false"
-    return value
+                             "minirun knows seccomp=PROFILE.json|unconfined and no-new-privileges[:true|false]")
+    return nnp, seccomp

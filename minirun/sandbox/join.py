@@ -31,7 +31,7 @@ from ..record import dataclass
 
 from .. import linux
 from ..errors import Conflict
-from . import process
+from . import process, seccomp
 from .spec import ProcessSpec
 
 # joined in this order; mnt last, because it changes what paths mean; pid affects
@@ -53,6 +53,7 @@ class Join:
     interactive: bool = False
     pid_start: int = 0             # its start time, to tell it from a recycled pid
     name: str = ""                 # for messages
+    seccomp: object = None         # sandbox/seccomp.py Filter, None: unconfined
 
 
 def not_running(join: Join) -> Conflict:
@@ -170,12 +171,17 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
     try:
         linux.set_pdeathsig(signal.SIGKILL)
         process.default_signals()
+        linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         caps.preload()
         caps.last_cap()
         _enter(join, pidfd, root)
         caps.limit_bounding(join.caps)
+        if not join.no_new_privs:               # issue 14.5: needs CAP_SYS_ADMIN then: before the user switch
+            seccomp.install(join.seccomp)
         env, uid = process._become(join.process, create_cwd=False)
         caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
+        if join.no_new_privs:                   # issue 14.5: as late as possible; inherited by the fork
+            seccomp.install(join.seccomp)
         command = os.fork()
         if command == 0:
             os.close(pid_w)

@@ -31,7 +31,7 @@ from .. import linux, overlay
 # child ~0.5 ms more than the parent, every page it touches being copied first
 from ..network.loopback import loopback_up
 from ..errors import MinirunError
-from . import rootfs, users
+from . import rootfs, seccomp, users
 from .mounts import Mount
 from .spec import DEFAULT_PATH, ProcessSpec
 
@@ -68,6 +68,7 @@ class Launch:
     sync: bool = False               # the parent must act between unshare and exec
     tty: bool = False                # a terminal from the container's devpts, master sent to us
     interactive: bool = False        # -i: our stdin is the container's; otherwise /dev/null
+    seccomp: object = None           # sandbox/seccomp.py Filter, None: unconfined
 
 
 def namespace_flags(launch: Launch) -> int:
@@ -219,6 +220,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     try:
         linux.set_pdeathsig(signal.SIGKILL)
         default_signals()
+        linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         detach_from_our_terminal(launch.tty, launch.interactive)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
@@ -247,10 +249,16 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
             caps.limit_bounding(launch.caps)
         step = "switch root"
         rootfs.enter(launch.merged, launch.process.chroot)
+        step = "load the seccomp filter"
+        if not launch.no_new_privs:             # issue 14.5: needs CAP_SYS_ADMIN then: before the user switch
+            seccomp.install(launch.seccomp)
         step = "switch user"
         env, uid = _become(launch.process)
         step = "set capabilities"
         caps.apply(launch.caps, launch.ambient if uid != 0 else frozenset(), launch.no_new_privs)
+        step = "load the seccomp filter"
+        if launch.no_new_privs:                 # issue 14.5: as late as possible
+            seccomp.install(launch.seccomp)
         step = "exec"
         close_other_fds(pipe)
         if launch.init:

@@ -31,6 +31,7 @@ class RunOptions:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privs: bool = True
+    seccomp: str | None = None          # a profile's path, "unconfined", or None: the default
     memory: str | None = None
     cpus: str | None = None
     pids_limit: str | None = None

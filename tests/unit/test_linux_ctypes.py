@@ -15,13 +15,20 @@ from minirun import linux
 @pytest.mark.parametrize("ours, theirs", [(linux.c_int, ctypes.c_int), (linux.c_uint, ctypes.c_uint),
                                           (linux.c_long, ctypes.c_long), (linux.c_ulong, ctypes.c_ulong),
                                           (linux.c_ulong, ctypes.c_size_t), (linux.c_ulong, ctypes.c_uint64),
-                                          (linux.c_char, ctypes.c_char)])
+                                          (linux.c_ushort, ctypes.c_ushort), (linux.c_char, ctypes.c_char)])
 def test_types_match_ctypes(ours, theirs):
     assert ctypes.sizeof(ours) == ctypes.sizeof(theirs)
     assert ours._type_ == theirs._type_ or ctypes.sizeof(ours) == ctypes.sizeof(theirs) == 8
     if ours is not linux.c_char:
         for value in (0, 1, 2**31 - 1, 2**32 + 5, -1):
             assert ours(value).value == theirs(value).value
+
+
+def test_sock_fprog_is_laid_out_as_the_kernel_reads_it():
+    """struct sock_fprog: unsigned short len, then (aligned) the filter pointer."""
+    prog = linux._SockFprog(3, 0x1122334455667788)
+    assert ctypes.sizeof(prog) == 16
+    assert bytes(prog) == (3).to_bytes(2, "little") + bytes(6) + (0x1122334455667788).to_bytes(8, "little")
 
 
 def test_buffer_is_a_zeroed_string_buffer():

@@ -23,6 +23,7 @@ ACCEPTED = [
     ["--read-only", "--privileged", "--cap-add", "NET_ADMIN", "--cap-drop=ALL", "busybox"],
     ["--security-opt", "no-new-privileges:false", "-m", "32m", "--cpus", "0.5", "--pids-limit", "64",
      "busybox"],
+    ["--security-opt", "seccomp=/tmp/p.json", "--security-opt=seccomp=unconfined", "busybox"],
     ["--ulimit", "nofile=1024", "--ulimit", "nproc=10:20", "--init", "--network", "host", "busybox"],
     ["--network=bridge", "--entrypoint", "/bin/sh", "--chroot", "busybox", "-c", "echo"],
     ["--env-file", "/tmp/a.env", "--env-file=/tmp/b.env", "busybox"],
@@ -130,3 +131,23 @@ def test_the_light_path_never_imports_typer(tmp_path, args, code):
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "minirun.cli.light" in imported
     assert not {m for m in imported if m.split(".")[0] in ("typer", "click", "rich", "pyroute2")}
+
+
+@pytest.mark.parametrize("options, expected", [
+    ([], (True, None)),
+    (["no-new-privileges"], (True, None)), (["no-new-privileges:false"], (False, None)),
+    (["no-new-privileges=false", "no-new-privileges=true"], (True, None)),
+    (["seccomp=unconfined"], (True, "unconfined")), (["seccomp:unconfined"], (True, "unconfined")),
+    (["seccomp=/p/a=b:c.json", "no-new-privileges:false"], (False, "/p/a=b:c.json")),
+    (["seccomp=a.json", "seccomp=unconfined"], (True, "unconfined")),      # the last one wins
+])
+def test_security_options(options, expected):
+    assert runflags.security_options(options) == expected
+
+
+@pytest.mark.parametrize("option", ["seccomp", "seccomp=", "apparmor=unconfined", "no-new-privileges:maybe"])
+def test_unsupported_security_options_are_refused(option):
+    from minirun.errors import UsageError
+    with pytest.raises(UsageError) as refused:
+        runflags.security_options([option])
+    assert "seccomp=PROFILE.json|unconfined" in refused.value.line()
