@@ -241,10 +241,19 @@ def check_ownership(root: str) -> os.stat_result | None:
         except OSError:
             continue              # missing (made later, by root) or unreadable (reported where used)
         if stat.S_ISLNK(st.st_mode):
-            st = _walk(path, trusted)
+            try:
+                leads_to_dir = stat.S_ISDIR(os.stat(path).st_mode)
+            except OSError:
+                leads_to_dir = False
+            # a directory elsewhere (another disk) is checked where it leads
+            st = _walk(path, trusted) if leads_to_dir else None
             if st is None:
                 continue
-        _check_private(path, st, trusted)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            _check_private(path, st, trusted)
+        # anything else (a dangling or looping symlink, a device, a FIFO) stands where
+        # a directory or images.json should be: only root could put it in the private
+        # store dir, so it is damage, which the readers name and `fsck --repair` mends
     return found
 
 
