@@ -225,11 +225,6 @@ class Pending:
         finally:
             self.release()
 
-    def fds(self) -> tuple[int, ...]:
-        """The lock's descriptor, for the forked child to close: while the child
-        held a copy, prune and rmi would wait for its exec, or for ever."""
-        return (self._lock.fd,) if self._lock is not None and self._lock.fd >= 0 else ()
-
     def release(self) -> None:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
@@ -309,7 +304,7 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
     from .sandbox import process
     containers = store.containers
     try:
-        started = process.start(launch, drop=pending.fds() if pending is not None else ())
+        started = process.start(launch)
     except BaseException:
         _release(store, cid, resources)
         if pending is not None:

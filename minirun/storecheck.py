@@ -140,15 +140,21 @@ def _make_dir(path: str) -> None:
     os.makedirs(path)
 
 
-def _locks(store) -> list[Fix]:
+def _non_files(directory: str, problem, done: str, kind: str, remove) -> list[Fix]:
+    """A Fix for each entry of directory that is not a regular file: problem(path, mode)
+    says what it is, remove(path) takes it away."""
     out = []
-    for name in sorted(os.listdir(store.locks.directory)):
-        path = os.path.join(store.locks.directory, name)
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
         mode = os.lstat(path).st_mode
         if not stat.S_ISREG(mode):
-            out.append(Fix(path, f"the lock file is {_kind(path, mode)}", "removed", ("lock", path),
-                           lambda path=path: remove_tree(path)))
+            out.append(Fix(path, problem(path, mode), done, (kind, path), lambda path=path: remove(path)))
     return out
+
+
+def _locks(store) -> list[Fix]:
+    return _non_files(store.locks.directory, lambda path, mode: f"the lock file is {_kind(path, mode)}",
+                      "removed", "lock", remove_tree)
 
 
 # ---------------------------------------------------------------- images.json
@@ -341,15 +347,9 @@ def _layer_problem(layers, key: str, where: str) -> tuple[str | None, str]:
 
 
 def _blobs(store) -> list[Fix]:
-    out = []
-    for name in sorted(os.listdir(store.blobs.directory)):
-        path = os.path.join(store.blobs.directory, name)
-        mode = os.lstat(path).st_mode
-        if not stat.S_ISREG(mode):
-            out.append(Fix(path, f"the blob is {_kind(path, mode)}, not a file",
-                           "removed: load or pull the images that need it again", ("blob", path),
-                           lambda path=path: _remove_entry(store, path)))
-    return out
+    return _non_files(store.blobs.directory, lambda path, mode: f"the blob is {_kind(path, mode)}, not a file",
+                      "removed: load or pull the images that need it again", "blob",
+                      lambda path: _remove_entry(store, path))
 
 
 def _allocations(store) -> list[Fix]:

@@ -103,12 +103,12 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
     if theirs is not None:
         theirs.close()
     _, status = os.waitpid(first, 0)
-    said = _read_all(pid_r)
+    said = process._read_all(pid_r)
     if not said:              # the first child failed; its report is on the error pipe
         os.close(go_w)
         if ours is not None:
             ours.close()
-        return process.outcome(status, _read_all(err_r))
+        return process.outcome(status, process._read_all(err_r))
     command = int(said)
     os.write(go_w, GO)         # it is ours now: the first child has been reaped
     os.close(go_w)
@@ -124,14 +124,6 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
     if relay is not None:
         relay.finish()
     return outcome
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
 
 
 def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover

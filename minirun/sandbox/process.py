@@ -94,9 +94,9 @@ class Started:
     tty_sock: object = None          # where the child sends the pty master (with Launch.tty)
 
 
-def start(launch: Launch, drop: tuple[int, ...] = ()) -> Started:
-    """Fork the container's child. drop: descriptors of ours the child closes at
-    once, such as a lock's: a flock lives while any copy of its descriptor does."""
+def start(launch: Launch) -> Started:
+    """Fork the container's child. It closes every descriptor of ours at once, a
+    store lock's among them: a flock lives while any copy of its descriptor does."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
