@@ -164,10 +164,10 @@ def test_exec_of_a_container_that_just_ended_is_one_line(mr):
 
 JAIL_SCRIPT = r"""
 set -e
-J=$1; DEV=$2; shift 2
+J=$1; DEV=$2; MIRRORED=$3; shift 3
 mount --make-rprivate /
 mount --bind "$J" "$J"
-for d in usr lib lib32 lib64 bin sbin etc root work tmp sys; do
+for d in $MIRRORED; do
   if [ -d "/$d" ] && [ ! -L "/$d" ]; then mount --rbind "/$d" "$J/$d"; fi
 done
 mount -t proc proc "$J/proc"
@@ -175,6 +175,11 @@ mount --bind "$DEV" "$J/dev"
 cd /
 exec chroot "$J" "$@"
 """
+# The host's top-level dirs the jail mirrors: the system's, plus wherever this
+# checkout, its virtualenv and the Python behind it live (CI clones elsewhere).
+MIRRORED = sorted(({"usr", "lib", "lib32", "lib64", "bin", "sbin", "etc", "root", "tmp", "sys"}
+                   | {path.parts[1] for p in (REPO, sys.prefix, sys.base_prefix, sys.executable)
+                      for path in (Path(p).absolute(), Path(p).resolve())}) - {"proc", "dev"})
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
 
 
@@ -188,7 +193,7 @@ class Jail:
         self.dev = tmp_path / "jail-dev"
         self.root.mkdir()
         self.dev.mkdir()
-        for d in ("usr", "lib", "lib32", "lib64", "bin", "sbin", "etc", "root", "work", "tmp", "sys"):
+        for d in MIRRORED:
             host = Path("/") / d
             if host.is_symlink():
                 (self.root / d).symlink_to(os.readlink(host))
@@ -201,7 +206,7 @@ class Jail:
             os.chmod(self.dev / name, 0o666)
 
     def run(self, mr, *args: str):
-        prefix = ("unshare", "--mount", "sh", "-c", JAIL_SCRIPT, "jail", str(self.root), str(self.dev))
+        prefix = ("unshare", "--mount", "sh", "-c", JAIL_SCRIPT, "jail", str(self.root), str(self.dev), " ".join(MIRRORED))
         return mr(*args, prefix=prefix, cwd="/", env={"PYTHONPATH": str(REPO)})   # this checkout's code
 
     def entries(self) -> list[str]:
