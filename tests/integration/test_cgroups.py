@@ -46,7 +46,7 @@ if not os.path.isdir(f"{ROOT}/memory") and cgroups.detect(ROOT) != "v2":
 if _missing_controllers():
     pytest.skip(_missing_controllers(), allow_module_level=True)
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.kernel]
 VERSION = cgroups.detect(ROOT)
 
 

@@ -167,6 +167,7 @@ def test_completion_with_a_broken_config_file_offers_nothing_quietly(store_with_
     assert complete(mr, "bash", "minirun rm al").strip() == ""
 
 
+@pytest.mark.kernel
 def test_a_detached_container_gets_a_cgroup_and_a_foreground_one_only_with_a_limit(mr):
     mr.load("busybox")
     cid = mr.ok("run", "-d", "busybox", "sleep", "30").stdout.strip()

@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from .conftest import overlay_mounts_under
+
+pytestmark = pytest.mark.kernel
 
 CHECKS = {"root", "store filesystem", "d_type", "overlayfs", "overlay lowerdir+", "pivot_root",
           "cgroups", "capabilities", "rlimits"}

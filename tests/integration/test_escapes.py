@@ -115,6 +115,7 @@ def test_no_descriptor_of_the_caller_reaches_the_container(mr, canary_dir):
 
 # ---------------------------------------------------------------- 2. the exec window
 
+@pytest.mark.kernel
 def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_path, canary_dir):
     """With CAP_SYS_PTRACE a container may open /proc/PID/root and /proc/PID/mountinfo
     of any process in its PID namespace. An exec child that appears there before it
@@ -235,6 +236,7 @@ LINKED = [("dev", "/"), ("proc", "/"), ("sys", "/"), ("dev", "../../../../../../
           ("proc", "../../../../../../.."), ("dev", "/proc/self/root")]
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("point,link", LINKED, ids=[f"{p}->{l}" for p, l in LINKED])
 def test_a_kernel_mount_point_that_is_a_symlink_is_refused(mr, tmp_path, jail, point, link):
     """/dev, /proc or /sys as a symlink out of the image: the runtime, still in the
@@ -252,6 +254,7 @@ LINKED_TARGETS = [("-v", "/data", "/"), ("--tmpfs", "/data", "/"), ("-v", "/data
                   ("--tmpfs", "/data/x", "/tmp")]
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("flag,path,link", LINKED_TARGETS, ids=[f"{f}{p}->{l}" for f, p, l in LINKED_TARGETS])
 def test_volume_and_tmpfs_targets_resolve_inside_the_root(mr, tmp_path, jail, flag, path, link):
     """A -v or --tmpfs destination reached through an image symlink lands inside the
@@ -271,6 +274,7 @@ def test_volume_and_tmpfs_targets_resolve_inside_the_root(mr, tmp_path, jail, fl
                                           else ["from-volume"])
 
 
+@pytest.mark.kernel
 def test_etc_files_through_a_symlink_land_inside_the_root(mr, tmp_path, jail):
     """/etc/resolv.conf -> ../run/resolv.conf (as systemd images have it) is mounted
     on the image's own /run/resolv.conf."""

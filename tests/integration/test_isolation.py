@@ -527,6 +527,7 @@ def test_a_host_device_node_made_inside_cannot_be_opened(mr):
 
 # ---------------------------------------------------------------- resource limits
 
+@pytest.mark.kernel
 def test_fork_bomb_is_contained_by_pids_limit(mr):
     mr.load("busybox")
     tag = f"30.{secrets.randbelow(10 ** 6):06d}"
@@ -548,6 +549,7 @@ def test_fork_bomb_is_contained_by_pids_limit(mr):
     assert state["status"] == "exited" and state["exit_code"] == result.returncode
 
 
+@pytest.mark.kernel
 def test_memory_hog_is_oom_killed_and_reported(mr):
     mr.load("busybox")
     result = mr("run", "--name", "hog", "--memory", "32m", "busybox",
@@ -562,6 +564,7 @@ def test_memory_hog_is_oom_killed_and_reported(mr):
     assert within.returncode == 0
 
 
+@pytest.mark.kernel
 def test_ulimit_above_the_hosts_hard_limit_is_one_line_error(mr):
     import resource
     mr.load("busybox")
@@ -586,6 +589,7 @@ def test_ulimit_soft_and_hard_inside(mr):
     assert out.split() == ["1000", "2000"]
 
 
+@pytest.mark.kernel
 def test_cgroup_exists_while_running_and_is_removed_after(mr):
     mr.load("busybox")
     proc = mr.popen("run", "-i", "--name", "cg", "--pids-limit", "64", "--memory", "64m", "busybox",
@@ -616,6 +620,7 @@ def host_addresses() -> list[str]:
             if not line.split()[3].startswith("127.")]
 
 
+@pytest.mark.kernel
 def test_network_none_has_only_lo_up(mr):
     mr.load("busybox")
     others = host_addresses()
@@ -663,6 +668,7 @@ def busybox_ping(address: str) -> subprocess.CompletedProcess:
                           timeout=10)
 
 
+@pytest.mark.kernel
 def test_bridge_network_end_to_end(mr, bridge_net):
     import ipaddress
     bridge, subnet = bridge_net
@@ -804,6 +810,7 @@ def test_sigterm_to_pid_1_is_forwarded_by_init(mr):
     assert state["exit_code"] == 143
 
 
+@pytest.mark.kernel
 def test_a_crashed_runtime_gives_back_its_address_and_cgroup(mr, bridge_net):
     """The monitor of a -d container and the container itself are killed with SIGKILL:
     nothing records the end, so `rm` (or the next bridge run) gives the address and

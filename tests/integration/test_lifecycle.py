@@ -45,6 +45,7 @@ def images_json(mr) -> dict:
     return json.loads((mr.root / "images.json").read_text())
 
 
+@pytest.mark.kernel
 def test_commit_makes_a_layer_of_exactly_the_upper_dir(mr):
     mr.load("myapp")
     before = image_view(mr, "myapp")
@@ -263,6 +264,7 @@ def test_commit_out_of_space_is_one_line_and_keeps_nothing(tmp_path, fixtures, s
         subprocess.run(["umount", "-l", str(small)], check=True)
 
 
+@pytest.mark.kernel
 def test_export_of_a_deep_image_through_the_legacy_mount(mr, tmp_path):
     """201 lower dirs overflow a page of mount options: export then mounts through
     short links of its own, as Debian 12's kernel (no lowerdir+) needs."""

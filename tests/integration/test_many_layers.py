@@ -16,6 +16,8 @@ import pytest
 
 from .imagebuild import busybox_layer, entry, layer_tar, write_layout
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture(scope="session")
 def many_layers(tmp_path_factory):

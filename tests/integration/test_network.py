@@ -28,6 +28,8 @@ import pytest
 from minirun.errors import Conflict, RuntimeFailure
 from minirun.network import ipam, netlink
 
+pytestmark = pytest.mark.kernel
+
 CHILD = """
 import signal, sys
 from minirun import linux

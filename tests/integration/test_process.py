@@ -14,6 +14,8 @@ import sys
 import termios
 import time
 
+import pytest
+
 from .test_run import wait_running
 
 
@@ -53,6 +55,7 @@ def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 8
     return os.waitstatus_to_exitcode(status), output
 
 
+@pytest.mark.kernel
 def test_tty_is_the_containers_own_terminal_with_our_size(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size; ls /proc/self/fd",
@@ -64,6 +67,7 @@ def test_tty_is_the_containers_own_terminal_with_our_size(mr):
     assert lines[3:] == ["0", "1", "2", "3"]      # nothing leaked in: 3 is ls's own directory
 
 
+@pytest.mark.kernel
 def test_ctrl_c_in_an_interactive_tty_run(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sleep", "30",
@@ -71,6 +75,7 @@ def test_ctrl_c_in_an_interactive_tty_run(mr):
     assert code == 130, out
 
 
+@pytest.mark.kernel
 def test_window_size_follows_a_resize(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c",
@@ -93,6 +98,7 @@ def test_signals_are_forwarded_to_the_container(mr):
         assert proc.wait(timeout=10) == expected
 
 
+@pytest.mark.kernel
 def test_detached_container_logs_exec_and_stop(mr):
     mr.load("busybox")
     out = mr.ok("run", "-d", "--name", "bg", "busybox", "sh", "-c",
@@ -147,6 +153,7 @@ def test_detached_start_failure_is_reported(mr):
     assert result.returncode == 127 and "not found" in result.stderr
 
 
+@pytest.mark.kernel
 def test_interactive_tty_with_init_reads_input(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sh", "-c", "read x; echo got-$x",

@@ -42,6 +42,7 @@ def wait_gone(pid: int, timeout: float = 2) -> bool:
 
 # ---------------------------------------------------------------- exit codes
 
+@pytest.mark.kernel
 def test_exit_codes_follow_docker_run(mr):
     mr.load("busybox")
     assert mr("run", "--rm", "busybox", "sh", "-c", "exit 3").returncode == 3
@@ -66,6 +67,7 @@ def test_killed_by_signal_exits_128_plus_n(mr):
 
 # ---------------------------------------------------------------- namespaces
 
+@pytest.mark.kernel
 def test_pid_1_hostname_and_host_pids_invisible(mr):
     mr.load("busybox")
     script = f"echo $$; hostname; test -e /proc/{os.getpid()} && echo host-pid-visible; ls /proc | grep -c '^[0-9]'"
@@ -172,6 +174,7 @@ def test_true_writes_nothing(mr):
     assert mr.ok("diff", "t").stdout == ""
 
 
+@pytest.mark.kernel
 def test_upper_dir_holds_exactly_what_the_run_wrote(mr):
     mr.load("myapp")
     script = "; ".join([
@@ -232,6 +235,7 @@ def test_lower_layers_never_change_through_a_run(mr):
     assert before == after
 
 
+@pytest.mark.kernel
 def test_whiteouts_image_hides_what_its_layers_delete(mr):
     mr.load("whiteouts")
     out = mr.ok("run", "--rm", "whiteouts", "sh", "-c",
@@ -252,6 +256,7 @@ def test_mount_points_minirun_creates_are_not_in_diff(mr, tmp_path):
 
 # ---------------------------------------------------------------- many layers
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("api", ["auto", "new", "legacy"])
 def test_200_layers_run_with_each_mount_strategy(mr, api):
     mr.load("layers200")
@@ -264,6 +269,7 @@ def test_200_layers_run_with_each_mount_strategy(mr, api):
     assert uses_links == (api == "legacy"), lines[3][:200]
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("api", ["new", "legacy"])
 def test_only_rm_containers_mount_a_volatile_overlay(mr, api):
     """--rm: the upper dir goes when the container does, so its overlay skips syncs

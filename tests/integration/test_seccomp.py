@@ -117,6 +117,7 @@ def test_the_32_bit_syscall_table_is_filtered_too(mr, image):
     assert got == {"i386-getpid": 0, "i386-keyctl": EPERM, "i386-unshare": EPERM}
 
 
+@pytest.mark.kernel
 def test_clone3_is_enosys_so_libc_falls_back_to_clone(mr, image):
     """clone3 hides its flags behind a pointer a filter cannot read: ENOSYS makes
     glibc use clone, whose flags the filter checks."""
@@ -249,6 +250,7 @@ def test_unknown_security_opt_is_refused(mr, image):
 
 # ---------------------------------------------------------------- exec
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("profile", ["default", "unconfined"])
 def test_exec_runs_under_the_containers_own_filter(mr, image, profile):
     flags = () if profile == "default" else ("--security-opt", "seccomp=unconfined")
