@@ -28,7 +28,9 @@ Strategies, picked by MINIRUN_OVERLAY_API (auto, new, legacy):
     legacy  mount(2) with one option string, which must fit in a page. Absolute
             paths are used when they fit; otherwise the short links l/<n> in the
             container dir, with the mount made from that dir.
-    auto    new, falling back to legacy when the kernel rejects lowerdir+.
+    auto    new, falling back to legacy when the kernel rejects lowerdir+: at the
+            first lowerdir+ (6.5-6.7), or, before 6.5, where overlayfs has no
+            fs_context of its own, at the create (see _NO_SUCH_KEY).
 
 Layer count. The kernel stacks at most MAX_LOWER (500) lower dirs in one
 overlay (OVL_MAX_STACK; the 501st lowerdir+ gives EINVAL). An image with more
@@ -126,12 +128,19 @@ def links_to_make(spec: OverlaySpec, strategy: str) -> dict[str, str]:
     start of a 500-layer image here (~0.5 ms each on this ext4), and only the
     legacy mount reads them."""
     links = short_links(spec)
-    if not links or strategy == "new" or (strategy == "auto" and _kernel_has_lowerdir_plus()):
+    if not links or strategy == "new" or (strategy == "auto" and kernel_has_lowerdir_plus()):
         return {}
     return links
 
 
-def _kernel_has_lowerdir_plus() -> bool:
+# A key no overlayfs knows. Before Linux 6.5 overlayfs has no fs_context of its own:
+# the kernel's legacy one takes any key at fsconfig time, adds it to one option
+# string, and only FSCONFIG_CMD_CREATE parses that (EINVAL for "lowerdir+" on 6.1).
+# So fsconfig accepting "lowerdir+" proves nothing unless it also refuses this key.
+_NO_SUCH_KEY = "minirun-no-such-option"
+
+
+def kernel_has_lowerdir_plus() -> bool:
     """Ask the kernel as the mount will (Linux 6.8+ knows lowerdir+); nothing is mounted."""
     try:
         fd = linux.fsopen("overlay")
@@ -139,9 +148,31 @@ def _kernel_has_lowerdir_plus() -> bool:
         return False
     try:
         linux.fsconfig_string(fd, "lowerdir+", "/")
+    except OSError:
+        return False
+    else:
+        return not _takes_any_key(fd)
+    finally:
+        os.close(fd)
+
+
+def _takes_any_key(fd: int) -> bool:
+    """True when fd is the kernel's legacy fs_context, which checks no key (see above)."""
+    try:
+        linux.fsconfig_string(fd, _NO_SUCH_KEY, "")
         return True
     except OSError:
         return False
+
+
+def _legacy_context() -> bool:
+    """Whether a new overlay fs_context would be the legacy one; asked only after a failure."""
+    try:
+        fd = linux.fsopen("overlay")
+    except OSError:
+        return True
+    try:
+        return _takes_any_key(fd)
     finally:
         os.close(fd)
 
@@ -210,7 +241,9 @@ def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: st
             try:
                 linux.fsconfig_string(fd, "lowerdir+", lower)
             except OSError as exc:
-                if i == 0 and exc.errno == 22:
+                # 6.5-6.7 refuse the first lowerdir+; a legacy context (before 6.5) may
+                # take a few, then refuse one when its option string outgrows a page
+                if exc.errno == errno.EINVAL and (i == 0 or _legacy_context()):
                     raise _NoLowerdirPlus(linux.fs_context_messages(fd) or exc.strerror) from None
                 raise _failure(exc, linux.fs_context_messages(fd)) from None
         try:
@@ -230,6 +263,9 @@ def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: st
             linux.fsconfig_create(fd)
             mnt = linux.fsmount(fd, linux.MOUNT_ATTR_NODEV if nodev else 0)
         except OSError as exc:
+            if exc.errno == errno.EINVAL and _legacy_context():
+                # before 6.5: the create parsed the options and refused "lowerdir+"
+                raise _NoLowerdirPlus("overlayfs before Linux 6.5 parses options only at create") from None
             raise _failure(exc, linux.fs_context_messages(fd)) from None
         try:
             linux.move_mount(mnt, target)

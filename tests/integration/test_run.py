@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from minirun.overlay import kernel_has_lowerdir_plus
 from minirun.tree import compare, directory, file, snapshot, symlink, whiteout
 
 from .conftest import REPO, overlay_mounts_under
@@ -260,17 +261,23 @@ def test_mount_points_minirun_creates_are_not_in_diff(mr, tmp_path):
 @pytest.mark.parametrize("api", ["auto", "new", "legacy"])
 def test_200_layers_run_with_each_mount_strategy(mr, api):
     mr.load("layers200")
-    out = mr.ok("run", "--rm", "layers200", "sh", "-c",
-                "ls /layers | wc -l; cat /layers/199.txt /layers/1.txt; head -1 /proc/self/mountinfo",
-                env={"MINIRUN_OVERLAY_API": api})
-    lines = out.lines
+    argv = ("run", "--rm", "layers200", "sh", "-c",
+            "ls /layers | wc -l; cat /layers/199.txt /layers/1.txt; head -1 /proc/self/mountinfo")
+    env = {"MINIRUN_OVERLAY_API": api}
+    if api == "new" and not kernel_has_lowerdir_plus():
+        refused = mr(*argv, env=env)
+        assert refused.returncode == 125 and "rejects overlay lowerdir+" in refused.stderr, refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
+        return
+    lines = mr.ok(*argv, env=env).lines
     assert lines[:3] == ["199", "199", "1"]
+    # auto mounts with lowerdir+ where the kernel has it (6.8+), else as legacy does
     uses_links = "lowerdir=l/0:" in lines[3]
-    assert uses_links == (api == "legacy"), lines[3][:200]
+    assert uses_links == (api == "legacy" or not kernel_has_lowerdir_plus()), lines[3][:200]
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("api", ["new", "legacy"])
+@pytest.mark.parametrize("api", ["auto", "legacy"])
 def test_only_rm_containers_mount_a_volatile_overlay(mr, api):
     """--rm: the upper dir goes when the container does, so its overlay skips syncs
     (and the syncfs of its unmount); a kept container's upper dir stays durable."""

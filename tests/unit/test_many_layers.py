@@ -69,9 +69,9 @@ def test_links_are_made_only_for_the_legacy_mount(monkeypatch):
     spec = overlay.plan(image(500, width=64), UPPER, WORK, BASE, [INIT])
     assert overlay.links_to_make(spec, "new") == {}
     assert len(overlay.links_to_make(spec, "legacy")) == 500
-    monkeypatch.setattr(overlay, "_kernel_has_lowerdir_plus", lambda: True)
+    monkeypatch.setattr(overlay, "kernel_has_lowerdir_plus", lambda: True)
     assert overlay.links_to_make(spec, "auto") == {}
-    monkeypatch.setattr(overlay, "_kernel_has_lowerdir_plus", lambda: False)
+    monkeypatch.setattr(overlay, "kernel_has_lowerdir_plus", lambda: False)
     assert len(overlay.links_to_make(spec, "auto")) == 500
     short = overlay.plan(image(3), UPPER, WORK, BASE, [INIT])
     assert overlay.links_to_make(short, "legacy") == {}

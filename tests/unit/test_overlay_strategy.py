@@ -1,7 +1,10 @@
 """Which kernel interface mounts the overlay, checked with a recording fake of
-minirun.linux: Debian 12's kernel 6.1 rejects "lowerdir+", which this machine's
-kernel accepts, so the fallback is exercised here by making fsconfig answer as
-6.1 does (EINVAL for an unknown parameter)."""
+minirun.linux that answers as three kinds of kernel do:
+- 6.8 and later know "lowerdir+" and refuse unknown keys at fsconfig;
+- 6.5 to 6.7 refuse "lowerdir+" at fsconfig (EINVAL, an unknown parameter);
+- before 6.5 (Debian 12's 6.1) overlayfs has no fs_context of its own: the kernel's
+  legacy one takes any key at fsconfig, up to a page of them, and the create
+  refuses "lowerdir+" (EINVAL). Seen in the Debian 12 VM (scripts/vm.sh)."""
 
 from __future__ import annotations
 
@@ -13,19 +16,30 @@ from minirun import overlay
 from minirun.errors import EnvironmentProblem
 
 
+KNOWN_KEYS = {"lowerdir+", "upperdir", "workdir", "index", "redirect_dir", "metacopy", "volatile"}
+
+
 class FakeKernel:
-    def __init__(self, knows_lowerdir_plus: bool):
+    def __init__(self, knows_lowerdir_plus: bool, legacy_context: bool = False):
         self.knows = knows_lowerdir_plus
+        self.legacy = legacy_context     # before Linux 6.5 (see above)
         self.old_kernel = False          # before Linux 5.10: no volatile
         self.calls: list[tuple] = []
+        self.options = 0                 # bytes in the legacy context's option string
 
     def fsopen(self, fstype):
         self.calls.append(("fsopen", fstype))
+        self.options = 0
         return 99
 
     def fsconfig_string(self, fd, key, value):
         self.calls.append(("fsconfig", key, value))
-        if key == "lowerdir+" and not self.knows:
+        if self.legacy:
+            self.options += len(key) + len(value) + 2
+            if self.options > 4096 - 2:
+                raise OSError(errno.EINVAL, "Invalid argument")   # "Cumulative options too large"
+            return
+        if (key == "lowerdir+" and not self.knows) or key not in KNOWN_KEYS:
             raise OSError(errno.EINVAL, "Invalid argument")
 
     def fsconfig_flag(self, fd, key):
@@ -35,6 +49,8 @@ class FakeKernel:
 
     def fsconfig_create(self, fd):
         self.calls.append(("create",))
+        if self.legacy and any(c[:2] == ("fsconfig", "lowerdir+") for c in self.calls):
+            raise OSError(errno.EINVAL, "Invalid argument")   # overlayfs: unrecognized mount option
 
     def fsmount(self, fd, attr_flags=0):
         self.calls.append(("fsmount",))
@@ -55,8 +71,8 @@ class FakeKernel:
 
 @pytest.fixture
 def kernel(monkeypatch):
-    def install(knows: bool) -> FakeKernel:
-        fake = FakeKernel(knows)
+    def install(knows: bool, legacy_context: bool = False) -> FakeKernel:
+        fake = FakeKernel(knows, legacy_context)
         for name in ("fsopen", "fsconfig_string", "fsconfig_flag", "fsconfig_create", "fsmount", "move_mount",
                      "fs_context_messages", "mount"):
             monkeypatch.setattr(overlay.linux, name, getattr(fake, name))
@@ -132,3 +148,34 @@ def test_volatile_is_asked_for_where_the_kernel_knows_it(kernel, tmp_path):
     overlay.mount(s, "/merged", "legacy")
     mounts = [c for c in fake.calls if c[0] == "mount"]
     assert len(mounts) == 1 and mounts[0][2].split(",")[-1] == "volatile"
+
+
+# ---------------------------------------------------------------- before 6.5: the legacy fs_context
+
+@pytest.mark.parametrize("layers", [3, 200])
+def test_auto_falls_back_where_only_the_create_refuses_lowerdir_plus(kernel, tmp_path, layers):
+    """6.1: every lowerdir+ is taken (3 layers) or the page fills up (200): legacy either way."""
+    fake = kernel(False, legacy_context=True)
+    s = spec(tmp_path, layers)
+    assert overlay.mount(s, "/merged", "auto") == "legacy"
+    (_, target, data, _), = [c for c in fake.calls if c[0] == "mount"]
+    assert target == "/merged" and data.startswith("lowerdir=l/0:" if layers == 200 else "lowerdir=/")
+    assert ("fsmount",) not in fake.calls
+
+
+@pytest.mark.parametrize("knows, legacy, has", [(True, False, True), (False, False, False), (False, True, False)])
+def test_lowerdir_plus_counts_as_known_only_where_unknown_keys_are_refused(kernel, knows, legacy, has):
+    kernel(knows, legacy_context=legacy)
+    assert overlay.kernel_has_lowerdir_plus() is has
+
+
+def test_short_links_are_made_where_only_the_create_refuses_lowerdir_plus(kernel, tmp_path):
+    kernel(False, legacy_context=True)
+    assert len(overlay.links_to_make(spec(tmp_path, 200), "auto")) == 200
+
+
+def test_forcing_new_where_only_the_create_refuses_lowerdir_plus_says_how_to_fix_it(kernel, tmp_path):
+    kernel(False, legacy_context=True)
+    with pytest.raises(EnvironmentProblem, match="lowerdir") as caught:
+        overlay.mount(spec(tmp_path, 2), "/merged", "new")
+    assert "MINIRUN_OVERLAY_API" in caught.value.line()
