@@ -115,7 +115,6 @@ def test_no_descriptor_of_the_caller_reaches_the_container(mr, canary_dir):
 
 # ---------------------------------------------------------------- 2. the exec window
 
-@pytest.mark.kernel
 def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_path, canary_dir):
     """With CAP_SYS_PTRACE a container may open /proc/PID/root and /proc/PID/mountinfo
     of any process in its PID namespace. An exec child that appears there before it

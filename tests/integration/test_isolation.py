@@ -216,6 +216,7 @@ def probe_image(mr, tmp_path, probe) -> str:
 
 # ---------------------------------------------------------------- escape attempts
 
+@pytest.mark.kernel
 def test_mounting_a_tmpfs_inside_fails_and_the_host_is_unchanged(mr):
     mr.load("busybox")
     host_tmp = lambda: sorted(l for l in Path("/proc/self/mountinfo").read_text().splitlines()  # noqa: E731,E741
@@ -230,6 +231,7 @@ def test_mounting_a_tmpfs_inside_fails_and_the_host_is_unchanged(mr):
     assert host_tmp() == before
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("mode", ["pivot_root", "chroot"])
 def test_chroot_escape_does_not_reach_the_host(mr, probe_image, marker, mode):
     """Under pivot_root the classic escape runs and stays inside. Under --chroot the
@@ -248,6 +250,7 @@ def test_chroot_escape_does_not_reach_the_host(mr, probe_image, marker, mode):
     assert not os.path.exists("/.escape")
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("mode", ["pivot_root", "chroot"])
 def test_proc_1_root_is_the_containers_own_root(mr, marker, mode):
     mr.load("busybox")
@@ -263,6 +266,7 @@ def test_proc_1_root_is_the_containers_own_root(mr, marker, mode):
     assert content not in out and "host-marker\n" not in out.replace(str(path), ""), out
 
 
+@pytest.mark.kernel
 def test_only_stdio_crosses_into_the_container(mr):
     """With nothing extra open, ls sees 0, 1, 2 and its own directory fd (3)."""
     mr.load("busybox")
@@ -273,6 +277,7 @@ def test_only_stdio_crosses_into_the_container(mr):
     assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:"), out
 
 
+@pytest.mark.kernel
 def test_an_inherited_host_directory_fd_is_not_usable_inside(mr, marker):
     """runc closes every descriptor but stdio before exec (CVE-2024-21626 is what a leaked
     directory fd leads to); a caller's open fd must not follow minirun into the container."""
@@ -290,6 +295,7 @@ def test_an_inherited_host_directory_fd_is_not_usable_inside(mr, marker):
     assert content not in out.stdout and "host-marker" not in rest, out.stdout
 
 
+@pytest.mark.kernel
 def test_init_holds_no_inherited_fd_a_ptrace_capable_container_could_use(mr, marker):
     """minirun-init (PID 1) never execs, so close-on-exec does not help it: before f87fb87 it
     kept the caller's fds and minirun's own fd on the host's PID namespace, and a container
@@ -310,6 +316,7 @@ def test_init_holds_no_inherited_fd_a_ptrace_capable_container_could_use(mr, mar
     assert set(fds) <= {"0", "1", "2"}, listing
 
 
+@pytest.mark.kernel
 def test_writing_proc_sys_fails_and_the_host_value_stays(mr):
     mr.load("busybox")
     knob = Path("/proc/sys/vm/swappiness")
@@ -364,6 +371,7 @@ def default_view(tmp_path_factory, fixtures) -> ProcView:
         remove_tree(str(root))
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("path", MASKED_PATHS)
 def test_masked_path_shows_nothing(default_view, path):
     if not os.path.exists(path):
@@ -378,6 +386,7 @@ def test_masked_path_shows_nothing(default_view, path):
         assert kind == "file" and count == 0, f"{path} is readable inside"
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("path", READONLY_PATHS)
 def test_read_only_path_is_mounted_read_only(default_view, path):
     if not os.path.exists(path):
@@ -387,6 +396,7 @@ def test_read_only_path_is_mounted_read_only(default_view, path):
     assert options.split(",")[0] == "ro", f"{path} is mounted {options}"
 
 
+@pytest.mark.kernel
 def test_host_pids_are_invisible(mr):
     mr.load("busybox")
     tag = f"29.{secrets.randbelow(10 ** 6):06d}"
@@ -404,6 +414,7 @@ def test_host_pids_are_invisible(mr):
     assert int(out.splitlines()[-1]) <= 4, out
 
 
+@pytest.mark.kernel
 def test_setting_the_hostname_inside_leaves_the_hosts_alone(mr):
     mr.load("busybox")
     before = socket.gethostname()
@@ -413,6 +424,7 @@ def test_setting_the_hostname_inside_leaves_the_hosts_alone(mr):
     assert out.stdout.strip() != before
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("nnp", ["default", "false"])
 def test_setuid_binary_and_no_new_privileges(mr, probe_image, nnp):
     flags = ["--security-opt", "no-new-privileges:false"] if nnp == "false" else []
@@ -443,6 +455,7 @@ def caps_of(mr, *flags: str) -> str:
     return mr.ok("run", "--rm", *flags, "busybox", "cat", "/proc/self/status").stdout
 
 
+@pytest.mark.kernel
 def test_default_capabilities_are_dockers(mr):
     mr.load("busybox")
     status = caps_of(mr)
@@ -453,6 +466,7 @@ def test_default_capabilities_are_dockers(mr):
     assert status_field(status, "NoNewPrivs") == "1"
 
 
+@pytest.mark.kernel
 def test_non_root_has_no_capabilities(mr):
     mr.load("busybox")
     status = caps_of(mr, "-u", "1000")
@@ -461,6 +475,7 @@ def test_non_root_has_no_capabilities(mr):
     assert status_field(status, "CapBnd") == DOCKER_DEFAULT_CAPS
 
 
+@pytest.mark.kernel
 def test_cap_add_reaches_a_non_root_user_as_ambient(mr):
     mr.load("busybox")
     status = caps_of(mr, "--cap-add", "NET_ADMIN", "-u", "1000")
@@ -469,6 +484,7 @@ def test_cap_add_reaches_a_non_root_user_as_ambient(mr):
     assert int(status_field(status, "CapEff"), 16) == 1 << CAP_NET_ADMIN
 
 
+@pytest.mark.kernel
 def test_cap_drop_all_leaves_nothing(mr):
     mr.load("busybox")
     status = caps_of(mr, "--cap-drop", "ALL")
@@ -478,6 +494,7 @@ def test_cap_drop_all_leaves_nothing(mr):
     assert "chown=0" not in out.stdout
 
 
+@pytest.mark.kernel
 def test_privileged_unmasks_and_mounts_sys_read_write(mr):
     mr.load("busybox")
     view = proc_view(mr, "--privileged")
@@ -489,6 +506,7 @@ def test_privileged_unmasks_and_mounts_sys_read_write(mr):
         assert view.paths["/proc/keys"] == ("file", 1)
 
 
+@pytest.mark.kernel
 def test_privileged_gets_every_capability_minirun_holds(mr):
     mr.load("busybox")
     ours = status_field(Path("/proc/self/status").read_text(), "CapEff")
@@ -514,6 +532,7 @@ def openable_host_device() -> tuple[str, int, int] | None:
     return None
 
 
+@pytest.mark.kernel
 def test_a_host_device_node_made_inside_cannot_be_opened(mr):
     device = openable_host_device()
     if device is None:
@@ -583,6 +602,7 @@ def rlimit_can_raise() -> bool:
     return bool(int(status_field(status, "CapEff"), 16) >> 24 & 1)
 
 
+@pytest.mark.kernel
 def test_ulimit_soft_and_hard_inside(mr):
     mr.load("busybox")
     out = sh_ok(mr, "ulimit -Sn; ulimit -Hn", "--ulimit", "nofile=1000:2000")
@@ -635,6 +655,7 @@ def test_network_none_has_only_lo_up(mr):
     assert not [line for line in lines if line.startswith("reached-")], lines
 
 
+@pytest.mark.kernel
 def test_network_host_sees_the_hosts_interfaces(mr):
     mr.load("busybox")
     before = netfixtures.link_names()
@@ -725,6 +746,7 @@ def test_bridge_vs_none_start_latency(mr, bridge_net):
 
 # ---------------------------------------------------------------- volumes and --read-only
 
+@pytest.mark.kernel
 def test_rw_volume_write_is_seen_on_the_host_and_not_in_diff(mr, tmp_path):
     mr.load("busybox")
     host_dir = tmp_path / "vol"
@@ -738,6 +760,7 @@ def test_rw_volume_write_is_seen_on_the_host_and_not_in_diff(mr, tmp_path):
     assert snapshot(mr.inspect("v")["UpperDir"]) == {}
 
 
+@pytest.mark.kernel
 def test_ro_volume_write_fails(mr, tmp_path):
     mr.load("busybox")
     host_dir = tmp_path / "ro"
@@ -750,6 +773,7 @@ def test_ro_volume_write_fails(mr, tmp_path):
     assert sorted(os.listdir(host_dir)) == ["keep"] and (host_dir / "keep").read_text() == "keep\n"
 
 
+@pytest.mark.kernel
 def test_tmpfs_writes_stay_out_of_the_upper_dir(mr):
     mr.load("busybox")
     out = mr.ok("run", "--name", "t", "--tmpfs", "/scratch", "busybox", "sh", "-c",
@@ -761,6 +785,7 @@ def test_tmpfs_writes_stay_out_of_the_upper_dir(mr):
     assert mr.ok("diff", "t").stdout == ""
 
 
+@pytest.mark.kernel
 def test_read_only_root_refuses_writes_and_upper_stays_empty(mr, tmp_path):
     mr.load("busybox")
     host_dir = tmp_path / "rw"
@@ -777,6 +802,7 @@ def test_read_only_root_refuses_writes_and_upper_stays_empty(mr, tmp_path):
 
 # ---------------------------------------------------------------- --init
 
+@pytest.mark.kernel
 def test_init_is_pid_1_reaps_orphans_and_passes_the_exit_code(mr):
     mr.load("busybox")
     out = sh_ok(mr, 'sh -c "sleep 0.1 &"; sleep 1; ps -o pid,stat,comm', "--init")
@@ -787,6 +813,7 @@ def test_init_is_pid_1_reaps_orphans_and_passes_the_exit_code(mr):
     assert sh(mr, "kill -9 $$", "--init").returncode == 137
 
 
+@pytest.mark.kernel
 def test_sigterm_to_pid_1_is_forwarded_by_init(mr):
     mr.load("busybox")
     proc = mr.popen("run", "--name", "sig", "--init", "busybox", "sleep", "30",
@@ -842,6 +869,7 @@ def _environ(pid: str) -> bytes:
         return b""
 
 
+@pytest.mark.kernel
 def test_the_container_never_has_our_terminal(mr, tmp_path):
     """Its own session: our terminal is not its controlling tty, so TIOCSTI cannot type
     into the user's shell (busybox has no TIOCSTI tool; /dev/tty must not open)."""
@@ -854,6 +882,7 @@ def test_the_container_never_has_our_terminal(mr, tmp_path):
         assert "TTY-OPEN" not in out.stdout
 
 
+@pytest.mark.kernel
 def test_a_device_node_made_in_a_volume_cannot_be_opened(mr, tmp_path):
     vol = tmp_path / "vol"
     vol.mkdir()

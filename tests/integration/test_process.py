@@ -85,6 +85,7 @@ def test_window_size_follows_a_resize(mr):
     assert b"50 132" in out
 
 
+@pytest.mark.kernel
 def test_signals_are_forwarded_to_the_container(mr):
     mr.load("busybox")
     for signum, expected in ((signal.SIGUSR1, 42), (signal.SIGHUP, 43), (signal.SIGTERM, 44)):
@@ -124,6 +125,7 @@ def test_detached_container_logs_exec_and_stop(mr):
     assert mr("exec", "bg", "true").returncode == 125
 
 
+@pytest.mark.kernel
 def test_stop_with_init_ends_on_sigterm(mr):
     mr.load("busybox")
     mr.ok("run", "-d", "--init", "--name", "polite", "busybox", "sleep", "30")
@@ -134,6 +136,7 @@ def test_stop_with_init_ends_on_sigterm(mr):
     assert state["exit_code"] == 143
 
 
+@pytest.mark.kernel
 def test_kill_with_a_signal_and_logs_follow(mr):
     mr.load("busybox")
     mr.ok("run", "-d", "--name", "k", "busybox", "sh", "-c",
@@ -147,6 +150,7 @@ def test_kill_with_a_signal_and_logs_follow(mr):
     assert mr("kill", "-s", "NOPE", "k").returncode == 2
 
 
+@pytest.mark.kernel
 def test_detached_start_failure_is_reported(mr):
     mr.load("busybox")
     result = mr("run", "-d", "busybox", "no-such-command")

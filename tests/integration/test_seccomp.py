@@ -79,6 +79,7 @@ def seccomp_mode(text: str) -> str:
 
 # ---------------------------------------------------------------- keyrings
 
+@pytest.mark.kernel
 def test_keyring_syscalls_are_refused(mr, image):
     """keyctl, add_key and request_key reach the kernel's keyrings, which are not
     namespaced: root's user keyring inside is the host's. Docker refuses all three."""
@@ -86,6 +87,7 @@ def test_keyring_syscalls_are_refused(mr, image):
     assert got == {"keyctl": EPERM, "add_key": EPERM, "request_key": EPERM}
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("profile", ["default", "unconfined"])
 def test_the_callers_session_keyring_is_out_of_reach(mr, image, sysprobe, profile):
     """minirun started from a session whose keyring holds a secret key: the container
@@ -99,6 +101,7 @@ def test_the_callers_session_keyring_is_out_of_reach(mr, image, sysprobe, profil
 
 # ---------------------------------------------------------------- namespaces
 
+@pytest.mark.kernel
 def test_user_namespaces_cannot_be_made_inside(mr, image):
     """unshare -U grants CAP_SYS_ADMIN in the new namespace: mounts, and the whole
     kernel attack surface that only root could reach."""
@@ -106,6 +109,7 @@ def test_user_namespaces_cannot_be_made_inside(mr, image):
     assert got == {"unshare": EPERM, "clone": EPERM, "userns-mount": EPERM}, got
 
 
+@pytest.mark.kernel
 def test_the_32_bit_syscall_table_is_filtered_too(mr, image):
     """int 0x80 from a 64-bit program reaches the i386 table, numbered differently:
     the filter covers that architecture with the same rules."""
@@ -125,6 +129,7 @@ def test_clone3_is_enosys_so_libc_falls_back_to_clone(mr, image):
     assert got == {"clone3": ENOSYS, "fork": 0, "clone": 0}
 
 
+@pytest.mark.kernel
 def test_namespaces_and_mounts_follow_cap_sys_admin(mr, image):
     got = probes(mr, image, "unshare mnt", "mount /x", "setns", "clone mnt")
     assert got == {"unshare": EPERM, "mount": EPERM, "setns": EPERM, "clone": EPERM}
@@ -135,6 +140,7 @@ def test_namespaces_and_mounts_follow_cap_sys_admin(mr, image):
 
 # ---------------------------------------------------------------- other groups
 
+@pytest.mark.kernel
 def test_ptrace_family_follows_cap_sys_ptrace(mr, image):
     """kcmp on itself is allowed by the kernel to anyone: only the filter refuses it.
     ptrace itself is allowed from kernel 4.8 on, as in Docker (the kernel checks it)."""
@@ -142,12 +148,14 @@ def test_ptrace_family_follows_cap_sys_ptrace(mr, image):
     assert probes(mr, image, "kcmp", flags=("--cap-add", "SYS_PTRACE")) == {"kcmp": 0}
 
 
+@pytest.mark.kernel
 def test_personality_is_limited_to_the_usual_values(mr, image):
     """ADDR_NO_RANDOMIZE would turn address randomisation off for what the container runs."""
     assert probes(mr, image, f"personality {ADDR_NO_RANDOMIZE:#x}") == {"personality": EPERM}
     assert probes(mr, image, "personality 0xffffffff") == {"personality": 0}
 
 
+@pytest.mark.kernel
 def test_the_filter_is_in_place_for_the_command_and_for_init(mr, image):
     out = mr.ok("run", "--rm", image, "cat", "/proc/self/status").stdout
     assert seccomp_mode(out) == "2"
@@ -155,6 +163,7 @@ def test_the_filter_is_in_place_for_the_command_and_for_init(mr, image):
     assert seccomp_mode(out) == "2" and "unshare=1" in out
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("user", ["0", "1000"])
 def test_the_filter_without_no_new_privileges(mr, image, user):
     """no_new_privs off: the filter is loaded while the child still holds CAP_SYS_ADMIN."""
@@ -165,6 +174,7 @@ def test_the_filter_without_no_new_privileges(mr, image, user):
 
 # ---------------------------------------------------------------- unconfined, privileged
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("flags", [("--security-opt", "seccomp=unconfined"), ("--privileged",)])
 def test_unconfined_and_privileged_have_no_filter(mr, image, flags):
     got = probes(mr, image, "kcmp", "clone3", flags=flags)
@@ -174,6 +184,7 @@ def test_unconfined_and_privileged_have_no_filter(mr, image, flags):
 
 # ---------------------------------------------------------------- custom profiles
 
+@pytest.mark.kernel
 def test_a_custom_profile_is_obeyed(mr, image, tmp_path):
     profile = tmp_path / "no-mkdir.json"
     profile.write_text(json.dumps({
@@ -188,6 +199,7 @@ def test_a_custom_profile_is_obeyed(mr, image, tmp_path):
     assert "read-only" in result.stderr.lower(), result.stderr
 
 
+@pytest.mark.kernel
 def test_a_docker_format_profile_with_conditions_and_arguments(mr, image, tmp_path):
     """archMap, includes/excludes on caps, and an argument filter, as Docker writes them."""
     profile = tmp_path / "p.json"
@@ -227,6 +239,7 @@ BAD_PROFILES = [
 ]
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("case", BAD_PROFILES, ids=[case[0] for case in BAD_PROFILES])
 def test_a_bad_profile_is_one_line_and_exit_125_with_nothing_left(mr, image, tmp_path, case):
     _, content, expected = case
@@ -242,6 +255,7 @@ def test_a_bad_profile_is_one_line_and_exit_125_with_nothing_left(mr, image, tmp
     assert os.listdir(mr.root / "containers") == []
 
 
+@pytest.mark.kernel
 def test_unknown_security_opt_is_refused(mr, image):
     result = mr("run", "--rm", "--security-opt", "seccomp", image, "true")
     assert result.returncode == 125 and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -264,6 +278,7 @@ def test_exec_runs_under_the_containers_own_filter(mr, image, profile):
         assert seccomp_mode(out) == "0" and "unshare=0" in out, out
 
 
+@pytest.mark.kernel
 def test_exec_gets_a_new_session_keyring(mr, image, sysprobe):
     mr.ok("run", "-d", "--name", "bg", "--security-opt", "seccomp=unconfined", image, "sleep", "60")
     mr.running_state("bg")
@@ -274,6 +289,7 @@ def test_exec_gets_a_new_session_keyring(mr, image, sysprobe):
 
 # ---------------------------------------------------------------- the cache
 
+@pytest.mark.kernel
 def test_the_compiled_filter_is_cached_in_the_store(mr, image):
     mr.ok("run", "--rm", image, "true")
     cached = sorted(os.listdir(mr.root / "seccomp"))
@@ -287,6 +303,7 @@ def test_the_compiled_filter_is_cached_in_the_store(mr, image):
     assert len(os.listdir(mr.root / "seccomp")) == 2, "another capability set is another filter"
 
 
+@pytest.mark.kernel
 def test_a_damaged_cached_filter_is_compiled_again(mr, image):
     mr.ok("run", "--rm", image, "true")
     (path,) = (mr.root / "seccomp").iterdir()
@@ -296,6 +313,7 @@ def test_a_damaged_cached_filter_is_compiled_again(mr, image):
     assert path.read_bytes() == whole
 
 
+@pytest.mark.kernel
 def test_exec_into_a_container_made_before_filters_gets_the_default(mr, image):
     """A config.json without "seccomp" (a container of an older minirun)."""
     mr.ok("run", "-d", "--name", "bg", image, "sleep", "60")
@@ -309,6 +327,7 @@ def test_exec_into_a_container_made_before_filters_gets_the_default(mr, image):
     assert seccomp_mode(out) == "2" and "unshare=1" in out, out
 
 
+@pytest.mark.kernel
 def test_exec_refuses_when_the_containers_filter_is_gone(mr, image, tmp_path):
     """Never an exec without the filter the container runs under: one line instead.
     (The default profile's filter is compiled again; a custom profile is gone.)"""
