@@ -30,7 +30,9 @@ BOOT_DEADLINE_TCG=240                    # seconds until the job must have start
 BOOT_DEADLINE_KVM=60
 KVM_PROBE_SECONDS=6
 
-die() { echo "vm: $1" >&2; exit "${2:-125}"; }
+# fd 3 is the real stderr, for messages from inside blocks whose stderr is silenced
+exec 3>&2
+die() { echo "vm: $1" >&3; exit "${2:-125}"; }
 
 # ---------------------------------------------------------------- cleanup, whatever happens
 # Every process this script starts in the background is listed here, and killed on
@@ -55,8 +57,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "vm: interrupted; stopping the VM" >&2; exit 130' INT
-trap 'echo "vm: terminated; stopping the VM" >&2; exit 143' TERM HUP
+trap 'echo "vm: interrupted; stopping the VM" >&3; exit 130' INT
+trap 'echo "vm: terminated; stopping the VM" >&3; exit 143' TERM HUP
 
 need_root() {
   [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and the VM's disk need it): sudo bash $0 $*" 3
@@ -246,27 +248,28 @@ boot() {
   tail -n +1 -f --pid="$qemu" "$TMP/stderr" >&2 & CHILDREN+=($!); local tail_err=$!
 
   local why=""
-  while kill -0 "$qemu" 2>/dev/null; do
-    if [ ! -e "$ctl/started" ] && (( SECONDS - started > deadline )); then
-      why="the VM did not boot within $deadline s ($(last_console_line))"; break
-    fi
-    if (( SECONDS - started > timeout )); then
-      why="timed out after $timeout s; killed the VM"; break
-    fi
-    sleep 0.5 & wait $!                  # interruptible: a signal runs the trap at once
-  done
-  if [ -n "$why" ]; then
-    kill -KILL "$qemu" 2>/dev/null || true
-  fi
-  wait "$qemu" 2>/dev/null || true
-  wait "$tail_out" "$tail_err" 2>/dev/null || true
+  {                                      # stderr silenced: bash would report a qemu abort here
+    while kill -0 "$qemu"; do
+      if [ ! -e "$ctl/started" ] && (( SECONDS - started > deadline )); then
+        why="the VM did not boot within $deadline s ($(last_console_line))"; break
+      fi
+      if (( SECONDS - started > timeout )); then
+        why="timed out after $timeout s; killed the VM"; break
+      fi
+      sleep 0.5 & wait $!                # interruptible: a signal runs the trap at once
+    done
+    [ -z "$why" ] || kill -KILL "$qemu" || true
+    wait "$qemu" || true
+    wait "$tail_out" "$tail_err" || true
+  } 2>/dev/null
   echo "vm: the VM ran $((SECONDS - started)) s" >&2
   [ -n "$why" ] && { [[ $why == timed* ]] && die "$why" 124; die "$why"; }
   if [ -f "$ctl/status" ]; then
     exit "$(cat "$ctl/status")"
   fi
+  local err; err=$(grep -v '^[[:space:]]*$' "$TMP/console.log.qemu" | tail -n 1 | sed 's/^qemu-system-x86_64: //')
+  [[ $err == *"terminating on signal"* ]] && die "qemu was stopped from outside ($err)"
   if [ ! -e "$ctl/started" ]; then
-    local err; err=$(grep -v '^$' "$TMP/console.log.qemu" | tail -n 1)
     [ -n "$err" ] && die "qemu could not start the VM: $err"
     die "the VM stopped before its job started ($(last_console_line))"
   fi
