@@ -39,9 +39,15 @@ die() { echo "vm: $1" >&3; exit "${2:-125}"; }
 # exit. qemu also gets SIGKILL from the kernel if this shell dies without running
 # the trap (setpriv --pdeathsig), so not even `kill -9` of this script strands a VM.
 CHILDREN=()
+BUILD=""                                 # the image build's process group, while it runs
 TMP=""
 cleanup() {
   local rc=$? pid tries
+  if [ -n "$BUILD" ]; then
+    # the whole build (debootstrap, chroot apt, pip); image.sh's own trap then unmounts
+    kill -TERM -- "-$BUILD" 2>/dev/null || true
+    for tries in $(seq 300); do kill -0 "$BUILD" 2>/dev/null || break; sleep 0.1; done
+  fi
   for pid in "${CHILDREN[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${CHILDREN[@]}"; do
     for tries in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -57,8 +63,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "vm: interrupted; stopping the VM" >&3; exit 130' INT
-trap 'echo "vm: terminated; stopping the VM" >&3; exit 143' TERM HUP
+trap 'echo "vm: interrupted; stopping" >&3; exit 130' INT
+trap 'echo "vm: terminated; stopping" >&3; exit 143' TERM HUP
 
 need_root() {
   [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and the VM's disk need it): sudo bash $0 $*" 3
@@ -110,7 +116,15 @@ cmd_build() {
   TMP=$(mktemp -d "$CACHE/.build-$key.XXXXXX")
   started=$SECONDS
   echo "vm: building the image $dir (debootstrap, apt and pip; several minutes)"
-  bash "$HERE/image.sh" "$TMP" 9>&- || die "building the image failed (see above)" 1
+  # In a session of its own, so that one signal stops all of it, and in the background,
+  # so that a signal runs the trap at once. It keeps the lock (fd 9): even a build
+  # orphaned by a `kill -9` of this script holds off the next until it ends.
+  setsid bash "$HERE/image.sh" "$TMP" &
+  BUILD=$!
+  local rc=0
+  wait "$BUILD" || rc=$?
+  BUILD=""
+  [ "$rc" -eq 0 ] || die "building the image failed (see above)" 1
   rm -f "$TMP"/*.log
   # The rename is the commit: a build that stops earlier leaves only a .build-* dir,
   # which no one takes for an image and the next build removes.

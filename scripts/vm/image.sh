@@ -24,8 +24,26 @@ ROOTFS=$OUT/rootfs
 DISK_SIZE=12G            # sparse: only what is written takes space; the suite needs room in /tmp
 
 # ---------------------------------------------------------------- cleanup
+# Whatever still runs inside the chroot when the build stops (apt runs dpkg in a
+# session of its own, so a signal to our process group misses it) is killed first,
+# so that nothing goes on writing into a root that is being unmounted.
+kill_chroot_processes() {
+  local tries p root found
+  for tries in 1 2 3 4 5 6 7 8 9 10; do
+    found=0
+    for p in /proc/[0-9]*; do
+      root=$(readlink "$p/root" 2>/dev/null) || continue
+      [[ $root == "$ROOTFS" || $root == "$ROOTFS"/* ]] || continue
+      kill -KILL "${p#/proc/}" 2>/dev/null && found=1
+    done
+    [ "$found" -eq 0 ] && return 0
+    sleep 0.2
+  done
+}
+
 cleanup() {
   local rc=$? m
+  kill_chroot_processes
   # innermost first: /dev/pts before /dev, everything before the tmpfs itself
   for m in dev/pts dev sys proc ""; do
     if mountpoint -q "$ROOTFS/$m" 2>/dev/null; then umount -l "$ROOTFS/$m" || true; fi
