@@ -16,7 +16,7 @@
 #
 # Settings (environment):
 #   MINIRUN_VM_CACHE    where images live (default /var/cache/minirun-vm; outside the checkout)
-#   MINIRUN_VM_TIMEOUT  seconds before the VM is killed (default 2700 for test, 600 for run)
+#   MINIRUN_VM_TIMEOUT  seconds before the VM is killed (default 7200 for test, 600 for run)
 #   MINIRUN_VM_ACCEL    kvm or tcg to skip the KVM probe
 #   MINIRUN_VM_MEMORY   guest memory in MiB (default 4096); MINIRUN_VM_CPUS (default 2)
 #   MINIRUN_VM_KEEP     non-empty: keep the run's temp dir (the VM's console log) for a look
@@ -311,7 +311,7 @@ case "${1:-}" in
   clean) [ $# -eq 1 ] || usage; cmd_clean ;;
   test)
     shift; need_root test; need_tools
-    boot test "$(seconds "${MINIRUN_VM_TIMEOUT:-2700}")" "$@" ;;
+    boot test "$(seconds "${MINIRUN_VM_TIMEOUT:-7200}")" "$@" ;;
   run)
     shift; [ "${1:-}" = -- ] && shift
     [ $# -gt 0 ] || usage
