@@ -141,7 +141,7 @@ remove_stale_builds() {
   local stale mount
   for stale in "$CACHE"/.build-*; do
     [ -d "$stale" ] || continue
-    findmnt -rn -o TARGET | grep -F "$stale/" | sort -r | while read -r mount; do
+    findmnt -rn -o TARGET | { grep -F "$stale/" || true; } | sort -r | while read -r mount; do
       umount -l "$mount" || true
     done
     rm -rf --one-file-system "$stale"
@@ -158,7 +158,9 @@ prune_images() {
 
 cmd_clean() {
   need_root clean
-  exec 9>"$CACHE/.lock" && flock 9
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
   remove_stale_builds
   rm -rf --one-file-system "${CACHE:?}"/*/
   echo "vm: removed the images in $CACHE"
