@@ -402,3 +402,14 @@ def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
         result = _libc.syscall(c_long(number or -1), c_uint(SECCOMP_SET_MODE_FILTER), c_uint(flags),
                                _ctypes.byref(prog))
     _check(result, "load the seccomp filter")
+
+
+MFD_EXEC = 0x10                       # memfd_create(2), Linux 6.3+: an executable memfd
+F_ADD_SEALS = 1033
+F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
+
+
+def seal_memfd(fd: int) -> None:
+    """Seal a memfd for good: no write, no resize, no further change of its seals."""
+    _check(_libc.fcntl(c_int(fd), c_int(F_ADD_SEALS),
+                       c_int(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)), "seal a memfd")

@@ -31,7 +31,7 @@ from ..record import dataclass
 
 from .. import linux
 from ..errors import Conflict
-from . import process, seccomp
+from . import process, seccomp, trampoline
 from .spec import ProcessSpec
 
 # joined in this order; mnt last, because it changes what paths mean; pid affects
@@ -120,7 +120,7 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
         if master is not None:
             relay = tty.Relay(master, interactive)
             relay.start()
-    outcome = process.wait(process.Started(command, err_r))
+    outcome = process.wait(process.Started(command, err_r, command=join.process.argv[0]))
     if relay is not None:
         relay.finish()
     return outcome
@@ -164,6 +164,7 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
         linux.set_pdeathsig(signal.SIGKILL)
         process.default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
+        exe = trampoline.prepare()              # before the seccomp filter; the second child inherits it
         caps.preload()
         caps.last_cap()
         _enter(join, pidfd, root)
@@ -177,7 +178,7 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
         command = os.fork()
         if command == 0:
             os.close(pid_w)
-            _second(join, env, pipe, go_r, tty_sock)
+            _second(join, env, pipe, go_r, tty_sock, exe)
         os.write(pid_w, str(command).encode())
         os._exit(0)
     except MinirunError as exc:
@@ -189,7 +190,8 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
     _report(pipe, code, message)
 
 
-def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> None:  # pragma: no cover
+def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None,
+            exe: int = -1) -> None:  # pragma: no cover
     """In the container's PID namespace, inside its root, with its credentials."""
     from ..errors import MinirunError
     code, message = process.EXIT_SETUP, "unknown failure"
@@ -201,7 +203,7 @@ def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> 
         process.detach_from_our_terminal(join.tty, join.interactive)
         if tty_sock is not None:
             process._terminal("", tty_sock)
-        code, message = process._exec(join.process.argv, env, pipe)
+        code, message = process._exec(join.process.argv, env, pipe, exe)
     except MinirunError as exc:
         code, message = process.EXIT_SETUP, exc.line()
     except BaseException as exc:  # noqa: BLE001

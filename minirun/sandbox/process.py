@@ -10,6 +10,8 @@ typed protocol:
     parent -> child  b"G"          go on (only when the parent had work to do)
     child -> parent  JSON error    {"code", "message"} when setup or exec failed;
                                    EOF with no message means exec succeeded
+    trampoline       one byte      the errno of the command's execve, which the
+                                   exec trampoline (trampoline.py) saw fail
 
 Exit codes follow `docker run`: the command's own, 128+N when killed by
 signal N, 126 when it cannot be executed, 127 when it is not found, 125 for
@@ -31,7 +33,7 @@ from .. import linux, overlay
 # child ~0.5 ms more than the parent, every page it touches being copied first
 from ..network.loopback import loopback_up
 from ..errors import MinirunError
-from . import rootfs, seccomp, users
+from . import rootfs, seccomp, trampoline, users
 from .mounts import Mount
 from .spec import DEFAULT_PATH, ProcessSpec
 
@@ -92,6 +94,7 @@ class Started:
     ready: int = -1                  # read end: b"R" when namespaces exist
     go: int = -1                     # write end: b"G" to let the child continue
     tty_sock: object = None          # where the child sends the pty master (with Launch.tty)
+    command: str = ""                # argv[0], for the messages of a failed exec
 
 
 def start(launch: Launch) -> Started:
@@ -118,7 +121,7 @@ def start(launch: Launch) -> Started:
             os.close(fd)
     if theirs is not None:
         theirs.close()
-    return Started(pid, err_r, ready_r, go_w, ours)
+    return Started(pid, err_r, ready_r, go_w, ours, launch.process.argv[0])
 
 
 def _socketpair():
@@ -175,19 +178,28 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     try:
         message = _read_all(started.errors)
         if on_exec is not None:
-            report = jsonio.loads(message) if message else {}
+            report = _report(message, started.command)
             on_exec(EXIT_SETUP if setup_error else report.get("code", 0),
                     setup_error or report.get("message", ""))
         _, status = os.waitpid(started.pid, 0)
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-    return outcome(status, message)
+    return outcome(status, message, started.command)
 
 
-def outcome(status: int, message: bytes = b"") -> Outcome:
+def _report(message: bytes, command: str) -> dict:
+    """The child's report: its JSON, or the exec trampoline's errno byte."""
+    number = trampoline.decode(message)
+    if number:
+        code, text = trampoline.failure(command, number)
+        return {"code": code, "message": text}
+    return jsonio.loads(message) if message else {}
+
+
+def outcome(status: int, message: bytes = b"", command: str = "") -> Outcome:
     if message:
-        report = jsonio.loads(message)
+        report = _report(message, command)
         return Outcome(report["code"], 0, report["message"])
     if os.WIFSIGNALED(status):
         return Outcome(128 + os.WTERMSIG(status), os.WTERMSIG(status))
@@ -221,6 +233,8 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         linux.set_pdeathsig(signal.SIGKILL)
         default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
+        step = "prepare the exec trampoline"
+        exe = trampoline.prepare()              # before any seccomp filter: it may forbid memfd_create
         detach_from_our_terminal(launch.tty, launch.interactive)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
@@ -260,11 +274,11 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         if launch.no_new_privs:                 # issue 14.5: as late as possible
             seccomp.install(launch.seccomp)
         step = "exec"
-        close_other_fds(pipe)
+        close_fds((pipe, exe))
         if launch.init:
-            code, message = _init(launch.process.argv, env, pipe)
+            code, message = _init(launch.process.argv, env, pipe, exe)
         else:
-            code, message = _exec(launch.process.argv, env, pipe)
+            code, message = _exec(launch.process.argv, env, pipe, exe)
     except MinirunError as exc:
         code, message = EXIT_SETUP, exc.line()
     except OSError as exc:
@@ -313,10 +327,6 @@ def close_fds(keep: tuple[int, ...]) -> None:  # pragma: no cover
     os.closerange(low, 0x7FFFFFFF)
 
 
-def close_other_fds(keep: int) -> None:  # pragma: no cover
-    close_fds((keep,))
-
-
 def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
     """chdir into the working dir, made if missing (as Docker's run does), then check
     that it lies under the container's root: a magic link such as /proc/self/fd/N or
@@ -361,13 +371,19 @@ def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], i
     return env, identity.uid
 
 
-def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1) -> tuple[int, str]:  # pragma: no cover
+def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
+    """Exec the command, through the trampoline (exe, from trampoline.prepare) when
+    there is one: then this interpreter, a file of the host's, is never what the
+    command's path leads to. Returns (code, message) only when that failed."""
     env_map = dict(item.partition("=")[::2] for item in env)
     if pipe >= 0:
-        close_other_fds(pipe)
+        close_fds((pipe, exe))
     sys.stdout.flush()
     try:
-        _execvpe(argv[0], list(argv), env_map)
+        if exe >= 0 and pipe >= 0:
+            trampoline.run(exe, _find(argv[0], env_map), list(argv), env_map, pipe)
+        else:
+            _execvpe(argv[0], list(argv), env_map)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             where = "" if "/" in argv[0] else " in $PATH"
@@ -397,7 +413,28 @@ def _execvpe(name: str, argv: list[str], env: dict[str, str]) -> None:  # pragma
     raise found_denied or last or OSError(errno.ENOENT, "not found", name)
 
 
-def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]:  # pragma: no cover
+def _find(name: str, env: dict[str, str]) -> str:  # pragma: no cover
+    """The file execvp(3) would run for name, found without running it: the first
+    executable regular file on the container's PATH. A match that cannot be run
+    (not executable, a directory) is EACCES if nothing else matches, as there."""
+    if "/" in name:
+        return name
+    denied: str | None = None
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        path = os.path.join(directory or ".", name)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
+            return path
+        denied = denied or path
+    if denied:
+        raise OSError(errno.EACCES, "permission denied", denied)
+    raise OSError(errno.ENOENT, "not found", name)
+
+
+def _init(argv: tuple[str, ...], env: list[str], pipe: int, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
     """--init: stay as PID 1, run the command as PID 2, forward signals to it and
     reap every orphan; exit as the command did. An exec failure in the command's
     process is reported on the same pipe (inherited, closed by a successful exec)."""
@@ -409,10 +446,12 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        code, message = _exec(argv, env, pipe)
+        code, message = _exec(argv, env, pipe, exe)
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
+    if exe >= 0:
+        os.close(exe)
     from . import caps
     caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
     # and it stays a python process of the host's: its /proc/1/exe, root and memory are
