@@ -97,7 +97,7 @@ def breakdown(root: Path, image: str, env: dict) -> list[tuple[str, float]]:
     """The steps of a start that grow with the layer count, timed here (medians of 9)."""
     os.environ["MINIRUN_ROOT"] = str(root)
     from minirun import overlay
-    from minirun.launcher import _lower_dirs
+    from minirun.run.start import _lower_dirs
     from minirun.layer.lowerview import LowerView
     from minirun.sandbox import mounts
     from minirun.store import open_store

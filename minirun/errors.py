@@ -215,7 +215,7 @@ def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | 
     if out_of_space(err) and not isinstance(err, EnvironmentProblem):
         err = no_space(_store_root() or "the store")   # whatever layer noticed, the cause is the disk
     elif isinstance(err, OSError):
-        from . import log
+        from .lib import log
         if log.debugging:               # where it came from, for a bug report
             import traceback
             traceback.print_exception(err)
@@ -255,7 +255,7 @@ def os_error(err: OSError) -> MinirunError:
                                   "remount it read-write, or set MINIRUN_ROOT to a writable directory")
     if in_store and err.errno in _DAMAGE_ERRNOS:
         if err.errno in (errno.ENOTDIR, errno.ELOOP):
-            from .store.records import first_non_dir
+            from .store.readers import first_non_dir
             return DamagedRecord(first_non_dir(str(err.filename)), "it is not a directory")
         return MinirunError(f"the store is damaged: {what}{path}", REPAIR_HINT)
     return MinirunError(f"{what}{path}")

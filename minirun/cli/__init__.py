@@ -14,7 +14,7 @@ __all__ = ["app", "main"]
 
 def typer_app():
     """The typer app with every command registered (importing typer costs ~100 ms)."""
-    from . import images, lifecycle, save, usage, registry, containers, fsck  # noqa: F401 - registers
+    from . import images, lifecycle, usage, registry, containers, system  # noqa: F401 - registers
     from .common import app
     return app
 

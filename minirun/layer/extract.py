@@ -29,7 +29,7 @@ import stat
 import tarfile
 
 from ..errors import BadImage, named
-from ..fsutil import remove_tree
+from ..lib.fsutil import remove_tree
 from . import attrs, whiteout
 from .contenthash import ContentHashes, hasher
 from .safeopen import DIR_FLAGS, DirFds, proc_path

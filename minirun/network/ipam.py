@@ -21,8 +21,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from .. import jsonio
-from ..record import asdict, dataclass
+from ..lib import jsonio
+from ..lib.frozen import asdict, dataclass
 
 from ..errors import Conflict, DamagedRecord, UsageError
 from ..store.locks import Locks
@@ -113,7 +113,7 @@ def veth_name(container_id: str) -> str:
 
 def _read(root: str) -> dict:
     """The file, checked (store/records.py): DamagedRecord when it is damaged."""
-    from ..store import records
+    from ..store import readers as records
     path = _path(root)
     hint = "stop all bridged containers, then `minirun fsck --repair` (it removes the file)"
     try:

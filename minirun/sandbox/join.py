@@ -27,12 +27,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 from .. import linux
 from ..errors import Conflict
 from . import process, seccomp
-from .spec import ProcessSpec
+from .program import ProcessSpec
 
 # joined in this order; mnt last, because it changes what paths mean; pid affects
 # only the children
@@ -63,7 +63,7 @@ def not_running(join: Join) -> Conflict:
 def pin(join: Join) -> tuple[int, int]:
     """(pidfd, root fd) of the container's PID 1, checked to be that process and not
     one that reused its number; the pidfd keeps it so until closed."""
-    from ..runtime import start_time
+    from ..api.control import start_time
     try:
         pidfd = linux.pidfd_open(join.pid)
     except OSError as exc:
@@ -158,7 +158,8 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
 def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
            tty_sock=None) -> None:  # pragma: no cover
     from ..errors import MinirunError
-    from . import caps, tty, users  # noqa: F401 - imported before the chroot hides them
+    from ..linux import caps  # noqa: F401 - imported before the chroot hides them
+    from . import tty, users
     code, message = process.EXIT_SETUP, "unknown failure"
     try:
         linux.set_pdeathsig(signal.SIGKILL)
@@ -210,7 +211,7 @@ def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> 
 
 
 def _report(pipe: int, code: int, message: str) -> None:  # pragma: no cover
-    from .. import jsonio
+    from ..lib import jsonio
     try:
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
     finally:

@@ -23,8 +23,8 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import sys
 
-from .. import jsonio
-from ..record import dataclass
+from ..lib import jsonio
+from ..lib.frozen import dataclass
 
 from .. import linux, overlay
 # imported here, not in the child: a module imported after the fork costs the
@@ -33,7 +33,7 @@ from ..network.loopback import loopback_up
 from ..errors import MinirunError
 from . import rootfs, seccomp, users
 from .mounts import Mount
-from .spec import DEFAULT_PATH, ProcessSpec
+from .program import DEFAULT_PATH, ProcessSpec
 
 EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
@@ -244,7 +244,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
             from . import rlimits
             rlimits.apply(launch.ulimits)
         step = "limit the capability bounding set"
-        from . import caps
+        from ..linux import caps
         if not launch.privileged:
             caps.limit_bounding(launch.caps)
         step = "switch root"
@@ -345,7 +345,7 @@ def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
 
 
 def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], int]:  # pragma: no cover
-    from . import caps
+    from ..linux import caps
     identity = users.resolve(process.user)
     env = list(process.env)
     if not any(item.startswith("HOME=") for item in env):
@@ -413,7 +413,7 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
-    from . import caps
+    from ..linux import caps
     caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
     # and it stays a python process of the host's: its /proc/1/exe, root and memory are
     # for CAP_SYS_PTRACE only, not for every root process of the container

@@ -29,7 +29,8 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import linux, log, overlay
+from .. import linux, overlay
+from ..lib import log
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from .mounts import MASKED_PATHS, READONLY_PATHS, Mount

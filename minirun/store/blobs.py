@@ -10,10 +10,10 @@ import stat
 from io import BufferedReader
 
 from ..errors import DamagedRecord, DigestMismatch, NotFound
-from ..fsutil import is_hole
-from ..names import is_hex
+from ..lib.fsutil import is_hole
+from ..lib.names import is_hex
 from ..oci import digest_hex, sha256_digest, short_id
-from . import records
+from . import readers as records
 
 MAX_READ = 64 << 20           # what read() takes: configs and manifests are far smaller
 BLOB_HINT = ("`minirun fsck` checks every blob; remove this one and load or pull the images "

@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 import time
 
-from .. import jsonio
-from ..names import is_container_name, is_hex
+from ..lib import jsonio
+from ..lib.names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
-from ..fsutil import tree_size
-from . import records
+from ..lib.fsutil import tree_size
+from . import readers as records
 from .root import make_dir, remove_tree, umask
 
 

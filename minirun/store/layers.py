@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import time
 
-from .. import jsonio
-from ..names import is_hex
+from ..lib import jsonio
+from ..lib.names import is_hex
 from ..oci import digest_hex
-from . import records
+from . import readers as records
 from .root import remove_tree
 
 FILE_MANIFEST = "files.jsonl.gz"

@@ -7,7 +7,7 @@ import os
 import stat
 
 from .. import linux
-from ..fsutil import remove_tree
+from ..lib.fsutil import remove_tree
 from ..errors import EnvironmentProblem, shown
 from .locks import Locks
 
@@ -47,7 +47,7 @@ class Store:
 
     @_once
     def images(self):
-        from .images import ImageIndex
+        from .index import ImageIndex
         return ImageIndex(os.path.join(self.root, "images.json"), self)
 
     @_once

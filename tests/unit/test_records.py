@@ -11,9 +11,10 @@ import threading
 
 import pytest
 
-from minirun import errors, runtime
+from minirun import errors
+from minirun.api import control as runtime
 from minirun.errors import DamagedRecord, MinirunError
-from minirun.store import records
+from minirun.store import readers as records
 
 CID = "ab" * 32
 

@@ -13,7 +13,7 @@ import pytest
 from minirun import linux
 from minirun.store import Store
 from minirun.sandbox import seccomp, seccomp_build, seccomp_profile as sp
-from minirun.sandbox.caps import DOCKER_DEFAULT
+from minirun.linux.caps import DOCKER_DEFAULT
 from minirun.sandbox.seccomp import check
 
 KERNEL = (6, 18)
@@ -50,7 +50,7 @@ def test_default_never_allows_keyrings_or_io_uring():
 
 
 def sp_all_caps() -> frozenset:
-    from minirun.sandbox.caps import all_names
+    from minirun.linux.caps import all_names
     return all_names()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from minirun import oci
 from minirun.errors import UsageError
-from minirun.sandbox.spec import DEFAULT_PATH, RunOptions, build, merge_env
+from minirun.sandbox.program import DEFAULT_PATH, RunOptions, build, merge_env
 
 from .conftest import json_bytes
 

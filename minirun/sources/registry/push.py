@@ -6,9 +6,10 @@ from __future__ import annotations
 
 
 from concurrent.futures import ThreadPoolExecutor
-from ...record import dataclass
+from ...lib.frozen import dataclass
 
-from ... import oci, reference
+from ... import oci
+from ...oci import reference
 from ...errors import UsageError
 from .client import RegistryClient
 
@@ -49,7 +50,7 @@ def _manifest(store, record: dict) -> tuple[bytes, oci.Manifest]:
     """The stored manifest, or, when some of its layer blobs were never fetched
     (the layer came from another image), one naming blobs the store holds for
     the same layers (images.layer_blob). The config, so the image id, is the same."""
-    from ...images import layer_blob
+    from ...api.catalog import layer_blob
     manifest_bytes = store.blobs.read(record["manifest"])
     manifest = oci.parse_manifest(manifest_bytes)
     if all(store.blobs.has(d.digest) for d in manifest.layers):

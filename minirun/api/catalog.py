@@ -6,10 +6,11 @@ import os
 import time
 from collections.abc import Callable
 
-from . import oci, reference
-from .errors import DamagedRecord, MinirunError, NotFound, UsageError
-from .record import dataclass
-from .store import gc
+from .. import oci
+from ..oci import reference
+from ..errors import DamagedRecord, MinirunError, NotFound, UsageError
+from ..lib.frozen import dataclass
+from ..store import gc
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class ImageRow:
 
 def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], None]) -> list[str]:
     """Load every image in each path; returns the 'Loaded image...' lines."""
-    from .sources.archive import load_error_context, open_images
-    from .sources.importer import import_image
+    from ..sources.archive import load_error_context, open_images
+    from ..sources.importer import import_image
     if tag is not None:
         tag = str(reference.parse(tag))
     loaded: list[str] = []
@@ -109,7 +110,7 @@ def filter_rows(rows: list[ImageRow], filters: list[str]) -> list[ImageRow]:
 
 def remove(store, names: list[str], force: bool, report: Callable[[str], None]) -> None:
     """rmi: untag a reference that others share, else delete the image and collect its layers."""
-    from .runtime import container_records
+    from .control import container_records
     with store.locks.hold("gc"):
         for name in names:
             store.images.resolve(name)       # every name must exist before anything is removed

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import sys
-from . import jsonio
-from .record import dataclass
+from ..lib import jsonio
+from ..lib.frozen import dataclass
 
-from . import log, oci, overlay
-from .errors import MinirunError, RuntimeFailure
-from .network import BRIDGE, needs_netns, parse_mode
-from .sandbox import mounts as mounts_mod
-from .sandbox import spec as specs
-from .runtime import require_root, signal_quietly, start_time
-from .store.containers import now
+from ..lib import log
+from .. import oci, overlay
+from ..errors import MinirunError, RuntimeFailure
+from ..network import BRIDGE, needs_netns, parse_mode
+from ..sandbox import mounts as mounts_mod
+from ..sandbox import program as specs
+from ..api.control import require_root, signal_quietly, start_time
+from ..store.containers import now
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Checked:
 
 
 def check_options(opts: specs.RunOptions, store=None) -> Checked:
-    from .sandbox import caps
+    from ..linux import caps
     volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
     tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
     mounts_mod.check_no_duplicates(volumes + tmpfs)
@@ -53,11 +54,11 @@ def check_options(opts: specs.RunOptions, store=None) -> Checked:
         mounts_mod.check_tmpfs_dev(tmpfs)
     ulimits, limits = (), None        # the modules for these load only when a flag asks
     if opts.ulimits:
-        from .sandbox import rlimits
+        from ..sandbox import rlimits
         ulimits = rlimits.parse_ulimits(opts.ulimits)
         rlimits.check(ulimits)
     if (opts.memory, opts.cpus, opts.pids_limit) != (None, None, None):
-        from .sandbox import cgroups
+        from ..sandbox import cgroups
         limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
     keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
     if opts.chroot and not opts.privileged:
@@ -66,7 +67,7 @@ def check_options(opts: specs.RunOptions, store=None) -> Checked:
         keep -= {"sys_chroot"}
     seccomp = None
     if store is not None:             # issue 14.5: compiled (or read from the store) before anything exists
-        from .sandbox import seccomp as seccomp_mod
+        from ..sandbox import seccomp as seccomp_mod
         seccomp = seccomp_mod.for_run(store, opts.seccomp, keep, opts.privileged)
     return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
                    caps.added(opts.cap_add), limits, ulimits, seccomp)
@@ -84,7 +85,7 @@ def run(store, image: str, opts: specs.RunOptions, name: str | None = None, remo
     require_root("run")
     checked = check_options(opts, store)
     if name:
-        from .store.containers import check_name
+        from ..store.containers import check_name
         check_name(name)          # now, not after the fork
     if opts.detach:
         cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
@@ -177,7 +178,7 @@ def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, r
     gc_lock.__enter__()
     try:
         proc, plan, mounts, write = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
-        from .sandbox import process
+        from ..sandbox import process
         launch = process.Launch(
             proc, plan, store.mount_point, overlay.strategy_from_env(), mounts,
             opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
@@ -186,7 +187,7 @@ def prepare(store, image: str, opts: specs.RunOptions, checked: Checked, name, r
             tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
         make_cgroup = None
         if wants_cgroup(checked.limits, opts.detach):
-            from .sandbox import cgroups
+            from ..sandbox import cgroups
             limits = checked.limits or cgroups.Limits()
             driver = cgroups.open_driver(limits=limits)     # refuses missing controllers now
             if driver is not None:
@@ -235,7 +236,7 @@ def _plan(store, cid: str, image: str, opts: specs.RunOptions, checked: Checked,
           remove, warn, resources: Resources):
     """Resolve the image and plan the overlay and mounts: (process spec, overlay plan,
     mounts, write(state) that puts containers/<id>/ on disk)."""
-    from .network import files as etc_files
+    from ..network import files as etc_files
     containers = store.containers
     image_id, record = store.images.resolve(image)
     config = oci.parse_config(store.blobs.read(image_id))
@@ -290,10 +291,10 @@ def _log_choices(checked: Checked, opts: specs.RunOptions, resources: Resources)
 
 
 def _allocate(store, cid: str):
-    from .network import ipam
-    from .runtime import release_stale_addresses
+    from ..network import ipam
+    from ..api.control import release_stale_addresses
     release_stale_addresses(store)
-    from . import config
+    from .. import config
     return ipam.allocate(store.root, cid, config.get("network.subnet"), config.get("network.bridge"))
 
 
@@ -301,7 +302,7 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
                    interactive: bool = False, notify=None, pending: Pending | None = None) -> RunResult:
     """Start the container and wait for its end. With pending (see prepare), the
     container goes on disk now, in state running."""
-    from .sandbox import process
+    from ..sandbox import process
     containers = store.containers
     try:
         started = process.start(launch)
@@ -358,7 +359,7 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
 
 def _terminal_relay(started, interactive: bool):
     """The pty master the child opened in its own devpts, relayed to our terminal."""
-    from .sandbox import tty
+    from ..sandbox import tty
     master = tty.receive_master(started.tty_sock)
     started.tty_sock.close()
     if master is None:
@@ -370,12 +371,12 @@ def _terminal_relay(started, interactive: bool):
 
 def _join(started, resources: Resources) -> None:
     """Between the child's unshare and its exec: the cgroup, then the network."""
-    from .sandbox import process
+    from ..sandbox import process
     process.wait_ready(started)
     if resources.cgroup is not None:
         resources.cgroup.add(started.pid)
     if resources.allocation is not None:
-        from .network import netlink
+        from ..network import netlink
         netlink.ensure_bridge(resources.allocation.bridge, resources.allocation.gateway_cidr)
         netlink.attach(started.pid, resources.allocation)
     process.release(started)
@@ -390,9 +391,9 @@ def _release(store, cid: str, resources: Resources) -> None:
             pass
         resources.cgroup = None
     if resources.allocation is not None:
-        from .network import ipam
+        from ..network import ipam
         try:
-            from .network import netlink
+            from ..network import netlink
             netlink.detach(resources.allocation)
         except Exception:                          # noqa: BLE001
             pass
@@ -408,7 +409,7 @@ def _kill(pid: int) -> None:
 def _warn_platform(config, warn) -> None:
     host = oci.host_platform()
     if config.platform.architecture and config.platform.architecture != host.architecture:
-        from .errors import shown        # the image's words, not escape sequences
+        from ..errors import shown        # the image's words, not escape sequences
         warn(f"WARNING: The requested image's platform ({shown(str(config.platform), 80)}) does not "
              f"match the detected host platform ({host})")
 

@@ -1,7 +1,7 @@
 """Snapshot a directory tree and compare it with what you expected: the helper
 for "compare the upper dir after a run" that tests and users share.
 
-    from minirun.tree import snapshot, compare, file, whiteout
+    from minirun.layer.tree import snapshot, compare, file, whiteout
     problems = compare(snapshot(upper), {"/greeting": file(b"hi\\n", mode=0o644),
                                          "/etc/hostname": whiteout()})
     assert not problems, problems
@@ -21,7 +21,7 @@ import os
 import stat
 import sys
 
-from .layer import whiteout as _wh
+from . import whiteout as _wh
 
 _TYPES = ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "symlink"),
           (stat.S_ISCHR, "char"), (stat.S_ISBLK, "block"), (stat.S_ISFIFO, "fifo"),

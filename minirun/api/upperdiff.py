@@ -7,9 +7,9 @@ from __future__ import annotations
 import errno
 import os
 
-from .errors import Conflict
-from .layer.compare import Difference, compare
-from .layer.manifest import build
+from ..errors import Conflict
+from ..layer.compare import Difference, compare
+from ..layer.manifest import build
 
 
 def compare_containers(store, name_a: str, name_b: str) -> list[Difference]:

@@ -8,7 +8,7 @@ it, so a killed minirun leaks nothing onto the host.
 from __future__ import annotations
 
 import os
-from .record import dataclass
+from .frozen import dataclass
 from typing import Callable
 
 

@@ -25,9 +25,9 @@ import errno
 import os
 import stat
 
-from .. import jsonio
+from ..lib import jsonio
 from ..errors import DamagedRecord
-from ..names import is_sha256_digest
+from ..lib.names import is_sha256_digest
 
 KiB, MiB = 1 << 10, 1 << 20
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

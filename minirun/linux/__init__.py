@@ -17,7 +17,7 @@ from __future__ import annotations
 import _ctypes
 import os
 
-from . import log
+from ..lib import log
 
 
 class c_int(_ctypes._SimpleCData):

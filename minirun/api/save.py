@@ -31,11 +31,12 @@ import os
 import shutil
 import tarfile
 import zlib
-from .record import dataclass, field
+from ..lib.frozen import dataclass, field
 from typing import BinaryIO, Callable, ContextManager, Iterable
 
-from . import oci, reference
-from .errors import BadImage, Conflict, DigestMismatch, EnvironmentProblem, NotFound, UsageError
+from .. import oci
+from ..oci import reference
+from ..errors import BadImage, Conflict, DigestMismatch, EnvironmentProblem, NotFound, UsageError
 from .outfile import failed, temp_beside, write_output
 
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
@@ -122,7 +123,7 @@ def _gc_lock_shared(store):
 def select(store, names: list[str]) -> list[SavedImage]:
     """Resolve every name first (nothing is written for a typo); an image named
     twice is saved once, under every reference it was named by."""
-    from .images import layer_blob
+    from .catalog import layer_blob
     doc = store.images.read()
     chosen: dict[str, SavedImage] = {}
     for name in names:
@@ -201,7 +202,7 @@ def uncompressed_entry(store, name: str, diff_id: str, desc: oci.Descriptor) -> 
 
 @contextlib.contextmanager
 def _decompressed(store, digest: str, compression: str):
-    from .layer.unpack import decompressor
+    from ..layer.unpack import decompressor
     with store.blobs.open(digest) as raw:
         stream = decompressor(raw, compression)
         try:
@@ -340,7 +341,7 @@ def _to_new_dir(entries: list[Entry], path: str) -> None:
         raise Conflict(f"{path} exists and is not empty",
                        "choose a new directory for -o, or remove that one first")
     tmp = _temp_beside(path)
-    from .fsutil import remove_tree
+    from ..lib.fsutil import remove_tree
     try:
         os.mkdir(tmp, 0o755)
         write_dir(entries, tmp)

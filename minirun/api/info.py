@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-from . import config
+from .. import config
 
 
 def gather(store_root: str) -> dict:
-    from .doctor import run_all
+    from ..doctor import run_all
     settings = {key: {"Value": value, "Source": source}
                 for key, (value, source) in ((k, config.effective(k)) for k in config.SETTINGS)}
     checks = {check.name: check for check in run_all(store_root)}
@@ -22,8 +22,8 @@ def gather(store_root: str) -> dict:
     def said(name: str) -> str:
         check = checks.get(name)
         return f"{check.status}: {check.detail}" if check else "not checked"
-    from .overlay import strategy_from_env
-    from .sandbox.cgroups import detect
+    from ..overlay import strategy_from_env
+    from ..sandbox.cgroups import detect
     cgroup_version = detect()
     features = {
         "Kernel": os.uname().release,
@@ -45,7 +45,7 @@ def gather(store_root: str) -> dict:
 
 
 def _extraction() -> str:
-    from .layer import safeopen
+    from ..layer import safeopen
     try:
         fd = safeopen.linux.openat2(-100, "/", safeopen.DIR_FLAGS, safeopen.RESOLVE)
     except OSError as exc:
@@ -56,24 +56,24 @@ def _extraction() -> str:
 
 def _store_stats(root: str) -> dict:
     if not os.path.isdir(root):
-        from .store.root import check_root
+        from ..store.root import check_root
         check_root(root)                 # MINIRUN_ROOT=/dev/null is an error, not "not created yet"
         return {"Root": root, "Exists": False}
-    from .store import open_store
-    from .usage import disk_usage, inventory_for
+    from ..store import open_store
+    from .disk import disk_usage, inventory_for
     store = open_store(root, create=False)
     usage = disk_usage(inventory_for(store, sizes=True))
     rows = {row.kind: {"Total": row.total, "Active": row.active, "Bytes": row.size,
                        "ReclaimableBytes": row.reclaimable} for row in usage.rows}
     running = 0
-    from .runtime import container_records
+    from .control import container_records
     for record in container_records(store):
         running += record["state"].get("status") == "running"
     return {"Root": root, "Exists": True, "RunningContainers": running, **rows}
 
 
 def lines(doc: dict) -> list[str]:
-    from .images import human_size
+    from .catalog import human_size
     out = [f"Config file: {doc['ConfigFile']['Path']}"
            f"{'' if doc['ConfigFile']['Exists'] else ' (absent: built-in defaults)'}", "Settings:"]
     for key, item in doc["Settings"].items():

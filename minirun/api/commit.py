@@ -28,18 +28,19 @@ import json
 import os
 import subprocess
 import time
-from .record import dataclass
+from ..lib.frozen import dataclass
 
-from . import oci, reference
-from .errors import Conflict, ImageNotFound, MinirunError, no_space
-from .imageconfig import iso_time, new_config
-from .images import layer_blob
-from .fsutil import tree_stats
-from .layer import pack, whiteout
-from .layer.limits import check_tree
-from .runtime import effective_state
-from .sources.importer import image_record
-from .store import gc
+from .. import oci
+from ..oci import reference
+from ..errors import Conflict, ImageNotFound, MinirunError, no_space
+from ..oci.imageconfig import iso_time, new_config
+from .catalog import layer_blob
+from ..lib.fsutil import tree_stats
+from ..layer import pack, whiteout
+from ..layer.limits import check_tree
+from .control import effective_state
+from ..sources.importer import image_record
+from ..store import gc
 
 
 @dataclass(frozen=True)
@@ -191,5 +192,5 @@ def _manifest(store, manifest_type: str, config_bytes: bytes, layers: list[dict]
 
 
 def _source_date_epoch() -> int | None:
-    from .imageconfig import source_date_epoch
+    from ..oci.imageconfig import source_date_epoch
     return source_date_epoch()

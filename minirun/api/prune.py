@@ -15,12 +15,13 @@ reference -> manifest -> config -> diff_ids (layers).
 from __future__ import annotations
 
 import json
-from .record import dataclass, field
+from ..lib.frozen import dataclass, field
 
-from . import oci, reference
-from .runtime import container_records, remove as remove_container
-from .errors import DamagedRecord
-from .store import gc
+from .. import oci
+from ..oci import reference
+from .control import container_records, remove as remove_container
+from ..errors import DamagedRecord
+from ..store import gc
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import time
 
-from .errors import Conflict, DamagedRecord, EnvironmentProblem, warn_damaged
+from ..errors import Conflict, DamagedRecord, EnvironmentProblem, warn_damaged
 
 
 def require_root(what: str) -> None:
@@ -61,7 +61,7 @@ def _damaged_record(store, cid: str, err: DamagedRecord) -> dict:
     try:
         config = store.containers.config(cid)
     except (FileNotFoundError, DamagedRecord):
-        from .store.gc import mentioned_digests
+        from ..store.gc import mentioned_digests
         config = {"layers": sorted(mentioned_digests(store.containers.path(cid, "config.json")))}
     return dict(config, id=cid, name=config.get("name") or "?", image=config.get("image") or "?",
                 argv=config.get("argv") or [], created=config.get("created") or "",
@@ -89,7 +89,7 @@ def remove(store, name: str, force: bool) -> str:
 def release_leftovers(store, cid: str, state: dict) -> None:
     """What a container whose runtime was killed still holds: its cgroup and its address.
     (The kernel removed its veth with its network namespace.)"""
-    from .sandbox.cgroups import CgroupHandle
+    from ..sandbox.cgroups import CgroupHandle
     handles = [CgroupHandle.from_json(state["cgroup"])] if state.get("cgroup") else []
     handles.append(CgroupHandle.of_container(cid))     # made, but killed before it was recorded
     for handle in handles:
@@ -98,7 +98,7 @@ def release_leftovers(store, cid: str, state: dict) -> None:
         except Exception:                          # noqa: BLE001 - already gone is fine
             pass
     if os.path.isdir(os.path.join(store.root, "networks")):
-        from .network import ipam
+        from ..network import ipam
         try:
             ipam.release(store.root, cid)
         except DamagedRecord as err:
@@ -109,7 +109,7 @@ def release_stale_addresses(store) -> None:
     """Addresses of containers that have ended without giving them back (their runtime
     died). Only containers known to have ended: one being created right now has an
     address and no record yet, and must keep it."""
-    from .network import ipam
+    from ..network import ipam
     known = set(store.containers.ids())
     for cid in ipam.allocations(store.root):
         try:
@@ -171,8 +171,8 @@ def inspect(store, name: str) -> dict:
 
 
 def diff(store, name: str):
-    from .layer.changes import changes, scan_upper
-    from .layer.lowerview import LowerView
+    from ..layer.changes import changes, scan_upper
+    from ..layer.lowerview import LowerView
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     if config.get("read_only"):
@@ -254,7 +254,7 @@ def _open_log(path: str):
     """container.log as written: a regular file, not a symlink (to a host file) nor a
     FIFO (which would block)."""
     import stat
-    from .store.records import file_type, open_failed
+    from ..store.readers import file_type, open_failed
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -269,9 +269,9 @@ def _open_log(path: str):
 def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user: str | None,
             workdir: str | None, tty: bool, interactive: bool):
     """docker exec: the container's env, cwd, user and capabilities, overridable."""
-    from .sandbox import join, spec
+    from ..sandbox import join, program as spec
     if not argv:
-        from .errors import UsageError
+        from ..errors import UsageError
         raise UsageError("exec needs a command", "e.g. minirun exec NAME sh")
     cid, pid = running_pid(store, name)
     config = store.containers.config(cid)
@@ -281,10 +281,10 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
                             user or config.get("user", "0"), config.get("hostname", ""), False)
     cgroup = None
     if state.get("cgroup"):
-        from .sandbox.cgroups import CgroupHandle
+        from ..sandbox.cgroups import CgroupHandle
         cgroup = CgroupHandle.from_json(state["cgroup"])
     caps = frozenset(config.get("capabilities", []))
-    from .sandbox import seccomp
+    from ..sandbox import seccomp
     request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
                         config.get("no_new_privs", True), tty, cgroup, interactive,
                         pid_start=state.get("pid_start") or 0, name=name,

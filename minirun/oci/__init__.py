@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 
-from . import jsonio
-from .names import is_sha256_digest
-from .errors import BadImage, UnsupportedMediaType, brief
+from ..lib import jsonio
+from ..lib.names import is_sha256_digest
+from ..errors import BadImage, UnsupportedMediaType, brief
 from .jsondoc import (MAX_CONFIG_BYTES, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES, get_field,  # noqa: F401
                       json_type, load_json, parse_json, str_list, str_map, text_field, too_large)
-from .record import dataclass, field
+from ..lib.frozen import dataclass, field
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

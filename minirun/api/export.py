@@ -27,14 +27,15 @@ import sys
 import time
 from typing import BinaryIO
 
-from . import linux, oci, overlay, reference
-from .errors import NO_SPACE_ERRNOS, BadImage, Conflict, EnvironmentProblem, NotFound, UsageError
-from .forked import in_child
-from .fsutil import is_hole, tree_stats
-from .imageconfig import apply_changes, iso_time
-from .layer import pack
-from .layer.limits import check_size, check_tree, max_layer_bytes
-from .runtime import lower_dirs
+from .. import linux, oci, overlay
+from ..oci import reference
+from ..errors import NO_SPACE_ERRNOS, BadImage, Conflict, EnvironmentProblem, NotFound, UsageError
+from ..lib.forked import in_child
+from ..lib.fsutil import is_hole, tree_stats
+from ..oci.imageconfig import apply_changes, iso_time
+from ..layer import pack
+from ..layer.limits import check_size, check_tree, max_layer_bytes
+from .control import lower_dirs
 
 
 def export(store, name: str, out: BinaryIO) -> None:
@@ -109,7 +110,7 @@ def _in_private_namespace(work) -> None:
 
 
 def _epoch() -> int | None:
-    from .imageconfig import source_date_epoch
+    from ..oci.imageconfig import source_date_epoch
     return source_date_epoch()
 
 
@@ -119,8 +120,8 @@ def import_tarball(store, path: str, ref: str | None, message: str = "",
                    changes: tuple[str, ...] = (), report=lambda label, status: None) -> str:
     """A root filesystem tar (plain, gzip or zstd; '-' for stdin) becomes a
     one-layer image. Returns its image id."""
-    from .sources.importer import SourceImage, SourceLayer, import_image
-    from .store import gc
+    from ..sources.importer import SourceImage, SourceLayer, import_image
+    from ..store import gc
     ref = str(reference.parse(ref)) if ref else None
     _epoch()                                      # refused before anything is read or made
     try:
@@ -197,7 +198,7 @@ def _sniff(path: str) -> str:
 def _diff_id(path: str, compression: str) -> str:
     """sha256 of the uncompressed tar, which may be no bigger than a layer (a small
     gzip can hold a huge run of zeros)."""
-    from .layer.unpack import decompressor
+    from ..layer.unpack import decompressor
     digest, size, limit = hashlib.sha256(), 0, max_layer_bytes()
     with open(path, "rb") as raw:
         stream = decompressor(raw, compression)

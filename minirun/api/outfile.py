@@ -15,7 +15,7 @@ import stat
 import uuid
 from typing import BinaryIO, Callable
 
-from .errors import EnvironmentProblem, NotFound, UsageError
+from ..errors import EnvironmentProblem, NotFound, UsageError
 
 
 def write_output(path: str, write: Callable[[BinaryIO], None], what: str) -> None:

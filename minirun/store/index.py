@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 
-from .. import jsonio
-from .. import reference
+from ..lib import jsonio
+from ..oci import reference
 from ..errors import Conflict, DamagedRecord, ImageNotFound, UsageError, warn_damaged
-from ..names import is_sha256_digest
-from . import records
-from .records import COUNT, DIGEST, STR, STRS, Kind
+from ..lib.names import is_sha256_digest
+from . import readers as records
+from .readers import COUNT, DIGEST, STR, STRS, Kind
 
 LAYER_RECORD = {"key": DIGEST, "diff_id": DIGEST, "blob": DIGEST, "media_type": STR, "size": COUNT,
                 "unpacked_size": COUNT}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .spec import EXIT_CODES_HELP, Arg, Command, Flag
+from .light import EXIT_CODES_HELP, Arg, Command, Flag
 
 FORMAT_HELP = ("json (one object per line), a template such as '{{.ID}}\\t{{.Size}}', "
                "or 'table TEMPLATE' for aligned columns with a header.")
@@ -35,12 +35,12 @@ LOAD = Command(
     (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
     (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
-    ".quick:load_command")
+    ".lightcmds:load_command")
 
 
 def load_command(values: dict) -> int:
-    from ..images import load
-    from ..runtime import require_root
+    from ..api.catalog import load
+    from ..api.control import require_root
     require_root("load")
     quiet = values["quiet"]
 
@@ -75,17 +75,17 @@ IMAGES = Command(
      Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
           "CreatedSince, Size, Layers."),
      Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
-    ".quick:images_command")
+    ".lightcmds:images_command")
 
 
 def images_command(values: dict) -> int:
-    from .. import images as imgs
+    from ..api import catalog as imgs
     from . import formatting
     fmt = values["format"]
     formatting.check(fmt)
     store = _store(create=False)
     if values["tree"]:
-        from ..usage import tree_lines_for
+        from ..api.disk import tree_lines_for
         formatting.print_lines(tree_lines_for(store))
         return 0
     rows = imgs.filter_rows(imgs.rows(store), values["filter_"])
@@ -99,7 +99,7 @@ def images_command(values: dict) -> int:
                                 "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
                                 "Dangling": not row.refs} for row in rows], fmt)
         return 0
-    from ..reference import parse
+    from ..oci.reference import parse
     lines = []
     for row in rows:
         for ref in [parse(r) for r in row.refs] or [None]:
@@ -134,12 +134,12 @@ PS = Command(
           "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
      Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
           "RunningFor, Status, State, Names.")),
-    ".quick:ps_command")
+    ".lightcmds:ps_command")
 
 
 def ps_command(values: dict) -> int:
-    from ..images import human_age
-    from ..runtime import container_records
+    from ..api.catalog import human_age
+    from ..api.control import container_records
     from . import formatting
     fmt = values["format"]
     formatting.check(fmt)
@@ -217,13 +217,13 @@ PULL = Command(
     (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
           "(default: this host's)."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
-    ".quick:pull_command")
+    ".lightcmds:pull_command")
 
 
 def pull_command(values: dict) -> int:
-    from .. import progress as progress_mod
-    from ..reference import parse
-    from ..runtime import require_root
+    from . import progress as progress_mod
+    from ..oci.reference import parse
+    from ..api.control import require_root
     from ..sources.registry.pull import pull
     require_root("pull")
     quiet = values["quiet"]

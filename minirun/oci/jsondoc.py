@@ -9,8 +9,8 @@ no unpaired surrogate escapes, at most MAX_JSON_DEPTH levels deep.
 
 from __future__ import annotations
 
-from . import jsonio
-from .errors import BadImage, brief
+from ..lib import jsonio
+from ..errors import BadImage, brief
 
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 16 << 20

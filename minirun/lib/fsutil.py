@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from .record import dataclass, field
+from .frozen import dataclass, field
 
 
 def remove_tree(path: str) -> None:

@@ -40,13 +40,13 @@ def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
 
     Example: sudo minirun fsck --repair
     """
-    from ..fsck import check
-    from ..runtime import require_root
+    from ..api.fsck import check
+    from ..api.control import require_root
     require_root("fsck")
     store = _store(create=False)
     repaired: list[str] = []
     if repair:
-        from ..storecheck import repair as do_repair
+        from ..api.storecheck import repair as do_repair
         repaired = do_repair(store)
         if not as_json:
             for line in repaired:
@@ -103,7 +103,7 @@ def info(format: str = typer.Option(None, "--format", help="json, or a template 
 
     Example: sudo minirun info
     """
-    from ..info import gather, lines
+    from ..api.info import gather, lines
     from ..store.root import default_root
     from . import formatting
     formatting.check(format)

@@ -18,7 +18,7 @@ import json
 import shlex
 import time
 
-from .errors import UsageError
+from ..errors import UsageError
 
 INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
                 "VOLUME", "WORKDIR")
@@ -36,7 +36,7 @@ def source_date_epoch() -> int | None:
     variable): None when unset, else ASCII digits for a second from 0 to MAX_EPOCH;
     anything else is a UsageError, never a time gmtime() cannot hold."""
     import os
-    from .errors import brief
+    from ..errors import brief
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
         return None

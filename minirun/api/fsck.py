@@ -24,13 +24,13 @@ import gzip
 import hashlib
 import os
 import zlib
-from .record import dataclass, field
+from ..lib.frozen import dataclass, field
 
-from . import oci
-from .errors import DamagedRecord, MinirunError
-from .layer.compare import Difference, describe_fields
-from .layer.manifest import verify
-from .layer.unpack import CHUNK, decompressor, Tee
+from .. import oci
+from ..errors import DamagedRecord, MinirunError
+from ..layer.compare import Difference, describe_fields
+from ..layer.manifest import verify
+from ..layer.unpack import CHUNK, decompressor, Tee
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def check_blobs(store, metas: dict[str, dict], report: Report, skip: set[str] = 
 
 def _max_blob_bytes() -> int:
     """The most a layer may hold uncompressed (layer/limits.py): no blob is larger."""
-    from .layer.limits import DEFAULT_MAX_BYTES, Limits
+    from ..layer.limits import DEFAULT_MAX_BYTES, Limits
     try:
         return Limits.from_env().max_bytes
     except MinirunError:

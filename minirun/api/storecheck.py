@@ -43,10 +43,10 @@ import os
 import stat
 import time
 
-from .errors import DamagedRecord, MinirunError, shown
-from .fsutil import remove_tree
-from .names import is_hex
-from .record import dataclass, field
+from ..errors import DamagedRecord, MinirunError, shown
+from ..lib.fsutil import remove_tree
+from ..lib.names import is_hex
+from ..lib.frozen import dataclass, field
 
 STORE_DIRS = ("blobs", "blobs/sha256", "layers", "layers/sha256", "containers", "locks", "tmp", "mnt")
 
@@ -160,7 +160,7 @@ def _locks(store) -> list[Fix]:
 # ---------------------------------------------------------------- images.json
 
 def _images_json(store) -> list[Fix]:
-    from .store.images import ImageIndex
+    from ..store.index import ImageIndex
     index: ImageIndex = store.images
     try:
         damaged, _ = index.damage()
@@ -182,7 +182,7 @@ def damaged_ids(store) -> set[str]:
 def rebuild_images(store, only: set[str] | None) -> list[str]:
     """images.json made again: every image the store can verify (only=None), or the
     records of these ids, from their manifest and config blobs and cached layers."""
-    from .store.images import split
+    from ..store.index import split
     found = recoverable(store)
     lines: list[str] = []
 
@@ -213,8 +213,8 @@ def rebuild_images(store, only: set[str] | None) -> list[str]:
 def recoverable(store) -> dict[str, dict]:
     """image id -> record, for each stored manifest whose config is stored and whose
     layers are all cached (the first manifest by digest, when several name one config)."""
-    from . import oci
-    from .sources.importer import image_record
+    from .. import oci
+    from ..sources.importer import image_record
     out: dict[str, dict] = {}
     for digest in sorted(store.blobs.list()):
         try:
@@ -297,7 +297,7 @@ def _containers(store) -> list[Fix]:
 
 
 def _remove_container(store, cid: str) -> None:
-    from .runtime import release_leftovers
+    from .control import release_leftovers
     release_leftovers(store, cid, {})
     store.containers.remove(cid)
 
@@ -353,7 +353,7 @@ def _blobs(store) -> list[Fix]:
 
 
 def _allocations(store) -> list[Fix]:
-    from .network import ipam
+    from ..network import ipam
     path = os.path.join(store.root, "networks", "allocations.json")
     if not os.path.lexists(path) or not _is_dir(os.path.dirname(path)):
         return []
@@ -382,7 +382,7 @@ def _is_dir(path: str) -> bool:
 
 
 def _kind(path: str, mode: int) -> str:
-    from .store.records import file_type
+    from ..store.readers import file_type
     if stat.S_ISLNK(mode):
         try:
             return f"a symlink to {os.readlink(path)[:80]!r}"

@@ -4,10 +4,10 @@ flags the way `docker run` does it. Pure: no I/O."""
 from __future__ import annotations
 
 import os
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 from ..errors import UsageError
-from ..names import is_hostname
+from ..lib.names import is_hostname
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

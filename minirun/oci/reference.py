@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-from .record import dataclass
+from ..lib.frozen import dataclass
 
-from .errors import UsageError
-from .names import is_hex, is_registry_host, is_repository_path, is_sha256_digest, is_tag
+from ..errors import UsageError
+from ..lib.names import is_hex, is_registry_host, is_repository_path, is_sha256_digest, is_tag
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"

@@ -12,10 +12,10 @@ every other function is pure over it. Layer sizes are unpacked bytes
 from __future__ import annotations
 
 import os
-from .record import dataclass, field
+from ..lib.frozen import dataclass, field
 
-from . import fsutil
-from .oci import short_id
+from ..lib import fsutil
+from ..oci import short_id
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class Inventory:
 
 def inventory_for(store, sizes: bool = False) -> Inventory:
     """Read the store's documents; with sizes, also stat blobs and walk upper dirs."""
-    from .errors import DamagedRecord, warn_damaged
-    from .runtime import container_records
+    from ..errors import DamagedRecord, warn_damaged
+    from .control import container_records
     layers = {}
     for key in _listed(store.layers.list):
         try:
@@ -78,8 +78,8 @@ def image_names(doc: dict) -> dict[str, tuple[str, ...]]:
 
 
 def _familiar(ref: str) -> str:
-    from .errors import UsageError
-    from .reference import parse
+    from ..errors import UsageError
+    from ..oci.reference import parse
     try:
         return parse(ref).familiar()
     except UsageError:
@@ -314,7 +314,7 @@ def tree_lines(images, no_trunc: bool = False) -> list[str]:
     and after `←` the images that end there. A node with one child is followed by
     that child in the same column, so a stack of 200 layers stays 200 lines of
     the same width; only a branch (├─ └─) indents."""
-    from .images import human_size
+    from .catalog import human_size
 
     def text(node: dict) -> str:
         layer = node["layer"]
