@@ -1,14 +1,14 @@
-"""Image operations behind the CLI: load, list, remove."""
+"""Image use cases behind the CLI: load, list, remove, tag, inspect, history.
+They return data and never print."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from .. import oci
 from ..oci import reference
-from ..errors import DamagedRecord, MinirunError, NotFound, UsageError
+from ..errors import MinirunError, UsageError
 from ..lib.frozen import dataclass
 from ..store import gc
 
@@ -51,27 +51,6 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
             raise
     return loaded
 
-
-
-def layer_blob(store, layer: dict) -> oci.Descriptor:
-    """A stored blob holding this layer of an image (a record from images.json).
-
-    Usually the blob the image names. When the layer was already cached from
-    another image ("Already exists"), that blob may never have been fetched;
-    then the layer's own blob serves: same diff_id, so the same uncompressed
-    tar, perhaps compressed differently. Manifests written from these
-    descriptors keep the image's config, hence its id."""
-    if store.blobs.has(layer["blob"]):
-        return oci.Descriptor(layer["media_type"], layer["blob"], layer["size"])
-    try:
-        meta = store.layers.meta(layer["key"])
-    except (FileNotFoundError, DamagedRecord):
-        meta = {}
-    own = meta.get("blob")
-    if own and store.blobs.has(own):
-        return oci.Descriptor(meta["media_type"], own, os.path.getsize(store.blobs.path(own)))
-    raise NotFound(f"no blob of layer {oci.short_id(layer['diff_id'])} is in the store",
-                   "pull or load the image again (or run `minirun fsck`)")
 
 
 def rows(store) -> list[ImageRow]:

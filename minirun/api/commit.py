@@ -34,11 +34,11 @@ from .. import oci
 from ..oci import reference
 from ..errors import Conflict, ImageNotFound, MinirunError, no_space
 from ..oci.imageconfig import iso_time, new_config
-from .catalog import layer_blob
+from ..store.blobs import layer_blob
 from ..lib.fsutil import tree_stats
 from ..layer import pack, whiteout
 from ..layer.limits import check_tree
-from .control import effective_state
+from ..store.containers import effective_state
 from ..sources.importer import image_record
 from ..store import gc
 
@@ -178,7 +178,7 @@ def _created_by(config: dict) -> str:
 
 
 def _manifest(store, manifest_type: str, config_bytes: bytes, layers: list[dict]) -> bytes:
-    """Base layers point at blobs the store holds (see images.layer_blob)."""
+    """Base layers point at blobs the store holds (see store/blobs.py layer_blob)."""
     descriptors = []
     for layer in layers:
         desc = layer_blob(store, layer)

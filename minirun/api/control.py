@@ -1,4 +1,5 @@
-"""Container operations behind the CLI: ps, rm, inspect, diff (run is launcher.py)."""
+"""Container use cases behind the CLI: ps, rm, inspect, diff, logs, stop, kill, exec
+(run is run/). They return data and never print."""
 
 from __future__ import annotations
 
@@ -6,36 +7,9 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import time
 
-from ..errors import Conflict, DamagedRecord, EnvironmentProblem, warn_damaged
-
-
-def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise EnvironmentProblem(f"minirun {what} must run as root (it mounts overlayfs and "
-                                 "creates namespaces)", f"run it with sudo: sudo minirun {what} ...")
-
-
-def start_time(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: tells a live container from a reused pid. A zombie
-    (dead, not yet reaped because its runtime died too) counts as gone: 0."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    try:
-        return 0 if fields[0] in ("Z", "X") else int(fields[19])
-    except (IndexError, ValueError):
-        return 0
-
-
-def effective_state(state: dict) -> dict:
-    """The recorded state, corrected when the runtime died and its container with it."""
-    if state.get("status") == "running":
-        pid = state.get("pid") or 0
-        if not pid or start_time(pid) != state.get("pid_start"):
-            return dict(state, status="exited", exit_code=None, error="the runtime process died")
-    return state
+from ..errors import Conflict, DamagedRecord, warn_damaged
+from ..linux.procfs import signal_quietly, start_time
+from ..store.containers import effective_state
 
 
 def container_records(store) -> list[dict]:
@@ -103,21 +77,6 @@ def release_leftovers(store, cid: str, state: dict) -> None:
             ipam.release(store.root, cid)
         except DamagedRecord as err:
             warn_damaged(err)                   # the address goes when fsck --repair drops the file
-
-
-def release_stale_addresses(store) -> None:
-    """Addresses of containers that have ended without giving them back (their runtime
-    died). Only containers known to have ended: one being created right now has an
-    address and no record yet, and must keep it."""
-    from ..network import ipam
-    known = set(store.containers.ids())
-    for cid in ipam.allocations(store.root):
-        try:
-            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
-        except DamagedRecord:
-            ended = False                      # it may still run: keep its address
-        if ended:
-            ipam.release(store.root, cid)
 
 
 def _kill(pid: int) -> None:
@@ -206,14 +165,6 @@ def stop(store, name: str, timeout: float) -> str:
         signal_quietly(pid, signal.SIGKILL)
         _wait_gone(store, cid, pid, 10)
     return cid
-
-
-def signal_quietly(pid: int, signum: int) -> None:
-    """Send a signal; a process that is already gone is not an error."""
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:

@@ -28,6 +28,7 @@ import time
 from typing import BinaryIO
 
 from .. import linux, oci, overlay
+from ..linux import caps
 from ..oci import reference
 from ..errors import NO_SPACE_ERRNOS, BadImage, Conflict, EnvironmentProblem, NotFound, UsageError
 from ..lib.forked import in_child
@@ -76,7 +77,7 @@ def _empty_dir(store) -> str:
 
 
 def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int, name: str) -> None:
-    linux.set_pdeathsig(signal.SIGKILL)      # a killed export stops writing at once
+    caps.set_pdeathsig(signal.SIGKILL)      # a killed export stops writing at once
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     overlay.mount(spec, target, overlay.strategy_from_env())

@@ -9,7 +9,7 @@ podman, skopeo and umoci read.
                      and the compressed layer blobs as stored
 
 This module owns what goes into the output; it only reads the store. Each
-layer's blob comes from images.layer_blob(), which may be another blob of the
+layer's blob comes from store/blobs.py layer_blob(), which may be another blob of the
 same diff_id than the one the stored manifest names; the OCI forms then carry a
 manifest rebuilt from those descriptors, and so does an image whose stored
 manifest is a Docker schema 2 one (OCI media types, same digests). The config
@@ -123,7 +123,7 @@ def _gc_lock_shared(store):
 def select(store, names: list[str]) -> list[SavedImage]:
     """Resolve every name first (nothing is written for a typo); an image named
     twice is saved once, under every reference it was named by."""
-    from .catalog import layer_blob
+    from ..store.blobs import layer_blob
     doc = store.images.read()
     chosen: dict[str, SavedImage] = {}
     for name in names:

@@ -9,7 +9,8 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import MinirunError, as_failure, flush_warnings
+from ..errors import MinirunError
+from . import as_failure, flush_warnings
 from .formatting import print_table  # noqa: F401 - the tables of every command
 from .light import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 

@@ -26,7 +26,8 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomple
 
     Example: sudo minirun rm t1
     """
-    from ..api.control import remove, require_root
+    from ..api.control import remove
+    from ..linux.caps import require_root
     require_root("rm")
     store = _store()
     for name in names:
@@ -53,7 +54,8 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
 
     Example: sudo minirun diff t1          sudo minirun diff t1 t2
     """
-    from ..api.control import diff as do_diff, require_root
+    from ..api.control import diff as do_diff
+    from ..linux.caps import require_root
     from . import formatting
     formatting.check(format)
     require_root("diff")
@@ -102,7 +104,8 @@ def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
 
     Example: sudo minirun stop -t 2 web
     """
-    from ..api.control import require_root, stop as do_stop
+    from ..api.control import stop as do_stop
+    from ..linux.caps import require_root
     require_root("stop")
     store = _store()
     for name in names:
@@ -118,7 +121,8 @@ def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
 
     Example: sudo minirun kill -s HUP web
     """
-    from ..api.control import require_root, send_signal
+    from ..api.control import send_signal
+    from ..linux.caps import require_root
     require_root("kill")
     signum = _signal_number(signal_)
     store = _store()
@@ -160,7 +164,8 @@ def exec_(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=co
 
     Example: sudo minirun exec -it web sh
     """
-    from ..api.control import exec_in, require_root
+    from ..api.control import exec_in
+    from ..linux.caps import require_root
     require_root("exec")
     outcome = exec_in(_store(create=False), name, tuple(command), tuple(env), user, workdir, tty, interactive)
     if outcome.error:

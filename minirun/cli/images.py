@@ -24,6 +24,6 @@ def rmi(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletio
     Example: sudo minirun rmi myapp
     """
     from ..api.catalog import remove
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("rmi")
     remove(_store(), names, force, print)

@@ -60,7 +60,7 @@ def tag(source: str = typer.Argument(..., metavar="IMAGE", autocompletion=comple
     Example: sudo minirun tag myapp myapp:stable
     """
     from ..api.catalog import tag as do_tag
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("tag")
     do_tag(_store(), source, target)
 
@@ -131,7 +131,7 @@ def commit(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=c
     Example: sudo minirun commit -m 'add greeting' -c 'CMD ["cat", "/greeting"]' t1 myapp:v2
     """
     from ..api.commit import CommitOptions, commit as do_commit
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("commit")
     result = do_commit(_store(), name, CommitOptions(ref, message, author, tuple(change)))
     print(result.image_id)
@@ -145,7 +145,7 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
     import sys
     from ..api import prune as pr
     from ..api.catalog import human_size
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     if not dry_run:
         require_root("prune")
     store = _store()
@@ -165,7 +165,7 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
         # no lock while a person thinks: runs, loads and commits go on meanwhile
         counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
                            if todo.of(k))
-        from ..errors import flush_warnings
+        from . import flush_warnings
         flush_warnings()                # what was passed over, before the question
         if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
             raise typer.Exit(1)
@@ -244,7 +244,7 @@ def export(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=c
     import sys
     from ..errors import UsageError
     from ..api.export import export as do_export
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("export")
     store = _store()
     if output in (None, "-"):
@@ -272,7 +272,7 @@ def import_(path: str = typer.Argument(..., metavar="FILE", help="Tar of a root 
     Example: sudo minirun import t1-rootfs.tar flat:v1 -c 'CMD ["/bin/sh"]'
     """
     from ..api.export import import_tarball
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("import")
     print(import_tarball(_store(), path, ref, message, tuple(change)))
 

@@ -70,7 +70,7 @@ def take_log_level(argv: list[str]) -> list[str] | None:
 
 
 def _guarded(action, run_mode: bool = False) -> int:
-    from ..errors import as_failure, flush_warnings
+    from . import as_failure, flush_warnings
     try:
         code = action()
     except BrokenPipeError:

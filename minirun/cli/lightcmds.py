@@ -40,7 +40,7 @@ LOAD = Command(
 
 def load_command(values: dict) -> int:
     from ..api.catalog import load
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("load")
     quiet = values["quiet"]
 
@@ -223,7 +223,7 @@ PULL = Command(
 def pull_command(values: dict) -> int:
     from . import progress as progress_mod
     from ..oci.reference import parse
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     from ..sources.registry.pull import pull
     require_root("pull")
     quiet = values["quiet"]

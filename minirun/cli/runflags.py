@@ -70,7 +70,7 @@ def execute(values: dict) -> int:
     """Run the container the parsed flags describe; its exit code (errors raise)."""
     import sys
     from ..run.start import run
-    from ..sandbox.program import RunOptions
+    from ..run.plan import RunOptions
     from ..store import open_store
     nnp, seccomp = security_options(values["security_opt"])
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],

@@ -41,7 +41,7 @@ def fsck(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     Example: sudo minirun fsck --repair
     """
     from ..api.fsck import check
-    from ..api.control import require_root
+    from ..linux.caps import require_root
     require_root("fsck")
     store = _store(create=False)
     repaired: list[str] = []

@@ -94,6 +94,12 @@ MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MS_STRICTATIME = 0x1000000
 
+# The one namespace table: the namespaces a container has of its own, each as
+# /proc/PID/ns/<name> and its clone flag, in the order `exec` joins them (setns):
+# mnt last but pid, because it changes what paths mean; pid affects only the
+# children. `run` unshares them all at once (pid in the parent, the rest in the child).
+NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+              ("mnt", CLONE_NEWNS), ("pid", CLONE_NEWPID))
 _CLONE_NAMES = {CLONE_NEWNS: "CLONE_NEWNS", CLONE_NEWCGROUP: "CLONE_NEWCGROUP", CLONE_NEWUTS: "CLONE_NEWUTS",
                 CLONE_NEWIPC: "CLONE_NEWIPC", CLONE_NEWUSER: "CLONE_NEWUSER", CLONE_NEWPID: "CLONE_NEWPID",
                 CLONE_NEWNET: "CLONE_NEWNET"}
@@ -116,13 +122,7 @@ FSMOUNT_CLOEXEC = 0x1
 MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
 SYS_PIDFD_OPEN = 434                  # the same number on every architecture (Linux 5.3+)
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 OVERLAYFS_SUPER_MAGIC = 0x794C7630
 TMPFS_MAGIC = 0x01021994
@@ -205,48 +205,10 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, c_ulong(len(raw))), "sethostname")
 
 
-def set_pdeathsig(signum: int) -> None:
-    """Have the kernel send signum to this process when its parent dies."""
-    _check(_libc.prctl(c_int(PR_SET_PDEATHSIG), c_ulong(signum),
-                       c_ulong(0), c_ulong(0), c_ulong(0)), "prctl")
-
-
-def set_dumpable(on: bool) -> None:
-    """PR_SET_DUMPABLE: while off, only CAP_SYS_PTRACE may ptrace this process or open
-    its /proc/PID/{root,cwd,exe,fd,mem,environ}; execve turns it on again."""
-    _prctl(PR_SET_DUMPABLE, int(on), 0, "prctl PR_SET_DUMPABLE")
-
-
-def set_child_subreaper() -> None:
-    """Orphaned descendants are reparented to this process instead of to init."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, "prctl PR_SET_CHILD_SUBREAPER")
-
-
 def pidfd_open(pid: int) -> int:
     """A descriptor that pins pid: while it is open the number cannot name another
     process, and setns(pidfd, flags) joins that process's namespaces (Linux 5.8+)."""
     return _check(_libc.syscall(c_long(SYS_PIDFD_OPEN), c_int(pid), c_uint(0)), "pidfd_open")
-
-
-def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
-    return _check(_libc.prctl(c_int(option), c_ulong(arg2), c_ulong(arg3),
-                              c_ulong(0), c_ulong(0)), what)
-
-
-def set_name(name: str) -> None:
-    """The process name ps shows (PR_SET_NAME, at most 15 bytes)."""
-    buf = name.encode()[:15] + b"\0"
-    _check(_libc.prctl(c_int(15), buf, c_ulong(0), c_ulong(0), c_ulong(0)),
-           "prctl PR_SET_NAME")
-
-
-def ambient_raise(cap: int) -> None:
-    """python-prctl has no ambient set; the raw prctl does (Linux 4.3+)."""
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "raise ambient capability")
-
-
-def ambient_clear() -> None:
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, "clear ambient capabilities")
 
 
 def statfs_type(path: str) -> int:
@@ -364,7 +326,7 @@ SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 KEYCTL_JOIN_SESSION_KEYRING = 1
 SECCOMP_SET_MODE_FILTER = 1
-PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2   # seccomp(2)'s older way in, not a prctl of caps.py's
 
 
 def join_session_keyring() -> None:

@@ -1,4 +1,5 @@
-"""Capabilities and no_new_privs: the one module that imports python-prctl.
+"""Capabilities, no_new_privs and every other prctl(2): the one module that
+imports python-prctl, and the one that makes the raw prctl calls it lacks.
 It uses the package's C module, _prctl, directly: the Python wrapper `prctl`
 builds classes for every capability on import (~1.5 ms of each `minirun run`)
 and its set_caps only translates names to the numbers used here anyway.
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UsageError
+from .. import linux
+from ..errors import EnvironmentProblem, UsageError
 
 DOCKER_DEFAULT = frozenset({
     "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
@@ -118,7 +120,6 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
     non-root user was explicitly given (empty for root, which gets the bounding set at exec).
     One capset sets all three sets at once, so no step ever has effective > permitted."""
     import _prctl
-    from .. import linux
     last = last_cap()
     # a capability minirun itself lacks (this VM has no sys_resource) cannot be granted,
     # nor one this kernel does not have
@@ -131,9 +132,9 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
     # one capset: effective and permitted to set, then to clear; inheritable likewise.
     # Every number up to the kernel's last is cleared unless kept, named or not.
     _prctl.set_caps(keep_caps, keep_caps, amb, drop_caps, drop_caps, not_amb)
-    linux.ambient_clear()
+    ambient_clear()
     for cap in amb:
-        linux.ambient_raise(cap)
+        ambient_raise(cap)
     _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
     if no_new_privs:
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
@@ -143,7 +144,62 @@ def drop_all() -> None:
     """No capability in any set: for --init's PID 1, which never execs (an exec would
     recompute the sets) and needs none to wait for and signal its own children."""
     import _prctl
-    from .. import linux
     every = list(range(last_cap() + 1))
     _prctl.set_caps([], [], [], every, every, every)
-    linux.ambient_clear()
+    ambient_clear()
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(f"minirun {what} must run as root (it mounts overlayfs and "
+                                 "creates namespaces)", f"run it with sudo: sudo minirun {what} ...")
+
+
+# ---------------------------------------------------------------- the raw prctl(2) calls
+# python-prctl lacks the ambient set and loads more than these need; the C call
+# goes through linux's libc handle, so every prctl minirun makes is in this module.
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def set_pdeathsig(signum: int) -> None:
+    """Have the kernel send signum to this process when its parent dies."""
+    _prctl(PR_SET_PDEATHSIG, signum)
+
+
+def set_dumpable(on: bool) -> None:
+    """PR_SET_DUMPABLE: while off, only CAP_SYS_PTRACE may ptrace this process or open
+    its /proc/PID/{root,cwd,exe,fd,mem,environ}; execve turns it on again."""
+    _prctl(PR_SET_DUMPABLE, int(on), 0, "prctl PR_SET_DUMPABLE")
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants are reparented to this process instead of to init."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, "prctl PR_SET_CHILD_SUBREAPER")
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
+    return linux._check(linux._libc.prctl(linux.c_int(option), linux.c_ulong(arg2), linux.c_ulong(arg3),
+                                          linux.c_ulong(0), linux.c_ulong(0)), what)
+
+
+def set_name(name: str) -> None:
+    """The process name ps shows (PR_SET_NAME, at most 15 bytes)."""
+    buf = name.encode()[:15] + b"\0"
+    linux._check(linux._libc.prctl(linux.c_int(PR_SET_NAME), buf, linux.c_ulong(0), linux.c_ulong(0),
+                                   linux.c_ulong(0)), "prctl PR_SET_NAME")
+
+
+def ambient_raise(cap: int) -> None:
+    """python-prctl has no ambient set; the raw prctl does (Linux 4.3+)."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "raise ambient capability")
+
+
+def ambient_clear() -> None:
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, "clear ambient capabilities")

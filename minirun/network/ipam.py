@@ -112,21 +112,21 @@ def veth_name(container_id: str) -> str:
 # ---------------------------------------------------------------- the file
 
 def _read(root: str) -> dict:
-    """The file, checked (store/records.py): DamagedRecord when it is damaged."""
-    from ..store import readers as records
+    """The file, checked (store/readers.py): DamagedRecord when it is damaged."""
+    from ..store import readers
     path = _path(root)
     hint = "stop all bridged containers, then `minirun fsck --repair` (it removes the file)"
     try:
-        doc = records.read_json(path, 64 << 20, hint)
+        doc = readers.read_json(path, 64 << 20, hint)
     except FileNotFoundError:
         doc = {}
-    records.check(doc, path, "the address allocations", {"allocations": records.OBJECT,
-                                                          "last": records.OBJECT}, (), hint)
-    kinds = {"address": records.STR, "prefixlen": records.INT, "gateway": records.STR,
-             "bridge": records.STR, "veth_host": records.STR}
+    readers.check(doc, path, "the address allocations", {"allocations": readers.OBJECT,
+                                                          "last": readers.OBJECT}, (), hint)
+    kinds = {"address": readers.STR, "prefixlen": readers.INT, "gateway": readers.STR,
+             "bridge": readers.STR, "veth_host": readers.STR}
     for cid, record in doc.get("allocations", {}).items():
         what = f"the allocation of {cid[:12]!r}"
-        records.check(record, path, what, kinds, tuple(kinds), hint)
+        readers.check(record, path, what, kinds, tuple(kinds), hint)
         _check_address(path, what, record["address"], hint)
         _check_address(path, what, record["gateway"], hint)
     for subnet, last in doc.get("last", {}).items():
@@ -256,3 +256,18 @@ def release_stale(root: str, live_ids) -> dict[str, Allocation]:
                 del doc["allocations"][cid]
             _write(root, doc)
     return {cid: _allocation(r) for cid, r in stale.items()}
+
+
+def release_stale_addresses(store) -> None:
+    """Addresses of containers that have ended without giving them back (their runtime
+    died). Only containers known to have ended: one being created right now has an
+    address and no record yet, and must keep it."""
+    from ..store.containers import effective_state
+    known = set(store.containers.ids())
+    for cid in allocations(store.root):
+        try:
+            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
+        except DamagedRecord:
+            ended = False                      # it may still run: keep its address
+        if ended:
+            release(store.root, cid)

@@ -1,5 +1,5 @@
-"""What the container process runs, computed from the image config and the
-flags the way `docker run` does it. Pure: no I/O."""
+"""What the container process runs (ProcessSpec), computed from the image config
+and the flags (run/plan.py RunOptions) the way `docker run` does it. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -13,37 +13,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """The flags of `minirun run` that shape the process (one definition for every parser)."""
-    command: tuple[str, ...] = ()
-    entrypoint: str | None = None
-    env: tuple[str, ...] = ()
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    chroot: bool = False
-    # isolation and resources
-    network: str = "none"
-    volumes: tuple[str, ...] = ()
-    tmpfs: tuple[str, ...] = ()
-    read_only: bool = False
-    privileged: bool = False
-    cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
-    no_new_privs: bool = True
-    seccomp: str | None = None          # a profile's path, "unconfined", or None: the default
-    memory: str | None = None
-    cpus: str | None = None
-    pids_limit: str | None = None
-    ulimits: tuple[str, ...] = ()
-    # process control
-    init: bool = False
-    interactive: bool = False
-    tty: bool = False
-    detach: bool = False
-
-
-@dataclass(frozen=True)
 class ProcessSpec:
     argv: tuple[str, ...]
     env: tuple[str, ...]
@@ -53,7 +22,7 @@ class ProcessSpec:
     chroot: bool
 
 
-def build(image_config, opts: RunOptions, container_id: str,
+def build(image_config, opts, container_id: str,
           host_env: dict[str, str] | None = None) -> ProcessSpec:
     """Entrypoint + Cmd, Env, WorkingDir and User from the image, overridden as docker does:
     a CMD replaces the image's Cmd; --entrypoint replaces the Entrypoint and drops the Cmd.

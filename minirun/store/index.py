@@ -8,7 +8,7 @@ The image id is the digest of the image config, as in docker. The file is
 replaced atomically (write to tmp/, rename) under the `images` lock, so a
 reader never sees half an update and needs no lock.
 
-Damage (store/records.py). A file that is not a JSON object holding the objects
+Damage (store/readers.py). A file that is not a JSON object holding the objects
 "images" and "tags" is damaged as a whole: every command that needs it stops
 with one line naming it, and nothing is collected or written until `minirun
 fsck --repair` rebuilds it from the blobs and layers. A single image record or
@@ -25,7 +25,7 @@ from ..lib import jsonio
 from ..oci import reference
 from ..errors import Conflict, DamagedRecord, ImageNotFound, UsageError, warn_damaged
 from ..lib.names import is_sha256_digest
-from . import readers as records
+from . import readers
 from .readers import COUNT, DIGEST, STR, STRS, Kind
 
 LAYER_RECORD = {"key": DIGEST, "diff_id": DIGEST, "blob": DIGEST, "media_type": STR, "size": COUNT,
@@ -44,10 +44,10 @@ class ImageIndex:
         """The document as it is on disk (no images when there is none). DamagedRecord
         when it is not an object holding the objects "images" and "tags"."""
         try:
-            doc = records.read_json(self.path, records.IMAGE_INDEX_LIMIT)
+            doc = readers.read_json(self.path, readers.IMAGE_INDEX_LIMIT)
         except FileNotFoundError:
             return {"images": {}, "tags": {}}
-        records.check(doc, self.path, "images.json", {"images": records.OBJECT, "tags": records.OBJECT})
+        readers.check(doc, self.path, "images.json", {"images": readers.OBJECT, "tags": readers.OBJECT})
         doc.setdefault("images", {})
         doc.setdefault("tags", {})
         return doc
@@ -102,7 +102,7 @@ class ImageIndex:
                 raw = None
             doc = make(raw)
             if raw is None and os.path.isdir(self.path) and not os.path.islink(self.path):
-                from .root import remove_tree
+                from ..lib.fsutil import remove_tree
                 remove_tree(self.path)       # a file cannot be renamed over a directory
             self._write(doc)
 
@@ -164,7 +164,7 @@ class ImageIndex:
                 target = tags[candidate]
                 if not isinstance(target, str) or not is_sha256_digest(target):
                     raise DamagedRecord(self.path, f"the tag {candidate!r} names "
-                                                   f"{records.json_type(target)}, not an image id")
+                                                   f"{readers.json_type(target)}, not an image id")
                 return target
             if ref.digest:
                 # name@digest: an image with that manifest, known under that repository
@@ -242,9 +242,9 @@ def check_record(path: str, image_id: str, record: object) -> dict:
     what = f"the record of image {image_id[:80]!r}"
     if not is_sha256_digest(image_id):
         raise DamagedRecord(path, f"{what}: its id is not a digest")
-    records.check(record, path, what, IMAGE_RECORD, ("manifest", "layers"))
+    readers.check(record, path, what, IMAGE_RECORD, ("manifest", "layers"))
     for n, layer in enumerate(record["layers"]):
-        records.check(layer, path, f"{what}, layer {n}", LAYER_RECORD,
+        readers.check(layer, path, f"{what}, layer {n}", LAYER_RECORD,
                       ("key", "diff_id", "blob", "media_type", "size"))
     return record
 
@@ -273,7 +273,7 @@ def split(path: str, doc: dict) -> tuple[dict, list[DamagedRecord], dict]:
 
 def _tag_problem(ref: str, target: object, sound: dict, everything: dict) -> str | None:
     if not isinstance(target, str) or not is_sha256_digest(target):
-        return f"names {records.json_type(target)}, not an image id"
+        return f"names {readers.json_type(target)}, not an image id"
     if target not in sound:
         return (f"names image {target[7:19]}, whose record is damaged" if target in everything
                 else f"names image {target[7:19]}, which it holds no record of")

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from minirun import linux
+from minirun.linux import caps as linux_caps
 from minirun.store import Store
 from minirun.sandbox import seccomp, seccomp_build, seccomp_profile as sp
 from minirun.linux.caps import DOCKER_DEFAULT
@@ -301,7 +302,7 @@ def test_a_compiled_filter_is_obeyed_by_a_process(tmp_path):
     if pid == 0:
         code = 99
         try:
-            linux._prctl(38, 1)                              # PR_SET_NO_NEW_PRIVS
+            linux_caps._prctl(38, 1)                           # PR_SET_NO_NEW_PRIVS
             linux.seccomp_set_filter(program)
             try:
                 os.mkdir(tmp_path / "blocked")

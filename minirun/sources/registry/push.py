@@ -49,8 +49,8 @@ def _push(store, image: str, dest: str | None, progress) -> PushResult:
 def _manifest(store, record: dict) -> tuple[bytes, oci.Manifest]:
     """The stored manifest, or, when some of its layer blobs were never fetched
     (the layer came from another image), one naming blobs the store holds for
-    the same layers (images.layer_blob). The config, so the image id, is the same."""
-    from ...api.catalog import layer_blob
+    the same layers (store/blobs.py layer_blob). The config, so the image id, is the same."""
+    from ...store.blobs import layer_blob
     manifest_bytes = store.blobs.read(record["manifest"])
     manifest = oci.parse_manifest(manifest_bytes)
     if all(store.blobs.has(d.digest) for d in manifest.layers):
