@@ -71,7 +71,8 @@ def release_leftovers(store, cid: str, state: dict) -> None:
             handle.remove()
         except Exception:                          # noqa: BLE001 - already gone is fine
             pass
-    if os.path.isdir(os.path.join(store.root, "networks")):
+    from ..network.ipam import directory
+    if os.path.isdir(directory(store.root)):
         from ..network import ipam
         try:
             ipam.release(store.root, cid)

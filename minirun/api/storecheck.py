@@ -127,7 +127,8 @@ def _layout(store) -> list[Fix]:
             problem = f"it is {_kind(path, mode)}, not a directory"
         out.append(Fix(path, problem, "made again as an empty directory", ("dir", path),
                        lambda path=path: _make_dir(path)))
-    networks = os.path.join(store.root, "networks")
+    from ..network.ipam import directory
+    networks = directory(store.root)
     if os.path.lexists(networks) and not _is_dir(networks):
         out.append(Fix(networks, f"it is {_kind(networks, os.lstat(networks).st_mode)}, not a directory",
                        "removed (it is made again when a container joins a bridge)", ("dir", networks),
@@ -354,7 +355,7 @@ def _blobs(store) -> list[Fix]:
 
 def _allocations(store) -> list[Fix]:
     from ..network import ipam
-    path = os.path.join(store.root, "networks", "allocations.json")
+    path = ipam.allocations_path(store.root)
     if not os.path.lexists(path) or not _is_dir(os.path.dirname(path)):
         return []
     try:
