@@ -1,10 +1,19 @@
-"""The command line. One short function per verb, grouped by what they act on
-(images, registry, containers, lifecycle); common.py is the only place that
-prints errors and maps them to exit codes (see minirun/errors.py for the table).
+"""The command line: the only printer and the only importer of typer, click and
+rich. One module per group of commands:
 
-main() first tries the light path (cli/light.py) for the commands whose speed
-matters (`run`, `images`, `ps`, `--version`): it reads the same flag definitions
-without importing typer. Anything it is not sure of goes to the typer app.
+    __init__.py    main(), and the one error path (as_failure: an error -> one line
+                   on stderr and its exit code; flush_warnings)
+    light.py       the light path: commands as data (Command, Arg, Flag), their
+                   parser, and dispatch() for run, images, ps, load, pull, --version
+    lightcmds.py   images, ps, load and pull as data; runflags.py run's flags and start
+    common.py      the typer app, handled() and the store; complete.py completion
+    images.py, lifecycle.py, containers.py, registry.py, usage.py, system.py
+                   the typer commands by group (system: fsck, doctor, info)
+    formatting.py  --format json and templates; progress.py pull/push progress
+
+main() first tries the light path for the commands whose speed matters: it reads
+the same definitions without importing typer (~100 ms). Anything it is not sure
+of goes to the typer app.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""OCI and Docker image models: media types, digests, descriptors, manifests,
+"""Pure models, no I/O. The package module itself is the OCI and Docker image
+model (so `from minirun import oci` costs a run no extra import); beside it:
+
+    reference.py     image references: registry, repository, tag, digest
+    jsondoc.py       strict JSON documents: limits, one-line errors
+    imageconfig.py   image config changes (commit --change, import)
+
+The image model: media types, digests, descriptors, manifests,
 indexes and configs. Pure data and parsing; no I/O happens here.
 
 Parsers take the raw bytes of a blob and either return a frozen dataclass or
