@@ -25,17 +25,18 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import sys
 
-from .. import jsonio
-from ..record import dataclass
+from ..lib import jsonio
+from ..lib.frozen import dataclass
 
 from .. import linux, overlay
+from ..linux import caps
 # imported here, not in the child: a module imported after the fork costs the
 # child ~0.5 ms more than the parent, every page it touches being copied first
 from ..network.loopback import loopback_up
 from ..errors import MinirunError
 from . import rootfs, seccomp, trampoline, users
 from .mounts import Mount
-from .spec import DEFAULT_PATH, ProcessSpec
+from .program import DEFAULT_PATH, ProcessSpec
 
 EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
@@ -74,16 +75,12 @@ class Launch:
 
 
 def namespace_flags(launch: Launch) -> int:
-    """The namespaces the child unshares (PID was unshared by the parent)."""
-    table = (
-        (linux.CLONE_NEWNS, True),
-        (linux.CLONE_NEWUTS, True),
-        (linux.CLONE_NEWIPC, True),
-        (linux.CLONE_NEWNET, launch.netns),
-    )
+    """The namespaces of linux.NAMESPACES the child unshares: all but PID (the
+    parent unshared that) and, with --network host, the network's."""
     flags = 0
-    for flag, wanted in table:
-        flags |= flag if wanted else 0
+    for name, flag in linux.NAMESPACES:
+        if name != "pid" and (name != "net" or launch.netns):
+            flags |= flag
     return flags
 
 
@@ -230,7 +227,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     code, message = EXIT_SETUP, "unknown failure"
     step = "start"
     try:
-        linux.set_pdeathsig(signal.SIGKILL)
+        caps.set_pdeathsig(signal.SIGKILL)
         default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         step = "prepare the exec trampoline"
@@ -258,7 +255,6 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
             from . import rlimits
             rlimits.apply(launch.ulimits)
         step = "limit the capability bounding set"
-        from . import caps
         if not launch.privileged:
             caps.limit_bounding(launch.caps)
         step = "switch root"
@@ -327,47 +323,21 @@ def close_fds(keep: tuple[int, ...]) -> None:  # pragma: no cover
     os.closerange(low, 0x7FFFFFFF)
 
 
-def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
-    """chdir into the working dir, made if missing (as Docker's run does), then check
-    that it lies under the container's root: a magic link such as /proc/self/fd/N or
-    /proc/N/cwd can name a directory outside it (CVE-2024-21626), and getcwd(2)
-    marks such a directory "(unreachable)", which os.getcwd refuses (ENOENT)."""
-    try:
-        os.chdir(cwd)
-    except FileNotFoundError:
-        if not create:
-            raise MinirunError(f"working directory {cwd} does not exist in the container",
-                               "give an existing directory with -w") from None
-        try:
-            os.makedirs(cwd, 0o755)
-            os.chdir(cwd)
-        except OSError as exc:
-            raise MinirunError(f"working directory {cwd} cannot be made in the container: {exc.strerror}",
-                               "give an existing directory with -w (or fix the image's WorkingDir)") from None
-    try:
-        where = os.getcwd()
-    except OSError:
-        where = ""
-    if not where.startswith("/"):
-        os.chdir("/")
-        raise MinirunError(f"working directory {cwd} is outside the container",
-                           "give a directory inside the container with -w (or the image's WorkingDir)")
 
 
 def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], int]:  # pragma: no cover
-    from . import caps
     identity = users.resolve(process.user)
     env = list(process.env)
     if not any(item.startswith("HOME=") for item in env):
         env.append(f"HOME={identity.home}")
-    enter_cwd(process.cwd, create_cwd)
+    rootfs.enter_cwd(process.cwd, create_cwd)
     caps.keep_across_setuid()
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
     # the kernel clears the parent-death signal when the uid changes: set it again,
     # or a killed minirun would leave a non-root container running unwatched
-    linux.set_pdeathsig(signal.SIGKILL)
+    caps.set_pdeathsig(signal.SIGKILL)
     return env, identity.uid
 
 
@@ -452,12 +422,11 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int, exe: int = -1) -> tu
     os.close(pipe)
     if exe >= 0:
         os.close(exe)
-    from . import caps
     caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
     # and it stays a python process of the host's: its /proc/1/exe, root and memory are
     # for CAP_SYS_PTRACE only, not for every root process of the container
-    linux.set_dumpable(False)
-    linux.set_name("minirun-init")
+    caps.set_dumpable(False)
+    caps.set_name("minirun-init")
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     while True:
