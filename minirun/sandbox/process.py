@@ -36,7 +36,7 @@ from ..network.loopback import loopback_up
 from ..errors import MinirunError
 from . import rootfs, seccomp, trampoline, users
 from .mounts import Mount
-from .program import DEFAULT_PATH, ProcessSpec
+from .program import ProcessSpec
 
 EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
@@ -351,57 +351,15 @@ def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1, exe: int = -1) 
     sys.stdout.flush()
     try:
         if exe >= 0 and pipe >= 0:
-            trampoline.run(exe, _find(argv[0], env_map), list(argv), env_map, pipe)
+            trampoline.run(exe, trampoline.find(argv[0], env_map), list(argv), env_map, pipe)
         else:
-            _execvpe(argv[0], list(argv), env_map)
+            trampoline.execvpe(argv[0], list(argv), env_map)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             where = "" if "/" in argv[0] else " in $PATH"
             return EXIT_NOT_FOUND, f"exec {argv[0]}: executable file not found{where}"
         return EXIT_CANNOT_EXEC, f"exec {argv[0]}: {exc.strerror}"
     return EXIT_SETUP, "exec returned"
-
-
-def _execvpe(name: str, argv: list[str], env: dict[str, str]) -> None:  # pragma: no cover
-    """os.execvpe, without its lazy `import warnings`: this runs inside the container's
-    root, where no Python library can be found. Searches the container's PATH like
-    execvp(3): ENOENT/ENOTDIR/EACCES on one entry go on to the next; EACCES is
-    reported if nothing else matched."""
-    if "/" in name:
-        os.execve(name, argv, env)
-    found_denied: OSError | None = None
-    last: OSError | None = None
-    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
-        try:
-            os.execve(os.path.join(directory or ".", name), argv, env)
-        except OSError as exc:
-            if exc.errno == errno.EACCES:
-                found_denied = exc
-            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                raise
-            last = exc
-    raise found_denied or last or OSError(errno.ENOENT, "not found", name)
-
-
-def _find(name: str, env: dict[str, str]) -> str:  # pragma: no cover
-    """The file execvp(3) would run for name, found without running it: the first
-    executable regular file on the container's PATH. A match that cannot be run
-    (not executable, a directory) is EACCES if nothing else matches, as there."""
-    if "/" in name:
-        return name
-    denied: str | None = None
-    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
-        path = os.path.join(directory or ".", name)
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue
-        if mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
-            return path
-        denied = denied or path
-    if denied:
-        raise OSError(errno.EACCES, "permission denied", denied)
-    raise OSError(errno.ENOENT, "not found", name)
 
 
 def _init(argv: tuple[str, ...], env: list[str], pipe: int, exe: int = -1) -> tuple[int, str]:  # pragma: no cover

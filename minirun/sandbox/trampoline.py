@@ -28,7 +28,8 @@ makes `#!/proc/self/exe`, which reaches the program with another argv[0], end
 at once rather than exec itself in a loop.
 
 Other machines have no program here: their commands are exec'd directly, as
-before (process._exec says so in its debug line).
+before (execvpe below). find() is the PATH search the program's caller does
+first, since the program itself only execs one path.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import errno
 import os
 
 from .. import linux
+from .program import DEFAULT_PATH
 
 ARGV0 = "minirun-exec"              # must start with the 8 bytes the program checks
 REPORT_FD = 3
@@ -163,3 +165,45 @@ def failure(command: str, number: int) -> tuple[int, str]:
         return 127, (f"exec {command}: no such file or directory "
                      "(the file exists: is its ELF or #! interpreter missing from the image?)")
     return 126, f"exec {command}: {os.strerror(number)}"
+
+
+def find(name: str, env: dict[str, str]) -> str:
+    """The file execvp(3) would run for name, found without running it: the first
+    executable regular file on the container's PATH. A match that cannot be run
+    (not executable, a directory) is EACCES if nothing else matches, as there."""
+    if "/" in name:
+        return name
+    denied: str | None = None
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        path = os.path.join(directory or ".", name)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
+            return path
+        denied = denied or path
+    if denied:
+        raise OSError(errno.EACCES, "permission denied", denied)
+    raise OSError(errno.ENOENT, "not found", name)
+
+
+def execvpe(name: str, argv: list[str], env: dict[str, str]) -> None:
+    """os.execvpe, without its lazy `import warnings`: this runs inside the container's
+    root, where no Python library can be found. Searches the container's PATH like
+    execvp(3): ENOENT/ENOTDIR/EACCES on one entry go on to the next; EACCES is
+    reported if nothing else matched."""
+    if "/" in name:
+        os.execve(name, argv, env)
+    found_denied: OSError | None = None
+    last: OSError | None = None
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", name), argv, env)
+        except OSError as exc:
+            if exc.errno == errno.EACCES:
+                found_denied = exc
+            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+            last = exc
+    raise found_denied or last or OSError(errno.ENOENT, "not found", name)
