@@ -97,19 +97,19 @@ def breakdown(root: Path, image: str, env: dict) -> list[tuple[str, float]]:
     """The steps of a start that grow with the layer count, timed here (medians of 9)."""
     os.environ["MINIRUN_ROOT"] = str(root)
     from minirun import overlay
-    from minirun.launcher import _lower_dirs
+    from minirun.run.plan import lower_dirs
     from minirun.layer.lowerview import LowerView
     from minirun.sandbox import mounts
     from minirun.store import open_store
 
     store = open_store()
     _, record = store.images.resolve(image)
-    lowers = _lower_dirs(store, record)
+    lowers = lower_dirs(store, record)
     points = mounts.mount_points(list(mounts.etc_mounts(
         {n: "/x" for n in ("hosts", "hostname", "resolv.conf")})))
     steps = [
         ("resolve the image (images.json)", lambda: store.images.resolve(image)),
-        ("layer dirs (_lower_dirs)", lambda: _lower_dirs(store, record)),
+        ("layer dirs (lower_dirs)", lambda: lower_dirs(store, record)),
         ("init entries, lstat in every layer (old)",
          lambda: mounts.init_entries(LowerView(lowers).lookup, points)),
         ("init entries, top dirs listed once (now)",

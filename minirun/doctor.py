@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-from .record import dataclass
+from .lib.frozen import dataclass
 from typing import Callable
 
 from . import linux
-from .forked import in_child
+from .lib.forked import in_child
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 

@@ -190,88 +190,11 @@ def warn_damaged(err: DamagedRecord) -> None:
         _warnings.setdefault(line, err.path)
 
 
-def flush_warnings(failure: BaseException | None = None) -> None:
-    """Print the warnings gathered so far, except those about what failure is about."""
-    import os
-    if isinstance(failure, OSError) and not out_of_space(failure):
-        failure = os_error(failure)
+def take_warnings(failure: BaseException | None = None) -> list[str]:
+    """The warning lines gathered so far, each once, less those about the record
+    failure is about (its own error line says it); the CLI prints them."""
     skip = failure.path if isinstance(failure, DamagedRecord) else None
-    for line, path in list(_warnings.items()):
-        if path != skip:
-            try:
-                os.write(2, (line + "\n").encode(errors="backslashreplace"))
-            except OSError:
-                pass
-        _shown.add(line)
+    lines = [line for line, path in _warnings.items() if path != skip]
+    _shown.update(_warnings)
     _warnings.clear()
-
-
-def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | None:
-    """The one stderr line and exit code for an error the CLI reports, or None for
-    one it must not hide (a bug: let the traceback show). Kept free of typer so the
-    light `run` path reports errors exactly as the typer commands do."""
-    if not isinstance(err, (MinirunError, OSError)):
-        return None
-    if out_of_space(err) and not isinstance(err, EnvironmentProblem):
-        err = no_space(_store_root() or "the store")   # whatever layer noticed, the cause is the disk
-    elif isinstance(err, OSError):
-        from . import log
-        if log.debugging:               # where it came from, for a bug report
-            import traceback
-            traceback.print_exception(err)
-        err = os_error(err)
-    return "Error: " + _short_words(printable(err.line())), 125 if run_mode else err.exit_code
-
-
-def _short_words(line: str, limit: int = 200) -> str:
-    """Each word (a path, a value a user gave) longer than limit cut short: whatever
-    layer built the message, a 5,000-character name is not echoed whole."""
-    if len(line) <= limit:
-        return line
-    return " ".join(w if len(w) <= limit else f"{w[:limit // 2]}... ({len(w)} characters)"
-                    for w in line.split(" "))
-
-
-def os_error(err: OSError) -> MinirunError:
-    """The one-line error for an OSError no layer turned into one: what failed, on
-    which path, and the fix that cause usually needs."""
-    path = f" ({shown(err.filename)})" if err.filename is not None else ""
-    if err.filename2 is not None:
-        path = f" ({shown(err.filename)} -> {shown(err.filename2)})"
-    what = err.strerror or type(err).__name__
-    root = _store_root()
-    in_store = root is not None and err.filename is not None and \
-        (str(err.filename) + "/").startswith(root.rstrip("/") + "/")
-    if err.errno == errno.EPERM:
-        return EnvironmentProblem(f"operation not permitted: {what}{path}",
-                                  "minirun needs root with CAP_SYS_ADMIN (not an unprivileged "
-                                  "container); `minirun doctor` shows what is missing")
-    if err.errno == errno.EACCES:
-        return EnvironmentProblem(f"permission denied{path}",
-                                  "the store belongs to root: run minirun as root (sudo)")
-    if err.errno == errno.EROFS:
-        where = shown(root) if in_store else (shown(err.filename) if err.filename else "the target")
-        return EnvironmentProblem(f"{where} is on a read-only filesystem",
-                                  "remount it read-write, or set MINIRUN_ROOT to a writable directory")
-    if in_store and err.errno in _DAMAGE_ERRNOS:
-        if err.errno in (errno.ENOTDIR, errno.ELOOP):
-            from .store.records import first_non_dir
-            return DamagedRecord(first_non_dir(str(err.filename)), "it is not a directory")
-        return MinirunError(f"the store is damaged: {what}{path}", REPAIR_HINT)
-    return MinirunError(f"{what}{path}")
-
-
-# What a file or directory of the store replaced by something else makes the kernel say.
-_DAMAGE_ERRNOS = (errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY,
-                  errno.ENXIO, errno.EINVAL)
-
-
-def _store_root() -> str | None:
-    """The store's root for a message, or None when even that cannot be known (a
-    broken config file is what the error being reported may be about)."""
-    try:
-        from .store.root import default_root
-        import os
-        return os.path.abspath(default_root())
-    except Exception:          # noqa: BLE001 - the message must come out whatever is broken
-        return None
+    return lines

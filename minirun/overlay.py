@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import errno
 import os
-from .record import dataclass
+from .lib.frozen import dataclass
 
 from . import linux
 from .errors import EnvironmentProblem, RuntimeFailure, UsageError

@@ -131,7 +131,7 @@ def _reset(store: Store) -> None:
     ids = [json.loads(line)["ID"] for line in store("ps", "-a", "--format", "json").stdout.splitlines()]
     if ids:
         store("rm", "-f", *ids)
-    from minirun.fsutil import remove_tree
+    from minirun.lib.fsutil import remove_tree
     if store.root.exists():
         remove_tree(str(store.root))
 

@@ -1,20 +1,31 @@
-"""The command line. One short function per verb, grouped by what they act on
-(images, registry, containers, lifecycle); common.py is the only place that
-prints errors and maps them to exit codes (see minirun/errors.py for the table).
+"""The command line: the only printer and the only importer of typer, click and
+rich. One module per group of commands:
 
-main() first tries the light path (cli/light.py) for the commands whose speed
-matters (`run`, `images`, `ps`, `--version`): it reads the same flag definitions
-without importing typer. Anything it is not sure of goes to the typer app.
+    __init__.py    main(), and the one error path (as_failure: an error -> one line
+                   on stderr and its exit code; flush_warnings)
+    light.py       the light path: commands as data (Command, Arg, Flag), their
+                   parser, and dispatch() for run, images, ps, load, pull, --version
+    lightcmds.py   images, ps, load and pull as data; runflags.py run's flags and start
+    common.py      the typer app, handled() and the store; complete.py completion
+    images.py, lifecycle.py, containers.py, registry.py, usage.py, system.py
+                   the typer commands by group (system: fsck, doctor, info)
+    formatting.py  --format json and templates; progress.py pull/push progress
+
+main() first tries the light path for the commands whose speed matters: it reads
+the same definitions without importing typer (~100 ms). Anything it is not sure
+of goes to the typer app.
 """
 
 from __future__ import annotations
 
-__all__ = ["app", "main"]
+import errno
+
+__all__ = ["app", "main", "as_failure", "flush_warnings"]
 
 
 def typer_app():
     """The typer app with every command registered (importing typer costs ~100 ms)."""
-    from . import images, lifecycle, save, usage, registry, containers, fsck  # noqa: F401 - registers
+    from . import images, lifecycle, usage, registry, containers, system  # noqa: F401 - registers
     from .common import app
     return app
 
@@ -53,3 +64,92 @@ def main() -> None:
         os._exit(code)
     gc.enable()
     typer_app()()
+
+
+# ---------------------------------------------------------------- the one error path
+
+def flush_warnings(failure: BaseException | None = None) -> None:
+    """Print the warnings gathered so far (errors.warn_damaged), except those about
+    what failure is about."""
+    import os
+    from ..errors import out_of_space, take_warnings
+    if isinstance(failure, OSError) and not out_of_space(failure):
+        failure = os_error(failure)
+    for line in take_warnings(failure):
+        try:
+            os.write(2, (line + "\n").encode(errors="backslashreplace"))
+        except OSError:
+            pass
+
+
+def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | None:
+    """The one stderr line and exit code for an error the CLI reports, or None for
+    one it must not hide (a bug: let the traceback show). Kept free of typer so the
+    light `run` path reports errors exactly as the typer commands do."""
+    from ..errors import EnvironmentProblem, MinirunError, no_space, out_of_space, printable
+    if not isinstance(err, (MinirunError, OSError)):
+        return None
+    if out_of_space(err) and not isinstance(err, EnvironmentProblem):
+        err = no_space(_store_root() or "the store")   # whatever layer noticed, the cause is the disk
+    elif isinstance(err, OSError):
+        from ..lib import log
+        if log.debugging:               # where it came from, for a bug report
+            import traceback
+            traceback.print_exception(err)
+        err = os_error(err)
+    return "Error: " + _short_words(printable(err.line())), 125 if run_mode else err.exit_code
+
+
+def _short_words(line: str, limit: int = 200) -> str:
+    """Each word (a path, a value a user gave) longer than limit cut short: whatever
+    layer built the message, a 5,000-character name is not echoed whole."""
+    if len(line) <= limit:
+        return line
+    return " ".join(w if len(w) <= limit else f"{w[:limit // 2]}... ({len(w)} characters)"
+                    for w in line.split(" "))
+
+
+def os_error(err: OSError):
+    """The one-line error for an OSError no layer turned into one: what failed, on
+    which path, and the fix that cause usually needs."""
+    from ..errors import REPAIR_HINT, DamagedRecord, EnvironmentProblem, MinirunError, shown
+    path = f" ({shown(err.filename)})" if err.filename is not None else ""
+    if err.filename2 is not None:
+        path = f" ({shown(err.filename)} -> {shown(err.filename2)})"
+    what = err.strerror or type(err).__name__
+    root = _store_root()
+    in_store = root is not None and err.filename is not None and \
+        (str(err.filename) + "/").startswith(root.rstrip("/") + "/")
+    if err.errno == errno.EPERM:
+        return EnvironmentProblem(f"operation not permitted: {what}{path}",
+                                  "minirun needs root with CAP_SYS_ADMIN (not an unprivileged "
+                                  "container); `minirun doctor` shows what is missing")
+    if err.errno == errno.EACCES:
+        return EnvironmentProblem(f"permission denied{path}",
+                                  "the store belongs to root: run minirun as root (sudo)")
+    if err.errno == errno.EROFS:
+        where = shown(root) if in_store else (shown(err.filename) if err.filename else "the target")
+        return EnvironmentProblem(f"{where} is on a read-only filesystem",
+                                  "remount it read-write, or set MINIRUN_ROOT to a writable directory")
+    if in_store and err.errno in _DAMAGE_ERRNOS:
+        if err.errno in (errno.ENOTDIR, errno.ELOOP):
+            from ..store.readers import first_non_dir
+            return DamagedRecord(first_non_dir(str(err.filename)), "it is not a directory")
+        return MinirunError(f"the store is damaged: {what}{path}", REPAIR_HINT)
+    return MinirunError(f"{what}{path}")
+
+
+def _store_root() -> str | None:
+    """The store's root for a message, or None when even that cannot be known (a
+    broken config file is what the error being reported may be about)."""
+    try:
+        import os
+        from ..config import get
+        return os.path.abspath(get("root"))
+    except Exception:          # noqa: BLE001 - the message must come out whatever is broken
+        return None
+
+
+# What a file or directory of the store replaced by something else makes the kernel say.
+_DAMAGE_ERRNOS = (errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY,
+                  errno.ENXIO, errno.EINVAL)

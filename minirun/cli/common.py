@@ -9,9 +9,10 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import MinirunError, as_failure, flush_warnings
+from ..errors import MinirunError
+from . import as_failure, flush_warnings
 from .formatting import print_table  # noqa: F401 - the tables of every command
-from .spec import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
+from .light import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the commands' epilogs
 
 app = typer.Typer(
     name="minirun", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -65,7 +66,7 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
                                                "and their options, namespaces, pivot_root, cgroups, "
                                                "capabilities), one line each on stderr; also info, "
                                                "warning, error.")) -> None:
-    from .. import log
+    from ..lib import log
     value = log_level.lower()
     if value not in log.LEVELS:
         if os.environ.get("MINIRUN_LOG_LEVEL", "").lower() == value:

@@ -31,7 +31,7 @@ def _quietly(function):
 def images(incomplete: str) -> list[str]:
     """Familiar references (busybox:latest, not docker.io/library/...) and short ids."""
     doc = _store().images.read(warn=False)
-    from ..usage import image_names
+    from ..api.disk import image_names
     names = set()
     for image_id, familiar_names in image_names(doc).items():
         names.add(image_id[7:19])

@@ -8,14 +8,14 @@ from typing import List, Optional
 
 import typer
 
-from . import quick, runflags
+from . import lightcmds, runflags
 from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
 register(runflags.RUN)
 
 
-register(quick.PS)
+register(lightcmds.PS)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -26,7 +26,8 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomple
 
     Example: sudo minirun rm t1
     """
-    from ..runtime import remove, require_root
+    from ..api.control import remove
+    from ..linux.caps import require_root
     require_root("rm")
     store = _store()
     for name in names:
@@ -53,12 +54,13 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
 
     Example: sudo minirun diff t1          sudo minirun diff t1 t2
     """
-    from ..runtime import diff as do_diff, require_root
+    from ..api.control import diff as do_diff
+    from ..linux.caps import require_root
     from . import formatting
     formatting.check(format)
     require_root("diff")
     if other is not None:
-        from ..upperdiff import compare_containers
+        from ..api.upperdiff import compare_containers
         differences = compare_containers(_store(create=False), name, other)
         if as_json:
             print(json.dumps([d.to_json() for d in differences], indent=1))
@@ -85,7 +87,7 @@ def logs(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
 
     Example: minirun logs -f web
     """
-    from ..runtime import logs as do_logs
+    from ..api.control import logs as do_logs
     out = sys.stdout.buffer
 
     def write(chunk: bytes) -> None:
@@ -102,7 +104,8 @@ def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
 
     Example: sudo minirun stop -t 2 web
     """
-    from ..runtime import require_root, stop as do_stop
+    from ..api.control import stop as do_stop
+    from ..linux.caps import require_root
     require_root("stop")
     store = _store()
     for name in names:
@@ -118,7 +121,8 @@ def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
 
     Example: sudo minirun kill -s HUP web
     """
-    from ..runtime import require_root, send_signal
+    from ..api.control import send_signal
+    from ..linux.caps import require_root
     require_root("kill")
     signum = _signal_number(signal_)
     store = _store()
@@ -160,7 +164,8 @@ def exec_(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=co
 
     Example: sudo minirun exec -it web sh
     """
-    from ..runtime import exec_in, require_root
+    from ..api.control import exec_in
+    from ..linux.caps import require_root
     require_root("exec")
     outcome = exec_in(_store(create=False), name, tuple(command), tuple(env), user, workdir, tty, interactive)
     if outcome.error:

@@ -7,12 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from . import quick
+from . import lightcmds
 from .common import EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
-register(quick.LOAD)
-register(quick.IMAGES)
+register(lightcmds.LOAD)
+register(lightcmds.IMAGES)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -23,7 +23,7 @@ def rmi(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletio
 
     Example: sudo minirun rmi myapp
     """
-    from ..images import remove
-    from ..runtime import require_root
+    from ..api.catalog import remove
+    from ..linux.caps import require_root
     require_root("rmi")
     remove(_store(), names, force, print)

@@ -1,4 +1,4 @@
-"""Image lifecycle: inspect, commit, export, import, tag, history, prune."""
+"""Image lifecycle: inspect, commit, export, import, tag, history, prune, save."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .quick import FORMAT_HELP
+from .lightcmds import FORMAT_HELP
 from .common import EXIT_CODES_HELP, app, completer, handled, print_table, store as _store
 
 
@@ -26,8 +26,8 @@ def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE", autocompl
     Example: minirun inspect -f '{{.UpperDir}}' t1
     """
     from ..errors import ContainerNotFound, UsageError
-    from ..images import inspect as inspect_image
-    from ..runtime import inspect as inspect_container
+    from ..api.catalog import inspect as inspect_image
+    from ..api.control import inspect as inspect_container
     from . import formatting
     formatting.check(format)
     store = _store(create=False)
@@ -59,8 +59,8 @@ def tag(source: str = typer.Argument(..., metavar="IMAGE", autocompletion=comple
 
     Example: sudo minirun tag myapp myapp:stable
     """
-    from ..images import tag as do_tag
-    from ..runtime import require_root
+    from ..api.catalog import tag as do_tag
+    from ..linux.caps import require_root
     require_root("tag")
     do_tag(_store(), source, target)
 
@@ -80,7 +80,7 @@ def history(name: str = typer.Argument(..., metavar="IMAGE", autocompletion=comp
 
     Example: minirun history myapp:v2
     """
-    from ..images import history as do_history, human_age, human_size
+    from ..api.catalog import history as do_history, human_age, human_size
     from . import formatting
     formatting.check(format)
     rows = do_history(_store(create=False), name)
@@ -130,8 +130,8 @@ def commit(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=c
 
     Example: sudo minirun commit -m 'add greeting' -c 'CMD ["cat", "/greeting"]' t1 myapp:v2
     """
-    from ..commit import CommitOptions, commit as do_commit
-    from ..runtime import require_root
+    from ..api.commit import CommitOptions, commit as do_commit
+    from ..linux.caps import require_root
     require_root("commit")
     result = do_commit(_store(), name, CommitOptions(ref, message, author, tuple(change)))
     print(result.image_id)
@@ -143,9 +143,9 @@ app.add_typer(image_app, name="image")
 
 def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool, what: str) -> None:
     import sys
-    from .. import prune as pr
-    from ..images import human_size
-    from ..runtime import require_root
+    from ..api import prune as pr
+    from ..api.catalog import human_size
+    from ..linux.caps import require_root
     if not dry_run:
         require_root("prune")
     store = _store()
@@ -165,7 +165,7 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
         # no lock while a person thinks: runs, loads and commits go on meanwhile
         counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
                            if todo.of(k))
-        from ..errors import flush_warnings
+        from . import flush_warnings
         flush_warnings()                # what was passed over, before the question
         if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
             raise typer.Exit(1)
@@ -243,8 +243,8 @@ def export(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=c
     """
     import sys
     from ..errors import UsageError
-    from ..export import export as do_export
-    from ..runtime import require_root
+    from ..api.export import export as do_export
+    from ..linux.caps import require_root
     require_root("export")
     store = _store()
     if output in (None, "-"):
@@ -252,7 +252,7 @@ def export(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=c
             raise UsageError("refusing to write a tar to a terminal", "pass -o FILE or redirect stdout")
         do_export(store, name, sys.stdout.buffer)
         return
-    from ..outfile import write_output
+    from ..api.outfile import write_output
     write_output(output, lambda f: do_export(store, name, f), "export")
 
 
@@ -271,7 +271,66 @@ def import_(path: str = typer.Argument(..., metavar="FILE", help="Tar of a root 
 
     Example: sudo minirun import t1-rootfs.tar flat:v1 -c 'CMD ["/bin/sh"]'
     """
-    from ..export import import_tarball
-    from ..runtime import require_root
+    from ..api.export import import_tarball
+    from ..linux.caps import require_root
     require_root("import")
     print(import_tarball(_store(), path, ref, message, tuple(change)))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletion=completer("images"), help="Reference or image id "
+                                           "(12+ hex digits)."),
+         output: Optional[str] = typer.Option(None, "--output", "-o", help="File to write (a directory "
+                                              "for oci-dir); '-' or omitted: stdout, unless it is a "
+                                              "terminal."),
+         format_: str = typer.Option("docker-archive", "--format", help="docker-archive (default), "
+                                     "oci-archive or oci-dir.")):
+    """Write images to an archive that minirun, docker, podman, skopeo and umoci read.
+
+    Several images share one archive, and a layer they share is written once.
+    The image id never changes.
+
+    docker-archive: a tar like `docker save` writes: manifest.json,
+    repositories, the config as <id>.json and each layer as an uncompressed
+    <diff_id>/layer.tar. Names are kept as RepoTags.
+
+    oci-archive: a tar of an OCI image layout: oci-layout, index.json and
+    blobs/sha256/ with the manifest, the config and the compressed layers.
+    index.json names each image by its tag (org.opencontainers.image.ref.name)
+    and its full reference (io.containerd.image.name). podman load takes one
+    image per OCI archive.
+
+    oci-dir: the same OCI image layout as a new directory, e.g. for
+    `skopeo inspect oci:DIR:TAG` or `umoci unpack --image DIR:TAG`.
+
+    An image named by id is saved without a name. The output appears only
+    when complete; nothing is left behind on failure.
+
+    Example: minirun save myapp myotherapp -o apps.tar
+
+    Example: minirun save --format oci-dir myapp -o myapp-oci && umoci unpack --image myapp-oci:latest bundle
+    """
+    import sys
+    from ..api.save import destination, save as do_save
+    dest = destination(output, format_, sys.stdout.isatty())
+    store = _store(create=False)
+    if dest is not None:
+        do_save(store, names, format_, dest)
+        return
+    try:
+        do_save(store, names, format_, sys.stdout.buffer)
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+def _stdout_closed() -> None:
+    """The reader went away: say so once, and keep Python's exit-time flush quiet."""
+    import os
+    import sys
+    from ..errors import EnvironmentProblem
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise EnvironmentProblem("stdout was closed before the archive was complete",
+                             "let the reader take the whole tar, or write it to a file with -o")

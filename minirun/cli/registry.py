@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from . import quick
+from . import lightcmds
 from .common import EXIT_CODES_HELP, app, completer, handled, register, store as _store
 
 
-register(quick.PULL)
+register(lightcmds.PULL)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -23,7 +23,7 @@ def push(image: str = typer.Argument(..., autocompletion=completer("images"), he
 
     Example: sudo minirun push myapp 127.0.0.1:5000/team/myapp:v1
     """
-    from .. import progress as progress_mod
+    from . import progress as progress_mod
     from ..sources.registry.push import push as do_push
     show = progress_mod.for_output()
     with show:
@@ -76,7 +76,7 @@ def logout(registry: str = typer.Argument(..., help="host[:port], or docker.io")
 def _check_registry(registry: str) -> None:
     """A registry as login and logout take it: host[:port] (docker.io included)."""
     from ..errors import UsageError, brief
-    from ..names import is_registry_host
+    from ..lib.names import is_registry_host
     if not is_registry_host(registry):
         raise UsageError(f"invalid registry {brief(registry)}", "give host[:port], e.g. 127.0.0.1:5000 "
                          "or docker.io")

@@ -5,8 +5,8 @@ This module imports nothing heavy: it runs on every `minirun run`.
 
 from __future__ import annotations
 
-from .spec import RUN_EXIT_CODES_HELP, Arg, Command, Flag
-from .spec import parse as _parse
+from .light import RUN_EXIT_CODES_HELP, Arg, Command, Flag
+from .light import parse as _parse
 
 RUN_FLAGS = (
     Flag("name", ("--name",), "str", "Name the container."),
@@ -69,8 +69,8 @@ def parse(argv: list[str]) -> dict | None:
 def execute(values: dict) -> int:
     """Run the container the parsed flags describe; its exit code (errors raise)."""
     import sys
-    from ..launcher import run
-    from ..sandbox.spec import RunOptions
+    from ..run.start import run
+    from ..run.plan import RunOptions
     from ..store import open_store
     nnp, seccomp = security_options(values["security_opt"])
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],

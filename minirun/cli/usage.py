@@ -57,17 +57,17 @@ def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JS
 
     Example: minirun layers
     """
-    from .. import usage
+    from ..api import disk
     from . import formatting
     formatting.check(format)
-    inv = usage.inventory_for(_store(create=False))
-    uses = usage.layer_uses(inv, no_trunc)
+    inv = disk.inventory_for(_store(create=False))
+    uses = disk.layer_uses(inv, no_trunc)
     if quiet:
         from ..oci import short_id
         for use in uses:
             print(use.diff_id if no_trunc else short_id(use.diff_id))
         return
-    totals = usage.sharing_totals(inv, uses)
+    totals = disk.sharing_totals(inv, uses)
     if format == "json":
         _print_layers_json(uses, totals)
     elif formatting.is_template(format):
@@ -79,9 +79,9 @@ def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JS
 @system_app.command("df", help=DF_HELP, epilog=EXIT_CODES_HELP)
 @handled()
 def df(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each image and container.")):
-    from .. import usage
-    from ..images import human_size
-    result = usage.disk_usage(usage.inventory_for(_store(create=False), sizes=True))
+    from ..api import disk
+    from ..api.catalog import human_size
+    result = disk.disk_usage(disk.inventory_for(_store(create=False), sizes=True))
     table = [("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE")]
     for row in result.rows:
         share = f" ({100 * row.reclaimable // row.size}%)" if row.size else ""
@@ -96,7 +96,7 @@ def df(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list ea
 
 
 def _print_layers(uses, totals, no_trunc: bool) -> None:
-    from ..images import human_size
+    from ..api.catalog import human_size
     from ..oci import short_id
     # BLOB is the id `load` and `pull` print ("dfc72d3bb26c: Already exists"); DIFF ID
     # is the one image configs and `inspect` list (RootFS.Layers).
@@ -136,7 +136,7 @@ def _print_layers_json(uses, totals) -> None:
 
 
 def _print_df_details(result) -> None:
-    from ..images import human_size
+    from ..api.catalog import human_size
     from ..oci import short_id
     print("\nImages:")
     table = [("NAMES", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS")]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
-from ..record import dataclass
+from ..lib.frozen import dataclass
 from collections.abc import Callable, Iterable, Iterator
 
-from ..fsutil import walk_here
+from ..lib.fsutil import walk_here
 from . import whiteout
 
 KIND_CODES = {"C": 0, "A": 1, "D": 2}   # docker's API numbers for the same letters

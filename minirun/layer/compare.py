@@ -16,7 +16,7 @@ facts: two runs of the same command never agree on them.
 from __future__ import annotations
 
 import base64
-from ..record import dataclass
+from ..lib.frozen import dataclass
 from typing import Mapping
 
 FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "pieces", "target", "rdev", "opaque", "xattrs")

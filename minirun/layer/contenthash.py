@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ..fsutil import data_extent
+from ..lib.fsutil import data_extent
 
 PIECE = 1 << 16
 _HEADER = b"minirun-pieces-1\0"

@@ -29,7 +29,7 @@ import stat
 import tarfile
 
 from ..errors import BadImage, named
-from ..fsutil import remove_tree
+from ..lib.fsutil import remove_tree
 from . import attrs, whiteout
 from .contenthash import ContentHashes, hasher
 from .safeopen import DIR_FLAGS, DirFds, proc_path
@@ -321,14 +321,11 @@ def _creation_defaults(root_fd: int) -> tuple[int, int, int]:
 
 def _umask() -> int:
     """The process's umask, read without changing it (other threads may create files)."""
+    from ..linux.procfs import status_field
     try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o777          # unknown: never skip a chmod
+        return int(status_field("Umask") or "", 8)
+    except ValueError:
+        return 0o777          # unknown: never skip a chmod
 
 
 def _copy(fd: int, data, size: int, member: tarfile.TarInfo, hashes: ContentHashes | None = None,

@@ -42,7 +42,7 @@ import os
 import stat
 import zlib
 
-from ..fsutil import read_xattrs, walk_here
+from ..lib.fsutil import read_xattrs, walk_here
 from . import whiteout
 from .compare import Difference, compare
 from .contenthash import field, file_hash

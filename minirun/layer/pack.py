@@ -30,11 +30,11 @@ import hashlib
 import os
 import stat
 import tarfile
-from ..record import dataclass
+from ..lib.frozen import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import Conflict
-from ..fsutil import data_extent, read_xattrs, walk_here
+from ..lib.fsutil import data_extent, read_xattrs, walk_here
 from . import whiteout
 
 COPY_BUFFER = 1 << 20

@@ -33,7 +33,7 @@ import gzip
 import struct
 import tarfile
 import zlib
-from ..record import dataclass, field
+from ..lib.frozen import dataclass, field
 from typing import BinaryIO
 
 from ..errors import BadImage, DigestMismatch, context, named

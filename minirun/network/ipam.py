@@ -21,8 +21,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from .. import jsonio
-from ..record import asdict, dataclass
+from ..lib import jsonio
+from ..lib.frozen import asdict, dataclass
 
 from ..errors import Conflict, DamagedRecord, UsageError
 from ..store.locks import Locks
@@ -57,17 +57,18 @@ class Allocation:
 
 # ---------------------------------------------------------------- paths
 
-def _directory(root: str) -> str:
+def directory(root: str) -> str:
+    """networks/ under the store: this module owns it."""
     return os.path.join(root, "networks")
 
 
-def _path(root: str) -> str:
-    return os.path.join(_directory(root), "allocations.json")
+def allocations_path(root: str) -> str:
+    return os.path.join(directory(root), "allocations.json")
 
 
 def _locks(root: str) -> Locks:
-    os.makedirs(_directory(root), 0o700, exist_ok=True)
-    return Locks(_directory(root))
+    os.makedirs(directory(root), 0o700, exist_ok=True)
+    return Locks(directory(root))
 
 
 # ---------------------------------------------------------------- validation
@@ -112,21 +113,21 @@ def veth_name(container_id: str) -> str:
 # ---------------------------------------------------------------- the file
 
 def _read(root: str) -> dict:
-    """The file, checked (store/records.py): DamagedRecord when it is damaged."""
-    from ..store import records
-    path = _path(root)
+    """The file, checked (store/readers.py): DamagedRecord when it is damaged."""
+    from ..store import readers
+    path = allocations_path(root)
     hint = "stop all bridged containers, then `minirun fsck --repair` (it removes the file)"
     try:
-        doc = records.read_json(path, 64 << 20, hint)
+        doc = readers.read_json(path, 64 << 20, hint)
     except FileNotFoundError:
         doc = {}
-    records.check(doc, path, "the address allocations", {"allocations": records.OBJECT,
-                                                          "last": records.OBJECT}, (), hint)
-    kinds = {"address": records.STR, "prefixlen": records.INT, "gateway": records.STR,
-             "bridge": records.STR, "veth_host": records.STR}
+    readers.check(doc, path, "the address allocations", {"allocations": readers.OBJECT,
+                                                          "last": readers.OBJECT}, (), hint)
+    kinds = {"address": readers.STR, "prefixlen": readers.INT, "gateway": readers.STR,
+             "bridge": readers.STR, "veth_host": readers.STR}
     for cid, record in doc.get("allocations", {}).items():
         what = f"the allocation of {cid[:12]!r}"
-        records.check(record, path, what, kinds, tuple(kinds), hint)
+        readers.check(record, path, what, kinds, tuple(kinds), hint)
         _check_address(path, what, record["address"], hint)
         _check_address(path, what, record["gateway"], hint)
     for subnet, last in doc.get("last", {}).items():
@@ -145,16 +146,16 @@ def _check_address(path: str, what: str, value: object, hint: str) -> None:
 
 def _write(root: str, doc: dict) -> None:
     """Replace the file in one rename. Under the lock, so any temp file is a crash's leftover."""
-    directory = _directory(root)
-    for name in os.listdir(directory):
+    folder = directory(root)
+    for name in os.listdir(folder):
         if name.startswith(".allocations.json."):
-            os.unlink(os.path.join(directory, name))
-    tmp = os.path.join(directory, f".allocations.json.{os.getpid()}")
+            os.unlink(os.path.join(folder, name))
+    tmp = os.path.join(folder, f".allocations.json.{os.getpid()}")
     with open(tmp, "w") as f:
         jsonio.dump(doc, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, _path(root))
+    os.replace(tmp, allocations_path(root))
 
 
 def _record(alloc: Allocation) -> dict:
@@ -229,7 +230,7 @@ def allocations(root: str) -> dict[str, Allocation]:
 
 def release(root: str, container_id: str) -> Allocation | None:
     """Free the container's address; returns what it held (None when it held nothing)."""
-    if not os.path.exists(_path(root)):
+    if not os.path.exists(allocations_path(root)):
         return None
     with _locks(root).hold("allocations"):
         doc = _read(root)
@@ -245,7 +246,7 @@ def release_stale(root: str, live_ids) -> dict[str, Allocation]:
     `live_ids` must include containers still being created, not only running
     ones, or their addresses could be handed out twice. Returns what was freed,
     so the caller can detach any veth still left over."""
-    if not os.path.exists(_path(root)):
+    if not os.path.exists(allocations_path(root)):
         return {}
     live = set(live_ids)
     with _locks(root).hold("allocations"):
@@ -256,3 +257,18 @@ def release_stale(root: str, live_ids) -> dict[str, Allocation]:
                 del doc["allocations"][cid]
             _write(root, doc)
     return {cid: _allocation(r) for cid, r in stale.items()}
+
+
+def release_stale_addresses(store) -> None:
+    """Addresses of containers that have ended without giving them back (their runtime
+    died). Only containers known to have ended: one being created right now has an
+    address and no record yet, and must keep it."""
+    from ..store.containers import effective_state
+    known = set(store.containers.ids())
+    for cid in allocations(store.root):
+        try:
+            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
+        except DamagedRecord:
+            ended = False                      # it may still run: keep its address
+        if ended:
+            release(store.root, cid)

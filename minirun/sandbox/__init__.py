@@ -1,9 +1,17 @@
-"""Everything that happens between fork() and exec(): namespaces, the root
-filesystem, the user, and the parent's side (waiting, signals, exit codes).
+"""Everything that happens between fork() and exec(), and the parent's side of it.
 
-    spec.py     ProcessSpec: argv, env, cwd, user, hostname; a pure function of
-                the image config and the user's flags
-    rootfs.py   inside the child: the overlay, /proc, /dev, /sys, pivot_root
-    users.py    USER[:GROUP] resolved against the container's /etc/passwd
-    process.py  fork into new namespaces, report exec failures, wait, forward signals
+    program.py        ProcessSpec: argv, env, cwd, user, hostname; a pure function of
+                      the image config and the flags
+    process.py        fork into new namespaces (linux.NAMESPACES), report exec failures,
+                      wait, forward signals; the child's steps in order
+    rootfs.py         inside the child: the overlay, /proc, /dev, /sys, pivot_root, the cwd
+    mounts.py         volumes, tmpfs, /etc files and masked paths as Mount records
+    users.py          USER[:GROUP] resolved against the container's /etc/passwd
+    rlimits.py        --ulimit
+    tty.py            -t: the pty made in the container's devpts, relayed to ours
+    join.py           `exec`: join a running container's namespaces, root and user
+    seccomp.py        the filter and the store's seccomp/ it is cached in; compiled by
+                      seccomp_build.py from seccomp_profile.py's reading of a profile
+                      (seccomp_default.json is Docker's) through libseccomp.py
+    cgroups.py        cgroup v1 and v2 limits (next: linux/cgroups, split v1/v2)
 """

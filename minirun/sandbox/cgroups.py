@@ -42,7 +42,7 @@ import os
 import re
 import signal
 import time
-from ..record import dataclass, field
+from ..lib.frozen import dataclass, field
 
 from ..errors import EnvironmentProblem, RuntimeFailure, UsageError
 

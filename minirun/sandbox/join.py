@@ -27,17 +27,14 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 from .. import linux
+from ..linux import caps
 from ..errors import Conflict
-from . import process, seccomp
-from .spec import ProcessSpec
+from . import process, seccomp, trampoline
+from .program import ProcessSpec
 
-# joined in this order; mnt last, because it changes what paths mean; pid affects
-# only the children
-NAMESPACES = (("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS),
-              ("net", linux.CLONE_NEWNET), ("mnt", linux.CLONE_NEWNS), ("pid", linux.CLONE_NEWPID))
 GO = b"G"
 
 
@@ -63,7 +60,7 @@ def not_running(join: Join) -> Conflict:
 def pin(join: Join) -> tuple[int, int]:
     """(pidfd, root fd) of the container's PID 1, checked to be that process and not
     one that reused its number; the pidfd keeps it so until closed."""
-    from ..runtime import start_time
+    from ..linux.procfs import start_time
     try:
         pidfd = linux.pidfd_open(join.pid)
     except OSError as exc:
@@ -91,10 +88,10 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = process._socketpair() if join.tty else (None, None)
-    linux.set_child_subreaper()
+    caps.set_child_subreaper()
     first = os.fork()
     if first == 0:  # pragma: no cover - measured by integration tests
-        linux.set_dumpable(False)
+        caps.set_dumpable(False)
         process.close_fds(keep=(pidfd, root, err_w, pid_w, go_r, theirs.fileno() if theirs else -1))
         _first(join, pidfd, root, err_w, pid_w, go_r, theirs)
     for fd in (pidfd, root, err_w, pid_w, go_r):
@@ -120,7 +117,7 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
         if master is not None:
             relay = tty.Relay(master, interactive)
             relay.start()
-    outcome = process.wait(process.Started(command, err_r))
+    outcome = process.wait(process.Started(command, err_r, command=join.process.argv[0]))
     if relay is not None:
         relay.finish()
     return outcome
@@ -132,7 +129,7 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
     if join.cgroup is not None:
         join.cgroup.add(0)
     flags = 0
-    for _, flag in NAMESPACES:
+    for _, flag in linux.NAMESPACES:
         flags |= flag
     try:
         linux.setns(pidfd, flags)                 # all at once, on the pinned process (5.8+)
@@ -141,7 +138,7 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
             raise not_running(join) from None
         if exc.errno not in (errno.EINVAL, errno.EBADF):
             raise
-        for name, flag in NAMESPACES:             # older kernels: one descriptor each
+        for name, flag in linux.NAMESPACES:             # older kernels: one descriptor each
             try:
                 fd = os.open(f"/proc/{join.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -158,12 +155,14 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
 def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
            tty_sock=None) -> None:  # pragma: no cover
     from ..errors import MinirunError
-    from . import caps, tty, users  # noqa: F401 - imported before the chroot hides them
+    from ..linux import caps  # noqa: F401 - imported before the chroot hides them
+    from . import tty, users
     code, message = process.EXIT_SETUP, "unknown failure"
     try:
-        linux.set_pdeathsig(signal.SIGKILL)
+        caps.set_pdeathsig(signal.SIGKILL)
         process.default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
+        exe = trampoline.prepare()              # before the seccomp filter; the second child inherits it
         caps.preload()
         caps.last_cap()
         _enter(join, pidfd, root)
@@ -177,7 +176,7 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
         command = os.fork()
         if command == 0:
             os.close(pid_w)
-            _second(join, env, pipe, go_r, tty_sock)
+            _second(join, env, pipe, go_r, tty_sock, exe)
         os.write(pid_w, str(command).encode())
         os._exit(0)
     except MinirunError as exc:
@@ -189,7 +188,8 @@ def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
     _report(pipe, code, message)
 
 
-def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> None:  # pragma: no cover
+def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None,
+            exe: int = -1) -> None:  # pragma: no cover
     """In the container's PID namespace, inside its root, with its credentials."""
     from ..errors import MinirunError
     code, message = process.EXIT_SETUP, "unknown failure"
@@ -197,11 +197,11 @@ def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> 
         if os.read(go_r, 1) != GO:
             os._exit(process.EXIT_SETUP)          # minirun exec is gone
         os.close(go_r)
-        linux.set_pdeathsig(signal.SIGKILL)       # the parent is minirun exec now
+        caps.set_pdeathsig(signal.SIGKILL)       # the parent is minirun exec now
         process.detach_from_our_terminal(join.tty, join.interactive)
         if tty_sock is not None:
             process._terminal("", tty_sock)
-        code, message = process._exec(join.process.argv, env, pipe)
+        code, message = process._exec(join.process.argv, env, pipe, exe)
     except MinirunError as exc:
         code, message = process.EXIT_SETUP, exc.line()
     except BaseException as exc:  # noqa: BLE001
@@ -210,7 +210,7 @@ def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None) -> 
 
 
 def _report(pipe: int, code: int, message: str) -> None:  # pragma: no cover
-    from .. import jsonio
+    from ..lib import jsonio
     try:
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
     finally:

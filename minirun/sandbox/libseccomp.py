@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from .. import log
+from ..lib import log
 from ..errors import EnvironmentProblem, UsageError
 from .seccomp_profile import ALLOW, LOG, Selected
 

@@ -20,7 +20,7 @@ then mounts the image's layers as an overlay of their own, under the init layer.
 from __future__ import annotations
 
 import os
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 from ..errors import UsageError
 

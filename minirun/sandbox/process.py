@@ -10,6 +10,8 @@ typed protocol:
     parent -> child  b"G"          go on (only when the parent had work to do)
     child -> parent  JSON error    {"code", "message"} when setup or exec failed;
                                    EOF with no message means exec succeeded
+    trampoline       one byte      the errno of the command's execve, which the
+                                   exec trampoline (trampoline.py) saw fail
 
 Exit codes follow `docker run`: the command's own, 128+N when killed by
 signal N, 126 when it cannot be executed, 127 when it is not found, 125 for
@@ -23,17 +25,18 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import sys
 
-from .. import jsonio
-from ..record import dataclass
+from ..lib import jsonio
+from ..lib.frozen import dataclass
 
 from .. import linux, overlay
+from ..linux import caps
 # imported here, not in the child: a module imported after the fork costs the
 # child ~0.5 ms more than the parent, every page it touches being copied first
 from ..network.loopback import loopback_up
 from ..errors import MinirunError
-from . import rootfs, seccomp, users
+from . import rootfs, seccomp, trampoline, users
 from .mounts import Mount
-from .spec import DEFAULT_PATH, ProcessSpec
+from .program import ProcessSpec
 
 EXIT_SETUP = 125
 EXIT_CANNOT_EXEC = 126
@@ -72,16 +75,12 @@ class Launch:
 
 
 def namespace_flags(launch: Launch) -> int:
-    """The namespaces the child unshares (PID was unshared by the parent)."""
-    table = (
-        (linux.CLONE_NEWNS, True),
-        (linux.CLONE_NEWUTS, True),
-        (linux.CLONE_NEWIPC, True),
-        (linux.CLONE_NEWNET, launch.netns),
-    )
+    """The namespaces of linux.NAMESPACES the child unshares: all but PID (the
+    parent unshared that) and, with --network host, the network's."""
     flags = 0
-    for flag, wanted in table:
-        flags |= flag if wanted else 0
+    for name, flag in linux.NAMESPACES:
+        if name != "pid" and (name != "net" or launch.netns):
+            flags |= flag
     return flags
 
 
@@ -92,6 +91,7 @@ class Started:
     ready: int = -1                  # read end: b"R" when namespaces exist
     go: int = -1                     # write end: b"G" to let the child continue
     tty_sock: object = None          # where the child sends the pty master (with Launch.tty)
+    command: str = ""                # argv[0], for the messages of a failed exec
 
 
 def start(launch: Launch) -> Started:
@@ -118,7 +118,7 @@ def start(launch: Launch) -> Started:
             os.close(fd)
     if theirs is not None:
         theirs.close()
-    return Started(pid, err_r, ready_r, go_w, ours)
+    return Started(pid, err_r, ready_r, go_w, ours, launch.process.argv[0])
 
 
 def _socketpair():
@@ -175,19 +175,28 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     try:
         message = _read_all(started.errors)
         if on_exec is not None:
-            report = jsonio.loads(message) if message else {}
+            report = _report(message, started.command)
             on_exec(EXIT_SETUP if setup_error else report.get("code", 0),
                     setup_error or report.get("message", ""))
         _, status = os.waitpid(started.pid, 0)
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-    return outcome(status, message)
+    return outcome(status, message, started.command)
 
 
-def outcome(status: int, message: bytes = b"") -> Outcome:
+def _report(message: bytes, command: str) -> dict:
+    """The child's report: its JSON, or the exec trampoline's errno byte."""
+    number = trampoline.decode(message)
+    if number:
+        code, text = trampoline.failure(command, number)
+        return {"code": code, "message": text}
+    return jsonio.loads(message) if message else {}
+
+
+def outcome(status: int, message: bytes = b"", command: str = "") -> Outcome:
     if message:
-        report = jsonio.loads(message)
+        report = _report(message, command)
         return Outcome(report["code"], 0, report["message"])
     if os.WIFSIGNALED(status):
         return Outcome(128 + os.WTERMSIG(status), os.WTERMSIG(status))
@@ -218,9 +227,11 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     code, message = EXIT_SETUP, "unknown failure"
     step = "start"
     try:
-        linux.set_pdeathsig(signal.SIGKILL)
+        caps.set_pdeathsig(signal.SIGKILL)
         default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
+        step = "prepare the exec trampoline"
+        exe = trampoline.prepare()              # before any seccomp filter: it may forbid memfd_create
         detach_from_our_terminal(launch.tty, launch.interactive)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
@@ -244,7 +255,6 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
             from . import rlimits
             rlimits.apply(launch.ulimits)
         step = "limit the capability bounding set"
-        from . import caps
         if not launch.privileged:
             caps.limit_bounding(launch.caps)
         step = "switch root"
@@ -260,11 +270,11 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         if launch.no_new_privs:                 # issue 14.5: as late as possible
             seccomp.install(launch.seccomp)
         step = "exec"
-        close_other_fds(pipe)
+        close_fds((pipe, exe))
         if launch.init:
-            code, message = _init(launch.process.argv, env, pipe)
+            code, message = _init(launch.process.argv, env, pipe, exe)
         else:
-            code, message = _exec(launch.process.argv, env, pipe)
+            code, message = _exec(launch.process.argv, env, pipe, exe)
     except MinirunError as exc:
         code, message = EXIT_SETUP, exc.line()
     except OSError as exc:
@@ -313,61 +323,37 @@ def close_fds(keep: tuple[int, ...]) -> None:  # pragma: no cover
     os.closerange(low, 0x7FFFFFFF)
 
 
-def close_other_fds(keep: int) -> None:  # pragma: no cover
-    close_fds((keep,))
-
-
-def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
-    """chdir into the working dir, made if missing (as Docker's run does), then check
-    that it lies under the container's root: a magic link such as /proc/self/fd/N or
-    /proc/N/cwd can name a directory outside it (CVE-2024-21626), and getcwd(2)
-    marks such a directory "(unreachable)", which os.getcwd refuses (ENOENT)."""
-    try:
-        os.chdir(cwd)
-    except FileNotFoundError:
-        if not create:
-            raise MinirunError(f"working directory {cwd} does not exist in the container",
-                               "give an existing directory with -w") from None
-        try:
-            os.makedirs(cwd, 0o755)
-            os.chdir(cwd)
-        except OSError as exc:
-            raise MinirunError(f"working directory {cwd} cannot be made in the container: {exc.strerror}",
-                               "give an existing directory with -w (or fix the image's WorkingDir)") from None
-    try:
-        where = os.getcwd()
-    except OSError:
-        where = ""
-    if not where.startswith("/"):
-        os.chdir("/")
-        raise MinirunError(f"working directory {cwd} is outside the container",
-                           "give a directory inside the container with -w (or the image's WorkingDir)")
 
 
 def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], int]:  # pragma: no cover
-    from . import caps
     identity = users.resolve(process.user)
     env = list(process.env)
     if not any(item.startswith("HOME=") for item in env):
         env.append(f"HOME={identity.home}")
-    enter_cwd(process.cwd, create_cwd)
+    rootfs.enter_cwd(process.cwd, create_cwd)
     caps.keep_across_setuid()
     os.setgroups(list(identity.groups))
     os.setgid(identity.gid)
     os.setuid(identity.uid)
     # the kernel clears the parent-death signal when the uid changes: set it again,
     # or a killed minirun would leave a non-root container running unwatched
-    linux.set_pdeathsig(signal.SIGKILL)
+    caps.set_pdeathsig(signal.SIGKILL)
     return env, identity.uid
 
 
-def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1) -> tuple[int, str]:  # pragma: no cover
+def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
+    """Exec the command, through the trampoline (exe, from trampoline.prepare) when
+    there is one: then this interpreter, a file of the host's, is never what the
+    command's path leads to. Returns (code, message) only when that failed."""
     env_map = dict(item.partition("=")[::2] for item in env)
     if pipe >= 0:
-        close_other_fds(pipe)
+        close_fds((pipe, exe))
     sys.stdout.flush()
     try:
-        _execvpe(argv[0], list(argv), env_map)
+        if exe >= 0 and pipe >= 0:
+            trampoline.run(exe, trampoline.find(argv[0], env_map), list(argv), env_map, pipe)
+        else:
+            trampoline.execvpe(argv[0], list(argv), env_map)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             where = "" if "/" in argv[0] else " in $PATH"
@@ -376,28 +362,7 @@ def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1) -> tuple[int, s
     return EXIT_SETUP, "exec returned"
 
 
-def _execvpe(name: str, argv: list[str], env: dict[str, str]) -> None:  # pragma: no cover
-    """os.execvpe, without its lazy `import warnings`: this runs inside the container's
-    root, where no Python library can be found. Searches the container's PATH like
-    execvp(3): ENOENT/ENOTDIR/EACCES on one entry go on to the next; EACCES is
-    reported if nothing else matched."""
-    if "/" in name:
-        os.execve(name, argv, env)
-    found_denied: OSError | None = None
-    last: OSError | None = None
-    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
-        try:
-            os.execve(os.path.join(directory or ".", name), argv, env)
-        except OSError as exc:
-            if exc.errno == errno.EACCES:
-                found_denied = exc
-            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                raise
-            last = exc
-    raise found_denied or last or OSError(errno.ENOENT, "not found", name)
-
-
-def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]:  # pragma: no cover
+def _init(argv: tuple[str, ...], env: list[str], pipe: int, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
     """--init: stay as PID 1, run the command as PID 2, forward signals to it and
     reap every orphan; exit as the command did. An exec failure in the command's
     process is reported on the same pipe (inherited, closed by a successful exec)."""
@@ -409,16 +374,17 @@ def _init(argv: tuple[str, ...], env: list[str], pipe: int) -> tuple[int, str]: 
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        code, message = _exec(argv, env, pipe)
+        code, message = _exec(argv, env, pipe, exe)
         os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
         os._exit(code)
     os.close(pipe)
-    from . import caps
+    if exe >= 0:
+        os.close(exe)
     caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
     # and it stays a python process of the host's: its /proc/1/exe, root and memory are
     # for CAP_SYS_PTRACE only, not for every root process of the container
-    linux.set_dumpable(False)
-    linux.set_name("minirun-init")
+    caps.set_dumpable(False)
+    caps.set_name("minirun-init")
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     while True:

@@ -130,11 +130,9 @@ def check(ulimits: Iterable[Ulimit],
 
 def has_sys_resource(status: str = "/proc/self/status") -> bool:
     """Whether this process's effective capabilities include CAP_SYS_RESOURCE."""
-    with open(status) as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
-    return False
+    from ..linux.procfs import status_field
+    value = status_field("CapEff", status)
+    return value is not None and bool(int(value, 16) >> CAP_SYS_RESOURCE & 1)
 
 
 def _nr_open() -> int:

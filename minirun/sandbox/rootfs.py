@@ -29,8 +29,9 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import linux, log, overlay
-from ..errors import RuntimeFailure
+from .. import linux, overlay
+from ..lib import log
+from ..errors import MinirunError, RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from .mounts import MASKED_PATHS, READONLY_PATHS, Mount
 
@@ -307,3 +308,30 @@ def enter(merged: str, use_chroot: bool) -> None:
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+
+
+def enter_cwd(cwd: str, create: bool = True) -> None:  # pragma: no cover
+    """chdir into the working dir, made if missing (as Docker's run does), then check
+    that it lies under the container's root: a magic link such as /proc/self/fd/N or
+    /proc/N/cwd can name a directory outside it (CVE-2024-21626), and getcwd(2)
+    marks such a directory "(unreachable)", which os.getcwd refuses (ENOENT)."""
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        if not create:
+            raise MinirunError(f"working directory {cwd} does not exist in the container",
+                               "give an existing directory with -w") from None
+        try:
+            os.makedirs(cwd, 0o755)
+            os.chdir(cwd)
+        except OSError as exc:
+            raise MinirunError(f"working directory {cwd} cannot be made in the container: {exc.strerror}",
+                               "give an existing directory with -w (or fix the image's WorkingDir)") from None
+    try:
+        where = os.getcwd()
+    except OSError:
+        where = ""
+    if not where.startswith("/"):
+        os.chdir("/")
+        raise MinirunError(f"working directory {cwd} is outside the container",
+                           "give a directory inside the container with -w (or the image's WorkingDir)")

@@ -30,7 +30,7 @@ import os
 
 from .. import __version__, linux
 from ..errors import RuntimeFailure
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
 UNCONFINED = "unconfined"
@@ -102,7 +102,7 @@ def for_exec(store, cid: str, config: dict) -> Filter | None:
 
 def entry_name(tag: str, caps: frozenset) -> str:
     """Everything the program depends on but the library that compiled it."""
-    from . import caps as caps_mod
+    from ..linux import caps as caps_mod
     mask = 0
     for name in caps:
         try:

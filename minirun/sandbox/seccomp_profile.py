@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 
 from ..errors import UsageError
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 MAX_PROFILE_BYTES = 1 << 20        # Docker's default profile is ~20 KB
 ALLOW, LOG = 0x7FFF0000, 0x7FFC0000

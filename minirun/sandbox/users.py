@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..record import dataclass
+from ..lib.frozen import dataclass
 
 from ..errors import BadImage, UsageError
 

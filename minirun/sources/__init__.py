@@ -1,3 +1,8 @@
-"""Where images come from: archives and OCI layouts (archive.py), later
-registries. Every source hands SourceImage objects to importer.py, which
-writes them through the store."""
+"""Where images come from. Every source hands SourceImage objects to
+importer.py, which writes them through the store.
+
+    archive.py    docker-archive, OCI archive and OCI layout directories
+    importer.py   SourceImage -> cached layers, blobs and the image record
+    registry/     pull and push over the registry HTTP API (client.py, http.py,
+                  auth.py, pull.py, push.py)
+"""

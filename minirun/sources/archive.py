@@ -29,7 +29,8 @@ import stat
 import tarfile
 from typing import BinaryIO, Iterator
 
-from .. import oci, reference
+from .. import oci
+from ..oci import reference
 from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError, named
 from ..layer.limits import check_size, max_layer_bytes
 from .importer import SourceImage, SourceLayer

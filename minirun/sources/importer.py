@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from ..record import dataclass, field
+from ..lib.frozen import dataclass, field
 from typing import BinaryIO, Callable
 
 from .. import oci

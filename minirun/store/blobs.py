@@ -10,10 +10,11 @@ import stat
 from io import BufferedReader
 
 from ..errors import DamagedRecord, DigestMismatch, NotFound
-from ..fsutil import is_hole
-from ..names import is_hex
+from ..lib.fsutil import is_hole
+from ..lib.names import is_hex
+from .. import oci
 from ..oci import digest_hex, sha256_digest, short_id
-from . import records
+from . import readers
 
 MAX_READ = 64 << 20           # what read() takes: configs and manifests are far smaller
 BLOB_HINT = ("`minirun fsck` checks every blob; remove this one and load or pull the images "
@@ -100,7 +101,7 @@ class BlobStore:
         """A small blob (a config, a manifest) whole: a regular file of at most limit
         bytes (DamagedRecord otherwise: a FIFO or a device never blocks or streams)."""
         try:
-            return records.read_bytes(self.path(digest), limit, BLOB_HINT)
+            return readers.read_bytes(self.path(digest), limit, BLOB_HINT)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
 
@@ -118,7 +119,7 @@ class BlobStore:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise DamagedRecord(path, f"it is {records.file_type(mode)}, not a file", BLOB_HINT)
+            raise DamagedRecord(path, f"it is {readers.file_type(mode)}, not a file", BLOB_HINT)
         return open(fd, "rb")
 
     def writer(self, expected: str | None = None, what: str = "blob") -> BlobWriter:
@@ -147,4 +148,25 @@ class BlobStore:
             pass
 
     def list(self) -> list[str]:
-        return ["sha256:" + name for name in records.list_dir(self.directory) if is_hex(name, 64)]
+        return ["sha256:" + name for name in readers.list_dir(self.directory) if is_hex(name, 64)]
+
+
+def layer_blob(store, layer: dict) -> oci.Descriptor:
+    """A stored blob holding this layer of an image (a record from images.json).
+
+    Usually the blob the image names. When the layer was already cached from
+    another image ("Already exists"), that blob may never have been fetched;
+    then the layer's own blob serves: same diff_id, so the same uncompressed
+    tar, perhaps compressed differently. Manifests written from these
+    descriptors keep the image's config, hence its id."""
+    if store.blobs.has(layer["blob"]):
+        return oci.Descriptor(layer["media_type"], layer["blob"], layer["size"])
+    try:
+        meta = store.layers.meta(layer["key"])
+    except (FileNotFoundError, DamagedRecord):
+        meta = {}
+    own = meta.get("blob")
+    if own and store.blobs.has(own):
+        return oci.Descriptor(meta["media_type"], own, os.path.getsize(store.blobs.path(own)))
+    raise NotFound(f"no blob of layer {oci.short_id(layer['diff_id'])} is in the store",
+                   "pull or load the image again (or run `minirun fsck`)")

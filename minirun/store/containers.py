@@ -9,7 +9,7 @@
 
 Creation builds the whole dir in tmp/ and renames it into place, and state.json
 is replaced by a rename, so a reader never sees half a record. A record that
-is damaged all the same (store/records.py) raises DamagedRecord naming it and
+is damaged all the same (store/readers.py) raises DamagedRecord naming it and
 how to fix it; remove() needs no record at all. Nothing else
 is made per container: the overlay goes on the store's shared mnt/ (inside the
 container's mount namespace), and /etc/hosts, hostname and resolv.conf live in
@@ -22,12 +22,13 @@ from __future__ import annotations
 import os
 import time
 
-from .. import jsonio
-from ..names import is_container_name, is_hex
+from ..lib import jsonio
+from ..lib.names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
-from ..fsutil import tree_size
-from . import records
-from .root import make_dir, remove_tree, umask
+from ..lib.fsutil import tree_size
+from . import readers
+from ..lib.fsutil import make_dir, remove_tree, umask
+from ..linux.procfs import start_time
 
 
 
@@ -106,22 +107,22 @@ class ContainerStore:
         """config.json; FileNotFoundError once the container is gone, DamagedRecord if
         it is damaged (or missing from a container dir that is there)."""
         path = self.path(cid, "config.json")
-        return records.container_config(cid, path, self._record(cid, path, records.CONTAINER_CONFIG_LIMIT,
-                                                                records.config_hint(cid)))
+        return readers.container_config(cid, path, self._record(cid, path, readers.CONTAINER_CONFIG_LIMIT,
+                                                                readers.config_hint(cid)))
 
     def state(self, cid: str) -> dict:
         """state.json; {"status": "removing"} once the container is gone, DamagedRecord
         if it is damaged."""
         path = self.path(cid, "state.json")
         try:
-            doc = self._record(cid, path, records.CONTAINER_STATE_LIMIT, records.state_hint(cid))
+            doc = self._record(cid, path, readers.CONTAINER_STATE_LIMIT, readers.state_hint(cid))
         except FileNotFoundError:
             return {"status": "removing"}
-        return records.container_state(cid, path, doc)
+        return readers.container_state(cid, path, doc)
 
     def _record(self, cid: str, path: str, limit: int, hint: str) -> object:
         try:
-            return records.read_json(path, limit, hint)
+            return readers.read_json(path, limit, hint)
         except FileNotFoundError:
             if os.path.isdir(self.path(cid)):
                 raise DamagedRecord(path, "it is missing", hint) from None
@@ -154,7 +155,7 @@ class ContainerStore:
 
     # ------------------------------------------------------------ look-ups
     def ids(self) -> list[str]:
-        return [n for n in records.list_dir(self.directory) if len(n) == 64 and is_hex(n, 64)]
+        return [n for n in readers.list_dir(self.directory) if len(n) == 64 and is_hex(n, 64)]
 
     def find_by_name(self, name: str, warn: bool = False) -> str | None:
         """The container with this name. A container whose config is damaged has no
@@ -220,3 +221,11 @@ def check_name(name: str) -> None:
 def _write_json(path: str, doc: dict) -> None:
     _write_file(path, jsonio.dumps(doc, indent=1, sort_keys=True))
 
+
+def effective_state(state: dict) -> dict:
+    """The recorded state, corrected when the runtime died and its container with it."""
+    if state.get("status") == "running":
+        pid = state.get("pid") or 0
+        if not pid or start_time(pid) != state.get("pid_start"):
+            return dict(state, status="exited", exit_code=None, error="the runtime process died")
+    return state

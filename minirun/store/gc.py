@@ -67,7 +67,7 @@ def referenced(store, images: dict | None = None, containers: list[dict] | None 
 
 def mentioned_digests(path: str) -> set[str]:
     """The digests in a damaged record's text, however little of it is left."""
-    from .records import read_bytes
+    from .readers import read_bytes
     try:
         text = read_bytes(path, 64 << 20).decode("ascii", "replace")
     except (OSError, DamagedRecord):

@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 import time
 
-from .. import jsonio
-from ..names import is_hex
+from ..lib import jsonio
+from ..lib.names import is_hex
 from ..oci import digest_hex
-from . import records
-from .root import remove_tree
+from . import readers
+from ..lib.fsutil import remove_tree
 
 FILE_MANIFEST = "files.jsonl.gz"
 
@@ -59,13 +59,13 @@ class LayerStore:
         its meta.json is damaged (or missing from a layer dir that is there)."""
         path = self.meta_path(key)
         try:
-            doc = records.read_json(path, records.LAYER_META_LIMIT, records.LAYER_HINT)
+            doc = readers.read_json(path, readers.LAYER_META_LIMIT, readers.LAYER_HINT)
         except FileNotFoundError:
             if os.path.lexists(self._dir(key)):
                 from ..errors import DamagedRecord
-                raise DamagedRecord(path, "it is missing", records.LAYER_HINT) from None
+                raise DamagedRecord(path, "it is missing", readers.LAYER_HINT) from None
             raise
-        return records.layer_meta(path, doc)
+        return readers.layer_meta(path, doc)
 
     def install(self, staged: str, key: str, meta: dict) -> bool:
         """Record meta.json and the file manifest of diff/ beside it, then rename the
@@ -97,8 +97,8 @@ class LayerStore:
         installed without one. ValueError if the manifest is damaged."""
         from ..layer import manifest
         try:
-            data = records.read_bytes(os.path.join(self._dir(key), FILE_MANIFEST), records.LAYER_META_LIMIT,
-                                      records.LAYER_HINT)
+            data = readers.read_bytes(os.path.join(self._dir(key), FILE_MANIFEST), readers.LAYER_META_LIMIT,
+                                      readers.LAYER_HINT)
         except FileNotFoundError:
             return None
         return manifest.decode(data)
@@ -112,4 +112,4 @@ class LayerStore:
         remove_tree(doomed)
 
     def list(self) -> list[str]:
-        return ["sha256:" + name for name in records.list_dir(self.directory) if is_hex(name, 64)]
+        return ["sha256:" + name for name in readers.list_dir(self.directory) if is_hex(name, 64)]

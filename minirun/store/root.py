@@ -7,7 +7,8 @@ import os
 import stat
 
 from .. import linux
-from ..fsutil import remove_tree
+from ..lib.fsutil import make_dir, remove_tree
+from ..linux.procfs import alive
 from ..errors import EnvironmentProblem, shown
 from .locks import Locks
 
@@ -47,7 +48,7 @@ class Store:
 
     @_once
     def images(self):
-        from .images import ImageIndex
+        from .index import ImageIndex
         return ImageIndex(os.path.join(self.root, "images.json"), self)
 
     @_once
@@ -115,7 +116,7 @@ class Store:
             return                  # gone, or not a directory: the command that needs it will say
         for name in names:
             parts = name.split("-")
-            if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+            if len(parts) >= 3 and parts[-2].isdigit() and not alive(int(parts[-2])):
                 try:
                     remove_tree(os.path.join(self.tmp, name))
                 except OSError:
@@ -135,36 +136,6 @@ class Staging:
     def __exit__(self, *exc_info) -> None:
         if os.path.lexists(self.path):
             remove_tree(self.path)
-
-
-def umask() -> int:
-    """The process's umask, read once (reading it means setting it: os.umask)."""
-    global _umask
-    if _umask is None:
-        _umask = os.umask(0o022)
-        os.umask(_umask)
-    return _umask
-
-
-_umask: int | None = None
-
-
-def make_dir(path: str, mode: int) -> None:
-    """mkdir with exactly mode: a chmod follows only when the umask took bits away
-    (each file-system call costs a run ~40 us here)."""
-    os.mkdir(path, mode)
-    if mode & umask():
-        os.chmod(path, mode)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_filesystem(root: str) -> None:

@@ -135,7 +135,7 @@ def mr(tmp_path, fixtures) -> Minirun:
             pass
     leaks = overlay_mounts_under(root)
     if not leaks:
-        from minirun.fsutil import remove_tree
+        from minirun.lib.fsutil import remove_tree
         remove_tree(str(root))          # iterative: tests build trees deeper than rmtree recurses
     assert not leaks, f"overlay mounts leaked on the host: {leaks}"
     assert not leftovers, f"minirun processes left running: {leftovers}"

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from minirun.fsutil import walk_here
-from minirun.tree import describe, directory, file, symlink, whiteout
+from minirun.lib.fsutil import walk_here
+from minirun.layer.tree import describe, directory, file, symlink, whiteout
 
 from .sparsetar import sparse_tar
 

@@ -50,7 +50,7 @@ def base(tmp_path_factory, fixtures) -> Path:
     cli.ok("run", "--name", "c1", "busybox", "sh", "-c", "echo one > /one")
     cli.ok("run", "--name", "c2", "myapp", "sh", "-c", "echo two > /two")
     yield root
-    from minirun.fsutil import remove_tree
+    from minirun.lib.fsutil import remove_tree
     remove_tree(str(root))
 
 

@@ -83,7 +83,7 @@ def base(tmp_path_factory, fixtures):
              "blobs": sorted(os.listdir(root / "blobs" / "sha256")),
              "fixture": cli.fixture_path("busybox"), "archive": cli.fixture_path("myapp", "docker-archive")}
     yield root, facts
-    from minirun.fsutil import remove_tree
+    from minirun.lib.fsutil import remove_tree
     remove_tree(str(root))
 
 
@@ -310,7 +310,7 @@ def cleanup(case: dict) -> list[str]:
     if overlay_mounts_under(store):
         left.append(f"case {case['index']}: overlay mounts left")
         return left
-    from minirun.fsutil import remove_tree
+    from minirun.lib.fsutil import remove_tree
     remove_tree(case["store"])
     return left
 

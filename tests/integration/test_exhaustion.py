@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun.tree import snapshot
+from minirun.layer.tree import snapshot
 
 from .conftest import Minirun
 from .imagebuild import busybox_layer, entry, layer_tar, write_layout

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from minirun.fsutil import remove_tree
-from minirun.tree import compare, snapshot
+from minirun.lib.fsutil import remove_tree
+from minirun.layer.tree import compare, snapshot
 
 from .hostile import CASES, REF, build_image, layer_snapshot, substitute, with_parents
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun.tree import compare, snapshot
+from minirun.layer.tree import compare, snapshot
 
 from . import peers
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from minirun.network import ipam
-from minirun.tree import snapshot
+from minirun.layer.tree import snapshot
 
 from . import netfixtures
 from .conftest import Minirun, overlay_mounts_under, processes_using
@@ -367,7 +367,7 @@ def default_view(tmp_path_factory, fixtures) -> ProcView:
         yield proc_view(mr)
     finally:
         assert not processes_using(root) and not overlay_mounts_under(root)
-        from minirun.fsutil import remove_tree
+        from minirun.lib.fsutil import remove_tree
         remove_tree(str(root))
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from minirun.tree import snapshot
+from minirun.layer.tree import snapshot
 
 # What the round trip's container does to myapp: add, change, delete, replace a dir.
 WRITES = ("echo hi > /greeting; echo more >> /app/main.sh; rm /bin/vi; chmod 600 /app/main.sh; "

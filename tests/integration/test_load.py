@@ -71,7 +71,7 @@ def test_multi_image_archives_load_every_image(mr):
 
 
 def test_whiteouts_become_overlay_whiteouts_in_the_cache(mr):
-    from minirun.tree import snapshot
+    from minirun.layer.tree import snapshot
     mr.load("whiteouts")
     trees = {}
     for key in mr.layer_dirs():

@@ -34,7 +34,8 @@ CHILD = """
 import signal, sys
 from minirun import linux
 from minirun.network.loopback import is_up, loopback_up
-linux.set_pdeathsig(signal.SIGKILL)
+from minirun.linux.caps import set_pdeathsig
+set_pdeathsig(signal.SIGKILL)
 linux.unshare(linux.CLONE_NEWNET)
 loopback_up()
 assert is_up("lo")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from minirun.layer.tree import compare, directory, file, snapshot, symlink, whiteout
 from minirun.overlay import kernel_has_lowerdir_plus
-from minirun.tree import compare, directory, file, snapshot, symlink, whiteout
 
 from .conftest import REPO, overlay_mounts_under
 from .imagebuild import busybox_layer, entry, layer_tar, write_layout
@@ -372,7 +372,7 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
-    assert {"minirun.launcher", "minirun.sandbox.process", "_ctypes", "_prctl"} <= imported
+    assert {"minirun.run.start", "minirun.sandbox.process", "_ctypes", "_prctl"} <= imported
     heavy = {"re", "json", "enum", "functools", "contextlib", "collections", "socket", "signal",
              "ctypes", "struct", "fcntl", "typing", "dataclasses", "importlib",
              "typer", "click", "rich", "pyroute2", "prctl"}

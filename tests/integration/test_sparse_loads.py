@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun.tree import snapshot
+from minirun.layer.tree import snapshot
 
 from . import sparseimages as si
 from .conftest import Minirun

@@ -7,7 +7,7 @@ import json
 import os
 import re
 
-from minirun.images import human_size
+from minirun.api.catalog import human_size
 
 MYAPP = "localhost/myapp:latest"
 OTHER = "localhost/myotherapp:latest"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from minirun.layer.compare import Difference, compare, differing, facts
-from minirun.tree import directory, file, symlink, whiteout
+from minirun.layer.tree import directory, file, symlink, whiteout
 
 
 def sha(data: bytes) -> str:

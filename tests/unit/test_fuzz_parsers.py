@@ -30,9 +30,10 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from minirun import oci, reference
+from minirun import oci
+from minirun.oci import reference
 from minirun.errors import BadImage, MinirunError, UsageError
-from minirun.imageconfig import new_config
+from minirun.oci.imageconfig import new_config
 from minirun.sources.archive import open_images
 from minirun.sources.registry.client import RegistryClient
 from minirun.sources.registry.http import Response

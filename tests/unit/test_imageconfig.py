@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from minirun.errors import UsageError
-from minirun.imageconfig import apply_changes, new_config
+from minirun.oci.imageconfig import apply_changes, new_config
 
 BASE = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
         "config": {"Cmd": ["/app"], "Env": ["PATH=/bin", "A=1"]},

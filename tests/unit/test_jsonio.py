@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minirun import jsonio
+from minirun.lib import jsonio
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
@@ -68,7 +68,7 @@ def test_unserialisable_is_a_type_error():
 def test_importing_it_does_not_import_json():
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-c", "import sys, minirun.jsonio as j; j.loads('[1]'); "
+    out = subprocess.run([sys.executable, "-c", "import sys, minirun.lib.jsonio as j; j.loads('[1]'); "
                           "j.dumps({'a': 1}, indent=1); print(sorted({'json', 're', 'enum'} & set(sys.modules)))"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -90,7 +90,7 @@ def test_a_document_cut_short_is_jsons_error_without_json_loaded(text):
     import subprocess
     import sys
     from pathlib import Path
-    code = ("import sys; from minirun import jsonio\n"
+    code = ("import sys; from minirun.lib import jsonio\n"
             "assert 'json.decoder' not in sys.modules\n"
             "try:\n    jsonio.loads(sys.argv[1])\n"
             "except ValueError as exc:\n    print(type(exc).__name__, exc.msg, exc.pos)\n")

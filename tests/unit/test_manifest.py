@@ -16,8 +16,8 @@ import tarfile
 
 import pytest
 
-from minirun import fsck
-from minirun.fsutil import remove_tree
+from minirun.api import fsck
+from minirun.lib.fsutil import remove_tree
 from minirun.layer import manifest
 from minirun.layer.compare import Difference
 from minirun.layer.manifest import build, decode, encode, verify

@@ -8,7 +8,7 @@ import io
 import os
 import tarfile
 
-from minirun.fsutil import remove_tree
+from minirun.lib.fsutil import remove_tree
 from minirun.layer import pack
 
 

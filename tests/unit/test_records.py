@@ -11,9 +11,11 @@ import threading
 
 import pytest
 
-from minirun import errors, runtime
+from minirun import errors
+from minirun.cli import as_failure
+from minirun.api import control as runtime
 from minirun.errors import DamagedRecord, MinirunError
-from minirun.store import records
+from minirun.store import readers as records
 
 CID = "ab" * 32
 
@@ -175,5 +177,5 @@ def test_printable_escapes_what_a_terminal_would_act_on():
     (MinirunError("no such image: x\x1b[31m\ny"), "x\\x1b[31m\\ny", 1),
 ])
 def test_every_os_error_is_one_printable_line(err, said, code):
-    line, exit_code = errors.as_failure(err)
+    line, exit_code = as_failure(err)
     assert said in line and exit_code == code and line.isprintable() and len(line) < 500

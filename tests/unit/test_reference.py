@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minirun import reference
+from minirun.oci import reference
 from minirun.errors import UsageError
 
 HEX = "0123456789abcdef" * 4

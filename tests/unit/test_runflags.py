@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import typer.main
 
-from minirun.cli import quick, runflags, spec, typer_app
+from minirun.cli import lightcmds as quick, runflags, light as spec, typer_app
 
 ACCEPTED = [
     ["busybox"],

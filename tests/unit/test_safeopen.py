@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from minirun.errors import BadImage
-from minirun.fsutil import remove_tree
+from minirun.lib.fsutil import remove_tree
 from minirun.layer import safeopen
 from minirun.layer.unpack import unpack_blob
 

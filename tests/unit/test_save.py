@@ -16,7 +16,7 @@ import pytest
 
 from minirun import oci
 from minirun.errors import BadImage, Conflict, DigestMismatch, ImageNotFound, NotFound, UsageError
-from minirun.save import destination, save
+from minirun.api.save import destination, save
 from minirun.sources.archive import open_images
 
 from .conftest import TarBuilder, gzip_bytes, sha

@@ -11,9 +11,10 @@ import os
 import pytest
 
 from minirun import linux
+from minirun.linux import caps as linux_caps
 from minirun.store import Store
 from minirun.sandbox import seccomp, seccomp_build, seccomp_profile as sp
-from minirun.sandbox.caps import DOCKER_DEFAULT
+from minirun.linux.caps import DOCKER_DEFAULT
 from minirun.sandbox.seccomp import check
 
 KERNEL = (6, 18)
@@ -50,7 +51,7 @@ def test_default_never_allows_keyrings_or_io_uring():
 
 
 def sp_all_caps() -> frozenset:
-    from minirun.sandbox.caps import all_names
+    from minirun.linux.caps import all_names
     return all_names()
 
 
@@ -301,7 +302,7 @@ def test_a_compiled_filter_is_obeyed_by_a_process(tmp_path):
     if pid == 0:
         code = 99
         try:
-            linux._prctl(38, 1)                              # PR_SET_NO_NEW_PRIVS
+            linux_caps._prctl(38, 1)                           # PR_SET_NO_NEW_PRIVS
             linux.seccomp_set_filter(program)
             try:
                 os.mkdir(tmp_path / "blocked")

@@ -6,7 +6,8 @@ import pytest
 
 from minirun import oci
 from minirun.errors import UsageError
-from minirun.sandbox.spec import DEFAULT_PATH, RunOptions, build, merge_env
+from minirun.run.plan import RunOptions
+from minirun.sandbox.program import DEFAULT_PATH, build, merge_env
 
 from .conftest import json_bytes
 

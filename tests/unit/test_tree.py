@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from minirun import tree
-from minirun.tree import compare, directory, file, snapshot, symlink
+from minirun.layer import tree
+from minirun.layer.tree import compare, directory, file, snapshot, symlink
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from minirun import fsutil, usage
-from minirun.images import human_size
+from minirun.lib import fsutil
+from minirun.api import disk as usage
+from minirun.api.catalog import human_size
 from minirun.store.root import Store
 
 
@@ -341,7 +342,7 @@ if os.geteuid() == 0:      # root reads every directory unless it gives up these
     import prctl
     prctl.cap_effective.dac_override = False
     prctl.cap_effective.dac_read_search = False
-from minirun.fsutil import tree_size
+from minirun.lib.fsutil import tree_size
 print(*tree_size(sys.argv[1]))
 """
 

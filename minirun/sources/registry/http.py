@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from ...record import dataclass, field
+from ...lib.frozen import dataclass, field
 
 from ...errors import RegistryError, RegistryUnavailable
 

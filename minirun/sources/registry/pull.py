@@ -9,9 +9,10 @@ import hashlib
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from ...record import dataclass
+from ...lib.frozen import dataclass
 
-from ... import oci, reference
+from ... import oci
+from ...oci import reference
 from ...errors import BadImage, DigestMismatch, RegistryError, RegistryUnavailable, UsageError
 from ..importer import SourceImage, SourceLayer, import_image
 from .client import RegistryClient

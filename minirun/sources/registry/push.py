@@ -6,9 +6,10 @@ from __future__ import annotations
 
 
 from concurrent.futures import ThreadPoolExecutor
-from ...record import dataclass
+from ...lib.frozen import dataclass
 
-from ... import oci, reference
+from ... import oci
+from ...oci import reference
 from ...errors import UsageError
 from .client import RegistryClient
 
@@ -48,8 +49,8 @@ def _push(store, image: str, dest: str | None, progress) -> PushResult:
 def _manifest(store, record: dict) -> tuple[bytes, oci.Manifest]:
     """The stored manifest, or, when some of its layer blobs were never fetched
     (the layer came from another image), one naming blobs the store holds for
-    the same layers (images.layer_blob). The config, so the image id, is the same."""
-    from ...images import layer_blob
+    the same layers (store/blobs.py layer_blob). The config, so the image id, is the same."""
+    from ...store.blobs import layer_blob
     manifest_bytes = store.blobs.read(record["manifest"])
     manifest = oci.parse_manifest(manifest_bytes)
     if all(store.blobs.has(d.digest) for d in manifest.layers):

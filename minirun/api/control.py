@@ -1,0 +1,244 @@
+"""Container use cases behind the CLI: ps, rm, inspect, diff, logs, stop, kill, exec
+(run is run/). They return data and never print."""
+
+from __future__ import annotations
+
+import os
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
+import time
+
+from ..errors import Conflict, DamagedRecord, warn_damaged
+from ..linux.procfs import signal_quietly, start_time
+from ..store.containers import effective_state
+
+
+def container_records(store) -> list[dict]:
+    """Every container: its config plus "state", newest first. A container whose
+    config.json or state.json is damaged is reported once on stderr and listed
+    with status "damaged" (it may still run: nothing treats it as stopped), with
+    the layers its config still names, so that they are not collected under it."""
+    out = []
+    for cid in store.containers.ids():
+        try:
+            config = store.containers.config(cid)
+            out.append(dict(config, id=cid, state=effective_state(store.containers.state(cid))))
+        except FileNotFoundError:
+            continue                                    # removed meanwhile
+        except DamagedRecord as err:
+            warn_damaged(err)
+            out.append(_damaged_record(store, cid, err))
+    out.sort(key=lambda c: c.get("created", ""), reverse=True)
+    return out
+
+
+def _damaged_record(store, cid: str, err: DamagedRecord) -> dict:
+    try:
+        config = store.containers.config(cid)
+    except (FileNotFoundError, DamagedRecord):
+        from ..store.gc import mentioned_digests
+        config = {"layers": sorted(mentioned_digests(store.containers.path(cid, "config.json")))}
+    return dict(config, id=cid, name=config.get("name") or "?", image=config.get("image") or "?",
+                argv=config.get("argv") or [], created=config.get("created") or "",
+                state={"status": "damaged", "error": err.line()})
+
+
+def remove(store, name: str, force: bool) -> str:
+    """rm: kill it first if running (with force), free what it holds, remove its dir.
+    A container whose state.json is damaged is removed too: it names no process to
+    kill, and the cgroup minirun would have made for it is found by its id."""
+    cid = store.containers.resolve(name)
+    try:
+        state = effective_state(store.containers.state(cid))
+    except DamagedRecord:
+        state = {}
+    if state.get("status") == "running":
+        if not force:
+            raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
+        _kill(state["pid"])
+    release_leftovers(store, cid, state)
+    store.containers.remove(cid)
+    return cid
+
+
+def release_leftovers(store, cid: str, state: dict) -> None:
+    """What a container whose runtime was killed still holds: its cgroup and its address.
+    (The kernel removed its veth with its network namespace.)"""
+    from ..sandbox.cgroups import CgroupHandle
+    handles = [CgroupHandle.from_json(state["cgroup"])] if state.get("cgroup") else []
+    handles.append(CgroupHandle.of_container(cid))     # made, but killed before it was recorded
+    for handle in handles:
+        try:
+            handle.remove()
+        except Exception:                          # noqa: BLE001 - already gone is fine
+            pass
+    from ..network.ipam import directory
+    if os.path.isdir(directory(store.root)):
+        from ..network import ipam
+        try:
+            ipam.release(store.root, cid)
+        except DamagedRecord as err:
+            warn_damaged(err)                   # the address goes when fsck --repair drops the file
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL, then wait up to a second for the process to be gone."""
+    signal_quietly(pid, signal.SIGKILL)
+    for _ in range(100):
+        if start_time(pid) == 0:
+            return
+        time.sleep(0.01)
+
+
+def lower_dirs(store, cid: str, config: dict) -> list[str]:
+    """The container's lower dirs, topmost first: its init layer, then the image's."""
+    lowers: list[str] = [store.containers.init(cid)] if config.get("init_layer") else []
+    for key in reversed(config.get("layers", [])):
+        path = store.layers.diff_path(key)
+        if path not in lowers:
+            lowers.append(path)
+    return lowers
+
+
+def docker_state(state: dict) -> dict:
+    """The state as stored (lower-case keys, as `ps --format json` shows it) plus
+    docker's names for the same facts, so `inspect -f '{{.State.Status}}'` works."""
+    status = state.get("status", "unknown")
+    return dict(state, Status=status, Running=status == "running", Pid=state.get("pid", 0),
+                ExitCode=state.get("exit_code"), OOMKilled=bool(state.get("oom_killed")),
+                Error=state.get("error", ""), StartedAt=state.get("started"),
+                FinishedAt=state.get("finished"))
+
+
+def inspect(store, name: str) -> dict:
+    cid = store.containers.resolve(name)
+    config = store.containers.config(cid)
+    lowers = lower_dirs(store, cid, config)
+    state = effective_state(store.containers.state(cid))
+    # the merged tree exists only in the container's mount namespace: from the host
+    # it is the running container's /proc/<pid>/root
+    merged = f"/proc/{state['pid']}/root" if state.get("status") == "running" and state.get("pid") else ""
+    upper, work = store.containers.upper(cid), store.containers.work(cid)
+    return {
+        "Id": cid, "Name": config.get("name"), "Created": config.get("created"),
+        "Image": config.get("image_id"), "ImageName": config.get("image"),
+        "State": docker_state(state),
+        "Config": {"Cmd": config.get("argv"), "Env": config.get("env"), "WorkingDir": config.get("cwd"),
+                   "User": config.get("user"), "Hostname": config.get("hostname")},
+        "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "UpperDir": upper, "WorkDir": work, "MergedDir": merged, "LowerDir": ":".join(lowers)}},
+    }
+
+
+def diff(store, name: str):
+    from ..layer.changes import changes, scan_upper
+    from ..layer.lowerview import LowerView
+    cid = store.containers.resolve(name)
+    config = store.containers.config(cid)
+    if config.get("read_only"):
+        return []
+    view = LowerView(lower_dirs(store, cid, config))
+    return changes(scan_upper(store.containers.upper(cid)), view.exists)
+
+
+# ---------------------------------------------------------------- signals and logs
+
+def running_pid(store, name: str) -> tuple[str, int]:
+    cid = store.containers.resolve(name)
+    state = effective_state(store.containers.state(cid))
+    if state.get("status") != "running":
+        raise Conflict(f"container {name} is not running", "start one with `minirun run -d`")
+    return cid, state["pid"]
+
+
+def send_signal(store, name: str, signum: int) -> str:
+    cid, pid = running_pid(store, name)
+    signal_quietly(pid, signum)
+    return cid
+
+
+def stop(store, name: str, timeout: float) -> str:
+    """SIGTERM, then SIGKILL after the grace period, as docker stop. A PID 1 with no
+    SIGTERM handler ignores it (the kernel protects a namespace's init), hence the kill."""
+    cid, pid = running_pid(store, name)
+    signal_quietly(pid, signal.SIGTERM)
+    if not _wait_gone(store, cid, pid, timeout):
+        signal_quietly(pid, signal.SIGKILL)
+        _wait_gone(store, cid, pid, 10)
+    return cid
+
+
+def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:
+    """Until the runtime has recorded the exit (or the process is gone without one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if effective_state(store.containers.state(cid)).get("status") != "running":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def logs(store, name: str, follow: bool, write) -> None:
+    """Copy container.log to write(); with follow, keep going until the container ends."""
+    cid = store.containers.resolve(name)
+    path = store.containers.log(cid)
+    if not os.path.exists(path):
+        if store.containers.config(cid).get("detached"):
+            open(path, "a").close()
+        else:
+            raise Conflict(f"container {name} was not started with -d, so it has no log",
+                           "its output went to the terminal that ran it")
+    with _open_log(path) as f:
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                write(chunk)
+                continue
+            if not follow or effective_state(store.containers.state(cid)).get("status") != "running":
+                rest = f.read()
+                if rest:
+                    write(rest)
+                return
+            time.sleep(0.05)
+
+
+def _open_log(path: str):
+    """container.log as written: a regular file, not a symlink (to a host file) nor a
+    FIFO (which would block)."""
+    import stat
+    from ..store.readers import file_type, open_failed
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise open_failed(path, exc, None) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DamagedRecord(path, f"it is {file_type(mode)}, not a file")
+    return os.fdopen(fd, "rb")
+
+
+def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user: str | None,
+            workdir: str | None, tty: bool, interactive: bool):
+    """docker exec: the container's env, cwd, user and capabilities, overridable."""
+    from ..sandbox import join, program as spec
+    if not argv:
+        from ..errors import UsageError
+        raise UsageError("exec needs a command", "e.g. minirun exec NAME sh")
+    cid, pid = running_pid(store, name)
+    config = store.containers.config(cid)
+    state = store.containers.state(cid)
+    merged_env = spec.merge_env(tuple(config.get("env", [])), env, dict(os.environ))
+    proc = spec.ProcessSpec(tuple(argv), tuple(merged_env), workdir or config.get("cwd", "/"),
+                            user or config.get("user", "0"), config.get("hostname", ""), False)
+    cgroup = None
+    if state.get("cgroup"):
+        from ..sandbox.cgroups import CgroupHandle
+        cgroup = CgroupHandle.from_json(state["cgroup"])
+    caps = frozenset(config.get("capabilities", []))
+    from ..sandbox import seccomp
+    request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
+                        config.get("no_new_privs", True), tty, cgroup, interactive,
+                        pid_start=state.get("pid_start") or 0, name=name,
+                        seccomp=seccomp.for_exec(store, cid, config))
+    return join.run(request, interactive)

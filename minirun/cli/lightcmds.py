@@ -1,0 +1,244 @@
+"""The commands scripts call in loops, `images`, `ps`, `load` and `pull`, defined as data
+(cli/spec.py) so the light path runs them without importing typer: a listing or
+a load of cached layers then costs little more than starting Python.
+
+Each *_command function takes the parsed values and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .light import EXIT_CODES_HELP, Arg, Command, Flag
+
+FORMAT_HELP = ("json (one object per line), a template such as '{{.ID}}\\t{{.Size}}', "
+               "or 'table TEMPLATE' for aligned columns with a header.")
+
+
+def _store(create: bool = True):
+    from ..store import open_store
+    return open_store(create=create)
+
+
+# ---------------------------------------------------------------- load
+
+LOAD = Command(
+    "load",
+    """Load images from archives or OCI layout directories.
+
+    Each layer is verified and extracted once into the cache; one already there
+    prints "Already exists".
+
+    Example: sudo minirun load busybox.tar ./myapp-oci/
+    """,
+    EXIT_CODES_HELP,
+    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
+    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
+    ".lightcmds:load_command")
+
+
+def load_command(values: dict) -> int:
+    from ..api.catalog import load
+    from ..linux.caps import require_root
+    require_root("load")
+    quiet = values["quiet"]
+
+    def report(label: str, status: str) -> None:
+        if not quiet and status != "Extracting":
+            print(f"{label}: {status}", flush=True)
+    for line in load(_store(), values["paths"], values["tag"], report):
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------- images
+
+IMAGES = Command(
+    "images",
+    """List images: reference, image id, created, size and layer count.
+
+    An image whose name moved to another image (re-load, re-pull, commit,
+    tag) stays as <none>:<none>: a dangling image. List only those with
+    --filter dangling=true; remove them with `minirun image prune`.
+
+    Example: minirun images --filter dangling=true
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
+     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
+          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
+     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
+          "glob on the name, e.g. 'my*')."),
+     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
+          "CreatedSince, Size, Layers."),
+     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
+    ".lightcmds:images_command")
+
+
+def images_command(values: dict) -> int:
+    from ..api import catalog as imgs
+    from . import formatting
+    fmt = values["format"]
+    formatting.check(fmt)
+    store = _store(create=False)
+    if values["tree"]:
+        from ..api.disk import tree_lines_for
+        formatting.print_lines(tree_lines_for(store))
+        return 0
+    rows = imgs.filter_rows(imgs.rows(store), values["filter_"])
+    no_trunc = values["no_trunc"]
+    if values["quiet"]:
+        for row in rows:
+            print(row.image_id if no_trunc else row.image_id[7:19])
+        return 0
+    if fmt == "json":
+        formatting.print_rows([{"ID": row.image_id, "RepoTags": list(row.refs), "Created": row.created,
+                                "Size": row.size, "Layers": row.layers, "Architecture": row.architecture,
+                                "Dangling": not row.refs} for row in rows], fmt)
+        return 0
+    from ..oci.reference import parse
+    lines = []
+    for row in rows:
+        for ref in [parse(r) for r in row.refs] or [None]:
+            repo, tag = ("<none>", "<none>") if ref is None else \
+                (ref.familiar().rsplit(":", 1)[0] if ref.tag else ref.familiar(), ref.tag or "<none>")
+            lines.append({"ID": row.image_id if no_trunc else row.image_id[7:19], "Repository": repo,
+                          "Tag": tag, "CreatedAt": row.created, "CreatedSince": imgs.human_age(row.created),
+                          "Size": imgs.human_size(row.size), "Layers": row.layers})
+    if formatting.is_template(fmt):
+        formatting.print_rows(lines, fmt)
+        return 0
+    table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "LAYERS")]
+    table += [(x["Repository"], x["Tag"], x["ID"], x["CreatedSince"], x["Size"], str(x["Layers"]))
+              for x in lines]
+    formatting.print_table(table)
+    return 0
+
+
+# ---------------------------------------------------------------- ps
+
+PS = Command(
+    "ps",
+    """List containers.
+
+    Example: minirun ps -a
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
+     Flag("filter_", ("--filter", "-f"), "list", "status=running|exited|created, name=PATTERN (shell "
+          "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
+          "RunningFor, Status, State, Names.")),
+    ".lightcmds:ps_command")
+
+
+def ps_command(values: dict) -> int:
+    from ..api.catalog import human_age
+    from ..api.control import container_records
+    from . import formatting
+    fmt = values["format"]
+    formatting.check(fmt)
+    filters = values["filter_"]
+    records = [c for c in container_records(_store(create=False))
+               if values["all"] or c["state"].get("status") == "running"
+               or any(f.startswith("status=") for f in filters)]
+    records = filter_containers(records, filters)
+    if values["quiet"]:
+        for c in records:
+            print(c["id"][:12])
+        return 0
+    if fmt == "json":
+        formatting.print_rows([{"ID": c["id"], "Name": c["name"], "Image": c["image"], "Command": c["argv"],
+                                "Created": c["created"], "State": c["state"]} for c in records], fmt)
+        return 0
+    lines = []
+    for c in records:
+        command = formatting.visible(" ".join(c.get("argv", [])))     # escaped, then cut
+        command = command if len(command) <= 20 else command[:19] + "…"
+        lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
+                      "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),
+                      "Status": status_text(c["state"]), "State": c["state"].get("status", "unknown"),
+                      "Names": c["name"]})
+    if formatting.is_template(fmt):
+        formatting.print_rows(lines, fmt)
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
+    formatting.print_table(table)
+    return 0
+
+
+def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
+    """`ps --filter`, as docker spells the common ones; a status filter implies -a."""
+    import fnmatch
+    from ..errors import UsageError
+    tests = {"status": lambda c, v: c["state"].get("status") == v,
+             "name": lambda c, v: fnmatch.fnmatch(c.get("name") or "", v),
+             "id": lambda c, v: c["id"].startswith(v),
+             "ancestor": lambda c, v: c.get("image") == v or (c.get("image_id") or "").startswith(
+                 v if v.startswith("sha256:") else "sha256:" + v)}
+    for spec in filters:
+        key, eq, value = spec.partition("=")
+        if key not in tests or not eq or not value:
+            raise UsageError(f"unsupported filter {spec!r}",
+                             "use status=running|exited|created, name=PATTERN, id=PREFIX or ancestor=IMAGE")
+        records = [c for c in records if tests[key](c, value)]
+    return records
+
+
+def status_text(state: dict) -> str:
+    status = state.get("status", "unknown")
+    if status == "exited":
+        code = state.get("exit_code")
+        oom = " (OOM killed)" if state.get("oom_killed") else ""
+        return f"Exited ({'?' if code is None else code}){oom}"
+    return status.capitalize()
+
+
+# ---------------------------------------------------------------- pull
+
+PULL = Command(
+    "pull",
+    """Pull an image from a registry; layers already in the cache are not downloaded.
+
+    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
+    HTTP is used only for localhost and registries listed in
+    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+
+    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
+    """,
+    EXIT_CODES_HELP,
+    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
+    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
+          "(default: this host's)."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
+    ".lightcmds:pull_command")
+
+
+def pull_command(values: dict) -> int:
+    from . import progress as progress_mod
+    from ..oci.reference import parse
+    from ..linux.caps import require_root
+    from ..sources.registry.pull import pull
+    require_root("pull")
+    quiet = values["quiet"]
+    parsed = parse(values["ref"])
+    show = progress_mod.for_output(quiet)
+    if not quiet:
+        print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", flush=True)
+    with show:
+        result = pull(_store(), str(parsed), values["platform"], show)
+    if not quiet:
+        print(f"Digest: {result.manifest_digest}")
+        word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
+        print(f"Status: {word} {result.ref}")
+    print(result.ref)
+    return 0
+
+
+LIGHT = {command.name: command for command in (LOAD, IMAGES, PS, PULL)}

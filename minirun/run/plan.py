@@ -1,0 +1,284 @@
+"""`minirun run`, from options to a frozen plan: RunOptions (the flags, one
+definition for every parser), check_options() (everything that can be refused,
+refused before anything exists), then prepare(): the image resolved, the
+overlay, mounts and /etc files planned, an address and a cgroup driver taken,
+all in memory, as a frozen sandbox/process.py Launch and a Pending write of
+containers/<id>/. start.py starts and waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import oci, overlay
+from ..errors import RuntimeFailure
+from ..lib import log
+from ..lib.frozen import dataclass
+from ..network import BRIDGE, needs_netns, parse_mode
+from ..sandbox import mounts as mounts_mod
+from ..sandbox import program as specs
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The flags of `minirun run` that shape the process (one definition for every parser)."""
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    chroot: bool = False
+    # isolation and resources
+    network: str = "none"
+    volumes: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()
+    read_only: bool = False
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privs: bool = True
+    seccomp: str | None = None          # a profile's path, "unconfined", or None: the default
+    memory: str | None = None
+    cpus: str | None = None
+    pids_limit: str | None = None
+    ulimits: tuple[str, ...] = ()
+    # process control
+    init: bool = False
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The flags, parsed and validated, before anything is created."""
+    network: str
+    mounts: tuple
+    caps: frozenset
+    ambient: frozenset
+    limits: object                    # cgroups.Limits, None when no limit flag was given
+    ulimits: tuple
+    seccomp: object = None            # sandbox/seccomp.py Filter; None: unconfined
+
+
+def check_options(opts: RunOptions, store=None) -> Checked:
+    from ..linux import caps
+    volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
+    tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
+    mounts_mod.check_no_duplicates(volumes + tmpfs)
+    if not opts.privileged:
+        mounts_mod.check_tmpfs_dev(tmpfs)
+    ulimits, limits = (), None        # the modules for these load only when a flag asks
+    if opts.ulimits:
+        from ..sandbox import rlimits
+        ulimits = rlimits.parse_ulimits(opts.ulimits)
+        rlimits.check(ulimits)
+    if (opts.memory, opts.cpus, opts.pids_limit) != (None, None, None):
+        from ..sandbox import cgroups
+        limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
+    keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
+    if opts.chroot and not opts.privileged:
+        # a chroot inside a namespace that still holds the host's tree is escaped
+        # with chroot(2) itself; pivot_root (the default) has no such hole
+        keep -= {"sys_chroot"}
+    seccomp = None
+    if store is not None:             # issue 14.5: compiled (or read from the store) before anything exists
+        from ..sandbox import seccomp as seccomp_mod
+        seccomp = seccomp_mod.for_run(store, opts.seccomp, keep, opts.privileged)
+    return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
+                   caps.added(opts.cap_add), limits, ulimits, seccomp)
+
+
+@dataclass
+class Resources:
+    """What a running container holds outside its directory, released when it ends."""
+    cgroup: object = None
+    allocation: object = None
+
+
+def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn):
+    """The container on disk, its address and its cgroup; on any failure none of them."""
+    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
+    try:
+        pending.write()
+    except BaseException:
+        release(store, cid, resources)
+        store.containers.remove(cid)        # written before its cgroup failed, if it was
+        raise
+    return cid, launch, resources
+
+
+def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn):
+    """Everything a container needs, planned in memory, with its address and cgroup:
+    (id, launch, resources, Pending). On failure nothing is left held."""
+    resources = Resources()
+    cid = store.containers.new_id()
+    gc_lock = store.locks.hold("gc", shared=True)
+    gc_lock.__enter__()
+    try:
+        proc, plan, mounts, write = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
+        from ..sandbox import process
+        launch = process.Launch(
+            proc, plan, store.mount_point, overlay.strategy_from_env(), mounts,
+            opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
+            needs_netns(checked.network), checked.ulimits, opts.init,
+            sync=True,                      # the child waits at least for containers/<id>/
+            tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
+        make_cgroup = None
+        if wants_cgroup(checked.limits, opts.detach):
+            from ..sandbox import cgroups
+            limits = checked.limits or cgroups.Limits()
+            driver = cgroups.open_driver(limits=limits)     # refuses missing controllers now
+            if driver is not None:
+                def make_cgroup():
+                    return driver.create(cid, limits)
+    except BaseException:
+        gc_lock.__exit__(None, None, None)
+        release(store, cid, resources)
+        raise
+    return cid, launch, resources, Pending(
+        write, gc_lock, resources, make_cgroup,
+        record=lambda **changes: store.containers.set_state(cid, **changes),
+        log_choices=lambda: _log_choices(checked, opts, resources))
+
+
+class Pending:
+    """containers/<id>/ planned but not yet written, and the shared gc lock held
+    until it is, so that prune cannot take the image's layers in between."""
+
+    def __init__(self, write, lock, resources: Resources, make_cgroup=None, record=None, log_choices=None):
+        self._write, self._lock, self._resources = write, lock, resources
+        self._make_cgroup, self._record, self._log_choices = make_cgroup, record, log_choices
+
+    def write(self, state: dict | None = None) -> None:
+        """containers/<id>/ on disk, in state (default: created), then its cgroup,
+        named in the state: the record exists before the cgroup does, so `rm` of a
+        container whose runtime was killed at any point frees it (by its id, if
+        need be); the lock goes. On failure the caller removes the container."""
+        try:
+            self._write(state or {"status": "created"})
+            if self._make_cgroup is not None:
+                self._resources.cgroup = self._make_cgroup()
+                self._record(cgroup=self._resources.cgroup.to_json())
+            if log.debugging and self._log_choices is not None:
+                self._log_choices()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+
+def _plan(store, cid: str, image: str, opts: RunOptions, checked: Checked, name,
+          remove, warn, resources: Resources):
+    """Resolve the image and plan the overlay and mounts: (process spec, overlay plan,
+    mounts, write(state) that puts containers/<id>/ on disk)."""
+    from ..network import files as etc_files
+    containers = store.containers
+    image_id, record = store.images.resolve(image)
+    config = oci.parse_config(store.blobs.read(image_id))
+    lowers = lower_dirs(store, record)
+    _warn_platform(config, warn)
+    proc = specs.build(config, opts, cid)
+    if checked.network == BRIDGE:
+        resources.allocation = _allocate(store, cid)
+    address = resources.allocation.address if resources.allocation else None
+    files = etc_files.render_etc_files(proc.hostname, address, checked.network)
+    mounts = tuple(mounts_mod.etc_mounts(files)) + checked.mounts
+    init = mounts_mod.init_entries(mounts_mod.image_lookup(lowers), mounts_mod.mount_points(list(mounts)))
+    own = [containers.init(cid)] if init or opts.read_only else []
+    upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
+    plan = overlay.plan(lowers, upper, work, containers.path(cid), own, volatile=remove)
+    container_config = {
+        "name": name, "image": image, "image_id": image_id,
+        "layers": [layer["key"] for layer in record["layers"]],
+        "argv": list(proc.argv), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user,
+        "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
+        "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
+        "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
+        "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
+        "detached": opts.detach, "seccomp": checked.seccomp.name if checked.seccomp else "unconfined",
+    }
+    links = overlay.links_to_make(plan, overlay.strategy_from_env())
+
+    def write(state: dict) -> None:
+        containers.create(cid, container_config, links, init, state=state)
+    return proc, plan, mounts, write
+
+
+def wants_cgroup(limits, detach: bool = False) -> bool:
+    """A cgroup when a limit asks for one, for every -d container (it outlives the
+    shell that started it and must not stay in that shell's cgroup, a session scope
+    systemd may kill), or with MINIRUN_CGROUPS=always. Joining one is the dearest
+    step of a foreground start: the kernel waits for an RCU grace period
+    (cgroup_threadgroup_rwsem), ~9 ms here. Without one, the PID namespace still
+    ends every process with the container, and an OOM kill shows as signal 9."""
+    return (detach or (limits is not None and not limits.empty)
+            or os.environ.get("MINIRUN_CGROUPS") == "always")
+
+
+def _log_choices(checked: Checked, opts: RunOptions, resources: Resources) -> None:
+    if resources.cgroup is not None:
+        log.debug(f"cgroup {resources.cgroup.version}: {', '.join(resources.cgroup.paths)}")
+    else:
+        log.debug("no cgroup: not -d, no --memory, --cpus or --pids-limit (MINIRUN_CGROUPS=always makes one)")
+    log.debug(f"capabilities kept: {', '.join(sorted(checked.caps)) or 'none'}; ambient: "
+              f"{', '.join(sorted(checked.ambient)) or 'none'}; no_new_privs: "
+              f"{opts.no_new_privs and not opts.privileged}; network: {checked.network}")
+
+
+def _allocate(store, cid: str):
+    from ..network import ipam
+    from ..network.ipam import release_stale_addresses
+    release_stale_addresses(store)
+    from .. import config
+    return ipam.allocate(store.root, cid, config.get("network.subnet"), config.get("network.bridge"))
+
+
+def release(store, cid: str, resources: Resources) -> None:
+    """Give back the cgroup, the veth and the address; each may already be gone."""
+    if resources.cgroup is not None:
+        try:
+            resources.cgroup.remove()
+        except Exception:                          # noqa: BLE001 - cleanup must go on
+            pass
+        resources.cgroup = None
+    if resources.allocation is not None:
+        from ..network import ipam
+        try:
+            from ..network import netlink
+            netlink.detach(resources.allocation)
+        except Exception:                          # noqa: BLE001
+            pass
+        ipam.release(store.root, cid)
+        resources.allocation = None
+
+
+def _warn_platform(config, warn) -> None:
+    host = oci.host_platform()
+    if config.platform.architecture and config.platform.architecture != host.architecture:
+        from ..errors import shown        # the image's words, not escape sequences
+        warn(f"WARNING: The requested image's platform ({shown(str(config.platform), 80)}) does not "
+             f"match the detected host platform ({host})")
+
+
+def lower_dirs(store, record: dict) -> list[str]:
+    """Layer dirs topmost first. A layer listed twice (repeated empty layers are common)
+    appears once, at its topmost place: overlayfs refuses a dir stacked twice, and the
+    lower copy could only show what the upper copy already shows."""
+    lowers: list[str] = []
+    seen: set[str] = set()            # a set: 500 layers made the list check quadratic
+    for layer in reversed(record["layers"]):
+        path = store.layers.diff_path(layer["key"])
+        if path in seen:
+            continue
+        seen.add(path)
+        if not store.layers.has(layer["key"]):
+            raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
+                                 "load or pull the image again")
+        lowers.append(path)
+    overlay.check_layer_count(len(lowers))     # before the init layer's lookups in them
+    return lowers

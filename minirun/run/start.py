@@ -1,0 +1,199 @@
+"""`minirun run`, end to end: plan.py checks the flags and plans the container;
+here it is started, joined to its cgroup and network, waited for, and whatever
+it held is released, recording how it ended. With -d a monitor process of our
+own does the waiting.
+
+Everything that can be refused is refused before the container exists:
+malformed flags, limits, an unknown image. The one exception is a cgroup
+controller that turns out missing as the cgroup is made, just after the record
+(so that the record always names the cgroup): the container is then removed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import MinirunError
+from ..lib import jsonio, log
+from ..lib.frozen import dataclass
+from ..linux.caps import require_root
+from ..linux.procfs import signal_quietly, start_time
+from ..store.containers import now
+from .plan import Pending, Resources, RunOptions, check_options, create, prepare, release
+
+
+@dataclass(frozen=True)
+class RunResult:
+    container_id: str
+    exit_code: int
+    error: str = ""
+    oom_killed: bool = False
+
+
+def run(store, image: str, opts: RunOptions, name: str | None = None, remove: bool = False,
+        warn=lambda line: print(line, file=sys.stderr)) -> RunResult:
+    """Create a container from image and run it to completion in the foreground.
+
+    In the foreground, containers/<id>/ is written just after the fork, already in
+    state running with the child's pid (one state write instead of two); the child
+    makes its namespaces and waits for it before it mounts anything. A -d
+    container is on disk before its monitor starts, so that the id printed names
+    a container that exists."""
+    require_root("run")
+    checked = check_options(opts, store)
+    if name:
+        from ..store.containers import check_name
+        check_name(name)          # now, not after the fork
+    if opts.detach:
+        cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
+        return _detach(store, cid, launch, resources, remove)
+    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
+    return start_and_wait(store, cid, launch, resources, remove, interactive=opts.interactive,
+                          pending=pending)
+
+
+def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
+    """-d: a monitor process of our own (in a new session, output to the container's
+    log) runs the container and records its end; we return once exec has happened."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    log_path = store.containers.log(cid)
+    if os.fork() == 0:  # pragma: no cover - the monitor, exercised by integration tests
+        os.close(read_fd)
+        log.silence()        # its stderr becomes the container's log: keep minirun's lines out of it
+        try:
+            os.setsid()
+            output = _log_writer(log_path)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for target, fd in enumerate((devnull, output, output)):
+                os.dup2(fd, target)
+            os.close(output)
+            os.close(devnull)
+
+            def notify(code: int, error: str) -> None:
+                os.write(write_fd, jsonio.dumps({"code": code, "error": error}).encode())
+                os.close(write_fd)
+            start_and_wait(store, cid, launch, resources, remove, notify=notify)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        said = f.read()
+    report = jsonio.loads(said) if said else {"code": 125, "error": "the monitor died during start-up"}
+    if not report["error"]:
+        return RunResult(cid, 0)
+    return RunResult(cid, report["code"], report["error"])
+
+
+def _log_writer(log_path: str) -> int:  # pragma: no cover - in the -d monitor
+    """The write end of a pipe that a small relay process copies into the container's
+    log until every writer is gone. The container gets the pipe, never the log file:
+    through /proc/self/fd/1 it could chmod, chown or reopen a host file."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    if os.fork() == 0:
+        os.closerange(0, read_fd)                  # nothing of the monitor's: above all not
+        os.closerange(read_fd + 1, 0x7FFFFFFF)     # its report pipe to `run -d`
+        try:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        except OSError:
+            fd = -1
+        while chunk := os.read(read_fd, 65536):
+            try:
+                while chunk and fd >= 0:
+                    chunk = chunk[os.write(fd, chunk):]
+            except OSError:          # a full disk: drop the output, never the container
+                pass
+        os._exit(0)
+    os.close(read_fd)
+    return write_fd
+
+
+def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
+                   interactive: bool = False, notify=None, pending: Pending | None = None) -> RunResult:
+    """Start the container and wait for its end. With pending (see prepare), the
+    container goes on disk now, in state running."""
+    from ..sandbox import process
+    containers = store.containers
+    try:
+        started = process.start(launch)
+    except BaseException:
+        release(store, cid, resources)
+        if pending is not None:
+            pending.release()
+        elif remove:
+            containers.remove(cid)
+        raise
+    running = {"status": "running", "pid": started.pid, "started": now(),
+               "pid_start": start_time(started.pid),
+               "cgroup": resources.cgroup.to_json() if resources.cgroup else None}
+    if pending is None:
+        containers.set_state(cid, **running)
+    else:
+        try:
+            pending.write(running)
+        except BaseException:           # --name taken meanwhile, no cgroup: the child never mounts
+            _kill(started.pid)
+            process.abandon(started)
+            release(store, cid, resources)
+            containers.remove(cid)
+            raise
+    setup_error, outcome, oom = "", None, False
+    try:
+        try:
+            _join(started, resources)
+        except Exception as exc:                    # noqa: BLE001 - reported as the run's error
+            setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
+            _kill(started.pid)
+        relay = _terminal_relay(started, interactive) if launch.tty and not setup_error else None
+        try:
+            outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
+        finally:
+            if relay is not None:
+                relay.finish()
+        oom = bool(resources.cgroup and resources.cgroup.oom_killed())
+    finally:
+        # Ctrl-C during start-up or a terminal that hangs up must not leak the
+        # cgroup, the address or an --rm container
+        if outcome is None:
+            _kill(started.pid)
+        release(store, cid, resources)
+        code = 125 if setup_error or outcome is None else outcome.exit_code
+        error = setup_error or (outcome.error if outcome else "minirun was interrupted")
+        if remove:              # nobody will read how it ended: no state to write first
+            containers.remove(cid)
+        else:
+            containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
+                                 error=error, pid=0, cgroup=None)
+    return RunResult(cid, code, error, oom)
+
+
+def _terminal_relay(started, interactive: bool):
+    """The pty master the child opened in its own devpts, relayed to our terminal."""
+    from ..sandbox import tty
+    master = tty.receive_master(started.tty_sock)
+    started.tty_sock.close()
+    if master is None:
+        return None             # the child failed before opening it; wait() reports why
+    relay = tty.Relay(master, interactive)
+    relay.start()
+    return relay
+
+
+def _join(started, resources: Resources) -> None:
+    """Between the child's unshare and its exec: the cgroup, then the network."""
+    from ..sandbox import process
+    process.wait_ready(started)
+    if resources.cgroup is not None:
+        resources.cgroup.add(started.pid)
+    if resources.allocation is not None:
+        from ..network import netlink
+        netlink.ensure_bridge(resources.allocation.bridge, resources.allocation.gateway_cidr)
+        netlink.attach(started.pid, resources.allocation)
+    process.release(started)
+
+
+def _kill(pid: int) -> None:
+    import signal
+    signal_quietly(pid, signal.SIGKILL)
+
+
