@@ -139,31 +139,32 @@ PS = Command(
 
 def ps_command(values: dict) -> int:
     from ..api.catalog import human_age
-    from ..api.control import container_records
+    from ..api.control import container_records, state_view
     from . import formatting
     fmt = values["format"]
     formatting.check(fmt)
     filters = values["filter_"]
     records = [c for c in container_records(_store(create=False))
-               if values["all"] or c["state"].get("status") == "running"
+               if values["all"] or c.state.running
                or any(f.startswith("status=") for f in filters)]
     records = filter_containers(records, filters)
     if values["quiet"]:
         for c in records:
-            print(c["id"][:12])
+            print(c.id[:12])
         return 0
     if fmt == "json":
-        formatting.print_rows([{"ID": c["id"], "Name": c["name"], "Image": c["image"], "Command": c["argv"],
-                                "Created": c["created"], "State": c["state"]} for c in records], fmt)
+        formatting.print_rows([{"ID": c.id, "Name": c.config.name, "Image": c.config.image,
+                                "Command": list(c.config.argv), "Created": c.config.created,
+                                "State": state_view(c.state)} for c in records], fmt)
         return 0
     lines = []
     for c in records:
-        command = formatting.visible(" ".join(c.get("argv", [])))     # escaped, then cut
+        config = c.config
+        command = formatting.visible(" ".join(config.argv))     # escaped, then cut
         command = command if len(command) <= 20 else command[:19] + "…"
-        lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
-                      "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),
-                      "Status": status_text(c["state"]), "State": c["state"].get("status", "unknown"),
-                      "Names": c["name"]})
+        lines.append({"ID": c.id[:12], "Image": config.image, "Command": f'"{command}"',
+                      "CreatedAt": config.created, "RunningFor": human_age(config.created),
+                      "Status": status_text(c.state), "State": c.state.status, "Names": config.name})
     if formatting.is_template(fmt):
         formatting.print_rows(lines, fmt)
         return 0
@@ -173,14 +174,15 @@ def ps_command(values: dict) -> int:
     return 0
 
 
-def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
-    """`ps --filter`, as docker spells the common ones; a status filter implies -a."""
+def filter_containers(records: list, filters: list[str]) -> list:
+    """`ps --filter` over api/control.py's listing, as docker spells the common ones;
+    a status filter implies -a."""
     import fnmatch
     from ..errors import UsageError
-    tests = {"status": lambda c, v: c["state"].get("status") == v,
-             "name": lambda c, v: fnmatch.fnmatch(c.get("name") or "", v),
-             "id": lambda c, v: c["id"].startswith(v),
-             "ancestor": lambda c, v: c.get("image") == v or (c.get("image_id") or "").startswith(
+    tests = {"status": lambda c, v: c.state.status == v,
+             "name": lambda c, v: fnmatch.fnmatch(c.config.name, v),
+             "id": lambda c, v: c.id.startswith(v),
+             "ancestor": lambda c, v: c.config.image == v or c.config.image_id.startswith(
                  v if v.startswith("sha256:") else "sha256:" + v)}
     for spec in filters:
         key, eq, value = spec.partition("=")
@@ -191,13 +193,13 @@ def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
     return records
 
 
-def status_text(state: dict) -> str:
-    status = state.get("status", "unknown")
-    if status == "exited":
-        code = state.get("exit_code")
-        oom = " (OOM killed)" if state.get("oom_killed") else ""
+def status_text(state) -> str:
+    """A ContainerState as ps says it."""
+    if state.status == "exited":
+        code = state.exit_code
+        oom = " (OOM killed)" if state.oom_killed else ""
         return f"Exited ({'?' if code is None else code}){oom}"
-    return status.capitalize()
+    return state.status.capitalize()
 
 
 # ---------------------------------------------------------------- pull

@@ -34,6 +34,7 @@ else:
         return lambda decorated: decorated
 
 _MISSING = object()
+MISSING = _MISSING              # a Field's default when it has none
 
 
 class FrozenInstanceError(AttributeError):

@@ -267,7 +267,7 @@ def release_stale_addresses(store) -> None:
     known = set(store.containers.ids())
     for cid in allocations(store.root):
         try:
-            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
+            ended = cid in known and effective_state(store.containers.state(cid)).status == "exited"
         except DamagedRecord:
             ended = False                      # it may still run: keep its address
         if ended:
