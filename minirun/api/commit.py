@@ -41,7 +41,7 @@ from ..layer.limits import check_tree
 from ..store.containers import effective_state
 from ..sources.importer import image_record
 from ..store import gc
-from ..store.records import ContainerConfig, LayerMeta, LayerRef
+from ..store import ContainerConfig, LayerMeta, LayerRef
 
 
 @dataclass(frozen=True)

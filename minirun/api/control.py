@@ -11,7 +11,7 @@ from ..errors import Conflict, DamagedRecord, warn_damaged
 from ..lib.frozen import asdict, dataclass
 from ..linux.procfs import signal_quietly, start_time
 from ..store.containers import effective_state
-from ..store.records import ContainerConfig, ContainerState
+from ..store import ContainerConfig, ContainerState
 
 
 @dataclass(frozen=True)

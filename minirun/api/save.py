@@ -57,7 +57,7 @@ class Entry:
 @dataclass
 class SavedImage:
     image_id: str
-    record: object                    # its store/records.py ImageRecord
+    record: object                    # its store/__init__.py ImageRecord
     refs: list[str] = field(default_factory=list)     # full references; empty when named by id
     layers: list[tuple[object, oci.Descriptor]] = field(default_factory=list)   # (LayerRef, its blob)
 

@@ -184,7 +184,7 @@ def rebuild_images(store, only: set[str] | None) -> list[str]:
     """images.json made again: every image the store can verify (only=None), or the
     records of these ids, from their manifest and config blobs and cached layers."""
     from ..store.index import split
-    from ..store.records import VERSION
+    from ..store import VERSION
     found = {image_id: record.dump() for image_id, record in recoverable(store).items()}
     lines: list[str] = []
 
@@ -220,7 +220,7 @@ def recoverable(store) -> dict:
     layers are all cached (the first manifest by digest, when several name one config)."""
     from .. import oci
     from ..sources.importer import image_record
-    from ..store.records import LayerRef
+    from ..store import LayerRef
     out: dict = {}
     for digest in sorted(store.blobs.list()):
         try:

@@ -22,20 +22,6 @@ def _store(create: bool = True):
 
 # ---------------------------------------------------------------- load
 
-LOAD = Command(
-    "load",
-    """Load images from archives or OCI layout directories.
-
-    Each layer is verified and extracted once into the cache; one already there
-    prints "Already exists".
-
-    Example: sudo minirun load busybox.tar ./myapp-oci/
-    """,
-    EXIT_CODES_HELP,
-    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
-    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
-     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
-    ".lightcmds:load_command")
 
 
 def load_command(values: dict) -> int:
@@ -52,30 +38,24 @@ def load_command(values: dict) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- images
+LOAD = Command(
+    "load",
+    """Load images from archives or OCI layout directories.
 
-IMAGES = Command(
-    "images",
-    """List images: reference, image id, created, size and layer count.
+    Each layer is verified and extracted once into the cache; one already there
+    prints "Already exists".
 
-    An image whose name moved to another image (re-load, re-pull, commit,
-    tag) stays as <none>:<none>: a dangling image. List only those with
-    --filter dangling=true; remove them with `minirun image prune`.
-
-    Example: minirun images --filter dangling=true
+    Example: sudo minirun load busybox.tar ./myapp-oci/
     """,
     EXIT_CODES_HELP,
-    (),
-    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
-     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
-          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
-     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
-          "glob on the name, e.g. 'my*')."),
-     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
-     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
-          "CreatedSince, Size, Layers."),
-     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
-    ".lightcmds:images_command")
+    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
+    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
+    load_command)
+
+
+# ---------------------------------------------------------------- images
+
 
 
 def images_command(values: dict) -> int:
@@ -118,23 +98,32 @@ def images_command(values: dict) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- ps
+IMAGES = Command(
+    "images",
+    """List images: reference, image id, created, size and layer count.
 
-PS = Command(
-    "ps",
-    """List containers.
+    An image whose name moved to another image (re-load, re-pull, commit,
+    tag) stays as <none>:<none>: a dangling image. List only those with
+    --filter dangling=true; remove them with `minirun image prune`.
 
-    Example: minirun ps -a
+    Example: minirun images --filter dangling=true
     """,
     EXIT_CODES_HELP,
     (),
-    (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
-     Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
-     Flag("filter_", ("--filter", "-f"), "list", "status=running|exited|created, name=PATTERN (shell "
-          "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
-     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
-          "RunningFor, Status, State, Names.")),
-    ".lightcmds:ps_command")
+    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
+     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
+          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
+     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
+          "glob on the name, e.g. 'my*')."),
+     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
+          "CreatedSince, Size, Layers."),
+     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
+    images_command)
+
+
+# ---------------------------------------------------------------- ps
+
 
 
 def ps_command(values: dict) -> int:
@@ -174,6 +163,23 @@ def ps_command(values: dict) -> int:
     return 0
 
 
+PS = Command(
+    "ps",
+    """List containers.
+
+    Example: minirun ps -a
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("all", ("--all", "-a"), "bool", "Show all containers, not only running."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
+     Flag("filter_", ("--filter", "-f"), "list", "status=running|exited|created, name=PATTERN (shell "
+          "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
+          "RunningFor, Status, State, Names.")),
+    ps_command)
+
+
 def filter_containers(records: list, filters: list[str]) -> list:
     """`ps --filter` over api/control.py's listing, as docker spells the common ones;
     a status filter implies -a."""
@@ -204,22 +210,6 @@ def status_text(state) -> str:
 
 # ---------------------------------------------------------------- pull
 
-PULL = Command(
-    "pull",
-    """Pull an image from a registry; layers already in the cache are not downloaded.
-
-    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
-    HTTP is used only for localhost and registries listed in
-    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
-
-    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
-    """,
-    EXIT_CODES_HELP,
-    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
-    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
-          "(default: this host's)."),
-     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
-    ".lightcmds:pull_command")
 
 
 def pull_command(values: dict) -> int:
@@ -241,6 +231,24 @@ def pull_command(values: dict) -> int:
         print(f"Status: {word} {result.ref}")
     print(result.ref)
     return 0
+
+
+PULL = Command(
+    "pull",
+    """Pull an image from a registry; layers already in the cache are not downloaded.
+
+    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
+    HTTP is used only for localhost and registries listed in
+    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+
+    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
+    """,
+    EXIT_CODES_HELP,
+    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
+    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
+          "(default: this host's)."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
+    pull_command)
 
 
 LIGHT = {command.name: command for command in (LOAD, IMAGES, PS, PULL)}

@@ -17,7 +17,7 @@ from ..lib.frozen import dataclass
 from ..network import BRIDGE, needs_netns, parse_mode
 from ..sandbox import mounts as mounts_mod
 from ..sandbox import program as specs
-from ..store.records import ContainerConfig, ContainerState, ImageRecord
+from ..store import ContainerConfig, ContainerState, ImageRecord
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ..lib.frozen import dataclass
 from ..linux.caps import require_root
 from ..linux.procfs import signal_quietly, start_time
 from ..store.containers import now
-from ..store.records import ContainerState
+from ..store import ContainerState
 from .plan import Prepared, RunOptions, check_options, create, prepare, release
 
 

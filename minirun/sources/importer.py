@@ -19,7 +19,7 @@ from ..errors import BadImage, DigestMismatch
 from ..layer import manifest
 from ..layer.limits import check_size
 from ..layer.unpack import unpack_blob
-from ..store.records import ImageRecord, LayerMeta, LayerRef
+from ..store import ImageRecord, LayerMeta, LayerRef
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..lib.names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
 from ..lib.fsutil import tree_size
 from . import readers
-from .records import ContainerConfig, ContainerState, dump
+from . import ContainerConfig, ContainerState, dump
 from ..lib.fsutil import make_dir, remove_tree, umask
 from ..lib.frozen import replace
 from ..linux.procfs import start_time

@@ -9,7 +9,7 @@
 Each image entry is a records.ImageRecord (its layers LayerRefs), read and
 written only here; in memory the whole file is a Catalog. A file without
 "version" is from before records were typed and loads as version 0 (see
-store/records.py); the next update writes it as version 1.
+store/__init__.py); the next update writes it as version 1.
 
 The image id is the digest of the image config, as in docker. The file is
 replaced atomically (write to tmp/, rename) under the `images` lock, so a
@@ -34,7 +34,7 @@ from ..errors import Conflict, DamagedRecord, ImageNotFound, UsageError, warn_da
 from ..lib.names import is_sha256_digest
 from ..lib.frozen import dataclass, field, replace
 from . import readers
-from .records import VERSION, ImageRecord
+from . import VERSION, ImageRecord
 
 
 @dataclass

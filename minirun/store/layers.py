@@ -27,7 +27,7 @@ from ..lib.frozen import replace
 from ..lib.names import is_hex
 from ..oci import digest_hex
 from . import readers
-from .records import LayerMeta, dump
+from . import LayerMeta, dump
 from ..lib.fsutil import remove_tree
 
 FILE_MANIFEST = "files.jsonl.gz"

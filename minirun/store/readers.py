@@ -203,14 +203,14 @@ IMAGE_INDEX_LIMIT = 256 * MiB
 
 def container_config(cid: str, path: str, doc: object):
     """config.json as a records.ContainerConfig; DamagedRecord when it does not fit."""
-    from .records import ContainerConfig
+    from . import ContainerConfig
     return ContainerConfig.load(doc, path, config_hint(cid))
 
 
 def container_state(cid: str, path: str, doc: object):
     """state.json as a records.ContainerState; DamagedRecord when it does not fit, or
     names a process or a cgroup that is not this container's to name."""
-    from .records import ContainerState
+    from . import ContainerState
     hint = state_hint(cid)
     state = ContainerState.load(doc, path, hint)
     if state.status == "running" and not (state.pid > 1 and state.pid_start > 0):
@@ -234,7 +234,7 @@ def _check_cgroup(cid: str, path: str, cgroup: dict, hint: str) -> None:
 
 def layer_meta(path: str, doc: object):
     """meta.json as a records.LayerMeta; DamagedRecord when it does not fit."""
-    from .records import LayerMeta
+    from . import LayerMeta
     return LayerMeta.load(doc, path, LAYER_HINT)
 
 

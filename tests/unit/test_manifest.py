@@ -21,7 +21,7 @@ from minirun.lib.fsutil import remove_tree
 from minirun.layer import manifest
 from minirun.layer.compare import Difference
 from minirun.layer.manifest import build, decode, encode, verify
-from minirun.store.records import LayerMeta
+from minirun.store import LayerMeta
 
 from .conftest import TarBuilder, sha
 

@@ -17,7 +17,7 @@ from minirun.api import control as runtime
 from minirun.errors import DamagedRecord, MinirunError
 from minirun.store import readers as records
 from minirun.store.index import Catalog
-from minirun.store.records import ImageRecord, LayerRef
+from minirun.store import ImageRecord, LayerRef
 
 CID = "ab" * 32
 

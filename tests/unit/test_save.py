@@ -19,7 +19,7 @@ from minirun.errors import BadImage, Conflict, DigestMismatch, ImageNotFound, No
 from minirun.api.save import destination, save
 from minirun.lib.frozen import replace
 from minirun.sources.archive import open_images
-from minirun.store.records import ImageRecord, LayerMeta, LayerRef
+from minirun.store import ImageRecord, LayerMeta, LayerRef
 
 from .conftest import TarBuilder, gzip_bytes, sha
 

@@ -9,7 +9,7 @@ import pytest
 from minirun.errors import Conflict, DigestMismatch, ImageNotFound, NotFound, UsageError
 from minirun.store.index import Catalog
 from minirun.store.locks import Locks
-from minirun.store.records import ImageRecord
+from minirun.store import ImageRecord
 from minirun.store.root import Store
 
 from .conftest import hexdigest, sha

@@ -1,4 +1,4 @@
-"""store/records.py: minirun's own documents as frozen records, each with one
+"""store/__init__.py: minirun's own documents as frozen records, each with one
 reader and one writer, versioned: what an older minirun wrote still loads, and a
 document that does not fit fails at load time as one DamagedRecord line."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from minirun.errors import DamagedRecord
 from minirun.lib.frozen import FrozenInstanceError
-from minirun.store import records
-from minirun.store.records import (VERSION, ContainerConfig, ContainerState, ImageRecord, LayerMeta,
+import minirun.store as records
+from minirun.store import (VERSION, ContainerConfig, ContainerState, ImageRecord, LayerMeta,
                                    LayerRef)
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64

@@ -15,7 +15,7 @@ from minirun.api import disk as usage
 from minirun.api.catalog import human_size
 from minirun.api.control import Container
 from minirun.store.index import Catalog
-from minirun.store.records import ContainerConfig, ContainerState, ImageRecord, LayerMeta, LayerRef
+from minirun.store import ContainerConfig, ContainerState, ImageRecord, LayerMeta, LayerRef
 from minirun.store.root import Store
 
 
