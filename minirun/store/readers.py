@@ -9,8 +9,9 @@ symlink to /dev/zero. Reading one here:
 - opens it with O_NOFOLLOW | O_NONBLOCK (a symlink is refused, a FIFO never
   blocks), takes it only if fstat says it is a regular file within the record's
   size limit, and reads no more than that;
-- parses it with jsonio (the run path must not import json) and checks the
-  type of each field the commands use.
+- parses it with jsonio (the run path must not import json); the typed records
+  of store/__init__.py then check each field's type and the record's version
+  with the Kinds and check() below.
 
 Whatever is wrong raises DamagedRecord: one line naming the file, what is wrong
 with it, and the fix. A record that is absent raises FileNotFoundError, as
