@@ -103,6 +103,17 @@ class RuntimeFailure(MinirunError):
     exit_code = 125
 
 
+class StartFailed(RuntimeFailure):
+    """The container was made but its command did not start: 125 (a step of minirun's
+    failed), 126 (the command cannot be executed) or 127 (not found), as docker
+    says them. The run has already recorded it; the CLI reports it in its one error
+    path, with this exit code rather than run's blanket 125."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 REPAIR_HINT = "`minirun fsck` lists what is damaged, `minirun fsck --repair` repairs it"
 
 

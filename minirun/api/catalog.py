@@ -56,12 +56,12 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
 def rows(store) -> list[ImageRow]:
     doc = store.images.read()
     by_id: dict[str, list[str]] = {}
-    for ref, image_id in doc["tags"].items():
+    for ref, image_id in doc.tags.items():
         by_id.setdefault(image_id, []).append(ref)
     out = []
-    for image_id, rec in doc["images"].items():
-        out.append(ImageRow(image_id, tuple(sorted(by_id.get(image_id, []))), rec.get("created", ""),
-                            rec.get("size", 0), len(rec.get("layers", [])), rec.get("architecture", "")))
+    for image_id, rec in doc.images.items():
+        out.append(ImageRow(image_id, tuple(sorted(by_id.get(image_id, []))), rec.created,
+                            rec.size, len(rec.layers), rec.architecture))
     out.sort(key=lambda r: (r.created, r.image_id), reverse=True)
     return out
 
@@ -142,11 +142,11 @@ def inspect(store, name: str) -> dict:
     image_id, record = store.images.resolve(name)
     config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
     refs = store.images.refs_of(image_id)
-    diff_dirs = [store.layers.diff_path(layer["key"]) for layer in reversed(record["layers"])]
+    diff_dirs = [store.layers.diff_path(layer.key) for layer in reversed(record.layers)]
     return {
         "Id": image_id,
         "RepoTags": [reference.parse(r).familiar() for r in refs],
-        "RepoDigests": sorted({f"{reference.parse(r).familiar().rsplit(':', 1)[0]}@{record['manifest']}"
+        "RepoDigests": sorted({f"{reference.parse(r).familiar().rsplit(':', 1)[0]}@{record.manifest}"
                                for r in refs}),
         "Created": config.get("created", ""),
         "Author": config.get("author", ""),
@@ -154,9 +154,9 @@ def inspect(store, name: str) -> dict:
         "Architecture": config.get("architecture", ""),
         "Os": config.get("os", ""),
         **({"Variant": config["variant"]} if config.get("variant") else {}),
-        "Size": record.get("size", 0),
-        "Manifest": {"Digest": record["manifest"], "MediaType": record.get("media_type", "")},
-        "RootFS": {"Type": "layers", "Layers": [layer["diff_id"] for layer in record["layers"]]},
+        "Size": record.size,
+        "Manifest": {"Digest": record.manifest, "MediaType": record.media_type},
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in record.layers]},
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(diff_dirs)}},
         "History": config.get("history") or [],
     }
@@ -177,7 +177,7 @@ def history(store, name: str) -> list[HistoryRow]:
     its layer, in order. Without history, one row per layer."""
     image_id, record = store.images.resolve(name)
     config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
-    layers = list(record["layers"])
+    layers = list(record.layers)
     entries = config.get("history") or [{} for _ in layers]
     rows = []
     index = 0
@@ -185,7 +185,7 @@ def history(store, name: str) -> list[HistoryRow]:
         empty = bool(entry.get("empty_layer"))
         size = 0
         if not empty and index < len(layers):
-            size = layers[index].get("unpacked_size", 0)
+            size = layers[index].unpacked_size
             index += 1
         rows.append(HistoryRow("<missing>", entry.get("created", ""), entry.get("created_by", ""),
                                size, entry.get("comment", ""), empty))

@@ -28,7 +28,7 @@ import json
 import os
 import subprocess
 import time
-from ..lib.frozen import dataclass
+from ..lib.frozen import dataclass, replace
 
 from .. import oci
 from ..oci import reference
@@ -41,6 +41,7 @@ from ..layer.limits import check_tree
 from ..store.containers import effective_state
 from ..sources.importer import image_record
 from ..store import gc
+from ..store import ContainerConfig, LayerMeta, LayerRef
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,9 @@ def commit(store, name: str, opts: CommitOptions) -> Committed:
     ref = str(reference.parse(opts.ref)) if opts.ref else None
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
-    if effective_state(store.containers.state(cid)).get("status") == "running":
-        raise Conflict(f"container {config.get('name') or cid[:12]} is running",
-                       f"stop it first (`minirun stop {config.get('name') or cid[:12]}`): "
+    if effective_state(store.containers.state(cid)).running:
+        raise Conflict(f"container {config.name or cid[:12]} is running",
+                       f"stop it first (`minirun stop {config.name or cid[:12]}`): "
                        "minirun commits stopped containers only")
     epoch = _source_date_epoch()
     try:
@@ -78,33 +79,33 @@ def commit(store, name: str, opts: CommitOptions) -> Committed:
         raise
 
 
-def _commit(store, cid: str, config: dict, ref: str | None, opts: CommitOptions,
+def _commit(store, cid: str, config: ContainerConfig, ref: str | None, opts: CommitOptions,
             epoch: int | None) -> Committed:
     with store.locks.hold("gc", shared=True):
-        image_id = config["image_id"]
+        image_id = config.image_id
         try:
             _, base = store.images.resolve(image_id)
         except ImageNotFound:
-            raise ImageNotFound(f"the image of container {config.get('name')} ({image_id[7:19]}) "
+            raise ImageNotFound(f"the image of container {config.name} ({image_id[7:19]}) "
                                 "was removed", "commit needs its base image: load or pull it again") from None
         base_config = oci.parse_config(store.blobs.read(image_id), f"image config {oci.short_id(image_id)}").raw
-        layer, reused = _commit_layer(store, cid, config, base["media_type"], epoch)
+        layer, reused = _commit_layer(store, cid, config, base.media_type, epoch)
         created = iso_time(epoch if epoch is not None else time.time())
-        doc = new_config(base_config, layer["diff_id"], created, _created_by(config),
+        doc = new_config(base_config, layer.diff_id, created, _created_by(config),
                          opts.message, opts.author, opts.changes)
         config_bytes = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         new_id = store.blobs.put(config_bytes, what="image config")
-        layers = [dict(r) for r in base["layers"]] + [layer]
-        manifest_bytes = _manifest(store, base["media_type"], config_bytes, layers)
+        manifest_bytes, layers = _manifest(store, base.media_type, config_bytes, [*base.layers, layer])
         manifest_digest = store.blobs.put(manifest_bytes, what="manifest")
-        record = image_record(manifest_digest, base["media_type"], layers, oci.parse_config(config_bytes))
+        record = image_record(manifest_digest, base.media_type, layers, oci.parse_config(config_bytes))
         dangling = store.images.add(new_id, record, [ref] if ref else [])
-    return Committed(new_id, layer["diff_id"], reused, dangling)
+    return Committed(new_id, layer.diff_id, reused, dangling)
 
 
-def _commit_layer(store, cid: str, config: dict, manifest_type: str, epoch: int | None) -> tuple[dict, bool]:
+def _commit_layer(store, cid: str, config: ContainerConfig, manifest_type: str,
+                  epoch: int | None) -> tuple[LayerRef, bool]:
     media_type = oci.layer_type_for(manifest_type, oci.OCI_LAYER_GZIP)
-    name = config.get("name") or cid[:12]
+    name = config.name or cid[:12]
 
     def guard(size: int, entries: int) -> None:
         check_tree(size, entries, f"container {name}'s upper dir",
@@ -114,7 +115,7 @@ def _commit_layer(store, cid: str, config: dict, manifest_type: str, epoch: int 
     with store.staging("commit") as staged:
         diff = os.path.join(staged, "diff")
         upper = store.containers.upper(cid)
-        if config.get("read_only") or not os.path.isdir(upper):
+        if config.read_only or not os.path.isdir(upper):
             os.mkdir(diff, 0o755)
         else:
             guard(*tree_stats(upper)[:2])         # by the files' sizes, before a byte is read
@@ -129,13 +130,11 @@ def _commit_layer(store, cid: str, config: dict, manifest_type: str, epoch: int 
         with store.locks.hold(f"layer-{diff_id}"):
             reused = store.layers.has(diff_id)
             if not reused:
-                meta = {"diff_id": diff_id, "chain_id": chain_id, "keyed_by": "diff_id",
-                        "files": packed.files, "size": packed.size, "blob": digest,
-                        "media_type": media_type, "implied_dirs": [], "source": f"commit {cid}"}
+                meta = LayerMeta(diff_id, chain_id, keyed_by="diff_id", files=packed.files, size=packed.size,
+                                 blob=digest, media_type=media_type, source=f"commit {cid}")
                 store.layers.install(staged, diff_id, meta)
-    unpacked = packed.size if not reused else store.layers.meta(diff_id).get("size", packed.size)
-    return ({"key": diff_id, "diff_id": diff_id, "blob": digest, "media_type": media_type,
-             "size": size, "unpacked_size": unpacked}, reused)
+    unpacked = packed.size if not reused else store.layers.meta(diff_id).size
+    return LayerRef(diff_id, diff_id, digest, media_type, size, unpacked_size=unpacked), reused
 
 
 def _copy_tree(src: str, dest: str) -> None:
@@ -169,26 +168,28 @@ def _drop_kernel_xattrs(root: str) -> None:
                 os.removexattr(full, name, follow_symlinks=False)
 
 
-def _diff_ids(store, config: dict) -> list[str]:
-    return [store.layers.meta(key)["diff_id"] for key in config.get("layers", [])]
+def _diff_ids(store, config: ContainerConfig) -> list[str]:
+    return [store.layers.meta(key).diff_id for key in config.layers]
 
 
-def _created_by(config: dict) -> str:
-    return "minirun commit: " + " ".join(config.get("argv") or [])
+def _created_by(config: ContainerConfig) -> str:
+    return "minirun commit: " + " ".join(config.argv)
 
 
-def _manifest(store, manifest_type: str, config_bytes: bytes, layers: list[dict]) -> bytes:
-    """Base layers point at blobs the store holds (see store/blobs.py layer_blob)."""
-    descriptors = []
+def _manifest(store, manifest_type: str, config_bytes: bytes,
+              layers: list[LayerRef]) -> tuple[bytes, list[LayerRef]]:
+    """The manifest, and the layers as it names them: base layers point at blobs the
+    store holds (see store/blobs.py layer_blob)."""
+    descriptors, named = [], []
     for layer in layers:
         desc = layer_blob(store, layer)
         desc = oci.Descriptor(oci.layer_type_for(manifest_type, desc.media_type), desc.digest, desc.size)
-        layer.update(blob=desc.digest, media_type=desc.media_type, size=desc.size)
+        named.append(replace(layer, blob=desc.digest, media_type=desc.media_type, size=desc.size))
         descriptors.append(desc)
     docker = manifest_type == oci.DOCKER_MANIFEST
     config = oci.Descriptor(oci.DOCKER_CONFIG if docker else oci.OCI_CONFIG,
                             oci.sha256_digest(config_bytes), len(config_bytes))
-    return oci.Manifest(manifest_type, config, tuple(descriptors)).to_bytes()
+    return oci.Manifest(manifest_type, config, tuple(descriptors)).to_bytes(), named
 
 
 def _source_date_epoch() -> int | None:

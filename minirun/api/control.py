@@ -8,12 +8,22 @@ import _signal as signal    # the C module: `signal` wraps it in enums, and enum
 import time
 
 from ..errors import Conflict, DamagedRecord, warn_damaged
+from ..lib.frozen import asdict, dataclass
 from ..linux.procfs import signal_quietly, start_time
 from ..store.containers import effective_state
+from ..store import ContainerConfig, ContainerState
 
 
-def container_records(store) -> list[dict]:
-    """Every container: its config plus "state", newest first. A container whose
+@dataclass(frozen=True)
+class Container:
+    """One container as ps lists it: its id, config and (effective) state."""
+    id: str
+    config: ContainerConfig
+    state: ContainerState
+
+
+def container_records(store) -> list[Container]:
+    """Every container: its config and state, newest first. A container whose
     config.json or state.json is damaged is reported once on stderr and listed
     with status "damaged" (it may still run: nothing treats it as stopped), with
     the layers its config still names, so that they are not collected under it."""
@@ -21,25 +31,24 @@ def container_records(store) -> list[dict]:
     for cid in store.containers.ids():
         try:
             config = store.containers.config(cid)
-            out.append(dict(config, id=cid, state=effective_state(store.containers.state(cid))))
+            out.append(Container(cid, config, effective_state(store.containers.state(cid))))
         except FileNotFoundError:
             continue                                    # removed meanwhile
         except DamagedRecord as err:
             warn_damaged(err)
             out.append(_damaged_record(store, cid, err))
-    out.sort(key=lambda c: c.get("created", ""), reverse=True)
+    out.sort(key=lambda c: c.config.created, reverse=True)
     return out
 
 
-def _damaged_record(store, cid: str, err: DamagedRecord) -> dict:
+def _damaged_record(store, cid: str, err: DamagedRecord) -> Container:
     try:
         config = store.containers.config(cid)
     except (FileNotFoundError, DamagedRecord):
         from ..store.gc import mentioned_digests
-        config = {"layers": sorted(mentioned_digests(store.containers.path(cid, "config.json")))}
-    return dict(config, id=cid, name=config.get("name") or "?", image=config.get("image") or "?",
-                argv=config.get("argv") or [], created=config.get("created") or "",
-                state={"status": "damaged", "error": err.line()})
+        layers = tuple(sorted(mentioned_digests(store.containers.path(cid, "config.json"))))
+        config = ContainerConfig("?", layers, id=cid, image="?")
+    return Container(cid, config, ContainerState("damaged", error=err.line()))
 
 
 def remove(store, name: str, force: bool) -> str:
@@ -50,21 +59,21 @@ def remove(store, name: str, force: bool) -> str:
     try:
         state = effective_state(store.containers.state(cid))
     except DamagedRecord:
-        state = {}
-    if state.get("status") == "running":
+        state = None
+    if state is not None and state.running:
         if not force:
             raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
-        _kill(state["pid"])
+        _kill(state.pid)
     release_leftovers(store, cid, state)
     store.containers.remove(cid)
     return cid
 
 
-def release_leftovers(store, cid: str, state: dict) -> None:
+def release_leftovers(store, cid: str, state: ContainerState | None) -> None:
     """What a container whose runtime was killed still holds: its cgroup and its address.
-    (The kernel removed its veth with its network namespace.)"""
+    (The kernel removed its veth with its network namespace.) state: None when damaged."""
     from ..sandbox.cgroups import CgroupHandle
-    handles = [CgroupHandle.from_json(state["cgroup"])] if state.get("cgroup") else []
+    handles = [CgroupHandle.from_json(state.cgroup)] if state is not None and state.cgroup else []
     handles.append(CgroupHandle.of_container(cid))     # made, but killed before it was recorded
     for handle in handles:
         try:
@@ -89,24 +98,27 @@ def _kill(pid: int) -> None:
         time.sleep(0.01)
 
 
-def lower_dirs(store, cid: str, config: dict) -> list[str]:
+def lower_dirs(store, cid: str, config: ContainerConfig) -> list[str]:
     """The container's lower dirs, topmost first: its init layer, then the image's."""
-    lowers: list[str] = [store.containers.init(cid)] if config.get("init_layer") else []
-    for key in reversed(config.get("layers", [])):
+    lowers: list[str] = [store.containers.init(cid)] if config.init_layer else []
+    for key in reversed(config.layers):
         path = store.layers.diff_path(key)
         if path not in lowers:
             lowers.append(path)
     return lowers
 
 
-def docker_state(state: dict) -> dict:
+def state_view(state: ContainerState) -> dict:
+    """The state's fields (lower-case keys), as `ps --format json` shows them."""
+    return asdict(state)
+
+
+def docker_state(state: ContainerState) -> dict:
     """The state as stored (lower-case keys, as `ps --format json` shows it) plus
     docker's names for the same facts, so `inspect -f '{{.State.Status}}'` works."""
-    status = state.get("status", "unknown")
-    return dict(state, Status=status, Running=status == "running", Pid=state.get("pid", 0),
-                ExitCode=state.get("exit_code"), OOMKilled=bool(state.get("oom_killed")),
-                Error=state.get("error", ""), StartedAt=state.get("started"),
-                FinishedAt=state.get("finished"))
+    return dict(state_view(state), Status=state.status, Running=state.running, Pid=state.pid,
+                ExitCode=state.exit_code, OOMKilled=state.oom_killed, Error=state.error or "",
+                StartedAt=state.started, FinishedAt=state.finished)
 
 
 def inspect(store, name: str) -> dict:
@@ -116,14 +128,14 @@ def inspect(store, name: str) -> dict:
     state = effective_state(store.containers.state(cid))
     # the merged tree exists only in the container's mount namespace: from the host
     # it is the running container's /proc/<pid>/root
-    merged = f"/proc/{state['pid']}/root" if state.get("status") == "running" and state.get("pid") else ""
+    merged = f"/proc/{state.pid}/root" if state.running and state.pid else ""
     upper, work = store.containers.upper(cid), store.containers.work(cid)
     return {
-        "Id": cid, "Name": config.get("name"), "Created": config.get("created"),
-        "Image": config.get("image_id"), "ImageName": config.get("image"),
+        "Id": cid, "Name": config.name, "Created": config.created,
+        "Image": config.image_id, "ImageName": config.image,
         "State": docker_state(state),
-        "Config": {"Cmd": config.get("argv"), "Env": config.get("env"), "WorkingDir": config.get("cwd"),
-                   "User": config.get("user"), "Hostname": config.get("hostname")},
+        "Config": {"Cmd": list(config.argv), "Env": list(config.env), "WorkingDir": config.cwd,
+                   "User": config.user, "Hostname": config.hostname},
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,
         "GraphDriver": {"Name": "overlay", "Data": {
             "UpperDir": upper, "WorkDir": work, "MergedDir": merged, "LowerDir": ":".join(lowers)}},
@@ -135,7 +147,7 @@ def diff(store, name: str):
     from ..layer.lowerview import LowerView
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
-    if config.get("read_only"):
+    if config.read_only:
         return []
     view = LowerView(lower_dirs(store, cid, config))
     return changes(scan_upper(store.containers.upper(cid)), view.exists)
@@ -146,9 +158,9 @@ def diff(store, name: str):
 def running_pid(store, name: str) -> tuple[str, int]:
     cid = store.containers.resolve(name)
     state = effective_state(store.containers.state(cid))
-    if state.get("status") != "running":
+    if not state.running:
         raise Conflict(f"container {name} is not running", "start one with `minirun run -d`")
-    return cid, state["pid"]
+    return cid, state.pid
 
 
 def send_signal(store, name: str, signum: int) -> str:
@@ -172,7 +184,7 @@ def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:
     """Until the runtime has recorded the exit (or the process is gone without one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if effective_state(store.containers.state(cid)).get("status") != "running":
+        if not effective_state(store.containers.state(cid)).running:
             return True
         time.sleep(0.02)
     return False
@@ -183,7 +195,7 @@ def logs(store, name: str, follow: bool, write) -> None:
     cid = store.containers.resolve(name)
     path = store.containers.log(cid)
     if not os.path.exists(path):
-        if store.containers.config(cid).get("detached"):
+        if store.containers.config(cid).detached:
             open(path, "a").close()
         else:
             raise Conflict(f"container {name} was not started with -d, so it has no log",
@@ -194,7 +206,7 @@ def logs(store, name: str, follow: bool, write) -> None:
             if chunk:
                 write(chunk)
                 continue
-            if not follow or effective_state(store.containers.state(cid)).get("status") != "running":
+            if not follow or not effective_state(store.containers.state(cid)).running:
                 rest = f.read()
                 if rest:
                     write(rest)
@@ -228,17 +240,17 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
     cid, pid = running_pid(store, name)
     config = store.containers.config(cid)
     state = store.containers.state(cid)
-    merged_env = spec.merge_env(tuple(config.get("env", [])), env, dict(os.environ))
-    proc = spec.ProcessSpec(tuple(argv), tuple(merged_env), workdir or config.get("cwd", "/"),
-                            user or config.get("user", "0"), config.get("hostname", ""), False)
+    merged_env = spec.merge_env(config.env, env, dict(os.environ))
+    proc = spec.ProcessSpec(tuple(argv), tuple(merged_env), workdir or config.cwd,
+                            user or config.user, config.hostname, False)
     cgroup = None
-    if state.get("cgroup"):
+    if state.cgroup:
         from ..sandbox.cgroups import CgroupHandle
-        cgroup = CgroupHandle.from_json(state["cgroup"])
-    caps = frozenset(config.get("capabilities", []))
+        cgroup = CgroupHandle.from_json(state.cgroup)
+    caps = frozenset(config.capabilities)
     from ..sandbox import seccomp
-    request = join.Join(pid, proc, caps, frozenset(config.get("ambient", [])),
-                        config.get("no_new_privs", True), tty, cgroup, interactive,
-                        pid_start=state.get("pid_start") or 0, name=name,
+    request = join.Join(pid, proc, caps, frozenset(config.ambient),
+                        config.no_new_privs, tty, cgroup, interactive,
+                        pid_start=state.pid_start, name=name,
                         seccomp=seccomp.for_exec(store, cid, config))
     return join.run(request, interactive)

@@ -6,7 +6,7 @@ branches of the layers they share. Computation only; the CLI prints.
 layer's meta.json, each container's config.json and state; for `system df`
 also blob sizes and upper dir sizes, the one tree walk) into an Inventory;
 every other function is pure over it. Layer sizes are unpacked bytes
-(meta.json "size"), what the layer cache holds on disk.
+(LayerMeta.size), what the layer cache holds on disk.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from ..oci import short_id
 @dataclass(frozen=True)
 class Inventory:
     """The store's documents, as read."""
-    images: dict                      # images.json: {"images": {id: record}, "tags": {ref: id}}
-    layers: dict[str, dict]           # layer key -> meta.json
-    containers: list[dict]            # config.json + "state" (runtime.container_records)
+    images: object                    # images.json: a store/index.py Catalog
+    layers: dict[str, object]         # layer key -> its records.LayerMeta
+    containers: list                  # control.container_records: id, config, state
     blobs: dict[str, int] = field(default_factory=dict)        # digest -> bytes
     upper_sizes: dict[str, int] = field(default_factory=dict)  # container id -> upper dir bytes
     unreadable: tuple[str, ...] = ()  # container ids whose upper dir could not all be read
@@ -53,9 +53,9 @@ def inventory_for(store, sizes: bool = False) -> Inventory:
             continue
     uppers, unreadable = {}, []
     for container in containers:
-        uppers[container["id"]], complete = fsutil.tree_size(store.containers.upper(container["id"]))
+        uppers[container.id], complete = fsutil.tree_size(store.containers.upper(container.id))
         if not complete:
-            unreadable.append(container["id"])
+            unreadable.append(container.id)
     return Inventory(store.images.read(), layers, containers, blobs, uppers, tuple(unreadable))
 
 
@@ -68,10 +68,10 @@ def _listed(lister) -> list[str]:
 
 # ------------------------------------------------------------------ names
 
-def image_names(doc: dict) -> dict[str, tuple[str, ...]]:
-    """Each image's familiar references, sorted; () for a dangling image."""
-    names: dict[str, list[str]] = {image_id: [] for image_id in doc["images"]}
-    for ref, image_id in doc["tags"].items():
+def image_names(doc) -> dict[str, tuple[str, ...]]:
+    """Each image's familiar references (doc: a Catalog), sorted; () for a dangling image."""
+    names: dict[str, list[str]] = {image_id: [] for image_id in doc.images}
+    for ref, image_id in doc.tags.items():
         if image_id in names:
             names[image_id].append(_familiar(ref))
     return {image_id: tuple(sorted(refs)) for image_id, refs in names.items()}
@@ -90,10 +90,11 @@ def _short(digest: str, no_trunc: bool) -> str:
     return digest if no_trunc else short_id(digest)
 
 
-def _layer_size(inv: Inventory, layer: dict) -> int:
-    """An image's layer entry in bytes: the cached layer's size, else what the image recorded."""
-    meta = inv.layers.get(layer["key"])
-    return meta.get("size", 0) if meta is not None else layer.get("unpacked_size", 0)
+def _layer_size(inv: Inventory, layer) -> int:
+    """An image's layer entry (a LayerRef) in bytes: the cached layer's size, else what
+    the image recorded."""
+    meta = inv.layers.get(layer.key)
+    return meta.size if meta is not None else layer.unpacked_size
 
 
 # ------------------------------------------------------------------ minirun layers
@@ -133,21 +134,20 @@ def layer_uses(inv: Inventory, no_trunc: bool = False) -> list[LayerUse]:
     """One entry per cached layer: most used first, then largest."""
     names = image_names(inv.images)
     by_image: dict[str, list[str]] = {}
-    for image_id in sorted(inv.images["images"], key=lambda i: (names[i] == (), names[i], i)):
-        for layer in inv.images["images"][image_id].get("layers", []):
-            users = by_image.setdefault(layer["key"], [])
+    for image_id in sorted(inv.images.images, key=lambda i: (names[i] == (), names[i], i)):
+        for layer in inv.images.images[image_id].layers:
+            users = by_image.setdefault(layer.key, [])
             if image_id not in users:
                 users.append(image_id)
     by_container: dict[str, list[str]] = {}
     for container in inv.containers:
-        for key in dict.fromkeys(container.get("layers", [])):
-            by_container.setdefault(key, []).append(container.get("name") or short_id(container["id"]))
+        for key in dict.fromkeys(container.config.layers):
+            by_container.setdefault(key, []).append(container.config.name or short_id(container.id))
     rows = []
     for key, meta in inv.layers.items():
         image_ids = tuple(by_image.get(key, []))
         labels = tuple(label for i in image_ids for label in names[i] or (_short(i, no_trunc),))
-        rows.append(LayerUse(key, meta.get("diff_id", key), meta.get("keyed_by", "diff_id"),
-                             meta.get("size", 0), meta.get("files", 0), meta.get("blob", ""),
+        rows.append(LayerUse(key, meta.diff_id, meta.keyed_by, meta.size, meta.files, meta.blob or "",
                              image_ids, labels, tuple(sorted(by_container.get(key, [])))))
     rows.sort(key=lambda r: (-len(r.image_ids) - len(r.containers), -r.size, r.diff_id, r.key))
     return rows
@@ -155,11 +155,11 @@ def layer_uses(inv: Inventory, no_trunc: bool = False) -> list[LayerUse]:
 
 def sharing_totals(inv: Inventory, uses: list[LayerUse]) -> SharingTotals:
     copy_per_image, used = 0, {}
-    for record in inv.images["images"].values():
-        for layer in record.get("layers", []):
+    for record in inv.images.images.values():
+        for layer in record.layers:
             size = _layer_size(inv, layer)
             copy_per_image += size
-            used[layer["key"]] = size
+            used[layer.key] = size
     idle = [u for u in uses if not u.image_ids and not u.containers]
     return SharingTotals(len(uses), sum(u.size for u in uses), sum(used.values()), copy_per_image,
                          len(idle), sum(u.size for u in idle))
@@ -207,10 +207,10 @@ class DiskUsage:
 
 
 def disk_usage(inv: Inventory) -> DiskUsage:
-    records = inv.images["images"]
-    used_by_containers = {c.get("image_id") for c in inv.containers} & set(records)
-    tagged = set(inv.images["tags"].values()) & set(records)
-    container_keys = {key for c in inv.containers for key in c.get("layers", [])}
+    records = inv.images.images
+    used_by_containers = {c.config.image_id for c in inv.containers} & set(records)
+    tagged = set(inv.images.tags.values()) & set(records)
+    container_keys = {key for c in inv.containers for key in c.config.layers}
     rows = [_images_row(inv, used_by_containers, container_keys),
             _containers_row(inv),
             *_cache_rows(inv, tagged | used_by_containers, container_keys)]
@@ -219,22 +219,22 @@ def disk_usage(inv: Inventory) -> DiskUsage:
 
 def _sizes_of(inv: Inventory, image_ids) -> dict[str, int]:
     """Layer key -> bytes, over the layers of these images."""
-    return {layer["key"]: _layer_size(inv, layer)
-            for image_id in image_ids for layer in inv.images["images"][image_id].get("layers", [])}
+    return {layer.key: _layer_size(inv, layer)
+            for image_id in image_ids for layer in inv.images.images[image_id].layers}
 
 
 def _images_row(inv: Inventory, active: set[str], container_keys: set[str]) -> DfRow:
-    every = _sizes_of(inv, inv.images["images"])
+    every = _sizes_of(inv, inv.images.images)
     kept = set(_sizes_of(inv, active)) | container_keys
-    return DfRow("Images", len(inv.images["images"]), len(active), sum(every.values()),
+    return DfRow("Images", len(inv.images.images), len(active), sum(every.values()),
                  sum(size for key, size in every.items() if key not in kept))
 
 
 def _containers_row(inv: Inventory) -> DfRow:
-    running = [c for c in inv.containers if _status(c) == "running"]
-    total = sum(inv.upper_sizes.get(c["id"], 0) for c in inv.containers)
+    running = [c for c in inv.containers if c.state.status == "running"]
+    total = sum(inv.upper_sizes.get(c.id, 0) for c in inv.containers)
     return DfRow("Containers", len(inv.containers), len(running), total,
-                 total - sum(inv.upper_sizes.get(c["id"], 0) for c in running))
+                 total - sum(inv.upper_sizes.get(c.id, 0) for c in running))
 
 
 def _cache_rows(inv: Inventory, kept_images: set[str], container_keys: set[str]) -> list[DfRow]:
@@ -243,10 +243,10 @@ def _cache_rows(inv: Inventory, kept_images: set[str], container_keys: set[str])
     kept_layers = set(_sizes_of(inv, kept_images)) | container_keys
     kept_blobs = set()
     for image_id in kept_images:
-        record = inv.images["images"][image_id]
-        kept_blobs |= {image_id, record.get("manifest")} | {layer["blob"] for layer in record.get("layers", [])}
-    kept_blobs |= {meta.get("blob") for key, meta in inv.layers.items() if key in kept_layers}
-    layer_sizes = {key: meta.get("size", 0) for key, meta in inv.layers.items()}
+        record = inv.images.images[image_id]
+        kept_blobs |= {image_id, record.manifest} | {layer.blob for layer in record.layers}
+    kept_blobs |= {meta.blob for key, meta in inv.layers.items() if key in kept_layers}
+    layer_sizes = {key: meta.size for key, meta in inv.layers.items()}
     return [_kept_row("Layer cache", layer_sizes, kept_layers), _kept_row("Blobs", inv.blobs, kept_blobs)]
 
 
@@ -258,26 +258,22 @@ def _kept_row(kind: str, sizes: dict[str, int], kept: set) -> DfRow:
 def _image_details(inv: Inventory) -> list[ImageUsage]:
     names = image_names(inv.images)
     holders: dict[str, int] = {}
-    for record in inv.images["images"].values():
-        for key in {layer["key"] for layer in record.get("layers", [])}:
+    for record in inv.images.images.values():
+        for key in {layer.key for layer in record.layers}:
             holders[key] = holders.get(key, 0) + 1
     out = []
-    for image_id, record in inv.images["images"].items():
+    for image_id in inv.images.images:
         sizes = _sizes_of(inv, [image_id])
         shared = sum(size for key, size in sizes.items() if holders[key] > 1)
-        users = sum(1 for c in inv.containers if c.get("image_id") == image_id)
+        users = sum(1 for c in inv.containers if c.config.image_id == image_id)
         out.append(ImageUsage(image_id, names[image_id], sum(sizes.values()), shared, users))
     out.sort(key=lambda u: (u.names == (), u.names, u.image_id))
     return out
 
 
 def _container_details(inv: Inventory) -> list[ContainerUsage]:
-    return [ContainerUsage(c["id"], c.get("name") or short_id(c["id"]), c.get("image", ""),
-                           _status(c), inv.upper_sizes.get(c["id"], 0)) for c in inv.containers]
-
-
-def _status(container: dict) -> str:
-    return (container.get("state") or {}).get("status", "unknown")
+    return [ContainerUsage(c.id, c.config.name or short_id(c.id), c.config.image,
+                           c.state.status, inv.upper_sizes.get(c.id, 0)) for c in inv.containers]
 
 
 # ------------------------------------------------------------------ images --tree
@@ -299,9 +295,9 @@ class ImageStack:
 def image_stacks(inv: Inventory) -> list[ImageStack]:
     names = image_names(inv.images)
     return [ImageStack(image_id, names[image_id],
-                       tuple(StackLayer(layer["key"], layer.get("diff_id", layer["key"]), _layer_size(inv, layer))
-                             for layer in record.get("layers", [])))
-            for image_id, record in inv.images["images"].items()]
+                       tuple(StackLayer(layer.key, layer.diff_id, _layer_size(inv, layer))
+                             for layer in record.layers))
+            for image_id, record in inv.images.images.items()]
 
 
 def tree_lines_for(store, no_trunc: bool = False) -> list[str]:

@@ -51,7 +51,7 @@ def _export(store, cid: str, out: BinaryIO) -> None:
     lowers = lower_dirs(store, cid, config)
     # the container's own dirs (upper, init layer) stay apart from the image's
     # layers: overlay.plan stacks them over a 500-layer image without a 502nd lower
-    own = lowers[:1] if config.get("init_layer") else []
+    own = lowers[:1] if config.init_layer else []
     lowers = lowers[len(own):]
     upper = store.containers.upper(cid)
     if os.path.isdir(upper):
@@ -66,7 +66,7 @@ def _export(store, cid: str, out: BinaryIO) -> None:
             os.makedirs(os.path.join(staged, "l"), exist_ok=True)
             os.symlink(lower, os.path.join(staged, link))
         out.flush()
-        name = config.get("name") or cid[:12]
+        name = config.name or cid[:12]
         _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno(), name))
 
 

@@ -110,15 +110,15 @@ def check_layers(store, report: Report, skip: set[str] = frozenset()) -> dict[st
     for key in sorted(_listed(store.layers.list)):
         report.layers += 1
         if os.path.join(store.layers.directory, key[7:]) in skip:
-            metas[key] = {}                      # cached, though damaged: named by storecheck
+            metas[key] = None                    # cached, though damaged: named by storecheck
             continue
         try:
             metas[key] = store.layers.meta(key)
         except (OSError, ValueError, MinirunError) as exc:
             report.problems.append(Problem("layer", key, f"meta.json is unreadable: {_why(exc)}"))
-            metas[key] = {}
+            metas[key] = None
             continue
-        _check_layer_files(store, key, metas[key].get("diff_id") or key, report)
+        _check_layer_files(store, key, metas[key].diff_id, report)
     return metas
 
 
@@ -153,12 +153,13 @@ def _layer_problem(diff_id: str, detail: str | None, difference: Difference) -> 
 
 # ---------------------------------------------------------------- blobs
 
-def check_blobs(store, metas: dict[str, dict], report: Report, skip: set[str] = frozenset()) -> None:
-    """Each blob against its name, and against the diff_id of the layers it was extracted to."""
-    owners: dict[str, list[dict]] = {}
+def check_blobs(store, metas: dict, report: Report, skip: set[str] = frozenset()) -> None:
+    """Each blob against its name, and against the diff_id of the layers it was extracted
+    to (metas: layer key -> LayerMeta, None when unreadable)."""
+    owners: dict[str, list] = {}
     for meta in metas.values():
-        if meta.get("blob") and meta.get("media_type") and meta.get("diff_id"):
-            owners.setdefault(meta["blob"], []).append(meta)
+        if meta is not None and meta.blob and meta.media_type:
+            owners.setdefault(meta.blob, []).append(meta)
     sizes, most = _recorded_sizes(store), _max_blob_bytes()
     for digest in sorted(_listed(store.blobs.list)):
         report.blobs += 1
@@ -191,14 +192,14 @@ def _recorded_sizes(store) -> dict[str, int]:
     """digest -> the size images.json and the stored manifests record for it."""
     sizes: dict[str, int] = {}
     try:
-        images = store.images.read(warn=False)["images"]
+        images = store.images.read(warn=False).images
     except (OSError, MinirunError):
         return sizes
     for record in images.values():
-        for layer in record["layers"]:
-            sizes[layer["blob"]] = layer["size"]
+        for layer in record.layers:
+            sizes[layer.blob] = layer.size
         try:
-            manifest = oci.parse_manifest(store.blobs.read(record["manifest"], oci.MAX_MANIFEST_BYTES))
+            manifest = oci.parse_manifest(store.blobs.read(record.manifest, oci.MAX_MANIFEST_BYTES))
         except (OSError, MinirunError):
             continue
         for desc in (manifest.config, *manifest.layers):
@@ -206,20 +207,20 @@ def _recorded_sizes(store) -> dict[str, int]:
     return sizes
 
 
-def _check_blob(path: str, digest: str, owners: list[dict]) -> list[Problem]:
+def _check_blob(path: str, digest: str, owners: list) -> list[Problem]:
     with open(path, "rb") as f:
         if not owners:
             actual = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
             return _name_problem(digest, actual)
-        raw_hash, diff_id, error = _hash_layer_blob(f, owners[0]["media_type"])
+        raw_hash, diff_id, error = _hash_layer_blob(f, owners[0].media_type)
     problems = _name_problem(digest, raw_hash)
     for meta in owners:
-        label = f"layer {oci.short_id(meta['diff_id'])}"
+        label = f"layer {oci.short_id(meta.diff_id)}"
         if error:
             problems.append(Problem("blob", digest, f"{label}'s blob cannot be decompressed: {error}"))
-        elif diff_id != meta["diff_id"]:
+        elif diff_id != meta.diff_id:
             problems.append(Problem("blob", digest, f"uncompressed content has sha256 {diff_id}, but it is "
-                                                    f"{label}'s blob, whose diff_id is {meta['diff_id']}"))
+                                                    f"{label}'s blob, whose diff_id is {meta.diff_id}"))
     return problems
 
 
@@ -272,23 +273,23 @@ def check_images(store, cached: set[str], report: Report) -> None:
     except (OSError, ValueError) as exc:
         report.problems.append(Problem("store", "images.json", f"is unreadable: {_why(exc)}"))
         return
-    for image_id, record in sorted(doc["images"].items()):
-        names = ", ".join(sorted(r for r, i in doc["tags"].items() if i == image_id)) or "dangling"
+    for image_id, record in sorted(doc.images.items()):
+        names = ", ".join(doc.refs_of(image_id)) or "dangling"
         report.problems.extend(_image_problems(store, image_id, record, names, cached))
-    for ref, image_id in sorted(doc["tags"].items()):
-        if image_id not in doc["images"]:
+    for ref, image_id in sorted(doc.tags.items()):
+        if image_id not in doc.images:
             report.problems.append(Problem("image", image_id, f"is named by tag {ref} but has no record"))
 
 
-def _image_problems(store, image_id: str, record: dict, names: str, cached: set[str]) -> list[Problem]:
+def _image_problems(store, image_id: str, record, names: str, cached: set[str]) -> list[Problem]:
     out = []
-    wanted = [("manifest", record.get("manifest")), ("config", image_id)]
+    wanted = [("manifest", record.manifest), ("config", image_id)]
     for what, digest in wanted:
         if not digest or not store.blobs.has(digest):
             out.append(Problem("image", image_id, f"its {what} blob {digest} is not stored", names))
-    for layer in record.get("layers", []):
-        if layer.get("key") not in cached:
-            diff_id = oci.short_id(layer.get("diff_id") or "?")
+    for layer in record.layers:
+        if layer.key not in cached:
+            diff_id = oci.short_id(layer.diff_id)
             out.append(Problem("image", image_id, f"its layer {diff_id} is not cached", names))
     return out
 

@@ -68,7 +68,7 @@ def _store_stats(root: str) -> dict:
     running = 0
     from .control import container_records
     for record in container_records(store):
-        running += record["state"].get("status") == "running"
+        running += record.state.running
     return {"Root": root, "Exists": True, "RunningContainers": running, **rows}
 
 

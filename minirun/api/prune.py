@@ -51,17 +51,17 @@ def plan(store, containers: bool, layers_and_blobs: bool = True) -> Plan:
     records = container_records(store)
     if containers:
         for c in records:
-            if c["state"].get("status") == "exited":
-                out.items.append(Item("container", c["id"], f"{c['name']}: exited "
-                                      f"({c['state'].get('exit_code', '?')})",
-                                      store.containers.disk_usage(c["id"])))
+            if c.state.status == "exited":
+                code = "?" if c.state.exit_code is None else c.state.exit_code
+                out.items.append(Item("container", c.id, f"{c.config.name}: exited ({code})",
+                                      store.containers.disk_usage(c.id)))
     leaving = {i.ident for i in out.of("container")}
-    staying = [c for c in records if c["id"] not in leaving]
-    used_images = {c.get("image_id") for c in staying}
+    staying = [c.config for c in records if c.id not in leaving]
+    used_images = {c.image_id for c in staying}
     doc = store.images.read()
-    tagged = set(doc["tags"].values())
-    images = dict(doc["images"])
-    for image_id, record in sorted(doc["images"].items()):
+    tagged = set(doc.tags.values())
+    images = dict(doc.images)
+    for image_id in sorted(doc.images):
         if image_id in tagged or image_id in used_images:
             continue
         out.items.append(Item("image", image_id, "dangling: no reference points to it", 0))
@@ -71,7 +71,8 @@ def plan(store, containers: bool, layers_and_blobs: bool = True) -> Plan:
     return out
 
 
-def _unreferenced(store, out: Plan, doc: dict, images: dict, staying: list[dict]) -> None:
+def _unreferenced(store, out: Plan, doc, images: dict, staying: list) -> None:
+    """doc: the Catalog; images: those that stay; staying: the configs of the containers that do."""
     used_layers, used_blobs = gc.referenced(store, images, staying)
     users = _layer_users(doc, images, staying)
     roles = _blob_roles(store, doc)
@@ -81,10 +82,10 @@ def _unreferenced(store, out: Plan, doc: dict, images: dict, staying: list[dict]
             continue
         meta = _meta(store, key)
         was = [oci.short_id(i) for i in gone_images
-               if any(layer["key"] == key for layer in doc["images"][i]["layers"])]
+               if any(layer.key == key for layer in doc.images[i].layers)]
         reason = (f"only dangling image {', '.join(was)} used it" if was
                   else "no image or container uses it")
-        out.items.append(Item("layer", key, reason, meta.get("size", 0)))
+        out.items.append(Item("layer", key, reason, meta.size if meta is not None else 0))
     for digest in sorted(store.blobs.list()):
         if digest in used_blobs:
             continue
@@ -92,45 +93,45 @@ def _unreferenced(store, out: Plan, doc: dict, images: dict, staying: list[dict]
                               store.blobs.size(digest)))
     removed_layers = {i.ident for i in out.of("layer")}
     for image_id in sorted(gone_images):
-        out.chains.append(_chain(store, image_id, doc["images"][image_id], removed_layers, users))
+        out.chains.append(_chain(store, image_id, doc.images[image_id], removed_layers, users))
 
 
-def _layer_users(doc: dict, images: dict, containers: list[dict]) -> dict[str, list[str]]:
+def _layer_users(doc, images: dict, containers: list) -> dict[str, list[str]]:
     names: dict[str, list[str]] = {}
     for image_id, record in images.items():
-        refs = [reference.parse(r).familiar() for r, i in doc["tags"].items() if i == image_id]
+        refs = [reference.parse(r).familiar() for r, i in doc.tags.items() if i == image_id]
         label = refs[0] if refs else oci.short_id(image_id)
-        for layer in record["layers"]:
-            names.setdefault(layer["key"], []).append(label)
+        for layer in record.layers:
+            names.setdefault(layer.key, []).append(label)
     for c in containers:
-        for key in c.get("layers", []):
-            names.setdefault(key, []).append(f"container {c.get('name')}")
+        for key in c.layers:
+            names.setdefault(key, []).append(f"container {c.name}")
     return names
 
 
-def _blob_roles(store, doc: dict) -> dict[str, str]:
+def _blob_roles(store, doc) -> dict[str, str]:
     roles: dict[str, str] = {}
-    for image_id, record in doc["images"].items():
+    for image_id, record in doc.images.items():
         short = oci.short_id(image_id)
-        roles[record["manifest"]] = f"manifest of image {short}"
+        roles[record.manifest] = f"manifest of image {short}"
         roles[image_id] = f"config of image {short}"
-        for layer in record["layers"]:
-            roles.setdefault(layer["blob"], f"a layer blob of image {short}")
+        for layer in record.layers:
+            roles.setdefault(layer.blob, f"a layer blob of image {short}")
     return roles
 
 
-def _chain(store, image_id: str, record: dict, removed_layers: set[str],
+def _chain(store, image_id: str, record, removed_layers: set[str],
            users: dict[str, list[str]]) -> list[str]:
     """image -> manifest -> config -> each diff_id, and what happens to each."""
     lines = [f"image {oci.short_id(image_id)} (dangling: no reference points to it)",
-             f"  manifest {record['manifest']}",
+             f"  manifest {record.manifest}",
              f"  config   {image_id}"]
     try:
         diff_ids = json.loads(store.blobs.read(image_id))["rootfs"]["diff_ids"]
     except Exception:  # noqa: BLE001 - a damaged config must not hide the rest
-        diff_ids = [layer["diff_id"] for layer in record["layers"]]
-    for diff_id, layer in zip(diff_ids, record["layers"]):
-        key = layer["key"]
+        diff_ids = [layer.diff_id for layer in record.layers]
+    for diff_id, layer in zip(diff_ids, record.layers):
+        key = layer.key
         if key in removed_layers:
             fate = "removed: no other image or container uses it"
         else:
@@ -139,11 +140,12 @@ def _chain(store, image_id: str, record: dict, removed_layers: set[str],
     return lines
 
 
-def _meta(store, key: str) -> dict:
+def _meta(store, key: str):
+    """The layer's LayerMeta, None when it cannot be read."""
     try:
         return store.layers.meta(key)
     except (OSError, ValueError, DamagedRecord):
-        return {}
+        return None
 
 
 def agreed(shown: Plan, now: Plan) -> Plan:

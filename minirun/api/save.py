@@ -57,9 +57,9 @@ class Entry:
 @dataclass
 class SavedImage:
     image_id: str
-    record: dict
+    record: object                    # its store/__init__.py ImageRecord
     refs: list[str] = field(default_factory=list)     # full references; empty when named by id
-    layers: list[tuple[dict, oci.Descriptor]] = field(default_factory=list)
+    layers: list[tuple[object, oci.Descriptor]] = field(default_factory=list)   # (LayerRef, its blob)
 
 
 # ---------------------------------------------------------------- entry points
@@ -135,7 +135,7 @@ def select(store, names: list[str]) -> list[SavedImage]:
         if ref and ref not in image.refs:
             image.refs.append(ref)
     for image in chosen.values():
-        image.layers = [(layer, layer_blob(store, layer)) for layer in image.record["layers"]]
+        image.layers = [(layer, layer_blob(store, layer)) for layer in image.record.layers]
     return list(chosen.values())
 
 
@@ -149,11 +149,11 @@ def docker_entries(store, images: list[SavedImage]) -> list[Entry]:
         entries[config_name] = _blob_entry(store, config_name, image.image_id, "config")
         layer_names = []
         for layer, desc in image.layers:
-            hex_id = oci.digest_hex(layer["diff_id"])
+            hex_id = oci.digest_hex(layer.diff_id)
             name = f"{hex_id}/layer.tar"
             if name not in entries:
                 entries[hex_id + "/"] = Entry(hex_id + "/")
-                entries[name] = uncompressed_entry(store, name, layer["diff_id"], desc)
+                entries[name] = uncompressed_entry(store, name, layer.diff_id, desc)
             layer_names.append(name)
         tags = []
         for ref in map(reference.parse, image.refs):
@@ -239,7 +239,7 @@ def oci_manifest(store, image: SavedImage) -> bytes:
     layers = tuple(oci.Descriptor(oci.layer_type_for(oci.OCI_MANIFEST, desc.media_type),
                                   desc.digest, desc.size) for _layer, desc in image.layers)
     try:
-        stored = store.blobs.read(image.record["manifest"])
+        stored = store.blobs.read(image.record.manifest)
     except NotFound:
         stored = None
     if stored is not None:
@@ -259,9 +259,8 @@ def _index_descriptor(image: SavedImage, digest: str, size: int, ref: str | None
         if parsed.tag:
             annotations[oci.ANNOTATION_REF_NAME] = parsed.tag
     platform = None
-    if image.record.get("os") and image.record.get("architecture"):
-        platform = oci.Platform(image.record["os"], image.record["architecture"],
-                                image.record.get("variant") or "")
+    if image.record.os and image.record.architecture:
+        platform = oci.Platform(image.record.os, image.record.architecture, image.record.variant)
     return oci.Descriptor(oci.OCI_MANIFEST, digest, size, annotations, platform).to_json()
 
 

@@ -174,35 +174,39 @@ def _images_json(store) -> list[Fix]:
 
 
 def damaged_ids(store) -> set[str]:
+    """The ids the damaged entries of images.json are about (raw: the JSON as it is)."""
     _, raw = store.images.damage()
-    ids = set(raw["images"])
-    ids |= {t for t in raw["tags"].values() if isinstance(t, str)}
-    return ids
+    images, tags = raw["images"], raw["tags"]
+    return set(images) | {t for t in tags.values() if isinstance(t, str)}
 
 
 def rebuild_images(store, only: set[str] | None) -> list[str]:
     """images.json made again: every image the store can verify (only=None), or the
     records of these ids, from their manifest and config blobs and cached layers."""
     from ..store.index import split
-    found = recoverable(store)
+    from ..store import VERSION
+    found = {image_id: record.dump() for image_id, record in recoverable(store).items()}
     lines: list[str] = []
 
-    def make(raw: dict | None) -> dict:
+    def make(raw: dict | None):
+        """The Catalog to write, from the JSON on disk (raw) with the damaged entries
+        rebuilt from found (as written: of the current version) or dropped."""
         if raw is None:
-            doc = {"images": dict(found), "tags": {}}
+            doc = {"version": VERSION, "images": dict(found), "tags": {}}
         else:
-            doc = {"images": dict(raw["images"]), "tags": dict(raw["tags"])}
+            images, tags = dict(raw["images"]), dict(raw["tags"])
             for image_id in only or ():
-                doc["images"].pop(image_id, None)
+                images.pop(image_id, None)
                 if image_id in found:
-                    doc["images"][image_id] = found[image_id]
+                    images[image_id] = dict(found[image_id], version=VERSION)
+            doc = {"version": raw.get("version", 0), "images": images, "tags": tags}
         sound = split(store.images.path, doc)[0]
-        tagged = set(sound["tags"].values())
-        for image_id in sorted(sound["images"]):
+        tagged = set(sound.tags.values())
+        for image_id in sorted(sound.images):
             if (raw is None or image_id in (only or ())) and image_id not in tagged:
                 lines.append(f"  image {image_id[7:19]} is back without a name: "
                              f"`minirun tag {image_id[7:19]} NAME` names it")
-        for image_id in sorted((only or set()) - set(sound["images"])):
+        for image_id in sorted((only or set()) - set(sound.images)):
             if image_id.startswith("sha256:"):
                 lines.append(f"  image {image_id[7:19]} could not be rebuilt (a blob or layer of it is "
                              "missing): load or pull it again")
@@ -211,12 +215,13 @@ def rebuild_images(store, only: set[str] | None) -> list[str]:
     return lines
 
 
-def recoverable(store) -> dict[str, dict]:
+def recoverable(store) -> dict:
     """image id -> record, for each stored manifest whose config is stored and whose
     layers are all cached (the first manifest by digest, when several name one config)."""
     from .. import oci
     from ..sources.importer import image_record
-    out: dict[str, dict] = {}
+    from ..store import LayerRef
+    out: dict = {}
     for digest in sorted(store.blobs.list()):
         try:
             if os.lstat(store.blobs.path(digest)).st_size > oci.MAX_MANIFEST_BYTES:
@@ -238,13 +243,12 @@ def recoverable(store) -> dict[str, dict]:
                                            manifest.layers):
             key = store.layers.lookup(diff_id, chain_id)
             try:
-                size = store.layers.meta(key).get("size", 0) if key else 0
+                size = store.layers.meta(key).size if key else 0
             except (OSError, MinirunError):
                 key = None
             if key is None:
                 break
-            layers.append({"key": key, "diff_id": diff_id, "blob": desc.digest, "media_type": desc.media_type,
-                           "size": desc.size, "unpacked_size": size})
+            layers.append(LayerRef(key, diff_id, desc.digest, desc.media_type, desc.size, unpacked_size=size))
         else:
             out[image_id] = image_record(digest, manifest.media_type, layers, config)
     return out
@@ -272,9 +276,9 @@ def _containers(store) -> list[Fix]:
                            "without its config)", ("container", cid),
                            lambda cid=cid: _remove_container(store, cid)))
             continue
-        missing = [sub for sub, wanted in (("upper", not config.get("read_only")),
-                                           ("work", not config.get("read_only")),
-                                           ("init", config.get("init_layer"))) if wanted and
+        missing = [sub for sub, wanted in (("upper", not config.read_only),
+                                           ("work", not config.read_only),
+                                           ("init", config.init_layer)) if wanted and
                    not _is_dir(containers.path(cid, sub))]
         for sub in missing:
             where = containers.path(cid, sub)
@@ -299,7 +303,7 @@ def _containers(store) -> list[Fix]:
 
 def _remove_container(store, cid: str) -> None:
     from .control import release_leftovers
-    release_leftovers(store, cid, {})
+    release_leftovers(store, cid, None)
     store.containers.remove(cid)
 
 

@@ -86,7 +86,7 @@ def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | 
     """The one stderr line and exit code for an error the CLI reports, or None for
     one it must not hide (a bug: let the traceback show). Kept free of typer so the
     light `run` path reports errors exactly as the typer commands do."""
-    from ..errors import EnvironmentProblem, MinirunError, no_space, out_of_space, printable
+    from ..errors import EnvironmentProblem, MinirunError, StartFailed, no_space, out_of_space, printable
     if not isinstance(err, (MinirunError, OSError)):
         return None
     if out_of_space(err) and not isinstance(err, EnvironmentProblem):
@@ -97,7 +97,8 @@ def as_failure(err: BaseException, run_mode: bool = False) -> tuple[str, int] | 
             import traceback
             traceback.print_exception(err)
         err = os_error(err)
-    return "Error: " + _short_words(printable(err.line())), 125 if run_mode else err.exit_code
+    code = 125 if run_mode and not isinstance(err, StartFailed) else err.exit_code
+    return "Error: " + _short_words(printable(err.line())), code
 
 
 def _short_words(line: str, limit: int = 200) -> str:

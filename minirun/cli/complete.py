@@ -49,7 +49,7 @@ def containers(incomplete: str) -> list[str]:
     names = set()
     for cid in containers.ids():
         try:
-            name = containers.config(cid).get("name")
+            name = containers.config(cid).name
         except (OSError, MinirunError):
             continue
         names.add(name or cid[:12])

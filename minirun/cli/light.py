@@ -127,22 +127,20 @@ class Arg:
 
 
 class Command:
-    """A verb: its words for typer (doc, epilog), what it takes, and what runs it.
-    `target` is "module:function" below minirun.cli, imported only when it runs;
-    the function takes the parsed values and returns the exit code."""
-    __slots__ = ("name", "doc", "epilog", "args", "flags", "interspersed", "run_mode", "target")
+    """A verb: its words for typer (doc, epilog), what it takes, and run, the function
+    that does the work: it takes the parsed values and returns the exit code. Each
+    Command is defined beside its function (cli/runflags.py, cli/lightcmds.py), so
+    the module dispatch() imports for the verb is the one that runs it, and that
+    function imports what the work needs only when it is called."""
+    __slots__ = ("name", "doc", "epilog", "args", "flags", "interspersed", "run_mode", "run")
 
     def __init__(self, name: str, doc: str, epilog: str, args: tuple[Arg, ...], flags: tuple[Flag, ...],
-                 target: str, interspersed: bool = True, run_mode: bool = False):
+                 run, interspersed: bool = True, run_mode: bool = False):
         self.name, self.doc, self.epilog, self.args, self.flags = name, doc, epilog, args, flags
-        self.target, self.interspersed, self.run_mode = target, interspersed, run_mode
+        self.run, self.interspersed, self.run_mode = run, interspersed, run_mode
 
     def execute(self, values: dict) -> int:
-        import sys
-        module, _, function = self.target.partition(":")
-        name = __package__ + module            # importlib would import warnings too
-        __import__(name)
-        return getattr(sys.modules[name], function)(values)
+        return self.run(values)
 
 
 def parse(command: Command, argv: list[str]) -> dict | None:

@@ -22,20 +22,6 @@ def _store(create: bool = True):
 
 # ---------------------------------------------------------------- load
 
-LOAD = Command(
-    "load",
-    """Load images from archives or OCI layout directories.
-
-    Each layer is verified and extracted once into the cache; one already there
-    prints "Already exists".
-
-    Example: sudo minirun load busybox.tar ./myapp-oci/
-    """,
-    EXIT_CODES_HELP,
-    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
-    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
-     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
-    ".lightcmds:load_command")
 
 
 def load_command(values: dict) -> int:
@@ -52,30 +38,24 @@ def load_command(values: dict) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- images
+LOAD = Command(
+    "load",
+    """Load images from archives or OCI layout directories.
 
-IMAGES = Command(
-    "images",
-    """List images: reference, image id, created, size and layer count.
+    Each layer is verified and extracted once into the cache; one already there
+    prints "Already exists".
 
-    An image whose name moved to another image (re-load, re-pull, commit,
-    tag) stays as <none>:<none>: a dangling image. List only those with
-    --filter dangling=true; remove them with `minirun image prune`.
-
-    Example: minirun images --filter dangling=true
+    Example: sudo minirun load busybox.tar ./myapp-oci/
     """,
     EXIT_CODES_HELP,
-    (),
-    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
-     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
-          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
-     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
-          "glob on the name, e.g. 'my*')."),
-     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
-     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
-          "CreatedSince, Size, Layers."),
-     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
-    ".lightcmds:images_command")
+    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
+    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
+    load_command)
+
+
+# ---------------------------------------------------------------- images
+
 
 
 def images_command(values: dict) -> int:
@@ -118,7 +98,70 @@ def images_command(values: dict) -> int:
     return 0
 
 
+IMAGES = Command(
+    "images",
+    """List images: reference, image id, created, size and layer count.
+
+    An image whose name moved to another image (re-load, re-pull, commit,
+    tag) stays as <none>:<none>: a dangling image. List only those with
+    --filter dangling=true; remove them with `minirun image prune`.
+
+    Example: minirun images --filter dangling=true
+    """,
+    EXIT_CODES_HELP,
+    (),
+    (Flag("quiet", ("--quiet", "-q"), "bool", "Only image ids."),
+     Flag("all_", ("--all", "-a"), "bool", "Show all images. minirun has no intermediate images, so "
+          "this is the default list, dangling (<none>) images included; kept for docker scripts."),
+     Flag("filter_", ("--filter", "-f"), "list", "dangling=true|false, or reference=PATTERN (shell "
+          "glob on the name, e.g. 'my*')."),
+     Flag("tree", ("--tree",), "bool", "Draw images as branches of the layers they share."),
+     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Repository, Tag, CreatedAt, "
+          "CreatedSince, Size, Layers."),
+     Flag("no_trunc", ("--no-trunc",), "bool", "Full image ids.")),
+    images_command)
+
+
 # ---------------------------------------------------------------- ps
+
+
+
+def ps_command(values: dict) -> int:
+    from ..api.catalog import human_age
+    from ..api.control import container_records, state_view
+    from . import formatting
+    fmt = values["format"]
+    formatting.check(fmt)
+    filters = values["filter_"]
+    records = [c for c in container_records(_store(create=False))
+               if values["all"] or c.state.running
+               or any(f.startswith("status=") for f in filters)]
+    records = filter_containers(records, filters)
+    if values["quiet"]:
+        for c in records:
+            print(c.id[:12])
+        return 0
+    if fmt == "json":
+        formatting.print_rows([{"ID": c.id, "Name": c.config.name, "Image": c.config.image,
+                                "Command": list(c.config.argv), "Created": c.config.created,
+                                "State": state_view(c.state)} for c in records], fmt)
+        return 0
+    lines = []
+    for c in records:
+        config = c.config
+        command = formatting.visible(" ".join(config.argv))     # escaped, then cut
+        command = command if len(command) <= 20 else command[:19] + "…"
+        lines.append({"ID": c.id[:12], "Image": config.image, "Command": f'"{command}"',
+                      "CreatedAt": config.created, "RunningFor": human_age(config.created),
+                      "Status": status_text(c.state), "State": c.state.status, "Names": config.name})
+    if formatting.is_template(fmt):
+        formatting.print_rows(lines, fmt)
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
+    formatting.print_table(table)
+    return 0
+
 
 PS = Command(
     "ps",
@@ -134,53 +177,18 @@ PS = Command(
           "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
      Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
           "RunningFor, Status, State, Names.")),
-    ".lightcmds:ps_command")
+    ps_command)
 
 
-def ps_command(values: dict) -> int:
-    from ..api.catalog import human_age
-    from ..api.control import container_records
-    from . import formatting
-    fmt = values["format"]
-    formatting.check(fmt)
-    filters = values["filter_"]
-    records = [c for c in container_records(_store(create=False))
-               if values["all"] or c["state"].get("status") == "running"
-               or any(f.startswith("status=") for f in filters)]
-    records = filter_containers(records, filters)
-    if values["quiet"]:
-        for c in records:
-            print(c["id"][:12])
-        return 0
-    if fmt == "json":
-        formatting.print_rows([{"ID": c["id"], "Name": c["name"], "Image": c["image"], "Command": c["argv"],
-                                "Created": c["created"], "State": c["state"]} for c in records], fmt)
-        return 0
-    lines = []
-    for c in records:
-        command = formatting.visible(" ".join(c.get("argv", [])))     # escaped, then cut
-        command = command if len(command) <= 20 else command[:19] + "…"
-        lines.append({"ID": c["id"][:12], "Image": c["image"], "Command": f'"{command}"',
-                      "CreatedAt": c["created"], "RunningFor": human_age(c["created"]),
-                      "Status": status_text(c["state"]), "State": c["state"].get("status", "unknown"),
-                      "Names": c["name"]})
-    if formatting.is_template(fmt):
-        formatting.print_rows(lines, fmt)
-        return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
-    formatting.print_table(table)
-    return 0
-
-
-def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
-    """`ps --filter`, as docker spells the common ones; a status filter implies -a."""
+def filter_containers(records: list, filters: list[str]) -> list:
+    """`ps --filter` over api/control.py's listing, as docker spells the common ones;
+    a status filter implies -a."""
     import fnmatch
     from ..errors import UsageError
-    tests = {"status": lambda c, v: c["state"].get("status") == v,
-             "name": lambda c, v: fnmatch.fnmatch(c.get("name") or "", v),
-             "id": lambda c, v: c["id"].startswith(v),
-             "ancestor": lambda c, v: c.get("image") == v or (c.get("image_id") or "").startswith(
+    tests = {"status": lambda c, v: c.state.status == v,
+             "name": lambda c, v: fnmatch.fnmatch(c.config.name, v),
+             "id": lambda c, v: c.id.startswith(v),
+             "ancestor": lambda c, v: c.config.image == v or c.config.image_id.startswith(
                  v if v.startswith("sha256:") else "sha256:" + v)}
     for spec in filters:
         key, eq, value = spec.partition("=")
@@ -191,33 +199,17 @@ def filter_containers(records: list[dict], filters: list[str]) -> list[dict]:
     return records
 
 
-def status_text(state: dict) -> str:
-    status = state.get("status", "unknown")
-    if status == "exited":
-        code = state.get("exit_code")
-        oom = " (OOM killed)" if state.get("oom_killed") else ""
+def status_text(state) -> str:
+    """A ContainerState as ps says it."""
+    if state.status == "exited":
+        code = state.exit_code
+        oom = " (OOM killed)" if state.oom_killed else ""
         return f"Exited ({'?' if code is None else code}){oom}"
-    return status.capitalize()
+    return state.status.capitalize()
 
 
 # ---------------------------------------------------------------- pull
 
-PULL = Command(
-    "pull",
-    """Pull an image from a registry; layers already in the cache are not downloaded.
-
-    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
-    HTTP is used only for localhost and registries listed in
-    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
-
-    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
-    """,
-    EXIT_CODES_HELP,
-    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
-    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
-          "(default: this host's)."),
-     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
-    ".lightcmds:pull_command")
 
 
 def pull_command(values: dict) -> int:
@@ -239,6 +231,24 @@ def pull_command(values: dict) -> int:
         print(f"Status: {word} {result.ref}")
     print(result.ref)
     return 0
+
+
+PULL = Command(
+    "pull",
+    """Pull an image from a registry; layers already in the cache are not downloaded.
+
+    Credentials come from ~/.docker/config.json (see `minirun login`). Plain
+    HTTP is used only for localhost and registries listed in
+    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+
+    Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
+    """,
+    EXIT_CODES_HELP,
+    (Arg("ref", "REF", "e.g. busybox, user/app:tag, host:5000/x/y@sha256:..."),),
+    (Flag("platform", ("--platform",), "str", "os/arch or os/arch/variant to pick from a multi-platform image "
+          "(default: this host's)."),
+     Flag("quiet", ("--quiet", "-q"), "bool", "Print only the reference.")),
+    pull_command)
 
 
 LIGHT = {command.name: command for command in (LOAD, IMAGES, PS, PULL)}

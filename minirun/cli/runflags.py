@@ -44,19 +44,6 @@ RUN_FLAGS = (
          "to `minirun logs`."),
 )
 
-RUN = Command(
-    "run",
-    """Run a command in a new container on overlayfs.
-
-    Every write lands in the container's upper dir; see it with
-    `minirun diff NAME` and find it with `minirun inspect NAME`.
-
-    Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
-    """,
-    RUN_EXIT_CODES_HELP,
-    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits).", complete="images"),
-     Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
-    RUN_FLAGS, ".runflags:execute", interspersed=False, run_mode=True)
 
 
 def parse(argv: list[str]) -> dict | None:
@@ -67,8 +54,8 @@ def parse(argv: list[str]) -> dict | None:
 # ---------------------------------------------------------------- running
 
 def execute(values: dict) -> int:
-    """Run the container the parsed flags describe; its exit code (errors raise)."""
-    import sys
+    """Run the container the parsed flags describe; its exit code. Errors raise, a
+    container that did not start too (errors.StartFailed), for the CLI's one error path."""
     from ..run.start import run
     from ..run.plan import RunOptions
     from ..store import open_store
@@ -86,11 +73,26 @@ def execute(values: dict) -> int:
                       detach=values["detach"])
     result = run(open_store(), values["image"], opts, name=values["name"], remove=values["rm"])
     if result.error:
-        from ..errors import printable
-        print(f"Error: {printable(result.error)}", file=sys.stderr)
-    elif values["detach"]:
+        from ..errors import StartFailed
+        raise StartFailed(result.error, result.exit_code)
+    if values["detach"]:
         print(result.container_id)
     return result.exit_code
+
+
+RUN = Command(
+    "run",
+    """Run a command in a new container on overlayfs.
+
+    Every write lands in the container's upper dir; see it with
+    `minirun diff NAME` and find it with `minirun inspect NAME`.
+
+    Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
+    """,
+    RUN_EXIT_CODES_HELP,
+    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits).", complete="images"),
+     Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
+    RUN_FLAGS, execute, interspersed=False, run_mode=True)
 
 
 def _default_network() -> str:

@@ -12,14 +12,29 @@ defaults; field(default=, default_factory=, compare=, hash=, repr=); positional
 or keyword construction; eq comparing the compare fields of the same class;
 frozen records that refuse attribute assignment and hash their compare fields;
 methods the class defines itself are never replaced. asdict() gives a shallow
-dict of the fields.
+dict of the fields; replace() a copy with some fields changed.
+
+Type checkers see the fields because dataclass() is marked with PEP 681's
+typing.dataclass_transform. typing itself must not be imported at run time (it
+costs `minirun run` ~2 ms, and the run's import list is pinned by
+tests/integration/test_run.py), so the marker is imported under a local
+`TYPE_CHECKING = False`: mypy and pyright treat any name TYPE_CHECKING as true
+and read the import; the interpreter never runs it and uses the no-op below.
 """
 
 from __future__ import annotations
 
-__all__ = ["FrozenInstanceError", "asdict", "dataclass", "field"]
+__all__ = ["FrozenInstanceError", "asdict", "dataclass", "field", "replace"]
+
+TYPE_CHECKING = False           # true for type checkers only: see the module docstring
+if TYPE_CHECKING:
+    from typing import dataclass_transform
+else:
+    def dataclass_transform(**_):
+        return lambda decorated: decorated
 
 _MISSING = object()
+MISSING = _MISSING              # a Field's default when it has none
 
 
 class FrozenInstanceError(AttributeError):
@@ -41,6 +56,7 @@ def field(*, default=_MISSING, default_factory=_MISSING, compare=True, hash=None
     return Field(default, default_factory, compare, hash, repr)
 
 
+@dataclass_transform(field_specifiers=(field, Field))
 def dataclass(cls=None, *, frozen: bool = False):
     def wrap(cls):
         _make(cls, frozen)
@@ -50,6 +66,12 @@ def dataclass(cls=None, *, frozen: bool = False):
 
 def asdict(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in obj.__record_fields__}
+
+
+def replace(obj, **changes):
+    """A copy of the record obj with changes made (a frozen record cannot be changed
+    in place); an unknown name is a TypeError, as a misspelt keyword would be."""
+    return type(obj)(**{**asdict(obj), **changes})
 
 
 # ---------------------------------------------------------------- building a class

@@ -100,21 +100,3 @@ def render_etc_files(hostname: str, address: str | None, network_mode: str,
     return {"hosts": hosts_text(hostname, address),
             "hostname": f"{hostname}\n",
             "resolv.conf": resolv_text(network_mode, host_files)}
-
-
-def write_etc_files(directory: str, hostname: str, address: str | None, network_mode: str,
-                    host_files: tuple[str, ...] = (HOST_RESOLV_CONF,
-                                                   RESOLVED_RESOLV_CONF)) -> dict[str, str]:
-    """Write hosts, hostname and resolv.conf into `directory`; returns name -> path.
-
-    Each file is renamed into place, so a bind mount never sees it half written."""
-    paths = {}
-    for name, content in render_etc_files(hostname, address, network_mode, host_files).items():
-        path = os.path.join(directory, name)
-        tmp = os.path.join(directory, f".{name}.{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        paths[name] = path
-    return paths

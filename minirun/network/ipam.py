@@ -240,25 +240,6 @@ def release(root: str, container_id: str) -> Allocation | None:
     return _allocation(record) if record else None
 
 
-def release_stale(root: str, live_ids) -> dict[str, Allocation]:
-    """Free every allocation whose container is not in `live_ids` (after crashes).
-
-    `live_ids` must include containers still being created, not only running
-    ones, or their addresses could be handed out twice. Returns what was freed,
-    so the caller can detach any veth still left over."""
-    if not os.path.exists(allocations_path(root)):
-        return {}
-    live = set(live_ids)
-    with _locks(root).hold("allocations"):
-        doc = _read(root)
-        stale = {cid: r for cid, r in doc["allocations"].items() if cid not in live}
-        if stale:
-            for cid in stale:
-                del doc["allocations"][cid]
-            _write(root, doc)
-    return {cid: _allocation(r) for cid, r in stale.items()}
-
-
 def release_stale_addresses(store) -> None:
     """Addresses of containers that have ended without giving them back (their runtime
     died). Only containers known to have ended: one being created right now has an
@@ -267,7 +248,7 @@ def release_stale_addresses(store) -> None:
     known = set(store.containers.ids())
     for cid in allocations(store.root):
         try:
-            ended = cid in known and effective_state(store.containers.state(cid)).get("status") == "exited"
+            ended = cid in known and effective_state(store.containers.state(cid)).status == "exited"
         except DamagedRecord:
             ended = False                      # it may still run: keep its address
         if ended:

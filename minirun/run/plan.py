@@ -2,8 +2,8 @@
 definition for every parser), check_options() (everything that can be refused,
 refused before anything exists), then prepare(): the image resolved, the
 overlay, mounts and /etc files planned, an address and a cgroup driver taken,
-all in memory, as a frozen sandbox/process.py Launch and a Pending write of
-containers/<id>/. start.py starts and waits for it.
+all in memory, as a Prepared: a frozen sandbox/process.py Launch and a Pending
+write of containers/<id>/. start.py starts and waits for it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..lib.frozen import dataclass
 from ..network import BRIDGE, needs_netns, parse_mode
 from ..sandbox import mounts as mounts_mod
 from ..sandbox import program as specs
+from ..store import ContainerConfig, ContainerState, ImageRecord
 
 
 @dataclass(frozen=True)
@@ -97,72 +98,104 @@ class Resources:
     allocation: object = None
 
 
-def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn):
+@dataclass(frozen=True)
+class Planned:
+    """What _plan() works out: the process, its overlay and mounts, and what
+    containers/<id>/ will hold."""
+    process: object                   # sandbox/program.py ProcessSpec
+    overlay: object                   # overlay.py OverlaySpec
+    mounts: tuple
+    config: ContainerConfig
+    links: dict                       # l/<n> -> lower dir, when the mount string would overflow
+    init: tuple                       # sandbox/mounts.py InitEntry: the init layer
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A container ready to start: its id, the frozen Launch for the child, what it
+    holds outside its directory, and its Pending write (None once written)."""
+    cid: str
+    launch: object                    # sandbox/process.py Launch
+    resources: Resources
+    pending: Pending | None = None
+
+
+def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
     """The container on disk, its address and its cgroup; on any failure none of them."""
-    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
+    prepared = prepare(store, image, opts, checked, name, remove, warn)
     try:
-        pending.write()
+        prepared.pending.write()
     except BaseException:
-        release(store, cid, resources)
-        store.containers.remove(cid)        # written before its cgroup failed, if it was
+        release(store, prepared.cid, prepared.resources)
+        store.containers.remove(prepared.cid)        # written before its cgroup failed, if it was
         raise
-    return cid, launch, resources
+    return Prepared(prepared.cid, prepared.launch, prepared.resources)
 
 
-def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn):
-    """Everything a container needs, planned in memory, with its address and cgroup:
-    (id, launch, resources, Pending). On failure nothing is left held."""
+def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
+    """Everything a container needs, planned in memory, with its address and cgroup
+    driver, and the Pending write of containers/<id>/. On failure nothing is left held."""
     resources = Resources()
     cid = store.containers.new_id()
     gc_lock = store.locks.hold("gc", shared=True)
     gc_lock.__enter__()
     try:
-        proc, plan, mounts, write = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
-        from ..sandbox import process
-        launch = process.Launch(
-            proc, plan, store.mount_point, overlay.strategy_from_env(), mounts,
-            opts.privileged, checked.caps, checked.ambient, opts.no_new_privs and not opts.privileged,
-            needs_netns(checked.network), checked.ulimits, opts.init,
-            sync=True,                      # the child waits at least for containers/<id>/
-            tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
-        make_cgroup = None
-        if wants_cgroup(checked.limits, opts.detach):
-            from ..sandbox import cgroups
-            limits = checked.limits or cgroups.Limits()
-            driver = cgroups.open_driver(limits=limits)     # refuses missing controllers now
-            if driver is not None:
-                def make_cgroup():
-                    return driver.create(cid, limits)
+        planned = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
+        launch = _launch(store, planned, opts, checked)
+        driver, limits = _cgroup_driver(checked, opts)
     except BaseException:
         gc_lock.__exit__(None, None, None)
         release(store, cid, resources)
         raise
-    return cid, launch, resources, Pending(
-        write, gc_lock, resources, make_cgroup,
-        record=lambda **changes: store.containers.set_state(cid, **changes),
-        log_choices=lambda: _log_choices(checked, opts, resources))
+    pending = Pending(store, cid, planned, gc_lock, resources, driver, limits,
+                      (checked, opts) if log.debugging else None)
+    return Prepared(cid, launch, resources, pending)
+
+
+def _launch(store, planned: Planned, opts: RunOptions, checked: Checked):
+    from ..sandbox import process
+    return process.Launch(
+        process=planned.process, overlay=planned.overlay, merged=store.mount_point,
+        strategy=overlay.strategy_from_env(), mounts=planned.mounts, privileged=opts.privileged,
+        caps=checked.caps, ambient=checked.ambient, no_new_privs=opts.no_new_privs and not opts.privileged,
+        netns=needs_netns(checked.network), ulimits=checked.ulimits, init=opts.init,
+        sync=True,                      # the child waits at least for containers/<id>/
+        tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
+
+
+def _cgroup_driver(checked: Checked, opts: RunOptions):
+    """(driver, limits) when the container gets a cgroup, else (None, None); a
+    controller a limit needs that is missing is refused now."""
+    if not wants_cgroup(checked.limits, opts.detach):
+        return None, None
+    from ..sandbox import cgroups
+    limits = checked.limits or cgroups.Limits()
+    driver = cgroups.open_driver(limits=limits)
+    return (driver, limits) if driver is not None else (None, None)
 
 
 class Pending:
     """containers/<id>/ planned but not yet written, and the shared gc lock held
     until it is, so that prune cannot take the image's layers in between."""
 
-    def __init__(self, write, lock, resources: Resources, make_cgroup=None, record=None, log_choices=None):
-        self._write, self._lock, self._resources = write, lock, resources
-        self._make_cgroup, self._record, self._log_choices = make_cgroup, record, log_choices
+    def __init__(self, store, cid: str, planned: Planned, lock, resources: Resources,
+                 driver=None, limits=None, shown=None):
+        self._store, self._cid, self._planned, self._lock = store, cid, planned, lock
+        self._resources, self._driver, self._limits, self._shown = resources, driver, limits, shown
 
-    def write(self, state: dict | None = None) -> None:
+    def write(self, state: ContainerState | None = None) -> None:
         """containers/<id>/ on disk, in state (default: created), then its cgroup,
         named in the state: the record exists before the cgroup does, so `rm` of a
         container whose runtime was killed at any point frees it (by its id, if
         need be); the lock goes. On failure the caller removes the container."""
+        containers, planned = self._store.containers, self._planned
         try:
-            self._write(state or {"status": "created"})
-            if self._make_cgroup is not None:
-                self._resources.cgroup = self._make_cgroup()
-                self._record(cgroup=self._resources.cgroup.to_json())
-            if log.debugging and self._log_choices is not None:
-                self._log_choices()
+            containers.create(self._cid, planned.config, planned.links, planned.init, state=state)
+            if self._driver is not None:
+                self._resources.cgroup = self._driver.create(self._cid, self._limits)
+                containers.set_state(self._cid, cgroup=self._resources.cgroup.to_json())
+            if self._shown is not None:
+                _log_choices(*self._shown, self._resources)
         finally:
             self.release()
 
@@ -173,9 +206,8 @@ class Pending:
 
 
 def _plan(store, cid: str, image: str, opts: RunOptions, checked: Checked, name,
-          remove, warn, resources: Resources):
-    """Resolve the image and plan the overlay and mounts: (process spec, overlay plan,
-    mounts, write(state) that puts containers/<id>/ on disk)."""
+          remove, warn, resources: Resources) -> Planned:
+    """Resolve the image and plan the overlay, the mounts and the container's config."""
     from ..network import files as etc_files
     containers = store.containers
     image_id, record = store.images.resolve(image)
@@ -192,21 +224,16 @@ def _plan(store, cid: str, image: str, opts: RunOptions, checked: Checked, name,
     own = [containers.init(cid)] if init or opts.read_only else []
     upper, work = ("", "") if opts.read_only else (containers.upper(cid), containers.work(cid))
     plan = overlay.plan(lowers, upper, work, containers.path(cid), own, volatile=remove)
-    container_config = {
-        "name": name, "image": image, "image_id": image_id,
-        "layers": [layer["key"] for layer in record["layers"]],
-        "argv": list(proc.argv), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user,
-        "hostname": proc.hostname, "chroot": proc.chroot, "auto_remove": remove,
-        "network": checked.network, "read_only": opts.read_only, "privileged": opts.privileged,
-        "capabilities": sorted(checked.caps), "init_layer": bool(init or opts.read_only),
-        "ambient": sorted(checked.ambient), "no_new_privs": opts.no_new_privs and not opts.privileged,
-        "detached": opts.detach, "seccomp": checked.seccomp.name if checked.seccomp else "unconfined",
-    }
+    container_config = ContainerConfig(
+        name=name or "", layers=tuple(layer.key for layer in record.layers), id=cid, image=image,
+        image_id=image_id, argv=tuple(proc.argv), env=tuple(proc.env), cwd=proc.cwd, user=proc.user,
+        hostname=proc.hostname, chroot=proc.chroot, auto_remove=remove, network=checked.network,
+        read_only=opts.read_only, privileged=opts.privileged, capabilities=tuple(sorted(checked.caps)),
+        init_layer=bool(init or opts.read_only), ambient=tuple(sorted(checked.ambient)),
+        no_new_privs=opts.no_new_privs and not opts.privileged, detached=opts.detach,
+        seccomp=checked.seccomp.name if checked.seccomp else "unconfined")
     links = overlay.links_to_make(plan, overlay.strategy_from_env())
-
-    def write(state: dict) -> None:
-        containers.create(cid, container_config, links, init, state=state)
-    return proc, plan, mounts, write
+    return Planned(proc, plan, mounts, container_config, links, tuple(init))
 
 
 def wants_cgroup(limits, detach: bool = False) -> bool:
@@ -265,19 +292,19 @@ def _warn_platform(config, warn) -> None:
              f"match the detected host platform ({host})")
 
 
-def lower_dirs(store, record: dict) -> list[str]:
+def lower_dirs(store, record: ImageRecord) -> list[str]:
     """Layer dirs topmost first. A layer listed twice (repeated empty layers are common)
     appears once, at its topmost place: overlayfs refuses a dir stacked twice, and the
     lower copy could only show what the upper copy already shows."""
     lowers: list[str] = []
     seen: set[str] = set()            # a set: 500 layers made the list check quadratic
-    for layer in reversed(record["layers"]):
-        path = store.layers.diff_path(layer["key"])
+    for layer in reversed(record.layers):
+        path = store.layers.diff_path(layer.key)
         if path in seen:
             continue
         seen.add(path)
-        if not store.layers.has(layer["key"]):
-            raise RuntimeFailure(f"layer {layer['key']} of this image is missing from the store",
+        if not store.layers.has(layer.key):
+            raise RuntimeFailure(f"layer {layer.key} of this image is missing from the store",
                                  "load or pull the image again")
         lowers.append(path)
     overlay.check_layer_count(len(lowers))     # before the init layer's lookups in them

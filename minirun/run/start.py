@@ -20,7 +20,8 @@ from ..lib.frozen import dataclass
 from ..linux.caps import require_root
 from ..linux.procfs import signal_quietly, start_time
 from ..store.containers import now
-from .plan import Pending, Resources, RunOptions, check_options, create, prepare, release
+from ..store import ContainerState
+from .plan import Prepared, RunOptions, check_options, create, prepare, release
 
 
 @dataclass(frozen=True)
@@ -46,16 +47,15 @@ def run(store, image: str, opts: RunOptions, name: str | None = None, remove: bo
         from ..store.containers import check_name
         check_name(name)          # now, not after the fork
     if opts.detach:
-        cid, launch, resources = create(store, image, opts, checked, name, remove, warn)
-        return _detach(store, cid, launch, resources, remove)
-    cid, launch, resources, pending = prepare(store, image, opts, checked, name, remove, warn)
-    return start_and_wait(store, cid, launch, resources, remove, interactive=opts.interactive,
-                          pending=pending)
+        return _detach(store, create(store, image, opts, checked, name, remove, warn), remove)
+    return start_and_wait(store, prepare(store, image, opts, checked, name, remove, warn), remove,
+                          interactive=opts.interactive)
 
 
-def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
+def _detach(store, prepared: Prepared, remove: bool) -> RunResult:
     """-d: a monitor process of our own (in a new session, output to the container's
     log) runs the container and records its end; we return once exec has happened."""
+    cid = prepared.cid
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     log_path = store.containers.log(cid)
     if os.fork() == 0:  # pragma: no cover - the monitor, exercised by integration tests
@@ -73,7 +73,7 @@ def _detach(store, cid: str, launch, resources, remove: bool) -> RunResult:
             def notify(code: int, error: str) -> None:
                 os.write(write_fd, jsonio.dumps({"code": code, "error": error}).encode())
                 os.close(write_fd)
-            start_and_wait(store, cid, launch, resources, remove, notify=notify)
+            start_and_wait(store, prepared, remove, notify=notify)
         finally:
             os._exit(0)
     os.close(write_fd)
@@ -108,12 +108,13 @@ def _log_writer(log_path: str) -> int:  # pragma: no cover - in the -d monitor
     return write_fd
 
 
-def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
-                   interactive: bool = False, notify=None, pending: Pending | None = None) -> RunResult:
-    """Start the container and wait for its end. With pending (see prepare), the
-    container goes on disk now, in state running."""
+def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = False,
+                   notify=None) -> RunResult:
+    """Start the container and wait for its end. With a pending write (see prepare),
+    the container goes on disk now, in state running."""
     from ..sandbox import process
     containers = store.containers
+    cid, launch, resources, pending = prepared.cid, prepared.launch, prepared.resources, prepared.pending
     try:
         started = process.start(launch)
     except BaseException:
@@ -123,11 +124,11 @@ def start_and_wait(store, cid: str, launch, resources: Resources, remove: bool,
         elif remove:
             containers.remove(cid)
         raise
-    running = {"status": "running", "pid": started.pid, "started": now(),
-               "pid_start": start_time(started.pid),
-               "cgroup": resources.cgroup.to_json() if resources.cgroup else None}
+    running = ContainerState("running", pid=started.pid, started=now(), pid_start=start_time(started.pid),
+                             cgroup=resources.cgroup.to_json() if resources.cgroup else None)
     if pending is None:
-        containers.set_state(cid, **running)
+        containers.set_state(cid, status=running.status, pid=running.pid, started=running.started,
+                             pid_start=running.pid_start, cgroup=running.cgroup)
     else:
         try:
             pending.write(running)
@@ -179,7 +180,7 @@ def _terminal_relay(started, interactive: bool):
     return relay
 
 
-def _join(started, resources: Resources) -> None:
+def _join(started, resources) -> None:
     """Between the child's unshare and its exec: the cgroup, then the network."""
     from ..sandbox import process
     process.wait_ready(started)

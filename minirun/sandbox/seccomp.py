@@ -80,13 +80,13 @@ def for_run(store, profile: str | None, caps: frozenset, privileged: bool = Fals
     return _compile(store, name, label, data, caps)
 
 
-def for_exec(store, cid: str, config: dict) -> Filter | None:
+def for_exec(store, cid: str, config) -> Filter | None:
     """The filter the container's own process runs under. A container made before
     minirun had filters gets the default one for its capabilities."""
-    name = config.get("seccomp")
-    caps = frozenset(config.get("capabilities", []))
+    name = config.seccomp
+    caps = frozenset(config.capabilities)
     if name is None:
-        return for_run(store, None, caps, bool(config.get("privileged")))
+        return for_run(store, None, caps, config.privileged)
     if name == UNCONFINED:
         return None
     cached = read(store, name) if isinstance(name, str) else None

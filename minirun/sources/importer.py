@@ -19,6 +19,7 @@ from ..errors import BadImage, DigestMismatch
 from ..layer import manifest
 from ..layer.limits import check_size
 from ..layer.unpack import unpack_blob
+from ..store import ImageRecord, LayerMeta, LayerRef
 
 
 @dataclass
@@ -61,9 +62,9 @@ def import_image(store, src: SourceImage, report: Report) -> ImportResult:
         raise BadImage(f"image {oci.short_id(config_digest)}: the config lists {len(config.diff_ids)} "
                        f"diff_ids but the manifest has {len(src.layers)} layers")
     chains = oci.chain_ids(list(config.diff_ids))
-    records: list[dict] = []
+    records: list[LayerRef] = []
     for index, layer in enumerate(src.layers):
-        lowers = [r["key"] for r in reversed(records)]
+        lowers = [r.key for r in reversed(records)]
         records.append(_import_layer(store, layer, config.diff_ids[index], chains[index], lowers, report))
     store.blobs.put(src.config_bytes, what="image config")
     if src.manifest_bytes is None:
@@ -75,24 +76,17 @@ def import_image(store, src: SourceImage, report: Report) -> ImportResult:
     return ImportResult(config_digest, src.refs)
 
 
-def image_record(manifest_digest: str, media_type: str, layers: list[dict],
-                 config: oci.ImageConfig) -> dict:
-    """What images.json holds for an image (see minirun/store/images.py)."""
-    return {
-        "manifest": manifest_digest,
-        "media_type": media_type,
-        "layers": layers,
-        "created": config.created,
-        "architecture": config.architecture,
-        "os": config.os,
-        "variant": config.variant,
-        "size": sum(r["unpacked_size"] for r in layers),
-        "loaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+def image_record(manifest_digest: str, media_type: str, layers: list[LayerRef],
+                 config: oci.ImageConfig) -> ImageRecord:
+    """What images.json holds for an image (see minirun/store/index.py)."""
+    return ImageRecord(manifest_digest, tuple(layers), media_type=media_type, created=config.created,
+                       architecture=config.architecture, os=config.os, variant=config.variant,
+                       size=sum(r.unpacked_size for r in layers),
+                       loaded=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
-                  lowers: list[str], report) -> dict:
+                  lowers: list[str], report) -> LayerRef:
     label = oci.short_id(layer.digest)
     compression = oci.layer_compression(layer.media_type)
     key = store.layers.lookup(diff_id, chain_id)
@@ -104,14 +98,12 @@ def _import_layer(store, layer: SourceLayer, diff_id: str, chain_id: str,
             if key is None:
                 return _extract_layer(store, layer, diff_id, chain_id, lowers, label, compression, report)
     report(label, "Already exists")
-    meta = store.layers.meta(key)
-    return {"key": key, "diff_id": diff_id, "blob": layer.digest,
-            "media_type": layer.media_type, "size": layer.size,
-            "unpacked_size": meta.get("size", 0)}
+    return LayerRef(key, diff_id, layer.digest, layer.media_type, layer.size,
+                    unpacked_size=store.layers.meta(key).size)
 
 
 def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lowers: list[str],
-                   label: str, compression: str, report) -> dict:
+                   label: str, compression: str, report) -> LayerRef:
     what = f"layer {label}"
     check_size(layer.size, f"{what}'s blob")       # before a byte of it is read or stored
     with store.staging("layer") as staged:
@@ -137,9 +129,9 @@ def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lower
         if result.implied_dirs:
             _borrow_dir_attrs(store, diff, result.implied_dirs, lowers)
             key = chain_id
-        meta = {"diff_id": diff_id, "chain_id": chain_id, "keyed_by": "diff_id" if key == diff_id else "chain_id",
-                "files": result.files, "size": result.size, "blob": blob_digest,
-                "media_type": layer.media_type, "implied_dirs": result.implied_dirs}
+        meta = LayerMeta(diff_id, chain_id, keyed_by="diff_id" if key == diff_id else "chain_id",
+                         files=result.files, size=result.size, blob=blob_digest,
+                         media_type=layer.media_type, implied_dirs=tuple(result.implied_dirs))
         manifest.remember_hashes(diff, result.content_hashes)   # no need to read the files back
         try:
             installed = store.layers.install(staged, key, meta)
@@ -149,9 +141,7 @@ def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lower
             report(label, "Already exists")
         else:
             report(label, f"Extracted ({result.files} files, {result.size / 1e6:.1f} MB)")
-    return {"key": key, "diff_id": diff_id, "blob": blob_digest, "media_type": layer.media_type,
-            "size": layer.size,
-            "unpacked_size": result.size}
+    return LayerRef(key, diff_id, blob_digest, layer.media_type, layer.size, unpacked_size=result.size)
 
 
 def _blame_blob_first(stream, blob) -> None:
@@ -198,9 +188,9 @@ def _open_dir_nofollow(root: str, rel: str) -> int:
     return fd
 
 
-def _synthesise_manifest(config_bytes: bytes, records: list[dict]) -> bytes:
+def _synthesise_manifest(config_bytes: bytes, records: list[LayerRef]) -> bytes:
     config = oci.Descriptor(oci.DOCKER_CONFIG, oci.sha256_digest(config_bytes), len(config_bytes))
-    layers = tuple(oci.Descriptor(r["media_type"], r["blob"], r["size"]) for r in records)
+    layers = tuple(oci.Descriptor(r.media_type, r.blob, r.size) for r in records)
     return oci.Manifest(oci.DOCKER_MANIFEST, config, layers).to_bytes()
 
 

@@ -151,7 +151,7 @@ class BlobStore:
         return ["sha256:" + name for name in readers.list_dir(self.directory) if is_hex(name, 64)]
 
 
-def layer_blob(store, layer: dict) -> oci.Descriptor:
+def layer_blob(store, layer) -> oci.Descriptor:
     """A stored blob holding this layer of an image (a record from images.json).
 
     Usually the blob the image names. When the layer was already cached from
@@ -159,14 +159,13 @@ def layer_blob(store, layer: dict) -> oci.Descriptor:
     then the layer's own blob serves: same diff_id, so the same uncompressed
     tar, perhaps compressed differently. Manifests written from these
     descriptors keep the image's config, hence its id."""
-    if store.blobs.has(layer["blob"]):
-        return oci.Descriptor(layer["media_type"], layer["blob"], layer["size"])
+    if store.blobs.has(layer.blob):
+        return oci.Descriptor(layer.media_type, layer.blob, layer.size)
     try:
-        meta = store.layers.meta(layer["key"])
+        meta = store.layers.meta(layer.key)
     except (FileNotFoundError, DamagedRecord):
-        meta = {}
-    own = meta.get("blob")
-    if own and store.blobs.has(own):
-        return oci.Descriptor(meta["media_type"], own, os.path.getsize(store.blobs.path(own)))
-    raise NotFound(f"no blob of layer {oci.short_id(layer['diff_id'])} is in the store",
+        meta = None
+    if meta is not None and meta.blob and store.blobs.has(meta.blob):
+        return oci.Descriptor(meta.media_type, meta.blob, os.path.getsize(store.blobs.path(meta.blob)))
+    raise NotFound(f"no blob of layer {oci.short_id(layer.diff_id)} is in the store",
                    "pull or load the image again (or run `minirun fsck`)")

@@ -27,7 +27,9 @@ from ..lib.names import is_container_name, is_hex
 from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
 from ..lib.fsutil import tree_size
 from . import readers
+from . import ContainerConfig, ContainerState, dump
 from ..lib.fsutil import make_dir, remove_tree, umask
+from ..lib.frozen import replace
 from ..linux.procfs import start_time
 
 
@@ -67,14 +69,14 @@ class ContainerStore:
     def new_id() -> str:
         return os.urandom(32).hex()
 
-    def create(self, cid: str, config: dict, links: dict[str, str], init_entries=(),
-               state: dict | None = None) -> str:
+    def create(self, cid: str, config: ContainerConfig, links: dict[str, str], init_entries=(),
+               state: ContainerState | None = None) -> str:
         """Create containers/<id>/ with config.json and state.json (default: created); returns the id.
 
         links maps short names (l/<n>) to the lower dirs they stand for;
         init_entries (mounts.InitEntry) make the init layer."""
-        name = config.get("name")
-        config = dict(config, id=cid, name=name or cid[:12], created=now())
+        name = config.name
+        config = replace(config, id=cid, name=name or cid[:12], created=now())
         if not name:        # a fresh random id: nothing to check, and the rename is atomic
             self._materialise(cid, config, links, init_entries, state)
             return cid
@@ -86,8 +88,8 @@ class ContainerStore:
             self._materialise(cid, config, links, init_entries, state)
         return cid
 
-    def _materialise(self, cid: str, config: dict, links: dict[str, str], init_entries,
-                     state: dict | None) -> None:
+    def _materialise(self, cid: str, config: ContainerConfig, links: dict[str, str], init_entries,
+                     state: ContainerState | None) -> None:
         """containers/<id>/, built in tmp/ and renamed into place whole."""
         # Each file-system call here costs a run ~40 us: modes are given at creation,
         # and chmod or chown follow only when the umask or the owner calls for them.
@@ -99,25 +101,25 @@ class ContainerStore:
                 os.mkdir(os.path.join(staged, "l"), 0o700)
                 for short, target in links.items():
                     os.symlink(target, os.path.join(staged, short))
-            _write_json(os.path.join(staged, "config.json"), config)
-            _write_json(os.path.join(staged, "state.json"), state or {"status": "created"})
+            _write_json(os.path.join(staged, "config.json"), dump(config))
+            _write_json(os.path.join(staged, "state.json"), dump(state or ContainerState("created")))
             os.rename(staged, self.path(cid))
 
-    def config(self, cid: str) -> dict:
+    def config(self, cid: str) -> ContainerConfig:
         """config.json; FileNotFoundError once the container is gone, DamagedRecord if
         it is damaged (or missing from a container dir that is there)."""
         path = self.path(cid, "config.json")
         return readers.container_config(cid, path, self._record(cid, path, readers.CONTAINER_CONFIG_LIMIT,
                                                                 readers.config_hint(cid)))
 
-    def state(self, cid: str) -> dict:
-        """state.json; {"status": "removing"} once the container is gone, DamagedRecord
+    def state(self, cid: str) -> ContainerState:
+        """state.json; status "removing" once the container is gone, DamagedRecord
         if it is damaged."""
         path = self.path(cid, "state.json")
         try:
             doc = self._record(cid, path, readers.CONTAINER_STATE_LIMIT, readers.state_hint(cid))
         except FileNotFoundError:
-            return {"status": "removing"}
+            return ContainerState("removing")
         return readers.container_state(cid, path, doc)
 
     def _record(self, cid: str, path: str, limit: int, hint: str) -> object:
@@ -128,17 +130,16 @@ class ContainerStore:
                 raise DamagedRecord(path, "it is missing", hint) from None
             raise
 
-    def set_state(self, cid: str, **changes) -> dict:
-        """Record changes to the state. A damaged state.json is replaced: what the
-        runtime records now is what is true."""
+    def set_state(self, cid: str, **changes) -> ContainerState:
+        """Record changes to the state (ContainerState's fields). A damaged state.json
+        is replaced: what the runtime records now is what is true."""
         try:
-            state = self.state(cid)
+            state = replace(self.state(cid), **changes)
         except DamagedRecord:
-            state = {}
-        state.update(changes)
+            state = ContainerState(**{"status": "exited", **changes})
         tmp = self.path(cid, f".state.json.{os.getpid()}")
         try:
-            _write_json(tmp, state)
+            _write_json(tmp, dump(state))
         except FileNotFoundError:
             return state  # removed meanwhile (`rm -f` of a running container)
         os.rename(tmp, self.path(cid, "state.json"))
@@ -162,7 +163,7 @@ class ContainerStore:
         name anyone can know; with warn, each one is reported as it is passed over."""
         for cid in self.ids():
             try:
-                if self.config(cid).get("name") == name:
+                if self.config(cid).name == name:
                     return cid
             except FileNotFoundError:
                 continue
@@ -222,10 +223,9 @@ def _write_json(path: str, doc: dict) -> None:
     _write_file(path, jsonio.dumps(doc, indent=1, sort_keys=True))
 
 
-def effective_state(state: dict) -> dict:
+def effective_state(state: ContainerState) -> ContainerState:
     """The recorded state, corrected when the runtime died and its container with it."""
-    if state.get("status") == "running":
-        pid = state.get("pid") or 0
-        if not pid or start_time(pid) != state.get("pid_start"):
-            return dict(state, status="exited", exit_code=None, error="the runtime process died")
+    if state.status == "running":
+        if not state.pid or start_time(state.pid) != state.pid_start:
+            return replace(state, status="exited", exit_code=None, error="the runtime process died")
     return state

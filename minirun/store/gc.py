@@ -13,14 +13,14 @@ from ..errors import DamagedRecord, warn_damaged
 from ..oci import parse_manifest
 
 
-def referenced(store, images: dict | None = None, containers: list[dict] | None = None,
+def referenced(store, images: dict | None = None, containers: list | None = None,
                warn=warn_damaged) -> tuple[set[str], set[str]]:
     """(layer keys, blob digests) still in use by these images (default: all in
     images.json) and these container configs (default: every container's)."""
     layers: set[str] = set()
     blobs: set[str] = set()
     if images is None:
-        images = store.images.read(warn)["images"]
+        images = store.images.read(warn).images
     kept = store.images.mentioned_by_damaged()
     layers |= kept
     blobs |= kept
@@ -38,23 +38,23 @@ def referenced(store, images: dict | None = None, containers: list[dict] | None 
                 blobs |= kept
     for image_id, record in images.items():
         blobs.add(image_id)
-        blobs.add(record["manifest"])
-        for layer in record["layers"]:
-            layers.add(layer["key"])
-            blobs.add(layer["blob"])
+        blobs.add(record.manifest)
+        for layer in record.layers:
+            layers.add(layer.key)
+            blobs.add(layer.blob)
         try:
-            manifest = parse_manifest(store.blobs.read(record["manifest"]))
+            manifest = parse_manifest(store.blobs.read(record.manifest))
             blobs.update(layer.digest for layer in manifest.layers)
         except Exception:  # noqa: BLE001 - a damaged manifest must not stop collection
             pass
     for config in containers:
-        layers.update(config.get("layers", []))
+        layers.update(config.layers)
     for key in layers:
         # A layer's own blob (the one it was extracted from, or packed into by
         # commit) stays while the layer does: save and push need some blob for
         # it, even after the image that brought it is gone.
         try:
-            own = store.layers.meta(key).get("blob")
+            own = store.layers.meta(key).blob
         except FileNotFoundError:
             continue
         except DamagedRecord as err:

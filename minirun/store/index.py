@@ -1,8 +1,15 @@
 """images.json: which images the store holds and which references name them.
 
-    {"images": {"<image id>": {manifest, media_type, layers: [{key, diff_id, blob,
-                media_type, size}], created, architecture, os, variant, size, loaded}},
+    {"version": 1,
+     "images": {"<image id>": {manifest, media_type, layers: [{key, diff_id, blob,
+                media_type, size, unpacked_size}], created, architecture, os, variant,
+                size, loaded, repositories}},
      "tags":   {"registry/repo:tag": "<image id>"}}
+
+Each image entry is a records.ImageRecord (its layers LayerRefs), read and
+written only here; in memory the whole file is a Catalog. A file without
+"version" is from before records were typed and loads as version 0 (see
+store/__init__.py); the next update writes it as version 1.
 
 The image id is the digest of the image config, as in docker. The file is
 replaced atomically (write to tmp/, rename) under the `images` lock, so a
@@ -25,14 +32,19 @@ from ..lib import jsonio
 from ..oci import reference
 from ..errors import Conflict, DamagedRecord, ImageNotFound, UsageError, warn_damaged
 from ..lib.names import is_sha256_digest
+from ..lib.frozen import dataclass, field, replace
 from . import readers
-from .readers import COUNT, DIGEST, STR, STRS, Kind
+from . import VERSION, ImageRecord
 
-LAYER_RECORD = {"key": DIGEST, "diff_id": DIGEST, "blob": DIGEST, "media_type": STR, "size": COUNT,
-                "unpacked_size": COUNT}
-IMAGE_RECORD = {"manifest": DIGEST, "media_type": STR, "created": STR, "architecture": STR, "os": STR,
-                "variant": STR, "size": COUNT, "loaded": STR, "repositories": STRS,
-                "layers": Kind("a list of layer records", lambda v: isinstance(v, list))}
+
+@dataclass
+class Catalog:
+    """images.json's sound entries: image id -> record, reference -> image id."""
+    images: dict[str, ImageRecord] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def refs_of(self, image_id: str) -> list[str]:
+        return sorted(ref for ref, target in self.tags.items() if target == image_id)
 
 
 class ImageIndex:
@@ -41,19 +53,24 @@ class ImageIndex:
         self.store = store
 
     def _load(self) -> dict:
-        """The document as it is on disk (no images when there is none). DamagedRecord
-        when it is not an object holding the objects "images" and "tags"."""
+        """The JSON document as it is on disk (no images when there is none). DamagedRecord
+        when it is not an object holding the objects "images" and "tags", or is of a
+        version this minirun does not read."""
         try:
             doc = readers.read_json(self.path, readers.IMAGE_INDEX_LIMIT)
         except FileNotFoundError:
-            return {"images": {}, "tags": {}}
-        readers.check(doc, self.path, "images.json", {"images": readers.OBJECT, "tags": readers.OBJECT})
+            return {"version": VERSION, "images": {}, "tags": {}}
+        readers.check(doc, self.path, "images.json", {"images": readers.OBJECT, "tags": readers.OBJECT,
+                                                      "version": readers.COUNT})
+        if doc.get("version", 0) > VERSION:
+            raise DamagedRecord(self.path, f"it is version {doc['version']}, written by a newer minirun "
+                                           f"(this one reads up to {VERSION})", "use that minirun, or a newer one")
         doc.setdefault("images", {})
         doc.setdefault("tags", {})
         return doc
 
-    def read(self, warn=True) -> dict:
-        """{"images": {id: record}, "tags": {ref: id}}: the sound entries. Each damaged
+    def read(self, warn=True) -> Catalog:
+        """The sound entries. Each damaged
         one is left out, and reported once on stderr (warn=True), to warn(err) when it
         is a function, or not at all."""
         sound, damaged, _ = split(self.path, self._load())
@@ -84,7 +101,14 @@ class ImageIndex:
                 found.add(value)
         return found
 
-    def _write(self, doc: dict) -> None:
+    def _write(self, catalog: Catalog, damaged: dict | None = None) -> None:
+        """The one writer of images.json: the catalog, plus the damaged entries as
+        they were (until `fsck --repair`)."""
+        doc = {"version": VERSION, "images": {i: r.dump() for i, r in catalog.images.items()},
+               "tags": dict(catalog.tags)}
+        for section, entries in (damaged or {}).items():
+            for key, entry in entries.items():
+                doc[section].setdefault(key, entry)
         tmp = self.store.staging_file("images.json")
         with open(tmp, "w") as f:
             jsonio.dump(doc, f, indent=1, sort_keys=True)
@@ -93,8 +117,9 @@ class ImageIndex:
         os.rename(tmp, self.path)
 
     def rewrite(self, make) -> None:
-        """Replace the whole file, under the images lock, with make(doc): doc as it is
-        on disk, or None when it is damaged as a whole (fsck --repair rebuilds it)."""
+        """Replace the whole file, under the images lock, with make(doc), a Catalog: doc
+        is the JSON as it is on disk, or None when it is damaged as a whole (fsck
+        --repair rebuilds it)."""
         with self.store.locks.hold("images"):
             try:
                 raw = self._load()
@@ -111,45 +136,48 @@ class ImageIndex:
         doc is written back when the block ends without an exception."""
         return _Update(self)
 
-    def add(self, image_id: str, record: dict, refs: list[str]) -> list[str]:
+    def add(self, image_id: str, record: ImageRecord, refs: list[str]) -> list[str]:
         """Record an image and point refs at it; returns ids left dangling by moved tags."""
         with self.update() as doc:
-            old = doc["images"].get(image_id) or {}
-            if old.get("repositories"):
-                record = dict(record, repositories=sorted(set(old["repositories"]) |
-                                                          set(record.get("repositories", []))))
-            doc["images"][image_id] = record
+            old = doc.images.get(image_id)
+            if old is not None and old.repositories:
+                record = replace(record, repositories=tuple(sorted(set(old.repositories) |
+                                                                   set(record.repositories))))
+            doc.images[image_id] = record
             moved = set()
             for ref in refs:
-                old = doc["tags"].get(ref)
-                if old and old != image_id:
-                    moved.add(old)
-                doc["tags"][ref] = image_id
-            still_tagged = set(doc["tags"].values())
+                old_id = doc.tags.get(ref)
+                if old_id and old_id != image_id:
+                    moved.add(old_id)
+                doc.tags[ref] = image_id
+            still_tagged = set(doc.tags.values())
             return sorted(i for i in moved if i not in still_tagged)
 
     def add_repository(self, image_id: str, name: str) -> None:
         """Remember a registry/repository this image was pulled from or pushed to."""
         with self.update() as doc:
-            record = doc["images"].get(image_id)
-            if record is not None and name not in record.setdefault("repositories", []):
-                record["repositories"].append(name)
+            record = doc.images.get(image_id)
+            if record is not None and name not in record.repositories:
+                doc.images[image_id] = replace(record, repositories=(*record.repositories, name))
 
     # ------------------------------------------------------------ look-ups
 
-    def resolve(self, name: str, doc: dict | None = None) -> tuple[str, dict]:
-        """Find an image by reference, full id or id prefix (12+ hex digits). Only the
-        entry found is checked (the run path reads this): DamagedRecord if it is damaged."""
-        doc = doc or self._load()
-        image_id = self._find(name, doc)
-        record = doc["images"].get(image_id)
+    def resolve(self, name: str, doc: Catalog | None = None) -> tuple[str, ImageRecord]:
+        """Find an image by reference, full id or id prefix (12+ hex digits), in doc
+        (read()), or on disk: there only the entry found is checked (the run path reads
+        this), DamagedRecord if it is damaged."""
+        raw = self._load() if doc is None else None
+        images, tags = (raw["images"], raw["tags"]) if doc is None else (doc.images, doc.tags)
+        image_id = self._find(name, images, tags)
+        record = images.get(image_id)
         if record is None:
             raise DamagedRecord(self.path, f"the tag for {name!r} names image {image_id[:80]!r}, "
                                            "which it holds no record of")
-        return image_id, check_record(self.path, image_id, record)
+        if doc is not None:
+            return image_id, record
+        return image_id, check_record(self.path, image_id, record, raw.get("version", 0))
 
-    def _find(self, name: str, doc: dict) -> str:
-        images, tags = doc["images"], doc["tags"]
+    def _find(self, name: str, images: dict, tags: dict) -> str:
         if reference.is_id_prefix(name):
             body = name.removeprefix("sha256:")
             matches = [i for i in images if i[len("sha256:"):].startswith(body)]
@@ -169,15 +197,14 @@ class ImageIndex:
             if ref.digest:
                 # name@digest: an image with that manifest, known under that repository
                 repo = candidate.split("@", 1)[0].rsplit(":", 1)[0] if ref.tag else candidate.split("@", 1)[0]
-                found = [i for i, rec in images.items()
-                         if isinstance(rec, dict) and rec.get("manifest") == ref.digest and
+                found = [i for i, rec in images.items() if _manifest_of(rec) == ref.digest and
                          any(t.split("@", 1)[0].rsplit(":", 1)[0] == repo or t.split("@", 1)[0] == repo
                              for t, target in tags.items() if target == i)]
                 if found:
                     return found[0]
         raise ImageNotFound(f"no such image: {name}")
 
-    def ref_for(self, name: str, doc: dict | None = None) -> str | None:
+    def ref_for(self, name: str, doc: Catalog | None = None) -> str | None:
         """The stored reference a name denotes, or None when it is an id."""
         doc = doc or self.read()
         if reference.is_id_prefix(name):
@@ -186,25 +213,25 @@ class ImageIndex:
             ref = reference.parse(name)
         except UsageError:
             return None
-        return next((c for c in _candidates(name, ref) if c in doc["tags"]), None)
+        return next((c for c in _candidates(name, ref) if c in doc.tags), None)
 
-    def refs_of(self, image_id: str, doc: dict | None = None) -> list[str]:
-        doc = doc or self.read()
-        return sorted(ref for ref, target in doc["tags"].items() if target == image_id)
+    def refs_of(self, image_id: str, doc: Catalog | None = None) -> list[str]:
+        return (doc or self.read()).refs_of(image_id)
 
     def untag(self, ref: str) -> None:
         with self.update() as doc:
-            if doc["tags"].pop(ref, None) is None:
+            if doc.tags.pop(ref, None) is None:
                 raise ImageNotFound(f"no such reference: {ref}")
 
     def remove(self, image_id: str) -> None:
         with self.update() as doc:
-            doc["images"].pop(image_id, None)
-            for ref in [r for r, target in doc["tags"].items() if target == image_id]:
-                del doc["tags"][ref]
+            doc.images.pop(image_id, None)
+            for ref in doc.refs_of(image_id):
+                del doc.tags[ref]
 
-    def ensure_unused(self, image_id: str, containers: list[dict]) -> None:
-        users = [c["name"] for c in containers if c.get("image_id") == image_id]
+    def ensure_unused(self, image_id: str, containers: list) -> None:
+        """containers: api/control.py's listing (each has a config)."""
+        users = [c.config.name for c in containers if c.config.image_id == image_id]
         if users:
             raise Conflict(f"image {image_id[7:19]} is used by container(s) {', '.join(users)}",
                            "remove them first with `minirun rm`, or use `minirun rmi -f`")
@@ -217,7 +244,7 @@ class _Update:
     def __init__(self, index: ImageIndex):
         self.index, self.lock = index, index.store.locks.hold("images")
 
-    def __enter__(self) -> dict:
+    def __enter__(self) -> Catalog:
         self.lock.__enter__()
         try:
             self.doc, _, self.damaged = split(self.index.path, self.index._load())
@@ -229,41 +256,42 @@ class _Update:
     def __exit__(self, kind, value, traceback) -> None:
         try:
             if kind is None:
-                for section in ("images", "tags"):       # damaged entries stay until repaired
-                    for key, entry in self.damaged[section].items():
-                        self.doc[section].setdefault(key, entry)
-                self.index._write(self.doc)
+                self.index._write(self.doc, self.damaged)       # damaged entries stay until repaired
         finally:
             self.lock.__exit__(kind, value, traceback)
 
 
-def check_record(path: str, image_id: str, record: object) -> dict:
-    """An image's record if it has the shape load gives one; else DamagedRecord."""
+def check_record(path: str, image_id: str, record: object, version: int) -> ImageRecord:
+    """An image's entry, of an images.json of that version, as a record; else DamagedRecord."""
     what = f"the record of image {image_id[:80]!r}"
     if not is_sha256_digest(image_id):
         raise DamagedRecord(path, f"{what}: its id is not a digest")
-    readers.check(record, path, what, IMAGE_RECORD, ("manifest", "layers"))
-    for n, layer in enumerate(record["layers"]):
-        readers.check(layer, path, f"{what}, layer {n}", LAYER_RECORD,
-                      ("key", "diff_id", "blob", "media_type", "size"))
-    return record
+    return ImageRecord.load(record, path, what, version)
 
 
-def split(path: str, doc: dict) -> tuple[dict, list[DamagedRecord], dict]:
+def _manifest_of(entry: object) -> object:
+    """The manifest digest of an entry, a record or the JSON of one (sound or not)."""
+    if isinstance(entry, ImageRecord):
+        return entry.manifest
+    return entry.get("manifest") if isinstance(entry, dict) else None
+
+
+def split(path: str, doc: dict) -> tuple[Catalog, list[DamagedRecord], dict]:
     """(the sound entries, what is wrong with each other one, the others as they are)."""
-    sound: dict = {"images": {}, "tags": {}}
+    sound = Catalog()
     damaged: list[DamagedRecord] = []
     raw: dict = {"images": {}, "tags": {}}
+    version = doc.get("version", 0)
     for image_id, record in doc["images"].items():
         try:
-            sound["images"][image_id] = check_record(path, image_id, record)
+            sound.images[image_id] = check_record(path, image_id, record, version)
         except DamagedRecord as err:
             damaged.append(err)
             raw["images"][image_id] = record
     for ref, target in doc["tags"].items():
-        problem = _tag_problem(ref, target, sound["images"], doc["images"])
+        problem = _tag_problem(ref, target, sound.images, doc["images"])
         if problem is None:
-            sound["tags"][ref] = target
+            sound.tags[ref] = target
         else:
             if not (isinstance(target, str) and target in raw["images"]):   # else its record is said
                 damaged.append(DamagedRecord(path, f"the tag {ref[:200]!r} {problem}"))

@@ -2,7 +2,8 @@
 
     <key>/diff/        the layer's files, with overlay whiteouts (char 0:0) and
                        opaque markers (trusted.overlay.opaque=y)
-    <key>/meta.json    diff_id, key kind, files, size, created, source
+    <key>/meta.json    diff_id, key kind, files, size, created, source: a
+                       records.LayerMeta, versioned
     <key>/files.jsonl.gz   the file manifest: every entry of diff/ as installed
                        (minirun/layer/manifest.py), which `minirun fsck` checks
 
@@ -22,9 +23,11 @@ import os
 import time
 
 from ..lib import jsonio
+from ..lib.frozen import replace
 from ..lib.names import is_hex
 from ..oci import digest_hex
 from . import readers
+from . import LayerMeta, dump
 from ..lib.fsutil import remove_tree
 
 FILE_MANIFEST = "files.jsonl.gz"
@@ -54,7 +57,7 @@ class LayerStore:
     def meta_path(self, key: str) -> str:
         return os.path.join(self._dir(key), "meta.json")
 
-    def meta(self, key: str) -> dict:
+    def meta(self, key: str) -> LayerMeta:
         """meta.json; FileNotFoundError when the layer is not cached, DamagedRecord when
         its meta.json is damaged (or missing from a layer dir that is there)."""
         path = self.meta_path(key)
@@ -67,13 +70,13 @@ class LayerStore:
             raise
         return readers.layer_meta(path, doc)
 
-    def install(self, staged: str, key: str, meta: dict) -> bool:
+    def install(self, staged: str, key: str, meta: LayerMeta) -> bool:
         """Record meta.json and the file manifest of diff/ beside it, then rename the
         staged layer (a dir holding diff/) into place. False if another process
         installed the same layer first; the staged copy is then dropped."""
-        meta = dict(meta, key=key, installed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        meta = replace(meta, key=key, installed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         with open(os.path.join(staged, "meta.json"), "w") as f:
-            jsonio.dump(meta, f, indent=1, sort_keys=True)
+            jsonio.dump(dump(meta), f, indent=1, sort_keys=True)
         self._write_file_manifest(staged)
         os.chmod(staged, 0o755)
         try:

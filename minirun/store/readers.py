@@ -9,8 +9,9 @@ symlink to /dev/zero. Reading one here:
 - opens it with O_NOFOLLOW | O_NONBLOCK (a symlink is refused, a FIFO never
   blocks), takes it only if fstat says it is a regular file within the record's
   size limit, and reads no more than that;
-- parses it with jsonio (the run path must not import json) and checks the
-  type of each field the commands use.
+- parses it with jsonio (the run path must not import json); the typed records
+  of store/__init__.py then check each field's type and the record's version
+  with the Kinds and check() below.
 
 Whatever is wrong raises DamagedRecord: one line naming the file, what is wrong
 with it, and the fix. A record that is absent raises FileNotFoundError, as
@@ -200,37 +201,24 @@ CONTAINER_STATE_LIMIT = 64 * KiB
 LAYER_META_LIMIT = 256 * MiB           # implied_dirs lists every directory a hostile tar omitted
 IMAGE_INDEX_LIMIT = 256 * MiB
 
-CONTAINER_CONFIG = {
-    "name": STR, "image": STR, "image_id": STR, "layers": DIGESTS, "argv": STRS, "env": STRS,
-    "cwd": STR, "user": STR, "hostname": STR, "created": STR, "id": STR, "capabilities": STRS,
-    "ambient": STRS, "init_layer": BOOL, "read_only": BOOL, "detached": BOOL, "no_new_privs": BOOL,
-    "auto_remove": BOOL, "chroot": BOOL, "privileged": BOOL, "network": STR,
-}
-STATUSES = ("created", "running", "exited")
-CONTAINER_STATE = {
-    "status": Kind("one of " + ", ".join(STATUSES), lambda v: v in STATUSES),
-    "pid": COUNT, "pid_start": COUNT, "exit_code": nullable(INT), "started": nullable(STR),
-    "finished": nullable(STR), "oom_killed": BOOL, "error": nullable(STR), "cgroup": nullable(OBJECT),
-}
-LAYER_META = {
-    "diff_id": DIGEST, "chain_id": DIGEST, "key": DIGEST, "keyed_by": STR, "files": COUNT, "size": COUNT,
-    "blob": nullable(DIGEST), "media_type": STR, "implied_dirs": STRS, "installed": STR,
-}
+
+def container_config(cid: str, path: str, doc: object):
+    """config.json as a records.ContainerConfig; DamagedRecord when it does not fit."""
+    from . import ContainerConfig
+    return ContainerConfig.load(doc, path, config_hint(cid))
 
 
-def container_config(cid: str, path: str, doc: object) -> dict:
-    return check(doc, path, "the container's config", CONTAINER_CONFIG, ("name", "layers"),
-                 config_hint(cid))
-
-
-def container_state(cid: str, path: str, doc: object) -> dict:
+def container_state(cid: str, path: str, doc: object):
+    """state.json as a records.ContainerState; DamagedRecord when it does not fit, or
+    names a process or a cgroup that is not this container's to name."""
+    from . import ContainerState
     hint = state_hint(cid)
-    check(doc, path, "the container's state", CONTAINER_STATE, ("status",), hint)
-    if doc["status"] == "running" and not (doc.get("pid", 0) > 1 and doc.get("pid_start", 0) > 0):
+    state = ContainerState.load(doc, path, hint)
+    if state.status == "running" and not (state.pid > 1 and state.pid_start > 0):
         raise _damaged(path, "it says running but names no process", hint)
-    if doc.get("cgroup") is not None:
-        _check_cgroup(cid, path, doc["cgroup"], hint)
-    return doc
+    if state.cgroup is not None:
+        _check_cgroup(cid, path, state.cgroup, hint)
+    return state
 
 
 def _check_cgroup(cid: str, path: str, cgroup: dict, hint: str) -> None:
@@ -245,8 +233,10 @@ def _check_cgroup(cid: str, path: str, cgroup: dict, hint: str) -> None:
             raise _damaged(path, f"its cgroup path {where[:80]!r} is not one minirun makes", hint)
 
 
-def layer_meta(path: str, doc: object) -> dict:
-    return check(doc, path, "the layer's meta.json", LAYER_META, ("diff_id",), LAYER_HINT)
+def layer_meta(path: str, doc: object):
+    """meta.json as a records.LayerMeta; DamagedRecord when it does not fit."""
+    from . import LayerMeta
+    return LayerMeta.load(doc, path, LAYER_HINT)
 
 
 def config_hint(cid: str) -> str:

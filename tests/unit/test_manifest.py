@@ -21,6 +21,7 @@ from minirun.lib.fsutil import remove_tree
 from minirun.layer import manifest
 from minirun.layer.compare import Difference
 from minirun.layer.manifest import build, decode, encode, verify
+from minirun.store import LayerMeta
 
 from .conftest import TarBuilder, sha
 
@@ -225,8 +226,8 @@ def _install(store, files: dict[str, bytes]) -> tuple[str, str]:
                 with open(os.path.join(staged, "diff", member.name), "wb") as f:
                     f.write(t.extractfile(member).read())
                 os.chmod(os.path.join(staged, "diff", member.name), 0o644)
-        assert store.layers.install(staged, diff_id, {"diff_id": diff_id, "blob": blob_digest,
-                                                      "media_type": "application/vnd.oci.image.layer.v1.tar+gzip"})
+        assert store.layers.install(staged, diff_id, LayerMeta(
+            diff_id, blob=blob_digest, media_type="application/vnd.oci.image.layer.v1.tar+gzip"))
     return diff_id, blob_digest
 
 

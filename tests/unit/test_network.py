@@ -16,6 +16,7 @@ from minirun.network import files, ipam, parse_mode
 CID_A = "a" * 64
 CID_B = "b" * 64
 CID_C = "c" * 64
+CID_D = "d" * 64
 
 
 def allocations_file(root) -> dict:
@@ -88,7 +89,7 @@ def test_release_frees_the_address_but_it_is_not_reused_at_once(tmp_path):
 
 def test_release_without_any_allocation_creates_nothing(tmp_path):
     assert ipam.release(str(tmp_path), CID_A) is None
-    assert ipam.release_stale(str(tmp_path), []) == {}
+    assert ipam.allocations(str(tmp_path)) == {}
     assert not (tmp_path / "networks").exists()
 
 
@@ -110,14 +111,27 @@ def test_a_full_subnet_is_a_clear_error(tmp_path):
     assert ipam.lookup(root, CID_B) is None
 
 
-def test_release_stale_keeps_only_live_containers(tmp_path):
-    root = str(tmp_path)
-    a = ipam.allocate(root, CID_A)
-    ipam.allocate(root, CID_B)
-    c = ipam.allocate(root, CID_C)
-    assert ipam.release_stale(root, {CID_B}) == {CID_A: a, CID_C: c}
-    assert set(ipam.allocations(root)) == {CID_B}
-    assert ipam.release_stale(root, [CID_B]) == {}
+def test_stale_addresses_are_only_those_of_containers_known_to_have_ended(store):
+    """A: no container yet (being created: keeps it); B: exited (freed); C: running
+    (keeps it); D: its state is damaged (it may still run: keeps it)."""
+    from minirun.store import ContainerConfig, ContainerState
+    for cid in (CID_A, CID_B, CID_C, CID_D):
+        ipam.allocate(store.root, cid)
+    store.containers.create(CID_B, ContainerConfig("b", ()), {}, state=ContainerState("exited", exit_code=0))
+    store.containers.create(CID_C, ContainerConfig("c", ()), {},
+                            state=ContainerState("running", pid=os.getpid(), pid_start=_start(os.getpid())))
+    store.containers.create(CID_D, ContainerConfig("d", ()), {})
+    with open(store.containers.path(CID_D, "state.json"), "w") as f:
+        f.write('{"status": "runn')
+    ipam.release_stale_addresses(store)
+    assert set(ipam.allocations(store.root)) == {CID_A, CID_C, CID_D}
+    ipam.release_stale_addresses(store)
+    assert set(ipam.allocations(store.root)) == {CID_A, CID_C, CID_D}
+
+
+def _start(pid: int) -> int:
+    from minirun.linux.procfs import start_time
+    return start_time(pid)
 
 
 def test_same_veth_name_for_two_containers_is_a_conflict(tmp_path):
@@ -190,21 +204,18 @@ def write_host_resolv(tmp_path, name: str, text: str) -> str:
 
 
 def test_hosts_names_the_container_address(tmp_path):
-    paths = files.write_etc_files(str(tmp_path), "web", "10.88.0.2", "bridge",
-                                  host_files=(str(tmp_path / "missing"),))
-    assert set(paths) == {"hosts", "hostname", "resolv.conf"}
-    assert (tmp_path / "hosts").read_text() == ("127.0.0.1\tlocalhost\n"
-                                                "::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                                "10.88.0.2\tweb\n")
-    assert (tmp_path / "hostname").read_text() == "web\n"
-    assert oct(os.stat(paths["hosts"]).st_mode & 0o777) == "0o644"
-    assert sorted(os.listdir(tmp_path)) == ["hostname", "hosts", "resolv.conf"]
+    rendered = files.render_etc_files("web", "10.88.0.2", "bridge", host_files=(str(tmp_path / "missing"),))
+    assert set(rendered) == {"hosts", "hostname", "resolv.conf"}
+    assert rendered["hosts"] == ("127.0.0.1\tlocalhost\n"
+                                 "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                 "10.88.0.2\tweb\n")
+    assert rendered["hostname"] == "web\n"
 
 
 def test_hosts_without_an_address_uses_127_0_1_1(tmp_path):
-    files.write_etc_files(str(tmp_path), "box", None, "none")
-    assert (tmp_path / "hosts").read_text().endswith("127.0.1.1\tbox\n")
-    assert "nameserver" not in (tmp_path / "resolv.conf").read_text()
+    rendered = files.render_etc_files("box", None, "none")
+    assert rendered["hosts"].endswith("127.0.1.1\tbox\n")
+    assert "nameserver" not in rendered["resolv.conf"]
 
 
 HOST_RESOLV = ("# generated\nsearch example.com\nnameserver 127.0.0.53\nnameserver 10.1.2.3\n"
@@ -237,7 +248,7 @@ def test_bridge_with_only_loopback_nameservers_gets_none(tmp_path):
 
 def test_etc_files_reject_an_unknown_mode(tmp_path):
     with pytest.raises(UsageError):
-        files.write_etc_files(str(tmp_path), "box", None, "weird")
+        files.render_etc_files("box", None, "weird")
 
 
 def test_ifreq_packed_by_hand_as_struct_packs_it():

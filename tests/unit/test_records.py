@@ -1,4 +1,4 @@
-"""The store's records read as what they may have become (store/records.py), the
+"""The store's records read as what they may have become (store/readers.py), the
 one error line for what the kernel says (errors.py), and what a planted or
 damaged container state can no longer make `rm` do."""
 
@@ -16,6 +16,8 @@ from minirun.cli import as_failure
 from minirun.api import control as runtime
 from minirun.errors import DamagedRecord, MinirunError
 from minirun.store import readers as records
+from minirun.store.index import Catalog
+from minirun.store import ImageRecord, LayerRef
 
 CID = "ab" * 32
 
@@ -106,7 +108,7 @@ def test_a_state_that_could_aim_rm_elsewhere_is_damaged(store, state):
 def test_the_cgroup_minirun_makes_for_the_container_is_accepted(store):
     paths = [f"/sys/fs/cgroup/minirun/{CID}", f"/sys/fs/cgroup/memory/minirun/{CID}"]
     _container(store, {"status": "exited", "cgroup": {"version": "v1", "paths": paths, "memory": paths[1]}})
-    assert store.containers.state(CID)["cgroup"]["paths"] == paths
+    assert store.containers.state(CID).cgroup["paths"] == paths     # opaque here: cgroups.py reads it
 
 
 def test_rm_of_a_planted_state_kills_nothing_and_removes_no_host_directory(store, tmp_path, monkeypatch):
@@ -126,7 +128,7 @@ def test_ps_lists_a_damaged_container_and_keeps_its_layers(store):
     layer = "sha256:" + "ef" * 32
     _container(store, '{"status": "exi', {"name": "c", "layers": [layer], "argv": ["true"]})
     [record] = runtime.container_records(store)
-    assert record["state"]["status"] == "damaged" and record["layers"] == [layer]
+    assert record.state.status == "damaged" and record.config.layers == (layer,)
     errors._warnings.clear()
 
 
@@ -140,7 +142,8 @@ def test_a_damaged_image_entry_is_left_out_once(store):
     with open(store.images.path, "w") as f:
         json.dump(doc, f)
     sound = store.images.read(warn=False)
-    assert sound == {"images": {good: doc["images"][good]}, "tags": {"localhost/good:latest": good}}
+    assert sound == Catalog({good: ImageRecord(good, (LayerRef(good, good, good, "x", 1),))},
+                            {"localhost/good:latest": good})
     damaged, raw = store.images.damage()
     assert len(damaged) == 2                       # the record, and the tag naming 5; not bad's tag
     assert bad in store.images.mentioned_by_damaged()

@@ -17,7 +17,9 @@ import pytest
 from minirun import oci
 from minirun.errors import BadImage, Conflict, DigestMismatch, ImageNotFound, NotFound, UsageError
 from minirun.api.save import destination, save
+from minirun.lib.frozen import replace
 from minirun.sources.archive import open_images
+from minirun.store import ImageRecord, LayerMeta, LayerRef
 
 from .conftest import TarBuilder, gzip_bytes, sha
 
@@ -48,15 +50,14 @@ def add_image(store, layers: list[bytes], refs: list[str], manifest_type: str = 
         blob = compress(raw)
         digest = store.blobs.put(blob)
         cache_layer(store, diff_id, digest, layer_type)
-        records.append({"key": diff_id, "diff_id": diff_id, "blob": digest, "media_type": layer_type,
-                        "size": len(blob), "unpacked_size": len(raw)})
+        records.append(LayerRef(diff_id, diff_id, digest, layer_type, len(blob), unpacked_size=len(raw)))
         descs.append(oci.Descriptor(layer_type, digest, len(blob)))
     config_type = oci.OCI_CONFIG if manifest_type == oci.OCI_MANIFEST else oci.DOCKER_CONFIG
     image_id = store.blobs.put(config)
     manifest = oci.Manifest(manifest_type, oci.Descriptor(config_type, image_id, len(config)),
                             tuple(descs)).to_bytes()
-    record = {"manifest": store.blobs.put(manifest), "media_type": manifest_type, "layers": records,
-              "created": created, "architecture": "amd64", "os": "linux", "variant": "", "size": 1}
+    record = ImageRecord(store.blobs.put(manifest), tuple(records), media_type=manifest_type,
+                         created=created, architecture="amd64", os="linux", variant="", size=1)
     store.images.add(image_id, record, refs)
     return image_id
 
@@ -66,7 +67,7 @@ def cache_layer(store, diff_id: str, blob: str, media_type: str) -> None:
         return
     with store.staging("layer") as staged:
         os.mkdir(os.path.join(staged, "diff"))
-        store.layers.install(staged, diff_id, {"diff_id": diff_id, "blob": blob, "media_type": media_type})
+        store.layers.install(staged, diff_id, LayerMeta(diff_id, blob=blob, media_type=media_type))
 
 
 def members(path) -> dict[str, bytes]:
@@ -135,7 +136,7 @@ def test_an_image_saved_by_id_has_no_name(store, tmp_path):
 def test_a_blob_that_does_not_match_its_diff_id_fails_and_leaves_nothing(store, tmp_path):
     add_image(store, [BASE, APP], ["localhost/app:latest"])
     record = store.images.resolve("app")[1]
-    with open(store.blobs.path(record["layers"][1]["blob"]), "wb") as f:
+    with open(store.blobs.path(record.layers[1].blob), "wb") as f:
         f.write(gzip_bytes(OTHER))           # valid gzip, wrong content
     with pytest.raises(DigestMismatch, match="diff_id"):
         save(store, ["app"], "docker-archive", str(tmp_path / "out.tar"))
@@ -146,7 +147,7 @@ def test_a_blob_that_does_not_match_its_diff_id_fails_and_leaves_nothing(store, 
 def test_a_corrupt_compressed_blob_is_one_error_naming_the_layer(store, tmp_path, layer_type):
     add_image(store, [BASE, APP], ["localhost/app:latest"], layer_type=layer_type)
     record = store.images.resolve("app")[1]
-    path = store.blobs.path(record["layers"][0]["blob"])
+    path = store.blobs.path(record.layers[0].blob)
     with open(path, "r+b") as f:
         f.seek(12)
         f.write(b"\xff" * 64)
@@ -176,18 +177,18 @@ def test_oci_keeps_the_stored_manifests_and_names_each_image(store, tmp_path, fm
     files = oci_files(store, ["app", other[7:19], app], fmt, tmp_path)
     assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads(files["index.json"])
-    assert [m["digest"] for m in index["manifests"]] == [r["manifest"] for r in records]
+    assert [m["digest"] for m in index["manifests"]] == [r.manifest for r in records]
     assert index["manifests"][0]["annotations"] == {
         "org.opencontainers.image.ref.name": "latest", "io.containerd.image.name": "localhost/app:latest"}
     assert "annotations" not in index["manifests"][1]          # named by id
-    expected = {app, other} | {r["manifest"] for r in records} | \
-        {layer["blob"] for r in records for layer in r["layers"]}
+    expected = {app, other} | {r.manifest for r in records} | \
+        {layer.blob for r in records for layer in r.layers}
     blobs = {"sha256:" + name.rsplit("/", 1)[1]: data for name, data in files.items() if name.startswith("blobs/")}
     assert set(blobs) == expected and len(expected) == 7        # the shared BASE blob once
     assert all(sha(data) == digest and data == store.blobs.read(digest) for digest, data in blobs.items())
     path = tmp_path / ("layout" if fmt == "oci-dir" else "layout.tar")
-    assert loaded(path) == [(app, ["localhost/app:latest"], [layer["blob"] for layer in records[0]["layers"]]),
-                            (other, [], [layer["blob"] for layer in records[1]["layers"]])]
+    assert loaded(path) == [(app, ["localhost/app:latest"], [layer.blob for layer in records[0].layers]),
+                            (other, [], [layer.blob for layer in records[1].layers])]
 
 
 def test_a_docker_manifest_is_written_as_an_oci_one_with_the_same_digests(store, tmp_path):
@@ -195,12 +196,12 @@ def test_a_docker_manifest_is_written_as_an_oci_one_with_the_same_digests(store,
     record = store.images.resolve("app")[1]
     files = oci_files(store, ["app"], "oci-archive", tmp_path)
     digest = json.loads(files["index.json"])["manifests"][0]["digest"]
-    assert digest != record["manifest"]
+    assert digest != record.manifest
     manifest = oci.parse_manifest(files["blobs/sha256/" + digest[7:]])
     assert manifest.media_type == oci.OCI_MANIFEST
     assert (manifest.config.media_type, manifest.config.digest) == (oci.OCI_CONFIG, image_id)
     assert [(d.media_type, d.digest) for d in manifest.layers] == \
-        [(oci.OCI_LAYER_GZIP, layer["blob"]) for layer in record["layers"]]
+        [(oci.OCI_LAYER_GZIP, layer.blob) for layer in record.layers]
 
 
 def test_a_layer_cached_from_another_image_is_saved_from_that_image_blob(store, tmp_path):
@@ -208,9 +209,10 @@ def test_a_layer_cached_from_another_image_is_saved_from_that_image_blob(store, 
     exists"): the cached layer's own gzip blob serves, under a rebuilt manifest."""
     image_id = add_image(store, [BASE, APP], ["localhost/app:latest"])
     with store.images.update() as doc:
-        layer = doc["images"][image_id]["layers"][0]
-        own_blob = layer["blob"]
-        layer.update(blob=sha(BASE), media_type=oci.DOCKER_LAYER, size=len(BASE))
+        record = doc.images[image_id]
+        own_blob = record.layers[0].blob
+        moved = replace(record.layers[0], blob=sha(BASE), media_type=oci.DOCKER_LAYER, size=len(BASE))
+        doc.images[image_id] = replace(record, layers=(moved, *record.layers[1:]))
     assert not store.blobs.has(sha(BASE))
     files = oci_files(store, ["app"], "oci-archive", tmp_path)
     digest = json.loads(files["index.json"])["manifests"][0]["digest"]

@@ -7,7 +7,9 @@ import os
 import pytest
 
 from minirun.errors import Conflict, DigestMismatch, ImageNotFound, NotFound, UsageError
+from minirun.store.index import Catalog
 from minirun.store.locks import Locks
+from minirun.store import ImageRecord
 from minirun.store.root import Store
 
 from .conftest import hexdigest, sha
@@ -109,8 +111,8 @@ ID3 = "sha256:" + "fedcba987654" + "2" * 52
 MANIFEST1 = hexdigest("9")
 
 
-def record(manifest: str = hexdigest("8")) -> dict:
-    return {"manifest": manifest, "layers": [], "created": "", "size": 0}
+def record(manifest: str = hexdigest("8")) -> ImageRecord:
+    return ImageRecord(manifest, (), created="", size=0)
 
 
 @pytest.fixture
@@ -123,7 +125,7 @@ def images(store):
 
 
 def test_empty_index_reads_as_empty(store):
-    assert store.images.read() == {"images": {}, "tags": {}}
+    assert store.images.read() == Catalog()
     with pytest.raises(ImageNotFound):
         store.images.resolve("busybox")
 
@@ -142,7 +144,7 @@ def test_empty_index_reads_as_empty(store):
 def test_resolve_by_reference(images, name, image_id):
     found, rec = images.resolve(name)
     assert found == image_id
-    assert rec == images.read()["images"][image_id]
+    assert rec == images.read().images[image_id]
 
 
 @pytest.mark.parametrize("name", ["fedcba987654", "fedcba9876542", "sha256:fedcba987654", ID3, ID3[7:]])
@@ -207,8 +209,8 @@ def test_untag_and_remove(images):
         images.untag("localhost/myapp:dev")
     images.remove(ID1)
     doc = images.read()
-    assert ID1 not in doc["images"]
-    assert not [ref for ref, target in doc["tags"].items() if target == ID1]
+    assert ID1 not in doc.images
+    assert not doc.refs_of(ID1)
 
 
 def test_ref_for(images):

@@ -13,6 +13,9 @@ import pytest
 from minirun.lib import fsutil
 from minirun.api import disk as usage
 from minirun.api.catalog import human_size
+from minirun.api.control import Container
+from minirun.store.index import Catalog
+from minirun.store import ContainerConfig, ContainerState, ImageRecord, LayerMeta, LayerRef
 from minirun.store.root import Store
 
 
@@ -28,40 +31,38 @@ class Docs:
     """A store's documents, built by hand: images.json, layer metas, containers, blobs."""
 
     def __init__(self):
-        self.images = {"images": {}, "tags": {}}
-        self.layers: dict[str, dict] = {}
-        self.containers: list[dict] = []
+        self.images = Catalog()
+        self.layers: dict[str, LayerMeta] = {}
+        self.containers: list[Container] = []
         self.blobs: dict[str, int] = {}
         self.uppers: dict[str, int] = {}
 
-    def layer(self, name: str, size: int, cached: bool = True, chain_of: str | None = None) -> dict:
+    def layer(self, name: str, size: int, cached: bool = True, chain_of: str | None = None) -> LayerRef:
         """An image's entry for a layer; cached ones get a meta.json (and their blob)."""
         diff_id = digest(name)
         key = digest(f"chain:{chain_of}:{name}") if chain_of else diff_id
-        entry = {"key": key, "diff_id": diff_id, "blob": digest("blob:" + name + (chain_of or "")),
-                 "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
-                 "size": size // 2 + 1, "unpacked_size": size}
+        entry = LayerRef(key, diff_id, digest("blob:" + name + (chain_of or "")),
+                         "application/vnd.oci.image.layer.v1.tar+gzip", size // 2 + 1, unpacked_size=size)
         if cached:
-            self.layers[key] = {"diff_id": diff_id, "key": key, "size": size, "files": 1,
-                                "keyed_by": "chain_id" if chain_of else "diff_id", "blob": entry["blob"]}
-            self.blobs[entry["blob"]] = entry["size"]
+            self.layers[key] = LayerMeta(diff_id, key=key, size=size, files=1,
+                                         keyed_by="chain_id" if chain_of else "diff_id", blob=entry.blob)
+            self.blobs[entry.blob] = entry.size
         return entry
 
-    def image(self, name: str, layers: list[dict], tags: tuple[str, ...] = ()) -> str:
+    def image(self, name: str, layers: list[LayerRef], tags: tuple[str, ...] = ()) -> str:
         image_id = digest("config:" + name)
         manifest = digest("manifest:" + name)
-        self.images["images"][image_id] = {"manifest": manifest, "layers": layers,
-                                           "created": "2024-01-01T00:00:00Z"}
-        self.images["tags"].update({tag: image_id for tag in tags})
+        self.images.images[image_id] = ImageRecord(manifest, tuple(layers), created="2024-01-01T00:00:00Z")
+        self.images.tags.update({tag: image_id for tag in tags})
         self.blobs[image_id] = 100 + len(name)
         self.blobs[manifest] = 200 + len(name)
         return image_id
 
     def container(self, name: str, image_id: str, status: str = "exited", upper: int = 0) -> str:
         cid = digest("container:" + name)[7:]
-        layers = [layer["key"] for layer in self.images["images"][image_id]["layers"]]
-        self.containers.append({"id": cid, "name": name, "image": name + "-image", "image_id": image_id,
-                                "layers": layers, "state": {"status": status}})
+        layers = tuple(layer.key for layer in self.images.images[image_id].layers)
+        config = ContainerConfig(name, layers, id=cid, image=name + "-image", image_id=image_id)
+        self.containers.append(Container(cid, config, ContainerState(status)))
         self.uppers[cid] = upper
         return cid
 
@@ -154,14 +155,14 @@ def test_a_layer_keyed_by_chain_id_is_its_own_row_showing_its_diff_id():
 
 
 def test_an_empty_inventory_has_no_layers_and_no_ratio():
-    inv = usage.Inventory({"images": {}, "tags": {}}, {}, [])
+    inv = usage.Inventory(Catalog(), {}, [])
     totals = usage.sharing_totals(inv, usage.layer_uses(inv))
     assert (totals.layers, totals.stored, totals.copy_per_image, totals.ratio) == (0, 0, 0, None)
 
 
 def test_inventory_of_a_store_that_does_not_exist_yet_is_empty(tmp_path):
     inv = usage.inventory_for(Store(str(tmp_path / "nothing")), sizes=True)
-    assert (inv.images["images"], inv.layers, inv.containers, inv.blobs) == ({}, {}, [], {})
+    assert (inv.images.images, inv.layers, inv.containers, inv.blobs) == ({}, {}, [], {})
 
 
 # ------------------------------------------------------------------ system df
@@ -194,8 +195,8 @@ def test_df_layer_cache_reclaims_layers_no_tagged_image_and_no_container_uses(wo
 def test_df_blobs_keep_what_tagged_images_and_kept_layers_need(world):
     stray = digest("stray")
     world.blobs[stray] = 9
-    doomed = [world.dangling, world.images["images"][world.dangling]["manifest"],
-              world.world["dang"]["blob"], world.layers[digest("orphan")]["blob"], stray]
+    doomed = [world.dangling, world.images.images[world.dangling].manifest,
+              world.world["dang"].blob, world.layers[digest("orphan")].blob, stray]
     row = rows(world)["Blobs"]
     assert row.total == len(world.blobs)
     assert row.active == len(world.blobs) - len(doomed)
@@ -207,12 +208,12 @@ def test_df_keeps_a_dangling_image_a_container_uses(world):
     world.container("c9", world.dangling)
     assert rows(world)["Layer cache"].reclaimable == 7
     assert rows(world)["Images"].reclaimable == 40
-    assert rows(world)["Blobs"].reclaimable == world.blobs[world.layers[digest("orphan")]["blob"]]
+    assert rows(world)["Blobs"].reclaimable == world.blobs[world.layers[digest("orphan")].blob]
 
 
 def test_df_keeps_the_layers_of_a_container_whose_image_is_gone(world):
-    del world.images["images"][world.myapp]
-    world.images["tags"] = {t: i for t, i in world.images["tags"].items() if i != world.myapp}
+    del world.images.images[world.myapp]
+    world.images.tags = {t: i for t, i in world.images.tags.items() if i != world.myapp}
     assert rows(world)["Layer cache"].reclaimable == 11 + 7      # app stays: c1 stacks it
 
 
@@ -291,7 +292,8 @@ def test_tree_lines_for_reads_the_store(store):
     docs = Docs()
     docs.image("solo", [docs.layer("only", 1)], ("docker.io/library/solo:latest",))
     with store.images.update() as doc:
-        doc.update(docs.images)
+        doc.images.update(docs.images.images)
+        doc.tags.update(docs.images.tags)
     assert usage.tree_lines_for(store) == [f"└─ {short('only')} 1B  ← solo:latest"]
 
 

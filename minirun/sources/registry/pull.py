@@ -68,7 +68,7 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
     refs = [str(ref)]
     image_id = manifest.config.digest
     if _already_here(store, image_id, digest):
-        store.images.add(image_id, store.images.read()["images"][image_id], refs)
+        store.images.add(image_id, store.images.read().images[image_id], refs)
         return PullResult(str(ref), image_id, digest, True, 0, client.requests)
 
     try:
@@ -117,9 +117,9 @@ def _docker_word(status: str) -> str:
 
 
 def _already_here(store, image_id: str, manifest_digest: str) -> bool:
-    record = store.images.read()["images"].get(image_id)
-    return bool(record) and record.get("manifest") == manifest_digest and \
-        all(store.layers.has(layer["key"]) for layer in record["layers"])
+    record = store.images.read().images.get(image_id)
+    return record is not None and record.manifest == manifest_digest and \
+        all(store.layers.has(layer.key) for layer in record.layers)
 
 
 def _config(store, client: RegistryClient, repo: str, desc: oci.Descriptor) -> bytes:

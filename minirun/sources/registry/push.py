@@ -46,16 +46,16 @@ def _push(store, image: str, dest: str | None, progress) -> PushResult:
     return PushResult(str(target), digest, len(manifest_bytes))
 
 
-def _manifest(store, record: dict) -> tuple[bytes, oci.Manifest]:
+def _manifest(store, record) -> tuple[bytes, oci.Manifest]:
     """The stored manifest, or, when some of its layer blobs were never fetched
     (the layer came from another image), one naming blobs the store holds for
     the same layers (store/blobs.py layer_blob). The config, so the image id, is the same."""
     from ...store.blobs import layer_blob
-    manifest_bytes = store.blobs.read(record["manifest"])
+    manifest_bytes = store.blobs.read(record.manifest)
     manifest = oci.parse_manifest(manifest_bytes)
     if all(store.blobs.has(d.digest) for d in manifest.layers):
         return manifest_bytes, manifest
-    layers = tuple(layer_blob(store, layer) for layer in record["layers"])
+    layers = tuple(layer_blob(store, layer) for layer in record.layers)
     layers = tuple(oci.Descriptor(oci.layer_type_for(manifest.media_type, d.media_type), d.digest, d.size)
                    for d in layers)
     rebuilt = oci.Manifest(manifest.media_type, manifest.config, layers)
@@ -78,13 +78,13 @@ def _mount_sources(store, target: reference.Reference) -> dict[str, list[str]]:
     """blob digest -> other repositories on the same registry that images holding
     that blob came from or went to: candidates for a cross-repository mount."""
     out: dict[str, list[str]] = {}
-    for image_id, record in store.images.read()["images"].items():
+    for image_id, record in store.images.read().images.items():
         repos = []
-        for name in record.get("repositories", []):
+        for name in record.repositories:
             registry, _, repo = name.partition("/")
             if registry == target.registry and repo != target.repository:
                 repos.append(repo)
-        for digest in [image_id, *(layer["blob"] for layer in record["layers"])]:
+        for digest in [image_id, *(layer.blob for layer in record.layers)]:
             out.setdefault(digest, []).extend(r for r in repos if r not in out.get(digest, []))
     return out
 
