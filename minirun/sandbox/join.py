@@ -1,25 +1,27 @@
 """`minirun exec`: run one more process inside a running container.
 
 The container's processes must never see a process of ours that still has the
-host's root, the host's mounts or capabilities they lack: with CAP_SYS_PTRACE
-(or a dumpable process) /proc/PID/root, /proc/PID/mountinfo and ptrace would
+host's root, the host's mounts, capabilities they lack, or the host's Python
+as its /proc/PID/exe: with CAP_SYS_PTRACE (or a dumpable process) those would
 open the host to them. A process cannot enter a PID namespace itself, only
-its children can, so exec forks twice:
+its children can, so exec forks once and lets the trampoline fork again:
 
     minirun exec (host)          pins the container's PID 1 with a pidfd, so a
-      |                          recycled pid can never name a host process;
-      |                          becomes a child subreaper
-      +- first child             non-dumpable at once, in the host's PID
-      |    (host PID ns)         namespace, where the container cannot see it:
-      |                          joins the cgroup, the namespaces (setns on the
-      |                          pidfd), the container's root; drops to the
-      |                          container's user and capabilities; forks, exits
-      +- second child            born inside the root with its final
-           (container PID ns)    credentials, still non-dumpable; reparented to
-                                 us when the first child exits, it waits for
-                                 our word, then execs the command
+      |                          recycled pid can never name a host process
+      +- waiter (host PID ns)    non-dumpable at once, where the container cannot
+      |                          see it: joins the cgroup, the namespaces (setns
+      |                          on the pidfd), the container's root; drops to the
+      |                          container's user, capabilities and seccomp filter;
+      |                          execs the trampoline (WAIT mode, a sealed memfd),
+      |                          which drops every capability and stays to wait
+      +- command                 forked by the trampoline, so born inside the
+           (container PID ns)    container with its final credentials: a session
+                                 of its own (the terminal's, with -t), then the
+                                 trampoline's exec of the command
 
-The parent waits for the command and returns its exit code, like `docker exec`.
+No process the container can see ever runs this interpreter. The waiter
+forwards signals to the command and exits as it did; minirun exec waits for
+the waiter and returns that code, like `docker exec`.
 """
 
 from __future__ import annotations
@@ -32,10 +34,8 @@ from ..lib.frozen import dataclass
 from .. import linux
 from ..linux import caps
 from ..errors import Conflict
-from . import process, seccomp, trampoline
+from . import command, process, seccomp, trampoline
 from .program import ProcessSpec
-
-GO = b"G"
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ def pin(join: Join) -> tuple[int, int]:
         if join.pid_start and start_time(join.pid) != join.pid_start:
             raise not_running(join)
         root = os.open(f"/proc/{join.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if still_starting(join.pid, root):
+            os.close(root)
+            raise Conflict(f"container {join.name or join.pid} is still starting",
+                           "run the exec again in a moment")
     except FileNotFoundError:
         if pidfd >= 0:
             os.close(pidfd)
@@ -82,42 +86,40 @@ def pin(join: Join) -> tuple[int, int]:
     return pidfd, root
 
 
+def still_starting(pid: int, root: int) -> bool:
+    """Whether the container's PID 1 has not yet left the host's mount namespace or
+    root: its state says running from its fork on, and joining it then would run the
+    command on the host's files."""
+    ours = os.stat("/")
+    theirs = os.fstat(root)
+    if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
+        return True
+    return os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+
+
 def run(join: Join, interactive: bool = False) -> process.Outcome:
     pidfd, root = pin(join)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = process._socketpair() if join.tty else (None, None)
-    caps.set_child_subreaper()
-    first = os.fork()
-    if first == 0:  # pragma: no cover - measured by integration tests
+    waiter = os.fork()
+    if waiter == 0:  # pragma: no cover - measured by integration tests
         caps.set_dumpable(False)
-        process.close_fds(keep=(pidfd, root, err_w, pid_w, go_r, theirs.fileno() if theirs else -1))
-        _first(join, pidfd, root, err_w, pid_w, go_r, theirs)
-    for fd in (pidfd, root, err_w, pid_w, go_r):
+        command.close_fds(keep=(pidfd, root, err_w, theirs.fileno() if theirs else -1))
+        _waiter(join, pidfd, root, err_w, theirs)
+    for fd in (pidfd, root, err_w):
         if fd >= 0:
             os.close(fd)
     if theirs is not None:
         theirs.close()
-    _, status = os.waitpid(first, 0)
-    said = process._read_all(pid_r)
-    if not said:              # the first child failed; its report is on the error pipe
-        os.close(go_w)
-        if ours is not None:
-            ours.close()
-        return process.outcome(status, process._read_all(err_r))
-    command = int(said)
-    os.write(go_w, GO)         # it is ours now: the first child has been reaped
-    os.close(go_w)
     relay = None
     if ours is not None:
         from . import tty
-        master = tty.receive_master(ours)
+        master = tty.receive_master(ours)        # None: the waiter failed first
         ours.close()
         if master is not None:
             relay = tty.Relay(master, interactive)
             relay.start()
-    outcome = process.wait(process.Started(command, err_r, command=join.process.argv[0]))
+    outcome = process.wait(process.Started(waiter, err_r, command=join.process.argv[0]))
     if relay is not None:
         relay.finish()
     return outcome
@@ -152,60 +154,53 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
         os.close(pidfd)
 
 
-def _first(join: Join, pidfd: int, root: int, pipe: int, pid_w: int, go_r: int,
-           tty_sock=None) -> None:  # pragma: no cover
+def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None) -> None:  # pragma: no cover
+    """The waiter: enter the container (all but its PID namespace, which only its
+    children can), become its user, then exec the trampoline as the command's
+    waiter, or fail with a report."""
+    import fcntl  # noqa: F401 - imported before the chroot hides them (supervise)
+    import termios  # noqa: F401
     from ..errors import MinirunError
-    from ..linux import caps  # noqa: F401 - imported before the chroot hides them
-    from . import tty, users
-    code, message = process.EXIT_SETUP, "unknown failure"
+    from . import tty
+    code, message = command.EXIT_SETUP, "unknown failure"
     try:
         caps.set_pdeathsig(signal.SIGKILL)
-        process.default_signals()
+        command.default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
-        exe = trampoline.prepare()              # before the seccomp filter; the second child inherits it
+        exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
         caps.preload()
         caps.last_cap()
         _enter(join, pidfd, root)
         caps.limit_bounding(join.caps)
         if not join.no_new_privs:               # issue 14.5: needs CAP_SYS_ADMIN then: before the user switch
             seccomp.install(join.seccomp)
-        env, uid = process._become(join.process, create_cwd=False)
+        env, uid = command.become(join.process, create_cwd=False)
         caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
-        if join.no_new_privs:                   # issue 14.5: as late as possible; inherited by the fork
-            seccomp.install(join.seccomp)
-        command = os.fork()
-        if command == 0:
-            os.close(pid_w)
-            _second(join, env, pipe, go_r, tty_sock, exe)
-        os.write(pid_w, str(command).encode())
-        os._exit(0)
-    except MinirunError as exc:
-        code, message = process.EXIT_SETUP, exc.line()
-    except OSError as exc:
-        code, message = process.EXIT_SETUP, f"exec setup: {exc.strerror or exc}"
-    except BaseException as exc:  # noqa: BLE001
-        code, message = process.EXIT_SETUP, f"exec setup: {exc}"
-    _report(pipe, code, message)
-
-
-def _second(join: Join, env: list[str], pipe: int, go_r: int, tty_sock=None,
-            exe: int = -1) -> None:  # pragma: no cover
-    """In the container's PID namespace, inside its root, with its credentials."""
-    from ..errors import MinirunError
-    code, message = process.EXIT_SETUP, "unknown failure"
-    try:
-        if os.read(go_r, 1) != GO:
-            os._exit(process.EXIT_SETUP)          # minirun exec is gone
-        os.close(go_r)
-        caps.set_pdeathsig(signal.SIGKILL)       # the parent is minirun exec now
         process.detach_from_our_terminal(join.tty, join.interactive)
         if tty_sock is not None:
-            process._terminal("", tty_sock)
-        code, message = process._exec(join.process.argv, env, pipe, exe)
+            # the command makes the slave its controlling terminal, in a session of its
+            # own (trampoline WAIT mode): the waiter never holds it, so ^Z stops only
+            # the command, whose group the kernel then sees as orphaned (docker exec)
+            master, slave = tty.open_in("")
+            tty.send_master(tty_sock, master)
+            os.close(master)
+            tty_sock.close()
+            for target in (0, 1, 2):
+                os.dup2(slave, target)
+            if slave > 2:
+                os.close(slave)
+        if join.no_new_privs:                   # issue 14.5: as late as possible
+            seccomp.install(join.seccomp)
+        if exe >= 0:
+            code, message = command.exec_command(join.process.argv, env, pipe, exe, trampoline.WAIT)
+        else:
+            code, message = command.supervise(join.process.argv, env, pipe, own_session=True)
     except MinirunError as exc:
-        code, message = process.EXIT_SETUP, exc.line()
+        code, message = command.EXIT_SETUP, exc.line()
+    except OSError as exc:
+        code, message = command.EXIT_SETUP, f"exec setup: {exc.strerror or exc}"
     except BaseException as exc:  # noqa: BLE001
-        code, message = process.EXIT_SETUP, f"exec setup: {exc}"
+        code, message = command.EXIT_SETUP, f"exec setup: {exc}"
     _report(pipe, code, message)
 
 

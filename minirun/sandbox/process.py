@@ -11,7 +11,8 @@ typed protocol:
     child -> parent  JSON error    {"code", "message"} when setup or exec failed;
                                    EOF with no message means exec succeeded
     trampoline       one byte      the errno of the command's execve, which the
-                                   exec trampoline (trampoline.py) saw fail
+                                   exec trampoline (trampoline.py) saw fail;
+                     "I" step errno  a setup step of its --init mode failed
 
 Exit codes follow `docker run`: the command's own, 128+N when killed by
 signal N, 126 when it cannot be executed, 127 when it is not found, 125 for
@@ -20,10 +21,8 @@ minirun's own failures.
 
 from __future__ import annotations
 
-import errno
 import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
-import sys
 
 from ..lib import jsonio
 from ..lib.frozen import dataclass
@@ -34,24 +33,12 @@ from ..linux import caps
 # child ~0.5 ms more than the parent, every page it touches being copied first
 from ..network.loopback import loopback_up
 from ..errors import MinirunError
-from . import rootfs, seccomp, trampoline, users
+from . import command, rootfs, seccomp, trampoline
+from .command import EXIT_SETUP, FORWARDED_SIGNALS
 from .mounts import Mount
 from .program import ProcessSpec
 
-EXIT_SETUP = 125
-EXIT_CANNOT_EXEC = 126
-EXIT_NOT_FOUND = 127
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2)   # SIGWINCH: the tty relay resizes instead
 READY, GO = b"R", b"G"
-
-
-def default_signals() -> None:
-    """Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays
-    ignored across exec: `yes | head` in a container would then never end. The
-    container's process starts with every signal at its default, as under docker."""
-    for signum in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)
@@ -107,7 +94,7 @@ def start(launch: Launch) -> Started:
     if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
         # before any path in the container is resolved: a descriptor of the caller's
         # (a directory, say) reached as /proc/self/fd/N would lead out of it
-        close_fds(keep=(err_w, ready_w, go_r, theirs.fileno() if theirs is not None else -1))
+        command.close_fds(keep=(err_w, ready_w, go_r, theirs.fileno() if theirs is not None else -1))
         _child(launch, err_w, ready_w, go_r, theirs)
     # Back to our own PID namespace for later children: the kernel refuses new
     # threads (pyroute2, downloads) while pid_ns_for_children differs from ours.
@@ -171,7 +158,7 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     release(started)
     previous = {}
     for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: _forward(pid, s))
+        previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: command.forward(pid, s))
     try:
         message = _read_all(started.errors)
         if on_exec is not None:
@@ -187,6 +174,9 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
 
 def _report(message: bytes, command: str) -> dict:
     """The child's report: its JSON, or the exec trampoline's errno byte."""
+    failed = trampoline.setup_failure(message)
+    if failed:
+        return {"code": EXIT_SETUP, "message": failed}
     number = trampoline.decode(message)
     if number:
         code, text = trampoline.failure(command, number)
@@ -201,13 +191,6 @@ def outcome(status: int, message: bytes = b"", command: str = "") -> Outcome:
     if os.WIFSIGNALED(status):
         return Outcome(128 + os.WTERMSIG(status), os.WTERMSIG(status))
     return Outcome(os.WEXITSTATUS(status))
-
-
-def _forward(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _read_all(fd: int) -> bytes:
@@ -228,7 +211,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     step = "start"
     try:
         caps.set_pdeathsig(signal.SIGKILL)
-        default_signals()
+        command.default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         step = "prepare the exec trampoline"
         exe = trampoline.prepare()              # before any seccomp filter: it may forbid memfd_create
@@ -263,18 +246,19 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         if not launch.no_new_privs:             # issue 14.5: needs CAP_SYS_ADMIN then: before the user switch
             seccomp.install(launch.seccomp)
         step = "switch user"
-        env, uid = _become(launch.process)
+        env, uid = command.become(launch.process)
         step = "set capabilities"
         caps.apply(launch.caps, launch.ambient if uid != 0 else frozenset(), launch.no_new_privs)
         step = "load the seccomp filter"
         if launch.no_new_privs:                 # issue 14.5: as late as possible
             seccomp.install(launch.seccomp)
         step = "exec"
-        close_fds((pipe, exe))
-        if launch.init:
-            code, message = _init(launch.process.argv, env, pipe, exe)
+        command.close_fds((pipe, exe))
+        if launch.init and exe < 0:             # no trampoline on this machine
+            code, message = command.supervise(launch.process.argv, env, pipe, exe, own_session=False)
         else:
-            code, message = _exec(launch.process.argv, env, pipe, exe)
+            mode = trampoline.INIT if launch.init else trampoline.ARGV0
+            code, message = command.exec_command(launch.process.argv, env, pipe, exe, mode)
     except MinirunError as exc:
         code, message = EXIT_SETUP, exc.line()
     except OSError as exc:
@@ -310,90 +294,3 @@ def _terminal(root: str, sock) -> None:  # pragma: no cover
     os.close(master)
     sock.close()
     tty.become_controlling(slave)
-
-
-def close_fds(keep: tuple[int, ...]) -> None:  # pragma: no cover
-    """Close every descriptor but stdio and keep (close_range(2): only the open ones
-    cost anything). Nothing else of ours crosses into the container: an inherited
-    descriptor would be a way out of it."""
-    low = 3
-    for fd in sorted(fd for fd in keep if fd >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 0x7FFFFFFF)
-
-
-
-
-def _become(process: ProcessSpec, create_cwd: bool = True) -> tuple[list[str], int]:  # pragma: no cover
-    identity = users.resolve(process.user)
-    env = list(process.env)
-    if not any(item.startswith("HOME=") for item in env):
-        env.append(f"HOME={identity.home}")
-    rootfs.enter_cwd(process.cwd, create_cwd)
-    caps.keep_across_setuid()
-    os.setgroups(list(identity.groups))
-    os.setgid(identity.gid)
-    os.setuid(identity.uid)
-    # the kernel clears the parent-death signal when the uid changes: set it again,
-    # or a killed minirun would leave a non-root container running unwatched
-    caps.set_pdeathsig(signal.SIGKILL)
-    return env, identity.uid
-
-
-def _exec(argv: tuple[str, ...], env: list[str], pipe: int = -1, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
-    """Exec the command, through the trampoline (exe, from trampoline.prepare) when
-    there is one: then this interpreter, a file of the host's, is never what the
-    command's path leads to. Returns (code, message) only when that failed."""
-    env_map = dict(item.partition("=")[::2] for item in env)
-    if pipe >= 0:
-        close_fds((pipe, exe))
-    sys.stdout.flush()
-    try:
-        if exe >= 0 and pipe >= 0:
-            trampoline.run(exe, trampoline.find(argv[0], env_map), list(argv), env_map, pipe)
-        else:
-            trampoline.execvpe(argv[0], list(argv), env_map)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            where = "" if "/" in argv[0] else " in $PATH"
-            return EXIT_NOT_FOUND, f"exec {argv[0]}: executable file not found{where}"
-        return EXIT_CANNOT_EXEC, f"exec {argv[0]}: {exc.strerror}"
-    return EXIT_SETUP, "exec returned"
-
-
-def _init(argv: tuple[str, ...], env: list[str], pipe: int, exe: int = -1) -> tuple[int, str]:  # pragma: no cover
-    """--init: stay as PID 1, run the command as PID 2, forward signals to it and
-    reap every orphan; exit as the command did. An exec failure in the command's
-    process is reported on the same pipe (inherited, closed by a successful exec)."""
-    pid = os.fork()
-    if pid == 0:
-        os.setpgid(0, 0)
-        if os.isatty(0):
-            # the command's group must own the terminal, or it stops on its first read
-            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            os.tcsetpgrp(0, os.getpid())
-            signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        code, message = _exec(argv, env, pipe, exe)
-        os.write(pipe, jsonio.dumps({"code": code, "message": message}).encode())
-        os._exit(code)
-    os.close(pipe)
-    if exe >= 0:
-        os.close(exe)
-    caps.drop_all()          # PID 1 never execs, so the kernel would never recompute its sets
-    # and it stays a python process of the host's: its /proc/1/exe, root and memory are
-    # for CAP_SYS_PTRACE only, not for every root process of the container
-    caps.set_dumpable(False)
-    caps.set_name("minirun-init")
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, lambda s, _f: _forward(pid, s))
-    while True:
-        try:
-            reaped, status = os.wait()
-        except ChildProcessError:
-            os._exit(EXIT_SETUP)
-        if reaped == pid:
-            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            os._exit(code)
-
-

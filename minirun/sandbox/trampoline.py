@@ -15,17 +15,25 @@ command in the container's PATH and execs the program from a sealed memfd; the
 program execs the command. What /proc/self/exe can then reach is that memfd,
 which no one can write (F_SEAL_WRITE) and which dies with the process.
 
-The program, for x86-64 (argv and envp as the kernel lays them on the stack):
+The program, for x86-64, is spelled out in trampoline.s beside this file; its
+machine code is _CODE below. argv[0] picks the mode:
 
-    if the first 8 bytes of argv[0] != "minirun-": write(2, REFUSED); exit(126)
-    fcntl(3, F_SETFD, FD_CLOEXEC)
-    execve(argv[1], &argv[2], envp)
-    write(3, &errno, 1); exit(127)            # execve failed
+    minirun-exec PATH ARGV...   execve(PATH, ARGV, envp); fd 3 closes on that exec,
+                                and a failed execve's errno is written there as
+                                one byte (see decode()); exit 127
+    minirun-init PATH ARGV...   run --init: the program stays as PID 1, forks the
+                                command (a process group of its own, the
+                                terminal's foreground one), forwards every signal
+                                to it, reaps every orphan and exits as it did
+    minirun-wait PATH ARGV...   exec's waiter: the same from outside the
+                                container's PID namespace; the command gets a
+                                session of its own, with fd 0 as its terminal
 
-fd 3 is the setup pipe to minirun: the command never inherits it, and a failed
-execve reports its errno there as one byte (see decode()). The argv[0] check
-makes `#!/proc/self/exe`, which reaches the program with another argv[0], end
-at once rather than exec itself in a loop.
+Every other argv[0] is refused: `#!/proc/self/exe` reaches the program with
+another one, and it must end at once rather than exec itself in a loop. The
+supervising modes hold no capability and are not dumpable, so no process the
+container can see ever runs a file of the host's: PID 1 under --init is the
+program too, and /proc/1/exe is the sealed memfd.
 
 Other machines have no program here: their commands are exec'd directly, as
 before (execvpe below). find() is the PATH search the program's caller does
@@ -40,61 +48,42 @@ import os
 from .. import linux
 from .program import DEFAULT_PATH
 
-ARGV0 = "minirun-exec"              # must start with the 8 bytes the program checks
+ARGV0 = "minirun-exec"              # the modes, as trampoline.s reads argv[0]
+INIT = "minirun-init"
+WAIT = "minirun-wait"
 REPORT_FD = 3
-_MAGIC = int.from_bytes(b"minirun-", "little")
 _BASE = 0x400000                    # where the one PT_LOAD segment is mapped
 _HEADERS = 64 + 56                  # ELF header + one program header
+# `as --64 trampoline.s && objcopy -O binary -j .text`, checked by tests/unit/test_trampoline.py
+_CODE = bytes.fromhex(
+    "4889e5488b4508488b1848b96d696e6972756e2d4839cb75190fb6580883fb65742f4531e483fb69747841ffc483fb77"
+    "7470bf02000000488d35f2020000ba5d000000b8010000000f05bf7e000000eb4abf03000000be02000000ba01000000"
+    "b8480000000f05488b4d00488b7d10488d7518488d54cd10b83b0000000f05f7d850bf030000004889e6ba01000000b8"
+    "010000000f05bf7f000000b8e70000000f054881ec000100004889e7b92000000031c0f348abbb01000000bf04000000"
+    "31f6b89d0000000f054885c00f85db010000ffc3bf11000000488db424a800000031d241ba08000000b80d0000000f05"
+    "4885c00f85b4010000ffc331ff488d351c02000031d241ba08000000b80e0000000f054885c00f8591010000ffc3bf11"
+    "00000031f631d24531d24531c0b8380000000f054885c00f88700100000f84de0000004989c5ffc3c784248800000022"
+    "050820488dbc2488000000488db42490000000b87e0000000f054885c00f8525010000bf03000000b8030000000f05bf"
+    "0f000000488b7508b89d0000000f05488d3d8a0100004889e631d241ba08000000b8800000000f054883f8fc74e14885"
+    "c00f883101000083f811740e4c89ef89c6b83e0000000f05ebc548c7c7ffffffff488db42480000000ba010000004531"
+    "d2b83d0000000f054885c074a20f88f50000004c39e875d28b84248000000089c183e17f741083f97f74bf8db9800000"
+    "00e985feffffc1e8080fb6f8e97afeffff4889ec4585e4752731ff31f6b86d0000000f05b8270000000f055031ffbe10"
+    "5400004889e2b8100000000f0558eb17b8700000000f0531ffbe0e54000031d2b8100000000f05bf01000000be090000"
+    "00b89d0000000f05bf02000000488d35a400000031d241ba08000000b80e0000000f05e9b9fdffff4989c64c89efbe09"
+    "000000b83e0000000f054c89f0f7d8c68424c800000049889c24c9000000888424ca000000bf03000000488db424c800"
+    "0000ba03000000b8010000000f05bf7d000000e9b3fdffffbf02000000488d3599000000ba85000000b8010000000f05"
+    "4c89efbe09000000b83e0000000f05bf7d000000e982fdffff0f1f8000000000ffffffffffffffff0000000000000000"
+    "6d696e6972756e3a2074686520636f6d6d616e64206c6564206261636b20746f206d696e6972756e2773206578656320"
+    "7472616d706f6c696e6520282f70726f632f73656c662f6578653f293a206e6f742072756e6e696e672069740a6d696e"
+    "6972756e3a2074686520636f6e7461696e6572277320696e697420636f756c64206e6f74207761697420666f72206974"
+    "7320636f6d6d616e642028646f65732074686520736563636f6d702070726f66696c65207265667573652072745f7369"
+    "6774696d656477616974206f722077616974343f293a206b696c6c696e672069740a")
 REFUSED = (b"minirun: the command led back to minirun's exec trampoline (/proc/self/exe?): "
            b"not running it\n")
-
-
-def _code() -> bytes:
-    """The machine code, instruction by instruction (checked against GNU as)."""
-    tail = b"".join((                                # after the lea: rip-relative distance to REFUSED
-        b"\xba" + _le(len(REFUSED), 4),                # mov edx, len(REFUSED)
-        b"\xb8\x01\x00\x00\x00",                     # mov eax, 1            write
-        b"\x0f\x05",                                 # syscall
-        b"\xbf\x7e\x00\x00\x00",                     # mov edi, 126
-        b"\xb8\x3c\x00\x00\x00",                     # mov eax, 60           exit
-        b"\x0f\x05",                                 # syscall
-    ))
-    refuse = b"".join((
-        b"\xbf\x02\x00\x00\x00",                     # mov edi, 2
-        b"\x48\x8d\x35" + _le(len(tail), 4),           # lea rsi, [rip+len(tail)]  REFUSED, just after
-        tail,
-    ))
-    body = b"".join((
-        b"\xbf\x03\x00\x00\x00",                     # mov edi, 3
-        b"\xbe\x02\x00\x00\x00",                     # mov esi, 2            F_SETFD
-        b"\xba\x01\x00\x00\x00",                     # mov edx, 1            FD_CLOEXEC
-        b"\xb8\x48\x00\x00\x00",                     # mov eax, 72           fcntl
-        b"\x0f\x05",                                 # syscall
-        b"\x48\x8b\x0c\x24",                         # mov rcx, [rsp]        argc
-        b"\x48\x8b\x7c\x24\x10",                     # mov rdi, [rsp+16]     argv[1]
-        b"\x48\x8d\x74\x24\x18",                     # lea rsi, [rsp+24]     &argv[2]
-        b"\x48\x8d\x54\xcc\x10",                     # lea rdx, [rsp+rcx*8+16]  envp
-        b"\xb8\x3b\x00\x00\x00",                     # mov eax, 59           execve
-        b"\x0f\x05",                                 # syscall
-        b"\xf7\xd8",                                 # neg eax               errno
-        b"\x50",                                     # push rax
-        b"\xbf\x03\x00\x00\x00",                     # mov edi, 3
-        b"\x48\x89\xe6",                             # mov rsi, rsp
-        b"\xba\x01\x00\x00\x00",                     # mov edx, 1
-        b"\xb8\x01\x00\x00\x00",                     # mov eax, 1            write
-        b"\x0f\x05",                                 # syscall
-        b"\xbf\x7f\x00\x00\x00",                     # mov edi, 127
-        b"\xb8\x3c\x00\x00\x00",                     # mov eax, 60           exit
-        b"\x0f\x05",                                 # syscall
-    ))
-    check = b"".join((
-        b"\x48\x8b\x44\x24\x08",                     # mov rax, [rsp+8]      argv[0]
-        b"\x48\x8b\x00",                             # mov rax, [rax]        its first 8 bytes
-        b"\x48\xbb" + _MAGIC.to_bytes(8, "little"),  # movabs rbx, "minirun-"
-        b"\x48\x39\xd8",                             # cmp rax, rbx
-        b"\x75" + bytes([len(body)]),                # jne refuse
-    ))
-    return check + body + refuse + REFUSED
+# the supervising modes' setup steps, as their reports number them
+STEPS = {1: "become non-dumpable (prctl)", 2: "reset SIGCHLD (rt_sigaction)",
+         3: "block signals (rt_sigprocmask)", 4: "start the command (clone)",
+         5: "drop its capabilities (capset)"}
 
 
 def _le(value: int, size: int) -> bytes:
@@ -103,8 +92,7 @@ def _le(value: int, size: int) -> bytes:
 
 def program() -> bytes:
     """A static ELF64 executable: the headers, then the code, mapped read+exec."""
-    code = _code()
-    size = _HEADERS + len(code)
+    size = _HEADERS + len(_CODE)
     ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)          # 64-bit, little-endian, SysV
     header = b"".join((ident, _le(2, 2), _le(0x3E, 2), _le(1, 4),  # ET_EXEC, x86-64, version 1
                        _le(_BASE + _HEADERS, 8), _le(64, 8), _le(0, 8),   # entry, phoff, shoff
@@ -112,7 +100,7 @@ def program() -> bytes:
                        _le(0, 2), _le(0, 2), _le(0, 2)))                   # no section headers
     segment = b"".join((_le(1, 4), _le(5, 4), _le(0, 8),                    # PT_LOAD, R+X, from offset 0
                         _le(_BASE, 8), _le(_BASE, 8), _le(size, 8), _le(size, 8), _le(0x1000, 8)))
-    return header + segment + code
+    return header + segment + _CODE
 
 
 def supported() -> bool:
@@ -142,20 +130,32 @@ def prepare() -> int:
     return fd
 
 
-def run(fd: int, path: str, argv: list[str], env: dict[str, str], report: int) -> None:
-    """Exec the program (fd) to exec path with argv: report becomes fd 3, which the
-    program closes on its exec of path. Returns only by raising OSError."""
+def run(fd: int, path: str, argv: list[str], env: dict[str, str], report: int, mode: str = ARGV0) -> None:
+    """Exec the program (fd) in mode (ARGV0, INIT or WAIT) to exec path with argv:
+    report becomes fd 3, which the program closes on its exec of path. Returns
+    only by raising OSError."""
     if fd == REPORT_FD:
         fd = os.dup(fd)                                         # close-on-exec, like the original
     if report != REPORT_FD:
         os.dup2(report, REPORT_FD)
     os.set_inheritable(REPORT_FD, True)
-    os.execve(fd, [ARGV0, path, *argv], env)                    # fexecve(3)
+    os.execve(fd, [mode, path, *argv], env)                     # fexecve(3)
 
 
 def decode(report: bytes) -> int:
     """The errno the program wrote, or 0 when report is not one of its reports."""
     return report[0] if len(report) == 1 else 0
+
+
+def setup_failure(report: bytes) -> str:
+    """The message for a supervising mode's failed setup step ("I", step, errno),
+    or "" when report is not one. The command's own errno byte may come first."""
+    at = report.find(b"I", 0, 2)
+    if at < 0 or len(report) != at + 3 or report[at + 1] not in STEPS:
+        return ""
+    step, number = report[at + 1], report[at + 2]
+    return (f"container setup: the init process could not {STEPS[step]}: {os.strerror(number)}"
+            " (does the seccomp profile allow it?)")
 
 
 def failure(command: str, number: int) -> tuple[int, str]:
@@ -174,17 +174,25 @@ def find(name: str, env: dict[str, str]) -> str:
     if "/" in name:
         return name
     denied: str | None = None
+    unresolved: str | None = None
     for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
         path = os.path.join(directory or ".", name)
         try:
             mode = os.stat(path).st_mode
         except OSError:
+            if unresolved is None and os.path.islink(path):
+                unresolved = path
             continue
         if mode & 0o170000 == 0o100000 and os.access(path, os.X_OK):
             return path
         denied = denied or path
     if denied:
         raise OSError(errno.EACCES, "permission denied", denied)
+    if unresolved:
+        # a symlink that resolves differently in the command's process: exec's waiter
+        # is outside the container's PID namespace, where /proc/self means nothing.
+        # The command's own execve decides (the trampoline refuses itself).
+        return unresolved
     raise OSError(errno.ENOENT, "not found", name)
 
 

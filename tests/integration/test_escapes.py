@@ -26,6 +26,7 @@ import pytest
 
 from .conftest import REPO
 from .imagebuild import busybox_layer, entry, layer_tar, write_layout
+from .test_process import run_in_pty
 
 PROBES = Path(__file__).parent / "probes"
 
@@ -143,6 +144,69 @@ def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_pa
     assert "scanned" in report, report
     assert not target.exists(), target.read_text()
     assert "root " not in report and "mountinfo " not in report, report
+
+
+def host_interpreter() -> str:
+    """DEV:INO of the python binary minirun runs on, as stat(2) inside a container sees it."""
+    st = os.stat(os.path.realpath(sys.executable))
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+@pytest.mark.parametrize("how", ["run --init", "exec", "exec -t"])
+def test_no_process_beside_the_command_runs_the_hosts_interpreter(mr, tmp_path, canary_dir, how):
+    """--init's PID 1 and exec's waiter stay beside the command. Were either the host's
+    python, a container with CAP_SYS_PTRACE could open /proc/PID/exe, a host file, and
+    keep it until it can be written (CVE-2019-5736's kind). They are the trampoline:
+    a sealed memfd. A watcher compares every /proc/PID/exe, PID 1's too, with python."""
+    watcher = build_probe(tmp_path, "procwatch")
+    load_image(mr, tmp_path, "watch", [entry("bin/procwatch", data=watcher, mode=0o755)])
+    seconds = 6 if how == "run --init" else 15
+    watch = f"procwatch {seconds} {canary_dir}/pwned no-marker {host_interpreter()} > /report"
+    init = ("--init",) if how == "run --init" else ()
+    mr.ok("run", "-d", "--name", "w", "--cap-add", "SYS_PTRACE", *init, "localhost/watch",
+          "sh", "-c", f"{watch}; sleep 60")
+    if how == "exec":
+        for _ in range(25):
+            mr.ok("exec", "w", "sh", "-c", "sleep 0.1")
+    elif how == "exec -t":
+        for _ in range(5):
+            code, _ = run_in_pty(mr, "exec", "-t", "w", "sh", "-c", "sleep 0.5")
+            assert code == 0
+    report = ""
+    for _ in range(300):
+        report = mr("exec", "w", "cat", "/report").stdout
+        if "scanned" in report:
+            break
+        time.sleep(0.1)
+    assert "scanned" in report, report
+    assert "exe " not in report, f"a process of the container ran the host's python: {report}"
+    assert not (canary_dir / "pwned").exists()
+
+
+def test_exec_into_a_container_still_on_the_hosts_root_is_refused(mr, canary_dir):
+    """A container's state says running from the fork of its PID 1 on, before that
+    process leaves the host's mount namespace and root. An exec in that window would
+    run its command on the host's files. The window is made wide here: the state
+    names a process of the host's."""
+    import json
+    from minirun.linux.procfs import start_time
+    mr.load("busybox")
+    cid = mr.ok("run", "-d", "--name", "c", "busybox", "sleep", "60").stdout.strip()
+    path = mr.root / "containers" / cid / "state.json"
+    saved = path.read_text()
+    host = subprocess.Popen(["sleep", "30"])
+    try:
+        state = json.loads(saved)
+        state.update(pid=host.pid, pid_start=start_time(host.pid))
+        path.write_text(json.dumps(state))
+        result = mr("exec", "c", "sh", "-c", f"echo written > {canary_dir}/pwned")
+    finally:
+        path.write_text(saved)
+        host.kill()
+        host.wait()
+    assert not (canary_dir / "pwned").exists(), "exec ran on the host's root"
+    one_line_refusal(result, "still starting")
+    mr.ok("rm", "-f", "c")
 
 
 def test_exec_of_a_container_that_just_ended_is_one_line(mr):

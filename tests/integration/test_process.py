@@ -76,6 +76,33 @@ def test_ctrl_c_in_an_interactive_tty_run(mr):
 
 
 @pytest.mark.kernel
+def test_ctrl_z_in_exec_t_neither_stops_nor_hangs_it(mr):
+    """exec's command leads a session of its own on the container's terminal, with
+    its waiter outside it: the kernel sees an orphaned group and drops ^Z's SIGTSTP,
+    as under docker exec. A waiter holding the terminal would let ^Z stop cat and
+    leave exec waiting for ever."""
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "z", "busybox", "sleep", "60")
+    code, out = run_in_pty(mr, "exec", "-it", "z", "cat",
+                           keys=[(1.5, b"\x1a"), (2.0, b"still-here\n"), (2.5, b"\x04")], timeout=15)
+    assert code == 0, out
+    assert out.count(b"still-here") == 2, out        # the terminal's echo, then cat's copy
+    mr.ok("rm", "-f", "z")
+
+
+@pytest.mark.kernel
+def test_exec_forwards_signals_to_its_command(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "s", "busybox", "sleep", "60")
+    proc = mr.popen("exec", "s", "sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 42
+    mr.ok("rm", "-f", "s")
+
+
+@pytest.mark.kernel
 def test_window_size_follows_a_resize(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c",

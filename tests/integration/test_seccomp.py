@@ -220,6 +220,34 @@ def test_a_docker_format_profile_with_conditions_and_arguments(mr, image, tmp_pa
     assert mr.ok("run", "--rm", *flags, image, "pwd").stdout.strip() == "/"
 
 
+def refusing(tmp_path, *names: str) -> str:
+    profile = tmp_path / ("no-" + "-".join(names) + ".json")
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": list(names), "action": "SCMP_ACT_ERRNO"}]}))
+    return str(profile)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("call,expected", [("capset", "could not drop its capabilities (capset)"),
+                                           ("rt_sigprocmask", "could not block signals"),
+                                           ("rt_sigtimedwait", "could not wait for its command"),
+                                           ("wait4", "could not wait for its command")])
+def test_a_profile_refusing_what_init_needs_fails_in_one_line_and_never_hangs(mr, image, tmp_path, call,
+                                                                             expected):
+    """--init's PID 1 and exec's waiter run under the container's filter. A call it
+    needs that the profile refuses ends the run with exit 125 and one line naming the
+    call; it never leaves a supervisor that keeps its capabilities, spins or hangs."""
+    flags = ("--security-opt", f"seccomp={refusing(tmp_path, call)}")
+    result = mr("run", "--rm", "--init", *flags, image, "sh", "-c", "sleep 0.2; exit 3", timeout=30)
+    assert result.returncode == 125, (result.returncode, result.stderr)
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    mr.ok("run", "-d", "--name", "c", *flags, image, "sleep", "60")
+    result = mr("exec", "c", "sh", "-c", "sleep 0.2; exit 3", timeout=30)
+    assert result.returncode == 125 and expected in result.stderr, (result.returncode, result.stderr)
+    assert mr.inspect("c")["State"]["Status"] == "running"       # the container lives on
+    mr.ok("rm", "-f", "c")
+
+
 BAD_PROFILES = [
     ("missing", None, "no such file"),
     ("not json", "{not json", "not valid JSON"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import signal
 import subprocess
 
 import pytest
@@ -101,3 +103,91 @@ def test_failures_read_like_dockers():
     assert trampoline.failure("/app", errno.ENOENT)[0] == 127
     assert trampoline.failure("/app", errno.EACCES) == (126, "exec /app: Permission denied")
     assert trampoline.decode(b"{") == ord("{") and trampoline.decode(b'{"code": 1}') == 0
+
+
+def test_the_code_is_what_trampoline_s_assembles_to(tmp_path):
+    """_CODE is pasted from the assembler's output; this keeps the two one program."""
+    if not shutil.which("as") or not shutil.which("objcopy"):
+        pytest.skip("needs GNU as and objcopy (binutils)")
+    source = os.path.join(os.path.dirname(trampoline.__file__), "trampoline.s")
+    subprocess.run(["as", "--64", "-o", str(tmp_path / "t.o"), source], check=True)
+    subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(tmp_path / "t.o"), str(tmp_path / "t.bin")],
+                   check=True)
+    assert (tmp_path / "t.bin").read_bytes() == trampoline._CODE
+
+
+def supervised(program: str, mode: str, script: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([mode, "/bin/sh", "sh", "-c", script], executable=program,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.parametrize("mode", [trampoline.INIT, trampoline.WAIT])
+def test_a_supervisor_exits_as_its_command_did(program, mode):
+    proc = supervised(program, mode, "echo out; exit 3")
+    assert proc.communicate(timeout=10)[0] == b"out\n" and proc.returncode == 3
+    proc = supervised(program, mode, "kill -KILL $$")
+    proc.communicate(timeout=10)
+    assert proc.returncode == 128 + 9
+    code, _, report = run_with_report(program, [mode, "/no/such/command", "x"])
+    assert (code, trampoline.decode(report)) == (127, errno.ENOENT)
+
+
+@pytest.mark.parametrize("mode", [trampoline.INIT, trampoline.WAIT])
+def test_a_supervisor_forwards_signals_and_holds_no_capability(program, mode):
+    proc = supervised(program, mode, 'trap "exit 42" TERM; grep -E "^(Name|Cap(Inh|Prm|Eff)):" /proc/$PPID/status;'
+                      ' echo ready; while :; do sleep 0.05; done')
+    lines = []
+    while (line := proc.stdout.readline()) != b"ready\n":
+        assert line, proc.stderr.read()
+        lines.append(line.decode().split())
+    assert dict(lines) == {"Name:": mode, "CapInh:": "0" * 16, "CapPrm:": "0" * 16, "CapEff:": "0" * 16}
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 42
+
+
+def test_wait_mode_gives_the_command_a_session_init_mode_a_process_group(program):
+    """exec's command leads a session of its own, so ^Z on its terminal stops only
+    it; --init's command leads a process group in PID 1's session."""
+    script = 'set -- $(cut -d")" -f2 /proc/$$/stat); echo "$$ $3 $4"'
+    for mode, same_session in ((trampoline.WAIT, True), (trampoline.INIT, False)):
+        out = supervised(program, mode, script, start_new_session=True).communicate(timeout=10)[0]
+        pid, group, session = out.split()
+        assert group == pid and (session == pid) == same_session, (mode, out)
+
+
+def test_init_reaps_orphans_as_pid_1(program):
+    """In a PID namespace of its own, as under run --init: an orphan's zombie is reaped."""
+    if not shutil.which("unshare") or not shutil.which("bash"):
+        pytest.skip("needs unshare and bash")
+    script = ('(sh -c "exit 0" &); sleep 0.3; '
+              'for f in /proc/[0-9]*/stat; do cut -d" " -f3 "$f"; done | grep -c Z || true')
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "bash", "-c",
+                           f'exec -a {trampoline.INIT} {program} /bin/sh sh -c \'{script}\''],
+                          capture_output=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == b"0", proc.stdout
+
+
+def test_setup_failures_read_as_one_line():
+    assert trampoline.setup_failure(b"I\x05\x01") == ("container setup: the init process could not drop its "
+                                                      "capabilities (capset): Operation not permitted "
+                                                      "(does the seccomp profile allow it?)")
+    assert trampoline.setup_failure(b"\x02I\x04\x0b").startswith("container setup: the init process could not start")
+    assert trampoline.setup_failure(b"I") == trampoline.setup_failure(b"I\x09\x01") == ""
+
+
+def test_find_leaves_a_symlink_it_cannot_resolve_to_the_commands_own_execve(tmp_path):
+    """exec's waiter sits outside the container's PID namespace, where a link into
+    /proc/self resolves to nothing: the command's execve must see it, not skip it."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "tool").symlink_to("/proc/no-such-pid/exe")
+    env = {"PATH": f"{first}:{second}"}
+    assert trampoline.find("tool", env) == str(first / "tool")
+    (second / "tool").write_text("#!/bin/sh\n")
+    (second / "tool").chmod(0o755)
+    assert trampoline.find("tool", env) == str(second / "tool")
+    with pytest.raises(FileNotFoundError):
+        trampoline.find("other", env)

@@ -3,16 +3,21 @@
  * host through it:
  *   - create TARGET (an absolute host path) through /proc/PID/root;
  *   - read /proc/PID/mountinfo and look for MARKER, a mount only the host has.
- * Prints "root PID" or "mountinfo PID" for every success, and "scanned N" at
- * the end. Built static by the tests (gcc -static), so it runs in any image.
+ *   - with HOSTEXE ("DEV:INO" of a host file, the host's python): see whether
+ *     /proc/PID/exe is that file, PID 1 included.
+ * Prints "root PID", "mountinfo PID" or "exe PID" for every success, and
+ * "scanned N" at the end. Built static by the tests (gcc -static), so it runs
+ * in any image.
  *
- *   procwatch SECONDS TARGET MARKER
+ *   procwatch SECONDS TARGET MARKER [HOSTEXE]
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,11 +48,22 @@ static int try_mountinfo(const char *pid, const char *marker) {
     return strstr(buf, marker) != NULL;
 }
 
+static int try_exe(const char *pid, const char *hostexe) {
+    char path[64], got[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%s/exe", pid);
+    if (stat(path, &st) != 0)
+        return 0;
+    snprintf(got, sizeof got, "%lu:%lu", (unsigned long)st.st_dev, (unsigned long)st.st_ino);
+    return strcmp(got, hostexe) == 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: procwatch SECONDS TARGET MARKER\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: procwatch SECONDS TARGET MARKER [HOSTEXE]\n");
         return 2;
     }
+    const char *hostexe = argc == 5 ? argv[4] : NULL;
     time_t end = time(NULL) + atoi(argv[1]);
     long scans = 0;
     int self = getpid();
@@ -58,7 +74,11 @@ int main(int argc, char **argv) {
         struct dirent *e;
         while ((e = readdir(d))) {
             int pid = atoi(e->d_name);
-            if (pid <= 1 || pid == self || pid >= (1 << 16))
+            if (pid < 1 || pid == self || pid >= (1 << 16))
+                continue;
+            if (hostexe && seen[pid] < 2000 && try_exe(e->d_name, hostexe))
+                printf("exe %d\n", pid);
+            if (pid == 1)
                 continue;
             /* keep trying a pid while it lives: the window is in its first moments */
             if (seen[pid] > 2000)
