@@ -96,7 +96,7 @@ def load(paths: list[Path], env: dict) -> float:
 def breakdown(root: Path, image: str, env: dict) -> list[tuple[str, float]]:
     """The steps of a start that grow with the layer count, timed here (medians of 9)."""
     os.environ["MINIRUN_ROOT"] = str(root)
-    from minirun import overlay
+    from minirun.linux import overlay
     from minirun.run.plan import lower_dirs
     from minirun.layer.lowerview import LowerView
     from minirun.sandbox import mounts
@@ -132,7 +132,8 @@ def _median_ms(fn, n: int = 9) -> float:
 
 def _mount_ms(lowers: list[str]) -> float:
     """In a child with its own mount namespace: plan + mount as run does, 9 times."""
-    from minirun import linux, overlay
+    from minirun import linux
+    from minirun.linux import overlay
     work = Path(tempfile.mkdtemp(prefix="minirun-layers-mount-", dir="/var/tmp"))
     for sub in ("upper", "work", "merged", "init"):
         (work / sub).mkdir()

@@ -72,7 +72,7 @@ def remove(store, name: str, force: bool) -> str:
 def release_leftovers(store, cid: str, state: ContainerState | None) -> None:
     """What a container whose runtime was killed still holds: its cgroup and its address.
     (The kernel removed its veth with its network namespace.) state: None when damaged."""
-    from ..sandbox.cgroups import CgroupHandle
+    from ..linux.cgroups import CgroupHandle
     handles = [CgroupHandle.from_json(state.cgroup)] if state is not None and state.cgroup else []
     handles.append(CgroupHandle.of_container(cid))     # made, but killed before it was recorded
     for handle in handles:
@@ -245,7 +245,7 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
                             user or config.user, config.hostname, False)
     cgroup = None
     if state.cgroup:
-        from ..sandbox.cgroups import CgroupHandle
+        from ..linux.cgroups import CgroupHandle
         cgroup = CgroupHandle.from_json(state.cgroup)
     caps = frozenset(config.capabilities)
     from ..sandbox import seccomp

@@ -27,7 +27,8 @@ import sys
 import time
 from typing import BinaryIO
 
-from .. import linux, oci, overlay
+from .. import linux, oci
+from ..linux import overlay
 from ..linux import caps
 from ..oci import reference
 from ..errors import NO_SPACE_ERRNOS, BadImage, Conflict, EnvironmentProblem, NotFound, UsageError
@@ -76,7 +77,7 @@ def _empty_dir(store) -> str:
     return path
 
 
-def _mount_and_pack(spec: overlay.OverlaySpec, target: str, fd: int, name: str) -> None:
+def _mount_and_pack(spec: overlay.OverlayMount, target: str, fd: int, name: str) -> None:
     caps.set_pdeathsig(signal.SIGKILL)      # a killed export stops writing at once
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)

@@ -14,7 +14,7 @@ from .. import config
 
 
 def gather(store_root: str) -> dict:
-    from ..doctor import run_all
+    from .doctor import run_all
     settings = {key: {"Value": value, "Source": source}
                 for key, (value, source) in ((k, config.effective(k)) for k in config.SETTINGS)}
     checks = {check.name: check for check in run_all(store_root)}
@@ -22,8 +22,8 @@ def gather(store_root: str) -> dict:
     def said(name: str) -> str:
         check = checks.get(name)
         return f"{check.status}: {check.detail}" if check else "not checked"
-    from ..overlay import strategy_from_env
-    from ..sandbox.cgroups import detect
+    from ..linux.overlay import strategy_from_env
+    from ..linux.cgroups import detect
     cgroup_version = detect()
     features = {
         "Kernel": os.uname().release,

@@ -76,7 +76,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="One JSON object p
 
     Example: sudo minirun doctor
     """
-    from ..doctor import FAIL, run_all
+    from ..api.doctor import FAIL, run_all
     from ..store.root import default_root
     checks = run_all(default_root())
     if as_json:

@@ -4,10 +4,9 @@ syscall layer, so that `from minirun import linux` costs a run no extra import:
     __init__.py   the one ctypes module (below), and NAMESPACES, the one namespace table
     caps.py       capabilities, no_new_privs and every prctl; require_root
     procfs.py     /proc/PID/stat and /proc/self/status: start times, liveness, signals
-
-Next, once the cgroup work lands: cgroups split into v1/v2 (now sandbox/cgroups.py),
-the overlay mount (now overlay.py) and doctor.py's probes (statfs_type and
-dirent_types below are such probes).
+    cgroups/      a container's cgroup: limits.py, files.py, v1.py, v2.py
+    overlay.py    the overlay mount: lowerdir stacks, the new mount API, options
+    probes.py     what doctor and info ask of the kernel and the store's filesystem
 
 The syscall layer: every raw Linux syscall minirun makes that Python's
 os module lacks (Python 3.11 has no os.unshare or os.setns).

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from .. import oci, overlay
+from .. import oci
+from ..linux import overlay
 from ..errors import RuntimeFailure
 from ..lib import log
 from ..lib.frozen import dataclass
@@ -76,7 +77,7 @@ def check_options(opts: RunOptions, store=None) -> Checked:
         ulimits = rlimits.parse_ulimits(opts.ulimits)
         rlimits.check(ulimits)
     if (opts.memory, opts.cpus, opts.pids_limit) != (None, None, None):
-        from ..sandbox import cgroups
+        from ..linux import cgroups
         limits = cgroups.Limits.parse(opts.memory, opts.cpus, opts.pids_limit)
     keep = caps.compute(opts.cap_add, opts.cap_drop, opts.privileged)
     if opts.chroot and not opts.privileged:
@@ -103,7 +104,7 @@ class Planned:
     """What _plan() works out: the process, its overlay and mounts, and what
     containers/<id>/ will hold."""
     process: object                   # sandbox/program.py ProcessSpec
-    overlay: object                   # overlay.py OverlaySpec
+    overlay: object                   # overlay.py OverlayMount
     mounts: tuple
     config: ContainerConfig
     links: dict                       # l/<n> -> lower dir, when the mount string would overflow
@@ -168,7 +169,7 @@ def _cgroup_driver(checked: Checked, opts: RunOptions):
     controller a limit needs that is missing is refused now."""
     if not wants_cgroup(checked.limits, opts.detach):
         return None, None
-    from ..sandbox import cgroups
+    from ..linux import cgroups
     limits = checked.limits or cgroups.Limits()
     driver = cgroups.open_driver(limits=limits)
     return (driver, limits) if driver is not None else (None, None)

@@ -27,7 +27,8 @@ import _signal as signal    # the C module: `signal` wraps it in enums, and enum
 from ..lib import jsonio
 from ..lib.frozen import dataclass
 
-from .. import linux, overlay
+from .. import linux
+from ..linux import overlay
 from ..linux import caps
 # imported here, not in the child: a module imported after the fork costs the
 # child ~0.5 ms more than the parent, every page it touches being copied first
@@ -44,7 +45,7 @@ READY, GO = b"R", b"G"
 @dataclass(frozen=True)
 class Launch:
     process: ProcessSpec
-    overlay: overlay.OverlaySpec
+    overlay: overlay.OverlayMount
     merged: str
     strategy: str
     mounts: tuple[Mount, ...] = ()

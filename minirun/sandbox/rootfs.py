@@ -29,7 +29,8 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import linux, overlay
+from .. import linux
+from ..linux import overlay
 from ..lib import log
 from ..errors import MinirunError, RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
@@ -52,7 +53,7 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def setup(spec: overlay.OverlaySpec, merged: str, strategy: str, mounts: tuple[Mount, ...] = (),
+def setup(spec: overlay.OverlayMount, merged: str, strategy: str, mounts: tuple[Mount, ...] = (),
           privileged: bool = False) -> str:
     """Mount everything under merged; returns the overlay strategy used."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)

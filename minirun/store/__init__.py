@@ -157,7 +157,7 @@ class ContainerState:
     finished: str | None = None
     oom_killed: bool = False
     error: str | None = None
-    cgroup: dict | None = field(default=None, compare=False)   # owned by sandbox/cgroups.py: opaque here
+    cgroup: dict | None = field(default=None, compare=False)   # owned by linux/cgroups/: opaque here
 
     KINDS = {"status": Kind("one of " + ", ".join(STATUSES), lambda v: v in STATUSES), "pid": COUNT,
              "pid_start": COUNT, "exit_code": nullable(INT), "started": nullable(STR),

@@ -19,8 +19,8 @@ import traceback
 
 import pytest
 
-from minirun.sandbox import cgroups
-from minirun.sandbox.cgroups import CgroupHandle, Limits
+from minirun.linux import cgroups
+from minirun.linux.cgroups import CgroupHandle, Limits
 
 ROOT = cgroups.CGROUP_ROOT
 MiB = 1 << 20
@@ -270,23 +270,6 @@ def test_handle_survives_a_round_trip_through_state_json(cgroup, children):
     again.remove(timeout=10)
     assert not any(os.path.exists(p) for p in handle.paths)
     wait(children, pid, timeout=10)
-
-
-def test_cleanup_stale_removes_only_dead_empty_cgroups(cgroup, children):
-    parent = f"minirun-test-{secrets.token_hex(4)}"
-    live, dead, busy = (cgroup(Limits(pids=8), parent=parent) for _ in range(3))
-    pid = fork(children, sleeper())
-    busy.add(pid)
-    name = lambda handle: os.path.basename(handle.paths[0])    # noqa: E731
-    try:
-        removed = cgroups.cleanup_stale(ROOT, {name(live)}, parent=parent)
-        assert sorted(removed) == sorted(dead.paths)
-        assert all(os.path.isdir(p) for p in live.paths + busy.paths)
-    finally:
-        for handle in (live, dead, busy):
-            handle.remove(timeout=10)
-        for path in live.paths:
-            os.rmdir(os.path.dirname(path))
 
 
 UNIFIED = f"{ROOT}/unified"

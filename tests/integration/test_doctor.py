@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from minirun.overlay import kernel_has_lowerdir_plus
+from minirun.linux.overlay import kernel_has_lowerdir_plus
 
 from .conftest import overlay_mounts_under
 

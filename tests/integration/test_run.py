@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from minirun.layer.tree import compare, directory, file, snapshot, symlink, whiteout
-from minirun.overlay import kernel_has_lowerdir_plus
+from minirun.linux.overlay import kernel_has_lowerdir_plus
 
 from .conftest import REPO, overlay_mounts_under
 from .imagebuild import busybox_layer, entry, layer_tar, write_layout

@@ -17,8 +17,8 @@ import os
 import pytest
 
 from minirun.errors import EnvironmentProblem, RuntimeFailure, UsageError
-from minirun.sandbox import cgroups
-from minirun.sandbox.cgroups import CgroupFS, CgroupHandle, Limits, V1Driver, V2Driver
+from minirun.linux import cgroups
+from minirun.linux.cgroups import CgroupFS, CgroupHandle, Limits, V1Driver, V2Driver
 
 MiB = 1 << 20
 CID = "c0ffee"
@@ -423,17 +423,6 @@ def test_create_refuses_a_name_that_is_not_one_path_component(v2_tree, bad):
     assert fs.writes == []
 
 
-def test_cleanup_stale_v2(v2_tree):
-    driver, fs = v2(v2_tree)
-    for cid in ("live", "dead", "busy"):
-        driver.create(cid, Limits())
-    CgroupHandle.from_json({"version": "v2", "paths": [str(v2_tree / "minirun" / "busy")]}, fs).add(77)
-    removed = cgroups.cleanup_stale(str(v2_tree), {"live"}, fs)
-    assert removed == [str(v2_tree / "minirun" / "dead")]
-    assert sorted(e.name for e in os.scandir(v2_tree / "minirun") if e.is_dir()) == ["busy", "live"]
-    assert fs.killed == []                     # a populated cgroup may be another store's
-
-
 # ---------------------------------------------------------------- v1
 
 def v1(root, **fake) -> tuple[V1Driver, FakeCgroupFS]:
@@ -507,16 +496,6 @@ def test_v1_add_and_remove_in_every_hierarchy(v1_tree):
     handle.remove()
     assert 4242 in fs.killed
     assert not any(os.path.exists(p) for p in handle.paths)
-
-
-def test_cleanup_stale_v1_visits_each_hierarchy_once(v1_tree):
-    driver, fs = v1(v1_tree)
-    driver.create("live", Limits(pids=1, cpus=1))
-    driver.create("dead", Limits(pids=1, cpus=1))
-    removed = cgroups.cleanup_stale(str(v1_tree), {"live"}, fs)
-    assert sorted(os.path.relpath(p, v1_tree) for p in removed) == [
-        "cpu,cpuacct/minirun/dead", "memory/minirun/dead", "pids/minirun/dead"]
-    assert all((v1_tree / c / "minirun" / "live").is_dir() for c in ("memory", "pids", "cpu"))
 
 
 def test_a_containers_cgroups_are_found_by_its_id(tmp_path):

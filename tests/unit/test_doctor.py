@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 
-from minirun import doctor
+from minirun.api import doctor
 
 
 def test_no_d_type_fails_with_the_mkfs_fix(monkeypatch, tmp_path):

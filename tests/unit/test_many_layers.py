@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from minirun import overlay
+from minirun.linux import overlay
 from minirun.errors import UsageError
 from minirun.layer.lowerview import LowerView
 from minirun.sandbox import mounts

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from minirun import overlay
+from minirun.linux import overlay
 from minirun.errors import EnvironmentProblem, MinirunError, UsageError
 
 UPPER, WORK, BASE = "/s/c/upper", "/s/c/work", "/s/c"

@@ -12,7 +12,7 @@ import errno
 
 import pytest
 
-from minirun import overlay
+from minirun.linux import overlay
 from minirun.errors import EnvironmentProblem
 
 
@@ -81,7 +81,7 @@ def kernel(monkeypatch):
     return install
 
 
-def spec(tmp_path, count: int) -> overlay.OverlaySpec:
+def spec(tmp_path, count: int) -> overlay.OverlayMount:
     lowers = [str(tmp_path / f"layers/sha256/{i:064x}/diff") for i in range(count)]
     return overlay.plan(lowers, str(tmp_path / "c/upper"), str(tmp_path / "c/work"), str(tmp_path))
 

@@ -1,5 +1,5 @@
 """overlayfs mounts as data: which lower dirs, upper, work and options, and
-which kernel interface mounts them. Bookkeeping returns an OverlaySpec; only
+which kernel interface mounts them. Bookkeeping returns an OverlayMount; only
 mount() talks to the kernel, and it runs inside the container's mount namespace.
 
 Options are fixed on purpose (Documentation/filesystems/overlayfs.rst):
@@ -53,10 +53,10 @@ from __future__ import annotations
 
 import errno
 import os
-from .lib.frozen import dataclass
+from ..lib.frozen import dataclass
 
-from . import linux
-from .errors import EnvironmentProblem, RuntimeFailure, UsageError
+from .. import linux
+from ..errors import EnvironmentProblem, RuntimeFailure, UsageError
 
 OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 PAGE_LIMIT = 4095            # mount(2) copies at most one page of options, NUL included
@@ -65,13 +65,13 @@ STRATEGIES = ("auto", "new", "legacy")
 
 
 @dataclass(frozen=True)
-class OverlaySpec:
+class OverlayMount:
     lowers: tuple[str, ...]          # absolute layer dirs, topmost first
     upper: str                       # "" for a read-only overlay (--read-only)
     work: str
     base: str                        # the container dir holding upper/, work/ and l/
     links: tuple[str, ...] = ()      # short names relative to base, one per lower, if needed
-    below: OverlaySpec | None = None  # the image's layers as an overlay of their own, mounted
+    below: OverlayMount | None = None  # the image's layers as an overlay of their own, mounted
                                       # first on the target: the bottom lower dir of this one
     volatile: bool = False           # no syncs of the upper dir (--rm; see above)
 
@@ -84,7 +84,7 @@ def check_layer_count(count: int) -> None:
 
 
 def plan(lowers: list[str], upper: str, work: str, base: str, own: list[str] | tuple = (),
-         volatile: bool = False) -> OverlaySpec:
+         volatile: bool = False) -> OverlayMount:
     """The overlay for a container. lowers: the image's layer dirs, topmost first;
     own: the container's dirs stacked above them (its init layer, export's upper).
     volatile: the upper dir is thrown away after (run --rm). Short links are
@@ -102,19 +102,19 @@ def plan(lowers: list[str], upper: str, work: str, base: str, own: list[str] | t
     if len(own) + len(lowers) <= MAX_LOWER:
         return _flat(tuple(own) + tuple(lowers), upper, work, base, volatile)
     # own dirs are few (init, upper); they never need links
-    return OverlaySpec(tuple(own), upper, work, base, below=_flat(tuple(lowers), "", "", base),
+    return OverlayMount(tuple(own), upper, work, base, below=_flat(tuple(lowers), "", "", base),
                        volatile=volatile)
 
 
-def _flat(lowers: tuple[str, ...], upper: str, work: str, base: str, volatile: bool = False) -> OverlaySpec:
-    spec = OverlaySpec(lowers, upper, work, base, volatile=volatile)
+def _flat(lowers: tuple[str, ...], upper: str, work: str, base: str, volatile: bool = False) -> OverlayMount:
+    spec = OverlayMount(lowers, upper, work, base, volatile=volatile)
     if len(legacy_options(spec).encode()) > PAGE_LIMIT:
-        spec = OverlaySpec(lowers, upper, work, base, tuple(f"l/{i:x}" for i in range(len(lowers))),
+        spec = OverlayMount(lowers, upper, work, base, tuple(f"l/{i:x}" for i in range(len(lowers))),
                            volatile=volatile)
     return spec
 
 
-def short_links(spec: OverlaySpec) -> dict[str, str]:
+def short_links(spec: OverlayMount) -> dict[str, str]:
     """Every short link a legacy mount needs (l/<n> -> lower dir), to be made under spec.base."""
     links = dict(zip(spec.links, spec.lowers))
     if spec.below is not None:
@@ -122,7 +122,7 @@ def short_links(spec: OverlaySpec) -> dict[str, str]:
     return links
 
 
-def links_to_make(spec: OverlaySpec, strategy: str) -> dict[str, str]:
+def links_to_make(spec: OverlayMount, strategy: str) -> dict[str, str]:
     """The short links this strategy will use: none when lowerdir+ will mount the
     overlay. 500 symlinks made and removed with each container are most of the
     start of a 500-layer image here (~0.5 ms each on this ext4), and only the
@@ -177,7 +177,7 @@ def _legacy_context() -> bool:
         os.close(fd)
 
 
-def legacy_options(spec: OverlaySpec, below_at: str = "") -> str:
+def legacy_options(spec: OverlayMount, below_at: str = "") -> str:
     """The mount(2) data string: relative to spec.base when links are planned.
     below_at: where spec.below is mounted, the last lower dir."""
     if spec.links:
@@ -198,7 +198,7 @@ def strategy_from_env() -> str:
     return value
 
 
-def mount(spec: OverlaySpec, target: str, strategy: str = "auto", nodev: bool = False) -> str:
+def mount(spec: OverlayMount, target: str, strategy: str = "auto", nodev: bool = False) -> str:
     """Mount the overlay on target; returns the strategy that worked. nodev: device
     nodes on it cannot be opened (a container may mknod, never use what it made).
     With spec.below, that overlay is mounted on target first and spec's own is
@@ -214,7 +214,7 @@ def mount(spec: OverlaySpec, target: str, strategy: str = "auto", nodev: bool = 
     return used
 
 
-def _mount_one(spec: OverlaySpec, target: str, strategy: str, nodev: bool, below_at: str = "") -> str:
+def _mount_one(spec: OverlayMount, target: str, strategy: str, nodev: bool, below_at: str = "") -> str:
     if strategy in ("auto", "new"):
         try:
             _mount_new(spec, target, nodev, below_at)
@@ -231,7 +231,7 @@ class _NoLowerdirPlus(Exception):
     pass
 
 
-def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: str = "") -> None:
+def _mount_new(spec: OverlayMount, target: str, nodev: bool = False, below_at: str = "") -> None:
     try:
         fd = linux.fsopen("overlay")
     except OSError as exc:
@@ -275,7 +275,7 @@ def _mount_new(spec: OverlaySpec, target: str, nodev: bool = False, below_at: st
         os.close(fd)
 
 
-def _mount_legacy(spec: OverlaySpec, target: str, nodev: bool = False, below_at: str = "") -> None:
+def _mount_legacy(spec: OverlayMount, target: str, nodev: bool = False, below_at: str = "") -> None:
     data = legacy_options(spec, below_at)
     if len(data.encode()) > PAGE_LIMIT:
         raise UsageError(f"overlay options need {len(data)} bytes, more than one page",

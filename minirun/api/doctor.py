@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-from .lib.frozen import dataclass
+from ..lib.frozen import dataclass
 from typing import Callable
 
-from . import linux
-from .lib.forked import in_child
+from .. import linux
+from ..linux import probes
+from ..linux.procfs import status_field
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -86,7 +87,7 @@ def check_d_type(root: str) -> Check:
 
 def check_overlay() -> Check:
     listed = "overlay" in _read("/proc/filesystems")
-    result = _in_child(_mount_overlay_probe)
+    result = probes.overlay_mount_fails()
     if result is None:
         return Check("overlayfs", OK, "an overlay with upper and work dirs mounts")
     fix = "load the module: modprobe overlay" if not listed else "check dmesg for overlayfs messages"
@@ -94,7 +95,7 @@ def check_overlay() -> Check:
 
 
 def check_lowerdir_plus() -> Check:
-    from .overlay import kernel_has_lowerdir_plus
+    from ..linux.overlay import kernel_has_lowerdir_plus
     if kernel_has_lowerdir_plus():
         return Check("overlay lowerdir+", OK, "the new mount API stacks any number of layers (up to 500)")
     return Check("overlay lowerdir+", WARN, f"not available on Linux {os.uname().release}: it came in 6.8",
@@ -102,17 +103,7 @@ def check_lowerdir_plus() -> Check:
 
 
 def check_pivot_root(root: str) -> Check:
-    base = _existing(root)
-
-    def probe() -> None:
-        linux.unshare(linux.CLONE_NEWNS)
-        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        linux.mount(new_root, new_root, None, linux.MS_BIND)
-        linux.pivot_root(new_root, os.path.join(new_root, "old"))
-    # made and removed here: after the pivot the child no longer sees the path
-    with tempfile.TemporaryDirectory(dir=base, prefix=".doctor-") as new_root:
-        os.mkdir(os.path.join(new_root, "old"))
-        result = _in_child(probe)
+    result = probes.pivot_root_fails(_existing(root))
     if result is None:
         return Check("pivot_root", OK, "pivot_root works in a new mount namespace")
     return Check("pivot_root", WARN, f"pivot_root failed ({result}), e.g. on an initramfs root",
@@ -120,18 +111,11 @@ def check_pivot_root(root: str) -> Check:
 
 
 def check_cgroups() -> Check:
-    from .sandbox import cgroups
-    version = cgroups.detect()
+    from ..linux import cgroups
+    version, have = cgroups.controllers()
     if version is None:
         return Check("cgroups", WARN, "no usable cgroup hierarchy under /sys/fs/cgroup",
                      "mount cgroup2 on /sys/fs/cgroup to use --memory, --cpus and --pids-limit")
-    if version == "v2":
-        path = "/sys/fs/cgroup/cgroup.controllers"
-        if not os.path.exists(path):
-            path = "/sys/fs/cgroup/unified/cgroup.controllers"
-        have = set(_read(path).split())
-    else:
-        have = {c for c in ("memory", "cpu", "pids") if os.path.isdir(f"/sys/fs/cgroup/{c}")}
     missing = [c for c in ("memory", "cpu", "pids") if c not in have]
     detail = f"cgroup {version}, controllers: {', '.join(sorted(have)) or 'none'}"
     if missing:
@@ -189,31 +173,9 @@ def _read(path: str) -> str:
 
 
 def _cap_set(field: str) -> int | None:
-    for line in _read("/proc/self/status").splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1], 16)
-    return None
+    value = status_field(field)
+    return None if value is None else int(value, 16)
 
 
 def _show(value: int) -> str:
     return "unlimited" if value == resource.RLIM_INFINITY else str(value)
-
-
-def _mount_overlay_probe() -> None:
-    linux.unshare(linux.CLONE_NEWNS)
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    with tempfile.TemporaryDirectory(prefix="minirun-doctor-") as tmp:
-        for sub in ("lower", "upper", "work", "merged"):
-            os.mkdir(os.path.join(tmp, sub))
-        linux.mount("overlay", os.path.join(tmp, "merged"), "overlay", 0,
-                    f"lowerdir={tmp}/lower,upperdir={tmp}/upper,workdir={tmp}/work")
-        with open(os.path.join(tmp, "merged", "probe"), "w") as f:
-            f.write("x")
-        linux.umount2(os.path.join(tmp, "merged"))
-
-
-def _in_child(probe: Callable[[], None]) -> str | None:
-    """Run probe in a forked child (its namespaces and mounts die with it); None if it
-    worked, else the error it raised."""
-    failure = in_child(probe)
-    return None if failure is None else failure.message
