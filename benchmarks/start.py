@@ -27,6 +27,10 @@ container when the process exits); anything left at the end (state dirs,
 cgroups, /run/runc or /run/crun if this script made them) is removed, and the
 last line says whether anything had to be.
 
+With MINIRUN_BENCH_BASELINE=DIR (a checkout of another commit, e.g. a `git
+worktree`), "minirun run --rm (baseline)" runs the same console script with
+DIR first on PYTHONPATH, in the same rounds: an A/B of two versions.
+
 Targets (issue 14): minirun <= 1.0x runc in both orders, and <= 0.2x podman.
 Also prints the `python -X importtime` total of one `minirun run`. Needs root.
 """
@@ -291,6 +295,10 @@ def main() -> None:
             podman = Podman(work / "podman", str(fixtures / "docker-archive" / "busybox.tar"))
             podman.load()                  # after the assignment: a failed load is still cleaned up
             commands.append(Command("podman run --rm", podman.argv(), podman.env))
+        baseline = os.environ.get("MINIRUN_BENCH_BASELINE")
+        if baseline:                       # an A/B: the same console script on another checkout
+            commands.append(Command("minirun run --rm (baseline)", [minirun, "run", "--rm", "busybox", "/bin/true"],
+                                    dict(env, PYTHONPATH=os.path.abspath(baseline))))
         commands.append(Command("minirun run --rm", [minirun, "run", "--rm", "busybox", "/bin/true"], env))
 
         mixed = interleaved(commands, runs)
@@ -323,7 +331,8 @@ def report(commands: list[Command], runs: int, mixed: dict, apart: dict) -> None
         print(f"{c.name:32} " + " ".join(f"{value:8.1f} ms {value / runc:6.2f}x" for value, runc in cells))
     print()
     mine = "minirun run --rm"
-    for peer, target in (("runc run", 1.0), ("crun run", None), ("podman run --rm", 0.2)):
+    for peer, target in (("runc run", 1.0), ("crun run", None), ("podman run --rm", 0.2),
+                         ("minirun run --rm (baseline)", None)):
         if peer not in mixed:
             continue
         ratios = [order[mine] / order[peer] for order in medians]
