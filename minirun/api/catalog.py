@@ -25,14 +25,15 @@ class ImageRow:
 
 def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], None]) -> list[str]:
     """Load every image in each path; returns the 'Loaded image...' lines."""
-    from ..sources.archive import load_error_context, open_images
+    from ..sources.archive import load_error_context, open_images, spooled
     from ..sources.importer import import_image
     if tag is not None:
         tag = str(reference.parse(tag))
     loaded: list[str] = []
     for path in paths:
         try:
-            with store.locks.hold("gc", shared=True), open_images(path) as sources:
+            with store.locks.hold("gc", shared=True), spooled(store, path) as local, \
+                    open_images(local, "stdin" if local != path else "") as sources:
                 if tag and len(sources) != 1:
                     raise UsageError(f"--tag needs exactly one image, but {path} holds {len(sources)}")
                 for src in sources:
@@ -45,7 +46,7 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
                         loaded.append(f"Loaded image ID: {result.image_id}")
         except MinirunError as exc:
             gc.collect_after_failure(store)
-            raise load_error_context(path, exc)
+            raise load_error_context("stdin" if path == "-" else path, exc)
         except BaseException:
             gc.collect_after_failure(store)
             raise

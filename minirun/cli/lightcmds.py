@@ -25,15 +25,24 @@ def _store(create: bool = True):
 
 
 def load_command(values: dict) -> int:
+    import sys
     from ..api.catalog import load
+    from ..errors import UsageError
     from ..linux.caps import require_root
     require_root("load")
     quiet = values["quiet"]
+    paths = list(values["paths"] or ()) + ([values["input"]] if values["input"] else [])
+    if not paths:
+        paths = ["-"]                       # docker's `load < FILE` and `cat FILE | load`
+    if "-" in paths and sys.stdin.isatty():
+        raise UsageError("load: no archive given, and stdin is a terminal",
+                         "name one (minirun load busybox.tar, -i busybox.tar) or pipe it in: "
+                         "minirun load < busybox.tar")
 
     def report(label: str, status: str) -> None:
         if not quiet and status != "Extracting":
             print(f"{label}: {status}", flush=True)
-    for line in load(_store(), values["paths"], values["tag"], report):
+    for line in load(_store(), paths, values["tag"], report):
         print(line)
     return 0
 
@@ -43,13 +52,19 @@ LOAD = Command(
     """Load images from archives or OCI layout directories.
 
     Each layer is verified and extracted once into the cache; one already there
-    prints "Already exists".
+    prints "Already exists". Every image in an archive is loaded. Reads
+    docker-archive (docker save, Docker 25+'s included), OCI archives and
+    layouts (podman, skopeo, buildah, containerd, BuildKit) and the dir format
+    of skopeo and podman (dir:, docker-dir). With no PATH, or PATH "-", the
+    archive is read from stdin, as `docker load` does.
 
-    Example: sudo minirun load busybox.tar ./myapp-oci/
+    Example: sudo minirun load busybox.tar ./myapp-oci/; minirun load < busybox.tar
     """,
     EXIT_CODES_HELP,
-    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, or OCI layout dir", variadic=True),),
-    (Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
+    (Arg("paths", "PATH...", "docker-archive tar, OCI archive tar, OCI layout dir, dir: copy, "
+                             "or - for stdin (the default)", required=False, variadic=True),),
+    (Flag("input", ("--input", "-i"), "str", "Read the archive from FILE (as docker load -i)."),
+     Flag("tag", ("--tag", "-t"), "str", "Name the loaded image REF."),
      Flag("quiet", ("--quiet", "-q"), "bool", "Print only the loaded image lines.")),
     load_command)
 

@@ -1,8 +1,18 @@
-"""Read images from the three file formats users meet, detected from content:
+"""Read images from the file formats users meet, detected from content:
 
     OCI image layout directory   oci-layout + index.json + blobs/sha256/
-    OCI archive                  the same layout inside a tar
-    docker-archive               `docker save`: manifest.json + config + layer tars
+    OCI archive                  the same layout inside a tar (podman's oci-archive,
+                                 containerd's `ctr export`, BuildKit's type=oci)
+    docker-archive               `docker save`: manifest.json + config + layer tars;
+                                 Docker 25+ writes an OCI layout beside it, whose
+                                 index.json lists nothing ("manifests": null) for an
+                                 image saved by id: manifest.json is read then
+    dir                          skopeo's and podman's `dir:` / `docker-dir`: a
+                                 version file, manifest.json (the image manifest
+                                 itself) and every blob named by its hex digest
+
+BuildKit's attestation manifests (platform unknown/unknown, annotated
+vnd.docker.reference.type=attestation-manifest) are never taken for an image.
 
 Each yields SourceImage objects for importer.py. Manifests, indexes and
 configs are verified against their digests and sizes, and parsed, here, for
@@ -13,7 +23,8 @@ Everything in an archive is untrusted: a document over its limit
 (oci.MAX_MANIFEST_BYTES, oci.MAX_CONFIG_BYTES) is refused before it is read,
 names from manifest.json may not be absolute or climb out with `..`, a file in
 a layout dir must be a regular file (a FIFO would hang the read), indexes nest
-at most MAX_INDEX_DEPTH deep, and a tar holds at most MAX_MEMBERS entries.
+at most MAX_INDEX_DEPTH deep, and a tar holds at most archivefiles.MAX_MEMBERS
+entries (archivefiles.py reads the files of either kind).
 A docker-archive's `repositories` file is ignored, as docker ignores it when
 manifest.json is there; an archive with only `repositories` (the format of
 Docker before 1.10) is refused with a hint.
@@ -25,140 +36,59 @@ import contextlib
 import hashlib
 import os
 import re
-import stat
-import tarfile
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from .. import oci
 from ..oci import reference
-from ..errors import BadImage, DigestMismatch, MinirunError, NotFound, UnsupportedMediaType, UsageError, named
-from ..layer.limits import check_size, max_layer_bytes
+from ..errors import BadImage, DigestMismatch, MinirunError, UnsupportedMediaType, UsageError, named
+from ..layer.limits import check_size
+from .archivefiles import ArchiveFiles, clean_name
 from .importer import SourceImage, SourceLayer
 
 _CONTAINERD_NAME = "io.containerd.image.name"
-MAX_MEMBERS = 100_000        # a docker-archive or OCI archive holds a few files per layer
 MAX_INDEX_DEPTH = 4          # index.json -> image index -> manifest is the usual depth
 
 
-class _Files:
-    """Uniform read access to a directory or a tar archive by relative name."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.tar: tarfile.TarFile | None = None
-        self.names: dict[str, tarfile.TarInfo] = {}
-        if not os.path.isdir(path):
-            try:
-                self.tar = tarfile.open(path, "r:*")
-                self._index_members()
-            except FileNotFoundError:
-                raise NotFound(f"{path}: no such file or directory") from None
-            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-                # ValueError: tarfile's own, for malformed GNU sparse headers
-                self.close()
-                reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
-                raise BadImage(f"{path}: not a readable tar archive or OCI layout ({oci.brief(reason, 100)})",
-                               "check that the file is complete; load takes docker-archive, "
-                               "OCI archive or OCI layout") from None
-            except BaseException:
-                self.close()
-                raise
-
-    def _index_members(self) -> None:
-        """Each member is refused by its declared size before tarfile moves past it:
-        moving past a member of a compressed archive decompresses it, and reading one
-        that is sparse (in this tar) makes its holes into zeros."""
-        limit = max_layer_bytes()
-        for member in self.tar:
-            if len(self.names) >= MAX_MEMBERS:
-                raise BadImage(f"{self.path}: the archive holds more than {MAX_MEMBERS} entries",
-                               "an image archive holds a few files per layer; check the file")
-            check_size(member.size, f"{self.path}: archive member {named(member.name)}", limit)
-            self.names[_clean(member.name)] = member
-
-    def exists(self, name: str) -> bool:
-        if self.tar is None:
-            return os.path.isfile(os.path.join(self.path, name))
-        return self._resolve(name) is not None
-
-    def open(self, name: str) -> BinaryIO:
-        if self.tar is None:
-            return self._open_regular(name)
-        member = self._resolve(name)
-        if member is None:
-            raise BadImage(f"{self.path}: missing {named(name)}")
-        return self.tar.extractfile(member)
-
-    def _open_regular(self, name: str) -> BinaryIO:
-        """A file of a layout dir; O_NONBLOCK so that a FIFO is refused rather than waited on."""
-        try:
-            fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise BadImage(f"{self.path}: missing {named(name)}") from None
-        except OSError as exc:
-            raise BadImage(f"{self.path}: cannot read {named(name)}: {exc.strerror}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise BadImage(f"{self.path}: {named(name)} is not a regular file",
-                           "a layout's index.json, oci-layout and blobs are plain files")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-
-    def _resolve(self, name: str, hops: int = 0) -> tarfile.TarInfo | None:
-        """The regular file a name stands for; `docker save` links repeated layers
-        to an earlier copy, by symlink or hard link, always inside the archive."""
-        member = self.names.get(name)
-        if member is None or hops > 8:
-            return None
-        if member.isfile():
-            return member
-        if member.issym():
-            target = os.path.normpath(os.path.join(os.path.dirname(name), member.linkname))
-        elif member.islnk():
-            target = _clean(member.linkname)
-        else:
-            return None
-        if target.startswith("../") or target.startswith("/"):
-            return None
-        return self._resolve(target, hops + 1)
-
-    def read(self, name: str, limit: int = oci.MAX_MANIFEST_BYTES) -> bytes:
-        """The whole file, refused before reading when it is over limit."""
-        with self.open(name) as f:
-            size = os.fstat(f.fileno()).st_size if self.tar is None else self._resolve(name).size
-            if size > limit:
-                raise oci.too_large(f"{self.path}: {named(name)}", size, limit)
-            data = f.read(limit + 1)
-        if len(data) > limit:                  # it grew while we read
-            raise oci.too_large(f"{self.path}: {named(name)}", len(data), limit)
-        if self.tar is not None and len(data) != size:
-            raise BadImage(f"{self.path}: {named(name)} is truncated")
-        return data
-
-    def size(self, name: str) -> int:
-        if self.tar is None:
-            return os.path.getsize(os.path.join(self.path, name))
-        return self._resolve(name).size
-
-    def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-
-
-def _clean(name: str) -> str:
-    return name[2:] if name.startswith("./") else name.lstrip("/")
+STDIN = "-"
 
 
 @contextlib.contextmanager
-def open_images(path: str) -> Iterator[list[SourceImage]]:
-    """Every image in the archive or layout at path (format detected from content);
-    their layer streams stay readable until the context ends."""
-    files = _Files(path)
+def spooled(store, path: str) -> Iterator[str]:
+    """path itself; for "-", stdin copied into a file in the store's tmp/ (an archive
+    is read by random access), removed again on every way out."""
+    if path != STDIN:
+        yield path
+        return
+    import tempfile
+    fd, spool = tempfile.mkstemp(prefix="stdin-", suffix=".tar", dir=store.tmp)
     try:
-        if files.exists("oci-layout") or files.exists("index.json"):
-            images = list(_oci_images(files))
-        elif files.exists("manifest.json"):
+        with os.fdopen(fd, "wb") as out:        # ENOSPC: the CLI's one line for a full disk
+            while chunk := os.read(0, 1 << 20):
+                out.write(chunk)
+            if not out.tell():
+                raise UsageError("nothing came on stdin",
+                                 "name an archive (minirun load -i busybox.tar) or pipe one in: "
+                                 "minirun load < busybox.tar")
+        yield spool
+    finally:
+        os.unlink(spool)
+
+
+@contextlib.contextmanager
+def open_images(path: str, label: str = "") -> Iterator[list[SourceImage]]:
+    """Every image in the archive or layout at path (format detected from content);
+    their layer streams stay readable until the context ends. label: the name
+    messages give path (a spool of stdin is "stdin")."""
+    files = ArchiveFiles(path, label)
+    path = files.path
+    try:
+        has_layout = files.exists("oci-layout") or files.exists("index.json")
+        if files.exists("manifest.json") and _dir_transport(files):
+            images = [_dir_image(files)]
+        elif files.exists("manifest.json") and (not has_layout or _index_lists_nothing(files)):
             images = list(_docker_images(files))
+        elif has_layout:
+            images = list(_oci_images(files))
         elif files.exists("repositories"):
             raise UnsupportedMediaType(
                 f"{path}: a docker-archive in the legacy format of Docker before 1.10 "
@@ -178,12 +108,29 @@ def _blob_name(digest: str) -> str:
     return "blobs/sha256/" + oci.digest_hex(digest)
 
 
-def _verified_blob(files: _Files, desc: oci.Descriptor, what: str,
-                   limit: int = oci.MAX_MANIFEST_BYTES) -> bytes:
+def _index_lists_nothing(files: ArchiveFiles) -> bool:
+    """Whether index.json's "manifests" is null or empty: what Docker 25+ writes
+    beside manifest.json for an image saved by id."""
+    try:
+        doc = oci.load_json(files.read("index.json"), "index.json")
+    except MinirunError:
+        return False
+    return isinstance(doc, dict) and doc.get("manifests") in (None, [])
+
+
+def is_attestation(desc: oci.Descriptor) -> bool:
+    """BuildKit's provenance and SBOM manifests, listed beside the images they describe."""
+    if desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+        return True
+    return desc.platform is not None and (desc.platform.os, desc.platform.architecture) == ("unknown", "unknown")
+
+
+def _verified_blob(files: ArchiveFiles, desc: oci.Descriptor, what: str,
+                   limit: int = oci.MAX_MANIFEST_BYTES, blob_name=_blob_name) -> bytes:
     what = f"{what} {oci.short_id(desc.digest)}"
     if desc.size > limit:
         raise oci.too_large(f"{files.path}: {what}", desc.size, limit)
-    data = files.read(_blob_name(desc.digest), limit)
+    data = files.read(blob_name(desc.digest), limit)
     actual = oci.sha256_digest(data)
     if actual != desc.digest:
         raise DigestMismatch(f"{what}: content has digest {actual}, expected {desc.digest}",
@@ -194,7 +141,7 @@ def _verified_blob(files: _Files, desc: oci.Descriptor, what: str,
     return data
 
 
-def _oci_images(files: _Files) -> Iterator[SourceImage]:
+def _oci_images(files: ArchiveFiles) -> Iterator[SourceImage]:
     if files.exists("oci-layout"):
         layout = oci.load_json(files.read("oci-layout"), "oci-layout")
         version = layout.get("imageLayoutVersion")
@@ -202,13 +149,14 @@ def _oci_images(files: _Files) -> Iterator[SourceImage]:
             raise BadImage(f"{files.path}: oci-layout: unsupported imageLayoutVersion {oci.brief(version)}",
                            'minirun reads OCI image layouts 1.x ({"imageLayoutVersion": "1.0.0"})')
     index = oci.parse_index(files.read("index.json"), "index.json")
-    if not index.manifests:
+    images = [desc for desc in index.manifests if not is_attestation(desc)]
+    if not images:
         raise BadImage(f"{files.path}: index.json lists no images")
-    for desc in index.manifests:
+    for desc in images:
         yield _oci_descriptor(files, desc, desc.annotations)
 
 
-def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict, depth: int = 0) -> SourceImage:
+def _oci_descriptor(files: ArchiveFiles, desc: oci.Descriptor, annotations: dict, depth: int = 0) -> SourceImage:
     """The image a descriptor names, through nested indexes (content addressing rules
     out cycles; the depth limit bounds the chain all the same)."""
     if desc.media_type in oci.INDEX_TYPES:
@@ -218,11 +166,18 @@ def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict, dept
         nested = oci.parse_index(_verified_blob(files, desc, "index"), f"index {oci.short_id(desc.digest)}")
         return _oci_descriptor(files, _pick_platform(nested, files.path), annotations, depth + 1)
     manifest_bytes = _verified_blob(files, desc, "manifest")
-    manifest = oci.parse_manifest(manifest_bytes, f"manifest {oci.short_id(desc.digest)}")
-    config_bytes = _verified_blob(files, manifest.config, "image config", oci.MAX_CONFIG_BYTES)
+    return _manifest_image(files, manifest_bytes, f"manifest {oci.short_id(desc.digest)}",
+                           _oci_refs(files.path, annotations))
+
+
+def _manifest_image(files: ArchiveFiles, manifest_bytes: bytes, what: str, refs: list[str],
+                    blob_name=_blob_name) -> SourceImage:
+    """The image a verified manifest describes, its config and layers found by blob_name."""
+    manifest = oci.parse_manifest(manifest_bytes, what)
+    config_bytes = _verified_blob(files, manifest.config, "image config", oci.MAX_CONFIG_BYTES, blob_name)
     _check_config(config_bytes, len(manifest.layers), f"image config {oci.short_id(manifest.config.digest)}")
     for layer in manifest.layers:
-        name = _blob_name(layer.digest)
+        name = blob_name(layer.digest)
         check_size(layer.size, f"{files.path}: layer blob {oci.short_id(layer.digest)}")
         if not files.exists(name):
             raise BadImage(f"{files.path}: layer blob {layer.digest} is missing")
@@ -230,10 +185,9 @@ def _oci_descriptor(files: _Files, desc: oci.Descriptor, annotations: dict, dept
             raise BadImage(f"{files.path}: layer blob {oci.short_id(layer.digest)} is {files.size(name)} "
                            f"bytes but the manifest says {layer.size}", "the file is corrupt or was altered")
     layers = [SourceLayer(layer.media_type, layer.digest, layer.size,
-                          _opener(files, _blob_name(layer.digest)))
+                          _opener(files, blob_name(layer.digest)))
               for layer in manifest.layers]
-    return SourceImage(config_bytes, layers, _oci_refs(files.path, annotations),
-                       manifest_bytes, files.path)
+    return SourceImage(config_bytes, layers, refs, manifest_bytes, files.path)
 
 
 def _check_config(config_bytes: bytes, layers: int, what: str) -> None:
@@ -246,14 +200,15 @@ def _check_config(config_bytes: bytes, layers: int, what: str) -> None:
 def _pick_platform(index: oci.Index, path: str) -> oci.Descriptor:
     """The host's image in a nested index, else its first image, else its first index."""
     host = oci.host_platform()
-    images = [d for d in index.manifests if d.media_type not in oci.INDEX_TYPES]
+    images = [d for d in index.manifests if d.media_type not in oci.INDEX_TYPES and not is_attestation(d)]
     for desc in images:
         if desc.platform and (desc.platform.os, desc.platform.architecture) == (host.os, host.architecture):
             return desc
     if images:
         return images[0]
-    if index.manifests:
-        return index.manifests[0]
+    nested = [d for d in index.manifests if d.media_type in oci.INDEX_TYPES]
+    if nested:
+        return nested[0]
     raise BadImage(f"{path}: nested index holds no image manifest")
 
 
@@ -287,9 +242,32 @@ def _repo_from_path(path: str) -> str:
     return base or "image"
 
 
+# ---------------------------------------------------------------- dir (skopeo, podman docker-dir)
+
+def _dir_transport(files: ArchiveFiles) -> bool:
+    """containers/image's dir: format, told by its version file."""
+    if not files.exists("version"):
+        return False
+    try:
+        return files.read("version", 256).startswith(b"Directory Transport Version:")
+    except MinirunError:
+        return False
+
+
+def _dir_image(files: ArchiveFiles) -> SourceImage:
+    """manifest.json is the image manifest; each blob is a file named by its hex digest.
+    The format keeps no name: the image loads untagged unless --tag names it."""
+    manifest_bytes = files.read("manifest.json")
+    doc = oci.load_json(manifest_bytes, f"{files.path}: manifest.json")
+    if isinstance(doc, dict) and doc.get("mediaType") in oci.INDEX_TYPES:
+        raise UnsupportedMediaType(f"{files.path}: a dir: copy of a multi-platform image (a manifest list)",
+                                   "copy one platform: skopeo copy --override-arch ARCH SRC dir:PATH")
+    return _manifest_image(files, manifest_bytes, f"{files.path}: manifest.json", [], oci.digest_hex)
+
+
 # ---------------------------------------------------------------- docker-archive
 
-def _docker_images(files: _Files) -> Iterator[SourceImage]:
+def _docker_images(files: ArchiveFiles) -> Iterator[SourceImage]:
     what = f"{files.path}: manifest.json"
     entries = oci.parse_json(files.read("manifest.json"), what)
     if not isinstance(entries, list) or not entries:
@@ -299,7 +277,7 @@ def _docker_images(files: _Files) -> Iterator[SourceImage]:
         yield _docker_image(files, entry, f"{what} entry {i}")
 
 
-def _docker_image(files: _Files, entry: object, what: str) -> SourceImage:
+def _docker_image(files: ArchiveFiles, entry: object, what: str) -> SourceImage:
     if not isinstance(entry, dict):
         raise BadImage(f"{what} must be an object, got {oci.json_type(entry)}")
     config_name = _archive_name(entry.get("Config"), "Config", what)
@@ -324,7 +302,7 @@ def _archive_name(value: object, field: str, what: str) -> str:
     if value.startswith("/") or ".." in value.split("/") or "\0" in value:
         raise BadImage(f"{what}: {field} {oci.brief(value)} points outside the archive",
                        "docker save names files relative to the archive's root")
-    return _clean(value)
+    return clean_name(value)
 
 
 def _docker_refs(tags: object, what: str) -> list[str]:
@@ -338,7 +316,7 @@ def _docker_refs(tags: object, what: str) -> list[str]:
         raise BadImage(f"{what}: {exc.message}", "load it with --tag REF") from None
 
 
-def _docker_layer(files: _Files, name: str) -> SourceLayer:
+def _docker_layer(files: ArchiveFiles, name: str) -> SourceLayer:
     """A docker-archive names layers by path, not digest: hash the file to get one."""
     if not files.exists(name):
         raise BadImage(f"{files.path}: layer file {named(name)} is missing")
@@ -362,7 +340,7 @@ def _docker_layer(files: _Files, name: str) -> SourceLayer:
 _NAMED_DIGEST = re.compile(r"(?:^|/)(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?$")
 
 
-def _check_named_digest(files: _Files, name: str, data: bytes | None, what: str,
+def _check_named_digest(files: ArchiveFiles, name: str, data: bytes | None, what: str,
                         actual: str | None = None) -> None:
     """Files named by their digest (<hex>.json, blobs/sha256/<hex>) must hash to that name."""
     match = _NAMED_DIGEST.search(name)
@@ -375,7 +353,7 @@ def _check_named_digest(files: _Files, name: str, data: bytes | None, what: str,
                        f"expected {expected}", "the file is corrupt or was altered")
 
 
-def _opener(files: _Files, name: str):
+def _opener(files: ArchiveFiles, name: str):
     return lambda: files.open(name)
 
 

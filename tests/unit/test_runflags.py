@@ -56,10 +56,11 @@ OTHERS = [
     ("ps", ["-f", "status=exited", "--filter=name=web*"]),
     ("load", ["a.tar"]), ("load", ["a.tar", "./dir", "-q"]), ("load", ["-t", "me/x:1", "a.tar"]),
     ("load", ["--tag=x", "--quiet", "--", "-odd-name.tar"]),
+    ("load", []), ("load", ["-q"]), ("load", ["-"]), ("load", ["-i", "a.tar"]), ("load", ["--input=a.tar", "-q"]),
     ("pull", ["busybox"]), ("pull", ["-q", "--platform", "linux/arm64", "host:5000/a/b:1"]),
 ]
-OTHERS_DECLINED = [("images", ["extra"]), ("images", ["--format"]), ("ps", ["-x"]), ("load", []),
-                   ("load", ["-q"]), ("ps", ["--help"]),
+OTHERS_DECLINED = [("images", ["extra"]), ("images", ["--format"]), ("ps", ["-x"]), ("load", ["-i"]),
+                   ("ps", ["--help"]),
                    ("pull", []), ("pull", ["a", "b"])]
 
 
