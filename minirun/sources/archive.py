@@ -171,8 +171,9 @@ def _oci_descriptor(files: ArchiveFiles, desc: oci.Descriptor, annotations: dict
 
 
 def _manifest_image(files: ArchiveFiles, manifest_bytes: bytes, what: str, refs: list[str],
-                    blob_name=_blob_name) -> SourceImage:
-    """The image a verified manifest describes, its config and layers found by blob_name."""
+                    blob_name=_blob_name, sniff: bool = False) -> SourceImage:
+    """The image a verified manifest describes, its config and layers found by blob_name;
+    sniff: tell each layer's compression from its first bytes, not its media type."""
     manifest = oci.parse_manifest(manifest_bytes, what)
     config_bytes = _verified_blob(files, manifest.config, "image config", oci.MAX_CONFIG_BYTES, blob_name)
     _check_config(config_bytes, len(manifest.layers), f"image config {oci.short_id(manifest.config.digest)}")
@@ -184,8 +185,8 @@ def _manifest_image(files: ArchiveFiles, manifest_bytes: bytes, what: str, refs:
         if files.size(name) != layer.size:
             raise BadImage(f"{files.path}: layer blob {oci.short_id(layer.digest)} is {files.size(name)} "
                            f"bytes but the manifest says {layer.size}", "the file is corrupt or was altered")
-    layers = [SourceLayer(layer.media_type, layer.digest, layer.size,
-                          _opener(files, blob_name(layer.digest)))
+    layers = [SourceLayer(_sniffed(files, blob_name(layer.digest)) if sniff else layer.media_type,
+                          layer.digest, layer.size, _opener(files, blob_name(layer.digest)))
               for layer in manifest.layers]
     return SourceImage(config_bytes, layers, refs, manifest_bytes, files.path)
 
@@ -262,7 +263,9 @@ def _dir_image(files: ArchiveFiles) -> SourceImage:
     if isinstance(doc, dict) and doc.get("mediaType") in oci.INDEX_TYPES:
         raise UnsupportedMediaType(f"{files.path}: a dir: copy of a multi-platform image (a manifest list)",
                                    "copy one platform: skopeo copy --override-arch ARCH SRC dir:PATH")
-    return _manifest_image(files, manifest_bytes, f"{files.path}: manifest.json", [], oci.digest_hex)
+    # podman's docker-dir keeps layers uncompressed under a tar.gzip media type: Docker,
+    # which loads it, goes by the bytes too
+    return _manifest_image(files, manifest_bytes, f"{files.path}: manifest.json", [], oci.digest_hex, sniff=True)
 
 
 # ---------------------------------------------------------------- docker-archive
@@ -328,13 +331,24 @@ def _docker_layer(files: ArchiveFiles, name: str) -> SourceLayer:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     _check_named_digest(files, name, None, "layer", "sha256:" + digest.hexdigest())
+    return SourceLayer(_media_type_of(head), "sha256:" + digest.hexdigest(), files.size(name),
+                       _opener(files, name))
+
+
+def _media_type_of(head: bytes) -> str:
+    """A layer's media type told by its first 4 bytes, as Docker tells compression."""
     if head[:2] == b"\x1f\x8b":
-        media_type = oci.DOCKER_LAYER_GZIP
-    elif head == b"\x28\xb5\x2f\xfd":
-        media_type = oci.OCI_LAYER_ZSTD
-    else:
-        media_type = oci.DOCKER_LAYER
-    return SourceLayer(media_type, "sha256:" + digest.hexdigest(), files.size(name), _opener(files, name))
+        return oci.DOCKER_LAYER_GZIP
+    if head == b"\x28\xb5\x2f\xfd":
+        return oci.OCI_LAYER_ZSTD
+    return oci.DOCKER_LAYER
+
+
+def _sniffed(files: ArchiveFiles, name: str) -> str:
+    if not files.exists(name):
+        raise BadImage(f"{files.path}: layer blob {named(name)} is missing")
+    with files.open(name) as f:
+        return _media_type_of(f.read(4))
 
 
 _NAMED_DIGEST = re.compile(r"(?:^|/)(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?$")

@@ -164,11 +164,11 @@ def test_what_minirun_saves_loads_back_with_the_same_id_and_name(mr, tmp_path, f
 
 # ---------------------------------------------------------------- peers -> minirun
 
-@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive", "oci-dir", "docker-dir"])
 def test_minirun_loads_what_podman_saves(mr, podman, tmp_path, fmt):
     names = podman.load(mr.fixture_path("myapp", "oci-archive"))
     podman_id = podman.image_id(names[0])
-    archive = tmp_path / f"podman-{fmt}.tar"
+    archive = tmp_path / (f"podman-{fmt}" if fmt.endswith("-dir") else f"podman-{fmt}.tar")
     podman.save(names[0], str(archive), fmt)
     mr.ok("load", str(archive))
     assert image_id(mr, podman_id) == podman_id
