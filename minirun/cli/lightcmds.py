@@ -228,24 +228,32 @@ def status_text(state) -> str:
 
 
 def pull_command(values: dict) -> int:
-    from . import progress as progress_mod
-    from ..oci.reference import parse
     from ..linux.caps import require_root
-    from ..sources.registry.pull import pull
     require_root("pull")
-    quiet = values["quiet"]
-    parsed = parse(values["ref"])
-    show = progress_mod.for_output(quiet)
-    if not quiet:
-        print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", flush=True)
-    with show:
-        result = pull(_store(), str(parsed), values["platform"], show)
-    if not quiet:
-        print(f"Digest: {result.manifest_digest}")
-        word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
-        print(f"Status: {word} {result.ref}")
+    result = pull_with_progress(_store(), values["ref"], values["platform"], values["quiet"])
     print(result.ref)
     return 0
+
+
+def pull_with_progress(store, ref: str, platform: str | None, quiet: bool = False, stream=None):
+    """pull's output (on stream, default stdout): the Pulling line, per-layer progress
+    (bars on a terminal), Digest and Status; returns the pull's result."""
+    import sys
+    from . import progress as progress_mod
+    from ..oci.reference import parse
+    from ..sources.registry.pull import pull
+    stream = stream or sys.stdout
+    parsed = parse(ref)
+    show = progress_mod.for_output(quiet, stream)
+    if not quiet:
+        print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", file=stream, flush=True)
+    with show:
+        result = pull(store, str(parsed), platform, show)
+    if not quiet:
+        print(f"Digest: {result.manifest_digest}", file=stream)
+        word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
+        print(f"Status: {word} {result.ref}", file=stream, flush=True)
+    return result
 
 
 PULL = Command(

@@ -91,8 +91,9 @@ class LiveProgress(PlainProgress):
         return Text("\n".join(lines))
 
 
-def for_output(quiet: bool = False):
-    """Live bars on a terminal, plain lines elsewhere."""
-    if not quiet and sys.stdout.isatty():
-        return LiveProgress()
-    return PlainProgress(quiet=quiet)
+def for_output(quiet: bool = False, stream=None):
+    """Live bars on a terminal, plain lines elsewhere; on stream (default stdout)."""
+    stream = stream or sys.stdout
+    if not quiet and stream.isatty():
+        return LiveProgress(stream)
+    return PlainProgress(stream, quiet=quiet)

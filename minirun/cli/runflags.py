@@ -42,7 +42,10 @@ RUN_FLAGS = (
     Flag("tty", ("--tty", "-t"), "bool", "Give the container a terminal."),
     Flag("detach", ("--detach", "-d"), "bool", "Run in the background; print the id. Output goes "
          "to `minirun logs`."),
+    Flag("pull", ("--pull",), "str", "missing (default): pull the image when the store lacks it, "
+         "progress on stderr; always: pull first (layers already here are not fetched); never."),
 )
+PULL_POLICIES = ("missing", "always", "never")
 
 
 
@@ -56,6 +59,7 @@ def parse(argv: list[str]) -> dict | None:
 def execute(values: dict) -> int:
     """Run the container the parsed flags describe; its exit code. Errors raise, a
     container that did not start too (errors.StartFailed), for the CLI's one error path."""
+    from ..errors import ImageNotFound
     from ..run.start import run
     from ..run.plan import RunOptions
     from ..store import open_store
@@ -71,7 +75,20 @@ def execute(values: dict) -> int:
                       cpus=values["cpus"], pids_limit=values["pids_limit"], ulimits=tuple(values["ulimit"]),
                       init=values["init"], interactive=values["interactive"], tty=values["tty"],
                       detach=values["detach"])
-    result = run(open_store(), values["image"], opts, name=values["name"], remove=values["rm"])
+    policy = pull_policy(values["pull"])
+    store = open_store()
+    if policy == "always":
+        pull_for_run(store, values["image"])
+    try:
+        result = run(store, values["image"], opts, name=values["name"], remove=values["rm"])
+    except ImageNotFound:
+        from ..oci.reference import is_id_prefix
+        if policy == "never" or is_id_prefix(values["image"]):
+            raise                        # an image id names no registry
+        import sys
+        print(f"Unable to find image '{values['image']}' locally", file=sys.stderr, flush=True)
+        pull_for_run(store, values["image"])
+        result = run(store, values["image"], opts, name=values["name"], remove=values["rm"])
     if result.error:
         from ..errors import StartFailed
         raise StartFailed(result.error, result.exit_code)
@@ -93,6 +110,27 @@ RUN = Command(
     (Arg("image", "IMAGE", "Image reference or id (12+ hex digits).", complete="images"),
      Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
     RUN_FLAGS, execute, interspersed=False, run_mode=True)
+
+
+def pull_policy(value: str | None) -> str:
+    from ..errors import UsageError, brief
+    if value is None:
+        return "missing"
+    if value not in PULL_POLICIES:
+        raise UsageError(f"invalid --pull {brief(value)}", "use --pull missing, always or never")
+    return value
+
+
+def pull_for_run(store, image: str) -> None:
+    """Pull image as `minirun pull` would, its output on stderr (run's stdout is the
+    container's); a failure says the image is neither here nor fetchable."""
+    import sys
+    from ..errors import MinirunError, context
+    from .lightcmds import pull_with_progress
+    try:
+        pull_with_progress(store, image, None, stream=sys.stderr)
+    except MinirunError as exc:
+        raise context(f"pulling {image}", exc) from None
 
 
 def _default_network() -> str:

@@ -71,10 +71,11 @@ def test_sixteen_parallel_runs_of_one_image(mr):
 
 def test_rmi_and_prune_racing_with_starting_runs(mr):
     mr.load("myapp", "busybox")
-    runs = [start(mr, "run", "--rm", "myapp", "cat", "/app/main.sh") for _ in range(6)]
+    run = ("run", "--rm", "--pull", "never", "myapp", "cat", "/app/main.sh")
+    runs = [start(mr, *run) for _ in range(6)]
     time.sleep(0.3)
     removers = [start(mr, "rmi", "-f", "myapp"), start(mr, "prune", "-f")]
-    runs += [start(mr, "run", "--rm", "myapp", "cat", "/app/main.sh") for _ in range(4)]
+    runs += [start(mr, *run) for _ in range(4)]
     results = finish(runs + removers)
     for code, out, err in results[:len(runs)]:
         # a run either started fully (and read its file) or never began, saying why in one line

@@ -452,3 +452,38 @@ def test_eight_parallel_pulls_of_overlapping_images_fetch_each_blob_once(mr, reg
     assert len(keys) == len(set(keys)) == len(layer_digests)          # no layer stored twice
     assert_store_whole(mr)
     print(f"8 parallel pulls: {took:.2f} s")
+
+
+def test_run_pulls_a_missing_image_and_pull_never_and_always_do_as_they_say(mr, registry):
+    """docker run's --pull: missing (the default) pulls what the store lacks, progress
+    on stderr and only the container's output on stdout; never refuses; always
+    asks the registry first, fetching no layer already here."""
+    mr.load("myapp")
+    ref = f"{registry.address}/team/myapp:v2"
+    mr.ok("push", "myapp", ref)
+    mr.ok("rmi", "myapp")
+    mr.ok("prune", "-f")
+    assert mr.ok("images", "-q").stdout == ""
+    never = mr("run", "--rm", "--pull", "never", ref)
+    assert never.returncode == 125 and "no such image" in never.stderr
+    first = mr.ok("run", "--rm", ref)
+    assert first.stdout.strip().endswith("hello from myapp")
+    assert f"Unable to find image '{ref}' locally" in first.stderr
+    assert "Pull complete" in first.stderr and "Downloaded newer image" in first.stderr
+    again = mr.ok("run", "--rm", ref)
+    assert again.stderr == ""                                  # here now: no registry call
+    always = mr.ok("run", "--rm", "--pull", "always", ref)
+    assert "Image is up to date" in always.stderr and "Pull complete" not in always.stderr
+    assert always.stdout == first.stdout
+    bad = mr("run", "--rm", "--pull", "sometimes", ref)
+    assert bad.returncode == 125 and "--pull missing, always or never" in bad.stderr
+
+
+def test_run_of_an_image_no_registry_has_fails_in_two_lines(mr, registry):
+    result = mr("run", "--rm", f"{registry.address}/team/absent:v1")
+    assert result.returncode == 125
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"Unable to find image '{registry.address}/team/absent:v1' locally", lines
+    assert lines[-1].startswith(f"Error: pulling {registry.address}/team/absent:v1: "), lines
+    assert "Traceback" not in result.stderr
+    assert mr.ok("ps", "-a", "-q").stdout == ""

@@ -52,7 +52,7 @@ def test_exit_codes_follow_docker_run(mr):
     assert "no-such-command" in missing.stderr and "not found" in missing.stderr
     not_exec = mr("run", "--rm", "busybox", "/etc/passwd")
     assert not_exec.returncode == 126 and "Permission denied" in not_exec.stderr
-    unknown = mr("run", "--rm", "nosuchimage", "true")
+    unknown = mr("run", "--rm", "--pull", "never", "nosuchimage", "true")
     assert unknown.returncode == 125 and "minirun load" in unknown.stderr
 
 
