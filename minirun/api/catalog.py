@@ -121,19 +121,40 @@ def human_size(n: float) -> str:
     return f"{n}"
 
 
-def human_age(iso: str) -> str:
+def seconds_since(iso: str | None) -> float | None:
+    """Seconds from a recorded UTC time (ISO 8601) to now; None when there is none."""
     import datetime     # not time.strptime: its first call imports _strptime, calendar and locale
     try:
         then = datetime.datetime.fromisoformat(iso[:19]).replace(tzinfo=datetime.timezone.utc).timestamp()
     except (ValueError, TypeError):
-        return "unknown"
-    seconds = max(0, time.time() - then)
-    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
-                       (86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
-    return "Less than a minute ago"
+        return None
+    return max(0.0, time.time() - then)
+
+
+def human_duration(seconds: float) -> str:
+    """A span as docker prints one: "Less than a second", "5 seconds", "About a
+    minute", "3 minutes", "About an hour", "5 hours", then days, weeks, months, years."""
+    whole = int(seconds)
+    if whole < 1:
+        return "Less than a second"
+    if whole < 60:
+        return "1 second" if whole == 1 else f"{whole} seconds"
+    minutes = whole // 60
+    if minutes < 60:
+        return "About a minute" if minutes == 1 else f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    for limit, per, unit in ((48, 1, "hours"), (24 * 14, 24, "days"), (24 * 60, 24 * 7, "weeks"),
+                             (24 * 730, 24 * 30, "months")):
+        if hours < limit:
+            return f"{hours // per} {unit}"
+    return f"{int(seconds // 3600) // (24 * 365)} years"
+
+
+def human_age(iso: str) -> str:
+    seconds = seconds_since(iso)
+    return "unknown" if seconds is None else human_duration(seconds) + " ago"
 
 
 # ---------------------------------------------------------------- inspect, history, tag

@@ -163,16 +163,28 @@ def running_pid(store, name: str) -> tuple[str, int]:
     return cid, state.pid
 
 
+def _pid_if_running(store, name: str) -> tuple[str, int]:
+    """(id, PID 1's pid), the pid 0 when the container is not running."""
+    cid = store.containers.resolve(name)
+    state = effective_state(store.containers.state(cid))
+    return cid, state.pid if state.running else 0
+
+
 def send_signal(store, name: str, signum: int) -> str:
-    cid, pid = running_pid(store, name)
-    signal_quietly(pid, signum)
+    """The signal to PID 1; a container already stopped is left as it is."""
+    cid, pid = _pid_if_running(store, name)
+    if pid:
+        signal_quietly(pid, signum)
     return cid
 
 
 def stop(store, name: str, timeout: float) -> str:
     """SIGTERM, then SIGKILL after the grace period, as docker stop. A PID 1 with no
-    SIGTERM handler ignores it (the kernel protects a namespace's init), hence the kill."""
-    cid, pid = running_pid(store, name)
+    SIGTERM handler ignores it (the kernel protects a namespace's init), hence the kill.
+    A container already stopped is left as it is, as docker's is."""
+    cid, pid = _pid_if_running(store, name)
+    if not pid:
+        return cid
     signal_quietly(pid, signal.SIGTERM)
     if not _wait_gone(store, cid, pid, timeout):
         signal_quietly(pid, signal.SIGKILL)
@@ -241,6 +253,8 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
     config = store.containers.config(cid)
     state = store.containers.state(cid)
     merged_env = spec.merge_env(config.env, env, dict(os.environ))
+    if tty:
+        merged_env = spec.with_defaults(merged_env, {"TERM": "xterm"})   # as docker exec -t
     proc = spec.ProcessSpec(tuple(argv), tuple(merged_env), workdir or config.cwd,
                             user or config.user, config.hostname, False)
     cgroup = None

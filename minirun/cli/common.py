@@ -21,6 +21,24 @@ app = typer.Typer(
 )
 
 
+def for_each(names, action) -> None:
+    """action(name) for every name, as docker's rm, stop and kill do: one that fails is
+    reported in its line and the rest go on; the exit code is then the first failure's."""
+    failed = 0
+    for name in names:
+        try:
+            action(name)
+        except (MinirunError, OSError) as err:
+            failure = as_failure(err)
+            flush_warnings(err)
+            if failure is None:
+                raise
+            print(failure[0], file=sys.stderr, flush=True)
+            failed = failed or failure[1]
+    if failed:
+        raise typer.Exit(failed)
+
+
 def handled(run_mode: bool = False):
     """Turn MinirunError into one line on stderr and its exit code (125 for everything in `run`)."""
     def wrap(fn):

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from . import lightcmds, runflags
-from .common import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, handled, register, store as _store
+from .common import (EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, for_each, handled, register,
+                     store as _store)
 
 
 register(runflags.RUN)
@@ -24,15 +25,20 @@ def rm(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomple
        force: bool = typer.Option(False, "--force", "-f", help="Kill a running container first.")):
     """Remove containers and their upper dirs.
 
+    With several, each that fails (no such container, still running without -f)
+    is reported and the rest are still removed; the exit code is then 1.
+
     Example: sudo minirun rm t1
     """
     from ..api.control import remove
     from ..linux.caps import require_root
     require_root("rm")
     store = _store()
-    for name in names:
+
+    def one(name: str) -> None:
         remove(store, name, force)
-        print(name)
+        print(name, flush=True)
+    for_each(names, one)
 
 
 @app.command(epilog=EXIT_CODES_HELP + " With two containers, 0 whether or not they differ (as docker diff).")
@@ -102,15 +108,20 @@ def stop(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
          time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait after SIGTERM before SIGKILL.")):
     """Stop running containers: SIGTERM, then SIGKILL after the grace period.
 
+    One already stopped is left as it is (exit 0, as docker). With several, each
+    that fails is reported and the rest are still stopped.
+
     Example: sudo minirun stop -t 2 web
     """
     from ..api.control import stop as do_stop
     from ..linux.caps import require_root
     require_root("stop")
     store = _store()
-    for name in names:
+
+    def one(name: str) -> None:
         do_stop(store, name, time_)
-        print(name)
+        print(name, flush=True)
+    for_each(names, one)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -119,6 +130,9 @@ def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
          signal_: str = typer.Option("KILL", "--signal", "-s", help="Signal name or number.")):
     """Send a signal to running containers (default SIGKILL).
 
+    One already stopped is left as it is (exit 0). With several, each that fails
+    is reported and the rest still get the signal.
+
     Example: sudo minirun kill -s HUP web
     """
     from ..api.control import send_signal
@@ -126,9 +140,11 @@ def kill(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocomp
     require_root("kill")
     signum = _signal_number(signal_)
     store = _store()
-    for name in names:
+
+    def one(name: str) -> None:
         send_signal(store, name, signum)
-        print(name)
+        print(name, flush=True)
+    for_each(names, one)
 
 
 def _signal_number(text: str) -> int:

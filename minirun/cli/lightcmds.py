@@ -215,11 +215,18 @@ def filter_containers(records: list, filters: list[str]) -> list:
 
 
 def status_text(state) -> str:
-    """A ContainerState as ps says it."""
+    """A ContainerState as docker ps says it: "Up 3 minutes", "Exited (0) 2 minutes ago",
+    "Created"."""
+    from ..api.catalog import human_duration, seconds_since
     if state.status == "exited":
         code = state.exit_code
         oom = " (OOM killed)" if state.oom_killed else ""
-        return f"Exited ({'?' if code is None else code}){oom}"
+        since = seconds_since(state.finished)
+        ago = "" if since is None else f" {human_duration(since)} ago"
+        return f"Exited ({'?' if code is None else code}){ago}{oom}"
+    if state.status == "running":
+        since = seconds_since(state.started)
+        return "Up" if since is None else f"Up {human_duration(since)}"
     return state.status.capitalize()
 
 

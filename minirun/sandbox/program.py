@@ -45,7 +45,10 @@ def build(image_config, opts, container_id: str,
         raise UsageError(f"invalid hostname {hostname!r}",
                          "use at most 64 letters, digits, '-' and '.', not starting with '-' or '.'")
     env = merge_env(image_config.env, opts.env, host_env if host_env is not None else dict(os.environ))
-    env = _with_defaults(env, {"PATH": DEFAULT_PATH, "HOSTNAME": hostname})
+    defaults = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    if getattr(opts, "tty", False):
+        defaults["TERM"] = "xterm"                 # as docker -t, unless the image or -e says
+    env = with_defaults(env, defaults)
     workdir = opts.workdir or image_config.working_dir or "/"
     if opts.workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is not an absolute path")
@@ -76,6 +79,6 @@ def merge_env(image_env: tuple[str, ...], flags: tuple[str, ...], host_env: dict
     return [f"{k}={v}" for k, v in merged.items()]
 
 
-def _with_defaults(env: list[str], defaults: dict[str, str]) -> list[str]:
+def with_defaults(env: list[str], defaults: dict[str, str]) -> list[str]:
     present = {item.partition("=")[0] for item in env}
     return env + [f"{k}={v}" for k, v in defaults.items() if k not in present]

@@ -1,0 +1,67 @@
+"""What a Docker user types without thinking (issue 17.3): stop and kill of a stopped
+container, rm of several names with one missing, ps STATUS, TERM under -t."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .test_process import run_in_pty
+
+
+def test_stop_and_kill_of_a_stopped_container_exit_0(mr):
+    mr.load("busybox")
+    mr.ok("run", "--name", "done", "busybox", "true")
+    assert mr.ok("stop", "done").stdout == "done\n"
+    assert mr.ok("kill", "done").stdout == "done\n"
+    assert mr.ok("kill", "-s", "HUP", "done").stdout == "done\n"
+    assert mr.inspect("done")["State"]["Status"] == "exited"
+    missing = mr("stop", "nosuch")
+    assert missing.returncode == 1 and "no such container: nosuch" in missing.stderr
+
+
+@pytest.mark.parametrize("verb", ["rm", "stop", "kill"])
+def test_a_missing_name_among_several_is_reported_and_the_rest_are_done(mr, verb):
+    mr.load("busybox")
+    for name in ("a", "b"):
+        mr.ok("run", "-d", "--name", name, "busybox", "sleep", "60")
+    if verb == "rm":
+        mr.ok("stop", "-t", "0", "a", "b")
+    result = mr(verb, "a", "nosuch", "b")
+    assert result.returncode == 1, result
+    assert result.stdout.split() == ["a", "b"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no such container: nosuch" in lines[0], result.stderr
+    if verb == "rm":
+        assert mr.ok("ps", "-a", "-q").stdout == ""
+    else:
+        states = {mr.inspect(name)["State"]["Status"] for name in ("a", "b")}
+        assert states == {"exited"}
+        mr.ok("rm", "a", "b")
+
+
+def test_ps_status_reads_like_dockers(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "up", "busybox", "sleep", "60")
+    assert mr("run", "--name", "ended", "busybox", "sh", "-c", "exit 3").returncode == 3
+    rows = {line.split()[-1]: line for line in mr.ok("ps", "-a").lines[1:]}
+    assert re.search(r"\bUp (Less than a second|\d+ seconds?)\b", rows["up"]), rows["up"]
+    assert re.search(r"\bExited \(3\) (Less than a second|\d+ seconds?) ago\b", rows["ended"]), rows["ended"]
+    status = mr.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}").lines
+    assert any(line.startswith("up Up ") for line in status), status
+    mr.ok("rm", "-f", "up", "ended")
+
+
+def test_a_terminal_brings_term_xterm_unless_told_otherwise(mr):
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c", 'echo "term=$TERM"')
+    assert code == 0 and b"term=xterm\r" in out, out
+    code, out = run_in_pty(mr, "run", "--rm", "-t", "-e", "TERM=vt100", "busybox", "sh", "-c", 'echo "term=$TERM"')
+    assert code == 0 and b"term=vt100\r" in out, out
+    assert mr.ok("run", "--rm", "busybox", "sh", "-c", 'echo "term=${TERM-unset}"').stdout == "term=unset\n"
+    mr.ok("run", "-d", "--name", "t", "busybox", "sleep", "60")
+    code, out = run_in_pty(mr, "exec", "-t", "t", "sh", "-c", 'echo "term=$TERM"')
+    assert code == 0 and b"term=xterm\r" in out, out
+    assert mr.ok("exec", "t", "sh", "-c", 'echo "term=${TERM-unset}"').stdout == "term=unset\n"
+    mr.ok("rm", "-f", "t")
