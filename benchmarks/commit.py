@@ -66,7 +66,7 @@ def main() -> None:
                   f"else yes \"line $i of some text that compresses\" | head -c {each_kb}k > /data/t$i; fi; "
                   "i=$((i+1)); done")
         minirun(env, "run", "--name", "big", "busybox", "sh", "-c", script)
-        upper = json.loads(minirun(env, "inspect", "big"))["UpperDir"]
+        upper = json.loads(minirun(env, "inspect", "big"))[0]["UpperDir"]
         size = int(subprocess.run(["du", "-sb", upper], capture_output=True, text=True).stdout.split()[0])
 
         commit = median_of(lambda i: minirun(env, "commit", "big", f"big:{i}"))

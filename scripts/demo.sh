@@ -12,8 +12,8 @@ m load fixtures-out/docker-archive/myotherapp.tar
 m images
 m run --name demo myapp sh -c 'echo hi > /greeting; rm /etc/group; /app/main.sh'
 m diff demo
-upper=$(.venv/bin/minirun inspect demo | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["UpperDir"])')
-echo; echo "\$ ls -lR \$(minirun inspect demo | jq -r .UpperDir)    # the files this run wrote"
+upper=$(.venv/bin/minirun inspect demo | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["UpperDir"])')
+echo; echo "\$ ls -lR \$(minirun inspect demo | jq -r '.[0].UpperDir')    # the files this run wrote"
 (cd "$upper" && ls -lR)
 m run --rm myotherapp
 m ps -a

@@ -8,44 +8,58 @@ from typing import List, Optional
 import typer
 
 from .lightcmds import FORMAT_HELP
-from .common import EXIT_CODES_HELP, app, completer, handled, print_table, store as _store
+from .common import EXIT_CODES_HELP, app, completer, for_each, handled, print_table, store as _store
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def inspect(name: str = typer.Argument(..., metavar="CONTAINER|IMAGE", autocompletion=completer("image_or_container")),
+def inspect(names: List[str] = typer.Argument(..., metavar="CONTAINER|IMAGE...",
+                                              autocompletion=completer("image_or_container")),
             type_: Optional[str] = typer.Option(None, "--type", help="container or image, when a name is both."),
-            format: Optional[str] = typer.Option(None, "--format", "-f", help="json (the default: the "
-                                                 "whole document), or a template such as "
-                                                 "'{{.UpperDir}}' or '{{.State.Status}}'.")):
-    """Show a container or an image as JSON.
+            format: Optional[str] = typer.Option(None, "--format", "-f", help="json (the default: a JSON "
+                                                 "array of the whole documents, as docker), or a template "
+                                                 "applied to each, such as '{{.UpperDir}}' or "
+                                                 "'{{.State.Status}}'.")):
+    """Show containers or images as a JSON array, as docker inspect does.
 
     A container shows its UpperDir, WorkDir and LowerDirs; an image its
     Config, RootFS.Layers (the diff_ids) and the cached layer directories.
+    A name that is neither is reported and the rest are still shown (exit 1).
 
     Example: minirun inspect -f '{{.UpperDir}}' t1
     """
-    from ..errors import ContainerNotFound, UsageError
-    from ..api.catalog import inspect as inspect_image
-    from ..api.control import inspect as inspect_container
+    from ..errors import UsageError
     from . import formatting
     formatting.check(format)
     store = _store(create=False)
     if type_ not in (None, "container", "image"):
         raise UsageError(f"--type {type_!r}: expected container or image")
+    docs: list[dict] = []
+    try:
+        for_each(names, lambda name: docs.append(_inspect_one(store, name, type_)))
+    finally:
+        if formatting.is_template(format):
+            formatting.print_rows(docs, format)
+        elif docs or len(names) > 1:
+            print(json.dumps(docs, indent=2))
+
+
+def _inspect_one(store, name: str, type_: str | None) -> dict:
+    from ..errors import ContainerNotFound, ImageNotFound, NotFound
+    from ..api.catalog import inspect as inspect_image
+    from ..api.control import inspect as inspect_container
     if type_ == "image":
-        doc = inspect_image(store, name)
-    else:
-        try:
-            doc = inspect_container(store, name)
-        except ContainerNotFound:
-            if type_ == "container":
-                raise
-            doc = inspect_image(store, name)
-    if formatting.is_template(format):
-        formatting.print_rows([doc], format)
-    else:
-        print(json.dumps(doc, indent=2))
+        return inspect_image(store, name)
+    try:
+        return inspect_container(store, name)
+    except ContainerNotFound:
+        if type_ == "container":
+            raise
+    try:
+        return inspect_image(store, name)
+    except ImageNotFound:
+        raise NotFound(f"no such container or image: {name}",
+                       "see `minirun ps -a` and `minirun images`") from None
 
 
 @app.command(epilog=EXIT_CODES_HELP)

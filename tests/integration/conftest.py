@@ -77,7 +77,7 @@ class Minirun:
 
     def inspect(self, container: str) -> dict:
         import json
-        return json.loads(self.ok("inspect", container).stdout)
+        return json.loads(self.ok("inspect", container).stdout)[0]
 
     def running_state(self, name: str, timeout: float = 10) -> dict:
         """The container's State once it runs with a pid."""
@@ -86,7 +86,7 @@ class Minirun:
         while time.monotonic() < deadline:
             result = self("inspect", name)
             if result.returncode == 0:
-                state = json.loads(result.stdout)["State"]
+                state = json.loads(result.stdout)[0]["State"]
                 if state.get("status") == "running" and state.get("pid"):
                     return state
             time.sleep(0.05)

@@ -3,6 +3,7 @@ container, rm of several names with one missing, ps STATUS, TERM under -t."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -65,3 +66,16 @@ def test_a_terminal_brings_term_xterm_unless_told_otherwise(mr):
     assert code == 0 and b"term=xterm\r" in out, out
     assert mr.ok("exec", "t", "sh", "-c", 'echo "term=${TERM-unset}"').stdout == "term=unset\n"
     mr.ok("rm", "-f", "t")
+
+
+def test_inspect_takes_several_names_and_prints_one_array(mr):
+    mr.load("busybox")
+    mr.ok("run", "--name", "c1", "busybox", "true")
+    docs = json.loads(mr.ok("inspect", "c1", "busybox").stdout)
+    assert [doc["Id"][:7] for doc in docs] == [mr.inspect("c1")["Id"][:7], "sha256:"]
+    assert len(json.loads(mr.ok("inspect", "c1").stdout)) == 1
+    result = mr("inspect", "c1", "nosuch", "busybox")
+    assert result.returncode == 1 and len(json.loads(result.stdout)) == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: no such container or image: nosuch"), lines
+    assert mr.ok("inspect", "-f", "{{.State.Status}}", "c1").stdout == "exited\n"

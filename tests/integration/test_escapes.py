@@ -385,7 +385,7 @@ def test_a_detached_container_cannot_reach_its_log_file(mr):
                 "chown 1:1 /proc/self/fd/1; echo done").stdout.strip()
     import json
     for _ in range(100):
-        if json.loads(mr.ok("inspect", cid).stdout)["State"]["status"] != "running":
+        if json.loads(mr.ok("inspect", cid).stdout)[0]["State"]["status"] != "running":
             break
         time.sleep(0.05)
     log = mr.root / "containers" / cid / "container.log"

@@ -24,7 +24,7 @@ WRITES = ("echo hi > /greeting; echo more >> /app/main.sh; rm /bin/vi; chmod 600
 def image_view(mr, image: str) -> dict:
     """The image's merged tree (types, modes, owners, content, link targets), read
     from a read-only overlay of its cached layers: what a container starts from."""
-    doc = json.loads(mr.ok("inspect", "--type", "image", image).stdout)
+    doc = json.loads(mr.ok("inspect", "--type", "image", image).stdout)[0]
     lowers = doc["GraphDriver"]["Data"]["LowerDir"].split(":")
     with tempfile.TemporaryDirectory(dir=mr.root / "tmp") as target:
         if len(lowers) == 1:
@@ -146,7 +146,7 @@ def test_commit_refuses_a_running_container_and_bad_input(mr):
     assert mr.ok("images", "-q").stdout.count("\n") == 1        # nothing half-made is listed
     image_id = mr.ok("commit", "-c", 'CMD ["echo", "from cmd"]', "web", "x:1").stdout.strip()
     assert mr.ok("run", "--rm", "x:1").stdout == "from cmd\n"
-    assert json.loads(mr.ok("inspect", "x:1").stdout)["Id"] == image_id
+    assert json.loads(mr.ok("inspect", "x:1").stdout)[0]["Id"] == image_id
 
 
 def test_moved_tags_leave_dangling_images_that_image_prune_removes(mr):
@@ -207,7 +207,7 @@ def test_export_is_the_merged_view_and_import_makes_it_an_image(mr, tmp_path):
     assert not any(".wh." in n for n in names)
     image_id = mr.ok("import", str(out), "flat:1", "-c", 'CMD ["cat", "/new"]').stdout.strip()
     assert mr.ok("run", "--rm", "flat:1").stdout == "new\n"
-    assert json.loads(mr.ok("inspect", "flat:1").stdout)["RootFS"]["Layers"].__len__() == 1
+    assert json.loads(mr.ok("inspect", "flat:1").stdout)[0]["RootFS"]["Layers"].__len__() == 1
     assert images_json(mr)["tags"]["docker.io/library/flat:1"] == image_id
     # the same tar compressed (zstd, several frames) is the same layer: same diff_id
     import zstandard
@@ -217,8 +217,8 @@ def test_export_is_the_merged_view_and_import_makes_it_an_image(mr, tmp_path):
     packed.write_bytes(zstandard.ZstdCompressor().compress(data[:half]) +
                        zstandard.ZstdCompressor().compress(data[half:]))
     zst_id = mr.ok("import", str(packed), "flat:zst").stdout.strip()
-    assert json.loads(mr.ok("inspect", zst_id).stdout)["RootFS"]["Layers"] == \
-        json.loads(mr.ok("inspect", image_id).stdout)["RootFS"]["Layers"]
+    assert json.loads(mr.ok("inspect", zst_id).stdout)[0]["RootFS"]["Layers"] == \
+        json.loads(mr.ok("inspect", image_id).stdout)[0]["RootFS"]["Layers"]
     # bad input: one line, exit 1, nothing left behind
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)

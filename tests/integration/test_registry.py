@@ -99,7 +99,7 @@ def test_push_and_commit_of_an_image_whose_layers_came_from_another_image(mr, re
     mr.ok("pull", f"{registry.address}/re/other:2")
     assert mr.ok("run", "--rm", f"{registry.address}/re/other:2", "cat", "/c").stdout == "c\n"
     mr.ok("pull", f"{registry.address}/re/other:1")
-    assert json.loads(mr.ok("inspect", f"{registry.address}/re/other:1").stdout)["Id"] == \
+    assert json.loads(mr.ok("inspect", f"{registry.address}/re/other:1").stdout)[0]["Id"] == \
         doc["tags"]["localhost/myotherapp:latest"]
 
 

@@ -74,7 +74,7 @@ def test_the_escaped_text_still_says_what_is_there(evil):
 
 
 def test_json_output_keeps_the_exact_text(evil):
-    doc = json.loads(evil.ok("inspect", "evil").stdout)
+    doc = json.loads(evil.ok("inspect", "evil").stdout)[0]
     assert doc["Config"]["Labels"]["evil"] == EVIL
     rows = [json.loads(line) for line in evil.ok("history", "--format", "json", "evil").stdout.splitlines()]
     assert rows[0]["CreatedBy"] == EVIL
