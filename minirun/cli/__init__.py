@@ -63,7 +63,13 @@ def main() -> None:
             pass
         os._exit(code)
     gc.enable()
-    typer_app()()
+    app = typer_app()
+    if sys.argv[1:2] == ["run"]:
+        # docker run says 125 for its own failures, a bad flag among them; the
+        # command's own exit codes (2 included) pass through untouched
+        from typer._click.exceptions import UsageError   # typer's own copy of click
+        UsageError.exit_code = 125
+    app()
 
 
 # ---------------------------------------------------------------- the one error path

@@ -16,6 +16,7 @@ from .light import EXIT_CODES_HELP, RUN_EXIT_CODES_HELP  # noqa: F401 - the comm
 
 app = typer.Typer(
     name="minirun", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Run images on kernel overlayfs and see exactly what each run wrote.\n\n"
          "The store lives in $MINIRUN_ROOT (default /var/lib/minirun).",
 )
@@ -129,5 +130,7 @@ def register(command) -> None:
     body.__doc__ = command.doc
     body.__signature__ = inspect.Signature(params)
     settings = {} if command.interspersed else {"allow_interspersed_args": False}
+    if any("-h" in flag.names for flag in command.flags):
+        settings["help_option_names"] = ["--help"]          # run -h HOSTNAME, as docker
     app.command(command.name, epilog=command.epilog, context_settings=settings)(
         handled(run_mode=command.run_mode)(body))

@@ -15,6 +15,12 @@ FORMAT_HELP = ("json (one object per line), a template such as '{{.ID}}\\t{{.Siz
                "or 'table TEMPLATE' for aligned columns with a header.")
 
 
+def format_help(example: str, fields: str) -> str:
+    """--format's help for a listing whose template example is example."""
+    return (f"json (one object per line, docker's keys), a template such as '{example}', or "
+            f"'table TEMPLATE' for aligned columns with a header. Fields: {fields}.")
+
+
 def _store(create: bool = True):
     from ..store import open_store
     return open_store(create=create)
@@ -143,7 +149,7 @@ IMAGES = Command(
 
 def ps_command(values: dict) -> int:
     from ..api.catalog import human_age
-    from ..api.control import container_records, state_view
+    from ..api.control import container_records
     from . import formatting
     fmt = values["format"]
     formatting.check(fmt)
@@ -156,20 +162,17 @@ def ps_command(values: dict) -> int:
         for c in records:
             print(c.id[:12])
         return 0
-    if fmt == "json":
-        formatting.print_rows([{"ID": c.id, "Name": c.config.name, "Image": c.config.image,
-                                "Command": list(c.config.argv), "Created": c.config.created,
-                                "State": state_view(c.state)} for c in records], fmt)
-        return 0
     lines = []
     for c in records:
         config = c.config
         command = formatting.visible(" ".join(config.argv))     # escaped, then cut
-        command = command if len(command) <= 20 else command[:19] + "…"
+        command = command if len(command) <= 20 or fmt == "json" else command[:19] + "…"
         lines.append({"ID": c.id[:12], "Image": config.image, "Command": f'"{command}"',
                       "CreatedAt": config.created, "RunningFor": human_age(config.created),
-                      "Status": status_text(c.state), "State": c.state.status, "Names": config.name})
-    if formatting.is_template(fmt):
+                      "Status": status_text(c.state), "State": c.state.status, "Names": config.name,
+                      "Networks": config.network, "Labels": "", "Ports": "", "Mounts": "",
+                      "LocalVolumes": "0", "Size": ""})
+    if fmt == "json" or formatting.is_template(fmt):
         formatting.print_rows(lines, fmt)
         return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
@@ -190,8 +193,9 @@ PS = Command(
      Flag("quiet", ("--quiet", "-q"), "bool", "Only container ids."),
      Flag("filter_", ("--filter", "-f"), "list", "status=running|exited|created, name=PATTERN (shell "
           "glob), id=PREFIX, or ancestor=IMAGE (as the run named it); several must all hold."),
-     Flag("format", ("--format",), "str", FORMAT_HELP + " Fields: ID, Image, Command, CreatedAt, "
-          "RunningFor, Status, State, Names.")),
+     Flag("format", ("--format",), "str", format_help("{{.Names}}\\t{{.Status}}",
+                                                      "ID, Image, Command, CreatedAt, RunningFor, Status, "
+                                                      "State, Names, Networks, Labels, Ports, Mounts"))),
     ps_command)
 
 

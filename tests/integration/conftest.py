@@ -79,6 +79,12 @@ class Minirun:
         import json
         return json.loads(self.ok("inspect", container).stdout)[0]
 
+    def only_state(self) -> dict:
+        """The State (inspect's) of the one container in the store."""
+        ids = self.ok("ps", "-a", "-q").stdout.split()
+        assert len(ids) == 1, ids
+        return self.inspect(ids[0])["State"]
+
     def running_state(self, name: str, timeout: float = 10) -> dict:
         """The container's State once it runs with a pid."""
         import json

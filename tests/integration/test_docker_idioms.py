@@ -79,3 +79,30 @@ def test_inspect_takes_several_names_and_prints_one_array(mr):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: no such container or image: nosuch"), lines
     assert mr.ok("inspect", "-f", "{{.State.Status}}", "c1").stdout == "exited\n"
+
+
+def test_ps_json_speaks_dockers_keys(mr):
+    mr.load("busybox")
+    assert mr("run", "--name", "j", "busybox", "sh", "-c", "exit 4").returncode == 4
+    row = json.loads(mr.ok("ps", "-a", "--format", "json").lines[0])
+    assert {"ID", "Image", "Command", "CreatedAt", "RunningFor", "Status", "State", "Names", "Labels",
+            "Ports", "Networks", "Mounts"} <= set(row)
+    assert (row["State"], row["Names"], row["Image"], row["Command"]) == ("exited", "j", "busybox",
+                                                                         '"sh -c exit 4"')
+    assert row["Status"].startswith("Exited (4) ") and len(row["ID"]) == 12
+
+
+@pytest.mark.parametrize("verb", ["images", "ps", "load", "rm", "stop", "inspect", "logs", "commit"])
+def test_dash_h_is_help_where_it_is_not_a_flag(mr, verb):
+    result = mr(verb, "-h")
+    assert result.returncode == 0 and "Usage:" in result.stdout, result
+
+
+def test_run_usage_errors_exit_125_and_run_h_is_the_hostname(mr):
+    mr.load("busybox")
+    for args in (("--no-such-flag", "busybox"), (), ("--memory",)):
+        result = mr("run", *args)
+        assert result.returncode == 125, (args, result)
+    assert mr.ok("run", "--rm", "-h", "box1", "busybox", "hostname").stdout == "box1\n"
+    assert mr("run", "--rm", "busybox", "sh", "-c", "exit 2").returncode == 2
+    assert mr("rm").returncode == 2                  # other commands keep click's 2

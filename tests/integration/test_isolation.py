@@ -564,7 +564,7 @@ def test_fork_bomb_is_contained_by_pids_limit(mr):
         time.sleep(0.05)
     assert host_processes_with(b"sleep\0" + tag.encode()) == [], "sleepers outlived the container"
     assert subprocess.run(["true"]).returncode == 0          # the host can still fork
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["status"] == "exited" and state["exit_code"] == result.returncode
 
 
@@ -574,7 +574,7 @@ def test_memory_hog_is_oom_killed_and_reported(mr):
     result = mr("run", "--name", "hog", "--memory", "32m", "busybox",
                 "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
     assert result.returncode == 137, (result.returncode, result.stderr)
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["exit_code"] == 137 and state["oom_killed"] is True, state
     row = next(line for line in mr.ok("ps", "-a").lines if line.endswith(" hog"))
     assert "OOM" in row, row
@@ -833,7 +833,7 @@ def test_sigterm_to_pid_1_is_forwarded_by_init(mr):
     finally:
         stop(proc)
     assert code == 128 + signal.SIGTERM, proc.stderr.read()
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["exit_code"] == 143
 
 
@@ -855,7 +855,7 @@ def test_a_crashed_runtime_gives_back_its_address_and_cgroup(mr, bridge_net):
     for pid in monitors + [state["pid"]]:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.3)
-    assert json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]["status"] == "exited"
+    assert mr.only_state()["status"] == "exited"
     assert cid in json.loads(allocations.read_text())["allocations"], "nothing should have run cleanup yet"
     mr.ok("rm", "crash")
     assert cid not in json.loads(allocations.read_text())["allocations"]

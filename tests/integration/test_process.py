@@ -147,7 +147,7 @@ def test_detached_container_logs_exec_and_stop(mr):
     started = time.monotonic()
     mr.ok("stop", "-t", "1", "bg")
     assert 0.9 < time.monotonic() - started < 8
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["status"] == "exited" and state["exit_code"] == 137
     assert mr("exec", "bg", "true").returncode == 125
 
@@ -159,7 +159,7 @@ def test_stop_with_init_ends_on_sigterm(mr):
     started = time.monotonic()
     mr.ok("stop", "polite")
     assert time.monotonic() - started < 5
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["exit_code"] == 143
 
 
@@ -173,7 +173,7 @@ def test_kill_with_a_signal_and_logs_follow(mr):
     mr.ok("kill", "-s", "HUP", "k")
     out, _ = follower.communicate(timeout=10)
     assert out.split() == ["ready", "got-hup"]
-    assert json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]["exit_code"] == 3
+    assert mr.only_state()["exit_code"] == 3
     assert mr("kill", "-s", "NOPE", "k").returncode == 2
 
 

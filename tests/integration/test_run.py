@@ -63,7 +63,7 @@ def test_killed_by_signal_exits_128_plus_n(mr):
     pid = wait_running(mr, "victim")
     os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=10) == 128 + signal.SIGKILL
-    assert json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]["exit_code"] == 137
+    assert mr.only_state()["exit_code"] == 137
 
 
 # ---------------------------------------------------------------- namespaces
@@ -135,7 +135,7 @@ def test_minirun_killed_leaves_no_mount_and_no_process(mr, user):
     proc.wait()
     assert wait_gone(pid), "the container outlived its runtime"
     assert overlay_mounts_under(mr.root) == []
-    state = json.loads(mr.ok("ps", "-a", "--format", "json").stdout)["State"]
+    state = mr.only_state()
     assert state["status"] == "exited" and state["exit_code"] is None
     mr.ok("rm", "orphan")
 
