@@ -87,14 +87,20 @@ def pin(join: Join) -> tuple[int, int]:
 
 
 def still_starting(pid: int, root: int) -> bool:
-    """Whether the container's PID 1 has not yet left the host's mount namespace or
-    root: its state says running from its fork on, and joining it then would run the
-    command on the host's files."""
+    """Whether the container's PID 1 is still minirun's own child, before its exec: its
+    state says running from the fork on. Until it has left the host's mount namespace
+    and root, joining would run the command on the host's files; until its exec, it
+    is the host's python with the capabilities it has yet to drop, and a process
+    joined to the container could reach that host file as /proc/1/exe."""
+    import sys
     ours = os.stat("/")
     theirs = os.fstat(root)
     if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
         return True
-    return os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+    if os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino:
+        return True
+    exe, python = os.stat(f"/proc/{pid}/exe"), os.stat(sys.executable)
+    return (exe.st_dev, exe.st_ino) == (python.st_dev, python.st_ino)
 
 
 def run(join: Join, interactive: bool = False) -> process.Outcome:

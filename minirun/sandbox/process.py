@@ -212,6 +212,9 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
     step = "start"
     try:
         caps.set_pdeathsig(signal.SIGKILL)
+        # until its exec it is the host's python: no ptrace, no /proc/1/mem or
+        # /proc/1/fd for processes of the container without CAP_SYS_PTRACE
+        caps.set_dumpable(False)
         command.default_signals()
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         step = "prepare the exec trampoline"

@@ -72,6 +72,9 @@ exec:
 quit:
         mov     eax, 231                    # exit_group
         syscall
+        mov     eax, 60                     # a profile refused it: exit, then a fault,
+        syscall                             # never on into the code below
+        ud2
 
 supervise:
         sub     rsp, 256                    # scratch, zeroed: siginfo 0..127, status 128,
@@ -124,6 +127,23 @@ supervise:
         syscall
         test    rax, rax
         jnz     kill_early
+        mov     rax, -1                     # capget over a buffer of ones: a capset that a
+        mov     [rsp+144], rax              # profile answered "0" without making it shows
+        mov     [rsp+152], rax
+        mov     [rsp+160], rax
+        lea     rdi, [rsp+136]
+        lea     rsi, [rsp+144]
+        mov     eax, 125                    # capget
+        syscall
+        test    rax, rax
+        jnz     kill_early
+        mov     rax, [rsp+144]
+        or      rax, [rsp+152]
+        or      rax, [rsp+160]
+        jz      dropped
+        mov     rax, -1                     # EPERM
+        jmp     kill_early
+dropped:
         mov     edi, 3                      # the report pipe is the command's now
         mov     eax, 3                      # close
         syscall
@@ -140,8 +160,10 @@ wait_signal:
         syscall
         cmp     rax, -4                     # EINTR (a ptrace stop, say): again
         je      wait_signal
-        test    rax, rax
-        js      late_failure
+        test    rax, rax                    # an error, or 0 from a profile's fake
+        jle     late_failure                # success: no signal number at all
+        cmp     rax, 64
+        ja      late_failure
         cmp     eax, 17
         je      reap
         mov     rdi, r13                    # any other: the command's
@@ -152,7 +174,7 @@ wait_signal:
 reap:
         mov     rdi, -1
         lea     rsi, [rsp+128]
-        mov     edx, 1                      # WNOHANG
+        mov     edx, 3                      # WNOHANG | WUNTRACED
         xor     r10d, r10d
         mov     eax, 61                     # wait4
         syscall
@@ -165,8 +187,19 @@ reap:
         mov     ecx, eax
         and     ecx, 0x7f
         jz      exited
-        cmp     ecx, 0x7f                   # stopped or continued, not ended
-        je      reap
+        cmp     ecx, 0x7f                   # stopped, not ended
+        jne     killed
+        shr     eax, 8                      # by ^Z (SIGTSTP) or a background read or
+        and     eax, 0xff                   # write (SIGTTIN, SIGTTOU): the user has no
+        sub     eax, 20                     # shell here to `fg` it, so it goes on
+        cmp     eax, 2
+        ja      reap
+        mov     rdi, r13
+        mov     esi, 18                     # SIGCONT
+        mov     eax, 62                     # kill
+        syscall
+        jmp     reap
+killed:
         lea     edi, [rcx+128]              # killed by signal N: 128+N
         jmp     quit
 exited:

@@ -890,3 +890,11 @@ def test_a_device_node_made_in_a_volume_cannot_be_opened(mr, tmp_path):
     out = sh(mr, "mknod /v/null c 1 3 && echo made; (exec 3</v/null) 2>/dev/null && echo OPENED || echo DENIED",
              "-v", f"{vol}:/v")
     assert "made" in out.stdout and "DENIED" in out.stdout, out.stdout
+
+
+@pytest.mark.kernel
+def test_init_that_cannot_fork_under_pids_limit_says_why(mr):
+    mr.load("busybox")
+    result = mr("run", "--rm", "--init", "--pids-limit", "1", "busybox", "true")
+    assert result.returncode == 125, result
+    assert "could not start the command (clone)" in result.stderr and "--pids-limit" in result.stderr, result.stderr

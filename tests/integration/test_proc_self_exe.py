@@ -142,3 +142,50 @@ def test_ordinary_commands_still_run_through_the_trampoline(attack):
     result = attack("run", "--rm", "localhost/selfexe", "sh", "-c", "cat /proc/1/cmdline; busybox readlink /proc/1/exe")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "sh\0-c\0cat /proc/1/cmdline; busybox readlink /proc/1/exe\0/bin/busybox\n"
+
+
+# ---------------------------------------------------------------- exec before PID 1's exec
+
+def slow_path_image(tmp_path: Path, canary: Canary, entries: int) -> str:
+    """An image whose PATH makes its command's search take seconds: every /a is a
+    chain of 40 symlinks of ~4,000 characters each, and the command is on none of
+    them. Its PID 1 stays minirun's own python (the host's, a canary copy here) for
+    as long as the search lasts, while its state already says running."""
+    pad = "/." * 1990
+    chain = [entry(f"s/{i}", tarfile.SYMTYPE, linkname=f"{pad}/s/{i + 1}") for i in range(39)]
+    chain += [entry("s/39", tarfile.SYMTYPE, linkname=f"{pad}/d"), entry("a", tarfile.SYMTYPE, linkname="/s/0")]
+    extra = [entry("s", tarfile.DIRTYPE, mode=0o755), entry("d", tarfile.DIRTYPE, mode=0o755), *chain]
+    layout = tmp_path / "slow"
+    write_layout(layout, [busybox_layer(extra)],
+                 {"Cmd": ["nowhere-to-be-found"], "Env": ["PATH=/bin:" + ":".join(["/a"] * entries)]})
+    loaded = canary("load", "--tag", "localhost/slow", str(layout))
+    assert loaded.returncode == 0, loaded.stderr
+    return "localhost/slow"
+
+
+def test_exec_waits_for_pid_1_to_leave_the_hosts_interpreter(mr, tmp_path):
+    """Until its exec, PID 1 is the host's python with capabilities it has yet to
+    drop. An exec that joined it then could chmod/chown that host file through
+    /proc/1/exe (found by an outside review). exec now says "still starting"."""
+    canary = Canary(tmp_path, mr)
+    image = slow_path_image(tmp_path, canary, 300)
+    mode = canary.binary.stat().st_mode
+    starter = subprocess.Popen([str(canary.binary), "-m", "minirun", "run", "-d", "--name", "racer", image],
+                               env=canary.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = []
+    try:
+        while starter.poll() is None or not seen:
+            result = canary("exec", "racer", "sh", "-c",
+                            "chmod 6777 /proc/1/exe 2>/dev/null; chown 4242 /proc/1/exe 2>/dev/null; "
+                            "grep ^Name: /proc/1/status")
+            seen.append((result.returncode, result.stdout.strip(), result.stderr.strip()))
+    finally:
+        starter.wait(timeout=120)
+    stat = canary.binary.stat()
+    assert (stat.st_mode, stat.st_uid) == (mode, 0), f"the host file was changed: {oct(stat.st_mode)}, {seen}"
+    for code, out, err in seen:
+        assert "python" not in out, seen
+        if code != 0:
+            assert ("still starting" in err or "not running" in err or "no such container" in err), seen
+    assert any("still starting" in err for _, _, err in seen), seen     # the window was there
+    mr("rm", "-f", "racer")

@@ -91,6 +91,18 @@ def test_ctrl_z_in_exec_t_neither_stops_nor_hangs_it(mr):
 
 
 @pytest.mark.kernel
+def test_ctrl_z_under_run_it_init_neither_stops_nor_hangs_it(mr):
+    """--init's command leads a process group of PID 1's session, so ^Z's SIGTSTP stops
+    it; nobody can `fg` it there, so init sends it SIGCONT (an outside review found
+    cat frozen, and ^C unable to end it)."""
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "cat",
+                           keys=[(1.5, b"\x1a"), (2.0, b"still-here\n"), (2.5, b"\x04")], timeout=15)
+    assert code == 0, out
+    assert out.count(b"still-here") == 2, out
+
+
+@pytest.mark.kernel
 def test_exec_forwards_signals_to_its_command(mr):
     mr.load("busybox")
     mr.ok("run", "-d", "--name", "s", "busybox", "sleep", "60")

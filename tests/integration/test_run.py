@@ -52,6 +52,8 @@ def test_exit_codes_follow_docker_run(mr):
     assert "no-such-command" in missing.stderr and "not found" in missing.stderr
     not_exec = mr("run", "--rm", "busybox", "/etc/passwd")
     assert not_exec.returncode == 126 and "Permission denied" in not_exec.stderr
+    absent = mr("run", "--rm", "busybox", "/no/such/file")
+    assert absent.returncode == 127 and "exec /no/such/file: executable file not found" in absent.stderr
     unknown = mr("run", "--rm", "--pull", "never", "nosuchimage", "true")
     assert unknown.returncode == 125 and "minirun load" in unknown.stderr
 

@@ -220,11 +220,33 @@ def test_a_docker_format_profile_with_conditions_and_arguments(mr, image, tmp_pa
     assert mr.ok("run", "--rm", *flags, image, "pwd").stdout.strip() == "/"
 
 
-def refusing(tmp_path, *names: str) -> str:
-    profile = tmp_path / ("no-" + "-".join(names) + ".json")
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
-                                   "syscalls": [{"names": list(names), "action": "SCMP_ACT_ERRNO"}]}))
+def refusing(tmp_path, *names: str, errno_ret: int | None = None) -> str:
+    profile = tmp_path / ("no-" + "-".join(names) + f"-{errno_ret}.json")
+    rule = {"names": list(names), "action": "SCMP_ACT_ERRNO"}
+    if errno_ret is not None:
+        rule["errnoRet"] = errno_ret          # 0: the call "succeeds" without being made
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}))
     return str(profile)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("call,expected", [("capset", "could not drop its capabilities (capset)"),
+                                           ("rt_sigtimedwait", "could not wait for its command")])
+def test_a_fake_success_from_the_profile_is_caught_too(mr, image, tmp_path, call, expected):
+    """errnoRet 0 answers "done" for a call never made: init must not keep its
+    capabilities unawares, nor spin on a signal number of 0 (an outside review)."""
+    flags = ("--security-opt", f"seccomp={refusing(tmp_path, call, errno_ret=0)}")
+    result = mr("run", "--rm", "--init", *flags, image, "sh", "-c", "sleep 0.2; exit 3", timeout=30)
+    assert result.returncode == 125 and expected in result.stderr, (result.returncode, result.stderr)
+
+
+@pytest.mark.kernel
+def test_a_refused_exit_group_never_reruns_the_command(mr, image, tmp_path):
+    """The trampoline's exit must not fall through into the code after it: it once ran
+    the command again ~32,000 times when a profile refused exit_group."""
+    flags = ("--security-opt", f"seccomp={refusing(tmp_path, 'exit_group')}")
+    result = mr("run", "--rm", "--init", *flags, image, "sh", "-c", "echo ran; exit 5", timeout=60)
+    assert result.stdout == "ran\n" and result.returncode == 5, (result.returncode, result.stdout[:200])
 
 
 @pytest.mark.kernel
