@@ -1,16 +1,17 @@
-"""Container commands: run, ps, rm, diff, logs, stop, kill, exec."""
+"""Container commands: run, ps, rm, diff, logs, stop, kill, exec, top, stats."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import List, Optional
 
 import typer
 
 from . import lightcmds, runflags
-from .common import (EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, for_each, handled, register,
-                     store as _store)
+from .common import (EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, for_each, handled, print_table,
+                     register, store as _store)
 
 
 register(runflags.RUN)
@@ -188,3 +189,72 @@ def exec_(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=co
         from ..errors import printable
         print(f"Error: {printable(outcome.error)}", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def top(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers"))):
+    """List a running container's processes, as docker top: their host pids.
+
+    Example: sudo minirun top web
+    """
+    import pwd
+    from ..api.monitor import top as do_top
+    from ..linux.caps import require_root
+    require_root("top")
+
+    def user(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except (KeyError, OverflowError):
+            return str(uid)
+    table = [("UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD")]
+    for row in do_top(_store(create=False), name):
+        spent = row.cpu_seconds
+        table.append((user(row.uid), str(row.pid), str(row.ppid), str(row.cpu_percent),
+                      time.strftime("%H:%M", time.localtime(row.started)), row.tty,
+                      f"{spent // 3600:02d}:{spent // 60 % 60:02d}:{spent % 60:02d}", row.command))
+    print_table(table)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", autocompletion=completer("containers")),
+          no_stream: bool = typer.Option(False, "--no-stream", help="Print one sample and exit."),
+          format: Optional[str] = typer.Option(None, "--format", help="json (one object per line) or a "
+                                               "template over ID, Name, CPUPerc, MemUsage, MemPerc, NetIO, "
+                                               "PIDs.")):
+    """Show running containers' CPU, memory, network and pids use, read from their
+    cgroups (or their processes, for a container that has none).
+
+    CPU % is of one CPU, measured over half a second. Without --no-stream the
+    figures are redrawn each second until Ctrl-C.
+
+    Example: sudo minirun stats --no-stream web
+    """
+    from ..api.catalog import human_size
+    from ..api.monitor import running_names, stats as do_stats
+    from ..linux.caps import require_root
+    from . import formatting
+    formatting.check(format)
+    require_root("stats")
+    store = _store(create=False)
+    while True:
+        rows = do_stats(store, list(names) if names else running_names(store))
+        lines = [{"ID": r.id[:12], "Name": r.name, "CPUPerc": f"{r.cpu_percent:.2f}%",
+                  "MemUsage": f"{human_size(r.memory)} / {human_size(r.memory_limit)}",
+                  "MemPerc": f"{100 * r.memory / r.memory_limit:.2f}%" if r.memory_limit else "--",
+                  "NetIO": f"{human_size(r.net_in)} / {human_size(r.net_out)}", "PIDs": str(r.pids)}
+                 for r in rows]
+        if not no_stream and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")              # redraw in place, as docker stats
+        if format == "json" or formatting.is_template(format):
+            formatting.print_rows(lines, format)
+        else:
+            print_table([("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "PIDS")] +
+                        [(x["ID"], x["Name"], x["CPUPerc"], x["MemUsage"], x["MemPerc"], x["NetIO"], x["PIDs"])
+                         for x in lines])
+        sys.stdout.flush()
+        if no_stream:
+            return
+        time.sleep(0.5)

@@ -51,3 +51,88 @@ def signal_quietly(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
+
+
+# ---------------------------------------------------------------- a container's processes
+
+CMDLINE_MAX = 4096          # what top shows of a command line, as ps cuts it
+
+
+class Proc:
+    """One process as top and stats show it, read from /proc/PID/stat, status and
+    cmdline; times in clock ticks (os.sysconf("SC_CLK_TCK") per second)."""
+    __slots__ = ("pid", "ppid", "uid", "tty", "start", "cpu", "rss", "command")
+
+    def __init__(self, pid: int, ppid: int, uid: int, tty: int, start: int, cpu: int, rss: int, command: str):
+        self.pid, self.ppid, self.uid, self.tty = pid, ppid, uid, tty
+        self.start, self.cpu, self.rss, self.command = start, cpu, rss, command
+
+
+def in_pid_namespace_of(pid1: int) -> list[Proc]:
+    """Every live process in the PID namespace of pid1 (the container's PID 1), pid1
+    first: the processes `docker top` lists. Processes that end meanwhile are skipped."""
+    try:
+        namespace = os.stat(f"/proc/{pid1}/ns/pid").st_ino
+    except OSError:
+        return []
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}/ns/pid").st_ino != namespace:
+                continue
+            proc = _read_proc(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+        if proc is not None:
+            found.append(proc)
+    return sorted(found, key=lambda p: (p.pid != pid1, p.pid))
+
+
+def _read_proc(pid: int) -> Proc | None:
+    with open(f"/proc/{pid}/stat") as f:
+        head, _, rest = f.read().rpartition(")")
+    fields = rest.split()
+    if fields[0] in ("Z", "X"):
+        return None
+    uid = status_field("Uid", f"/proc/{pid}/status")
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        raw = f.read(CMDLINE_MAX)
+    command = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    if not command:
+        command = "[" + head.partition("(")[2] + "]"
+    return Proc(pid, int(fields[1]), int(uid.split()[0]) if uid else -1, int(fields[4]),
+                int(fields[19]), int(fields[11]) + int(fields[12]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
+                command)
+
+
+def boot_time() -> float:
+    """Seconds since the epoch at which the machine booted (btime of /proc/stat)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def net_bytes(pid: int) -> tuple[int, int]:
+    """(received, sent) bytes over every interface but lo, in pid's network namespace."""
+    received = sent = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _, counters = line.partition(":")
+        values = counters.split()
+        if name.strip() != "lo" and len(values) >= 9:
+            received += int(values[0])
+            sent += int(values[8])
+    return received, sent
+
+
+def memory_total() -> int:
+    value = status_field("MemTotal", "/proc/meminfo")
+    return int(value.split()[0]) * 1024 if value else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 
 import pytest
 
@@ -106,3 +108,42 @@ def test_run_usage_errors_exit_125_and_run_h_is_the_hostname(mr):
     assert mr.ok("run", "--rm", "-h", "box1", "busybox", "hostname").stdout == "box1\n"
     assert mr("run", "--rm", "busybox", "sh", "-c", "exit 2").returncode == 2
     assert mr("rm").returncode == 2                  # other commands keep click's 2
+
+
+def test_top_lists_the_containers_processes_and_nothing_of_ours(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "t", "busybox", "sh", "-c", "sleep 300 & exec sleep 301")
+    pid1 = mr.inspect("t")["State"]["Pid"]
+    waiter = mr.popen("exec", "t", "sleep", "30", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = [line.split(None, 7) for line in mr.ok("top", "t").lines]
+            if len(rows) == 4:
+                break
+            time.sleep(0.1)
+    finally:
+        waiter.kill()
+        waiter.wait()
+    assert rows[0] == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    commands = {row[7] for row in rows[1:]}
+    assert commands == {"sleep 300", "sleep 301", "sleep 30"}, rows     # not exec's waiter
+    assert rows[1][1] == str(pid1) and all(row[0] == "root" for row in rows[1:])
+    mr.ok("rm", "-f", "t")
+    assert mr("top", "t").returncode == 1
+
+
+@pytest.mark.kernel
+def test_stats_no_stream_reads_the_cgroup(mr):
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c",
+          "while :; do :; done & exec sleep 300")
+    mr.ok("run", "-d", "--name", "idle", "busybox", "sleep", "300")
+    rows = {json.loads(line)["Name"]: json.loads(line)
+            for line in mr.ok("stats", "--no-stream", "--format", "json").lines}
+    assert set(rows) == {"busy", "idle"}
+    assert rows["busy"]["MemUsage"].endswith(" / 67.1MB") and rows["busy"]["PIDs"] == "2", rows
+    assert float(rows["busy"]["CPUPerc"].rstrip("%")) > 0, rows
+    table = mr.ok("stats", "--no-stream", "idle").lines
+    assert table[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and " idle " in table[1]
+    mr.ok("rm", "-f", "busy", "idle")

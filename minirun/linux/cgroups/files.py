@@ -95,6 +95,28 @@ class CgroupHandle:
         name = "memory.events" if self.version == "v2" else "memory.oom_control"
         return _flat_keyed(os.path.join(self.memory, name)).get("oom_kill", 0) > 0
 
+    def usage(self) -> dict[str, int | None]:
+        """What stats shows, read from the interface files: cpu_ns (CPU time used),
+        memory and memory_limit (bytes; None when unlimited), pids. A key is None
+        when this hierarchy does not keep it (the controller is off)."""
+        read = self._first_number
+        if self.version == "v2":
+            cpu = _flat_keyed(os.path.join(self.paths[0], "cpu.stat")).get("usage_usec") if self.paths else None
+            return {"cpu_ns": None if cpu is None else cpu * 1000, "memory": read("memory.current"),
+                    "memory_limit": read("memory.max"), "pids": read("pids.current")}
+        limit = read("memory.limit_in_bytes")
+        return {"cpu_ns": read("cpuacct.usage"), "memory": read("memory.usage_in_bytes"),
+                "memory_limit": None if limit is None or limit >= 1 << 62 else limit,
+                "pids": read("pids.current")}
+
+    def _first_number(self, name: str) -> int | None:
+        """The number in the first of this cgroup's directories that has name ("max": None)."""
+        for path in self.paths:
+            words = _words(os.path.join(path, name))
+            if words:
+                return int(words[0]) if words[0].isdigit() else None
+        return None
+
     def remove(self, timeout: float = 2.0) -> None:
         """rmdir every directory, children first. Tolerates ones already gone, and
         kills lingering tasks (EBUSY) and retries until the timeout runs out."""
