@@ -64,8 +64,8 @@ def main() -> None:
         os._exit(code)
     gc.enable()
     app = typer_app()
-    if sys.argv[1:2] == ["run"]:
-        # docker run says 125 for its own failures, a bad flag among them; the
+    if sys.argv[1:2] in (["run"], ["create"]):
+        # docker run and create say 125 for their own failures, a bad flag among them; the
         # command's own exit codes (2 included) pass through untouched
         from typer._click.exceptions import UsageError   # typer's own copy of click
         UsageError.exit_code = 125

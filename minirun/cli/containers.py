@@ -1,4 +1,4 @@
-"""Container commands: run, ps, rm, diff, logs, stop, kill, exec, top, stats."""
+"""Container commands: run, create, start, restart, ps, rm, diff, logs, stop, kill, exec, top, stats."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .common import (EXIT_CODES_HELP, RUN_EXIT_CODES_HELP, app, completer, for_e
 
 
 register(runflags.RUN)
+register(runflags.CREATE)
 
 
 register(lightcmds.PS)
@@ -258,3 +259,59 @@ def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", auto
         if no_stream:
             return
         time.sleep(0.5)
+
+
+@app.command(epilog="Exit codes: 0 started (with -a: the container's own code, as docker start -a); "
+                    "1 no such container; 125 minirun failed.")
+@handled()
+def start(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=completer("containers")),
+          attach: bool = typer.Option(False, "--attach", "-a", help="Wait for it, its output on ours; its "
+                                      "exit code is ours."),
+          interactive: bool = typer.Option(False, "--interactive", "-i", help="With -a: our stdin is its.")):
+    """Start created or stopped containers again, with the flags they were made with.
+
+    The upper dir stays: what earlier runs wrote is there, and each new write lands
+    in it too. A running container is left as it is. Without -a it runs in the
+    background (output in `minirun logs`) and its name is printed.
+
+    Example: sudo minirun start web      sudo minirun start -ai shell
+    """
+    from ..errors import StartFailed, UsageError
+    from ..run.start import start_container
+    store = _store()
+    if attach and len(names) > 1:
+        raise UsageError("start -a takes one container", "start the others without -a")
+    if attach:
+        result = start_container(store, names[0], attach=True, interactive=interactive)
+        if result.error:
+            raise StartFailed(result.error, result.exit_code)
+        raise typer.Exit(result.exit_code)
+
+    def one(name: str) -> None:
+        result = start_container(store, name)
+        if result.error:
+            raise StartFailed(result.error, result.exit_code)
+        print(name, flush=True)
+    for_each(names, one)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def restart(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocompletion=completer("containers")),
+            time_: int = typer.Option(10, "--time", "-t", help="Seconds to wait after SIGTERM before SIGKILL.")):
+    """Stop containers (if running), then start them again in the background.
+
+    Example: sudo minirun restart -t 2 web
+    """
+    from ..api.control import stop as do_stop
+    from ..errors import StartFailed
+    from ..run.start import start_container
+    store = _store()
+
+    def one(name: str) -> None:
+        do_stop(store, name, time_)
+        result = start_container(store, name)
+        if result.error:
+            raise StartFailed(result.error, result.exit_code)
+        print(name, flush=True)
+    for_each(names, one)

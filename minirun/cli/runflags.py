@@ -56,14 +56,13 @@ def parse(argv: list[str]) -> dict | None:
 
 # ---------------------------------------------------------------- running
 
-def execute(values: dict) -> int:
-    """Run the container the parsed flags describe; its exit code. Errors raise, a
-    container that did not start too (errors.StartFailed), for the CLI's one error path."""
-    from ..errors import ImageNotFound
-    from ..run.start import run
+def options(values: dict):
+    """run/plan.py RunOptions from the parsed flags (run's and create's)."""
     from ..run.plan import RunOptions
-    from ..store import open_store
     nnp, seccomp = security_options(values["security_opt"])
+    if seccomp not in (None, "unconfined"):
+        import os
+        seccomp = os.path.abspath(seccomp)      # kept for `start`, which may run elsewhere
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],
                       tuple(read_env_files(values["env_file"]) + list(values["env"])), values["workdir"],
                       values["user"], values["hostname"], values["chroot"],
@@ -75,12 +74,46 @@ def execute(values: dict) -> int:
                       cpus=values["cpus"], pids_limit=values["pids_limit"], ulimits=tuple(values["ulimit"]),
                       init=values["init"], interactive=values["interactive"], tty=values["tty"],
                       detach=values["detach"])
-    policy = pull_policy(values["pull"])
+    return opts
+
+
+def execute(values: dict) -> int:
+    """Run the container the parsed flags describe; its exit code. Errors raise, a
+    container that did not start too (errors.StartFailed), for the CLI's one error path."""
+    from ..run.start import run
+    from ..store import open_store
+    opts = options(values)
     store = open_store()
+    result = with_image(store, values, lambda: run(store, values["image"], opts, name=values["name"],
+                                                    remove=values["rm"]))
+    if result.error:
+        from ..errors import StartFailed
+        raise StartFailed(result.error, result.exit_code)
+    if values["detach"]:
+        print(result.container_id)
+    return result.exit_code
+
+
+def execute_create(values: dict) -> int:
+    """create: the container the flags describe, made and not started; prints its id."""
+    from ..run.start import create_container
+    from ..store import open_store
+    opts = options(values)
+    store = open_store()
+    print(with_image(store, values, lambda: create_container(store, values["image"], opts, name=values["name"],
+                                                            remove=values["rm"])))
+    return 0
+
+
+def with_image(store, values: dict, action):
+    """action(), after pulling the image first (--pull always) or when it is missing
+    (--pull missing, the default), as docker run and create do."""
+    from ..errors import ImageNotFound
+    policy = pull_policy(values["pull"])
     if policy == "always":
         pull_for_run(store, values["image"])
     try:
-        result = run(store, values["image"], opts, name=values["name"], remove=values["rm"])
+        return action()
     except ImageNotFound:
         from ..oci.reference import is_id_prefix
         if policy == "never" or is_id_prefix(values["image"]):
@@ -88,13 +121,7 @@ def execute(values: dict) -> int:
         import sys
         print(f"Unable to find image '{values['image']}' locally", file=sys.stderr, flush=True)
         pull_for_run(store, values["image"])
-        result = run(store, values["image"], opts, name=values["name"], remove=values["rm"])
-    if result.error:
-        from ..errors import StartFailed
-        raise StartFailed(result.error, result.exit_code)
-    if values["detach"]:
-        print(result.container_id)
-    return result.exit_code
+        return action()
 
 
 RUN = Command(
@@ -131,6 +158,19 @@ def pull_for_run(store, image: str) -> None:
         pull_with_progress(store, image, None, stream=sys.stderr)
     except MinirunError as exc:
         raise context(f"pulling {image}", exc) from None
+
+
+CREATE = Command(
+    "create",
+    """Make a container from an image without starting it, as docker create.
+
+    It takes every flag of `run` and prints the new container's id; `minirun
+    start` runs it (again and again: its upper dir keeps what each run wrote).
+
+    Example: sudo minirun create --name web busybox httpd -f -p 8080
+    """,
+    "Exit codes: 0 made; 125 minirun failed (a bad flag, no such image).",
+    RUN.args, RUN_FLAGS, execute_create, interspersed=False, run_mode=True)
 
 
 def _default_network() -> str:

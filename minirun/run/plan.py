@@ -14,7 +14,7 @@ from .. import oci
 from ..linux import overlay
 from ..errors import RuntimeFailure
 from ..lib import log
-from ..lib.frozen import dataclass
+from ..lib.frozen import asdict, dataclass
 from ..network import BRIDGE, needs_netns, parse_mode
 from ..sandbox import mounts as mounts_mod
 from ..sandbox import program as specs
@@ -50,6 +50,35 @@ class RunOptions:
     interactive: bool = False
     tty: bool = False
     detach: bool = False
+
+
+def options_record(opts: RunOptions, host_env: dict[str, str] | None = None) -> dict:
+    """opts as config.json keeps them, for `start`: a bare -e K becomes K=V now, from
+    this environment, as the run took it (a later start must not read another one)."""
+    host_env = dict(os.environ) if host_env is None else host_env
+    env = [item if "=" in item else f"{item}={host_env[item]}" for item in opts.env
+           if "=" in item or item in host_env]
+    record = asdict(opts)
+    record.update(env=env, detach=False, interactive=False)   # start decides those afresh
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in record.items()}
+
+
+def options_from_record(record: dict, what: str) -> RunOptions:
+    """The RunOptions a config.json kept; DamagedRecord when they do not fit."""
+    from ..errors import DamagedRecord
+    fields = {f.name: f for f in RunOptions.__record_fields__}
+    values = {}
+    for key, value in record.items():
+        if key not in fields:
+            raise DamagedRecord(what, f"its run options hold {key[:80]!r}, which this minirun does not know")
+        default = fields[key].default
+        want = tuple if isinstance(default, tuple) else bool if isinstance(default, bool) else str
+        if isinstance(value, list) and want is tuple and all(isinstance(v, str) for v in value):
+            value = tuple(value)
+        elif not (isinstance(value, want) or (value is None and default is None)):
+            raise DamagedRecord(what, f"its run option {key!r} is not what it should be")
+        values[key] = value
+    return RunOptions(**values)
 
 
 @dataclass(frozen=True)
@@ -133,23 +162,26 @@ def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, 
     return Prepared(prepared.cid, prepared.launch, prepared.resources)
 
 
-def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
+def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn,
+            existing: str = "", hold: bool = True) -> Prepared:
     """Everything a container needs, planned in memory, with its address and cgroup
-    driver, and the Pending write of containers/<id>/. On failure nothing is left held."""
+    driver, and the Pending write of containers/<id>/. On failure nothing is left held.
+    existing: the id of a container to start again (its dir stays; its state is
+    what is written). hold False: no cgroup (`create`: the container does not run)."""
     resources = Resources()
-    cid = store.containers.new_id()
+    cid = existing or store.containers.new_id()
     gc_lock = store.locks.hold("gc", shared=True)
     gc_lock.__enter__()
     try:
         planned = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
         launch = _launch(store, planned, opts, checked)
-        driver, limits = _cgroup_driver(checked, opts)
+        driver, limits = _cgroup_driver(checked, opts) if hold else (None, None)
     except BaseException:
         gc_lock.__exit__(None, None, None)
         release(store, cid, resources)
         raise
     pending = Pending(store, cid, planned, gc_lock, resources, driver, limits,
-                      (checked, opts) if log.debugging else None)
+                      (checked, opts) if log.debugging else None, existing=bool(existing))
     return Prepared(cid, launch, resources, pending)
 
 
@@ -180,9 +212,10 @@ class Pending:
     until it is, so that prune cannot take the image's layers in between."""
 
     def __init__(self, store, cid: str, planned: Planned, lock, resources: Resources,
-                 driver=None, limits=None, shown=None):
+                 driver=None, limits=None, shown=None, existing: bool = False):
         self._store, self._cid, self._planned, self._lock = store, cid, planned, lock
         self._resources, self._driver, self._limits, self._shown = resources, driver, limits, shown
+        self.existing = existing          # a container started again: its dir is there
 
     def write(self, state: ContainerState | None = None) -> None:
         """containers/<id>/ on disk, in state (default: created), then its cgroup,
@@ -191,7 +224,10 @@ class Pending:
         need be); the lock goes. On failure the caller removes the container."""
         containers, planned = self._store.containers, self._planned
         try:
-            containers.create(self._cid, planned.config, planned.links, planned.init, state=state)
+            if self.existing:       # every field: what the last run recorded is cleared
+                containers.set_state(self._cid, **asdict(state or ContainerState("created")))
+            else:
+                containers.create(self._cid, planned.config, planned.links, planned.init, state=state)
             if self._driver is not None:
                 self._resources.cgroup = self._driver.create(self._cid, self._limits)
                 containers.set_state(self._cid, cgroup=self._resources.cgroup.to_json())
@@ -232,7 +268,7 @@ def _plan(store, cid: str, image: str, opts: RunOptions, checked: Checked, name,
         read_only=opts.read_only, privileged=opts.privileged, capabilities=tuple(sorted(checked.caps)),
         init_layer=bool(init or opts.read_only), ambient=tuple(sorted(checked.ambient)),
         no_new_privs=opts.no_new_privs and not opts.privileged, detached=opts.detach,
-        seccomp=checked.seccomp.name if checked.seccomp else "unconfined")
+        seccomp=checked.seccomp.name if checked.seccomp else "unconfined", options=options_record(opts))
     links = overlay.links_to_make(plan, overlay.strategy_from_env())
     return Planned(proc, plan, mounts, container_config, links, tuple(init))
 

@@ -136,7 +136,10 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             _kill(started.pid)
             process.abandon(started)
             release(store, cid, resources)
-            containers.remove(cid)
+            if pending.existing:        # started again: it stays, as it was
+                containers.set_state(cid, status="exited", pid=0, cgroup=None)
+            else:
+                containers.remove(cid)
             raise
     setup_error, outcome, oom = "", None, False
     try:
@@ -198,3 +201,48 @@ def _kill(pid: int) -> None:
     signal_quietly(pid, signal.SIGKILL)
 
 
+# ---------------------------------------------------------------- create, start, restart
+
+def create_container(store, image: str, opts: RunOptions, name: str | None = None, remove: bool = False,
+                     warn=lambda line: print(line, file=sys.stderr)) -> str:
+    """docker create: the container on disk in state created, its upper dir empty; no
+    cgroup, no address (start takes them). Returns its id."""
+    require_root("create")
+    checked = check_options(opts, store)
+    if name:
+        from ..store.containers import check_name
+        check_name(name)
+    prepared = prepare(store, image, opts, checked, name, remove, warn, hold=False)
+    try:
+        prepared.pending.write()
+    finally:
+        release(store, prepared.cid, prepared.resources)    # the address it was planned with
+    return prepared.cid
+
+
+def start_container(store, name: str, attach: bool = False, interactive: bool = False,
+                    warn=lambda line: print(line, file=sys.stderr)) -> RunResult:
+    """docker start: run a created or stopped container again, with the flags it was
+    made with, on its own upper dir (what earlier runs wrote is still there). Detached
+    unless attach; a running container is left as it is."""
+    from ..errors import Conflict
+    from ..lib.frozen import replace
+    from ..store.containers import effective_state
+    from .plan import options_from_record
+    require_root("start")
+    containers = store.containers
+    cid = containers.resolve(name)
+    config = containers.config(cid)
+    if effective_state(containers.state(cid)).running:
+        return RunResult(cid, 0)
+    if config.options is None:
+        raise Conflict(f"container {name} was made by an older minirun, which kept no record of its flags",
+                       f"run a new container from its image: minirun run {config.image}")
+    opts = replace(options_from_record(config.options, containers.path(cid, "config.json")),
+                   detach=not attach, interactive=interactive and attach)
+    checked = check_options(opts, store)
+    prepared = prepare(store, config.image_id, opts, checked, config.name, config.auto_remove, warn,
+                       existing=cid)
+    if attach:
+        return start_and_wait(store, prepared, config.auto_remove, interactive=opts.interactive)
+    return _detach(store, prepared, config.auto_remove)

@@ -34,8 +34,11 @@ The JSON is versioned: dump() writes "version": VERSION. A document without a
 version was written by a minirun before records were typed (version 0): it
 loads, a field it lacks taking the default it always had. From version 1 on,
 every field must be there and no other: a renamed or missing field is damage,
-said with the file's name, the field and the fix. A version newer than VERSION
-was written by a newer minirun and is refused the same way.
+said with the file's name, the field and the fix; only a field added in a later
+version (a record's ADDED: field -> version) may be missing from an older
+document, and takes its default. A version newer than VERSION was written by a
+newer minirun and is refused the same way. Version 2 added ContainerConfig's
+options (the run flags, so that `start` can run a container again).
 
 Built on lib/frozen.py, not dataclasses: nothing is generated at import, which
 keeps `minirun run` fast.
@@ -48,7 +51,7 @@ from ..lib.frozen import MISSING, asdict, dataclass, field, replace
 from . import readers
 from .readers import BOOL, COUNT, DIGEST, DIGESTS, INT, OBJECT, STR, STRS, Kind, nullable
 
-VERSION = 1
+VERSION = 2
 _OR_EMPTY = Kind(DIGEST.name + " or empty", lambda v: v == "" or DIGEST.test(v))
 
 
@@ -71,8 +74,8 @@ def load(cls, doc: object, path: str, what: str, hint: str | None = None):
                 raise _damaged(path, f"{what}: {f.name!r} is {readers.json_type(value)}, not {kind.name}",
                                hint)
             values[f.name] = tuple(value) if isinstance(value, list) else value
-        elif version or f.default is MISSING:       # version 0 fields take their defaults
-            raise _damaged(path, f"{what} has no {f.name!r}", hint)
+        elif f.default is MISSING or version >= getattr(cls, "ADDED", {}).get(f.name, 1):
+            raise _damaged(path, f"{what} has no {f.name!r}", hint)   # older: the default
     if version:
         unknown = sorted(set(doc) - set(cls.KINDS) - {"version"})
         if unknown:
@@ -132,12 +135,14 @@ class ContainerConfig:
     privileged: bool = False
     network: str = "none"
     seccomp: str | None = None            # the seccomp/ entry, "unconfined"; None: from before issue 14
-
+    options: dict | None = field(default=None, compare=False)   # run/plan.py RunOptions as JSON;
+                                                               # None: made before version 2
     KINDS = {"name": STR, "layers": DIGESTS, "id": STR, "image": STR, "image_id": STR, "argv": STRS,
              "env": STRS, "cwd": STR, "user": STR, "hostname": STR, "created": STR, "capabilities": STRS,
              "ambient": STRS, "init_layer": BOOL, "read_only": BOOL, "detached": BOOL,
              "no_new_privs": BOOL, "auto_remove": BOOL, "chroot": BOOL, "privileged": BOOL,
-             "network": STR, "seccomp": nullable(STR)}
+             "network": STR, "seccomp": nullable(STR), "options": nullable(OBJECT)}
+    ADDED = {"options": 2}
     load = _loader("the container's config")
 
 

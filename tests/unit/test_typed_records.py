@@ -125,3 +125,17 @@ def test_a_container_is_written_as_versioned_records(store):
     store.containers.set_state(CID, status="exited", exit_code=0)
     with open(os.path.join(store.containers.path(CID), "state.json")) as f:
         assert json.load(f) == dict(records.dump(ContainerState("exited", exit_code=0)))
+
+
+def test_a_field_added_in_a_later_version_may_be_missing_only_from_older_documents():
+    """options came with version 2: a version-1 config.json loads without it (None), a
+    version-2 one without it is damage; options round-trip as a JSON object."""
+    base = records.dump(ContainerConfig("c", ()))
+    del base["options"]
+    base["version"] = 1
+    assert ContainerConfig.load(dict(base), "config.json").options is None
+    with pytest.raises(DamagedRecord, match="has no 'options'"):
+        ContainerConfig.load(dict(base, version=2), "config.json")
+    full = ContainerConfig("c", (), options={"command": ["sh"], "init": True})
+    assert ContainerConfig.load(json.loads(json.dumps(records.dump(full))), "config.json").options == \
+        {"command": ["sh"], "init": True}
