@@ -96,10 +96,12 @@ def check(store: Store) -> list[str]:
     if leftovers:
         problems.append(f"tmp/ not cleaned: {leftovers[:3]}")
     for line in store("ps", "-a", "--format", "json").stdout.splitlines():
-        record = json.loads(line)
-        state = record["State"]
-        if state.get("status") == "running" and not _alive(state.get("pid")):
-            problems.append(f"container {record['Name']} says running with no process")
+        record = json.loads(line)                  # docker's keys: State is a word
+        if record["State"] == "running":
+            shown = store("inspect", record["ID"])
+            state = json.loads(shown.stdout)[0]["State"] if shown.returncode == 0 else {}
+            if not _alive(state.get("Pid")):
+                problems.append(f"container {record['Names']} says running with no process")
     ids = [json.loads(line)["ID"] for line in store("ps", "-a", "--format", "json").stdout.splitlines()]
     if ids:
         removed = store("rm", "-f", *ids)
