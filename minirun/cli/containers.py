@@ -228,8 +228,9 @@ def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", auto
     """Show running containers' CPU, memory, network and pids use, read from their
     cgroups (or their processes, for a container that has none).
 
-    CPU % is of one CPU, measured over half a second. Without --no-stream the
-    figures are redrawn each second until Ctrl-C.
+    CPU % is of one CPU, measured over half a second. On a terminal, without
+    --no-stream, the figures are redrawn each second until Ctrl-C; elsewhere (a
+    pipe, a file) one sample is printed, as with --no-stream.
 
     Example: sudo minirun stats --no-stream web
     """
@@ -240,6 +241,7 @@ def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", auto
     formatting.check(format)
     require_root("stats")
     store = _store(create=False)
+    no_stream = no_stream or not sys.stdout.isatty()
     while True:
         rows = do_stats(store, list(names) if names else running_names(store))
         lines = [{"ID": r.id[:12], "Name": r.name, "CPUPerc": f"{r.cpu_percent:.2f}%",
@@ -247,7 +249,7 @@ def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", auto
                   "MemPerc": f"{100 * r.memory / r.memory_limit:.2f}%" if r.memory_limit else "--",
                   "NetIO": f"{human_size(r.net_in)} / {human_size(r.net_out)}", "PIDs": str(r.pids)}
                  for r in rows]
-        if not no_stream and sys.stdout.isatty():
+        if not no_stream:
             print("\033[2J\033[H", end="")              # redraw in place, as docker stats
         if format == "json" or formatting.is_template(format):
             formatting.print_rows(lines, format)
