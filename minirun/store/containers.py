@@ -24,7 +24,7 @@ import time
 
 from ..lib import jsonio
 from ..lib.names import is_container_name, is_hex
-from ..errors import Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
+from ..errors import NO_SPACE_ERRNOS, Conflict, ContainerNotFound, DamagedRecord, UsageError, warn_damaged
 from ..lib.fsutil import tree_size
 from . import readers
 from . import ContainerConfig, ContainerState, dump
@@ -142,6 +142,12 @@ class ContainerStore:
             _write_json(tmp, dump(state))
         except FileNotFoundError:
             return state  # removed meanwhile (`rm -f` of a running container)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE_ERRNOS:
+                raise
+            _remove_quietly(tmp)
+            _overwrite_json(self.path(cid, "state.json"), dump(state))
+            return state
         os.rename(tmp, self.path(cid, "state.json"))
         return state
 
@@ -221,6 +227,31 @@ def check_name(name: str) -> None:
 
 def _write_json(path: str, doc: dict) -> None:
     _write_file(path, jsonio.dumps(doc, indent=1, sort_keys=True))
+
+
+def _overwrite_json(path: str, doc: dict) -> None:
+    """A full disk's way to record a state: over the old file, in place, padded with
+    spaces (still JSON) to the old length, so that the write lands in blocks the file
+    already has and needs no free space. How a container ended is recorded even when
+    its own command filled the disk. Not atomic, which a full disk excuses."""
+    data = jsonio.dumps(doc, indent=1, sort_keys=True).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = data.ljust(size) if len(data) < size else data
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            offset += os.pwrite(fd, view[offset:], offset)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def effective_state(state: ContainerState) -> ContainerState:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,27 @@ def test_run_and_commit_on_a_full_filesystem_are_one_line(small_fs, fixtures):
     os.unlink(fs / "filler")
     cli.ok("commit", "c", "c:1")
     assert cli.ok("run", "--rm", "c:1", "cat", "/greeting").stdout == "hi\n"
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_a_container_that_fills_the_disk_still_gets_its_exit_code_recorded(small_fs, fixtures, detached):
+    """Its own command filled the store's filesystem: the state's last write has no
+    space for a new file, so it goes over the old one in place (issue 17.5: it said
+    `Exited (?)` and run exited 125)."""
+    root = small_fs("size=24m")
+    store = Minirun(root / "store", fixtures)
+    store.load("busybox")
+    script = "dd if=/dev/zero of=/big bs=1M count=100 2>/dev/null; echo filled; exit 7"
+    if detached:
+        store.ok("run", "-d", "--name", "filler", "busybox", "sh", "-c", script)
+        deadline = time.monotonic() + 20
+        while store.inspect("filler")["State"]["Status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    else:
+        result = store("run", "--name", "filler", "busybox", "sh", "-c", script)
+        assert (result.returncode, result.stdout) == (7, "filled\n"), result
+    assert os.statvfs(root).f_bavail < 64                          # it did fill it
+    state = store.inspect("filler")["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 7), state
+    assert "Exited (7)" in store.ok("ps", "-a").stdout
+    store.ok("rm", "filler")
