@@ -27,6 +27,7 @@ class Inventory:
     blobs: dict[str, int] = field(default_factory=dict)        # digest -> bytes
     upper_sizes: dict[str, int] = field(default_factory=dict)  # container id -> upper dir bytes
     unreadable: tuple[str, ...] = ()  # container ids whose upper dir could not all be read
+    downloads: dict[str, int] = field(default_factory=dict)    # partial download digest -> bytes
 
 
 def inventory_for(store, sizes: bool = False) -> Inventory:
@@ -56,7 +57,8 @@ def inventory_for(store, sizes: bool = False) -> Inventory:
         uppers[container.id], complete = fsutil.tree_size(store.containers.upper(container.id))
         if not complete:
             unreadable.append(container.id)
-    return Inventory(store.images.read(), layers, containers, blobs, uppers, tuple(unreadable))
+    downloads = {digest: size for digest, _, size in store.partial_downloads()}
+    return Inventory(store.images.read(), layers, containers, blobs, uppers, tuple(unreadable), downloads)
 
 
 def _listed(lister) -> list[str]:
@@ -214,6 +216,9 @@ def disk_usage(inv: Inventory) -> DiskUsage:
     rows = [_images_row(inv, used_by_containers, container_keys),
             _containers_row(inv),
             *_cache_rows(inv, tagged | used_by_containers, container_keys)]
+    if inv.downloads:                 # kept for a pull to resume; prune removes them
+        size = sum(inv.downloads.values())
+        rows.append(DfRow("Partial downloads", len(inv.downloads), 0, size, size))
     return DiskUsage(rows, _image_details(inv), _container_details(inv), inv.unreadable)
 
 

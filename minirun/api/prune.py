@@ -15,6 +15,7 @@ reference -> manifest -> config -> diff_ids (layers).
 from __future__ import annotations
 
 import json
+import os
 from ..lib.frozen import dataclass, field
 
 from .. import oci
@@ -26,7 +27,7 @@ from ..store import gc
 
 @dataclass(frozen=True)
 class Item:
-    kind: str          # container, image, layer, blob
+    kind: str          # container, image, layer, blob, download
     ident: str
     reason: str
     size: int = 0
@@ -68,6 +69,8 @@ def plan(store, containers: bool, layers_and_blobs: bool = True) -> Plan:
         del images[image_id]
     if layers_and_blobs:
         _unreferenced(store, out, doc, images, staying)
+        for digest, _, size in store.partial_downloads():
+            out.items.append(Item("download", digest, "a partial download kept for a pull to resume", size))
     return out
 
 
@@ -167,3 +170,15 @@ def execute(store, todo: Plan) -> None:
         store.layers.remove(item.ident)
     for item in todo.of("blob"):
         store.blobs.remove(item.ident)
+    for item in todo.of("download"):
+        remove_download(store, item.ident)
+
+
+def remove_download(store, digest: str) -> None:
+    """A partial download, unless a pull is writing it now (it holds the blob's lock)."""
+    from ..errors import MinirunError
+    try:
+        with store.locks.hold(f"blob-{digest[7:]}", timeout=0):
+            os.unlink(store.partial_download(digest))
+    except (MinirunError, FileNotFoundError):
+        pass

@@ -83,6 +83,8 @@ def check(store) -> list[Fix]:
         fixes += _layers(store)
     if sound["blobs/sha256"]:
         fixes += _blobs(store)
+    if sound["tmp"]:
+        fixes += _downloads(store)
     return fixes
 
 
@@ -355,6 +357,21 @@ def _blobs(store) -> list[Fix]:
     return _non_files(store.blobs.directory, lambda path, mode: f"the blob is {_kind(path, mode)}, not a file",
                       "removed: load or pull the images that need it again", "blob",
                       lambda path: _remove_entry(store, path))
+
+
+def _downloads(store) -> list[Fix]:
+    """Partial downloads a failed pull kept (on a full disk, say): not damage, but
+    space the store holds that `images` shows nowhere."""
+    from .catalog import human_size
+    return [Fix(path, f"a partial download of blob {digest} ({human_size(size)}), kept for a pull "
+                      "to resume", "removed (a pull fetches it again)", ("download", digest),
+                lambda digest=digest: _remove_download(store, digest))
+            for digest, path, size in store.partial_downloads()]
+
+
+def _remove_download(store, digest: str) -> None:
+    from .prune import remove_download
+    remove_download(store, digest)
 
 
 def _allocations(store) -> list[Fix]:

@@ -177,8 +177,8 @@ def _prune(containers: bool, dry_run: bool, force: bool, layers_and_blobs: bool,
         return
     if ask:
         # no lock while a person thinks: runs, loads and commits go on meanwhile
-        counts = ", ".join(f"{len(todo.of(k))} {k}(s)" for k in ("container", "image", "layer", "blob")
-                           if todo.of(k))
+        counts = ", ".join(f"{len(todo.of(k))} {k}(s)"
+                           for k in ("container", "image", "layer", "blob", "download") if todo.of(k))
         from . import flush_warnings
         flush_warnings()                # what was passed over, before the question
         if not typer.confirm(f"This removes {what}: {counts}. Continue?", default=False):
@@ -203,6 +203,8 @@ def _print_plan(todo, verb: str) -> None:
         print(f"{verb} layer {short_id(item.ident)} ({item.reason})")
     for item in todo.of("blob"):
         print(f"{verb} blob {item.ident} ({item.reason})")
+    for item in todo.of("download"):
+        print(f"{verb} partial download of blob {item.ident} ({item.reason})")
 
 
 @image_app.command("prune", epilog=EXIT_CODES_HELP)

@@ -8,6 +8,7 @@ import stat
 
 from .. import linux
 from ..lib.fsutil import make_dir, remove_tree
+from ..lib.names import is_hex
 from ..linux.procfs import alive
 from ..errors import EnvironmentProblem, shown
 from .locks import Locks
@@ -107,6 +108,24 @@ class Store:
         """Where a blob download in progress lives: named by digest, not pid, so a
         later pull resumes it after this one was killed."""
         return os.path.join(self.tmp, "download-" + digest.split(":", 1)[1])
+
+    def partial_downloads(self) -> list[tuple[str, str, int]]:
+        """(digest, path, bytes) of each blob download kept in tmp/ for a later pull
+        to resume (a pull that failed, on a full disk say)."""
+        out = []
+        try:
+            names = sorted(os.listdir(self.tmp))
+        except OSError:
+            return out
+        for name in names:
+            hex_part = name[len("download-"):]
+            if name.startswith("download-") and len(hex_part) == 64 and is_hex(hex_part):
+                try:
+                    size = os.lstat(os.path.join(self.tmp, name)).st_size
+                except OSError:
+                    continue
+                out.append(("sha256:" + hex_part, os.path.join(self.tmp, name), size))
+        return out
 
     def clean_stale_tmp(self) -> None:
         """Remove staging left by minirun processes that died (the pid is in the name)."""

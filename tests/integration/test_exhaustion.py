@@ -136,3 +136,39 @@ def test_a_container_that_fills_the_disk_still_gets_its_exit_code_recorded(small
     assert (state["Status"], state["ExitCode"]) == ("exited", 7), state
     assert "Exited (7)" in store.ok("ps", "-a").stdout
     store.ok("rm", "filler")
+
+
+def test_a_pull_that_fills_the_disk_says_what_it_kept_and_every_command_accounts_for_it(
+        mr, small_fs, fixtures, tmp_path):
+    """The partial download stays for a later pull to resume (issue 17.5: it said "kept
+    nothing", and df, prune and fsck did not see it)."""
+    from .registry import Registry
+    registry = Registry(tmp_path / "reg")
+    try:
+        mr.ok("load", str(big_image(tmp_path / "big", megabytes=8)))
+        ref = f"{registry.address}/t/big:1"
+        mr.ok("push", "localhost/big:big", ref)
+        root = small_fs("size=24m")
+        store = Minirun(root / "store", fixtures)
+        store.load("busybox")
+        fill(root, leave_bytes=3_000_000)
+        result = store("pull", ref)
+        assert result.returncode == 3, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "for a later pull to resume" in lines[0], result.stderr
+        partial = [p for p in os.listdir(root / "store" / "tmp") if p.startswith("download-")]
+        assert len(partial) == 1
+        assert "Partial downloads" in store.ok("system", "df").stdout
+        fsck = store("fsck")
+        assert fsck.returncode == 1 and "a partial download of blob" in fsck.stdout + fsck.stderr
+        dry = store.ok("prune", "--dry-run").stdout
+        assert "Would remove partial download of blob sha256:" + partial[0][9:] in dry, dry
+        assert partial[0] in os.listdir(root / "store" / "tmp")
+        store.ok("prune", "-f")
+        assert not [p for p in os.listdir(root / "store" / "tmp") if p.startswith("download-")]
+        assert store.ok("fsck").returncode == 0
+        os.unlink(root / "filler")
+        store.ok("pull", ref)
+        assert store.ok("run", "--rm", ref, "ls", "/big").stdout == "/big\n"
+    finally:
+        registry.stop()

@@ -13,7 +13,8 @@ from ...lib.frozen import dataclass
 
 from ... import oci
 from ...oci import reference
-from ...errors import BadImage, DigestMismatch, RegistryError, RegistryUnavailable, UsageError
+from ...errors import (NO_SPACE_ERRNOS, BadImage, DigestMismatch, EnvironmentProblem, RegistryError,
+                      RegistryUnavailable, UsageError, out_of_space)
 from ..importer import SourceImage, SourceLayer, import_image
 from .client import RegistryClient
 
@@ -73,9 +74,17 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
 
     try:
         result, downloaded = _fetch_and_import(store, client, ref, manifest, data, refs, progress)
-    except BaseException:
+    except BaseException as exc:
         from ...store.gc import collect_after_failure
         collect_after_failure(store)
+        kept = [os.path.getsize(store.partial_download(d.digest)) for d in manifest.layers
+                if os.path.exists(store.partial_download(d.digest))]
+        if kept and out_of_space(exc) and not isinstance(exc, EnvironmentProblem):
+            raise EnvironmentProblem(
+                f"no space left on the store's filesystem; {len(kept)} partial download(s) of "
+                f"{sum(kept)} bytes stay in {store.tmp} for a later pull to resume",
+                "free space and pull again, or remove them with `minirun prune` "
+                "(`minirun system df` counts them)") from exc
         raise
     store.images.add_repository(result.image_id, ref.name)
     return PullResult(str(ref), result.image_id, digest, False, downloaded, client.requests)
@@ -160,13 +169,19 @@ class _Downloader:
                 self.progress.update(label, "Download complete")
                 return
             partial = self.store.partial_download(desc.digest)
-            self._download(desc, partial, label)
+            try:
+                self._download(desc, partial, label)
+            except OSError as exc:
+                if exc.errno not in NO_SPACE_ERRNOS:
+                    raise
+                raise _kept(partial, label, desc.size) from exc
             self.progress.update(label, "Verifying Checksum")
             self._verify(desc, partial)
             self.store.blobs.adopt(partial, desc.digest)
             self.progress.update(label, "Download complete")
 
     def _download(self, desc: oci.Descriptor, partial: str, label: str) -> None:
+        """partial grows until it holds the whole blob: resumed where it stopped."""
         failures = 0
         while True:
             offset = os.path.getsize(partial) if os.path.exists(partial) else 0
@@ -219,3 +234,15 @@ class _Downloader:
             raise DigestMismatch(f"layer {oci.short_id(desc.digest)}: downloaded content has digest "
                                  f"{actual}, expected {desc.digest}", "pull again; the registry or a proxy "
                                  "served corrupt data")
+
+
+def _kept(partial: str, label: str, total: int) -> EnvironmentProblem:
+    """A full disk stopped a download: say what stays, and how to go on or let it go."""
+    try:
+        got = os.path.getsize(partial)
+    except OSError:
+        got = 0
+    return EnvironmentProblem(
+        f"no space left on the store's filesystem after {got} of layer {label}'s {total} bytes; "
+        f"the partial download stays in {partial} for a later pull to resume",
+        "free space and pull again, or remove it with `minirun prune` (`minirun system df` counts it)")
