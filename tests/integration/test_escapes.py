@@ -116,6 +116,17 @@ def test_no_descriptor_of_the_caller_reaches_the_container(mr, canary_dir):
 
 # ---------------------------------------------------------------- 2. the exec window
 
+def watcher_report(mr, name: str = "w") -> str:
+    """procwatch's /report once it has finished (its last line says "scanned N")."""
+    report = ""
+    for _ in range(300):
+        report = mr("exec", name, "cat", "/report").stdout
+        if "scanned" in report:
+            break
+        time.sleep(0.1)
+    return report
+
+
 def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_path, canary_dir):
     """With CAP_SYS_PTRACE a container may open /proc/PID/root and /proc/PID/mountinfo
     of any process in its PID namespace. An exec child that appears there before it
@@ -133,12 +144,7 @@ def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_pa
               "sh", "-c", f"procwatch 25 {target} {marker} > /report; sleep 60")
         for _ in range(40):
             mr.ok("exec", "w", "true")
-        report = ""
-        for _ in range(300):
-            report = mr("exec", "w", "cat", "/report").stdout
-            if "scanned" in report:
-                break
-            time.sleep(0.1)
+        report = watcher_report(mr)
     finally:
         subprocess.run(["umount", str(marker_dir)], check=True)
     assert "scanned" in report, report
@@ -172,12 +178,7 @@ def test_no_process_beside_the_command_runs_the_hosts_interpreter(mr, tmp_path, 
         for _ in range(5):
             code, _ = run_in_pty(mr, "exec", "-t", "w", "sh", "-c", "sleep 0.5")
             assert code == 0
-    report = ""
-    for _ in range(300):
-        report = mr("exec", "w", "cat", "/report").stdout
-        if "scanned" in report:
-            break
-        time.sleep(0.1)
+    report = watcher_report(mr)
     assert "scanned" in report, report
     assert "exe " not in report, f"a process of the container ran the host's python: {report}"
     assert not (canary_dir / "pwned").exists()
