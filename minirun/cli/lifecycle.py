@@ -295,8 +295,8 @@ def import_(path: str = typer.Argument(..., metavar="FILE", help="Tar of a root 
 
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
-def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletion=completer("images"), help="Reference or image id "
-                                           "(12+ hex digits)."),
+def save(names: List[str] = typer.Argument(..., metavar="IMAGE...", autocompletion=completer("images"), help="Reference, image id, or "
+                                           "a unique prefix of an id."),
          output: Optional[str] = typer.Option(None, "--output", "-o", help="File to write (a directory "
                                               "for oci-dir); '-' or omitted: stdout, unless it is a "
                                               "terminal."),

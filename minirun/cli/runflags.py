@@ -134,7 +134,7 @@ RUN = Command(
     Example: sudo minirun run --name t1 busybox sh -c 'echo hi > /greeting'
     """,
     RUN_EXIT_CODES_HELP,
-    (Arg("image", "IMAGE", "Image reference or id (12+ hex digits).", complete="images"),
+    (Arg("image", "IMAGE", "Image reference, id, or a unique prefix of an id.", complete="images"),
      Arg("command", "[CMD [ARG...]]", "Overrides the image's Cmd.", required=False, variadic=True)),
     RUN_FLAGS, execute, interspersed=False, run_mode=True)
 

@@ -31,7 +31,7 @@ import os
 from ..lib import jsonio
 from ..oci import reference
 from ..errors import Conflict, DamagedRecord, ImageNotFound, UsageError, warn_damaged
-from ..lib.names import is_sha256_digest
+from ..lib.names import is_hex, is_sha256_digest
 from ..lib.frozen import dataclass, field, replace
 from . import readers
 from . import VERSION, ImageRecord
@@ -202,7 +202,15 @@ class ImageIndex:
                              for t, target in tags.items() if target == i)]
                 if found:
                     return found[0]
-        raise ImageNotFound(f"no such image: {name}")
+        body = name.removeprefix("sha256:")
+        if 0 < len(body) < 12 and is_hex(body, 1, 11):   # a shorter id prefix, as docker takes it
+            matches = [i for i in images if i[len("sha256:"):].startswith(body)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)",
+                                 "give more hex digits")
+        raise ImageNotFound(f"no such image: {name}", _suggestion(name, tags))
 
     def ref_for(self, name: str, doc: Catalog | None = None) -> str | None:
         """The stored reference a name denotes, or None when it is an id."""
@@ -322,3 +330,19 @@ def _candidates(text: str, ref: reference.Reference) -> list[str]:
         short = ref.repository.removeprefix("library/")
         out.append(str(reference.Reference("localhost", short, ref.tag, ref.digest)))
     return out
+
+
+def _suggestion(name: str, tags: dict) -> str:
+    """The hint of "no such image": the closest name the store holds, if one is close."""
+    import difflib
+    hint = ImageNotFound.hint
+    shown = {}
+    for tag in tags:
+        try:
+            familiar = reference.parse(tag).familiar()
+        except UsageError:
+            continue
+        shown[familiar] = familiar
+        shown.setdefault(familiar.removesuffix(":latest"), familiar.removesuffix(":latest"))
+    close = difflib.get_close_matches(name, list(shown), n=1, cutoff=0.75)
+    return f"did you mean {close[0]}? ({hint})" if close else hint

@@ -115,7 +115,8 @@ def test_untagged_image_prints_its_id_and_id_prefixes_work(mr, tmp_path):
     image_id = out.lines[-1].split()[-1]
     assert mr.ok("run", "--rm", image_id[7:19], "true").returncode == 0
     assert mr.ok("run", "--rm", image_id, "true").returncode == 0
-    short = mr("run", "--rm", "--pull", "never", image_id[7:17], "true")
+    assert mr.ok("run", "--rm", "--pull", "never", image_id[7:10], "true").returncode == 0  # as docker
+    short = mr("run", "--rm", "--pull", "never", "0" * 11, "true")
     assert short.returncode == 125 and "no such image" in short.stderr
 
 
