@@ -147,7 +147,8 @@ def test_resolve_by_reference(images, name, image_id):
     assert rec == images.read().images[image_id]
 
 
-@pytest.mark.parametrize("name", ["fedcba987654", "fedcba9876542", "sha256:fedcba987654", ID3, ID3[7:]])
+@pytest.mark.parametrize("name", ["fedcba987654", "fedcba9876542", "sha256:fedcba987654", ID3, ID3[7:],
+                                  "fedcba98765", "fed", "f"])     # as docker: any unique prefix
 def test_resolve_by_id_prefix(images, name):
     assert images.resolve(name)[0] == ID3
 
@@ -163,7 +164,7 @@ def test_ambiguous_id_prefix(images):
     "busybox:nope",
     "docker.io/library/myapp",     # fully qualified: no localhost fallback
     "quay.io/org/tool",            # :latest is not tagged
-    "fedcba98765",                 # 11 hex digits is a name, not an id
+    "0123456789a",                 # a short prefix of no image
     "0123456789ab",                # a valid prefix of no image
 ])
 def test_unknown_names_are_image_not_found(images, name):
