@@ -225,10 +225,10 @@ def stats(names: List[str] = typer.Argument(None, metavar="[CONTAINER...]", auto
           format: Optional[str] = typer.Option(None, "--format", help="json (one object per line) or a "
                                                "template over ID, Name, CPUPerc, MemUsage, MemPerc, NetIO, "
                                                "PIDs.")):
-    """Show running containers' CPU, memory, network and pids use, read from their
-    cgroups (or their processes, for a container that has none).
+    """Show running containers' CPU, memory, network and pids use.
 
-    CPU % is of one CPU, measured over half a second. On a terminal, without
+    The figures come from each container's cgroup (or its processes, for one
+    that has no cgroup). CPU % is of one CPU, measured over half a second. On a terminal, without
     --no-stream, the figures are redrawn each second until Ctrl-C; elsewhere (a
     pipe, a file) one sample is printed, as with --no-stream.
 
