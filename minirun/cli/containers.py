@@ -1,4 +1,4 @@
-"""Container commands: run, create, start, restart, ps, rm, diff, logs, stop, kill, exec, top, stats."""
+"""Container commands: run, create, start, restart, ps, rm, diff, logs, stop, kill, exec, top, stats, cp."""
 
 from __future__ import annotations
 
@@ -317,3 +317,35 @@ def restart(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autoc
             raise StartFailed(result.error, result.exit_code)
         print(name, flush=True)
     for_each(names, one)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handled()
+def cp(source: str = typer.Argument(..., metavar="SRC", help="CONTAINER:PATH or a host path."),
+       dest: str = typer.Argument(..., metavar="DEST", help="A host path or CONTAINER:PATH.")):
+    """Copy files between a container and the host, as docker cp.
+
+    CONTAINER:PATH is read through the container's merged view (running or
+    stopped); a copy into a container lands in its upper dir, copy-on-write,
+    as its own writes do (see `minirun diff`). Paths inside it resolve inside
+    its root: a symlink can never lead out of it. A directory is copied whole,
+    into DEST if that is a directory, else as DEST; SRC/. copies its contents.
+
+    Example: sudo minirun cp web:/etc/nginx/nginx.conf .      sudo minirun cp ./site web:/srv
+    """
+    from ..api import copy as cpmod
+    from ..errors import UsageError
+    from ..linux.caps import require_root
+    require_root("cp")
+    src, dst = cpmod.split(source), cpmod.split(dest)
+    if (src is None) == (dst is None):
+        raise UsageError("cp copies between a container and the host: one of SRC and DEST must be "
+                         "CONTAINER:PATH, the other a host path",
+                         "e.g. minirun cp web:/etc/hosts ./hosts, or minirun cp ./file web:/tmp/")
+    store = _store(create=False)
+    if src is not None:
+        copied = cpmod.copy_out(store, src[0], src[1] or "/", dest)
+    else:
+        copied = cpmod.copy_in(store, source, dst[0], dst[1] or "/")
+    if copied.skipped:
+        print(f"left out {copied.skipped} device(s), FIFO(s) or socket(s)", file=sys.stderr)

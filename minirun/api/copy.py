@@ -1,0 +1,300 @@
+"""cp: copy files between a container and the host, as docker cp.
+
+    cp CONTAINER:SRC HOSTDEST     read through the container's merged view
+    cp HOSTSRC CONTAINER:DEST     write into it: copy-on-write into its upper
+                                  dir, as a write of the container's own would
+
+The container's side is a tree a hostile image or process controls, so every
+path in it is resolved inside its root (openat2 RESOLVE_IN_ROOT through
+layer/safeopen.py: an absolute symlink starts again at the container's /,
+`..` stops there), and the walk below it goes from directory descriptor to
+directory descriptor, never following a symlink (a symlink is copied as one).
+A running container's root is its PID 1's /proc/PID/root, so a write goes
+through its own overlay mount. A stopped one's view is mounted in a child
+process with a mount namespace of its own: read-only with the upper dir as a
+lower dir to read, or over its upper and work dirs to write.
+
+Like docker cp: a directory is copied whole, into DEST when DEST is a
+directory that exists, else as DEST; SRC/. copies what the directory holds;
+DEST/ must be a directory that exists. A stopped container being started
+while cp writes into its view is not guarded against (no per-container lock).
+Regular files, directories and symlinks are copied with their modes; the files
+belong to root (the caller), as docker's without -a. Other kinds (devices,
+FIFOs, sockets) are left out and counted. Holes in a sparse file stay holes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ..lib.frozen import dataclass
+from ..lib.fsutil import data_extent
+from ..linux import overlay
+from ..errors import Conflict, EnvironmentProblem, NotFound, UsageError
+from ..store.containers import effective_state
+from .control import lower_dirs
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Copied:
+    files: int
+    bytes: int
+    skipped: int          # devices, FIFOs and sockets, which cp leaves out
+
+
+def split(text: str) -> tuple[str, str] | None:
+    """(container, path) for CONTAINER:PATH; None for a host path (one with a / before
+    any colon, or none at all), as docker tells them apart."""
+    head, colon, path = text.partition(":")
+    if not colon or "/" in head or not head:
+        return None
+    return head, path
+
+
+def copy_out(store, name: str, src: str, dest: str) -> Copied:
+    cid = store.containers.resolve(name)
+    parent, target = _host_target(dest)
+    counts = [0, 0, 0]
+
+    def work(root_fd: int) -> None:
+        source, top = _container_source(root_fd, src)
+        try:
+            _copy_entry(source, top, parent, target, counts, contents=src.rstrip("/").endswith("/."))
+        finally:
+            os.close(source)
+    _with_root(store, cid, False, work, counts)
+    return Copied(*counts)
+
+
+def copy_in(store, src: str, name: str, dest: str) -> Copied:
+    cid = store.containers.resolve(name)
+    if not os.path.lexists(src):
+        raise NotFound(f"{src}: no such file or directory")
+    source_parent = os.open(os.path.dirname(os.path.abspath(src)) or "/", os.O_RDONLY | os.O_DIRECTORY)
+    top = os.path.basename(os.path.abspath(src))
+    counts = [0, 0, 0]
+
+    def work(root_fd: int) -> None:
+        parent, target = _container_target(root_fd, dest)
+        try:
+            _copy_entry(source_parent, top, parent, target, counts, contents=src.rstrip("/").endswith("/."))
+        finally:
+            os.close(parent)
+    try:
+        _with_root(store, cid, True, work, counts)
+    finally:
+        os.close(source_parent)
+    return Copied(*counts)
+
+
+# ---------------------------------------------------------------- the container's root
+
+def _with_root(store, cid: str, writable: bool, work, counts: list) -> None:
+    """work(root_fd) with the container's merged view as root_fd: its PID 1's root
+    while it runs, else a view mounted in a child process for the length of work."""
+    from ..linux.procfs import start_time
+    state = effective_state(store.containers.state(cid))
+    if state.running and state.pid:
+        root = os.open(f"/proc/{state.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if start_time(state.pid) != state.pid_start:
+                raise Conflict(f"container {cid[:12]} stopped during the copy", "copy again")
+            work(root)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and exc.filename is None:
+                raise NotFound(exc.strerror) from None
+            raise
+        finally:
+            os.close(root)
+        return
+    _in_mounted_view(store, cid, writable, work, counts)
+
+
+def _in_mounted_view(store, cid: str, writable: bool, work, counts: list) -> None:
+    from .. import linux
+    from ..lib.forked import in_child
+    config = store.containers.config(cid)
+    if config.read_only and writable:
+        raise Conflict(f"container {cid[:12]} has a read-only root (--read-only): nothing can be copied in")
+    lowers = lower_dirs(store, cid, config)
+    own = lowers[:1] if config.init_layer else []
+    lowers = lowers[len(own):]
+    upper, workdir = store.containers.upper(cid), store.containers.work(cid)
+    with store.staging("cp") as staged:
+        target = os.path.join(staged, "merged")
+        os.mkdir(target)
+        if writable:
+            spec = overlay.plan(lowers, upper, workdir, store.containers.path(cid), own)
+        else:
+            own = [upper, *own] if os.path.isdir(upper) else own
+            if len(own) + len(lowers) < 2:
+                lowers.append(_empty_dir(store))
+            spec = overlay.plan(lowers, "", "", staged, own)
+            for link, lower in overlay.links_to_make(spec, overlay.strategy_from_env()).items():
+                os.makedirs(os.path.join(staged, "l"), exist_ok=True)
+                os.symlink(lower, os.path.join(staged, link))
+
+        said_r, said_w = os.pipe2(os.O_CLOEXEC)
+
+        def child() -> None:
+            os.close(said_r)
+            linux.unshare(linux.CLONE_NEWNS)
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+            overlay.mount(spec, target, overlay.strategy_from_env())
+            root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            work(root)
+            os.write(said_w, " ".join(map(str, counts)).encode())   # what the parent reports
+        failure = in_child(child)
+        os.close(said_w)
+        with os.fdopen(said_r, "rb") as said:
+            numbers = said.read().split()
+        if len(numbers) == 3:
+            counts[:] = [int(n) for n in numbers]
+    if failure is not None:
+        if failure.errno == errno.ENOENT:
+            raise NotFound(failure.message)
+        if failure.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(failure.errno, failure.message)
+        raise EnvironmentProblem(f"cp failed: {failure.message}")
+
+
+def _empty_dir(store) -> str:
+    path = os.path.join(store.tmp, "empty-lower")
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    return path
+
+
+def _container_source(root_fd: int, path: str) -> tuple[int, str]:
+    """(fd of SRC's parent directory inside the root, SRC's last name)."""
+    from ..layer.safeopen import open_in_root
+    clean = os.path.normpath("/" + path.rstrip("/").removesuffix("/."))
+    if clean == "/":
+        return os.dup(root_fd), "."
+    parent, name = os.path.split(clean)
+    try:
+        fd = open_in_root(root_fd, parent, follow=True, flags=os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.lstat(name, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError):
+        # an OSError, so that it crosses from the child that mounted a stopped one's view
+        raise OSError(errno.ENOENT, f"no such file or directory in the container: {path}") from None
+    return fd, name
+
+
+def _container_target(root_fd: int, path: str) -> tuple[int, str | None]:
+    """(fd of the directory to write in, the name to write as; None: SRC's own name),
+    resolved inside the root. DEST an existing directory: into it; else DEST's
+    parent must exist, and DEST is the new name."""
+    from ..layer.safeopen import open_in_root
+    clean = os.path.normpath("/" + path)
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        return open_in_root(root_fd, clean, follow=True, flags=dir_flags), None
+    except (FileNotFoundError, NotADirectoryError):
+        if path.endswith("/"):                # DEST/ must be a directory there
+            raise OSError(errno.ENOENT, f"no such directory in the container: {path}") from None
+    parent, name = os.path.split(clean)
+    try:
+        return open_in_root(root_fd, parent, follow=True, flags=dir_flags), name
+    except (FileNotFoundError, NotADirectoryError):
+        raise OSError(errno.ENOENT, f"no such directory in the container: {parent}") from None
+
+
+def _host_target(dest: str) -> tuple[int, str | None]:
+    if os.path.isdir(dest):
+        return os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), None
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise NotFound(f"{parent}: no such directory")
+    return os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), os.path.basename(dest)
+
+
+# ---------------------------------------------------------------- the walk
+
+def _copy_entry(src_dir: int, name: str, dst_dir: int, as_name: str | None, counts: list,
+                contents: bool = False) -> None:
+    """src_dir/name to dst_dir/(as_name or name), never following a symlink on either
+    side below the two directories given."""
+    st = os.lstat(name, dir_fd=src_dir)
+    target = as_name or name
+    if stat.S_ISDIR(st.st_mode):
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+        try:
+            if as_name is None and (contents or name == "."):
+                out = os.dup(dst_dir)                 # SRC/. into an existing DEST
+            else:
+                _make_dir(dst_dir, target, st.st_mode)
+                out = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=dst_dir)
+            try:
+                for child in sorted(os.listdir(inner)):
+                    _copy_entry(inner, child, out, None, counts)
+            finally:
+                os.close(out)
+        finally:
+            os.close(inner)
+    elif stat.S_ISLNK(st.st_mode):
+        link = os.readlink(name, dir_fd=src_dir)
+        _replace(dst_dir, target)
+        os.symlink(link, target, dir_fd=dst_dir)
+        counts[0] += 1
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(src_dir, name, dst_dir, target, st, counts)
+    else:
+        counts[2] += 1
+
+
+def _make_dir(dir_fd: int, name: str, mode: int) -> None:
+    try:
+        os.mkdir(name, stat.S_IMODE(mode) | 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+            raise UsageError(f"cannot copy a directory over the non-directory {name!r}") from None
+
+
+def _replace(dir_fd: int, name: str) -> None:
+    """Make room for name in dir_fd: a file or symlink there goes; a directory stays
+    and is refused."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cannot copy a file over the directory {name!r}")
+    os.unlink(name, dir_fd=dir_fd)
+
+
+def _copy_file(src_dir: int, name: str, dst_dir: int, target: str, st, counts: list) -> None:
+    fd_in = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir)
+    try:
+        if not stat.S_ISREG(os.fstat(fd_in).st_mode):        # swapped since the lstat
+            counts[2] += 1
+            return
+        _replace(dst_dir, target)
+        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
+        try:
+            size = os.fstat(fd_in).st_size
+            pos = 0
+            while pos < size:
+                start, end = data_extent(fd_in, pos, size)   # holes stay holes
+                while start < end:
+                    data = os.pread(fd_in, min(CHUNK, end - start), start)
+                    if not data:
+                        break
+                    view = memoryview(data)
+                    while view:
+                        wrote = os.pwrite(fd_out, view, start)
+                        view, start = view[wrote:], start + wrote
+                        counts[1] += wrote
+                pos = end
+            os.ftruncate(fd_out, size)
+            os.fchmod(fd_out, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(fd_out)
+        counts[0] += 1
+    finally:
+        os.close(fd_in)

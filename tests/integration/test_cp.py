@@ -1,0 +1,103 @@
+"""cp between a container and the host (issue 17.3), and its trust boundary: a path
+in the container resolves inside the container's root, whatever its symlinks say."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+
+import pytest
+
+from .imagebuild import busybox_layer, entry, write_layout
+
+
+@pytest.fixture
+def canary(tmp_path):
+    """A host directory with a secret, which no cp may read or write into."""
+    path = tmp_path / "canary"
+    path.mkdir()
+    (path / "secret").write_text("host secret\n")
+    return path
+
+
+@pytest.fixture
+def traps(mr, tmp_path, canary):
+    """An image whose symlinks point at the host's canary and at /."""
+    layout = tmp_path / "traps"
+    write_layout(layout, [busybox_layer([
+        entry("to-canary", tarfile.SYMTYPE, linkname=str(canary)),
+        entry("to-root", tarfile.SYMTYPE, linkname="/"),
+        entry("up", tarfile.SYMTYPE, linkname="../../../../../../.."),
+        entry("bin/sleep", tarfile.SYMTYPE, linkname="busybox"),
+        entry("data", tarfile.DIRTYPE, mode=0o755),
+        entry("data/inside", data=b"image file\n"),
+    ])], {"Cmd": ["sh"]}, ref="traps")
+    mr.ok("load", "--tag", "localhost/traps", str(layout))
+    return "localhost/traps"
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_cp_copies_both_ways_through_the_merged_view(mr, tmp_path, running):
+    mr.load("busybox")
+    script = "mkdir -p /d/sub; echo hi > /d/a; ln -s /etc/passwd /d/link; echo x > /d/sub/b"
+    if running:
+        mr.ok("run", "-d", "--name", "c", "busybox", "sh", "-c", script + "; sleep 60")
+        mr.running_state("c")
+        for _ in range(100):
+            if mr("exec", "c", "test", "-e", "/d/sub/b").returncode == 0:
+                break
+    else:
+        mr.ok("run", "--name", "c", "busybox", "sh", "-c", script)
+    out = tmp_path / "out"
+    out.mkdir()
+    mr.ok("cp", "c:/d", str(out))
+    assert (out / "d" / "a").read_text() == "hi\n" and (out / "d" / "sub" / "b").read_text() == "x\n"
+    assert os.readlink(out / "d" / "link") == "/etc/passwd"          # a symlink stays one
+    mr.ok("cp", "c:/d/.", str(tmp_path / "contents"))
+    assert sorted(os.listdir(tmp_path / "contents")) == ["a", "link", "sub"]
+    (tmp_path / "in.txt").write_text("from the host\n")
+    mr.ok("cp", str(tmp_path / "in.txt"), "c:/d/sub/")
+    mr.ok("cp", str(tmp_path / "in.txt"), "c:/renamed.txt")
+    assert "A /d/sub/in.txt" in mr.ok("diff", "c").lines and "A /renamed.txt" in mr.ok("diff", "c").lines
+    upper = mr.inspect("c")["UpperDir"]
+    assert open(os.path.join(upper, "renamed.txt")).read() == "from the host\n"     # copy-on-write
+    mr.ok("rm", "-f", "c")
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_symlinks_in_the_container_never_lead_to_the_host(mr, tmp_path, canary, traps, running):
+    if running:
+        mr.ok("run", "-d", "--name", "t", traps, "sleep", "60")
+        mr.running_state("t")
+    else:
+        mr.ok("run", "--name", "t", traps, "true")
+    out = tmp_path / "out"
+    out.mkdir()
+    for src in (f"t:/to-canary/secret", f"t:/to-root{canary}/secret", f"t:/up{canary}/secret"):
+        result = mr("cp", src, str(out / "got"))
+        assert not (out / "got").exists() or "host secret" not in (out / "got").read_text(), src
+        assert result.returncode == 1 and "no such" in result.stderr, (src, result.stderr)
+    mr.ok("cp", "t:/to-root/data/inside", str(out / "inside"))         # / is the container's
+    assert (out / "inside").read_text() == "image file\n"
+    (tmp_path / "evil.txt").write_text("written by cp\n")
+    for dest in ("t:/to-canary/", f"t:/to-root{canary}/", f"t:/up{canary}/", "t:/to-canary/new"):
+        result = mr("cp", str(tmp_path / "evil.txt"), dest)
+        assert result.returncode == 1 and "no such" in result.stderr, (dest, result.stderr)
+    assert sorted(os.listdir(canary)) == ["secret"] and (canary / "secret").read_text() == "host secret\n"
+    mr.ok("cp", str(tmp_path / "evil.txt"), "t:/to-root/data/")          # lands in the container
+    assert "A /data/evil.txt" in mr.ok("diff", "t").lines
+    mr.ok("rm", "-f", "t")
+
+
+def test_cp_errors_are_one_line(mr, tmp_path):
+    mr.load("busybox")
+    mr.ok("run", "--name", "c", "busybox", "true")
+    for args, said in ((("c:/nope", str(tmp_path / "x")), "no such file"),
+                       ((str(tmp_path / "nope"), "c:/"), "no such file"),
+                       (("nosuch:/etc", str(tmp_path)), "no such container"),
+                       ((str(tmp_path), str(tmp_path / "y")), "one of SRC and DEST"),
+                       (("c:/etc", "c:/tmp"), "one of SRC and DEST")):
+        result = mr("cp", *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode in (1, 2) and len(lines) == 1 and said in lines[0], (args, result.stderr)
+    mr.ok("rm", "c")
