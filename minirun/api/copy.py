@@ -103,6 +103,9 @@ def _with_root(store, cid: str, writable: bool, work, counts: list) -> None:
         try:
             if start_time(state.pid) != state.pid_start:
                 raise Conflict(f"container {cid[:12]} stopped during the copy", "copy again")
+            from ..sandbox.join import still_starting
+            if still_starting(state.pid, root):           # its root may still be the host's
+                raise Conflict(f"container {cid[:12]} is still starting", "copy again in a moment")
             work(root)
         except OSError as exc:
             if exc.errno == errno.ENOENT and exc.filename is None:

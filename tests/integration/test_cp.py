@@ -101,3 +101,32 @@ def test_cp_errors_are_one_line(mr, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode in (1, 2) and len(lines) == 1 and said in lines[0], (args, result.stderr)
     mr.ok("rm", "c")
+
+
+def test_cp_into_a_container_still_on_the_hosts_root_is_refused(mr, tmp_path, canary):
+    """Its state says running from the fork of PID 1 on; until PID 1 has left the
+    host's root, /proc/PID/root is the host's /. The window is made wide here: the
+    state names a process of the host's (as exec's test does)."""
+    import json
+    import subprocess
+    from minirun.linux.procfs import start_time
+    mr.load("busybox")
+    cid = mr.ok("run", "-d", "--name", "c", "busybox", "sleep", "60").stdout.strip()
+    path = mr.root / "containers" / cid / "state.json"
+    saved = path.read_text()
+    host = subprocess.Popen(["sleep", "30"])
+    (tmp_path / "evil.txt").write_text("written by cp\n")
+    try:
+        state = json.loads(saved)
+        state.update(pid=host.pid, pid_start=start_time(host.pid))
+        path.write_text(json.dumps(state))
+        result = mr("cp", str(tmp_path / "evil.txt"), f"c:{canary}/")
+        out = mr("cp", f"c:{canary}/secret", str(tmp_path / "got"))
+    finally:
+        path.write_text(saved)
+        host.kill()
+        host.wait()
+    assert sorted(os.listdir(canary)) == ["secret"], "cp wrote on the host's root"
+    assert not (tmp_path / "got").exists()
+    assert "still starting" in result.stderr and "still starting" in out.stderr, (result.stderr, out.stderr)
+    mr.ok("rm", "-f", "c")
