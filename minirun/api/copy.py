@@ -18,9 +18,12 @@ Like docker cp: a directory is copied whole, into DEST when DEST is a
 directory that exists, else as DEST; SRC/. copies what the directory holds;
 DEST/ must be a directory that exists. A stopped container being started
 while cp writes into its view is not guarded against (no per-container lock).
-Regular files, directories and symlinks are copied with their modes; the files
-belong to root (the caller), as docker's without -a. Other kinds (devices,
+Regular files, directories and symlinks are copied with their modes (but no
+setuid or setgid bit on the host's side); the files belong to root (the
+caller), as docker's without -a; hard links stay links. Other kinds (devices,
 FIFOs, sockets) are left out and counted. Holes in a sparse file stay holes.
+A tree deeper than MAX_DEPTH directories is refused in one line. A stopped
+container's view holds no volume and no /etc file of its run's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from ..store.containers import effective_state
 from .control import lower_dirs
 
 CHUNK = 1 << 20
+MAX_DEPTH = 256           # directories inside directories; deeper is refused in one line
+MAX_LINKED = 4096         # hard-linked files remembered per copy, to link rather than copy again
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,11 @@ def copy_out(store, name: str, src: str, dest: str) -> Copied:
 
     def work(root_fd: int) -> None:
         source, top = _container_source(root_fd, src)
+        walk = _Walk(counts, to_host=True)
         try:
-            _copy_entry(source, top, parent, target, counts, contents=src.rstrip("/").endswith("/."))
+            walk.entry(source, top, parent, target, contents=src.rstrip("/").endswith("/."))
         finally:
+            walk.close()
             os.close(source)
     _with_root(store, cid, False, work, counts)
     return Copied(*counts)
@@ -80,9 +87,11 @@ def copy_in(store, src: str, name: str, dest: str) -> Copied:
 
     def work(root_fd: int) -> None:
         parent, target = _container_target(root_fd, dest)
+        walk = _Walk(counts, to_host=False)
         try:
-            _copy_entry(source_parent, top, parent, target, counts, contents=src.rstrip("/").endswith("/."))
+            walk.entry(source_parent, top, parent, target, contents=src.rstrip("/").endswith("/."))
         finally:
+            walk.close()
             os.close(parent)
     try:
         _with_root(store, cid, True, work, counts)
@@ -110,6 +119,8 @@ def _with_root(store, cid: str, writable: bool, work, counts: list) -> None:
         except OSError as exc:
             if exc.errno == errno.ENOENT and exc.filename is None:
                 raise NotFound(exc.strerror) from None
+            if exc.errno == errno.ELOOP and exc.filename is None:
+                raise Conflict(exc.strerror) from None
             raise
         finally:
             os.close(root)
@@ -160,6 +171,8 @@ def _in_mounted_view(store, cid: str, writable: bool, work, counts: list) -> Non
     if failure is not None:
         if failure.errno == errno.ENOENT:
             raise NotFound(failure.message)
+        if failure.errno == errno.ELOOP:
+            raise Conflict(failure.message)
         if failure.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(failure.errno, failure.message)
         raise EnvironmentProblem(f"cp failed: {failure.message}")
@@ -209,6 +222,8 @@ def _container_target(root_fd: int, path: str) -> tuple[int, str | None]:
 def _host_target(dest: str) -> tuple[int, str | None]:
     if os.path.isdir(dest):
         return os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), None
+    if dest.endswith("/") or dest.endswith("/."):
+        raise NotFound(f"{dest}: no such directory", "DEST/ must be a directory that exists")
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise NotFound(f"{parent}: no such directory")
@@ -217,37 +232,71 @@ def _host_target(dest: str) -> tuple[int, str | None]:
 
 # ---------------------------------------------------------------- the walk
 
-def _copy_entry(src_dir: int, name: str, dst_dir: int, as_name: str | None, counts: list,
-                contents: bool = False) -> None:
-    """src_dir/name to dst_dir/(as_name or name), never following a symlink on either
-    side below the two directories given."""
-    st = os.lstat(name, dir_fd=src_dir)
-    target = as_name or name
-    if stat.S_ISDIR(st.st_mode):
-        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
-        try:
-            if as_name is None and (contents or name == "."):
-                out = os.dup(dst_dir)                 # SRC/. into an existing DEST
-            else:
-                _make_dir(dst_dir, target, st.st_mode)
-                out = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=dst_dir)
+class _Walk:
+    """One copy: src_dir/name to dst_dir/(as_name or name), never following a symlink on
+    either side below the two directories given. Files hard-linked to each other are
+    linked again on the other side (a container's 1 MB linked 100 times is not 100 MB
+    on the host); going to the host, setuid and setgid bits are dropped (a copied-out
+    setuid-root shell would be a way up for anyone who can reach it)."""
+
+    def __init__(self, counts: list, to_host: bool):
+        self.counts, self.to_host = counts, to_host
+        self.linked: dict[tuple[int, int], int] = {}     # (dev, ino) -> fd of the first copy
+
+    def close(self) -> None:
+        for fd in self.linked.values():
+            os.close(fd)
+        self.linked.clear()
+
+    def entry(self, src_dir: int, name: str, dst_dir: int, as_name: str | None, contents: bool = False,
+              depth: int = 0) -> None:
+        st = os.lstat(name, dir_fd=src_dir)
+        target = as_name or name
+        if stat.S_ISDIR(st.st_mode):
+            if depth >= MAX_DEPTH:
+                raise OSError(errno.ELOOP, f"directories nested more than {MAX_DEPTH} deep: not copied")
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
             try:
-                for child in sorted(os.listdir(inner)):
-                    _copy_entry(inner, child, out, None, counts)
+                if as_name is None and (contents or name == "."):
+                    out = os.dup(dst_dir)                 # SRC/. into an existing DEST
+                else:
+                    _make_dir(dst_dir, target, st.st_mode)
+                    out = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=dst_dir)
+                try:
+                    for child in sorted(os.listdir(inner)):
+                        self.entry(inner, child, out, None, depth=depth + 1)
+                finally:
+                    os.close(out)
             finally:
-                os.close(out)
-        finally:
-            os.close(inner)
-    elif stat.S_ISLNK(st.st_mode):
-        link = os.readlink(name, dir_fd=src_dir)
+                os.close(inner)
+        elif stat.S_ISLNK(st.st_mode):
+            link = os.readlink(name, dir_fd=src_dir)
+            _replace(dst_dir, target)
+            os.symlink(link, target, dir_fd=dst_dir)
+            self.counts[0] += 1
+        elif stat.S_ISREG(st.st_mode):
+            if not self._link_again(st, dst_dir, target):
+                _copy_file(src_dir, name, dst_dir, target, st, self.counts, self._mode(st), self._remember)
+        else:
+            self.counts[2] += 1
+
+    def _mode(self, st) -> int:
+        mode = stat.S_IMODE(st.st_mode)
+        return mode & ~(stat.S_ISUID | stat.S_ISGID) if self.to_host else mode
+
+    def _link_again(self, st, dst_dir: int, target: str) -> bool:
+        first = self.linked.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        if first is None:
+            return False
         _replace(dst_dir, target)
-        os.symlink(link, target, dir_fd=dst_dir)
-        counts[0] += 1
-    elif stat.S_ISREG(st.st_mode):
-        _copy_file(src_dir, name, dst_dir, target, st, counts)
-    else:
-        counts[2] += 1
+        os.link(f"/proc/self/fd/{first}", target, dst_dir_fd=dst_dir, follow_symlinks=True)
+        self.counts[0] += 1
+        return True
+
+    def _remember(self, st, fd_out: int) -> None:
+        if st.st_nlink > 1 and len(self.linked) < MAX_LINKED:
+            self.linked[(st.st_dev, st.st_ino)] = os.dup(fd_out)
 
 
 def _make_dir(dir_fd: int, name: str, mode: int) -> None:
@@ -270,7 +319,8 @@ def _replace(dir_fd: int, name: str) -> None:
     os.unlink(name, dir_fd=dir_fd)
 
 
-def _copy_file(src_dir: int, name: str, dst_dir: int, target: str, st, counts: list) -> None:
+def _copy_file(src_dir: int, name: str, dst_dir: int, target: str, st, counts: list, mode: int,
+               remember) -> None:
     fd_in = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir)
     try:
         if not stat.S_ISREG(os.fstat(fd_in).st_mode):        # swapped since the lstat
@@ -278,7 +328,7 @@ def _copy_file(src_dir: int, name: str, dst_dir: int, target: str, st, counts: l
             return
         _replace(dst_dir, target)
         fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
+                         mode, dir_fd=dst_dir)
         try:
             size = os.fstat(fd_in).st_size
             pos = 0
@@ -295,7 +345,8 @@ def _copy_file(src_dir: int, name: str, dst_dir: int, target: str, st, counts: l
                         counts[1] += wrote
                 pos = end
             os.ftruncate(fd_out, size)
-            os.fchmod(fd_out, stat.S_IMODE(st.st_mode))
+            os.fchmod(fd_out, mode)
+            remember(st, fd_out)
         finally:
             os.close(fd_out)
         counts[0] += 1

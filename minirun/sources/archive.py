@@ -59,8 +59,13 @@ def spooled(store, path: str) -> Iterator[str]:
     if path != STDIN:
         yield path
         return
-    import tempfile
-    fd, spool = tempfile.mkstemp(prefix="stdin-", suffix=".tar", dir=store.tmp)
+    import signal
+    # named as staging (kind-PID-hex), so that a load killed outright is swept up with
+    # the rest of a dead process's tmp/ files; SIGTERM and SIGHUP end it through the
+    # finally below, as Ctrl-C does
+    spool = store.staging_file("stdin")
+    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    previous = {signum: signal.signal(signum, _interrupted) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with os.fdopen(fd, "wb") as out:        # ENOSPC: the CLI's one line for a full disk
             while chunk := os.read(0, 1 << 20):
@@ -72,6 +77,12 @@ def spooled(store, path: str) -> Iterator[str]:
         yield spool
     finally:
         os.unlink(spool)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

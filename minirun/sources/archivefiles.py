@@ -18,6 +18,30 @@ from ..layer.limits import check_size, max_layer_bytes
 MAX_MEMBERS = 100_000        # a docker-archive or OCI archive holds a few files per layer
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a GNU long name or a PAX record whole, at the size its header
+    declares, before any check of ours sees the member: a few compressed megabytes
+    could ask for gigabytes. Refused here over layer/limits.py's HEADER_BYTES, as
+    the layer extractor refuses them."""
+
+    __slots__ = ()
+
+    def _proc_gnulong(self, tarfile):
+        _check_extended(self)
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile):
+        _check_extended(self)
+        return super()._proc_pax(tarfile)
+
+
+def _check_extended(info: tarfile.TarInfo) -> None:
+    from ..layer.limits import HEADER_BYTES
+    if info.size > HEADER_BYTES:
+        raise BadImage(f"an extended tar header (a PAX record or GNU long name) declares {info.size} "
+                       f"bytes, over the {HEADER_BYTES} allowed", "the archive is corrupt or hostile")
+
+
 class ArchiveFiles:
     """Uniform read access to a directory or a tar archive by relative name."""
 
@@ -27,7 +51,7 @@ class ArchiveFiles:
         self.names: dict[str, tarfile.TarInfo] = {}
         if not os.path.isdir(path):
             try:
-                self.tar = tarfile.open(path, "r:*")
+                self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
                 self._index_members()
             except FileNotFoundError:
                 raise NotFound(f"{self.path}: no such file or directory") from None

@@ -130,3 +130,26 @@ def test_cp_into_a_container_still_on_the_hosts_root_is_refused(mr, tmp_path, ca
     assert not (tmp_path / "got").exists()
     assert "still starting" in result.stderr and "still starting" in out.stderr, (result.stderr, out.stderr)
     mr.ok("rm", "-f", "c")
+
+
+def test_cp_out_keeps_hard_links_drops_setuid_and_refuses_what_docker_refuses(mr, tmp_path):
+    """An outside review: 100 links to 1 MB became 101 MB on the host; a setuid-root
+    shell came out setuid; DEST/ that did not exist wrote into its parent; a tree
+    1,100 deep ended in a traceback."""
+    mr.load("busybox")
+    mr.ok("run", "--name", "c", "busybox", "sh", "-c",
+          "mkdir /hl; head -c 1048576 /dev/urandom > /hl/f0; i=1; while [ $i -lt 50 ]; do ln /hl/f0 /hl/f$i; "
+          "i=$((i+1)); done; cp /bin/busybox /hl/suid; chmod 6755 /hl/suid; "
+          "mkdir /deep; cd /deep; i=0; while [ $i -lt 300 ]; do mkdir d; cd d; i=$((i+1)); done")
+    out = tmp_path / "out"
+    mr.ok("cp", "c:/hl", str(out))
+    assert os.stat(out / "f0").st_nlink == 50 and os.stat(out / "f49").st_ino == os.stat(out / "f0").st_ino
+    assert os.stat(out / "suid").st_mode & 0o7777 == 0o755
+    (tmp_path / "keep").write_text("ORIGINAL\n")
+    result = mr("cp", "c:/hl/f0", str(tmp_path / "nodir") + "/")
+    assert result.returncode == 1 and "no such directory" in result.stderr
+    assert (tmp_path / "keep").read_text() == "ORIGINAL\n" and not (tmp_path / "f0").exists()
+    deep = mr("cp", "c:/deep", str(tmp_path / "deep"))
+    lines = deep.stderr.strip().splitlines()
+    assert deep.returncode == 1 and len(lines) == 1 and "nested more than" in lines[0], deep.stderr
+    mr.ok("rm", "c")
