@@ -157,7 +157,7 @@ def test_a_pull_that_fills_the_disk_says_what_it_kept_and_every_command_accounts
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "for a later pull to resume" in lines[0], result.stderr
         partial = [p for p in os.listdir(root / "store" / "tmp") if p.startswith("download-")]
-        assert len(partial) == 1
+        assert len(partial) >= 1                      # one download per layer that had begun
         assert "Partial downloads" in store.ok("system", "df").stdout
         fsck = store("fsck")
         assert fsck.returncode == 1 and "a partial download of blob" in fsck.stdout + fsck.stderr

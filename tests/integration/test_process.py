@@ -20,9 +20,11 @@ from .test_run import wait_running
 
 
 def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 80),
-               resize=None, timeout: float = 20) -> tuple[int, bytes]:
+               resize=None, timeout: float = 20, keys_after: bytes = b"") -> tuple[int, bytes]:
     """Run the CLI with a pseudo-terminal as its controlling terminal, like a person
-    at a shell: type keys after delays, optionally resize, collect the screen output."""
+    at a shell: type keys after delays, optionally resize, collect the screen output.
+    keys_after: the delays count from when the output first shows it (a key typed
+    before the container's terminal is up reaches minirun's own: ^Z would stop it)."""
     pid, master = pty.fork()
     if pid == 0:  # the CLI, in its own session with the pty as stdio
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
@@ -32,8 +34,11 @@ def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 8
     output = b""
     start = time.monotonic()
     pending = list(keys)
+    typing_from = None if keys_after else start
     while True:
-        if pending and time.monotonic() - start >= pending[0][0]:
+        if typing_from is None and keys_after in output:
+            typing_from = time.monotonic()
+        if pending and typing_from is not None and time.monotonic() - typing_from >= pending[0][0]:
             os.write(master, pending.pop(0)[1])
         if resize and time.monotonic() - start >= resize[0]:
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *resize[1], 0, 0))
@@ -83,8 +88,8 @@ def test_ctrl_z_in_exec_t_neither_stops_nor_hangs_it(mr):
     leave exec waiting for ever."""
     mr.load("busybox")
     mr.ok("run", "-d", "--name", "z", "busybox", "sleep", "60")
-    code, out = run_in_pty(mr, "exec", "-it", "z", "cat",
-                           keys=[(1.5, b"\x1a"), (2.0, b"still-here\n"), (2.5, b"\x04")], timeout=15)
+    code, out = run_in_pty(mr, "exec", "-it", "z", "sh", "-c", "echo typing; exec cat", keys_after=b"typing",
+                           keys=[(0.5, b"\x1a"), (1.0, b"still-here\n"), (1.5, b"\x04")], timeout=30)
     assert code == 0, out
     assert out.count(b"still-here") == 2, out        # the terminal's echo, then cat's copy
     mr.ok("rm", "-f", "z")
@@ -96,8 +101,9 @@ def test_ctrl_z_under_run_it_init_neither_stops_nor_hangs_it(mr):
     it; nobody can `fg` it there, so init sends it SIGCONT (an outside review found
     cat frozen, and ^C unable to end it)."""
     mr.load("busybox")
-    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "cat",
-                           keys=[(1.5, b"\x1a"), (2.0, b"still-here\n"), (2.5, b"\x04")], timeout=15)
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sh", "-c", "echo typing; exec cat",
+                           keys_after=b"typing",
+                           keys=[(0.5, b"\x1a"), (1.0, b"still-here\n"), (1.5, b"\x04")], timeout=30)
     assert code == 0, out
     assert out.count(b"still-here") == 2, out
 
