@@ -296,9 +296,12 @@ def main() -> None:
             podman.load()                  # after the assignment: a failed load is still cleaned up
             commands.append(Command("podman run --rm", podman.argv(), podman.env))
         baseline = os.environ.get("MINIRUN_BENCH_BASELINE")
-        if baseline:                       # an A/B: the same console script on another checkout
+        if baseline:                       # an A/B: the same console script on another checkout,
+            base_env = dict(env, PYTHONPATH=os.path.abspath(baseline),    # on a store of its own
+                            MINIRUN_ROOT=str(work / "store-baseline"))    # (its records' version)
+            check([minirun, "load", str(fixtures / "oci" / "busybox")], base_env)
             commands.append(Command("minirun run --rm (baseline)", [minirun, "run", "--rm", "busybox", "/bin/true"],
-                                    dict(env, PYTHONPATH=os.path.abspath(baseline))))
+                                    base_env))
         commands.append(Command("minirun run --rm", [minirun, "run", "--rm", "busybox", "/bin/true"], env))
 
         mixed = interleaved(commands, runs)
