@@ -278,23 +278,28 @@ def start(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autocom
 
     Example: sudo minirun start web      sudo minirun start -ai shell
     """
-    from ..errors import StartFailed, UsageError
-    from ..run.start import start_container
+    from ..errors import UsageError
     store = _store()
     if attach and len(names) > 1:
         raise UsageError("start -a takes one container", "start the others without -a")
     if attach:
-        result = start_container(store, names[0], attach=True, interactive=interactive)
-        if result.error:
-            raise StartFailed(result.error, result.exit_code)
-        raise typer.Exit(result.exit_code)
+        raise typer.Exit(_started(store, names[0], attach=True, interactive=interactive))
 
     def one(name: str) -> None:
-        result = start_container(store, name)
-        if result.error:
-            raise StartFailed(result.error, result.exit_code)
+        _started(store, name)
         print(name, flush=True)
     for_each(names, one)
+
+
+def _started(store, name: str, attach: bool = False, interactive: bool = False) -> int:
+    """start_container's exit code; a container that did not start raises, for the one
+    error path (start, restart)."""
+    from ..errors import StartFailed
+    from ..run.start import start_container
+    result = start_container(store, name, attach=attach, interactive=interactive)
+    if result.error:
+        raise StartFailed(result.error, result.exit_code)
+    return result.exit_code
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -306,15 +311,11 @@ def restart(names: List[str] = typer.Argument(..., metavar="CONTAINER...", autoc
     Example: sudo minirun restart -t 2 web
     """
     from ..api.control import stop as do_stop
-    from ..errors import StartFailed
-    from ..run.start import start_container
     store = _store()
 
     def one(name: str) -> None:
         do_stop(store, name, time_)
-        result = start_container(store, name)
-        if result.error:
-            raise StartFailed(result.error, result.exit_code)
+        _started(store, name)
         print(name, flush=True)
     for_each(names, one)
 

@@ -178,14 +178,11 @@ class ImageIndex:
         return image_id, check_record(self.path, image_id, record, raw.get("version", 0))
 
     def _find(self, name: str, images: dict, tags: dict) -> str:
+        body = name.removeprefix("sha256:")
         if reference.is_id_prefix(name):
-            body = name.removeprefix("sha256:")
-            matches = [i for i in images if i[len("sha256:"):].startswith(body)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)",
-                                 "give more hex digits")
+            found = _by_id_prefix(name, body, images)
+            if found:
+                return found
         ref = reference.parse(name)      # a malformed name is a usage error, not "not found"
         for candidate in _candidates(name, ref):
             if candidate in tags:
@@ -202,14 +199,10 @@ class ImageIndex:
                              for t, target in tags.items() if target == i)]
                 if found:
                     return found[0]
-        body = name.removeprefix("sha256:")
         if 0 < len(body) < 12 and is_hex(body, 1, 11):   # a shorter id prefix, as docker takes it
-            matches = [i for i in images if i[len("sha256:"):].startswith(body)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)",
-                                 "give more hex digits")
+            found = _by_id_prefix(name, body, images)
+            if found:
+                return found
         raise ImageNotFound(f"no such image: {name}", _suggestion(name, tags))
 
     def ref_for(self, name: str, doc: Catalog | None = None) -> str | None:
@@ -330,6 +323,15 @@ def _candidates(text: str, ref: reference.Reference) -> list[str]:
         short = ref.repository.removeprefix("library/")
         out.append(str(reference.Reference("localhost", short, ref.tag, ref.digest)))
     return out
+
+
+def _by_id_prefix(name: str, body: str, images: dict) -> str:
+    """The one image whose id starts with body (hex digits), "" for none; more than
+    one is refused."""
+    matches = [i for i in images if i[len("sha256:"):].startswith(body)]
+    if len(matches) > 1:
+        raise UsageError(f"image id prefix {name} is ambiguous ({len(matches)} images)", "give more hex digits")
+    return matches[0] if matches else ""
 
 
 def _suggestion(name: str, tags: dict) -> str:
