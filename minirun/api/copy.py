@@ -134,23 +134,17 @@ def _in_mounted_view(store, cid: str, writable: bool, work, counts: list) -> Non
     config = store.containers.config(cid)
     if config.read_only and writable:
         raise Conflict(f"container {cid[:12]} has a read-only root (--read-only): nothing can be copied in")
-    lowers = lower_dirs(store, cid, config)
-    own = lowers[:1] if config.init_layer else []
-    lowers = lowers[len(own):]
-    upper, workdir = store.containers.upper(cid), store.containers.work(cid)
     with store.staging("cp") as staged:
         target = os.path.join(staged, "merged")
         os.mkdir(target)
-        if writable:
-            spec = overlay.plan(lowers, upper, workdir, store.containers.path(cid), own)
+        if writable:                # over its upper and work dirs, as its run mounts it
+            lowers = lower_dirs(store, cid, config)
+            own = lowers[:1] if config.init_layer else []
+            spec = overlay.plan(lowers[len(own):], store.containers.upper(cid), store.containers.work(cid),
+                                store.containers.path(cid), own)
         else:
-            own = [upper, *own] if os.path.isdir(upper) else own
-            if len(own) + len(lowers) < 2:
-                lowers.append(_empty_dir(store))
-            spec = overlay.plan(lowers, "", "", staged, own)
-            for link, lower in overlay.links_to_make(spec, overlay.strategy_from_env()).items():
-                os.makedirs(os.path.join(staged, "l"), exist_ok=True)
-                os.symlink(lower, os.path.join(staged, link))
+            from .export import read_only_view
+            spec = read_only_view(store, cid, config, staged)
 
         said_r, said_w = os.pipe2(os.O_CLOEXEC)
 
@@ -176,12 +170,6 @@ def _in_mounted_view(store, cid: str, writable: bool, work, counts: list) -> Non
         if failure.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(failure.errno, failure.message)
         raise EnvironmentProblem(f"cp failed: {failure.message}")
-
-
-def _empty_dir(store) -> str:
-    path = os.path.join(store.tmp, "empty-lower")
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    return path
 
 
 def _container_source(root_fd: int, path: str) -> tuple[int, str]:

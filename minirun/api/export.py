@@ -49,6 +49,19 @@ def export(store, name: str, out: BinaryIO) -> None:
 
 def _export(store, cid: str, out: BinaryIO) -> None:
     config = store.containers.config(cid)
+    with store.staging("export") as staged:
+        target = os.path.join(staged, "merged")
+        os.mkdir(target)
+        spec = read_only_view(store, cid, config, staged)
+        out.flush()
+        name = config.name or cid[:12]
+        _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno(), name))
+
+
+def read_only_view(store, cid: str, config, staged: str) -> overlay.OverlayMount:
+    """The container's merged view as a read-only overlay (its upper dir a lower dir,
+    no work dir), any short links it needs made in staged: what export packs and cp
+    reads from a stopped container."""
     lowers = lower_dirs(store, cid, config)
     # the container's own dirs (upper, init layer) stay apart from the image's
     # layers: overlay.plan stacks them over a 500-layer image without a 502nd lower
@@ -59,16 +72,11 @@ def _export(store, cid: str, out: BinaryIO) -> None:
         own = [upper, *own]
     if len(own) + len(lowers) < 2:            # overlay without upper needs two lower dirs
         lowers.append(_empty_dir(store))
-    with store.staging("export") as staged:
-        target = os.path.join(staged, "merged")
-        os.mkdir(target)
-        spec = overlay.plan(lowers, "", "", staged, own)
-        for link, lower in overlay.links_to_make(spec, overlay.strategy_from_env()).items():
-            os.makedirs(os.path.join(staged, "l"), exist_ok=True)
-            os.symlink(lower, os.path.join(staged, link))
-        out.flush()
-        name = config.name or cid[:12]
-        _in_private_namespace(lambda: _mount_and_pack(spec, target, out.fileno(), name))
+    spec = overlay.plan(lowers, "", "", staged, own)
+    for link, lower in overlay.links_to_make(spec, overlay.strategy_from_env()).items():
+        os.makedirs(os.path.join(staged, "l"), exist_ok=True)
+        os.symlink(lower, os.path.join(staged, link))
+    return spec
 
 
 def _empty_dir(store) -> str:
