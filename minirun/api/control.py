@@ -202,46 +202,6 @@ def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:
     return False
 
 
-def logs(store, name: str, follow: bool, write) -> None:
-    """Copy container.log to write(); with follow, keep going until the container ends."""
-    cid = store.containers.resolve(name)
-    path = store.containers.log(cid)
-    if not os.path.exists(path):
-        if store.containers.config(cid).detached:
-            open(path, "a").close()
-        else:
-            raise Conflict(f"container {name} was not started with -d, so it has no log",
-                           "its output went to the terminal that ran it")
-    with _open_log(path) as f:
-        while True:
-            chunk = f.read(65536)
-            if chunk:
-                write(chunk)
-                continue
-            if not follow or not effective_state(store.containers.state(cid)).running:
-                rest = f.read()
-                if rest:
-                    write(rest)
-                return
-            time.sleep(0.05)
-
-
-def _open_log(path: str):
-    """container.log as written: a regular file, not a symlink (to a host file) nor a
-    FIFO (which would block)."""
-    import stat
-    from ..store.readers import file_type, open_failed
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise open_failed(path, exc, None) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise DamagedRecord(path, f"it is {file_type(mode)}, not a file")
-    return os.fdopen(fd, "rb")
-
-
 def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user: str | None,
             workdir: str | None, tty: bool, interactive: bool):
     """docker exec: the container's env, cwd, user and capabilities, overridable."""

@@ -90,18 +90,33 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
 @app.command(epilog=EXIT_CODES_HELP)
 @handled()
 def logs(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=completer("containers")),
-         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it exits.")):
-    """Print what a detached (-d) container wrote to stdout and stderr.
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output until the "
+                                     "container ends."),
+         tail: str = typer.Option("all", "--tail", "-n", help="Only the last N lines (all: every line)."),
+         since: Optional[str] = typer.Option(None, "--since", help="Only output since a time: "
+                                             "2026-12-06T01:51:29Z, a date, Unix seconds, or a duration "
+                                             "before now (10m, 1h30m)."),
+         until: Optional[str] = typer.Option(None, "--until", help="Only output before a time (same forms)."),
+         timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Begin each line with the time "
+                                         "it was written (RFC 3339, nanoseconds, UTC).")):
+    """Print what a container wrote: its stdout on stdout, its stderr on stderr.
 
-    Example: minirun logs -f web
+    Every container keeps a log (foreground runs too, unless run with
+    --log-driver none), bounded by --log-opt max-size and max-file (default
+    10m x 3 files). With -t, the container's terminal is one stream: stdout.
+
+    Examples: minirun logs --tail 20 web
+              minirun logs -f --since 10m -t web
     """
-    from ..api.control import logs as do_logs
-    out = sys.stdout.buffer
+    from ..api import logs as api_logs
+    opts = api_logs.options(follow, tail, since, until, timestamps)
 
-    def write(chunk: bytes) -> None:
-        out.write(chunk)
-        out.flush()
-    do_logs(_store(create=False), name, follow, write)
+    def writer(stream):
+        def write(chunk: bytes) -> None:
+            stream.write(chunk)
+            stream.flush()
+        return write
+    api_logs.show(_store(create=False), name, opts, writer(sys.stdout.buffer), writer(sys.stderr.buffer))
 
 
 @app.command(epilog=EXIT_CODES_HELP)

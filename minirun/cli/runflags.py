@@ -42,6 +42,11 @@ RUN_FLAGS = (
     Flag("tty", ("--tty", "-t"), "bool", "Give the container a terminal."),
     Flag("detach", ("--detach", "-d"), "bool", "Run in the background; print the id. Output goes "
          "to `minirun logs`."),
+    Flag("log_driver", ("--log-driver",), "str", "k8s-file (the default: every container keeps a log "
+         "that `minirun logs` reads, stdout and stderr apart; json-file and local mean the same here) or "
+         "none (no log: the command writes straight to minirun's stdout and stderr)."),
+    Flag("log_opt", ("--log-opt",), "list", "Bound the log: max-size=SIZE (default 10m; k, m, g) and "
+         "max-file=N (default 3): past max-size the log is rotated, keeping N files in all."),
     Flag("pull", ("--pull",), "str", "missing (default): pull the image when the store lacks it, "
          "progress on stderr; always: pull first (layers already here are not fetched); never."),
 )
@@ -73,7 +78,8 @@ def options(values: dict):
                       no_new_privs=nnp, seccomp=seccomp, memory=values["memory"],
                       cpus=values["cpus"], pids_limit=values["pids_limit"], ulimits=tuple(values["ulimit"]),
                       init=values["init"], interactive=values["interactive"], tty=values["tty"],
-                      detach=values["detach"])
+                      detach=values["detach"], log_driver=values["log_driver"],
+                      log_opts=tuple(values["log_opt"]))
     return opts
 
 

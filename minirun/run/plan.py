@@ -50,6 +50,9 @@ class RunOptions:
     interactive: bool = False
     tty: bool = False
     detach: bool = False
+    # output
+    log_driver: str | None = None       # store/logfile.py: k8s-file (the default) or none
+    log_opts: tuple[str, ...] = ()      # max-size=SIZE, max-file=N
 
 
 def options_record(opts: RunOptions, host_env: dict[str, str] | None = None) -> dict:
@@ -91,6 +94,7 @@ class Checked:
     limits: object                    # cgroups.Limits, None when no limit flag was given
     ulimits: tuple
     seccomp: object = None            # sandbox/seccomp.py Filter; None: unconfined
+    log: object = None                # store/logfile.py Policy
 
 
 def check_options(opts: RunOptions, store=None) -> Checked:
@@ -117,8 +121,10 @@ def check_options(opts: RunOptions, store=None) -> Checked:
     if store is not None:             # issue 14.5: compiled (or read from the store) before anything exists
         from ..sandbox import seccomp as seccomp_mod
         seccomp = seccomp_mod.for_run(store, opts.seccomp, keep, opts.privileged)
+    from ..store import logfile
     return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
-                   caps.added(opts.cap_add), limits, ulimits, seccomp)
+                   caps.added(opts.cap_add), limits, ulimits, seccomp,
+                   logfile.policy(opts.log_driver, opts.log_opts))
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Prepared:
     launch: object                    # sandbox/process.py Launch
     resources: Resources
     pending: Pending | None = None
+    log: object = None                # store/logfile.py Policy: where its output is kept
 
 
 def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
@@ -159,7 +166,7 @@ def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, 
         release(store, prepared.cid, prepared.resources)
         store.containers.remove(prepared.cid)        # written before its cgroup failed, if it was
         raise
-    return Prepared(prepared.cid, prepared.launch, prepared.resources)
+    return Prepared(prepared.cid, prepared.launch, prepared.resources, log=prepared.log)
 
 
 def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn,
@@ -182,7 +189,7 @@ def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove,
         raise
     pending = Pending(store, cid, planned, gc_lock, resources, driver, limits,
                       (checked, opts) if log.debugging else None, existing=bool(existing))
-    return Prepared(cid, launch, resources, pending)
+    return Prepared(cid, launch, resources, pending, checked.log)
 
 
 def _launch(store, planned: Planned, opts: RunOptions, checked: Checked):

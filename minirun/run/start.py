@@ -53,27 +53,25 @@ def run(store, image: str, opts: RunOptions, name: str | None = None, remove: bo
 
 
 def _detach(store, prepared: Prepared, remove: bool) -> RunResult:
-    """-d: a monitor process of our own (in a new session, output to the container's
-    log) runs the container and records its end; we return once exec has happened."""
+    """-d: a monitor process of our own (in a new session, its stdio /dev/null) runs
+    the container, copies its output into its log and records its end; we return
+    once exec has happened."""
     cid = prepared.cid
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    log_path = store.containers.log(cid)
     if os.fork() == 0:  # pragma: no cover - the monitor, exercised by integration tests
         os.close(read_fd)
-        log.silence()        # its stderr becomes the container's log: keep minirun's lines out of it
+        log.silence()        # nobody reads its stderr
         try:
             os.setsid()
-            output = _log_writer(log_path)
             devnull = os.open(os.devnull, os.O_RDWR)
-            for target, fd in enumerate((devnull, output, output)):
-                os.dup2(fd, target)
-            os.close(output)
+            for target in (0, 1, 2):
+                os.dup2(devnull, target)
             os.close(devnull)
 
             def notify(code: int, error: str) -> None:
                 os.write(write_fd, jsonio.dumps({"code": code, "error": error}).encode())
                 os.close(write_fd)
-            start_and_wait(store, prepared, remove, notify=notify)
+            start_and_wait(store, prepared, remove, notify=notify, show=False)
         finally:
             os._exit(0)
     os.close(write_fd)
@@ -85,39 +83,20 @@ def _detach(store, prepared: Prepared, remove: bool) -> RunResult:
     return RunResult(cid, report["code"], report["error"])
 
 
-def _log_writer(log_path: str) -> int:  # pragma: no cover - in the -d monitor
-    """The write end of a pipe that a small relay process copies into the container's
-    log until every writer is gone. The container gets the pipe, never the log file:
-    through /proc/self/fd/1 it could chmod, chown or reopen a host file."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    if os.fork() == 0:
-        os.closerange(0, read_fd)                  # nothing of the monitor's: above all not
-        os.closerange(read_fd + 1, 0x7FFFFFFF)     # its report pipe to `run -d`
-        try:
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-        except OSError:
-            fd = -1
-        while chunk := os.read(read_fd, 65536):
-            try:
-                while chunk and fd >= 0:
-                    chunk = chunk[os.write(fd, chunk):]
-            except OSError:          # a full disk: drop the output, never the container
-                pass
-        os._exit(0)
-    os.close(read_fd)
-    return write_fd
-
-
 def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = False,
-                   notify=None) -> RunResult:
+                   notify=None, show: bool = True) -> RunResult:
     """Start the container and wait for its end. With a pending write (see prepare),
-    the container goes on disk now, in state running."""
+    the container goes on disk now, in state running. Its output goes to its log
+    and, with show, to our stdout and stderr too (run/output.py)."""
     from ..sandbox import process
     containers = store.containers
     cid, launch, resources, pending = prepared.cid, prepared.launch, prepared.resources, prepared.pending
+    output = _output(store, prepared, show)
     try:
-        started = process.start(launch)
+        started = process.start(launch, output.stdio() if output is not None else None)
     except BaseException:
+        if output is not None:
+            output.finish()
         release(store, cid, resources)
         if pending is not None:
             pending.release()
@@ -140,7 +119,11 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
                 containers.set_state(cid, status="exited", pid=0, cgroup=None)
             else:
                 containers.remove(cid)
+            if output is not None:
+                output.finish()
             raise
+    if output is not None:
+        output.started()
     setup_error, outcome, oom = "", None, False
     try:
         try:
@@ -148,12 +131,14 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
         except Exception as exc:                    # noqa: BLE001 - reported as the run's error
             setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
             _kill(started.pid)
-        relay = _terminal_relay(started, interactive) if launch.tty and not setup_error else None
+        relay = _terminal_relay(started, interactive, output, show) if launch.tty and not setup_error else None
         try:
             outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
         finally:
             if relay is not None:
                 relay.finish()
+            if output is not None:
+                output.finish()
         oom = bool(resources.cgroup and resources.cgroup.oom_killed())
     finally:
         # Ctrl-C during start-up or a terminal that hangs up must not leak the
@@ -171,14 +156,26 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
     return RunResult(cid, code, error, oom)
 
 
-def _terminal_relay(started, interactive: bool):
-    """The pty master the child opened in its own devpts, relayed to our terminal."""
+def _output(store, prepared: Prepared, show: bool):
+    """The container's output pipes and log (run/output.py); None when it keeps no
+    log and has no terminal: its command then writes to our stdout and stderr."""
+    from ..store import logfile
+    policy = prepared.log or logfile.Policy()
+    if not policy.keeps:
+        return None
+    from .output import Output
+    return Output(store.containers.path(prepared.cid), policy, tee=show, pipes=not prepared.launch.tty)
+
+
+def _terminal_relay(started, interactive: bool, output=None, show: bool = True):
+    """The pty master the child opened in its own devpts, relayed to our terminal
+    (show) and to the container's log."""
     from ..sandbox import tty
     master = tty.receive_master(started.tty_sock)
     started.tty_sock.close()
     if master is None:
         return None             # the child failed before opening it; wait() reports why
-    relay = tty.Relay(master, interactive)
+    relay = tty.Relay(master, interactive, log=output.log if output is not None else None, show=show)
     relay.start()
     return relay
 

@@ -82,9 +82,11 @@ class Started:
     command: str = ""                # argv[0], for the messages of a failed exec
 
 
-def start(launch: Launch) -> Started:
+def start(launch: Launch, stdio: tuple[int, int] | None = None) -> Started:
     """Fork the container's child. It closes every descriptor of ours at once, a
-    store lock's among them: a flock lives while any copy of its descriptor does."""
+    store lock's among them: a flock lives while any copy of its descriptor does.
+    stdio: the fds its command gets as stdout and stderr (run/output.py's pipes);
+    None: ours, as they are."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
@@ -95,8 +97,9 @@ def start(launch: Launch) -> Started:
     if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
         # before any path in the container is resolved: a descriptor of the caller's
         # (a directory, say) reached as /proc/self/fd/N would lead out of it
-        command.close_fds(keep=(err_w, ready_w, go_r, theirs.fileno() if theirs is not None else -1))
-        _child(launch, err_w, ready_w, go_r, theirs)
+        command.close_fds(keep=(err_w, ready_w, go_r, theirs.fileno() if theirs is not None else -1,
+                                *(stdio or ())))
+        _child(launch, err_w, ready_w, go_r, theirs, stdio)
     # Back to our own PID namespace for later children: the kernel refuses new
     # threads (pyroute2, downloads) while pid_ns_for_children differs from ours.
     linux.setns(own_pid_ns, linux.CLONE_NEWPID)
@@ -206,7 +209,8 @@ def _read_all(fd: int) -> bytes:
 
 # ---------------------------------------------------------------- the child
 
-def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> None:  # pragma: no cover
+def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None,
+           stdio: tuple[int, int] | None = None) -> None:  # pragma: no cover
     """Never returns: execs the command or exits with a reported failure."""
     code, message = EXIT_SETUP, "unknown failure"
     step = "start"
@@ -257,6 +261,9 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None) -> Non
         if launch.no_new_privs:                 # issue 14.5: as late as possible
             seccomp.install(launch.seccomp)
         step = "exec"
+        if stdio is not None:                   # the output pipes, only now: setup's own lines stay ours
+            for target, fd in zip((1, 2), stdio):
+                os.dup2(fd, target)
         command.close_fds((pipe, exe))
         if launch.init and exe < 0:             # no trampoline on this machine
             code, message = command.supervise(launch.process.argv, env, pipe, exe, own_session=False)

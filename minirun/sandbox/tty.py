@@ -69,9 +69,15 @@ def copy_window_size(master: int) -> None:
 
 
 class Relay:
-    def __init__(self, master: int, interactive: bool):
+    """log(stream, data), when given, also gets everything the container's terminal
+    shows (as stdout: a terminal has one stream); show=False copies to it alone
+    (a -d container's terminal)."""
+
+    def __init__(self, master: int, interactive: bool, log=None, show: bool = True):
         self.master = master
         self.interactive = interactive
+        self.log = log
+        self.show = show
         self._saved = None
         self._threads: list[threading.Thread] = []
         self._old_winch = None
@@ -97,6 +103,10 @@ class Relay:
                 return
             if not data:
                 return
+            if self.log is not None:
+                self.log("stdout", data)
+            if not self.show:
+                continue
             try:
                 os.write(stdout, data)
             except OSError:         # our terminal hung up: keep draining, drop the output
