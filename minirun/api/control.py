@@ -139,7 +139,18 @@ def inspect(store, name: str) -> dict:
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,
         "GraphDriver": {"Name": "overlay", "Data": {
             "UpperDir": upper, "WorkDir": work, "MergedDir": merged, "LowerDir": ":".join(lowers)}},
+        **_log_view(store, cid, config),
     }
+
+
+def _log_view(store, cid: str, config: ContainerConfig) -> dict:
+    """docker's LogPath and HostConfig.LogConfig (max-size, max-file as given)."""
+    options = config.options or {}
+    driver = options.get("log_driver") or "k8s-file"
+    driver = "k8s-file" if driver in ("json-file", "local") else driver
+    opts = dict(o.partition("=")[::2] for o in options.get("log_opts") or ())
+    return {"LogPath": store.containers.log(cid) if driver != "none" else "",
+            "HostConfig": {"LogConfig": {"Type": driver, "Config": opts}}}
 
 
 def diff(store, name: str):

@@ -13,9 +13,8 @@ would had it written to our pipe itself.
 
 from __future__ import annotations
 
+import _thread         # not threading: its import costs a run ~1 ms
 import os
-import select
-import time
 
 from ..store import logfile
 
@@ -24,9 +23,9 @@ CHUNK = 65536
 
 class Output:
     """Made before the container starts. With pipes, stdio() gives the fds its
-    command gets as 1 and 2, started() begins the copying (a thread), finish() ends
-    it after the container's end. Without (a container with a terminal: its output
-    comes through the pty, sandbox/tty.py), only the log's writer."""
+    command gets as 1 and 2, started() begins the copying (a thread a pipe),
+    finish() ends it after the container's end. Without (a container with a
+    terminal: its output comes through the pty, sandbox/tty.py), only the log."""
 
     def __init__(self, directory: str, policy: logfile.Policy, tee: bool, pipes: bool = True):
         self.writer = logfile.Writer(directory, policy) if policy.keeps else None
@@ -38,80 +37,67 @@ class Output:
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             self.readers = {out_r: "stdout", err_r: "stderr"}
             self.ends = (out_w, err_w)
-        self.targets = {"stdout": 1, "stderr": 2}
-        self._thread = None
-        self._deadline = None
+        self._lock = _thread.allocate_lock()       # one writer of the log at a time
+        self._done: list = []
 
     def stdio(self) -> tuple[int, int] | None:
         return self.ends or None
 
     def log(self, stream: str, data: bytes) -> None:
-        if self.writer is not None:
-            self.writer.write(stream, data)
+        with self._lock:
+            if self.writer is not None:
+                self.writer.write(stream, data)
 
     def started(self) -> None:
         """The child has its copies of the write ends: drop ours (else no EOF), and copy."""
         for fd in self.ends:
             os.close(fd)
         self.ends = ()
-        if not self.readers:
-            return
-        import threading
-        self._thread = threading.Thread(target=self.copy, daemon=True)
-        self._thread.start()
+        for fd, stream in self.readers.items():
+            done = _thread.allocate_lock()
+            done.acquire()
+            self._done.append(done)
+            _thread.start_new_thread(self._copy, (fd, stream, done))
 
-    def copy(self) -> None:
-        """Until both pipes are at EOF (every holder of a write end is gone), or a
-        little after finish() if something still holds one."""
-        poller = select.poll()
-        for fd in self.readers:
-            poller.register(fd, select.POLLIN)
-        while self.readers:
-            if self._deadline is not None and time.monotonic() > self._deadline:
-                break
-            for fd, _ in poller.poll(100):
-                stream = self.readers[fd]
+    def _copy(self, fd: int, stream: str, done) -> None:
+        """Until EOF: every holder of the pipe's write end is gone."""
+        target = 1 if stream == "stdout" else 2
+        show = self.tee
+        try:
+            while True:
                 try:
                     data = os.read(fd, CHUNK)
                 except OSError:
                     data = b""
                 if not data:
-                    self._drop(poller, fd)
-                    continue
-                if self.writer is not None:
-                    self.writer.write(stream, data)
-                if self.tee and not self._show(stream, data):
-                    self._drop(poller, fd)      # our reader left: the container's next write gets EPIPE
-        for fd in list(self.readers):
-            self._drop(poller, fd)
-
-    def _show(self, stream: str, data: bytes) -> bool:
-        target = self.targets[stream]
-        try:
-            while data:
-                data = data[os.write(target, data):]
-        except BrokenPipeError:
-            return False
-        except OSError:             # our terminal hung up: the log still gets it
-            self.tee = False
-        return True
-
-    def _drop(self, poller, fd: int) -> None:
-        poller.unregister(fd)
-        del self.readers[fd]
-        os.close(fd)
+                    break
+                self.log(stream, data)
+                if show:
+                    try:
+                        while data:
+                            data = data[os.write(target, data):]
+                    except BrokenPipeError:     # our reader left: the container's next write gets EPIPE
+                        break
+                    except OSError:             # our terminal hung up: the log still gets it
+                        show = False
+        finally:
+            os.close(fd)
+            done.release()
 
     def finish(self, grace: float = 2.0) -> None:
-        """After the container's end: the rest of its output, then the log closed."""
+        """After the container's end: the rest of its output, then the log closed. A
+        pipe something still holds open past grace is left to its thread."""
         for fd in self.ends:
             os.close(fd)
         self.ends = ()
-        if self._thread is not None:
-            self._deadline = time.monotonic() + grace
-            self._thread.join()
+        if self._done:
+            for done in self._done:
+                done.acquire(timeout=grace)
         else:
-            for fd in list(self.readers):
+            for fd in self.readers:
                 os.close(fd)
-            self.readers.clear()
-        if self.writer is not None:
-            self.writer.close()
+        self.readers = {}
+        with self._lock:                # a thread left behind writes nothing more
+            if self.writer is not None:
+                self.writer.close()
+            self.writer = None

@@ -4,7 +4,8 @@
     layers/sha256/<key>/          layers.py      LayerStore: diff/ (files + whiteouts), meta.json
     images.json                   index.py       ImageIndex: references and image records
     containers/<id>/              containers.py  ContainerStore: upper/ work/ init/ l/
-                                                 config.json state.json container.log
+                                                 config.json state.json container.log[.N]
+                                  logfile.py     container.log: the output's records, rotated
     locks/                        locks.py       flock files
     tmp/                          root.py        Store.staging: everything is built here, then renamed
     mnt/                          root.py        the shared mount point each container's child mounts on

@@ -61,7 +61,8 @@ class ContainerStore:
         return tree_size(self.upper(cid))[0]
 
     def log(self, cid: str) -> str:
-        """container.log: what a detached container (-d) wrote to stdout and stderr."""
+        """container.log: what the container wrote to stdout and stderr (logfile.py's
+        format; older parts in container.log.1, .2, ...)."""
         return self.path(cid, "container.log")
 
     # ------------------------------------------------------------ lifecycle
