@@ -105,8 +105,7 @@ def logs(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
     --log-driver none), bounded by --log-opt max-size and max-file (default
     10m x 3 files). With -t, the container's terminal is one stream: stdout.
 
-    Examples: minirun logs --tail 20 web
-              minirun logs -f --since 10m -t web
+    Example: minirun logs -f --tail 20 --since 10m -t web
     """
     from ..api import logs as api_logs
     opts = api_logs.options(follow, tail, since, until, timestamps)

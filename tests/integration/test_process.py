@@ -153,8 +153,8 @@ def test_detached_container_logs_exec_and_stop(mr):
     cid = out.stdout.strip()
     assert len(cid) == 64 and mr.inspect("bg")["Id"] == cid
     time.sleep(0.5)
-    logs = mr.ok("logs", "bg").stdout
-    assert "started" in logs and "to-stderr" in logs
+    logs = mr.ok("logs", "bg")
+    assert (logs.stdout, logs.stderr) == ("started\n", "to-stderr\n")     # each on its own stream
     # exec sees the same root filesystem and PID namespace
     seen = mr.ok("exec", "bg", "sh", "-c", "cat /shared; echo exec > /from-exec; cat /proc/1/cmdline | tr '\\0' ' '")
     assert seen.lines[0] == "shared" and "trap" in seen.lines[1]
