@@ -133,10 +133,12 @@ class PlainProgress:
 
     def _record(self, now: float, label: str, status: str, current: int | None,
                 total: int | None) -> str | None:
-        """Keep the row up to date; the line a new step deserves, if any."""
+        """Keep the row up to date; the line a new step deserves, if any. A step said
+        again without bytes is said again (a layer that is in a second image of an
+        archive "Already exists" for it too)."""
         row = self._rows.get(label)
         text = None
-        if row is None or row.status != status:
+        if row is None or row.status != status or current is None:
             row = self._rows[label] = Row(status, now)
             if status not in self.unannounced:
                 text = f"{label}: {status}"

@@ -47,8 +47,11 @@ def test_plain_progress_prints_each_step_once_and_unannounced_steps_not_at_all()
     show("aaa", "Extracting", 1000, 1000)
     show("aaa", "Extracted (3 files, 0.0 MB)")
     show("bbb", "Already exists")
-    show("bbb", "Already exists")
-    assert out.getvalue() == "aaa: Extracted (3 files, 0.0 MB)\nbbb: Already exists\n"
+    show("bbb", "Already exists")                       # in the archive's next image too
+    show("ccc", "Downloading", 0, 10)
+    show("ccc", "Downloading", 5, 10)
+    assert out.getvalue() == ("aaa: Extracted (3 files, 0.0 MB)\nbbb: Already exists\nbbb: Already exists\n"
+                              "ccc: Downloading\n")
 
 
 def test_plain_progress_says_how_far_a_long_layer_has_got_every_period():
