@@ -215,10 +215,14 @@ def test_push_and_pull_report_the_bytes_sent_and_received(mr, big, registry):
 
 
 @needs_registry
-def test_push_and_pull_off_a_terminal_print_lines_per_layer_and_pull_imports_no_rich(mr, big, registry):
+def test_push_and_pull_off_a_terminal_print_lines_per_layer_and_import_no_rich(mr, big, registry):
     mr.ok("load", str(big))
     dest = f"{registry.address}/p/big:2"
-    pushed = mr.ok("push", "localhost/big:big", dest).lines
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "minirun", "push", "localhost/big:big", dest],
+                          env=mr.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not {m for m in imported_modules(proc.stderr) if m.split(".")[0] == "rich"}
+    pushed = proc.stdout.splitlines()
     for label, _ in layers_of(big):
         assert [line.split(": ", 1)[1] for line in pushed if line.startswith(label)] == \
             ["Preparing", "Pushing", "Pushed"]
