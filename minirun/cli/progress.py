@@ -159,8 +159,11 @@ class LiveProgress(PlainProgress):
         from rich.console import Console
         from rich.live import Live
         self._console = Console(file=self.stream, highlight=False)
+        # no redirection: a line printed meanwhile keeps its own stream (pull's progress
+        # is on stderr under `run`, where stdout is the container's)
         self._live = Live(console=self._console, get_renderable=self._render,
-                          refresh_per_second=REFRESH, transient=False)
+                          refresh_per_second=REFRESH, transient=False,
+                          redirect_stdout=False, redirect_stderr=False)
 
     def __enter__(self):
         self._live.__enter__()
