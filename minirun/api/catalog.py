@@ -10,6 +10,7 @@ from .. import oci
 from ..oci import reference
 from ..errors import MinirunError, UsageError
 from ..lib.frozen import dataclass
+from ..sources.progress import Report
 from ..store import gc
 
 
@@ -23,8 +24,9 @@ class ImageRow:
     architecture: str
 
 
-def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], None]) -> list[str]:
-    """Load every image in each path; returns the 'Loaded image...' lines."""
+def load(store, paths: list[str], tag: str | None, report: Report) -> list[str]:
+    """Load every image in each path; returns the 'Loaded image...' lines. report hears
+    each layer's steps and the bytes of its blob read so far (sources/progress.py)."""
     from ..sources.archive import load_error_context, open_images, spooled
     from ..sources.importer import import_image
     if tag is not None:
@@ -32,7 +34,7 @@ def load(store, paths: list[str], tag: str | None, report: Callable[[str, str], 
     loaded: list[str] = []
     for path in paths:
         try:
-            with store.locks.hold("gc", shared=True), spooled(store, path) as local, \
+            with store.locks.hold("gc", shared=True), spooled(store, path, report) as local, \
                     open_images(local, "stdin" if local != path else "") as sources:
                 if tag and len(sources) != 1:
                     raise UsageError(f"--tag needs exactly one image, but {path} holds {len(sources)}")

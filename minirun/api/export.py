@@ -127,11 +127,13 @@ def _epoch() -> int | None:
 # ---------------------------------------------------------------- import
 
 def import_tarball(store, path: str, ref: str | None, message: str = "",
-                   changes: tuple[str, ...] = (), report=lambda label, status: None) -> str:
+                   changes: tuple[str, ...] = (), report=None) -> str:
     """A root filesystem tar (plain, gzip or zstd; '-' for stdin) becomes a
     one-layer image. Returns its image id."""
     from ..sources.importer import SourceImage, SourceLayer, import_image
+    from ..sources.progress import silent
     from ..store import gc
+    report = report or silent
     ref = str(reference.parse(ref)) if ref else None
     _epoch()                                      # refused before anything is read or made
     try:

@@ -9,7 +9,7 @@ rich. One module per group of commands:
     common.py      the typer app, handled() and the store; complete.py completion
     images.py, lifecycle.py, containers.py, registry.py, usage.py, system.py
                    the typer commands by group (system: fsck, doctor, info)
-    formatting.py  --format json and templates; progress.py pull/push progress
+    formatting.py  --format json and templates; progress.py load/pull/push progress
 
 main() first tries the light path for the commands whose speed matters: it reads
 the same definitions without importing typer (~100 ms). Anything it is not sure

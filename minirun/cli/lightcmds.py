@@ -44,11 +44,12 @@ def load_command(values: dict) -> int:
         raise UsageError("load: no archive given, and stdin is a terminal",
                          "name one (minirun load busybox.tar, -i busybox.tar) or pipe it in: "
                          "minirun load < busybox.tar")
-
-    def report(label: str, status: str) -> None:
-        if not quiet and status != "Extracting":
-            print(f"{label}: {status}", flush=True)
-    for line in load(_store(), paths, values["tag"], report):
+    from . import progress
+    # stdout, as docker load's; off a terminal one line per layer, as it ends
+    show = progress.for_output(quiet, unannounced=("Extracting", "Reading"))
+    with show:
+        lines = load(_store(), paths, values["tag"], show.update)
+    for line in lines:
         print(line)
     return 0
 
@@ -62,7 +63,9 @@ LOAD = Command(
     docker-archive (docker save, Docker 25+'s included), OCI archives and
     layouts (podman, skopeo, buildah, containerd, BuildKit) and the dir format
     of skopeo and podman (dir:, docker-dir). With no PATH, or PATH "-", the
-    archive is read from stdin, as `docker load` does.
+    archive is read from stdin, as `docker load` does. On a terminal each layer
+    shows a bar: bytes of its blob read, rate and time left; elsewhere one
+    line per layer as it ends.
 
     Example: sudo minirun load busybox.tar ./myapp-oci/; minirun load < busybox.tar
     """,
@@ -259,7 +262,7 @@ def pull_with_progress(store, ref: str, platform: str | None, quiet: bool = Fals
     if not quiet:
         print(f"{parsed.tag or parsed.digest}: Pulling from {parsed.repository}", file=stream, flush=True)
     with show:
-        result = pull(store, str(parsed), platform, show)
+        result = pull(store, str(parsed), platform, show.update)
     if not quiet:
         print(f"Digest: {result.manifest_digest}", file=stream)
         word = "Image is up to date for" if result.up_to_date else "Downloaded newer image for"
@@ -274,6 +277,8 @@ PULL = Command(
     Credentials come from ~/.docker/config.json (see `minirun login`). Plain
     HTTP is used only for localhost and registries listed in
     MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+
+    On a terminal each layer shows a bar: bytes, rate and time left.
 
     Example: sudo minirun pull 127.0.0.1:5000/library/busybox:latest
     """,

@@ -21,13 +21,15 @@ def push(image: str = typer.Argument(..., autocompletion=completer("images"), he
                                               "(default: the image's own reference).")):
     """Push an image to a registry: blobs it lacks, then the manifest.
 
+    On a terminal each blob shows a bar: bytes sent, rate and time left.
+
     Example: sudo minirun push myapp 127.0.0.1:5000/team/myapp:v1
     """
     from . import progress as progress_mod
     from ..sources.registry.push import push as do_push
     show = progress_mod.for_output()
     with show:
-        result = do_push(_store(), image, dest, show)
+        result = do_push(_store(), image, dest, show.update)
     print(f"{result.ref}: digest: {result.digest} size: {result.size}")
 
 

@@ -44,6 +44,7 @@ from ..errors import BadImage, DigestMismatch, MinirunError, UnsupportedMediaTyp
 from ..layer.limits import check_size
 from .archivefiles import ArchiveFiles, clean_name
 from .importer import SourceImage, SourceLayer
+from .progress import Report, silent
 
 _CONTAINERD_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 4          # index.json -> image index -> manifest is the usual depth
@@ -53,9 +54,10 @@ STDIN = "-"
 
 
 @contextlib.contextmanager
-def spooled(store, path: str) -> Iterator[str]:
+def spooled(store, path: str, report: Report = silent) -> Iterator[str]:
     """path itself; for "-", stdin copied into a file in the store's tmp/ (an archive
-    is read by random access), removed again on every way out."""
+    is read by random access), removed again on every way out; report hears the
+    bytes copied ("stdin", "Reading", bytes)."""
     if path != STDIN:
         yield path
         return
@@ -70,6 +72,7 @@ def spooled(store, path: str) -> Iterator[str]:
         with os.fdopen(fd, "wb") as out:        # ENOSPC: the CLI's one line for a full disk
             while chunk := os.read(0, 1 << 20):
                 out.write(chunk)
+                report("stdin", "Reading", out.tell())
             if not out.tell():
                 raise UsageError("nothing came on stdin",
                                  "name an archive (minirun load -i busybox.tar) or pipe one in: "

@@ -20,6 +20,7 @@ from ..layer import manifest
 from ..layer.limits import check_size
 from ..layer.unpack import unpack_blob
 from ..store import ImageRecord, LayerMeta, LayerRef
+from .progress import Metered, Report
 
 
 @dataclass
@@ -44,9 +45,6 @@ class SourceImage:
 class ImportResult:
     image_id: str
     refs: list[str]
-
-
-Report = Callable[[str, str], None]     # (short layer digest, status) as docker prints them
 
 
 def import_image(store, src: SourceImage, report: Report) -> ImportResult:
@@ -109,17 +107,19 @@ def _extract_layer(store, layer: SourceLayer, diff_id: str, chain_id: str, lower
     with store.staging("layer") as staged:
         diff = os.path.join(staged, "diff")
         os.mkdir(diff)
+        def read(done: int) -> None:
+            report(label, "Extracting", done, layer.size)
         if layer.in_store:
             with layer.open() as stream:
-                report(label, "Extracting")
-                result = unpack_blob(stream, compression, diff, expected_diff_id=diff_id, what=what,
-                                     blob_size=layer.size)
+                report(label, "Extracting", 0, layer.size)
+                result = unpack_blob(Metered(stream, read), compression, diff, expected_diff_id=diff_id,
+                                     what=what, blob_size=layer.size)
             blob_digest = layer.digest
         else:
             with layer.open() as stream, store.blobs.writer(layer.digest, what) as blob:
-                report(label, "Extracting")
+                report(label, "Extracting", 0, layer.size)
                 try:
-                    result = unpack_blob(stream, compression, diff, blob_sink=blob,
+                    result = unpack_blob(Metered(stream, read), compression, diff, blob_sink=blob,
                                          expected_diff_id=diff_id, what=what, blob_size=layer.size)
                 except BadImage:
                     _blame_blob_first(stream, blob)

@@ -191,6 +191,7 @@ class FaultProxy:
         self.cut_blob_after: int | None = None      # drop the connection after N body bytes (once per blob)
         self.cut_always = False                     # ... every time, not only once
         self.delay_per_chunk = 0.0
+        self.delay_per_upload_chunk = 0.0          # read request bodies 16 kB at a time, this far apart
         self.corrupt_blobs = False
         self.corrupt_manifests = False
         self.manifest_override: tuple[bytes, str] | None = None   # (body, content type), digest header dropped
@@ -217,7 +218,16 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "connection")}
         self.seen.append((request.command, request.path, dict(request.headers.items())))
         length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else None
+        body = request.rfile.read(length) if length and not self.delay_per_upload_chunk else None
+        if length and self.delay_per_upload_chunk:
+            parts = []
+            while length > 0:
+                parts.append(request.rfile.read(min(length, 16384)))
+                if not parts[-1]:
+                    break
+                length -= len(parts[-1])
+                time.sleep(self.delay_per_upload_chunk)
+            body = b"".join(parts)
         conn = http.client.HTTPConnection(self.upstream, timeout=30)
         conn.request(request.command, request.path, body=body, headers=headers)
         upstream = conn.getresponse()

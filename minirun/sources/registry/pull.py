@@ -16,6 +16,7 @@ from ...oci import reference
 from ...errors import (NO_SPACE_ERRNOS, BadImage, DigestMismatch, EnvironmentProblem, RegistryError,
                       RegistryUnavailable, UsageError, out_of_space)
 from ..importer import SourceImage, SourceLayer, import_image
+from ..progress import Report
 from .client import RegistryClient
 
 PARALLEL_DOWNLOADS = 3          # as docker does
@@ -56,7 +57,8 @@ def choose(index: oci.Index, wanted: oci.Platform, what: str) -> oci.Descriptor:
                      "pick one with --platform")
 
 
-def pull(store, text: str, platform: str | None, progress) -> PullResult:
+def pull(store, text: str, platform: str | None, report: Report) -> PullResult:
+    """Pull text's image into the store, reporting each layer's steps and bytes to report."""
     ref = reference.parse(text)
     wanted = parse_platform(platform)
     client = RegistryClient(ref.registry)
@@ -73,7 +75,7 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
         return PullResult(str(ref), image_id, digest, True, 0, client.requests)
 
     try:
-        result, downloaded = _fetch_and_import(store, client, ref, manifest, data, refs, progress)
+        result, downloaded = _fetch_and_import(store, client, ref, manifest, data, refs, report)
     except BaseException as exc:
         from ...store.gc import collect_after_failure
         collect_after_failure(store)
@@ -91,7 +93,7 @@ def pull(store, text: str, platform: str | None, progress) -> PullResult:
 
 
 def _fetch_and_import(store, client: RegistryClient, ref, manifest: oci.Manifest, data: bytes,
-                      refs: list[str], progress):
+                      refs: list[str], report: Report):
     """Download what the cache lacks (in parallel) while the importer extracts in order."""
     repo = ref.repository
     with store.locks.hold("gc", shared=True):
@@ -101,20 +103,23 @@ def _fetch_and_import(store, client: RegistryClient, ref, manifest: oci.Manifest
             raise BadImage(f"{ref}: config lists {len(config.diff_ids)} diff_ids for "
                            f"{len(manifest.layers)} layers")
         chains = oci.chain_ids(list(config.diff_ids))
-        downloader = _Downloader(store, client, repo, progress)
+        downloader = _Downloader(store, client, repo, report)
         layers = []
         with ThreadPoolExecutor(PARALLEL_DOWNLOADS, thread_name_prefix="pull") as pool:
             for i, desc in enumerate(manifest.layers):
                 cached = store.layers.lookup(config.diff_ids[i], chains[i]) is not None
                 future = None
                 if not cached and not store.blobs.has(desc.digest):
-                    progress.update(oci.short_id(desc.digest), "Waiting")
+                    report(oci.short_id(desc.digest), "Waiting")
                     future = pool.submit(downloader.fetch, desc)
                 layers.append(SourceLayer(desc.media_type, desc.digest, desc.size,
                                           _opener(store, desc.digest, future), in_store=True))
+
+            def extracting(label: str, status: str, *size) -> None:
+                report(label, _docker_word(status), *size)
             try:
                 result = import_image(store, SourceImage(config_bytes, layers, refs, data, str(ref)),
-                                      lambda label, status: progress.update(label, _docker_word(status)))
+                                      extracting)
             except BaseException:
                 downloader.cancel()
                 raise
@@ -151,8 +156,8 @@ def _opener(store, digest: str, future: Future | None):
 
 
 class _Downloader:
-    def __init__(self, store, client: RegistryClient, repo: str, progress):
-        self.store, self.client, self.repo, self.progress = store, client, repo, progress
+    def __init__(self, store, client: RegistryClient, repo: str, report: Report):
+        self.store, self.client, self.repo, self.report = store, client, repo, report
         self.bytes = 0
         self.cancelled = False
 
@@ -163,10 +168,10 @@ class _Downloader:
         label = oci.short_id(desc.digest)
 
         def on_wait(_name):
-            self.progress.update(label, "Waiting for another minirun downloading it")
+            self.report(label, "Waiting for another minirun downloading it")
         with self.store.locks.hold(f"blob-{desc.digest[7:]}", on_wait=on_wait):
             if self.store.blobs.has(desc.digest):
-                self.progress.update(label, "Download complete")
+                self.report(label, "Download complete")
                 return
             partial = self.store.partial_download(desc.digest)
             try:
@@ -175,10 +180,10 @@ class _Downloader:
                 if exc.errno not in NO_SPACE_ERRNOS:
                     raise
                 raise _kept(partial, label, desc.size) from exc
-            self.progress.update(label, "Verifying Checksum")
+            self.report(label, "Verifying Checksum")
             self._verify(desc, partial)
             self.store.blobs.adopt(partial, desc.digest)
-            self.progress.update(label, "Download complete")
+            self.report(label, "Download complete")
 
     def _download(self, desc: oci.Descriptor, partial: str, label: str) -> None:
         """partial grows until it holds the whole blob: resumed where it stopped."""
@@ -195,7 +200,7 @@ class _Downloader:
                 if failures > RETRIES or self.cancelled:
                     raise RegistryUnavailable(f"download of layer {label} failed after {RETRIES} retries: "
                                               f"{exc.message}", "run the pull again to resume it") from None
-                self.progress.update(label, f"Retrying in {failures * RETRY_DELAY:.1f}s")
+                self.report(label, f"Retrying in {failures * RETRY_DELAY:.1f}s")
                 time.sleep(failures * RETRY_DELAY)
 
     def _stream(self, desc: oci.Descriptor, partial: str, offset: int, label: str) -> None:
@@ -204,6 +209,7 @@ class _Downloader:
         if offset and response.status == 200:
             offset, mode = 0, "wb"     # the server ignored Range: start over
         try:
+            self.report(label, "Downloading", offset, desc.size)
             with open(partial, mode) as f:
                 while not self.cancelled:
                     chunk = response.read(CHUNK)
@@ -215,7 +221,7 @@ class _Downloader:
                     if offset > desc.size:
                         raise DigestMismatch(f"layer {label}: registry sent more than the "
                                              f"{desc.size} bytes the manifest declares")
-                    self.progress.update(label, "Downloading", offset, desc.size)
+                    self.report(label, "Downloading", offset, desc.size)
         finally:
             response.close()
         if self.cancelled:

@@ -11,6 +11,7 @@ from ...lib.frozen import dataclass
 from ... import oci
 from ...oci import reference
 from ...errors import UsageError
+from ..progress import Metered, Report
 from .client import RegistryClient
 
 PARALLEL_UPLOADS = 3
@@ -23,12 +24,14 @@ class PushResult:
     size: int
 
 
-def push(store, image: str, dest: str | None, progress) -> PushResult:
+def push(store, image: str, dest: str | None, report: Report) -> PushResult:
+    """Push image to dest (default: its own reference), reporting each blob's steps and
+    the bytes sent of it to report."""
     with store.locks.hold("gc", shared=True):    # no rmi or prune takes a blob mid-upload
-        return _push(store, image, dest, progress)
+        return _push(store, image, dest, report)
 
 
-def _push(store, image: str, dest: str | None, progress) -> PushResult:
+def _push(store, image: str, dest: str | None, report: Report) -> PushResult:
     image_id, record = store.images.resolve(image)
     target = _target(store, image, image_id, dest)
     if not target.tag and not target.digest:
@@ -39,7 +42,7 @@ def _push(store, image: str, dest: str | None, progress) -> PushResult:
     sources = _mount_sources(store, target)
     blobs = [*manifest.layers, manifest.config]
     with ThreadPoolExecutor(PARALLEL_UPLOADS, thread_name_prefix="push") as pool:
-        list(pool.map(lambda d: _push_blob(store, client, repo, d, sources, progress), blobs))
+        list(pool.map(lambda d: _push_blob(store, client, repo, d, sources, report), blobs))
     reference_part = target.tag or target.digest
     digest = client.put_manifest(repo, reference_part, manifest_bytes, manifest.media_type)
     store.images.add_repository(image_id, target.name)
@@ -90,17 +93,20 @@ def _mount_sources(store, target: reference.Reference) -> dict[str, list[str]]:
 
 
 def _push_blob(store, client: RegistryClient, repo: str, desc: oci.Descriptor,
-               sources: dict[str, list[str]], progress) -> None:
+               sources: dict[str, list[str]], report: Report) -> None:
     label = oci.short_id(desc.digest)
-    progress.update(label, "Preparing")
+    report(label, "Preparing")
     if client.blob_exists(repo, desc.digest, scope=f"repository:{repo}:pull,push"):
-        progress.update(label, "Layer already exists")
+        report(label, "Layer already exists")
         return
     for source in sources.get(desc.digest, []):
         if client.mount_blob(repo, desc.digest, source):
-            progress.update(label, f"Mounted from {source}")
+            report(label, f"Mounted from {source}")
             return
-    progress.update(label, "Pushing", 0, desc.size)
+    report(label, "Pushing", 0, desc.size)
+
+    def sent(done: int) -> None:
+        report(label, "Pushing", done, desc.size)
     with store.blobs.open(desc.digest) as stream:
-        client.upload_blob(repo, desc.digest, desc.size, stream)
-    progress.update(label, "Pushed")
+        client.upload_blob(repo, desc.digest, desc.size, Metered(stream, sent))
+    report(label, "Pushed")
