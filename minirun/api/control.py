@@ -136,10 +136,30 @@ def inspect(store, name: str) -> dict:
         "State": docker_state(state),
         "Config": {"Cmd": list(config.argv), "Env": list(config.env), "WorkingDir": config.cwd,
                    "User": config.user, "Hostname": config.hostname},
+        **port_documents(config, state),
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,
         "GraphDriver": {"Name": "overlay", "Data": {
             "UpperDir": upper, "WorkDir": work, "MergedDir": merged, "LowerDir": ":".join(lowers)}},
     }
+
+
+def port_documents(config: ContainerConfig, state: ContainerState) -> dict:
+    """inspect's HostConfig.PortBindings (the -p flags, as asked) and NetworkSettings.Ports
+    (what they are bound to while it runs), in docker's shapes."""
+    specs = (config.options or {}).get("publish") or ()
+    asked, bound = (), ()
+    if specs or state.ports:
+        from ..errors import UsageError
+        from ..network import ports
+        try:
+            asked = ports.parse_all(specs)
+        except UsageError:                  # refused when it was made: not from this minirun
+            asked = ()
+        if state.running:
+            bound = tuple(b for b in map(ports.parse_shown, state.ports) if b is not None)
+        asked, bound = ports.docker_map(asked, requested=True), ports.docker_map(bound)
+    return {"HostConfig": {"NetworkMode": config.network, "PortBindings": asked or {}},
+            "NetworkSettings": {"Ports": bound or {}}}
 
 
 def diff(store, name: str):
