@@ -22,7 +22,7 @@ RUN_FLAGS = (
     Flag("network", ("--network",), "str", "none (own namespace, lo only), host, or bridge (eth0 on "
          "the minirun0 bridge). Default: network.default in the config file, else none."),
     Flag("publish", ("--publish", "-p"), "list", "Repeatable. Publish a container port on the host: "
-         "[HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp], HOSTIP 0.0.0.0 unless given, a free host port "
+         "[HOSTIP:][HOSTPORT:]CONTAINERPORT (or PORT/tcp), HOSTIP 0.0.0.0 unless given, a free host port "
          "when HOSTPORT is left out (-p 127.0.0.1::80), ranges of the same length (-p 8080-8081:80-81). "
          "TCP only, through a proxy on the host; needs the bridge network, which -p selects when "
          "--network is not given. Example: -p 127.0.0.1:8080:80"),
