@@ -85,16 +85,6 @@ def _detach(store, prepared: Prepared, remove: bool) -> RunResult:
     return RunResult(cid, report["code"], report["error"])
 
 
-def _detached(store, prepared: Prepared, remove: bool) -> RunResult:
-    """_detach(), then our copies of the published ports' sockets closed: the monitor
-    holds its own, and the port must be free once the container ends."""
-    try:
-        return _detach(store, prepared, remove)
-    finally:
-        if prepared.resources.ports is not None:
-            prepared.resources.ports.close()
-
-
 def _log_writer(log_path: str) -> int:  # pragma: no cover - in the -d monitor
     """The write end of a pipe that a small relay process copies into the container's
     log until every writer is gone. The container gets the pipe, never the log file:
@@ -261,3 +251,13 @@ def start_container(store, name: str, attach: bool = False, interactive: bool = 
     if attach:
         return start_and_wait(store, prepared, config.auto_remove, interactive=opts.interactive)
     return _detached(store, prepared, config.auto_remove)
+
+
+def _detached(store, prepared: Prepared, remove: bool) -> RunResult:
+    """_detach(), then our copies of the published ports' sockets closed: the monitor
+    holds its own, and the port must be free once the container ends."""
+    try:
+        return _detach(store, prepared, remove)
+    finally:
+        if prepared.resources.ports is not None:
+            prepared.resources.ports.close()
