@@ -130,16 +130,18 @@ def inspect(store, name: str) -> dict:
     # it is the running container's /proc/<pid>/root
     merged = f"/proc/{state.pid}/root" if state.running and state.pid else ""
     upper, work = store.containers.upper(cid), store.containers.work(cid)
+    ports, logs = port_documents(config, state), _log_view(store, cid, config)
     return {
         "Id": cid, "Name": config.name, "Created": config.created,
         "Image": config.image_id, "ImageName": config.image,
         "State": docker_state(state),
         "Config": {"Cmd": list(config.argv), "Env": list(config.env), "WorkingDir": config.cwd,
                    "User": config.user, "Hostname": config.hostname},
+        "HostConfig": {**ports["HostConfig"], **logs["HostConfig"]},
+        "NetworkSettings": ports["NetworkSettings"], "LogPath": logs["LogPath"],
         "UpperDir": upper, "WorkDir": work, "LowerDirs": lowers, "MergedDir": merged,
         "GraphDriver": {"Name": "overlay", "Data": {
             "UpperDir": upper, "WorkDir": work, "MergedDir": merged, "LowerDir": ":".join(lowers)}},
-        **_log_view(store, cid, config),
     }
 
 
@@ -151,6 +153,25 @@ def _log_view(store, cid: str, config: ContainerConfig) -> dict:
     opts = dict(o.partition("=")[::2] for o in options.get("log_opts") or ())
     return {"LogPath": store.containers.log(cid) if driver != "none" else "",
             "HostConfig": {"LogConfig": {"Type": driver, "Config": opts}}}
+
+
+def port_documents(config: ContainerConfig, state: ContainerState) -> dict:
+    """inspect's HostConfig.PortBindings (the -p flags, as asked) and NetworkSettings.Ports
+    (what they are bound to while it runs), in docker's shapes."""
+    specs = (config.options or {}).get("publish") or ()
+    asked, bound = (), ()
+    if specs or state.ports:
+        from ..errors import UsageError
+        from ..network import ports
+        try:
+            asked = ports.parse_all(specs)
+        except UsageError:                  # refused when it was made: not from this minirun
+            asked = ()
+        if state.running:
+            bound = tuple(b for b in map(ports.parse_shown, state.ports) if b is not None)
+        asked, bound = ports.docker_map(asked, requested=True), ports.docker_map(bound)
+    return {"HostConfig": {"NetworkMode": config.network, "PortBindings": asked or {}},
+            "NetworkSettings": {"Ports": bound or {}}}
 
 
 def diff(store, name: str):

@@ -173,13 +173,15 @@ def ps_command(values: dict) -> int:
         lines.append({"ID": c.id[:12], "Image": config.image, "Command": f'"{command}"',
                       "CreatedAt": config.created, "RunningFor": human_age(config.created),
                       "Status": status_text(c.state), "State": c.state.status, "Names": config.name,
-                      "Networks": config.network, "Labels": "", "Ports": "", "Mounts": "",
+                      "Networks": config.network, "Labels": "",
+                      "Ports": ", ".join(c.state.ports) if c.state.running else "", "Mounts": "",
                       "LocalVolumes": "0", "Size": ""})
     if fmt == "json" or formatting.is_template(fmt):
         formatting.print_rows(lines, fmt)
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Names"]) for x in lines]
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    table += [(x["ID"], x["Image"], x["Command"], x["RunningFor"], x["Status"], x["Ports"], x["Names"])
+              for x in lines]
     formatting.print_table(table)
     return 0
 

@@ -21,6 +21,11 @@ RUN_FLAGS = (
     Flag("chroot", ("--chroot",), "bool", "Use chroot instead of pivot_root."),
     Flag("network", ("--network",), "str", "none (own namespace, lo only), host, or bridge (eth0 on "
          "the minirun0 bridge). Default: network.default in the config file, else none."),
+    Flag("publish", ("--publish", "-p"), "list", "Repeatable. Publish a container port on the host: "
+         "[HOSTIP:][HOSTPORT:]CONTAINERPORT (or PORT/tcp), HOSTIP 0.0.0.0 unless given, a free host port "
+         "when HOSTPORT is left out (-p 127.0.0.1::80), ranges of the same length (-p 8080-8081:80-81). "
+         "TCP only, through a proxy on the host; needs the bridge network, which -p selects when "
+         "--network is not given. Example: -p 127.0.0.1:8080:80"),
     Flag("volume", ("--volume", "-v"), "list", "HOST:CTR[:ro] bind mount."),
     Flag("tmpfs", ("--tmpfs",), "list", "PATH[:OPTIONS] tmpfs mount."),
     Flag("read_only", ("--read-only",), "bool", "No upper dir: the root is read-only."),
@@ -71,7 +76,8 @@ def options(values: dict):
     opts = RunOptions(tuple(values["command"] or ()), values["entrypoint"],
                       tuple(read_env_files(values["env_file"]) + list(values["env"])), values["workdir"],
                       values["user"], values["hostname"], values["chroot"],
-                      network=values["network"] or _default_network(), volumes=tuple(values["volume"]),
+                      network=values["network"] or ("bridge" if values["publish"] else _default_network()),
+                      publish=tuple(values["publish"]), volumes=tuple(values["volume"]),
                       tmpfs=tuple(values["tmpfs"]),
                       read_only=values["read_only"], privileged=values["privileged"],
                       cap_add=tuple(values["cap_add"]), cap_drop=tuple(values["cap_drop"]),

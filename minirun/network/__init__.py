@@ -5,11 +5,14 @@
     bridge   a new network namespace with `eth0`, one end of a veth pair whose
              other end is a port of the host bridge `minirun0`; the bridge holds
              the gateway address, so containers reach the host and each other
-             (no NAT and no IP forwarding: nothing leaves this machine)
+             (no NAT and no IP forwarding: nothing leaves this machine; `-p`
+             publishes a port through a proxy process on the host, ports.py)
 
     ipam.py      addresses, recorded in $MINIRUN_ROOT/networks/ (this package owns it)
     files.py     the /etc/hosts, /etc/hostname and /etc/resolv.conf bound into a container
     loopback.py  `lo` up with two ioctls, for the child in its new namespace
+    ports.py     -p: the specs, the host's listening sockets, and the userland proxy
+                 (in the host's namespace) that relays them to a bridged container
     netlink.py   bridge and veth over rtnetlink: the only module that imports pyroute2
 
 This module and every one above except netlink.py import only the standard

@@ -33,6 +33,7 @@ class RunOptions:
     chroot: bool = False
     # isolation and resources
     network: str = "none"
+    publish: tuple[str, ...] = ()       # -p specs, as given (network/ports.py reads them)
     volumes: tuple[str, ...] = ()
     tmpfs: tuple[str, ...] = ()
     read_only: bool = False
@@ -94,10 +95,12 @@ class Checked:
     limits: object                    # cgroups.Limits, None when no limit flag was given
     ulimits: tuple
     seccomp: object = None            # sandbox/seccomp.py Filter; None: unconfined
+    ports: tuple = ()                 # network/ports.py Bindings to publish (none with --network host)
     log: object = None                # store/logfile.py Policy
 
 
-def check_options(opts: RunOptions, store=None) -> Checked:
+def check_options(opts: RunOptions, store=None, warn=None) -> Checked:
+    """warn(line): for a warning that refuses nothing (-p with --network host)."""
     from ..linux import caps
     volumes = [mounts_mod.parse_volume(v) for v in opts.volumes]
     tmpfs = [mounts_mod.parse_tmpfs(t) for t in opts.tmpfs]
@@ -122,9 +125,25 @@ def check_options(opts: RunOptions, store=None) -> Checked:
         from ..sandbox import seccomp as seccomp_mod
         seccomp = seccomp_mod.for_run(store, opts.seccomp, keep, opts.privileged)
     from ..store import logfile
-    return Checked(parse_mode(opts.network), tuple(volumes + tmpfs), keep,
-                   caps.added(opts.cap_add), limits, ulimits, seccomp,
+    network = parse_mode(opts.network)
+    return Checked(network, tuple(volumes + tmpfs), keep, caps.added(opts.cap_add), limits, ulimits,
+                   seccomp, _published(opts.publish, network, warn) if opts.publish else (),
                    logfile.policy(opts.log_driver, opts.log_opts))
+
+
+def _published(specs: tuple[str, ...], network: str, warn) -> tuple:
+    """-p as Bindings: on the bridge network only (with host: discarded, as docker does)."""
+    from ..network import HOST, NONE, ports
+    bindings = ports.parse_all(specs)
+    if network == NONE:
+        from ..errors import UsageError
+        raise UsageError("-p publishes a port of the bridge network, and --network none has no network",
+                         "leave --network out (-p then selects bridge), or use --network bridge")
+    if network == HOST:
+        if warn is not None:
+            warn("WARNING: Published ports are discarded when using host network mode")
+        return ()
+    return bindings
 
 
 @dataclass
@@ -132,6 +151,8 @@ class Resources:
     """What a running container holds outside its directory, released when it ends."""
     cgroup: object = None
     allocation: object = None
+    ports: object = None              # network/ports.py Listeners: bound before the container exists
+    proxy: int = 0                    # the pid of their proxy, once the container's network is up
 
 
 @dataclass(frozen=True)
@@ -177,8 +198,15 @@ def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove,
     what is written). hold False: no cgroup (`create`: the container does not run)."""
     resources = Resources()
     cid = existing or store.containers.new_id()
+    if hold and checked.ports:        # a port already taken is refused before anything exists
+        from ..network import ports
+        resources.ports = ports.bind(checked.ports)
     gc_lock = store.locks.hold("gc", shared=True)
-    gc_lock.__enter__()
+    try:
+        gc_lock.__enter__()
+    except BaseException:
+        release(store, cid, resources)
+        raise
     try:
         planned = _plan(store, cid, image, opts, checked, name, remove, warn, resources)
         launch = _launch(store, planned, opts, checked)
@@ -310,7 +338,14 @@ def _allocate(store, cid: str):
 
 
 def release(store, cid: str, resources: Resources) -> None:
-    """Give back the cgroup, the veth and the address; each may already be gone."""
+    """Give back the published ports, the cgroup, the veth and the address; each may
+    already be gone."""
+    if resources.proxy:
+        from ..network import ports
+        ports.stop_proxy(resources.proxy)
+        resources.proxy = 0
+    if resources.ports is not None:
+        resources.ports.close()
     if resources.cgroup is not None:
         try:
             resources.cgroup.remove()

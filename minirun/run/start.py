@@ -42,12 +42,12 @@ def run(store, image: str, opts: RunOptions, name: str | None = None, remove: bo
     container is on disk before its monitor starts, so that the id printed names
     a container that exists."""
     require_root("run")
-    checked = check_options(opts, store)
+    checked = check_options(opts, store, warn)
     if name:
         from ..store.containers import check_name
         check_name(name)          # now, not after the fork
     if opts.detach:
-        return _detach(store, create(store, image, opts, checked, name, remove, warn), remove)
+        return _detached(store, create(store, image, opts, checked, name, remove, warn), remove)
     return start_and_wait(store, prepare(store, image, opts, checked, name, remove, warn), remove,
                           interactive=opts.interactive)
 
@@ -104,10 +104,11 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             containers.remove(cid)
         raise
     running = ContainerState("running", pid=started.pid, started=now(), pid_start=start_time(started.pid),
-                             cgroup=resources.cgroup.to_json() if resources.cgroup else None)
+                             cgroup=resources.cgroup.to_json() if resources.cgroup else None,
+                             ports=resources.ports.shown() if resources.ports else ())
     if pending is None:
         containers.set_state(cid, status=running.status, pid=running.pid, started=running.started,
-                             pid_start=running.pid_start, cgroup=running.cgroup)
+                             pid_start=running.pid_start, cgroup=running.cgroup, ports=running.ports)
     else:
         try:
             pending.write(running)
@@ -116,7 +117,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             process.abandon(started)
             release(store, cid, resources)
             if pending.existing:        # started again: it stays, as it was
-                containers.set_state(cid, status="exited", pid=0, cgroup=None)
+                containers.set_state(cid, status="exited", pid=0, cgroup=None, ports=())
             else:
                 containers.remove(cid)
             if output is not None:
@@ -152,7 +153,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             containers.remove(cid)
         else:
             containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
-                                 error=error, pid=0, cgroup=None)
+                                 error=error, pid=0, cgroup=None, ports=())
     return RunResult(cid, code, error, oom)
 
 
@@ -181,7 +182,8 @@ def _terminal_relay(started, interactive: bool, output=None, show: bool = True):
 
 
 def _join(started, resources) -> None:
-    """Between the child's unshare and its exec: the cgroup, then the network."""
+    """Between the child's unshare and its exec: the cgroup, then the network and the
+    proxy of its published ports (which takes over their sockets)."""
     from ..sandbox import process
     process.wait_ready(started)
     if resources.cgroup is not None:
@@ -190,6 +192,9 @@ def _join(started, resources) -> None:
         from ..network import netlink
         netlink.ensure_bridge(resources.allocation.bridge, resources.allocation.gateway_cidr)
         netlink.attach(started.pid, resources.allocation)
+        if resources.ports is not None:
+            from ..network import ports
+            resources.proxy = ports.start_proxy(resources.ports, resources.allocation.address)
     process.release(started)
 
 
@@ -205,7 +210,7 @@ def create_container(store, image: str, opts: RunOptions, name: str | None = Non
     """docker create: the container on disk in state created, its upper dir empty; no
     cgroup, no address (start takes them). Returns its id."""
     require_root("create")
-    checked = check_options(opts, store)
+    checked = check_options(opts, store, warn)
     if name:
         from ..store.containers import check_name
         check_name(name)
@@ -242,4 +247,14 @@ def start_container(store, name: str, attach: bool = False, interactive: bool = 
                        existing=cid)
     if attach:
         return start_and_wait(store, prepared, config.auto_remove, interactive=opts.interactive)
-    return _detach(store, prepared, config.auto_remove)
+    return _detached(store, prepared, config.auto_remove)
+
+
+def _detached(store, prepared: Prepared, remove: bool) -> RunResult:
+    """_detach(), then our copies of the published ports' sockets closed: the monitor
+    holds its own, and the port must be free once the container ends."""
+    try:
+        return _detach(store, prepared, remove)
+    finally:
+        if prepared.resources.ports is not None:
+            prepared.resources.ports.close()

@@ -39,7 +39,9 @@ said with the file's name, the field and the fix; only a field added in a later
 version (a record's ADDED: field -> version) may be missing from an older
 document, and takes its default. A version newer than VERSION was written by a
 newer minirun and is refused the same way. Version 2 added ContainerConfig's
-options (the run flags, so that `start` can run a container again).
+options (the run flags, so that `start` can run a container again); version 3
+ContainerState's ports (the host ports a running container's -p flags are bound
+to, random ones included, for ps and inspect).
 
 Built on lib/frozen.py, not dataclasses: nothing is generated at import, which
 keeps `minirun run` fast.
@@ -52,7 +54,7 @@ from ..lib.frozen import MISSING, asdict, dataclass, field, replace
 from . import readers
 from .readers import BOOL, COUNT, DIGEST, DIGESTS, INT, OBJECT, STR, STRS, Kind, nullable
 
-VERSION = 2
+VERSION = 3
 _OR_EMPTY = Kind(DIGEST.name + " or empty", lambda v: v == "" or DIGEST.test(v))
 
 
@@ -164,11 +166,13 @@ class ContainerState:
     oom_killed: bool = False
     error: str | None = None
     cgroup: dict | None = field(default=None, compare=False)   # owned by linux/cgroups/: opaque here
+    ports: tuple[str, ...] = ()           # published while running, as ps shows them: 0.0.0.0:8080->80/tcp
 
     KINDS = {"status": Kind("one of " + ", ".join(STATUSES), lambda v: v in STATUSES), "pid": COUNT,
              "pid_start": COUNT, "exit_code": nullable(INT), "started": nullable(STR),
              "finished": nullable(STR), "oom_killed": BOOL, "error": nullable(STR),
-             "cgroup": nullable(OBJECT)}
+             "cgroup": nullable(OBJECT), "ports": STRS}
+    ADDED = {"ports": 3}
     load = _loader("the container's state")
 
     @property

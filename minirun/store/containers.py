@@ -259,5 +259,6 @@ def effective_state(state: ContainerState) -> ContainerState:
     """The recorded state, corrected when the runtime died and its container with it."""
     if state.status == "running":
         if not state.pid or start_time(state.pid) != state.pid_start:
-            return replace(state, status="exited", exit_code=None, error="the runtime process died")
+            return replace(state, status="exited", exit_code=None, error="the runtime process died",
+                           ports=())
     return state

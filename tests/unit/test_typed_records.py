@@ -139,3 +139,15 @@ def test_a_field_added_in_a_later_version_may_be_missing_only_from_older_documen
     full = ContainerConfig("c", (), options={"command": ["sh"], "init": True})
     assert ContainerConfig.load(json.loads(json.dumps(records.dump(full))), "config.json").options == \
         {"command": ["sh"], "init": True}
+
+
+def test_ports_came_with_version_3():
+    """state.json's ports (-p, as bound): a version-2 state loads without them (none), a
+    version-3 one without them is damage; they round-trip."""
+    base = records.dump(ContainerState("running", pid=1))
+    del base["ports"]
+    assert ContainerState.load(dict(base, version=2), "state.json").ports == ()
+    with pytest.raises(DamagedRecord, match="has no 'ports'"):
+        ContainerState.load(dict(base, version=3), "state.json")
+    full = ContainerState("running", pid=1, ports=("127.0.0.1:8080->80/tcp",))
+    assert ContainerState.load(json.loads(json.dumps(records.dump(full))), "state.json") == full
