@@ -133,6 +133,14 @@ def seconds_since(iso: str | None) -> float | None:
     return max(0.0, time.time() - then)
 
 
+def docker_time(iso: str | None) -> str:
+    """A recorded UTC time (2026-12-06T02:18:59Z) as docker's ps and images print
+    CreatedAt: 2026-12-06 02:18:59 +0000 UTC; as it is when it is not one."""
+    if not iso or len(iso) < 19 or iso[10:11] != "T":
+        return iso or ""
+    return f"{iso[:10]} {iso[11:19]} +0000 UTC"
+
+
 def human_duration(seconds: float) -> str:
     """A span as docker prints one: "Less than a second", "5 seconds", "About a
     minute", "3 minutes", "About an hour", "5 hours", then days, weeks, months, years."""

@@ -110,7 +110,7 @@ def images_command(values: dict) -> int:
             repo, tag = ("<none>", "<none>") if ref is None else \
                 (ref.familiar().rsplit(":", 1)[0] if ref.tag else ref.familiar(), ref.tag or "<none>")
             lines.append({"ID": row.image_id if no_trunc else row.image_id[7:19], "Repository": repo,
-                          "Tag": tag, "CreatedAt": row.created, "CreatedSince": imgs.human_age(row.created),
+                          "Tag": tag, "CreatedAt": imgs.docker_time(row.created), "CreatedSince": imgs.human_age(row.created),
                           "Size": imgs.human_size(row.size), "Layers": row.layers})
     if formatting.is_template(fmt):
         formatting.print_rows(lines, fmt)
@@ -151,7 +151,7 @@ IMAGES = Command(
 
 
 def ps_command(values: dict) -> int:
-    from ..api.catalog import human_age
+    from ..api.catalog import docker_time, human_age
     from ..api.control import container_records
     from . import formatting
     fmt = values["format"]
@@ -171,7 +171,7 @@ def ps_command(values: dict) -> int:
         command = formatting.visible(" ".join(config.argv))     # escaped, then cut
         command = command if len(command) <= 20 or fmt == "json" else command[:19] + "…"
         lines.append({"ID": c.id[:12], "Image": config.image, "Command": f'"{command}"',
-                      "CreatedAt": config.created, "RunningFor": human_age(config.created),
+                      "CreatedAt": docker_time(config.created), "RunningFor": human_age(config.created),
                       "Status": status_text(c.state), "State": c.state.status, "Names": config.name,
                       "Networks": config.network, "Labels": "",
                       "Ports": ", ".join(c.state.ports) if c.state.running else "", "Mounts": "",

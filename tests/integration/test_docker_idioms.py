@@ -92,6 +92,9 @@ def test_ps_json_speaks_dockers_keys(mr):
     assert (row["State"], row["Names"], row["Image"], row["Command"]) == ("exited", "j", "busybox",
                                                                          '"sh -c exit 4"')
     assert row["Status"].startswith("Exited (4) ") and len(row["ID"]) == 12
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", row["CreatedAt"]), row["CreatedAt"]
+    image_row = json.loads(mr.ok("images", "--format", "{{json .}}").lines[0])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", image_row["CreatedAt"]), image_row
 
 
 @pytest.mark.parametrize("verb", ["images", "ps", "load", "rm", "stop", "inspect", "logs", "commit"])
