@@ -228,7 +228,7 @@ def _launch(store, planned: Planned, opts: RunOptions, checked: Checked):
         caps=checked.caps, ambient=checked.ambient, no_new_privs=opts.no_new_privs and not opts.privileged,
         netns=needs_netns(checked.network), ulimits=checked.ulimits, init=opts.init,
         sync=True,                      # the child waits at least for containers/<id>/
-        tty=opts.tty and not opts.detach, interactive=opts.interactive, seccomp=checked.seccomp)
+        tty=opts.tty, interactive=opts.interactive, seccomp=checked.seccomp)
 
 
 def _cgroup_driver(checked: Checked, opts: RunOptions):

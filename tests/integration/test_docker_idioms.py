@@ -150,3 +150,19 @@ def test_stats_no_stream_reads_the_cgroup(mr):
     table = mr.ok("stats", "--no-stream", "idle").lines
     assert table[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and " idle " in table[1]
     mr.ok("rm", "-f", "busy", "idle")
+
+
+def test_run_dit_keeps_a_shell_up_on_its_own_terminal(mr):
+    """`docker run -dit busybox sh`: the shell waits on its terminal instead of
+    reading EOF from /dev/null and ending at once; its prompt is in the log."""
+    mr.load("busybox")
+    mr.ok("run", "-dit", "--name", "sh1", "busybox", "sh")
+    mr.running_state("sh1")
+    time.sleep(0.5)
+    assert mr.inspect("sh1")["State"]["Status"] == "running"
+    assert mr.ok("exec", "sh1", "readlink", "/proc/1/fd/0").stdout.strip() == "/dev/pts/0"
+    deadline = time.monotonic() + 10
+    while "/ #" not in mr.ok("logs", "sh1").stdout:
+        assert time.monotonic() < deadline, mr.ok("logs", "sh1").stdout
+        time.sleep(0.1)
+    mr.ok("stop", "-t", "1", "sh1")
