@@ -19,13 +19,16 @@ HOSTIP:HOSTPORT and connects to CONTAINER_IP:CONTAINERPORT for each connection.
                          PR_SET_PDEATHSIG kills it if the runtime dies first
 
 The proxy keeps no descriptor of the runtime's (a store lock's above all): only
-its listening sockets, and /dev/null as stdio. Each connection is two threads,
-one per direction; an end of file is passed on as a half-close (shutdown
-SHUT_WR), so a client that shuts down its side still gets the whole answer.
+its listening sockets, and /dev/null as stdio; once they are set up it runs as
+nobody with no capability. One thread and one selector serve every connection
+(Relay), at most MAX_CONNECTIONS at a time, so a container that opens
+connections to its own port without end costs the host no thread and no pid.
+An end of file is passed on as a half-close (shutdown SHUT_WR), so a client
+that shuts down its side still gets the whole answer.
 UDP is not relayed: a /udp spec is refused with one line.
 
 Only `run`, `create` and `start` with -p, and ps and inspect, import this module;
-threading is imported only in the proxy process.
+selectors is imported only in the proxy process.
 """
 
 from __future__ import annotations
@@ -240,12 +243,9 @@ def _proxy(listeners: Listeners, address: str, parent: int) -> None:  # pragma: 
     import signal
     from ..linux import caps
     gc.disable()            # nothing of the runtime's (its fds are closed below) is ever finalized
-    caps.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != parent:
-        return              # the runtime died before the line above
     caps.set_name("minirun-proxy")
     os.setpgid(0, 0)        # not in the terminal's foreground group: ^C is the container's
-    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
@@ -258,58 +258,165 @@ def _proxy(listeners: Listeners, address: str, parent: int) -> None:  # pragma: 
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 0x7FFFFFFF)
-    _serve(listeners, address)
+    _room_for_descriptors()
+    # the sockets are bound: nothing here needs root any more. nobody, no group,
+    # no capability (a uid change clears them, and the death signal: set after)
+    os.setgroups([])
+    os.setresgid(NOBODY, NOBODY, NOBODY)
+    os.setresuid(NOBODY, NOBODY, NOBODY)
+    caps.set_dumpable(False)
+    caps.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:
+        return              # the runtime died before the line above
+    Relay(listeners, address).serve()
 
 
-def _serve(listeners: Listeners, address: str) -> None:  # pragma: no cover
-    import threading
-    for sock, b in zip(listeners.sockets, listeners.published):
-        threading.Thread(target=_accept, args=(sock, (address, b.container_port)), daemon=True).start()
-    threading.Event().wait()
+NOBODY = 65534
+MAX_CONNECTIONS = 512       # a proxy's: past it, accepting waits for one to end
+CHUNK = 16384               # read from one side only while the other has taken the last chunk
 
 
-def _accept(listener, target: tuple[str, int]) -> None:  # pragma: no cover
-    import threading
-    import time
-    while True:
+def _room_for_descriptors() -> None:  # pragma: no cover
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * MAX_CONNECTIONS + 64
+    if soft < want and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+class Relay:  # pragma: no cover - the proxy, exercised by integration tests
+    """One thread, one selector: every connection of every published port. A
+    connection holds two sockets and at most one pending chunk a direction, so a
+    container (or a client) that opens connections without end costs the host at
+    most MAX_CONNECTIONS x (2 descriptors + 2 chunks), and never a thread or a pid."""
+
+    def __init__(self, listeners: Listeners, address: str):
+        import selectors
+        self.selector = selectors.DefaultSelector()
+        self.EVENT_READ, self.EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+        self.listeners = [(sock, (address, b.container_port)) for sock, b in zip(listeners.sockets,
+                                                                                  listeners.published)]
+        self.open = 0
+        self.accepting = False
+
+    def serve(self) -> None:
+        for sock, _ in self.listeners:
+            sock.setblocking(False)
+        self._accepting(True)
+        while True:
+            for key, events in self.selector.select():
+                key.data(events)
+
+    def _accepting(self, on: bool) -> None:
+        if on == self.accepting:
+            return
+        self.accepting = on
+        for sock, target in self.listeners:
+            if on:
+                self.selector.register(sock, self.EVENT_READ, lambda _e, s=sock, t=target: self._accept(s, t))
+            else:
+                self.selector.unregister(sock)
+
+    def _accept(self, listener, target) -> None:
+        import socket
         try:
             client, _ = listener.accept()
-        except OSError:          # out of descriptors, an aborted handshake: go on
-            time.sleep(0.05)
-            continue
-        threading.Thread(target=_relay, args=(client, target), daemon=True).start()
+        except OSError:          # out of descriptors, an aborted handshake: the next one
+            return
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        client.setblocking(False)
+        upstream.setblocking(False)
+        err = upstream.connect_ex(target)
+        if err not in (0, 115):  # EINPROGRESS
+            client.close()
+            upstream.close()
+            return
+        self.open += 1
+        if self.open >= MAX_CONNECTIONS:
+            self._accepting(False)
+        Connection(self, client, upstream)
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open < MAX_CONNECTIONS:
+            self._accepting(True)
 
 
-def _relay(client, target: tuple[str, int]) -> None:  # pragma: no cover
-    """One connection: to the container, then both ways until both sides are done.
-    Nothing listening there (yet): the client's connection is closed."""
-    import socket
-    import threading
-    try:
-        upstream = socket.create_connection(target, timeout=CONNECT_TIMEOUT)
-        upstream.settimeout(None)
-    except OSError:
-        client.close()
-        return
-    back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
-    back.start()
-    _copy(client, upstream)
-    back.join()
-    client.close()
-    upstream.close()
+class Connection:  # pragma: no cover - the proxy, exercised by integration tests
+    """A client and its connection to the container: each side's bytes go to the
+    other; an end of file is passed on as a half-close (shutdown SHUT_WR), so a
+    client that shuts its side down still gets the whole answer. Nothing listening
+    in the container: the client's connection is closed."""
 
+    def __init__(self, relay: Relay, client, upstream):
+        self.relay, self.client, self.upstream = relay, client, upstream
+        self.pending = {client: b"", upstream: b""}      # bytes waiting to go TO that socket
+        self.eof = {client: False, upstream: False}      # that socket's peer has sent all
+        self.connected = False
+        self.shut: set = set()
+        # the client waits until the container's side has connected (writable)
+        relay.selector.register(upstream, relay.EVENT_WRITE, self._event_for(upstream))
+        self.registered = {upstream}
 
-def _copy(source, sink) -> None:  # pragma: no cover
-    """source's bytes into sink; its end of file as sink's half-close. On an error
-    both connections are shut, so the other direction ends too."""
-    import socket
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _event_for(self, sock):
+        return lambda events: self._ready(sock, events)
+
+    def _other(self, sock):
+        return self.upstream if sock is self.client else self.client
+
+    def _ready(self, sock, events) -> None:
+        import socket
+        try:
+            if not self.connected:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    return self._close()
+                self.connected = True
+            if events & self.relay.EVENT_WRITE and self.pending[sock]:
+                sent = sock.send(self.pending[sock])
+                self.pending[sock] = self.pending[sock][sent:]
+            if events & self.relay.EVENT_READ:
+                data = sock.recv(CHUNK)
+                other = self._other(sock)
+                if data:
+                    self.pending[other] += data
+                else:
+                    self.eof[sock] = True
+            for side in (self.client, self.upstream):   # a finished side, all its bytes sent: half-close
+                if self.eof[self._other(side)] and not self.pending[side] and side not in self.shut:
+                    self.shut.add(side)
+                    side.shutdown(socket.SHUT_WR)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return self._close()
+        if all(self.eof.values()) and not any(self.pending.values()):
+            return self._close()
+        self._watch()
+
+    def _watch(self) -> None:
+        """Read a side only while the other side's pending chunk has gone; write
+        a side while it has one."""
+        selector = self.relay.selector
+        for sock in (self.client, self.upstream):
+            other = self._other(sock)
+            events = 0
+            if not self.eof[sock] and not self.pending[other]:
+                events |= self.relay.EVENT_READ
+            if self.pending[sock]:
+                events |= self.relay.EVENT_WRITE
+            if events and sock in self.registered:
+                selector.modify(sock, events, self._event_for(sock))
+            elif events:
+                selector.register(sock, events, self._event_for(sock))
+                self.registered.add(sock)
+            elif sock in self.registered:
+                selector.unregister(sock)
+                self.registered.discard(sock)
+
+    def _close(self) -> None:
+        for sock in (self.client, self.upstream):
+            if sock in self.registered:
+                self.relay.selector.unregister(sock)
+            sock.close()
+        self.registered = set()
+        self.relay.closed()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import signal
 import socket
 import subprocess
@@ -150,8 +151,10 @@ def test_detached_run_serves_shows_its_port_and_the_proxy_ends_with_it(mr, bridg
     [proxy] = proxies(mr)
     assert os.readlink(f"/proc/{proxy}/ns/net") == os.readlink("/proc/self/ns/net")
     held = {os.readlink(f"/proc/{proxy}/fd/{fd}") for fd in os.listdir(f"/proc/{proxy}/fd")}
-    assert all(h == "/dev/null" or h.startswith("socket:") for h in held), held
+    assert all(h == "/dev/null" or h.startswith("socket:") or h == "anon_inode:[eventpoll]" for h in held), held
     assert len([h for h in held if h.startswith("socket:")]) == 1, held
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{proxy}/status").read_text().splitlines())
+    assert status["Uid"].split() == ["65534"] * 4 and int(status["CapEff"], 16) == 0, status
     mr.ok("stop", "-t", "1", "web")
     gone(mr, port, at_once=True)
     assert mr.ok("ps", "-a", "--format", "{{.Ports}}").stdout.strip() == ""
@@ -288,3 +291,24 @@ def test_release_stops_the_proxy_and_frees_the_port_at_once():
         release(None, "", Resources(ports=listeners, proxy=pid))
         assert refused(port)
         assert not os.path.exists(f"/proc/{pid}"), "the proxy was not reaped"
+
+
+def test_connections_without_end_cost_the_host_no_thread_and_the_port_keeps_serving(mr, bridge):
+    """A review made the thread-per-connection proxy grow to ~4,900 threads with
+    3,000 idle connections (and die for good once a thread could not start)."""
+    import socket
+    port = free_port()
+    mr.ok("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c", ECHO_SERVER)
+    assert ask(port, b"one") == b"got-one\n"
+    idle = []
+    try:
+        for _ in range(700):                    # past the proxy's cap of 512
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        [proxy] = proxies(mr)
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{proxy}/status").read_text().splitlines())
+        assert int(status["Threads"]) == 1, status["Threads"]
+        assert len(os.listdir(f"/proc/{proxy}/fd")) <= 2 * 512 + 8
+    finally:
+        for sock in idle:
+            sock.close()
+    assert ask(port, b"two") == b"got-two\n"
