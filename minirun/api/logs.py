@@ -5,6 +5,7 @@ as each was written, with docker's --tail, --since, --until, --timestamps and
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import time
 
@@ -71,10 +72,10 @@ def show(store, name: str, opts: LogOptions, out, err) -> None:
     printer = Printer(out, err, opts.timestamps)
     try:
         running = opts.follow and effective_state(containers.state(cid)).running
-        records = follower.read()
+        records = follower.stream()
         if not running:
-            records += follower.rest()
-        for record in _tail([r for r in records if _within(r, opts)], opts.tail):
+            records = itertools.chain(records, follower.rest_later())
+        for record in _tail((r for r in records if _within(r, opts)), opts.tail):
             printer.emit(record)
         while running and not (opts.until is not None and time.time_ns() > opts.until):
             running = effective_state(containers.state(cid)).running
@@ -94,21 +95,23 @@ def _within(record: logfile.Record, opts: LogOptions) -> bool:
         (opts.until is None or record.when <= opts.until)
 
 
-def _tail(records: list[logfile.Record], count: int | None) -> list[logfile.Record]:
+def _tail(records, count: int | None):
     """The records of the last count lines (a line: a stream's records up to one
-    that is not partial; one still open at the end counts too)."""
+    that is not partial; one still open at the end counts too), keeping no more
+    than those lines while it reads."""
     if count is None:
-        return records
+        yield from records
+        return
     if count == 0:
-        return []
+        return
     lines: collections.deque = collections.deque(maxlen=count)
-    open_lines: dict[str, list[int]] = {}
+    open_lines: dict[str, list] = {}
     for index, record in enumerate(records):
         line = open_lines.setdefault(record.stream, [])
-        line.append(index)
+        line.append((index, record))
         if not record.partial:
             lines.append(open_lines.pop(record.stream))
     for line in sorted(open_lines.values()):
         lines.append(line)
-    keep = sorted(i for line in lines for i in line)
-    return [records[i] for i in keep]
+    for _, record in sorted((item for line in lines for item in line), key=lambda item: item[0]):
+        yield record

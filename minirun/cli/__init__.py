@@ -36,6 +36,21 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def _stdio_on_devnull(os, sys) -> None:
+    """A closed 0, 1 or 2 (`minirun run ... >&-`) becomes /dev/null: else the next
+    file minirun opens would take its number, and output meant for the terminal
+    would land in it (a store record, a layer)."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))
+
+
 def main() -> None:
     import gc
     import os
@@ -45,6 +60,8 @@ def main() -> None:
     # load, pull and every typer command turn it back on.
     gc.disable()
     os.umask(0o022)   # store dirs become the container's / and its mount points: never 0700
+    if sys.stdout is None or sys.stderr is None or sys.stdin is None:
+        _stdio_on_devnull(os, sys)
     from .light import dispatch
     code = dispatch(sys.argv[1:])
     if code is not None:

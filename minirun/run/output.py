@@ -2,8 +2,9 @@
 run in the foreground, onto ours as they come.
 
 The container holds only the pipes' write ends, never the log file nor our
-terminal: through /proc/self/fd it could chmod, chown or reopen a host file,
-or type into the user's shell with TIOCSTI. Each stream keeps its pipe, so
+stdout and stderr: through /proc/self/fd it could chmod, chown or reopen a
+host file. (Our stdin it gets with -i alone, in a session of its own, so it
+has no controlling terminal to type into with TIOCSTI.) Each stream keeps its pipe, so
 `minirun logs` gives each back on its own stream.
 
 When our stdout is a pipe whose reader has gone (`minirun run ... | head -1`),
@@ -74,8 +75,7 @@ class Output:
                 self.log(stream, data)
                 if show:
                     try:
-                        while data:
-                            data = data[os.write(target, data):]
+                        _write_all(target, data)
                     except BrokenPipeError:     # our reader left: the container's next write gets EPIPE
                         break
                     except OSError:             # our terminal hung up: the log still gets it
@@ -101,3 +101,14 @@ class Output:
             if self.writer is not None:
                 self.writer.close()
             self.writer = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Everything, even to a descriptor left non-blocking by whoever gave it to us
+    (a full pipe then waits, as the container's own write would have)."""
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            import select
+            select.select([], [fd], [])

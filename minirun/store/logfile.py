@@ -31,6 +31,7 @@ DRIVERS = ("k8s-file", "none")
 DRIVER_ALIASES = {"json-file": "k8s-file", "local": "k8s-file"}   # one file format here
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
+CHUNK = 1 << 20
 LINE_LIMIT = 1 << 20            # a record longer than this is not one of ours: read as it is
 
 
@@ -114,32 +115,70 @@ class Writer:
         if not data:
             return
         head = stamp(time.time_ns() if when_ns is None else when_ns) + b" " + stream.encode() + b" "
-        lines = data.split(b"\n")
-        records = [head + b"F " + line + b"\n" for line in lines[:-1]]
-        if lines[-1]:
-            records.append(head + b"P " + lines[-1] + b"\n")
+        if data.endswith(b"\n"):
+            whole, rest = data[:-1], b""
+        elif b"\n" in data:
+            whole, rest = data.rsplit(b"\n", 1)
+        else:
+            whole, rest = None, data
+        blob = b""                  # in bulk: a run's copier must cost little per line
+        if whole is not None:
+            full = head + b"F "
+            blob = full + whole.replace(b"\n", b"\n" + full) + b"\n"
+        if rest:
+            blob += head + b"P " + rest + b"\n"
         try:
-            while records:
-                if self.fd < 0:
-                    self._open(rotate=False)
-                room = self.policy.max_size - self.size
-                fit = 0                 # as many records as fit; one at least into an empty file
-                while fit < len(records) and (len(records[fit]) <= room or (fit == 0 and not self.size)):
-                    room -= len(records[fit])
-                    fit += 1
-                if not fit:
-                    self._open(rotate=True)
-                    continue
-                self._append(b"".join(records[:fit]))
-                records = records[fit:]
+            if self.fd < 0:
+                self._open(rotate=False)
+            if self.size + len(blob) <= self.policy.max_size:
+                self._append(blob)
+            else:
+                self._rotating(self._pieces(head, data))
         except OSError:
-            self.failed = True
+            self.failed = True      # dropped; the file stays whole records
+
+    def _pieces(self, head: bytes, data: bytes) -> list[bytes]:
+        """data as records none longer than max_size: a longer line goes in P pieces."""
+        piece = max(self.policy.max_size - len(head) - 3, 1)
+        lines = data.split(b"\n")
+        out = []
+        for index, line in enumerate(lines):
+            last = index == len(lines) - 1
+            if last and not line:
+                break
+            while len(line) > piece:
+                out.append(head + b"P " + line[:piece] + b"\n")
+                line = line[piece:]
+            out.append(head + (b"P " if last else b"F ") + line + b"\n")
+        return out
+
+    def _rotating(self, records: list[bytes]) -> None:
+        while records:
+            room = self.policy.max_size - self.size
+            fit = 0                 # as many records as fit; one at least into an empty file
+            while fit < len(records) and (len(records[fit]) <= room or (fit == 0 and not self.size)):
+                room -= len(records[fit])
+                fit += 1
+            if not fit:
+                self._open(rotate=True)
+                continue
+            self._append(b"".join(records[:fit]))
+            records = records[fit:]
 
     def _append(self, blob: bytes) -> None:
-        while blob:
-            written = os.write(self.fd, blob)
-            self.size += written
-            blob = blob[written:]
+        """All of blob or none of it: a write cut short by a full disk is taken
+        back, so the next record starts a line of its own."""
+        before = self.size
+        try:
+            while blob:
+                written = os.write(self.fd, blob)
+                self.size += written
+                blob = blob[written:]
+        except OSError:
+            if self.size != before:
+                os.ftruncate(self.fd, before)
+                self.size = before
+            raise
 
     def _open(self, rotate: bool) -> None:
         if self.dir_fd < 0:
@@ -204,53 +243,67 @@ def files(directory_fd: int) -> list[str]:
 
 
 class Follower:
-    """Reads the records of a log as they come, across rotations: read() returns what
-    there is now (a line not yet ended waits for its end)."""
+    """Reads the records of a log as they come, across rotations: stream() yields
+    what there is now, a MiB at a time (a line not yet ended waits for its end);
+    read() is the same as a list, for what came since the last call."""
 
     def __init__(self, directory_fd: int):
         self.dir_fd = directory_fd
-        self.pending = [_open(directory_fd, name) for name in files(directory_fd)]
+        self.pending = []
+        for name in files(directory_fd):
+            try:
+                self.pending.append(_open(directory_fd, name))
+            except FileNotFoundError:               # rotated away since listed: its next name was listed
+                continue
         self.current = self.pending.pop() if self.pending and self.pending[-1][1] == NAME else None
         self.buffer = b""
 
     def read(self) -> list[Record]:
-        out: list[Record] = []
-        while self.pending:                         # rotated files: complete, read whole
+        return list(self.stream())
+
+    def stream(self):
+        while self.pending:                         # rotated files: complete
             f, _ = self.pending.pop(0)
             with f:
-                out.extend(_records(f.read(), final=True))
+                yield from self._drain(f)
+            yield from self.rest()
         if self.current is None:
             try:
                 self.current = _open(self.dir_fd, NAME)
             except FileNotFoundError:
-                return out
+                return
         while True:
             f = self.current[0]
-            chunk = f.read()
-            if chunk:
-                self.buffer += chunk
-                cut = self.buffer.rfind(b"\n") + 1
-                if len(self.buffer) > LINE_LIMIT and not cut:
-                    cut = len(self.buffer)
-                out.extend(_records(self.buffer[:cut], final=True))
-                self.buffer = self.buffer[cut:]
+            yield from self._drain(f)
             if not _rotated(self.dir_fd, f):
-                return out
-            rest = f.read()                         # renamed away: finish it, go on with the new one
+                return
+            yield from self._drain(f)               # renamed away: finish it, go on with the new one
             f.close()
-            out.extend(_records(self.buffer + rest, final=True))
-            self.buffer = b""
+            yield from self.rest()
             try:
                 self.current = _open(self.dir_fd, NAME)
             except FileNotFoundError:
                 self.current = None
-                return out
+                return
+
+    def _drain(self, f):
+        while chunk := f.read(CHUNK):
+            self.buffer += chunk
+            cut = self.buffer.rfind(b"\n") + 1
+            if len(self.buffer) > LINE_LIMIT and not cut:
+                cut = len(self.buffer)
+            yield from _records(self.buffer[:cut])
+            self.buffer = self.buffer[cut:]
+
+    def rest_later(self):
+        """rest(), when the records before it have been read."""
+        yield from self.rest()
 
     def rest(self) -> list[Record]:
         """A last line without its newline (an older minirun's raw log), once the
         writer is gone."""
         rest, self.buffer = self.buffer, b""
-        return _records(rest, final=True)
+        return _records(rest)
 
     def close(self) -> None:
         for f, _ in self.pending:
@@ -278,11 +331,16 @@ def _rotated(dir_fd: int, f) -> bool:
     return (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev)
 
 
-def _records(blob: bytes, final: bool) -> list[Record]:
+def _records(blob: bytes) -> list[Record]:
+    """Lines split at \\n only: a \\r the container wrote is content (splitlines()
+    would cut there, and text after it would read as a record of its own)."""
     if not blob:
         return []
-    lines = blob.splitlines(keepends=True)
-    return [parse_line(line) for line in lines]
+    lines = blob.split(b"\n")
+    out = [parse_line(line + b"\n") for line in lines[:-1]]
+    if lines[-1]:
+        out.append(parse_line(lines[-1]))
+    return out
 
 
 # ---------------------------------------------------------------- docker's time words

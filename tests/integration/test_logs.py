@@ -184,3 +184,15 @@ def test_the_container_holds_a_pipe_never_the_log_file_nor_our_terminal(mr, mode
     directory = mr.root / "containers" / mr.inspect("p")["Id"]
     st = os.stat(directory / "container.log")
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 0, 0)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_is_no_traceback(mr, closed):
+    """`minirun run ... >&-`: the output is dropped, as into /dev/null, and the log keeps it."""
+    mr.load("busybox")
+    redirect = ">&-" if closed == "stdout" else "2>&-"
+    done = subprocess.run(f"{sys.executable} -m minirun run --name c busybox sh -c 'echo out; echo err >&2' "
+                          f"{redirect}", shell=True, env=mr.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr + done.stdout, done
+    logs = mr.ok("logs", "c")
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")

@@ -117,6 +117,49 @@ def test_tail_counts_lines_not_records():
         return logfile.Record(NOW, stream, partial, content)
     rs = [rec("stdout", True, b"a"), rec("stderr", False, b"e1"), rec("stdout", False, b"b"),
           rec("stderr", False, b"e2"), rec("stdout", True, b"open")]
-    assert [r.content for r in api_logs._tail(rs, 2)] == [b"e2", b"open"]
-    assert [r.content for r in api_logs._tail(rs, 3)] == [b"a", b"b", b"e2", b"open"]
-    assert api_logs._tail(rs, None) == rs
+    assert [r.content for r in list(api_logs._tail(rs, 2))] == [b"e2", b"open"]
+    assert [r.content for r in list(api_logs._tail(rs, 3))] == [b"a", b"b", b"e2", b"open"]
+    assert list(api_logs._tail(rs, None)) == rs
+
+
+def test_a_carriage_return_cannot_forge_a_record(tmp_path):
+    """The review's forgery: text after a \\r read as a record of its own, of the
+    stream and time the container chose."""
+    writer = logfile.Writer(str(tmp_path), logfile.Policy())
+    writer.write("stdout", b"innocent\r2099-01-01T00:00:00.000000000Z stderr F FORGED\n", when_ns=NOW)
+    writer.write("stderr", b"progress 10%\rdone\n", when_ns=NOW)
+    writer.close()
+    got = [(r.when, r.stream, r.content) for r in records(str(tmp_path))]
+    assert got == [(NOW, "stdout", b"innocent\r2099-01-01T00:00:00.000000000Z stderr F FORGED"),
+                   (NOW, "stderr", b"progress 10%\rdone")]
+
+
+def test_a_line_longer_than_max_size_goes_in_pieces(tmp_path):
+    writer = logfile.Writer(str(tmp_path), logfile.Policy(max_size=1000, max_files=3))
+    writer.write("stdout", b"x" * 2500 + b"\n", when_ns=NOW)
+    writer.close()
+    assert all(os.path.getsize(tmp_path / n) <= 1000 for n in os.listdir(tmp_path))
+    got = records(str(tmp_path))
+    assert b"".join(r.content for r in got) == b"x" * 2500 and not got[-1].partial
+
+
+def test_a_write_cut_short_is_taken_back(tmp_path):
+    """A full disk mid-record: the file keeps whole records only."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("mounts a tmpfs: needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        writer = logfile.Writer(str(small), logfile.Policy())
+        for n in range(2000):
+            writer.write("stdout", b"%d " % n + b"y" * 100 + b"\n", when_ns=NOW)
+        assert writer.failed
+        writer.write("stderr", b"after\n", when_ns=NOW)
+        writer.close()
+        data = (small / "container.log").read_bytes()
+        assert data.endswith(b"\n")
+        assert all(logfile.parse_line(line + b"\n").when == NOW for line in data.split(b"\n")[:-1])
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
