@@ -21,7 +21,7 @@ MAX_CONFIG_BYTES = 4 << 20
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
 # defined by the spec, not supported here: refused when present and not empty
 REFUSED_TOP = ("hooks", "solaris", "windows", "vm", "zos")
-REFUSED_LINUX = ("uidMappings", "gidMappings", "seccomp", "intelRdt", "personality", "timeOffsets",
+REFUSED_LINUX = ("uidMappings", "gidMappings", "intelRdt", "personality", "timeOffsets",
                  "mountLabel", "memoryPolicy", "netDevices")
 REFUSED_PROCESS = ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity")
 PROPAGATION = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
@@ -106,7 +106,7 @@ def _rootfs(bundle: str, path: str) -> str:
     if full != base and not full.startswith(base + "/"):
         raise ConfigError(f"config.json: root.path {path!r} resolves to {full}, outside the bundle {base}",
                           "put the root filesystem inside the bundle directory")
-    if full == base or not os.path.isdir(full):
+    if not os.path.isdir(full):
         raise ConfigError(f"config.json: root.path {path!r} is not a directory inside the bundle",
                           "put the root filesystem inside the bundle directory")
     return full
@@ -160,6 +160,10 @@ def _linux(linux: dict) -> None:
     for field in REFUSED_LINUX:
         if linux.get(field):
             raise _refuse(f"linux.{field}")
+    seccomp = _type(linux.get("seccomp") or {}, dict, "linux.seccomp")
+    for field in ("listenerPath", "listenerMetadata"):
+        if seccomp.get(field):
+            raise _refuse(f"linux.seccomp.{field}")
     if linux.get("cgroupsPath"):
         raise _refuse("linux.cgroupsPath", "cgroups are not supported yet")
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")

@@ -43,7 +43,7 @@ def _high(fd: int, above: int) -> int:
 
 
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
-           cgroup: str | None) -> None:
+           cgroup: str | None, seccomp_program: tuple | None) -> None:
     """The intermediate process; never returns."""
     code = 1
     try:
@@ -83,7 +83,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
-                init.finish(cfg["process"], program, fifo)
+                init.finish(cfg["process"], program, fifo, seccomp_program)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
                 if report >= 0:
                     _send(report, _describe(exc))
@@ -104,11 +104,24 @@ def _describe(exc: BaseException) -> dict:
     return {"error": f"container setup failed: {type(exc).__name__}: {exc}", "hint": None}
 
 
+def _seccomp(cfg: dict) -> tuple | None:
+    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding."""
+    profile = cfg["linux"].get("seccomp")
+    if not profile:
+        return None
+    from ..sandbox import seccomp, seccomp_build
+    held = frozenset(caps.normalise(n) for n in cfg["process"]["capabilities"].get("bounding", []))
+    program, flags, _ = seccomp_build.build(json.dumps(profile).encode(), "config.json linux.seccomp", held,
+                                            seccomp.host_arch(), seccomp.kernel_version())
+    return program, flags
+
+
 def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
            preserve_fds: int = 0) -> int:
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
+    program = _seccomp(cfg)
     state.reserve(root, container_id)
     pid, cgroup = 0, None
     try:
@@ -122,7 +135,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
-            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program)
         os.close(write_fd)
         messages = _read_reports(read_fd)
         os.waitpid(middle, 0)

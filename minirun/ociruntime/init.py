@@ -254,7 +254,7 @@ def _program(process: dict) -> str:
                          "give a program the rootfs holds (check process.env's PATH)")
 
 
-def finish(process: dict, program: str, fifo: int) -> None:
+def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None) -> None:
     """Wait for `start` on the exec fifo, take the user and capabilities, exec."""
     fd = os.open(rootfs.fd_path(fifo), os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
@@ -263,6 +263,8 @@ def finish(process: dict, program: str, fifo: int) -> None:
     user, capabilities = process["user"], process["capabilities"]
     names = {kind: frozenset(caps.normalise(n) for n in capabilities.get(kind, []))
              for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    if seccomp and not process["noNewPrivileges"]:
+        linux.seccomp_set_filter(*seccomp)      # before the capabilities go (CAP_SYS_ADMIN), as runc
     caps.limit_bounding(names["bounding"])
     caps.keep_across_setuid()
     os.setgroups(user["additionalGids"])
@@ -272,5 +274,7 @@ def finish(process: dict, program: str, fifo: int) -> None:
         os.umask(user["umask"])
     caps.apply_sets(names["effective"], names["permitted"], names["inheritable"], names["ambient"],
                     process["noNewPrivileges"])
+    if seccomp and process["noNewPrivileges"]:
+        linux.seccomp_set_filter(*seccomp)
     env = dict(entry.split("=", 1) for entry in process["env"] if "=" in entry)
     os.execve(program, process["args"], env)
