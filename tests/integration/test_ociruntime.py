@@ -238,7 +238,8 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
 
 @pytest.mark.parametrize("field,change", [
     ("hooks", lambda d: d.update(hooks={"prestart": [{"path": "/bin/true"}]})),
-    ("linux.seccomp", lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW"})),
+    ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
+    ("linux.namespaces: user", lambda d: d["linux"]["namespaces"].append({"type": "user"})),
     ("process.terminal", lambda d: d["process"].update(terminal=True)),
     ("linux.resources.memory", lambda d: d["linux"].update(resources={"memory": {"limit": 1 << 26}})),
 ])
@@ -263,3 +264,30 @@ def test_global_flags_features_and_json_log(oci, tmp_path, bundle):
     assert json.loads(oci.ok("features").stdout)["ociVersionMax"] == "1.1.0"
     assert oci("--systemd-cgroup", "state", "x").returncode != 0
     assert "minirun-oci" in oci.ok("--version").stdout
+    launcher = Path(__file__).resolve().parents[2] / "bin" / "minirun-oci"
+    done = subprocess.run([sys.executable, str(launcher), "--version"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(launcher.parents[1])))
+    assert done.returncode == 0 and done.stdout.startswith("minirun-oci version")
+
+
+def test_seccomp_profile_is_applied(oci, bundle):
+    def change(doc):
+        doc["process"]["args"] = ["/bin/sh", "-c", "mkdir /tmp/d 2>&1; echo done"]
+        doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                                 "errnoRet": 1}]}
+    _config(bundle, change)
+    done = oci("run", "--bundle", str(bundle), "s1")
+    assert done.returncode == 0, done.stderr
+    assert "Operation not permitted" in done.stdout and done.stdout.endswith("done\n")
+    assert not (bundle / "rootfs" / "tmp" / "d").exists()
+
+
+def test_devices_cgroup_denies_a_device_node(oci, bundle):
+    """linux.resources.devices deny-all (the default config): a node the container makes
+    for a host disk cannot be opened, while /dev/null still can."""
+    _config(bundle, _args("/bin/sh", "-c", "mknod /tmp/disk b 7 0 2>&1; head -c1 /tmp/disk >/dev/null 2>&1 "
+                                           "&& echo opened || echo denied; echo x > /dev/null && echo null-ok"))
+    done = oci("run", "--bundle", str(bundle), "v1")
+    assert done.returncode == 0, done.stderr
+    assert "denied" in done.stdout and "null-ok" in done.stdout and "opened" not in done.stdout
