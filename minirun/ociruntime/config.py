@@ -164,13 +164,15 @@ def _linux(linux: dict) -> None:
     for field in ("listenerPath", "listenerMetadata"):
         if seccomp.get(field):
             raise _refuse(f"linux.seccomp.{field}")
-    if linux.get("cgroupsPath"):
-        raise _refuse("linux.cgroupsPath", "cgroups are not supported yet")
+    from ..linux.cgroups import ocigroup as devices
+    devices.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")
     for key, value in resources.items():
-        if value and key != "devices":
-            raise _refuse(f"linux.resources.{key}", "cgroup limits are not supported yet")
-    from ..linux.cgroups import devices
+        if value and key not in ("devices", "pids"):
+            raise _refuse(f"linux.resources.{key}", "only the devices and pids cgroup controllers are supported yet")
+    pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
+    if pids:
+        _type(pids.get("limit"), int, "linux.resources.pids.limit")
     for i, entry in enumerate(_type(resources.get("devices") or [], list, "linux.resources.devices")):
         try:
             devices.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))

@@ -22,7 +22,7 @@ import time
 from .. import linux
 from ..errors import Conflict, MinirunError, RuntimeFailure
 from ..linux import caps, procfs
-from ..linux.cgroups import devices
+from ..linux.cgroups import ocigroup
 from . import config, init, state
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
@@ -43,12 +43,12 @@ def _high(fd: int, above: int) -> int:
 
 
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
-           cgroup: str | None, seccomp_program: tuple | None) -> None:
+           cgroup: list[str], seccomp_program: tuple | None) -> None:
     """The intermediate process; never returns."""
     code = 1
     try:
         if cgroup:
-            devices.join(cgroup, os.getpid())
+            ocigroup.join(cgroup, os.getpid())
         for fd in range(3, 3 + preserve):
             try:
                 os.set_inheritable(fd, True)
@@ -123,13 +123,14 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     cfg = config.load(bundle)
     program = _seccomp(cfg)
     state.reserve(root, container_id)
-    pid, cgroup = 0, None
+    pid, cgroup, made = 0, [], []
     try:
-        rules = (cfg["linux"].get("resources") or {}).get("devices")
-        if rules:
-            extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
-                     for d in cfg["linux"]["devices"] if d["type"] != "p"]
-            cgroup = devices.create(container_id, rules, extra)
+        resources = cfg["linux"].get("resources") or {}
+        extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
+                 for d in cfg["linux"]["devices"] if d["type"] != "p"]
+        limit = (resources.get("pids") or {}).get("limit")
+        cgroup, made = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "",
+                                       resources.get("devices") or [], extra, limit)
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
         middle = os.fork()
@@ -147,7 +148,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroup": cgroup, "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
         if pid_file:
@@ -159,8 +160,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     except BaseException:
         if pid:
             procfs.signal_quietly(pid, signal.SIGKILL)
-        if cgroup:
-            devices.remove(cgroup)
+        ocigroup.remove(made)
         state.remove(root, container_id)
         raise
 
@@ -211,7 +211,7 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
     record = state.load(root, container_id)
     current = state.status(root, record)
     if current == "stopped":
-        raise Conflict(f"container {container_id} is not running", "nothing to signal")
+        return          # as `minirun kill`: a container already stopped is left as it is, exit 0
     pids = [p.pid for p in procfs.in_pid_namespace_of(record["pid"])] if all_processes else [record["pid"]]
     for pid in pids or [record["pid"]]:
         procfs.signal_quietly(pid, signum)
@@ -228,8 +228,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
-    if record.get("cgroup"):
-        devices.remove(record["cgroup"])
+    ocigroup.remove(record.get("cgroups_made") or [])
     state.remove(root, container_id)
 
 

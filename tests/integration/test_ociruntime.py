@@ -17,6 +17,7 @@ import pytest
 from .peers import mounts_under
 
 pytestmark = pytest.mark.root
+V1 = {c: os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("devices", "pids")}
 
 
 class Oci:
@@ -52,6 +53,8 @@ def bundle(mr, tmp_path) -> Path:
     path = tmp_path / "bundle"
     mr.ok("bundle", "busybox", str(path), "--copy")
     (path / "rootfs").chmod(0o755)           # made 0700 under pytest's tmp dir; uid 1000 runs below
+    if not V1["devices"]:                    # device rules need cgroup v1 here: tested apart
+        _config(path, lambda d: d["linux"].pop("resources", None))
     return path
 
 
@@ -241,6 +244,7 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
     ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
     ("linux.namespaces: user", lambda d: d["linux"]["namespaces"].append({"type": "user"})),
     ("process.terminal", lambda d: d["process"].update(terminal=True)),
+    ("linux.resources.cpu", lambda d: d["linux"].update(resources={"cpu": {"shares": 512}})),
     ("linux.resources.memory", lambda d: d["linux"].update(resources={"memory": {"limit": 1 << 26}})),
 ])
 def test_fields_it_cannot_honour_are_refused_by_name(oci, bundle, field, change):
@@ -283,6 +287,7 @@ def test_seccomp_profile_is_applied(oci, bundle):
     assert not (bundle / "rootfs" / "tmp" / "d").exists()
 
 
+@pytest.mark.skipif(not V1["devices"], reason="needs the cgroup v1 devices controller")
 def test_devices_cgroup_denies_a_device_node(oci, bundle):
     """linux.resources.devices deny-all (the default config): a node the container makes
     for a host disk cannot be opened, while /dev/null still can."""
@@ -291,3 +296,30 @@ def test_devices_cgroup_denies_a_device_node(oci, bundle):
     done = oci("run", "--bundle", str(bundle), "v1")
     assert done.returncode == 0, done.stderr
     assert "denied" in done.stdout and "null-ok" in done.stdout and "opened" not in done.stdout
+
+
+@pytest.mark.skipif(V1["devices"], reason="cgroup v1 devices controller present: the rules are applied")
+def test_device_rules_without_v1_devices_are_refused(oci, bundle):
+    _config(bundle, lambda d: d["linux"].update(resources={"devices": [{"allow": False, "access": "rwm"}]}))
+    _refused(oci, bundle, "linux.resources.devices")
+
+
+@pytest.mark.skipif(not V1["pids"], reason="needs the cgroup v1 pids controller")
+def test_cgroups_path_and_pids_limit_are_applied_and_removed(oci, bundle):
+    name = f"minirun-oci-test-{os.getpid()}"
+    cgroup = Path("/sys/fs/cgroup/pids") / name / "c"
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{name}/c",
+                                                resources={**d["linux"].get("resources", {}),
+                                                           "pids": {"limit": 17}}))
+    _config(bundle, _args("/bin/sleep", "60"))
+    try:
+        oci.ok("create", "--bundle", str(bundle), "p1")
+        pid = oci.state("p1")["pid"]
+        assert (cgroup / "pids.max").read_text().strip() == "17"
+        assert str(pid) in (cgroup / "cgroup.procs").read_text().split()
+        oci.ok("delete", "--force", "p1")
+        assert not cgroup.exists() and not cgroup.parent.exists()
+    finally:
+        for path in (cgroup, cgroup.parent):
+            if path.exists():
+                path.rmdir()
