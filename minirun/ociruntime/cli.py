@@ -131,19 +131,17 @@ def dispatch(argv: list[str], out: _Output) -> int:
         return 0
     if command in ("create", "run"):
         container_id = state.check_id(_one_id(rest, command))
-        if opts.get("console-socket"):
-            raise UsageError("--console-socket is not supported yet (process.terminal is refused)",
-                             "run without a terminal")
         try:
             preserve = int(opts.get("preserve-fds", 0))
         except ValueError:
             raise UsageError("--preserve-fds takes a number", "e.g. --preserve-fds 2") from None
         bundle = opts.get("bundle") or opts.get("b") or "."
         if command == "create":
-            container.create(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")), preserve)
+            container.create(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")), preserve,
+                             opts.get("console-socket"))
             return 0
         return container.run(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")),
-                             preserve, bool(opts.get("detach") or opts.get("d")))
+                             preserve, bool(opts.get("detach") or opts.get("d")), opts.get("console-socket"))
     if command == "kill":
         from .config import signal_number
         container_id = _one_id(rest, command, extra=1)

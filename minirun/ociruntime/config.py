@@ -120,8 +120,10 @@ def _process(process) -> None:
                           "name the program to run in process.args")
     if process.get("commandLine"):
         raise _refuse("process.commandLine")
-    if process.get("terminal"):
-        raise _refuse("process.terminal", "a terminal is not supported yet")
+    _type(process.setdefault("terminal", False), bool, "process.terminal")
+    size = _type(process.get("consoleSize") or {}, dict, "process.consoleSize")
+    for key in size:
+        _type(size[key], int, f"process.consoleSize.{key}")
     cwd = _type(process.get("cwd", "/"), str, "process.cwd")
     if not cwd.startswith("/"):
         raise ConfigError(f"config.json: process.cwd {cwd!r} is not absolute", "give an absolute path")

@@ -20,7 +20,7 @@ import signal
 import time
 
 from .. import linux
-from ..errors import Conflict, MinirunError, RuntimeFailure
+from ..errors import Conflict, MinirunError, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import ocigroup
 from . import config, init, state
@@ -43,7 +43,7 @@ def _high(fd: int, above: int) -> int:
 
 
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
-           cgroup: list[str], seccomp_program: tuple | None) -> None:
+           cgroup: list[str], seccomp_program: tuple | None, console=None) -> None:
     """The intermediate process; never returns."""
     code = 1
     try:
@@ -79,7 +79,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
             code = 0
         else:
             try:
-                program = init.setup(cfg, bundle, no_pivot)
+                program = init.setup(cfg, bundle, no_pivot, console)
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
@@ -116,11 +116,32 @@ def _seccomp(cfg: dict) -> tuple | None:
     return program, flags
 
 
+def _console(cfg: dict, console_socket: str | None):
+    """The connected --console-socket when process.terminal is true (one line otherwise)."""
+    terminal = cfg["process"]["terminal"]
+    if terminal != bool(console_socket):
+        raise UsageError("process.terminal is true but no --console-socket was given" if terminal else
+                         "--console-socket was given but process.terminal is false",
+                         "give both (a terminal sent over the socket) or neither (stdio passed through)")
+    if not terminal:
+        return None
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(console_socket)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"--console-socket {console_socket}: {exc.strerror}",
+                         "give the path of a listening unix socket") from None
+    return sock
+
+
 def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
-           preserve_fds: int = 0) -> int:
+           preserve_fds: int = 0, console_socket: str | None = None) -> int:
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
+    console = _console(cfg, console_socket)
     program = _seccomp(cfg)
     state.reserve(root, container_id)
     pid, cgroup, made = 0, [], []
@@ -136,7 +157,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
-            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program, console)
         os.close(write_fd)
         messages = _read_reports(read_fd)
         os.waitpid(middle, 0)
@@ -151,6 +172,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                   "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
+        if console is not None:
+            console.close()
         if pid_file:
             tmp = pid_file + ".tmp"
             with open(tmp, "w") as f:
@@ -160,6 +183,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     except BaseException:
         if pid:
             procfs.signal_quietly(pid, signal.SIGKILL)
+        if console is not None:
+            console.close()
         ocigroup.remove(made)
         state.remove(root, container_id)
         raise
@@ -233,11 +258,11 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 
 def run(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
-        preserve_fds: int = 0, detach: bool = False) -> int:
+        preserve_fds: int = 0, detach: bool = False, console_socket: str | None = None) -> int:
     """create + start, then wait for the process (this process is its subreaper) and
     delete the container; the process's exit code, 128+N for a signal."""
     caps.set_child_subreaper()
-    pid = create(root, container_id, bundle, pid_file, no_pivot, preserve_fds)
+    pid = create(root, container_id, bundle, pid_file, no_pivot, preserve_fds, console_socket)
     try:
         start(root, container_id)
     except BaseException:

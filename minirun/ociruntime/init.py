@@ -12,14 +12,18 @@ capability sets (linux/caps.py) and execs process.args.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
+import socket  # noqa: F401 - tty.send_master's, imported before pivot_root hides the host's modules
+import struct
+import termios
 
 from .. import linux
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
-from ..sandbox import rootfs
+from ..sandbox import rootfs, tty
 from . import config
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -192,7 +196,23 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
         os.close(dev)
 
 
-def setup(cfg: dict, bundle: str, no_pivot: bool) -> str:
+def _terminal(process: dict, console) -> None:
+    """A pty from the container's devpts: the master goes over the console socket (one
+    SCM_RIGHTS message, as runc sends it), the slave becomes fds 0-2 and the controlling tty."""
+    master, slave = tty.open_in("")
+    try:
+        size = process.get("consoleSize") or {}
+        if size:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0),
+                                                              0, 0))
+        tty.send_master(console, master)
+    finally:
+        os.close(master)
+        console.close()
+    tty.become_controlling(slave)
+
+
+def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
     """Everything up to the exec; returns the program's path."""
     spec, process = cfg["linux"], cfg["process"]
     path = cfg["root"]["path"]
@@ -216,6 +236,8 @@ def setup(cfg: dict, bundle: str, no_pivot: bool) -> str:
     finally:
         os.close(root)
     rootfs.enter(path, use_chroot=no_pivot)
+    if console is not None:
+        _terminal(process, console)
     if propagation:
         linux.mount(None, "/", None, _PROPAGATION[propagation])
     if cfg["root"].get("readonly"):

@@ -323,3 +323,46 @@ def test_cgroups_path_and_pids_limit_are_applied_and_removed(oci, bundle):
         for path in (cgroup, cgroup.parent):
             if path.exists():
                 path.rmdir()
+
+
+def test_terminal_master_is_sent_over_the_console_socket(oci, bundle, tmp_path):
+    import socket
+    _config(bundle, _args("/bin/sh", "-c", "tty; stty size; echo hi-there"))
+    _config(bundle, lambda d: d["process"].update(terminal=True, consoleSize={"height": 30, "width": 100}))
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(20)
+    try:
+        oci.ok("create", "--bundle", str(bundle), "--console-socket", path, "t1")
+        conn, _ = server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+        conn.close()
+        assert len(fds) == 1
+        master = fds[0]
+        oci.ok("start", "t1")
+        output = b""
+        deadline = time.monotonic() + 10
+        while b"hi-there" not in output and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(master)
+        text = output.decode(errors="replace").replace("\r", "")
+        assert "/dev/pts/0" in text and "30 100" in text and "hi-there" in text, text
+        _wait_status(oci, "t1", "stopped")
+        oci.ok("delete", "t1")
+    finally:
+        server.close()
+
+
+def test_console_socket_without_terminal_is_refused(oci, bundle, tmp_path):
+    before = set(mounts_under(bundle))
+    done = oci("create", "--bundle", str(bundle), "--console-socket", str(tmp_path / "none.sock"), "t2")
+    assert done.returncode != 0 and "process.terminal is false" in done.stderr
+    assert oci.entries() == [] and set(mounts_under(bundle)) == before
