@@ -235,8 +235,8 @@ def start(root: str, container_id: str) -> None:
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
     record = state.load(root, container_id)
     current = state.status(root, record)
-    if current == "stopped":
-        return          # as `minirun kill`: a container already stopped is left as it is, exit 0
+    if current == "stopped":       # runtime-spec: signalling a stopped container MUST fail
+        raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
     pids = [p.pid for p in procfs.in_pid_namespace_of(record["pid"])] if all_processes else [record["pid"]]
     for pid in pids or [record["pid"]]:
         procfs.signal_quietly(pid, signum)

@@ -366,3 +366,13 @@ def test_console_socket_without_terminal_is_refused(oci, bundle, tmp_path):
     done = oci("create", "--bundle", str(bundle), "--console-socket", str(tmp_path / "none.sock"), "t2")
     assert done.returncode != 0 and "process.terminal is false" in done.stderr
     assert oci.entries() == [] and set(mounts_under(bundle)) == before
+
+
+def test_kill_of_a_stopped_container_fails(oci, bundle):
+    _config(bundle, _args("/bin/true"))
+    oci.ok("create", "--bundle", str(bundle), "k3")
+    oci.ok("start", "k3")
+    assert _wait_status(oci, "k3", "stopped")["status"] == "stopped"
+    done = oci("kill", "k3", "KILL")
+    assert done.returncode != 0 and "stopped" in done.stderr
+    oci.ok("delete", "k3")
