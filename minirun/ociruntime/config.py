@@ -170,8 +170,14 @@ def _linux(linux: dict) -> None:
     devices.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")
     for key, value in resources.items():
-        if value and key not in ("devices", "pids"):
-            raise _refuse(f"linux.resources.{key}", "only the devices and pids cgroup controllers are supported yet")
+        if value and key not in devices.SUPPORTED:
+            raise _refuse(f"linux.resources.{key}", "only devices, pids and cpu are supported yet")
+    cpu = _type(resources.get("cpu") or {}, dict, "linux.resources.cpu")
+    known_cpu = {key for key, _, _ in devices.CPU_FILES}
+    for key, value in cpu.items():
+        if key not in known_cpu and value not in (None, "", 0):
+            raise _refuse(f"linux.resources.cpu.{key}")
+        _type(value, str if key in ("cpus", "mems") else int, f"linux.resources.cpu.{key}")
     pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
     if pids:
         _type(pids.get("limit"), int, "linux.resources.pids.limit")

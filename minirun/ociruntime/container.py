@@ -149,9 +149,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         resources = cfg["linux"].get("resources") or {}
         extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
                  for d in cfg["linux"]["devices"] if d["type"] != "p"]
-        limit = (resources.get("pids") or {}).get("limit")
         cgroup, made = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "",
-                                       resources.get("devices") or [], extra, limit)
+                                       ocigroup.plan(resources, extra))
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
         middle = os.fork()

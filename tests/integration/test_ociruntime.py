@@ -17,7 +17,7 @@ import pytest
 from .peers import mounts_under
 
 pytestmark = pytest.mark.root
-V1 = {c: os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("devices", "pids")}
+V1 = {c: os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("devices", "pids", "cpu", "cpuset")}
 
 
 class Oci:
@@ -244,7 +244,8 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
     ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
     ("linux.namespaces: user", lambda d: d["linux"]["namespaces"].append({"type": "user"})),
     ("process.terminal", lambda d: d["process"].update(terminal=True)),
-    ("linux.resources.cpu", lambda d: d["linux"].update(resources={"cpu": {"shares": 512}})),
+    ("linux.resources.blockIO", lambda d: d["linux"].update(resources={"blockIO": {"weight": 100}})),
+    ("linux.resources.cpu.idle", lambda d: d["linux"].update(resources={"cpu": {"idle": 1}})),
     ("linux.resources.memory", lambda d: d["linux"].update(resources={"memory": {"limit": 1 << 26}})),
 ])
 def test_fields_it_cannot_honour_are_refused_by_name(oci, bundle, field, change):
@@ -304,25 +305,31 @@ def test_device_rules_without_v1_devices_are_refused(oci, bundle):
     _refused(oci, bundle, "linux.resources.devices")
 
 
-@pytest.mark.skipif(not V1["pids"], reason="needs the cgroup v1 pids controller")
-def test_cgroups_path_and_pids_limit_are_applied_and_removed(oci, bundle):
+@pytest.mark.skipif(not all(V1[c] for c in ("pids", "cpu", "cpuset")), reason="needs cgroup v1 pids, cpu, cpuset")
+def test_cgroups_path_pids_and_cpu_are_applied_and_removed(oci, bundle):
     name = f"minirun-oci-test-{os.getpid()}"
-    cgroup = Path("/sys/fs/cgroup/pids") / name / "c"
-    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{name}/c",
-                                                resources={**d["linux"].get("resources", {}),
-                                                           "pids": {"limit": 17}}))
+    groups = {c: Path("/sys/fs/cgroup") / c / name / "c" for c in ("pids", "cpu", "cpuset")}
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{name}/c", resources={
+        **d["linux"].get("resources", {}), "pids": {"limit": 17},
+        "cpu": {"shares": 512, "period": 100000, "quota": 50000, "cpus": "0"}}))
     _config(bundle, _args("/bin/sleep", "60"))
     try:
         oci.ok("create", "--bundle", str(bundle), "p1")
         pid = oci.state("p1")["pid"]
-        assert (cgroup / "pids.max").read_text().strip() == "17"
-        assert str(pid) in (cgroup / "cgroup.procs").read_text().split()
+        assert (groups["pids"] / "pids.max").read_text().strip() == "17"
+        assert (groups["cpu"] / "cpu.shares").read_text().strip() == "512"
+        assert (groups["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (groups["cpuset"] / "cpuset.cpus").read_text().strip() == "0"
+        for group in groups.values():
+            assert str(pid) in (group / "cgroup.procs").read_text().split()
         oci.ok("delete", "--force", "p1")
-        assert not cgroup.exists() and not cgroup.parent.exists()
+        for group in groups.values():
+            assert not group.exists() and not group.parent.exists()
     finally:
-        for path in (cgroup, cgroup.parent):
-            if path.exists():
-                path.rmdir()
+        for group in groups.values():
+            for path in (group, group.parent):
+                if path.exists():
+                    path.rmdir()
 
 
 def test_terminal_master_is_sent_over_the_console_socket(oci, bundle, tmp_path):

@@ -1,5 +1,6 @@
 """An OCI container's cgroup on cgroup v1 (minirun-oci): linux.cgroupsPath, the
-devices controller (linux.resources.devices) and pids.max (linux.resources.pids).
+devices controller (linux.resources.devices), pids.max (linux.resources.pids) and
+the cpu and cpuset files of linux.resources.cpu (CPU_FILES).
 
 Where (runtime-spec config-linux.md "Cgroups Path"), per controller C:
     absolute cgroupsPath /P     <root>/C/P
@@ -24,6 +25,7 @@ from .files import CGROUP_ROOT, CgroupFS
 
 PARENT = "minirun-oci"
 JOINED = ("devices", "pids", "memory", "cpu", "cpuacct", "freezer", "blkio")   # with a cgroupsPath
+# (cpuset is joined only when linux.resources.cpu names cpus or mems)
 # null, zero, full, random, urandom, tty, console, ptmx and the pts slaves
 DEFAULT_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
                    "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
@@ -65,51 +67,81 @@ def directory(controller: str, container_id: str, cgroups_path: str, root: str =
     return os.path.join(root, controller, _own(controller), cgroups_path)
 
 
-def create(container_id: str, cgroups_path: str, rules: list[dict], extra_allowed: list[str],
-           pids_limit: int | None, root: str = CGROUP_ROOT,
-           fs: CgroupFS | None = None) -> tuple[list[str], list[str]]:
+# linux.resources.cpu -> (controller, file), in the order written (a period before its quota
+# or runtime: the kernel checks each against the other)
+CPU_FILES = (("shares", "cpu", "cpu.shares"), ("period", "cpu", "cpu.cfs_period_us"),
+             ("quota", "cpu", "cpu.cfs_quota_us"), ("realtimePeriod", "cpu", "cpu.rt_period_us"),
+             ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"), ("cpus", "cpuset", "cpuset.cpus"),
+             ("mems", "cpuset", "cpuset.mems"))
+SUPPORTED = {"devices": "devices", "pids": "pids", "cpu": "cpu"}     # linux.resources keys
+
+
+def plan(resources: dict, extra_allowed: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """controller -> [(file, value)] for linux.resources (keys outside SUPPORTED are the
+    caller's to refuse; so are cpu keys outside CPU_FILES)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    rules = resources.get("devices") or []
+    if rules:
+        out["devices"] = [("devices.deny", "a")] + [
+            ("devices.allow" if allow else "devices.deny", text) for allow, text in map(rule, rules)] + [
+            ("devices.allow", text) for text in (*DEFAULT_ALLOWED, *extra_allowed)]
+    limit = (resources.get("pids") or {}).get("limit")
+    if limit is not None:
+        out["pids"] = [("pids.max", str(limit) if limit > 0 else "max")]
+    cpu = resources.get("cpu") or {}
+    for key, controller, name in CPU_FILES:
+        if cpu.get(key) not in (None, ""):
+            out.setdefault(controller, []).append((name, str(cpu[key])))
+    return out
+
+
+def create(container_id: str, cgroups_path: str, settings: dict[str, list[tuple[str, str]]],
+           root: str = CGROUP_ROOT, fs: CgroupFS | None = None) -> tuple[list[str], list[str]]:
     """(the dirs to join, every dir made: what remove() takes back); ([], []) when nothing is asked."""
     fs = fs or CgroupFS()
-    wanted = [c for c in JOINED if os.path.exists(os.path.join(root, c, "cgroup.procs"))] if cgroups_path else \
-        [c for c, on in (("devices", bool(rules)), ("pids", pids_limit is not None)) if on]
-    if cgroups_path and not wanted:
+    present = [c for c in JOINED if os.path.exists(os.path.join(root, c, "cgroup.procs"))]
+    if cgroups_path and not present:
         raise EnvironmentProblem(f"config.json: linux.cgroupsPath needs cgroup v1 controllers, which {root} lacks "
                                  "(cgroup v2 is not supported by minirun-oci yet)",
                                  "remove linux.cgroupsPath from config.json, or use runc or crun")
-    for controller, field in (("devices", "linux.resources.devices"), ("pids", "linux.resources.pids")):
-        needed = rules if controller == "devices" else pids_limit is not None
-        if needed and not os.path.exists(os.path.join(root, controller, "cgroup.procs")):
-            raise EnvironmentProblem(f"config.json: {field} needs the cgroup v1 {controller} controller, which "
-                                     f"{root} lacks (cgroup v2 is not supported by minirun-oci yet)",
-                                     f"remove {field} from config.json, or use runc or crun")
+    for controller in settings:
+        if not os.path.exists(os.path.join(root, controller, "cgroup.procs")):
+            raise EnvironmentProblem(f"config.json: linux.resources needs the cgroup v1 {controller} controller, "
+                                     f"which {root} lacks (cgroup v2 is not supported by minirun-oci yet)",
+                                     "remove those resources from config.json, or use runc or crun")
+    wanted = list(dict.fromkeys([*(present if cgroups_path else []), *settings]))
     made: list[str] = []
     try:
         for controller in wanted:
             path = directory(controller, container_id, cgroups_path, root)
-            _makedirs(fs, path, made)
-            if controller == "devices" and rules:
-                fs.write(os.path.join(path, "devices.deny"), "a")
-                for allow, text in (rule(entry) for entry in rules):
-                    fs.write(os.path.join(path, "devices.allow" if allow else "devices.deny"), text)
-                for text in (*DEFAULT_ALLOWED, *extra_allowed):
-                    fs.write(os.path.join(path, "devices.allow"), text)
-            if controller == "pids" and pids_limit is not None:
-                fs.write(os.path.join(path, "pids.max"), str(pids_limit) if pids_limit > 0 else "max")
+            _makedirs(fs, path, made, controller == "cpuset")
+            for name, value in settings.get(controller, []):
+                try:
+                    fs.write(os.path.join(path, name), value)
+                except OSError as exc:
+                    raise EnvironmentProblem(f"config.json: linux.resources: cannot write {value!r} to {name}: "
+                                             f"{exc.strerror}", "fix the value in config.json") from None
     except BaseException:
         remove(made, fs=fs)
         raise
     return [directory(c, container_id, cgroups_path, root) for c in wanted], made
 
 
-def _makedirs(fs: CgroupFS, path: str, made: list[str]) -> None:
+def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) -> None:
+    """mkdir -p; a new cpuset dir gets its parent's cpus and mems (v1 leaves them empty,
+    and a task cannot join a cpuset without both)."""
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
-        _makedirs(fs, parent, made)
+        _makedirs(fs, parent, made, cpuset)
     try:
         fs.mkdir(path)
         made.append(path)
     except FileExistsError:
-        pass
+        return
+    if cpuset:
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(os.path.join(parent, name)) as f:
+                fs.write(os.path.join(path, name), f.read().strip() or "\n")
 
 
 def join(dirs: list[str], pid: int, fs: CgroupFS | None = None) -> None:
