@@ -141,6 +141,8 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             top = _make_target(root, dest, True)
             try:
                 linux.mount(None, rootfs.fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | rest)
+                if flags & linux.MS_REC:
+                    _remount_below(os.readlink(rootfs.fd_path(top)), rest)
             finally:
                 os.close(top)
     else:
@@ -158,6 +160,17 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             linux.mount(None, rootfs.fd_path(top), None, propagation)
         finally:
             os.close(top)
+
+
+def _remount_below(point: str, flags: int) -> None:
+    """The same flags (ro, nosuid...) on every mount an rbind brought under point: a
+    remount changes one mount only, and a read-only rbind must not leave the host's
+    submounts (such as each cgroup v1 hierarchy) writable."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    for path in points:
+        if path.startswith(point.rstrip("/") + "/"):
+            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
 
 
 def _devices(root: int, devices: list, uid: int, gid: int) -> None:

@@ -383,3 +383,15 @@ def test_kill_of_a_stopped_container_fails(oci, bundle):
     done = oci("kill", "k3", "KILL")
     assert done.returncode != 0 and "stopped" in done.stderr
     oci.ok("delete", "k3")
+
+
+def test_read_only_rbind_makes_every_submount_read_only(oci, bundle, tmp_path):
+    """The `cgroup` mount of runc's spec binds the host's /sys/fs/cgroup: none of its
+    hierarchies may be writable inside, or the container could change the host's cgroups."""
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/hostcg", "type": "bind",
+                                                  "source": "/sys/fs/cgroup", "options": ["rbind", "ro"]}))
+    _config(bundle, _args("/bin/sh", "-c", "grep ' /hostcg' /proc/self/mountinfo | awk '{print $6}' | "
+                                           "cut -d, -f1 | sort | uniq -c"))
+    done = oci("run", "--bundle", str(bundle), "ro1")
+    assert done.returncode == 0, done.stderr
+    assert "rw" not in done.stdout.split() and " ro" in done.stdout, done.stdout
