@@ -395,3 +395,24 @@ def test_read_only_rbind_makes_every_submount_read_only(oci, bundle, tmp_path):
     done = oci("run", "--bundle", str(bundle), "ro1")
     assert done.returncode == 0, done.stderr
     assert "rw" not in done.stdout.split() and " ro" in done.stdout, done.stdout
+
+
+def test_kill_all_signals_every_process_of_the_container(oci, bundle):
+    _config(bundle, _args("/bin/sh", "-c", "sleep 60 & sleep 60 & wait"))
+    oci.ok("create", "--bundle", str(bundle), "ka")
+    oci.ok("start", "ka")
+    pid = oci.state("ka")["pid"]
+    deadline = time.monotonic() + 10
+    children = []
+    while len(children) < 2 and time.monotonic() < deadline:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        time.sleep(0.05)
+    assert len(children) == 2
+    # TERM: PID 1 (sh, no handler) ignores it, so only --all reaches the sleeps; then sh's wait ends
+    oci.ok("kill", "--all", "ka", "TERM")
+    assert _wait_status(oci, "ka", "stopped")["status"] == "stopped"
+    deadline = time.monotonic() + 5
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in children)
+    oci.ok("delete", "ka")
