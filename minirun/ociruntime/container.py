@@ -20,7 +20,7 @@ import signal
 import time
 
 from .. import linux
-from ..errors import Conflict, MinirunError, RuntimeFailure, UsageError
+from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import ocigroup
 from . import config, init, state
@@ -242,7 +242,14 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    record = state.load(root, container_id)
+    try:
+        record = state.load(root, container_id)
+    except ContainerNotFound:
+        # a create killed before it wrote state.json leaves its dir: --force takes it away
+        if force and os.path.isdir(state.container_dir(root, container_id)):
+            state.remove(root, container_id)
+            return
+        raise
     current = state.status(root, record)
     if current != "stopped":
         if not force:

@@ -416,3 +416,11 @@ def test_kill_all_signals_every_process_of_the_container(oci, bundle):
         time.sleep(0.05)
     assert not any(_alive(c) for c in children)
     oci.ok("delete", "ka")
+
+
+def test_delete_force_removes_what_a_killed_create_left(oci):
+    (oci.root / "half").mkdir(parents=True)          # a create killed before it wrote state.json
+    assert oci("state", "half").returncode != 0
+    assert oci("delete", "half").returncode != 0
+    oci.ok("delete", "--force", "half")
+    assert oci.entries() == []
