@@ -275,6 +275,7 @@ def test_global_flags_features_and_json_log(oci, tmp_path, bundle):
     assert done.returncode == 0 and done.stdout.startswith("minirun-oci version")
 
 
+@pytest.mark.kernel
 def test_seccomp_profile_is_applied(oci, bundle):
     def change(doc):
         doc["process"]["args"] = ["/bin/sh", "-c", "mkdir /tmp/d 2>&1; echo done"]
@@ -289,6 +290,7 @@ def test_seccomp_profile_is_applied(oci, bundle):
 
 
 @pytest.mark.skipif(not V1["devices"], reason="needs the cgroup v1 devices controller")
+@pytest.mark.kernel
 def test_devices_cgroup_denies_a_device_node(oci, bundle):
     """linux.resources.devices deny-all (the default config): a node the container makes
     for a host disk cannot be opened, while /dev/null still can."""
@@ -300,12 +302,14 @@ def test_devices_cgroup_denies_a_device_node(oci, bundle):
 
 
 @pytest.mark.skipif(V1["devices"], reason="cgroup v1 devices controller present: the rules are applied")
+@pytest.mark.kernel
 def test_device_rules_without_v1_devices_are_refused(oci, bundle):
     _config(bundle, lambda d: d["linux"].update(resources={"devices": [{"allow": False, "access": "rwm"}]}))
     _refused(oci, bundle, "linux.resources.devices")
 
 
 @pytest.mark.skipif(not all(V1[c] for c in ("pids", "cpu", "cpuset")), reason="needs cgroup v1 pids, cpu, cpuset")
+@pytest.mark.kernel
 def test_cgroups_path_pids_and_cpu_are_applied_and_removed(oci, bundle):
     name = f"minirun-oci-test-{os.getpid()}"
     groups = {c: Path("/sys/fs/cgroup") / c / name / "c" for c in ("pids", "cpu", "cpuset")}
@@ -332,6 +336,7 @@ def test_cgroups_path_pids_and_cpu_are_applied_and_removed(oci, bundle):
                     path.rmdir()
 
 
+@pytest.mark.kernel
 def test_terminal_master_is_sent_over_the_console_socket(oci, bundle, tmp_path):
     import socket
     _config(bundle, _args("/bin/sh", "-c", "tty; stty size; echo hi-there"))
