@@ -2,8 +2,9 @@
 
     sudo python3 benchmarks/oci_validation.py [--work DIR] [--timeout S] [--jobs N] [RUNTIME ...]
 
-RUNTIME is a name on PATH or NAME=PATH (default: runc, and crun when installed;
-minirun-oci once it exists). It builds the suite from the offline tarball
+RUNTIME is a name on PATH or NAME=PATH (default: runc, and crun and minirun-oci
+when installed; for a checkout, minirun-oci=SCRIPT where SCRIPT runs
+`PYTHONPATH=CHECKOUT exec python -m minirun.ociruntime "$@"`). It builds the suite from the offline tarball
 (/work/shared/peers/runtime-tools-*.tar.gz, or $RUNTIME_TOOLS_TARBALL) in --work
 (default: a new dir under /var/tmp), with Debian's golang-go (Go 1.19) and the
 vendored modules, no network; a --work that already holds the built suite is
@@ -53,9 +54,9 @@ def build(work: Path) -> Path:
 
 
 def runtimes(names: list[str]) -> dict[str, str]:
-    """name -> absolute path of each runtime asked for (default: runc, crun if present)."""
+    """name -> absolute path of each runtime asked for (default: runc, crun, minirun-oci if present)."""
     if not names:
-        names = [n for n in ("runc", "crun") if shutil.which(n)]
+        names = [n for n in ("runc", "crun", "minirun-oci") if shutil.which(n)]
     found = {}
     for item in names:
         name, _, path = item.partition("=")

@@ -140,6 +140,28 @@ def apply(keep: frozenset[str], ambient: frozenset[str], no_new_privs: bool) -> 
         _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def apply_sets(effective: frozenset[str], permitted: frozenset[str], inheritable: frozenset[str],
+               ambient: frozenset[str], no_new_privs: bool) -> None:
+    """An OCI runtime's process.capabilities, after setuid (bounding: limit_bounding,
+    before it): each set exactly as named, in one capset; then the ambient set."""
+    import _prctl
+    last = last_cap()
+
+    def numbers(names: frozenset[str]) -> list[int]:
+        return sorted(n for name in names if (n := _number(name)) <= last)
+
+    eff, perm, inh = numbers(effective), numbers(permitted), numbers(inheritable)
+    every = range(last + 1)
+    _prctl.set_caps(eff, perm, inh, [n for n in every if n not in eff], [n for n in every if n not in perm],
+                    [n for n in every if n not in inh])
+    ambient_clear()
+    for cap in numbers(ambient):
+        ambient_raise(cap)
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
+    if no_new_privs:
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+
+
 def drop_all() -> None:
     """No capability in any set: for --init's PID 1, which never execs (an exec would
     recompute the sets) and needs none to wait for and signal its own children."""

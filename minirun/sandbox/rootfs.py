@@ -295,6 +295,16 @@ def _read_only(root: int, path: str) -> None:
     _remount(root, path, linux.MS_RDONLY | _NOSUID_NODEV_NOEXEC)
 
 
+def mask(root: int, path: str, null: int) -> None:
+    """Hide path inside the root (fd) as the masked paths are; missing ones are skipped."""
+    _mask(root, path, null)
+
+
+def read_only(root: int, path: str) -> None:
+    """Bind path inside the root read-only onto itself; missing ones are skipped."""
+    _read_only(root, path)
+
+
 def enter(merged: str, use_chroot: bool) -> None:
     """Make merged the root: pivot_root, so the host's tree is gone, or plain chroot."""
     if log.debugging:

@@ -1,0 +1,243 @@
+"""The bundle's config.json (runtime-spec 1.1), read and checked before anything is made.
+
+load(bundle) reads it with a bound (MAX_CONFIG_BYTES), refuses an ociVersion whose
+major is not 1, resolves root.path inside the bundle (a rootfs that is a symlink
+leading out of the bundle is refused) and refuses, by name, every field minirun-oci
+cannot honour (REFUSED_*): a config is either run as written or not at all.
+Properties the spec does not define are ignored, as the spec requires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+
+from ..errors import MinirunError, UsageError
+from ..linux import caps
+
+MAX_CONFIG_BYTES = 4 << 20
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+# defined by the spec, not supported here: refused when present and not empty
+REFUSED_TOP = ("hooks", "solaris", "windows", "vm", "zos")
+REFUSED_LINUX = ("uidMappings", "gidMappings", "intelRdt", "personality", "timeOffsets",
+                 "mountLabel", "memoryPolicy", "netDevices")
+REFUSED_PROCESS = ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity")
+PROPAGATION = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
+RLIMITS = {name[len("RLIMIT_"):]: getattr(__import__("resource"), name)
+           for name in dir(__import__("resource")) if name.startswith("RLIMIT_")}
+
+
+class ConfigError(UsageError):
+    pass
+
+
+def _refuse(field: str, why: str = "minirun-oci does not support it") -> ConfigError:
+    return ConfigError(f"config.json: {field}: {why}",
+                       "remove the field from the bundle's config.json, or use runc or crun")
+
+
+def _type(value, kind, field: str):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"config.json: {field} must be {getattr(kind, '__name__', 'of another type')}",
+                          "fix the bundle's config.json (runtime-spec 1.1)")
+    return value
+
+
+def load(bundle: str) -> dict:
+    """The checked config; root.path is replaced by its absolute resolved path."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MinirunError(f"cannot read {path}: {exc.strerror}",
+                           "give --bundle a directory holding config.json") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path} is not a regular file", "give --bundle a directory holding config.json")
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB", "shrink the bundle's config.json")
+    try:
+        config = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}", "fix the bundle's config.json") from None
+    _type(config, dict, "the document")
+    check(config, bundle)
+    return config
+
+
+def check(config: dict, bundle: str) -> None:
+    version = _type(config.get("ociVersion"), str, "ociVersion")
+    if version.split(".")[0] != "1":
+        raise ConfigError(f"config.json: ociVersion {version!r} is not a 1.x runtime-spec version",
+                          "minirun-oci runs runtime-spec 1.x bundles; regenerate the config")
+    for field in REFUSED_TOP:
+        if config.get(field):
+            raise _refuse(field)
+    root = _type(config.get("root"), dict, "root")
+    _type(root.get("readonly", False), bool, "root.readonly")
+    root["path"] = _rootfs(bundle, _type(root.get("path"), str, "root.path"))
+    if "hostname" in config:
+        _type(config["hostname"], str, "hostname")
+    if config.get("domainname"):
+        raise _refuse("domainname")
+    _type(config.setdefault("annotations", {}), dict, "annotations")
+    for i, mount in enumerate(_type(config.setdefault("mounts", []), list, "mounts")):
+        _type(mount, dict, f"mounts[{i}]")
+        dest = _type(mount.get("destination"), str, f"mounts[{i}].destination")
+        if not dest.startswith("/"):
+            raise ConfigError(f"config.json: mounts[{i}].destination {dest!r} is not absolute",
+                              "give an absolute path inside the container")
+        _type(mount.get("options", []), list, f"mounts[{i}].options")
+        for key in ("uidMappings", "gidMappings"):
+            if mount.get(key):
+                raise _refuse(f"mounts[{i}].{key}")
+    _process(config.get("process"))
+    _linux(_type(config.setdefault("linux", {}), dict, "linux"))
+
+
+def _rootfs(bundle: str, path: str) -> str:
+    base = os.path.realpath(bundle)
+    full = os.path.realpath(os.path.join(base, path))
+    if full != base and not full.startswith(base + "/"):
+        raise ConfigError(f"config.json: root.path {path!r} resolves to {full}, outside the bundle {base}",
+                          "put the root filesystem inside the bundle directory")
+    if not os.path.isdir(full):
+        raise ConfigError(f"config.json: root.path {path!r} is not a directory inside the bundle",
+                          "put the root filesystem inside the bundle directory")
+    return full
+
+
+def _process(process) -> None:
+    _type(process, dict, "process")
+    args = _type(process.get("args"), list, "process.args")
+    if not args or not all(isinstance(a, str) for a in args):
+        raise ConfigError("config.json: process.args must be a non-empty list of strings",
+                          "name the program to run in process.args")
+    if process.get("commandLine"):
+        raise _refuse("process.commandLine")
+    _type(process.setdefault("terminal", False), bool, "process.terminal")
+    size = _type(process.get("consoleSize") or {}, dict, "process.consoleSize")
+    for key in size:
+        _type(size[key], int, f"process.consoleSize.{key}")
+    cwd = _type(process.get("cwd", "/"), str, "process.cwd")
+    if not cwd.startswith("/"):
+        raise ConfigError(f"config.json: process.cwd {cwd!r} is not absolute", "give an absolute path")
+    _type(process.setdefault("env", []), list, "process.env")
+    user = _type(process.setdefault("user", {}), dict, "process.user")
+    for key in ("uid", "gid"):
+        _type(user.setdefault(key, 0), int, f"process.user.{key}")
+    for gid in _type(user.setdefault("additionalGids", []), list, "process.user.additionalGids"):
+        _type(gid, int, "process.user.additionalGids[]")
+    if user.get("username"):
+        raise _refuse("process.user.username")
+    if "umask" in user:
+        _type(user["umask"], int, "process.user.umask")
+    for field in REFUSED_PROCESS:
+        if process.get(field):
+            raise _refuse(f"process.{field}")
+    capabilities = _type(process.setdefault("capabilities", {}), dict, "process.capabilities")
+    known = caps.all_names()
+    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        for name in _type(capabilities.setdefault(kind, []), list, f"process.capabilities.{kind}"):
+            if not isinstance(name, str) or caps.normalise(name) not in known:
+                raise ConfigError(f"config.json: process.capabilities.{kind}: unknown capability {name!r}",
+                                  "use names such as CAP_CHOWN")
+    for i, limit in enumerate(_type(process.setdefault("rlimits", []), list, "process.rlimits")):
+        kind = _type(limit.get("type"), str, f"process.rlimits[{i}].type")
+        if not kind.startswith("RLIMIT_") or kind[len("RLIMIT_"):] not in RLIMITS:
+            raise ConfigError(f"config.json: process.rlimits[{i}]: unknown type {kind!r}", "use e.g. RLIMIT_NOFILE")
+        _type(limit.get("soft"), int, f"process.rlimits[{i}].soft")
+        _type(limit.get("hard"), int, f"process.rlimits[{i}].hard")
+    if "oomScoreAdj" in process:
+        _type(process["oomScoreAdj"], int, "process.oomScoreAdj")
+    _type(process.setdefault("noNewPrivileges", False), bool, "process.noNewPrivileges")
+
+
+def _linux(linux: dict) -> None:
+    for field in REFUSED_LINUX:
+        if linux.get(field):
+            raise _refuse(f"linux.{field}")
+    seccomp = _type(linux.get("seccomp") or {}, dict, "linux.seccomp")
+    for field in ("listenerPath", "listenerMetadata"):
+        if seccomp.get(field):
+            raise _refuse(f"linux.seccomp.{field}")
+    from ..linux.cgroups import ocigroup as devices
+    devices.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
+    resources = _type(linux.get("resources") or {}, dict, "linux.resources")
+    for key, value in resources.items():
+        if value and key not in devices.SUPPORTED:
+            raise _refuse(f"linux.resources.{key}", "only devices, pids and cpu are supported yet")
+    cpu = _type(resources.get("cpu") or {}, dict, "linux.resources.cpu")
+    known_cpu = {key for key, _, _ in devices.CPU_FILES}
+    for key, value in cpu.items():
+        if key not in known_cpu and value not in (None, "", 0):
+            raise _refuse(f"linux.resources.cpu.{key}")
+        _type(value, str if key in ("cpus", "mems") else int, f"linux.resources.cpu.{key}")
+    pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
+    if pids:
+        _type(pids.get("limit"), int, "linux.resources.pids.limit")
+    for i, entry in enumerate(_type(resources.get("devices") or [], list, "linux.resources.devices")):
+        try:
+            devices.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"config.json: linux.resources.devices[{i}]: bad {exc}",
+                              "use type a, b or c and access made of r, w and m") from None
+    seen = set()
+    for i, ns in enumerate(_type(linux.setdefault("namespaces", []), list, "linux.namespaces")):
+        kind = _type(ns.get("type"), str, f"linux.namespaces[{i}].type")
+        if kind == "user":
+            raise _refuse("linux.namespaces: user", "user namespaces are not supported yet")
+        if kind == "time":
+            raise _refuse("linux.namespaces: time")
+        if kind not in NAMESPACE_TYPES:
+            raise ConfigError(f"config.json: linux.namespaces[{i}]: unknown type {kind!r}",
+                              f"use one of {', '.join(NAMESPACE_TYPES)}")
+        if kind in seen:
+            raise ConfigError(f"config.json: linux.namespaces: {kind} given twice", "give each type once")
+        seen.add(kind)
+        if "path" in ns:
+            _type(ns["path"], str, f"linux.namespaces[{i}].path")
+    if "mount" not in seen:
+        raise _refuse("linux.namespaces", "minirun-oci needs a mount namespace: add {\"type\": \"mount\"}")
+    if linux.get("rootfsPropagation", "") not in PROPAGATION:
+        raise ConfigError(f"config.json: linux.rootfsPropagation {linux['rootfsPropagation']!r} is unknown",
+                          f"use one of {', '.join(PROPAGATION[1:])}")
+    for key, value in _type(linux.setdefault("sysctl", {}), dict, "linux.sysctl").items():
+        _type(value, str, f"linux.sysctl[{key}]")
+        if "/" in key or ".." in key:
+            raise ConfigError(f"config.json: linux.sysctl: bad name {key!r}", "use names such as net.ipv4.ip_forward")
+    for field in ("maskedPaths", "readonlyPaths"):
+        for path in _type(linux.setdefault(field, []), list, f"linux.{field}"):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"config.json: linux.{field}: {path!r} is not an absolute path",
+                                  "give absolute paths")
+    for i, dev in enumerate(_type(linux.setdefault("devices", []), list, "linux.devices")):
+        path = _type(dev.get("path"), str, f"linux.devices[{i}].path")
+        if not path.startswith("/dev/"):
+            raise ConfigError(f"config.json: linux.devices[{i}].path {path!r} is not under /dev",
+                              "give paths under /dev")
+        if dev.get("type") not in ("c", "b", "u", "p"):
+            raise ConfigError(f"config.json: linux.devices[{i}].type must be c, b, u or p", "fix the type")
+        for key in ("major", "minor"):
+            if dev.get("type") != "p":
+                _type(dev.get(key), int, f"linux.devices[{i}].{key}")
+
+
+def signal_number(text: str) -> int:
+    """kill's SIGNAL: a number, or a name with or without SIG (TERM, SIGKILL)."""
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        if number is not None:
+            return int(number)
+    raise UsageError(f"unknown signal {text!r}", "give a number or a name such as TERM, SIGKILL or 9")

@@ -1,0 +1,292 @@
+"""create / start / state / kill / delete / run: the container's lifecycle, like runc's.
+
+create forks an intermediate process that joins the namespaces given a path and
+unshares the new ones, then forks the init (so that it is PID 1 of a new PID
+namespace) and exits. The init sets everything up (init.setup), reports its
+result on a pipe, and blocks opening the exec fifo for writing. create writes
+state.json and the pid file once the init is ready; on any failure it kills the
+init and removes the state dir, so nothing is left. start opens the fifo to read:
+the init's open returns, and it execs process.args.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import select
+import signal
+import time
+
+from .. import linux
+from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
+from ..linux import caps, procfs
+from ..linux.cgroups import ocigroup
+from . import config, init, state
+
+_FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
+          "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP}
+
+
+def _send(fd: int, message: dict) -> None:
+    os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+def _high(fd: int, above: int) -> int:
+    """fd moved above the fds --preserve-fds hands on."""
+    if fd > above:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above + 1)
+    os.close(fd)
+    return new
+
+
+def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
+           cgroup: list[str], seccomp_program: tuple | None, console=None) -> None:
+    """The intermediate process; never returns."""
+    code = 1
+    try:
+        if cgroup:
+            ocigroup.join(cgroup, os.getpid())
+        for fd in range(3, 3 + preserve):
+            try:
+                os.set_inheritable(fd, True)
+            except OSError:
+                pass
+        unshare = 0
+        for ns in cfg["linux"]["namespaces"]:
+            if ns.get("path"):
+                try:
+                    fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise RuntimeFailure(f"linux.namespaces: {ns['type']} path {ns['path']}: {exc.strerror}",
+                                         "give the path of a namespace, e.g. /proc/PID/ns/net") from None
+                try:
+                    linux.setns(fd, _FLAGS[ns["type"]])
+                except OSError as exc:
+                    raise RuntimeFailure(f"linux.namespaces: cannot join {ns['path']} as a {ns['type']} "
+                                         f"namespace: {exc.strerror}", "give a namespace of that type") from None
+                finally:
+                    os.close(fd)
+            else:
+                unshare |= _FLAGS[ns["type"]]
+        linux.unshare(unshare)
+        fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        pid = os.fork()
+        if pid:
+            _send(report, {"pid": pid})
+            code = 0
+        else:
+            try:
+                program = init.setup(cfg, bundle, no_pivot, console)
+                _send(report, {"ready": True})
+                os.close(report)
+                report = -1
+                init.finish(cfg["process"], program, fifo, seccomp_program)
+            except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
+                if report >= 0:
+                    _send(report, _describe(exc))
+                else:
+                    os.write(2, f"minirun-oci: {_describe(exc)['error']}\n".encode())
+            os._exit(127)
+    except BaseException as exc:  # noqa: BLE001
+        _send(report, _describe(exc))
+    os._exit(code)
+
+
+def _describe(exc: BaseException) -> dict:
+    if isinstance(exc, MinirunError):
+        return {"error": exc.message, "hint": exc.hint}
+    if isinstance(exc, OSError):
+        return {"error": f"container setup failed: {exc.strerror or exc}"
+                         + (f": {exc.filename}" if exc.filename else ""), "hint": None}
+    return {"error": f"container setup failed: {type(exc).__name__}: {exc}", "hint": None}
+
+
+def _seccomp(cfg: dict) -> tuple | None:
+    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding."""
+    profile = cfg["linux"].get("seccomp")
+    if not profile:
+        return None
+    from ..sandbox import seccomp, seccomp_build
+    held = frozenset(caps.normalise(n) for n in cfg["process"]["capabilities"].get("bounding", []))
+    program, flags, _ = seccomp_build.build(json.dumps(profile).encode(), "config.json linux.seccomp", held,
+                                            seccomp.host_arch(), seccomp.kernel_version())
+    return program, flags
+
+
+def _console(cfg: dict, console_socket: str | None):
+    """The connected --console-socket when process.terminal is true (one line otherwise)."""
+    terminal = cfg["process"]["terminal"]
+    if terminal != bool(console_socket):
+        raise UsageError("process.terminal is true but no --console-socket was given" if terminal else
+                         "--console-socket was given but process.terminal is false",
+                         "give both (a terminal sent over the socket) or neither (stdio passed through)")
+    if not terminal:
+        return None
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(console_socket)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"--console-socket {console_socket}: {exc.strerror}",
+                         "give the path of a listening unix socket") from None
+    return sock
+
+
+def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
+           preserve_fds: int = 0, console_socket: str | None = None) -> int:
+    caps.require_root("create")
+    bundle = os.path.abspath(bundle)
+    cfg = config.load(bundle)
+    console = _console(cfg, console_socket)
+    program = _seccomp(cfg)
+    state.reserve(root, container_id)
+    pid, cgroup, made = 0, [], []
+    try:
+        resources = cfg["linux"].get("resources") or {}
+        extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
+                 for d in cfg["linux"]["devices"] if d["type"] != "p"]
+        cgroup, made = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "",
+                                       ocigroup.plan(resources, extra))
+        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
+        middle = os.fork()
+        if middle == 0:
+            os.close(read_fd)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program, console)
+        os.close(write_fd)
+        messages = _read_reports(read_fd)
+        os.waitpid(middle, 0)
+        for message in messages:
+            pid = message.get("pid", pid)
+        last = messages[-1] if messages else {"error": "the container's init ended without a word"}
+        if "error" in last:
+            raise RuntimeFailure(last["error"], last.get("hint"))
+        if not pid or not last.get("ready"):
+            raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
+        record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
+        state.save(root, container_id, record)
+        if console is not None:
+            console.close()
+        if pid_file:
+            tmp = pid_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(pid))
+            os.replace(tmp, pid_file)
+        return pid
+    except BaseException:
+        if pid:
+            procfs.signal_quietly(pid, signal.SIGKILL)
+        if console is not None:
+            console.close()
+        ocigroup.remove(made)
+        state.remove(root, container_id)
+        raise
+
+
+def _read_reports(fd: int) -> list[dict]:
+    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order."""
+    data, messages = b"", []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+            *lines, data = data.split(b"\n")
+            messages += [json.loads(line) for line in lines if line.strip()]
+            if any("error" in m for m in messages) or (any("pid" in m for m in messages)
+                                                      and any("ready" in m for m in messages)):
+                break
+    finally:
+        os.close(fd)
+    messages.sort(key=lambda m: "pid" not in m)
+    return messages
+
+
+def start(root: str, container_id: str) -> None:
+    record = state.load(root, container_id)
+    current = state.status(root, record)
+    if current != "created":
+        raise Conflict(f"container {container_id} is {current}, not created", "only a created container starts")
+    path = state.fifo_path(root, container_id)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready and os.read(fd, 1):
+                break
+            if state.status(root, record) == "stopped":
+                raise RuntimeFailure(f"container {container_id} ended before it started", "delete it")
+        else:
+            raise RuntimeFailure(f"container {container_id} did not start", "delete it")
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
+def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
+    record = state.load(root, container_id)
+    current = state.status(root, record)
+    if current == "stopped":       # runtime-spec: signalling a stopped container MUST fail
+        raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
+    pids = [p.pid for p in procfs.in_pid_namespace_of(record["pid"])] if all_processes else [record["pid"]]
+    for pid in pids or [record["pid"]]:
+        procfs.signal_quietly(pid, signum)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    try:
+        record = state.load(root, container_id)
+    except ContainerNotFound:
+        # a create killed before it wrote state.json leaves its dir: --force takes it away
+        if force and os.path.isdir(state.container_dir(root, container_id)):
+            state.remove(root, container_id)
+            return
+        raise
+    current = state.status(root, record)
+    if current != "stopped":
+        if not force:
+            raise Conflict(f"container {container_id} is {current}",
+                           f"stop it first, or use: minirun-oci delete --force {container_id}")
+        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while state.status(root, record) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    ocigroup.remove(record.get("cgroups_made") or [])
+    state.remove(root, container_id)
+
+
+def run(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
+        preserve_fds: int = 0, detach: bool = False, console_socket: str | None = None) -> int:
+    """create + start, then wait for the process (this process is its subreaper) and
+    delete the container; the process's exit code, 128+N for a signal."""
+    caps.set_child_subreaper()
+    pid = create(root, container_id, bundle, pid_file, no_pivot, preserve_fds, console_socket)
+    try:
+        start(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True)
+        raise
+    if detach:
+        return 0
+    forward = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    for signum in forward:
+        signal.signal(signum, lambda n, _f: procfs.signal_quietly(pid, n))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 255 << 8
+            break
+    delete(root, container_id)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,95 @@
+"""The --root state dir: the one module that reads and writes it.
+
+    ROOT/ID/state.json   id, bundle, rootfs, pid, the pid's start time, created, owner, annotations
+    ROOT/ID/exec.fifo    the init blocks opening it for writing until `start` opens it to read
+
+A container whose state.json is missing is being created (reserve() made the dir,
+save() writes state.json once the init is ready). Status is computed, never stored:
+a fifo still there means created, a live pid with the recorded start time running,
+anything else stopped (procfs.start_time: a reused pid or a zombie is gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+from ..errors import Conflict, ContainerNotFound, UsageError
+from ..linux import procfs
+
+DEFAULT_ROOT = "/run/minirun-oci"
+OCI_VERSION = "1.1.0"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def check_id(container_id: str) -> str:
+    if not _ID.match(container_id):
+        raise UsageError(f"invalid container id {container_id!r}",
+                         "use letters, digits, '_', '.', '+' and '-', at most 128, not starting with a symbol")
+    return container_id
+
+
+def container_dir(root: str, container_id: str) -> str:
+    return os.path.join(root, check_id(container_id))
+
+
+def fifo_path(root: str, container_id: str) -> str:
+    return os.path.join(container_dir(root, container_id), "exec.fifo")
+
+
+def reserve(root: str, container_id: str) -> str:
+    """Make ROOT/ID and its exec fifo; an id in use is refused."""
+    os.makedirs(root, 0o700, exist_ok=True)
+    path = container_dir(root, container_id)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        raise Conflict(f"container {container_id} already exists",
+                       f"choose another id, or delete it first: minirun-oci delete {container_id}") from None
+    os.mkfifo(os.path.join(path, "exec.fifo"), 0o600)
+    return path
+
+
+def save(root: str, container_id: str, record: dict) -> None:
+    path = container_dir(root, container_id)
+    tmp = os.path.join(path, "state.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, os.path.join(path, "state.json"))
+
+
+def load(root: str, container_id: str) -> dict:
+    path = os.path.join(container_dir(root, container_id), "state.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ContainerNotFound(f"container {container_id} does not exist",
+                                "list the containers' ids in the --root dir, or create it first") from None
+    except ValueError:
+        raise ContainerNotFound(f"container {container_id} has a damaged state file {path}",
+                                f"remove it: minirun-oci delete --force {container_id}") from None
+
+
+def status(root: str, record: dict) -> str:
+    pid = record.get("pid", 0)
+    if not pid or procfs.start_time(pid) != record.get("start_time"):
+        return "stopped"
+    if os.path.exists(fifo_path(root, record["id"])):
+        return "created"
+    return "running"
+
+
+def public(root: str, record: dict) -> dict:
+    """What `state` prints (runtime-spec's state, with runc's created and owner)."""
+    current = status(root, record)
+    return {"ociVersion": OCI_VERSION, "id": record["id"], "status": current,
+            "pid": record["pid"] if current != "stopped" else 0, "bundle": record["bundle"],
+            "rootfs": record["rootfs"], "created": record["created"], "owner": record.get("owner", ""),
+            "annotations": record.get("annotations", {})}
+
+
+def remove(root: str, container_id: str) -> None:
+    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)

@@ -1,0 +1,431 @@
+"""minirun-oci, the runc-compatible OCI runtime (issue 18), on the real kernel:
+the lifecycle create/state/start/state/delete, run's exit code, kill by name and
+number, and refusals that leave nothing behind (no state entry, mount or process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .peers import mounts_under
+
+pytestmark = pytest.mark.root
+V1 = {c: os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("devices", "pids", "cpu", "cpuset")}
+
+
+class Oci:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args: str, timeout: float = 30, stdout=None) -> subprocess.CompletedProcess:
+        """Output through files, not pipes: a created container's init holds create's stdio."""
+        import tempfile
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            done = subprocess.run([sys.executable, "-m", "minirun.ociruntime", "--root", str(self.root), *args],
+                                  stdout=stdout or out, stderr=err, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
+
+    def ok(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        done = self(*args, **kwargs)
+        assert done.returncode == 0, f"minirun-oci {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self.ok("state", cid).stdout)
+
+    def entries(self) -> list[str]:
+        return sorted(os.listdir(self.root)) if self.root.exists() else []
+
+
+@pytest.fixture
+def bundle(mr, tmp_path) -> Path:
+    mr.load("busybox")
+    path = tmp_path / "bundle"
+    mr.ok("bundle", "busybox", str(path), "--copy")
+    (path / "rootfs").chmod(0o755)           # made 0700 under pytest's tmp dir; uid 1000 runs below
+    if not V1["devices"]:                    # device rules need cgroup v1 here: tested apart
+        _config(path, lambda d: d["linux"].pop("resources", None))
+    return path
+
+
+@pytest.fixture
+def oci(tmp_path):
+    runtime = Oci(tmp_path / "oci-state")
+    yield runtime
+    for cid in runtime.entries():
+        runtime("delete", "--force", cid)
+    assert runtime.entries() == []
+
+
+def _config(bundle: Path, change) -> None:
+    path = bundle / "config.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _args(*args: str):
+    def change(doc):
+        doc["process"]["args"] = list(args)
+    return change
+
+
+def _wait_status(oci: Oci, cid: str, status: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = oci.state(cid)
+        if current["status"] == status or time.monotonic() > deadline:
+            return current
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_lifecycle_create_state_start_delete(oci, bundle, tmp_path):
+    out = tmp_path / "out"
+    _config(bundle, _args("/bin/sh", "-c", "echo started > /tmp/mark; sleep 1"))
+    pid_file = tmp_path / "pid"
+    with open(out, "w") as stdout:
+        oci.ok("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "c1", stdout=stdout)
+    created = oci.state("c1")
+    assert created["status"] == "created" and created["id"] == "c1"
+    assert created["pid"] == int(pid_file.read_text()) and _alive(created["pid"])
+    assert created["bundle"] == str(bundle) and created["ociVersion"].startswith("1.")
+    assert not (bundle / "rootfs" / "tmp" / "mark").exists()       # nothing runs before start
+    assert oci("delete", "c1").returncode != 0                       # created: needs --force
+    start = time.monotonic()
+    oci.ok("start", "c1")
+    assert time.monotonic() - start < 5
+    assert oci.state("c1")["status"] == "running"
+    assert oci("start", "c1").returncode != 0                        # only once
+    stopped = _wait_status(oci, "c1", "stopped")
+    assert stopped["status"] == "stopped"
+    assert (bundle / "rootfs" / "tmp" / "mark").read_text() == "started\n"
+    oci.ok("delete", "c1")
+    assert oci.entries() == [] and not _alive(created["pid"])
+
+
+def test_run_returns_the_exit_code_and_passes_stdio(oci, bundle):
+    _config(bundle, _args("/bin/sh", "-c", "echo out; echo err >&2; hostname; exit 7"))
+    _config(bundle, lambda d: d.update(hostname="oci-host"))
+    done = oci("run", "--bundle", str(bundle), "r1")
+    assert done.returncode == 7, done.stderr
+    assert done.stdout == "out\noci-host\n" and done.stderr == "err\n"
+    assert oci.entries() == []
+
+
+def test_process_user_cwd_env_rlimits_and_masks(oci, bundle):
+    def change(doc):
+        doc["process"].update(args=["/bin/sh", "-c", "id -u; id -g; id -G; pwd; echo $GREETING; ulimit -n; "
+                                    "cat /etc/passwd | wc -c; touch /proc/sys/x 2>/dev/null || echo ro"],
+                              cwd="/tmp", env=["PATH=/bin", "GREETING=hi"])
+        doc["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [1002]}
+        doc["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+        doc["linux"]["maskedPaths"].append("/etc/passwd")
+    assert (bundle / "rootfs" / "etc" / "passwd").stat().st_size > 0
+    _config(bundle, change)
+    done = oci("run", "--bundle", str(bundle), "u1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:8] == ["1000", "1001", "1001 1002", "/tmp", "hi", "123", "0", "ro"]
+
+
+@pytest.mark.parametrize("name", ["KILL", "SIGKILL", "9", "sigterm", "15"])
+def test_kill_by_name_and_number(oci, bundle, name):
+    # PID 1 of its namespace gets only the signals it handles: trap TERM
+    _config(bundle, _args("/bin/sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"))
+    oci.ok("create", "--bundle", str(bundle), "k1")
+    oci.ok("start", "k1")
+    pid = oci.state("k1")["pid"]
+    oci.ok("kill", "k1", name)
+    assert _wait_status(oci, "k1", "stopped")["status"] == "stopped"
+    assert not _alive(pid)
+    oci.ok("delete", "k1")
+
+
+def test_kill_with_no_signal_sends_term_and_bad_signal_is_refused(oci, bundle):
+    _config(bundle, _args("/bin/sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"))
+    oci.ok("create", "--bundle", str(bundle), "k2")
+    oci.ok("start", "k2")
+    bad = oci("kill", "k2", "NOSUCH")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "signal" in bad.stderr
+    oci.ok("kill", "k2")
+    assert _wait_status(oci, "k2", "stopped")["status"] == "stopped"
+    oci.ok("delete", "k2")
+
+
+def test_delete_force_kills_a_running_container(oci, bundle):
+    _config(bundle, _args("/bin/sleep", "60"))
+    oci.ok("create", "--bundle", str(bundle), "f1")
+    oci.ok("start", "f1")
+    pid = oci.state("f1")["pid"]
+    oci.ok("delete", "--force", "f1")
+    assert not _alive(pid) and oci.entries() == []
+
+
+def test_duplicate_id_is_refused(oci, bundle):
+    _config(bundle, _args("/bin/sleep", "60"))
+    oci.ok("create", "--bundle", str(bundle), "d1")
+    pid = oci.state("d1")["pid"]
+    again = oci("create", "--bundle", str(bundle), "d1")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert oci.state("d1")["pid"] == pid and _alive(pid)
+
+
+@pytest.mark.parametrize("command", [["state"], ["kill"], ["delete"], ["start"], ["kill", "--all"]])
+def test_unknown_id_is_refused(oci, command):
+    done = oci(*command, "nosuch")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr and oci.entries() == []
+
+
+def _refused(oci: Oci, bundle: Path, words: str) -> None:
+    before = set(mounts_under(bundle))
+    done = oci("create", "--bundle", str(bundle), "bad")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], done.stderr
+    assert oci.entries() == [] and set(mounts_under(bundle)) == before
+    out = subprocess.run(["pgrep", "-f", str(bundle)], capture_output=True, text=True).stdout
+    assert out == ""
+
+
+def test_missing_config_is_refused(oci, bundle):
+    (bundle / "config.json").unlink()
+    _refused(oci, bundle, "config.json")
+
+
+def test_invalid_config_is_refused(oci, bundle):
+    (bundle / "config.json").write_text("{not json")
+    _refused(oci, bundle, "not valid JSON")
+
+
+def test_unknown_oci_version_is_refused(oci, bundle):
+    _config(bundle, lambda d: d.update(ociVersion="2.0.0"))
+    _refused(oci, bundle, "ociVersion")
+
+
+def test_rootfs_symlink_out_of_the_bundle_is_refused(oci, bundle, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (bundle / "escape").symlink_to(tmp_path / "elsewhere")
+    _config(bundle, lambda d: d["root"].update(path="escape"))
+    _refused(oci, bundle, "outside the bundle")
+
+
+def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_path):
+    outside = tmp_path / "host-dir"
+    outside.mkdir()
+    (bundle / "rootfs" / "sneaky").symlink_to(outside)
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/sneaky/x", "type": "tmpfs",
+                                                  "source": "tmpfs", "options": ["nosuid"]}))
+    _refused(oci, bundle, "leads out of the container's root")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("field,change", [
+    ("hooks", lambda d: d.update(hooks={"prestart": [{"path": "/bin/true"}]})),
+    ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
+    ("linux.namespaces: user", lambda d: d["linux"]["namespaces"].append({"type": "user"})),
+    ("process.terminal", lambda d: d["process"].update(terminal=True)),
+    ("linux.resources.blockIO", lambda d: d["linux"].update(resources={"blockIO": {"weight": 100}})),
+    ("linux.resources.cpu.idle", lambda d: d["linux"].update(resources={"cpu": {"idle": 1}})),
+    ("linux.resources.memory", lambda d: d["linux"].update(resources={"memory": {"limit": 1 << 26}})),
+])
+def test_fields_it_cannot_honour_are_refused_by_name(oci, bundle, field, change):
+    _config(bundle, change)
+    _refused(oci, bundle, field)
+
+
+def test_missing_program_fails_create_and_leaves_nothing(oci, bundle):
+    _config(bundle, _args("/no/such/program"))
+    _refused(oci, bundle, "no such executable")
+
+
+def test_global_flags_features_and_json_log(oci, tmp_path, bundle):
+    log = tmp_path / "log.json"
+    done = subprocess.run([sys.executable, "-m", "minirun.ociruntime", "--root", str(oci.root), "--log", str(log),
+                           "--log-format", "json", "--cgroup-manager=cgroupfs", "state", "nosuch"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    entry = json.loads(log.read_text().splitlines()[0])
+    assert entry["level"] == "error" and "nosuch" in entry["msg"] and entry["time"]
+    assert json.loads(oci.ok("features").stdout)["ociVersionMax"] == "1.1.0"
+    assert oci("--systemd-cgroup", "state", "x").returncode != 0
+    assert "minirun-oci" in oci.ok("--version").stdout
+    launcher = Path(__file__).resolve().parents[2] / "bin" / "minirun-oci"
+    done = subprocess.run([sys.executable, str(launcher), "--version"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(launcher.parents[1])))
+    assert done.returncode == 0 and done.stdout.startswith("minirun-oci version")
+
+
+@pytest.mark.kernel
+def test_seccomp_profile_is_applied(oci, bundle):
+    def change(doc):
+        doc["process"]["args"] = ["/bin/sh", "-c", "mkdir /tmp/d 2>&1; echo done"]
+        doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                                 "errnoRet": 1}]}
+    _config(bundle, change)
+    done = oci("run", "--bundle", str(bundle), "s1")
+    assert done.returncode == 0, done.stderr
+    assert "Operation not permitted" in done.stdout and done.stdout.endswith("done\n")
+    assert not (bundle / "rootfs" / "tmp" / "d").exists()
+
+
+@pytest.mark.skipif(not V1["devices"], reason="needs the cgroup v1 devices controller")
+@pytest.mark.kernel
+def test_devices_cgroup_denies_a_device_node(oci, bundle):
+    """linux.resources.devices deny-all (the default config): a node the container makes
+    for a host disk cannot be opened, while /dev/null still can."""
+    _config(bundle, _args("/bin/sh", "-c", "mknod /tmp/disk b 7 0 2>&1; head -c1 /tmp/disk >/dev/null 2>&1 "
+                                           "&& echo opened || echo denied; echo x > /dev/null && echo null-ok"))
+    done = oci("run", "--bundle", str(bundle), "v1")
+    assert done.returncode == 0, done.stderr
+    assert "denied" in done.stdout and "null-ok" in done.stdout and "opened" not in done.stdout
+
+
+@pytest.mark.skipif(V1["devices"], reason="cgroup v1 devices controller present: the rules are applied")
+@pytest.mark.kernel
+def test_device_rules_without_v1_devices_are_refused(oci, bundle):
+    _config(bundle, lambda d: d["linux"].update(resources={"devices": [{"allow": False, "access": "rwm"}]}))
+    _refused(oci, bundle, "linux.resources.devices")
+
+
+@pytest.mark.skipif(not all(V1[c] for c in ("pids", "cpu", "cpuset")), reason="needs cgroup v1 pids, cpu, cpuset")
+@pytest.mark.kernel
+def test_cgroups_path_pids_and_cpu_are_applied_and_removed(oci, bundle):
+    name = f"minirun-oci-test-{os.getpid()}"
+    groups = {c: Path("/sys/fs/cgroup") / c / name / "c" for c in ("pids", "cpu", "cpuset")}
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{name}/c", resources={
+        **d["linux"].get("resources", {}), "pids": {"limit": 17},
+        "cpu": {"shares": 512, "period": 100000, "quota": 50000, "cpus": "0"}}))
+    _config(bundle, _args("/bin/sleep", "60"))
+    try:
+        oci.ok("create", "--bundle", str(bundle), "p1")
+        pid = oci.state("p1")["pid"]
+        assert (groups["pids"] / "pids.max").read_text().strip() == "17"
+        assert (groups["cpu"] / "cpu.shares").read_text().strip() == "512"
+        assert (groups["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (groups["cpuset"] / "cpuset.cpus").read_text().strip() == "0"
+        for group in groups.values():
+            assert str(pid) in (group / "cgroup.procs").read_text().split()
+        oci.ok("delete", "--force", "p1")
+        for group in groups.values():
+            assert not group.exists() and not group.parent.exists()
+    finally:
+        for group in groups.values():
+            for path in (group, group.parent):
+                if path.exists():
+                    path.rmdir()
+
+
+@pytest.mark.kernel
+def test_terminal_master_is_sent_over_the_console_socket(oci, bundle, tmp_path):
+    import socket
+    _config(bundle, _args("/bin/sh", "-c", "tty; stty size; echo hi-there"))
+    _config(bundle, lambda d: d["process"].update(terminal=True, consoleSize={"height": 30, "width": 100}))
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(20)
+    try:
+        oci.ok("create", "--bundle", str(bundle), "--console-socket", path, "t1")
+        conn, _ = server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+        conn.close()
+        assert len(fds) == 1
+        master = fds[0]
+        oci.ok("start", "t1")
+        output = b""
+        deadline = time.monotonic() + 10
+        while b"hi-there" not in output and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(master)
+        text = output.decode(errors="replace").replace("\r", "")
+        assert "/dev/pts/0" in text and "30 100" in text and "hi-there" in text, text
+        _wait_status(oci, "t1", "stopped")
+        oci.ok("delete", "t1")
+    finally:
+        server.close()
+
+
+def test_console_socket_without_terminal_is_refused(oci, bundle, tmp_path):
+    before = set(mounts_under(bundle))
+    done = oci("create", "--bundle", str(bundle), "--console-socket", str(tmp_path / "none.sock"), "t2")
+    assert done.returncode != 0 and "process.terminal is false" in done.stderr
+    assert oci.entries() == [] and set(mounts_under(bundle)) == before
+
+
+def test_kill_of_a_stopped_container_fails(oci, bundle):
+    _config(bundle, _args("/bin/true"))
+    oci.ok("create", "--bundle", str(bundle), "k3")
+    oci.ok("start", "k3")
+    assert _wait_status(oci, "k3", "stopped")["status"] == "stopped"
+    done = oci("kill", "k3", "KILL")
+    assert done.returncode != 0 and "stopped" in done.stderr
+    oci.ok("delete", "k3")
+
+
+def test_read_only_rbind_makes_every_submount_read_only(oci, bundle, tmp_path):
+    """The `cgroup` mount of runc's spec binds the host's /sys/fs/cgroup: none of its
+    hierarchies may be writable inside, or the container could change the host's cgroups."""
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/hostcg", "type": "bind",
+                                                  "source": "/sys/fs/cgroup", "options": ["rbind", "ro"]}))
+    _config(bundle, _args("/bin/sh", "-c", "grep ' /hostcg' /proc/self/mountinfo | awk '{print $6}' | "
+                                           "cut -d, -f1 | sort | uniq -c"))
+    done = oci("run", "--bundle", str(bundle), "ro1")
+    assert done.returncode == 0, done.stderr
+    assert "rw" not in done.stdout.split() and " ro" in done.stdout, done.stdout
+
+
+def test_kill_all_signals_every_process_of_the_container(oci, bundle):
+    _config(bundle, _args("/bin/sh", "-c", "sleep 60 & sleep 60 & wait"))
+    oci.ok("create", "--bundle", str(bundle), "ka")
+    oci.ok("start", "ka")
+    pid = oci.state("ka")["pid"]
+    deadline = time.monotonic() + 10
+    children = []
+    while len(children) < 2 and time.monotonic() < deadline:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        time.sleep(0.05)
+    assert len(children) == 2
+    # TERM: PID 1 (sh, no handler) ignores it, so only --all reaches the sleeps; then sh's wait ends
+    oci.ok("kill", "--all", "ka", "TERM")
+    assert _wait_status(oci, "ka", "stopped")["status"] == "stopped"
+    deadline = time.monotonic() + 5
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in children)
+    oci.ok("delete", "ka")
+
+
+def test_delete_force_removes_what_a_killed_create_left(oci):
+    (oci.root / "half").mkdir(parents=True)          # a create killed before it wrote state.json
+    assert oci("state", "half").returncode != 0
+    assert oci("delete", "half").returncode != 0
+    oci.ok("delete", "--force", "half")
+    assert oci.entries() == []
