@@ -135,6 +135,9 @@ def dispatch(argv: list[str], out: _Output) -> int:
             preserve = int(opts.get("preserve-fds", 0))
         except ValueError:
             raise UsageError("--preserve-fds takes a number", "e.g. --preserve-fds 2") from None
+        if preserve:
+            raise UsageError("--preserve-fds above 0 is not supported yet: the exec trampoline "
+                             "uses descriptor 3", "pass no descriptors beyond stdio")
         bundle = opts.get("bundle") or opts.get("b") or "."
         if command == "create":
             container.create(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")), preserve,

@@ -98,6 +98,9 @@ def check(config: dict, bundle: str) -> None:
                 raise _refuse(f"mounts[{i}].{key}")
     _process(config.get("process"))
     _linux(_type(config.setdefault("linux", {}), dict, "linux"))
+    if "hostname" in config and not any(ns.get("type") == "uts" for ns in config["linux"]["namespaces"]):
+        raise ConfigError("config.json: hostname without a uts namespace would name the host",
+                          "add {\"type\": \"uts\"} to linux.namespaces, or drop hostname")
 
 
 def _rootfs(bundle: str, path: str) -> str:
@@ -211,6 +214,14 @@ def _linux(linux: dict) -> None:
         _type(value, str, f"linux.sysctl[{key}]")
         if "/" in key or ".." in key:
             raise ConfigError(f"config.json: linux.sysctl: bad name {key!r}", "use names such as net.ipv4.ip_forward")
+        needs = _sysctl_namespace(key)
+        if needs is None:
+            raise ConfigError(f"config.json: linux.sysctl {key} is not namespaced: it would change the host",
+                              "drop it (only net.*, the IPC kernel.* keys, fs.mqueue.* and kernel.hostname "
+                              "or domainname can be set)")
+        if needs not in seen:
+            raise ConfigError(f"config.json: linux.sysctl {key} needs a {needs} namespace of the container's",
+                              f"add {{\"type\": \"{needs}\"}} to linux.namespaces, or drop it")
     for field in ("maskedPaths", "readonlyPaths"):
         for path in _type(linux.setdefault(field, []), list, f"linux.{field}"):
             if not isinstance(path, str) or not path.startswith("/"):
@@ -241,3 +252,19 @@ def signal_number(text: str) -> int:
         if number is not None:
             return int(number)
     raise UsageError(f"unknown signal {text!r}", "give a number or a name such as TERM, SIGKILL or 9")
+
+
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """The namespace whose copy of key a container may set, or None: a key of the
+    whole host (runc's rules)."""
+    if key.startswith("net."):
+        return "network"
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None

@@ -47,6 +47,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
     """The intermediate process; never returns."""
     code = 1
     try:
+        caps.set_dumpable(False)            # the host's python until its exec: no ptrace, no /proc/PID/fd
         if cgroup:
             ocigroup.join(cgroup, os.getpid())
         for fd in range(3, 3 + preserve):
@@ -73,6 +74,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                 unshare |= _FLAGS[ns["type"]]
         linux.unshare(unshare)
         fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)      # the host's, for the trampoline's report
         pid = os.fork()
         if pid:
             _send(report, {"pid": pid})
@@ -83,7 +85,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
-                init.finish(cfg["process"], program, fifo, seccomp_program)
+                init.finish(cfg["process"], program, fifo, seccomp_program, null)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
                 if report >= 0:
                     _send(report, _describe(exc))

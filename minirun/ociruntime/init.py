@@ -23,7 +23,7 @@ from .. import linux
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
-from ..sandbox import rootfs, tty
+from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
 from . import config
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -238,6 +238,14 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
         for mount in cfg["mounts"]:
             _mount_one(root, bundle, mount)
         _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"])
+    finally:
+        os.close(root)
+    rootfs.enter(path, use_chroot=no_pivot)
+    for key, value in spec["sysctl"].items():       # before readonlyPaths, which often hold /proc/sys
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    root = os.open("/", _DIR)
+    try:
         null = open_in_root(root, "dev/null", follow=False)
         try:
             for masked in spec["maskedPaths"]:
@@ -248,16 +256,12 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
             rootfs.read_only(root, ro)
     finally:
         os.close(root)
-    rootfs.enter(path, use_chroot=no_pivot)
     if console is not None:
         _terminal(process, console)
     if propagation:
         linux.mount(None, "/", None, _PROPAGATION[propagation])
     if cfg["root"].get("readonly"):
         linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
-    for key, value in spec["sysctl"].items():
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
     if "hostname" in cfg:
         linux.sethostname(cfg["hostname"])
     for limit in process["rlimits"]:
@@ -268,9 +272,13 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
     cwd = process.get("cwd") or "/"
     try:
         os.chdir(cwd)
+        here = os.getcwd()
     except OSError as exc:
         raise RuntimeFailure(f"process.cwd {cwd}: {exc.strerror} in the container",
                              "give an existing directory in process.cwd") from None
+    if not here.startswith("/"):            # /proc/self/fd/N of a descriptor of the host's
+        raise RuntimeFailure(f"process.cwd {cwd} leads out of the container's root",
+                             "give a directory inside the container in process.cwd")
     return _program(process)
 
 
@@ -289,12 +297,20 @@ def _program(process: dict) -> str:
                          "give a program the rootfs holds (check process.env's PATH)")
 
 
-def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None) -> None:
-    """Wait for `start` on the exec fifo, take the user and capabilities, exec."""
+def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1) -> None:
+    """Wait for `start` on the exec fifo, take the user and capabilities, exec through
+    the trampoline: this process is the host's python, and the program's path may
+    lead back to it (/proc/self/exe); the trampoline, a sealed memfd, is what that
+    then finds. report: a descriptor of the host's /dev/null for its errno byte."""
     fd = os.open(rootfs.fd_path(fifo), os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)
+    exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
+    if exe < 0:
+        raise RuntimeFailure("minirun-oci has no exec trampoline for this machine's architecture",
+                             "run it on x86_64")
+    command.close_fds((exe, report))        # nothing of the caller's reaches the container
     user, capabilities = process["user"], process["capabilities"]
     names = {kind: frozenset(caps.normalise(n) for n in capabilities.get(kind, []))
              for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")}
@@ -312,4 +328,4 @@ def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None)
     if seccomp and process["noNewPrivileges"]:
         linux.seccomp_set_filter(*seccomp)
     env = dict(entry.split("=", 1) for entry in process["env"] if "=" in entry)
-    os.execve(program, process["args"], env)
+    trampoline.run(exe, program, process["args"], env, report, trampoline.ARGV0)

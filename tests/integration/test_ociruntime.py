@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -429,3 +431,82 @@ def test_delete_force_removes_what_a_killed_create_left(oci):
     assert oci("delete", "half").returncode != 0
     oci.ok("delete", "--force", "half")
     assert oci.entries() == []
+
+
+# ---------------------------------------------------------------- attacks (a review's, on the first version)
+
+def _with_host_loader(rootfs: Path) -> None:
+    """The host interpreter's ELF loader and libraries in the image, so that the
+    host's python could run there if anything exec'd it."""
+    listing = subprocess.run(["ldd", sys.executable], capture_output=True, text=True).stdout
+    for path in re.findall(r"(/\S+\.so[.\d]*)", listing):
+        target = rootfs / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), target)
+
+
+def test_the_program_never_runs_the_hosts_interpreter(oci, bundle):
+    """CVE-2019-5736 class: the init is the host's python until its exec; a program
+    path that leads to /proc/self/exe (a symlink the image ships, found in PATH) ran
+    that python in the container, which could then write it through /proc/self/fd.
+    Now the exec goes through the sealed-memfd trampoline, which is what it finds."""
+    rootfs = bundle / "rootfs"
+    _with_host_loader(rootfs)
+    (rootfs / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    os.symlink("/proc/self/exe", rootfs / "usr/local/bin/py")
+    _config(bundle, _args("py", "-S", "-c", "print('the host interpreter ran')"))
+    done = oci("run", "--bundle", str(bundle), "exe1")
+    assert done.returncode != 0
+    assert "host interpreter ran" not in done.stdout and "Python" not in done.stderr, (done.stdout, done.stderr)
+
+
+def test_a_descriptor_of_the_callers_never_reaches_the_container(oci, bundle, tmp_path):
+    """CVE-2024-21626 class: an fd the caller left open, as process.cwd
+    (/proc/self/fd/N) or read through /proc/self/fd, led to the host's files."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    fd = os.open(canary, os.O_RDONLY | os.O_DIRECTORY)      # inheritable: as a careless caller's
+    os.set_inheritable(fd, True)
+    try:
+        _config(bundle, _args("/bin/sh", "-c", f"ls /proc/self/fd; echo x > /proc/self/fd/{fd}/written"))
+        done = subprocess.run([sys.executable, "-m", "minirun.ociruntime", "--root", str(oci.root), "run",
+                               "--bundle", str(bundle), "fd1"], pass_fds=(fd,), capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        assert str(fd) not in done.stdout.split(), done.stdout
+        _config(bundle, lambda d: d["process"].update(cwd=f"/proc/self/fd/{fd}"))
+        _config(bundle, _args("/bin/sh", "-c", "echo x > written; ls ../"))
+        cwd = subprocess.run([sys.executable, "-m", "minirun.ociruntime", "--root", str(oci.root), "run",
+                              "--bundle", str(bundle), "fd2"], pass_fds=(fd,), capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL)
+        assert cwd.returncode != 0 and len(cwd.stderr.strip().splitlines()) == 1, cwd
+    finally:
+        os.close(fd)
+    assert os.listdir(canary) == []
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: (d.update(hostname="h"), d["linux"].update(namespaces=[n for n in d["linux"]["namespaces"]
+                                                                      if n["type"] != "uts"])), "uts"),
+    (lambda d: d["linux"].update(sysctl={"kernel.core_pattern": "|/tmp/x"}), "not namespaced"),
+    (lambda d: (d["linux"].update(sysctl={"net.ipv4.ip_forward": "1"}),
+                d["linux"].update(namespaces=[n for n in d["linux"]["namespaces"] if n["type"] != "network"])),
+     "network namespace"),
+])
+def test_host_wide_hostname_and_sysctls_are_refused(oci, bundle, change, words):
+    """Run in UTS, network and IPC namespaces of the test's own: a runtime that let
+    these through (the first version did) changes those, never this machine's."""
+    _config(bundle, change)
+    done = subprocess.run(["unshare", "--uts", "--net", "--ipc", sys.executable, "-m", "minirun.ociruntime",
+                           "--root", str(oci.root), "create", "--bundle", str(bundle), "bad"],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], done.stderr
+    assert oci.entries() == []
+
+
+def test_a_namespaced_sysctl_is_set_even_under_a_read_only_proc_sys(oci, bundle):
+    _config(bundle, lambda d: d["linux"].update(sysctl={"net.ipv4.ip_forward": "1"}))
+    _config(bundle, lambda d: d["linux"].setdefault("readonlyPaths", []).append("/proc/sys"))
+    _config(bundle, _args("cat", "/proc/sys/net/ipv4/ip_forward"))
+    assert oci.ok("run", "--bundle", str(bundle), "sys1").stdout == "1\n"
