@@ -101,7 +101,9 @@ def gone(mr, port: int, timeout: float = 5, at_once: bool = False) -> None:
     if at_once:
         assert refused(port) and proxies(mr) == [], "the proxy outlived the recorded end"
     deadline = time.monotonic() + timeout
-    while proxies(mr) and time.monotonic() < deadline:
+    # a dying proxy leaves /proc's environ (its memory goes first) a moment before its
+    # descriptors close: wait for both
+    while (proxies(mr) or not refused(port)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proxies(mr) == [], "a proxy outlived its container"
     assert refused(port), f"127.0.0.1:{port} still accepts connections"
