@@ -142,7 +142,23 @@ def run(fd: int, path: str, argv: list[str], env: dict[str, str], report: int, m
     if report != REPORT_FD:
         os.dup2(report, REPORT_FD)
     os.set_inheritable(REPORT_FD, True)
-    os.execve(fd, [mode, path, *argv], env)                     # fexecve(3)
+    args = [mode, path, *argv]
+    try:
+        os.execve(fd, args, env)                                # fexecve(3): execveat(fd, "", AT_EMPTY_PATH)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+            raise
+        refused = exc
+    # A seccomp profile that lists execve but not execveat (older Docker-format ones,
+    # hand-written allow-lists): the same sealed memfd, reached by its /proc name.
+    # exec's waiter has no /proc/self (it is outside the container's PID namespace).
+    try:
+        os.execve(f"/proc/self/fd/{fd}", args, env)
+    except OSError:
+        if refused.errno == errno.EACCES:
+            raise refused from None
+        raise OSError(refused.errno, f"{refused.strerror} (does the seccomp profile refuse execveat? "
+                                     "allow it: minirun starts commands with it)") from None
 
 
 def decode(report: bytes) -> int:

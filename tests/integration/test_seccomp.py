@@ -270,6 +270,22 @@ def test_a_profile_refusing_what_init_needs_fails_in_one_line_and_never_hangs(mr
     mr.ok("rm", "-f", "c")
 
 
+@pytest.mark.kernel
+def test_a_profile_without_execveat_still_runs_the_command(mr, image, tmp_path):
+    """The command starts through a sealed memfd, by execveat: a profile that lists execve
+    but not execveat (older hand-written allow-lists) gets the memfd by its /proc name.
+    exec's waiter, outside the container's PID namespace, has no /proc/self: one line."""
+    flags = ("--security-opt", f"seccomp={refusing(tmp_path, 'execveat')}")
+    for extra in ((), ("--init",)):
+        result = mr("run", "--rm", *extra, *flags, image, "echo", "ran")
+        assert (result.returncode, result.stdout) == (0, "ran\n"), (extra, result.returncode, result.stderr)
+    mr.ok("run", "-d", "--name", "c", *flags, image, "sleep", "60")
+    result = mr("exec", "c", "echo", "ran")
+    assert result.returncode == 126 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "allow it" in result.stderr and "execveat" in result.stderr
+    mr.ok("rm", "-f", "c")
+
+
 BAD_PROFILES = [
     ("missing", None, "no such file"),
     ("not json", "{not json", "not valid JSON"),
