@@ -123,8 +123,6 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             if output is not None:
                 output.finish()
             raise
-    if output is not None:
-        output.started()
     setup_error, outcome, oom = "", None, False
     try:
         try:
@@ -132,6 +130,10 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
         except Exception as exc:                    # noqa: BLE001 - reported as the run's error
             setup_error = exc.line() if isinstance(exc, MinirunError) else f"container setup: {exc}"
             _kill(started.pid)
+        if output is not None:
+            # after the child's go-ahead, off its critical path: until the copiers
+            # start, its output waits in the pipes
+            output.started()
         relay = _terminal_relay(started, interactive, output, show) if launch.tty and not setup_error else None
         try:
             outcome = process.wait(started, on_exec=notify, setup_error=setup_error)
