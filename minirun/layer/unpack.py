@@ -37,6 +37,7 @@ from ..lib.frozen import dataclass, field
 from typing import BinaryIO
 
 from ..errors import BadImage, DigestMismatch, context, named
+from ..lib.fsutil import read_into
 from .extract import CHUNK, Extractor, safe_name
 from .feed import Feed, Producer, gzip_reader
 from .limits import Limits
@@ -83,13 +84,7 @@ class Tee:
 
     def readinto(self, buf) -> int:
         """What python-isal's gzip reader calls: no copy through a bytes object."""
-        readinto = getattr(self.src, "readinto", None)
-        if readinto is None:
-            data = self.src.read(len(buf))
-            n = len(data)
-            buf[:n] = data
-        else:
-            n = readinto(buf) or 0
+        n = read_into(self.src, buf)
         if n:
             self._counted(n)
             if self.sink is not None:

@@ -246,3 +246,14 @@ def make_dir(path: str, mode: int) -> None:
     os.mkdir(path, mode)
     if mode & umask():
         os.chmod(path, mode)
+
+
+def read_into(stream, buf) -> int:
+    """stream.readinto(buf), for the streams that have it (no copy through a bytes
+    object), else a read() copied into buf: the byte count, 0 at the end."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto(buf) or 0
+    data = stream.read(len(buf))
+    buf[:len(data)] = data
+    return len(data)

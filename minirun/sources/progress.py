@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..lib.fsutil import read_into
+
 # report(label, status, done=None, total=None); collections.abc, not typing's Protocol:
 # api/catalog.py names it, and the commands that list images import little
 Report = Callable[..., None]
@@ -43,13 +45,7 @@ class Metered:
         return data
 
     def readinto(self, buf) -> int:
-        readinto = getattr(self.stream, "readinto", None)
-        if readinto is None:
-            data = self.stream.read(len(buf))
-            n = len(data)
-            buf[:n] = data
-        else:
-            n = readinto(buf) or 0
+        n = read_into(self.stream, buf)
         if n:
             self._counted(n)
         return n
