@@ -124,6 +124,7 @@ def processes_using(root: Path) -> list[int]:
 def mr(tmp_path, fixtures) -> Minirun:
     root = tmp_path / "store"
     cli = Minirun(root, fixtures)
+    cli.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")    # no test reads or writes ~/.docker
     yield cli
     if (root / "containers").is_dir():
         # the product's own cleanup: kills what runs, gives back cgroups and addresses
@@ -145,3 +146,30 @@ def mr(tmp_path, fixtures) -> Minirun:
         remove_tree(str(root))          # iterative: tests build trees deeper than rmtree recurses
     assert not leaks, f"overlay mounts leaked on the host: {leaks}"
     assert not leftovers, f"minirun processes left running: {leftovers}"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A real registry (Debian's docker-registry) on 127.0.0.1, for this test alone."""
+    from .registry import Registry
+    reg = Registry(tmp_path / "registry")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def bridge_net(mr):
+    """A bridge and /24 of this test's own, passed to minirun through its environment.
+    The bridge is deleted afterwards whatever happened."""
+    from . import netfixtures
+    subnet = netfixtures.free_subnet()
+    if subnet is None:
+        pytest.skip("no free 10.X.Y.0/24 on this host")
+    name = netfixtures.bridge_name()
+    assert name not in netfixtures.link_names()
+    mr.env.update(MINIRUN_BRIDGE=name, MINIRUN_BRIDGE_SUBNET=subnet)
+    try:
+        yield name, subnet
+    finally:
+        netfixtures.delete_link(name)
+    assert name not in netfixtures.link_names(), f"bridge {name} is still there"

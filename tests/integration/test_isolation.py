@@ -667,23 +667,6 @@ def test_network_host_sees_the_hosts_interfaces(mr):
     assert before & after <= set(inside) <= before | after, (sorted(inside), sorted(before & after))
 
 
-@pytest.fixture
-def bridge_net(mr):
-    """A bridge and /24 of this test's own, passed to minirun through its environment.
-    The bridge is deleted afterwards whatever happened."""
-    subnet = netfixtures.free_subnet()
-    if subnet is None:
-        pytest.skip("no free 10.X.Y.0/24 on this host")
-    name = netfixtures.bridge_name()
-    assert name not in netfixtures.link_names()
-    mr.env.update(MINIRUN_BRIDGE=name, MINIRUN_BRIDGE_SUBNET=subnet)
-    try:
-        yield name, subnet
-    finally:
-        netfixtures.delete_link(name)
-    assert name not in netfixtures.link_names(), f"bridge {name} is still there"
-
-
 def busybox_ping(address: str) -> subprocess.CompletedProcess:
     return subprocess.run(["busybox", "ping", "-c1", "-W2", address], capture_output=True, text=True,
                           timeout=10)

@@ -30,19 +30,10 @@ ECHO_SERVER = 'while true; do nc -l -p 80 -e sh -c "read line; echo got-\\$line"
 
 
 @pytest.fixture
-def bridge(mr):
-    """A bridge and /24 of this test's own, for minirun through its environment."""
-    subnet = netfixtures.free_subnet()
-    if subnet is None:
-        pytest.skip("no free 10.X.Y.0/24 on this host")
-    name = netfixtures.bridge_name()
-    assert name not in netfixtures.link_names()
-    mr.env.update(MINIRUN_BRIDGE=name, MINIRUN_BRIDGE_SUBNET=subnet)
+def bridge(mr, bridge_net):
+    """conftest's bridge of this test's own, with busybox loaded: its name."""
     mr.load("busybox")
-    try:
-        yield name
-    finally:
-        netfixtures.delete_link(name)
+    return bridge_net[0]
 
 
 def free_port() -> int:

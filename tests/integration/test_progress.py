@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from .imagebuild import entry, layer_tar, write_layout
-from .registry import DOCKER_REGISTRY, FaultProxy, Registry
+from .registry import DOCKER_REGISTRY, FaultProxy
 
 MANY_FILES = 8000          # 2 kB each: a layer whose extraction takes a while
 BIG_FILE = 8 << 20         # one file, incompressible: a blob of 8 MB
@@ -48,19 +48,6 @@ def layers_of(layout: Path) -> list[tuple[str, int]]:
     digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
     manifest = json.loads((blobs / digest[7:]).read_text())
     return [(layer["digest"][7:19], layer["size"]) for layer in manifest["layers"]]
-
-
-@pytest.fixture
-def mr(mr, tmp_path):
-    mr.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
-    return mr
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "registry")
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

@@ -22,20 +22,6 @@ pytestmark = pytest.mark.skipif(DOCKER_REGISTRY is None or shutil.which("skopeo"
                                 reason="needs docker-registry and skopeo (apt-get install docker-registry skopeo)")
 
 
-@pytest.fixture
-def mr(mr, tmp_path):
-    """The CLI with its own Docker credentials file, so no test touches ~/.docker."""
-    mr.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
-    return mr
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "plain")
-    yield reg
-    reg.stop()
-
-
 def skopeo_push(layout: str, dest: str, *creds: str) -> None:
     subprocess.run(sealed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *creds,
                            f"oci:{layout}:latest", f"docker://{dest}"]), check=True, capture_output=True)
