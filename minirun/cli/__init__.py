@@ -78,6 +78,8 @@ def main() -> None:
             sys.stderr.flush()
         except OSError:
             pass
+        from .. import codecache        # after the output: a first run's rewrite delays only the exit
+        codecache.save()
         os._exit(code)
     gc.enable()
     app = typer_app()

@@ -1,0 +1,177 @@
+"""The code cache: the compiled modules a quick command imports, in one file.
+
+`minirun run` is a cold start every time, and a third of its Python start-up
+went to importing minirun's own ~50 modules one file at a time: for each, the
+path finder's look-up, a stat of the source, an open and read of its .pyc and
+an unmarshal. This module owns one file, `minirun/__pycache__/codecache.<tag>.bin`
+beside the .pyc files, which holds the code of the minirun modules that
+commands imported, compiled without their docstrings (a module with an assert,
+as it is). The launchers (bin/minirun, bin/minirun-oci) call install() first; a
+finder at the front of sys.meta_path then serves those modules from the one read, ~3 ms
+sooner per command than the .pyc files (benchmarks/start.py).
+
+It is a cache, never the truth, and it is checked as Python checks a .pyc:
+each entry carries the size and mtime of its source, and an entry whose source
+is gone or differs is not used (the module is imported from its source as
+usual). A file from another Python (its magic number), a damaged file, or one
+that is not a regular file owned by root (or the user running it) and writable
+by no one else is ignored whole. save(), called by the CLI just
+before it exits, writes a new file when a minirun module came from its source
+(the first run after an install or an edit): compiled again from the sources,
+written to a temporary name and renamed, so a reader sees the old file or the
+new one. It writes nothing when Python may not write bytecode
+(PYTHONDONTWRITEBYTECODE, -B) or the directory is not writable; any error
+there is dropped, as Python drops a .pyc it cannot write.
+
+Imports only what the interpreter has already loaded at start (os, sys,
+marshal and the import system's own frozen modules): it runs before anything
+else of minirun.
+"""
+
+from __future__ import annotations
+
+import _frozen_importlib as _bootstrap
+import _frozen_importlib_external as _external
+import marshal
+import os
+import sys
+
+_FORMAT = b"minirun-codecache/1\0" + _external.MAGIC_NUMBER
+_MAX_BYTES = 16 << 20           # bounded, like every file minirun reads
+
+
+class _Loader:
+    """Executes a module's code from the cache."""
+
+    def __init__(self, code: bytes):
+        self._code = code
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        exec(marshal.loads(self._code), module.__dict__)   # noqa: S102 - our own compiled modules
+
+
+class Cache:
+    """The cache file of one package (minirun; a test's own package in the tests):
+    a finder for sys.meta_path, and the writer of a new file."""
+
+    def __init__(self, root: str, package: str):
+        self.root, self.package = root, package
+        self.file = os.path.join(root, "__pycache__", f"codecache.{sys.implementation.cache_tag}.bin")
+        self.entries = read(self.file)   # name -> (relative path, is package, size, mtime_ns, code)
+        self.served: set[str] = set()
+
+    def find_spec(self, name, path=None, target=None):
+        entry = self.entries.get(name)
+        if entry is None:
+            return None
+        relative, package, size, mtime, code = entry
+        origin = os.path.join(self.root, relative)
+        try:
+            st = os.stat(origin)
+        except OSError:
+            return None
+        if st.st_size != size or st.st_mtime_ns != mtime:
+            return None
+        spec = _bootstrap.ModuleSpec(name, _Loader(code), origin=origin, is_package=package)
+        spec.has_location = True
+        if package:
+            spec.submodule_search_locations = [os.path.dirname(origin)]
+        self.served.add(name)
+        return spec
+
+    def save(self) -> None:
+        """A new file if a module of the package was imported from its source."""
+        if sys.dont_write_bytecode:
+            return
+        folder = os.path.dirname(self.file)
+        if not os.access(folder if os.path.isdir(folder) else self.root, os.W_OK):
+            return              # checked first: compiling every module costs ~0.1 s
+        wanted = {}
+        for name, module in list(sys.modules.items()):
+            if name in self.served or name == __name__ or not name.startswith(self.package + "."):
+                continue
+            origin = getattr(getattr(module, "__spec__", None), "origin", None)
+            if isinstance(origin, str) and origin.endswith(".py") and origin.startswith(self.root + os.sep):
+                wanted[name] = origin
+        if not wanted:
+            return
+        for name, (relative, *_rest) in self.entries.items():
+            if name not in wanted and os.path.isfile(os.path.join(self.root, relative)):
+                wanted[name] = os.path.join(self.root, relative)
+        try:
+            self._write({name: _compile(origin, self.root) for name, origin in wanted.items()})
+        except (OSError, SyntaxError, ValueError):
+            pass
+
+    def _write(self, entries: dict) -> None:
+        os.makedirs(os.path.dirname(self.file), mode=0o755, exist_ok=True)
+        temporary = f"{self.file}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_FORMAT + marshal.dumps(entries))
+            os.rename(temporary, self.file)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+
+
+_cache: Cache | None = None
+
+
+def install() -> None:
+    """Serve minirun's modules from its cache file, if there is a usable one."""
+    global _cache
+    if _cache is None:
+        _cache = Cache(os.path.dirname(os.path.abspath(__file__)), __name__.partition(".")[0])
+        sys.meta_path.insert(0, _cache)
+
+
+def save() -> None:
+    """Called as the CLI exits: a new cache file when it is out of date."""
+    if _cache is not None:
+        _cache.save()
+
+
+def read(file: str) -> dict:
+    """The entries of a cache file; {} for a missing, foreign, damaged or unsafe one."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000 and st.st_uid in (0, os.geteuid())
+                and not st.st_mode & 0o022 and st.st_size <= _MAX_BYTES):
+            return {}
+        data = os.read(fd, st.st_size + 1)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    if not data.startswith(_FORMAT):
+        return {}
+    try:
+        entries = marshal.loads(memoryview(data)[len(_FORMAT):])
+    except (EOFError, ValueError, TypeError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _compile(origin: str, root: str) -> tuple:
+    """One entry: the module's code compiled as -OO does, without docstrings, unless
+    it has an assert or reads a docstring (then as it is). compile() alone: no ast,
+    whose imports (enum, contextlib) the quick commands must not pay for."""
+    with open(origin, "rb") as f:
+        st = os.fstat(f.fileno())
+        source = f.read()
+    keep = b"assert" in source or b"__doc__" in source or b"__debug__" in source
+    code = compile(source, origin, "exec", dont_inherit=True, optimize=0 if keep else 2)
+    return (os.path.relpath(origin, root), os.path.basename(origin) == "__init__.py",
+            st.st_size, st.st_mtime_ns, marshal.dumps(code))
