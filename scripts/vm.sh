@@ -2,6 +2,7 @@
 # minirun on our users' kernel: a Debian 12 VM (kernel 6.1, cgroup v2 set up by
 # systemd) under qemu, built here and booted here. As root:
 #
+#   bash scripts/vm.sh tools                  install the host tools a build needs (qemu, debootstrap)
 #   bash scripts/vm.sh build                  make the image (cached; a no-op when current)
 #   bash scripts/vm.sh test [PYTEST ARGS]     boot it, run pytest (default: the whole suite)
 #                                             as root in a copy of this checkout, power off
@@ -309,6 +310,7 @@ usage() {
 }
 
 case "${1:-}" in
+  tools) [ $# -eq 1 ] || usage; need_root tools; need_tools ;;
   build) [ $# -eq 1 ] || usage; cmd_build ;;
   clean) [ $# -eq 1 ] || usage; cmd_clean ;;
   test)
