@@ -136,6 +136,8 @@ def print_which(image: str, layers, found) -> None:
                 print("  not opaque")
             print(visible("  content merged from " + ", ".join(name(i) for i in found.merges)))
     for index, kind, nbytes in found.hidden:
+        if index in found.merges:
+            continue                      # a lower copy of the dir whose content shows through
         size = f", {_size(nbytes)}" if kind == "file" else ""
         print(visible(f"  hidden: {kind}{size} in {name(index)}"))
 
