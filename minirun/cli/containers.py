@@ -73,7 +73,9 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
     0644->0600 ..." in both but different in type, mode, uid, gid, size, sha256,
     target, rdev, opaque or xattrs (a whiteout has type whiteout).
 
-    Example: sudo minirun diff t1          sudo minirun diff t1 t2          sudo minirun diff --stat t1
+    Example: sudo minirun diff t1          sudo minirun diff t1 t2
+
+    Example: sudo minirun diff --stat t1
     """
     from ..api.control import diff as do_diff
     from ..linux.caps import require_root
@@ -84,7 +86,8 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         from ..errors import UsageError
         if other is not None:
             raise UsageError("diff --stat takes one container", "e.g. minirun diff --stat t1")
-        _diff_stat(name, format)
+        from .layercmds import diff_stat
+        diff_stat(_store(create=False), name, format)
         return
     if other is not None:
         from ..api.upperdiff import compare_containers
@@ -105,20 +108,6 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         return
     formatting.print_lines(f"{change.kind} {change.path}" for change in changes)
 
-
-def _diff_stat(name: str, format: Optional[str]) -> None:
-    from ..api import layerinfo
-    from . import formatting, layerview
-    items = layerinfo.upper_stat(_store(create=False), name)
-    totals = layerinfo.upper_totals(items)
-    if format == "json":
-        for item in items:
-            print(json.dumps(item.to_json()))
-        print(json.dumps({"Totals": totals}))
-    elif formatting.is_template(format):
-        formatting.print_rows([item.to_json() for item in items], format)
-    else:
-        layerview.print_upper_stat(items, totals)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

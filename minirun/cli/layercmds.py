@@ -23,28 +23,36 @@ LAYERS_JSON_HELP = (
 
 LAYERS_DOC = """List cached layers, or look inside one image's layers.
 
-Without IMAGE: every cached layer, its size, and which images and containers
-use it. A layer shared by several images is stored once; the totals compare
-that with a copy per image. A layer nothing uses is what `minirun prune` removes.
+Without IMAGE: every cached layer, its size, and which images and
+containers use it. A layer shared by several images is stored once; the
+totals compare that with a copy per image. A layer nothing uses is what
+`minirun prune` removes.
 
 With IMAGE: one row per layer (bottom first) with the bytes it adds (A),
-changes (C: a path a lower layer has, rewritten whole even for a chmod) and
-deletes (D: what its whiteouts and opaque dirs hide), then dive's three figures:
+changes (C: a path a lower layer has, rewritten whole even for a chmod)
+and deletes (D: what its whiteouts and opaque dirs hide), then dive's
+three figures.
 
-  efficiency     sum over paths of each path's smallest copy / sum of every copy
-                 (1.0: no path is stored twice, nothing is deleted later)
-  wasted bytes   every copy of each path that two or more layers write (the
-                 surviving one included) + the bytes of files a later layer deletes
-  user wasted %  wasted bytes / the bytes of every layer but the base
+Efficiency: the sum over paths of each path's smallest copy, divided by
+the sum of all their copies (1.0: no path is stored twice, nothing is
+deleted later).
 
---files lists each layer's changes (a tree on a terminal, one `KIND BYTES PATH`
-line per change otherwise); --path keeps those under a prefix. --ci checks the
-figures against limits, prints PASS/FAIL per rule and exits 1 naming the paths
-that waste most when one fails (dive's defaults: efficiency at least 0.9, user
-wasted below 0.1, wasted bytes unchecked unless given; "disabled" turns one off).
+Wasted bytes: every copy of each path that two or more layers write (the
+surviving one included), plus the bytes of files a later layer deletes.
 
-Examples: minirun layers          minirun layers myapp:v2 --files --path /etc
-          minirun layers myapp:v2 --ci --highest-wasted-bytes 20MB
+User wasted %: wasted bytes divided by the bytes of every layer but the
+base.
+
+--files lists each layer's changes (a tree on a terminal, one `KIND BYTES
+PATH` line per change otherwise); --path keeps those under a prefix. --ci
+checks the figures against limits, prints PASS/FAIL per rule and exits 1
+naming the paths that waste most when one fails (dive's defaults:
+efficiency at least 0.9, user wasted below 0.1, wasted bytes unchecked
+unless given; "disabled" turns one off).
+
+Example: minirun layers myapp:v2 --files --path /etc
+
+Example: minirun layers myapp:v2 --ci --highest-wasted-bytes 20MB
 """
 
 LAYERS_EPILOG = EXIT_CODES_HELP + " With --ci: 1 when a limit is crossed."
@@ -129,11 +137,11 @@ LAYERS = Command(
 
 WHICH_DOC = """Show which layer of IMAGE provides PATH, and what it hides.
 
-Resolves PATH as overlayfs does, topmost layer first: the layer whose copy a
-container sees, the copies lower layers hold that it hides, or, when PATH is
-not there, the layer whose whiteout (or opaque dir, or file in the place of a
-parent dir) deletes it. For a directory: whether it is opaque, from which
-layer, and which layers' contents merge into it.
+Resolves PATH as overlayfs does, topmost layer first: the layer whose copy
+a container sees, the copies lower layers hold that it hides, or, when
+PATH is not there, the layer whose whiteout (or opaque dir, or file in the
+place of a parent dir) deletes it. For a directory: whether it is opaque,
+from which layer, and which layers' contents merge into it.
 
 Example: minirun which myapp:v2 /etc/group
 """
@@ -157,3 +165,19 @@ WHICH = Command(
     (Flag("format", ("--format",), "str", "json: one object {Path, Type, Size, Provider, Hidden, DeletedBy, "
           "How, OpaqueFrom, Merges}, each layer as {Index, DiffID}."),),
     which_command)
+
+
+def diff_stat(store, name: str, format: str | None) -> None:
+    """`minirun diff --stat NAME` (the flag lives on diff, in cli/containers.py)."""
+    from ..api import layerinfo
+    from . import formatting, layerview
+    items = layerinfo.upper_stat(store, name)
+    totals = layerinfo.upper_totals(items)
+    if format == "json":
+        for item in items:
+            print(json.dumps(item.to_json()))
+        print(json.dumps({"Totals": totals}))
+    elif formatting.is_template(format):
+        formatting.print_rows([item.to_json() for item in items], format)
+    else:
+        layerview.print_upper_stat(items, totals)

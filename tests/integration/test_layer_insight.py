@@ -112,3 +112,21 @@ def test_diff_stat_classifies_a_copy_up_run(stacked):
             totals["Whiteouts"]) == (1, 2, BIG + 1000, 1, 1)
     text = stacked.ok("diff", "--stat", "c1").stdout
     assert "metadata only" in text and "copied up:  2 file(s)" in text
+
+
+def test_hard_links_count_once_and_names_are_escaped(mr, tmp_path):
+    evil = "data/t\x1b]0;owned\x07"
+    layers = [busybox_layer(),
+              layer_tar([entry("data", tarfile.DIRTYPE, mode=0o755), entry("data/h1", data=b"h" * 1000),
+                         entry("data/h2", tarfile.LNKTYPE, linkname="data/h1"), entry(evil, data=b"e" * 7)])]
+    write_layout(tmp_path / "linked", layers, config={"Cmd": ["/bin/sh"]})
+    mr.ok("load", str(tmp_path / "linked"))
+    doc = json.loads(mr.ok("layers", "localhost/linked:latest", "--files", "--format", "json").stdout)
+    assert doc["Layers"][1]["Size"] == 1000 + 7
+    notes = {c["Path"]: (c["Size"], c.get("Note")) for c in doc["Layers"][1]["Changes"]}
+    assert notes["/data/h1"] == (1000, None) and notes["/data/h2"] == (0, "hard link to /data/h1")
+    assert notes["/" + evil] == (7, None)                      # JSON keeps the name exact
+    for args in (("layers", "localhost/linked:latest", "--files"),
+                 ("which", "localhost/linked:latest", "/" + evil)):
+        out = mr.ok(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned\\x07" in out
