@@ -25,7 +25,7 @@ def metrics_lines(result) -> list[str]:
 
 def print_summary(image: str, result, top: int = 10) -> None:
     """`minirun layers IMAGE`: one row per layer, the metrics, the worst paths."""
-    table = [("#", "LAYER", "SIZE", "FILES", "ADDED", "CHANGED", "DELETED")]
+    table = [("#", "LAYER", "SIZE", "ENTRIES", "ADDED", "CHANGED", "DELETED")]
     for layer in result.layers:
         counts = {"A": 0, "C": 0, "D": 0}
         for change in layer.changes:

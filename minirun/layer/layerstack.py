@@ -191,8 +191,9 @@ def stack(layers: list[LayerFiles]) -> Stack:
                 if hidden:
                     nbytes = sum(n for _, n in hidden)
                     sums["D"] += nbytes
-                    if path in merged.dirs and entry.get("opaque"):
-                        changes.append(Change("D", path + "/*", "opaque", nbytes, "hidden by the opaque dir"))
+                    changes.append(Change("D", path + "/*" if entry.get("opaque") else path,
+                                          "opaque" if entry.get("opaque") else "file", nbytes,
+                                          "hidden by the opaque dir" if entry.get("opaque") else "replaced by a dir"))
                 continue
             nbytes = 0 if path in layer.links else _size(entry)
             size += nbytes
@@ -202,6 +203,7 @@ def stack(layers: list[LayerFiles]) -> Stack:
                 for p, _ in (gone := merged.drop_under(path)):
                     occur(p, 0)
                 sums["D"] += sum(n for _, n in gone)
+                changes.append(Change("D", path + "/*", "dir", sum(n for _, n in gone), f"replaced by a {kind}"))
                 note = note or "replaces a dir"
             old = merged.files.get(path)
             occur(path, nbytes)

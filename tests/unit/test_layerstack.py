@@ -101,3 +101,15 @@ def test_parse_bytes():
     assert parse_bytes("1.5kb") == 1500
     with pytest.raises(ValueError):
         parse_bytes("lots")
+
+
+def test_a_file_over_a_dir_and_a_dir_over_a_file():
+    top = LayerFiles("sha256:x", {"/": d(), "/opt": f(5, "n"), "/run.sh": d()})
+    result = stack([L0, top])
+    kinds = [(c.kind, c.path, c.size, c.note) for c in result.layers[1].changes]
+    assert kinds == [("D", "/opt/*", 120, "replaced by a file"), ("A", "/opt", 5, "replaces a dir"),
+                     ("A", "/run.sh", 0, "replaces a file"), ("D", "/run.sh", 40, "replaced by a dir")]
+    assert result.layers[1].deleted == 160
+    # /opt/a 50,0; /opt/b 70,0; /run.sh 40,0; /opt 5
+    assert result.wasted_bytes == 160
+    assert which([L0, top], "/opt/a").how == "file /opt"
