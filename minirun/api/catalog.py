@@ -197,10 +197,11 @@ def inspect(store, name: str) -> dict:
 
 def _efficiency(store, image_id: str) -> dict | None:
     """`minirun layers IMAGE`'s figures (api/layerinfo.py); None if a layer cannot be read."""
+    from ..errors import MinirunError
     from .layerinfo import efficiency_block
     try:
         return efficiency_block(store, image_id)
-    except OSError:
+    except (OSError, ValueError, MinirunError):     # a damaged layer: `minirun fsck` says which
         return None
 
 
