@@ -191,7 +191,18 @@ def inspect(store, name: str) -> dict:
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in record.layers]},
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(diff_dirs)}},
         "History": config.get("history") or [],
+        "LayerEfficiency": _efficiency(store, image_id),
     }
+
+
+def _efficiency(store, image_id: str) -> dict | None:
+    """`minirun layers IMAGE`'s figures (api/layerinfo.py); None if a layer cannot be read."""
+    from ..errors import MinirunError
+    from .layerinfo import efficiency_block
+    try:
+        return efficiency_block(store, image_id)
+    except (OSError, ValueError, MinirunError):     # a damaged layer: `minirun fsck` says which
+        return None
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,21 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
                                       "containers, of {Path, Only: A or B, Type} or {Path, Differs}, "
                                       "Differs mapping each field to its two values."),
          format: Optional[str] = typer.Option(None, "--format", help="json (one object per line) or a "
-                                              "template over Path and Kind, e.g. '{{.Kind}} {{.Path}}'.")):
+                                              "template over Path and Kind, e.g. '{{.Kind}} {{.Path}}'."),
+         stat_: bool = typer.Option(False, "--stat", help="Account for the upper dir as overlayfs filled it: "
+                                    "files created, files copied up from a lower layer (the bytes copied, and "
+                                    "whether only metadata changed), whiteouts, opaque dirs, and totals. With "
+                                    "--format json: one object per entry {Kind, Path, Type, Size, CopiedBytes, "
+                                    "MetadataOnly, HiddenBytes, Origin}, then {\"Totals\": {...}}.")):
     """Show what a container wrote: A added, C changed, D deleted (read from its upper dir).
+
+    --stat splits the upper dir by what overlayfs did. The first write to a
+    file a lower layer holds copies the whole file up before the write: a
+    one-byte append to a 100 MB file, or a chmod, costs 100 MB there
+    ("copied-up", its bytes under COPIED; "metadata only" when the content is
+    still the lower copy's). A path no lower layer shows is "created"; a
+    deleted lower file leaves a "whiteout"; a lower dir removed and made
+    again is "opaque" (its lower content hidden).
 
     With two containers A and B (e.g. two runs of one command), compare their
     upper dirs: "< PATH" is only in A, "> PATH" only in B, and "~ PATH mode
@@ -61,12 +74,21 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
     target, rdev, opaque or xattrs (a whiteout has type whiteout).
 
     Example: sudo minirun diff t1          sudo minirun diff t1 t2
+
+    Example: sudo minirun diff --stat t1
     """
     from ..api.control import diff as do_diff
     from ..linux.caps import require_root
     from . import formatting
     formatting.check(format)
     require_root("diff")
+    if stat_:
+        from ..errors import UsageError
+        if other is not None:
+            raise UsageError("diff --stat takes one container", "e.g. minirun diff --stat t1")
+        from .layercmds import diff_stat
+        diff_stat(_store(create=False), name, format)
+        return
     if other is not None:
         from ..api.upperdiff import compare_containers
         differences = compare_containers(_store(create=False), name, other)
@@ -85,6 +107,7 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         formatting.print_rows([c.to_json() for c in changes], format)
         return
     formatting.print_lines(f"{change.kind} {change.path}" for change in changes)
+
 
 
 @app.command(epilog=EXIT_CODES_HELP)

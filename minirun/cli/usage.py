@@ -1,25 +1,15 @@
-"""Where the bytes go: layers, system df."""
+"""Where the bytes go: layers (cli/layercmds.py), which, system df."""
 
 from __future__ import annotations
 
 import json
-from typing import Optional
-
 import typer
 
-from .common import EXIT_CODES_HELP, app, handled, print_table, store as _store
+from .common import EXIT_CODES_HELP, app, handled, print_table, register, store as _store
+from .layercmds import LAYERS, WHICH
 
 system_app = typer.Typer(help="Store-wide views: disk usage.", no_args_is_help=True)
 app.add_typer(system_app, name="system")
-
-LAYERS_JSON_HELP = (
-    "'json' for JSON lines: one object per cached layer, {\"DiffID\", \"Key\", \"KeyedBy\" "
-    "(diff_id or chain_id), \"Blob\", \"Size\" (unpacked bytes), \"Files\", \"Images\" (names), "
-    "\"ImageIDs\", \"Containers\" (names)}, then one {\"Totals\": {\"Layers\", \"StoredBytes\" "
-    "(every cached layer once), \"UsedBytes\" (the layers images use, once each), "
-    "\"CopyPerImageBytes\" (the sum over images of their layers' sizes), \"SavedBytes\" "
-    "(CopyPerImageBytes - UsedBytes), \"Ratio\" (CopyPerImageBytes / UsedBytes, null when 0), "
-    "\"UnusedLayers\", \"UnusedBytes\"}}.")
 
 DF_HELP = """Show how much disk images, containers, layers and blobs use.
 
@@ -43,23 +33,14 @@ Example: minirun system df -v
 """
 
 
-@app.command(epilog=EXIT_CODES_HELP)
-@handled()
-def layers(format: Optional[str] = typer.Option(None, "--format", help=LAYERS_JSON_HELP + " Or a "
-                                                "template over those fields, e.g. '{{.DiffID}} {{.Size}}'."),
-           quiet: bool = typer.Option(False, "--quiet", "-q", help="Only diff_ids."),
-           no_trunc: bool = typer.Option(False, "--no-trunc", help="Full diff_ids and image ids.")):
-    """List cached layers: size, and which images and containers use each.
+register(LAYERS)
+register(WHICH)
 
-    A layer shared by several images is stored once; the totals compare that
-    with a copy per image. A layer nothing uses (0 images, 0 containers) is
-    what `minirun prune` removes.
 
-    Example: minirun layers
-    """
+def list_layers(format, quiet: bool, no_trunc: bool) -> None:
+    """`minirun layers` without an image: every cached layer and what uses it."""
     from ..api import disk
     from . import formatting
-    formatting.check(format)
     inv = disk.inventory_for(_store(create=False))
     uses = disk.layer_uses(inv, no_trunc)
     if quiet:

@@ -24,9 +24,15 @@ class LowerView:
 
     def lookup(self, path: str) -> os.stat_result | None:
         """The lstat of what the merged lower layers show at path, or None."""
+        found = self.locate(path)
+        return found[0] if found is not None else None
+
+    def locate(self, path: str) -> tuple[os.stat_result, str] | None:
+        """(lstat, the path of that entry in its layer dir) of what the merged lower
+        layers show at path, or None."""
         parts = [p for p in path.split("/") if p]
         if not parts:
-            return os.lstat(self.lowers[0]) if self.lowers else None
+            return (os.lstat(self.lowers[0]), self.lowers[0]) if self.lowers else None
         layers = self.lowers
         for depth in range(1, len(parts) + 1):
             rel = "/".join(parts[:depth])
@@ -45,7 +51,7 @@ class LowerView:
                 return None
             index, st, full = found
             if depth == len(parts):
-                return st
+                return st, full
             if not stat.S_ISDIR(st.st_mode):
                 return None
             # Deeper components come from this layer and those below it, unless

@@ -16,7 +16,7 @@ MINIRUN = os.path.join(os.path.dirname(sys.executable), "minirun")
 COMMANDS = ["load", "images", "rmi", "pull", "push", "login", "logout", "run", "ps", "rm", "diff", "logs",
             "stop", "kill", "exec", "inspect", "tag", "history", "commit", "image prune", "prune", "export",
             "import", "save", "layers", "system df", "fsck", "doctor", "create", "start", "restart", "top",
-            "stats", "cp", "bundle"]
+            "stats", "cp", "bundle", "which"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
