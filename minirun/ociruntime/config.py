@@ -20,9 +20,10 @@ from ..linux import caps
 MAX_CONFIG_BYTES = 4 << 20
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
 # defined by the spec, not supported here: refused when present and not empty
-REFUSED_TOP = ("hooks", "solaris", "windows", "vm", "zos")
+REFUSED_TOP = ("solaris", "windows", "vm", "zos")
 REFUSED_LINUX = ("uidMappings", "gidMappings", "intelRdt", "personality", "timeOffsets",
-                 "mountLabel", "memoryPolicy", "netDevices")
+                 "memoryPolicy", "netDevices")
+SELINUX_FS = "/sys/fs/selinux"
 REFUSED_PROCESS = ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity")
 PROPAGATION = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 RLIMITS = {name[len("RLIMIT_"):]: getattr(__import__("resource"), name)
@@ -78,6 +79,9 @@ def check(config: dict, bundle: str) -> None:
     for field in REFUSED_TOP:
         if config.get(field):
             raise _refuse(field)
+    if config.get("hooks") is not None:
+        from . import hooks
+        hooks.check(config["hooks"])
     root = _type(config.get("root"), dict, "root")
     _type(root.get("readonly", False), bool, "root.readonly")
     root["path"] = _rootfs(bundle, _type(root.get("path"), str, "root.path"))
@@ -165,6 +169,10 @@ def _linux(linux: dict) -> None:
     for field in REFUSED_LINUX:
         if linux.get(field):
             raise _refuse(f"linux.{field}")
+    if linux.get("mountLabel"):
+        _type(linux["mountLabel"], str, "linux.mountLabel")
+        if os.path.exists(os.path.join(SELINUX_FS, "enforce")):     # a label this host would have to apply
+            raise _refuse("linux.mountLabel", "SELinux is enabled here and minirun-oci does not label mounts")
     seccomp = _type(linux.get("seccomp") or {}, dict, "linux.seccomp")
     for field in ("listenerPath", "listenerMetadata"):
         if seccomp.get(field):

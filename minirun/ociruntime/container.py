@@ -23,7 +23,7 @@ from .. import linux
 from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import ocigroup
-from . import config, init, state
+from . import config, hooks, init, state
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
           "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP}
@@ -43,7 +43,7 @@ def _high(fd: int, above: int) -> int:
 
 
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
-           cgroup: list[str], seccomp_program: tuple | None, console=None) -> None:
+           cgroup: list[str], seccomp_program: tuple | None, console=None, go: int = -1) -> None:
     """The intermediate process; never returns."""
     code = 1
     try:
@@ -81,11 +81,25 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
             code = 0
         else:
             try:
-                program = init.setup(cfg, bundle, no_pivot, console)
+                hook_state: dict = {}
+
+                def before_pivot() -> None:
+                    if go < 0:
+                        return
+                    _send(report, {"hooks": True})      # create runs prestart and createRuntime, then
+                    line = _read_line(go)                # sends the state the hooks in here get
+                    if not line:
+                        os._exit(127)
+                    hook_state.update(json.loads(line))
+                    hooks.run(cfg.get("hooks"), "createContainer", hook_state)
+
+                program = init.setup(cfg, bundle, no_pivot, console, before_pivot)
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
-                init.finish(cfg["process"], program, fifo, seccomp_program, null)
+                at_start = (lambda: hooks.run(cfg.get("hooks"), "startContainer", hook_state)) \
+                    if hooks.wanted(cfg.get("hooks"), ("startContainer",)) else None
+                init.finish(cfg["process"], program, fifo, seccomp_program, null, at_start)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
                 if report >= 0:
                     _send(report, _describe(exc))
@@ -95,6 +109,23 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
     except BaseException as exc:  # noqa: BLE001
         _send(report, _describe(exc))
     os._exit(code)
+
+
+def _read_line(fd: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def hook_state(record: dict, status: str) -> dict:
+    """The state a hook reads on its stdin (runtime-spec runtime.md "State")."""
+    return {"ociVersion": state.OCI_VERSION, "id": record["id"], "status": status,
+            "pid": record["pid"] if status != "stopped" else 0, "bundle": record["bundle"],
+            "annotations": record.get("annotations") or {}}
 
 
 def _describe(exc: BaseException) -> dict:
@@ -155,12 +186,33 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                                        ocigroup.plan(resources, extra))
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
+        go_r = go_w = -1
+        if hooks.wanted(cfg.get("hooks"), ("prestart", "createRuntime", "createContainer", "startContainer")):
+            go_r, go_w = os.pipe()
+            go_r, go_w = _high(go_r, 2 + preserve_fds), _high(go_w, 2 + preserve_fds)
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
-            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program, console)
+            if go_w >= 0:
+                os.close(go_w)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program,
+                   console, go_r)
         os.close(write_fd)
-        messages = _read_reports(read_fd)
+        if go_r >= 0:
+            os.close(go_r)
+
+        def run_hooks(init_pid: int) -> None:
+            """prestart and createRuntime in here, then the state to the init for createContainer."""
+            current = hook_state({"id": container_id, "pid": init_pid, "bundle": bundle,
+                                  "annotations": cfg["annotations"]}, "created")
+            hooks.run(cfg.get("hooks"), "prestart", current)
+            hooks.run(cfg.get("hooks"), "createRuntime", current)
+            os.write(go_w, (json.dumps(current) + "\n").encode())
+        try:
+            messages = _read_reports(read_fd, run_hooks)
+        finally:
+            if go_w >= 0:
+                os.close(go_w)
         os.waitpid(middle, 0)
         for message in messages:
             pid = message.get("pid", pid)
@@ -171,6 +223,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
                   "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
+                  "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
         if console is not None:
@@ -191,9 +244,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         raise
 
 
-def _read_reports(fd: int) -> list[dict]:
-    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order."""
-    data, messages = b"", []
+def _read_reports(fd: int, run_hooks=None) -> list[dict]:
+    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order;
+    the init's {"hooks"} (it waits before pivot_root) calls run_hooks(pid) once the pid is known."""
+    data, messages, hooks_done = b"", [], False
     try:
         while True:
             chunk = os.read(fd, 65536)
@@ -202,6 +256,10 @@ def _read_reports(fd: int) -> list[dict]:
             data += chunk
             *lines, data = data.split(b"\n")
             messages += [json.loads(line) for line in lines if line.strip()]
+            pid = next((m["pid"] for m in messages if "pid" in m), 0)
+            if not hooks_done and pid and run_hooks and any("hooks" in m for m in messages):
+                hooks_done = True
+                run_hooks(pid)
             if any("error" in m for m in messages) or (any("pid" in m for m in messages)
                                                       and any("ready" in m for m in messages)):
                 break
@@ -231,6 +289,7 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(path)
+    hooks.run(record.get("hooks"), "poststart", hook_state(record, "running"))
 
 
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
@@ -261,6 +320,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
+    hooks.run(record.get("hooks"), "poststop", hook_state(record, "stopped"))
     ocigroup.remove(record.get("cgroups_made") or [])
     state.remove(root, container_id)
 

@@ -24,7 +24,7 @@ from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
 from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
-from . import config
+from . import config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _BENEATH = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS
@@ -225,8 +225,9 @@ def _terminal(process: dict, console) -> None:
     tty.become_controlling(slave)
 
 
-def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
-    """Everything up to the exec; returns the program's path."""
+def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=None) -> str:
+    """Everything up to the exec; returns the program's path. before_pivot() runs once
+    the mounts are made, before pivot_root (the hooks' point)."""
     spec, process = cfg["linux"], cfg["process"]
     path = cfg["root"]["path"]
     propagation = spec.get("rootfsPropagation") or ""
@@ -240,6 +241,8 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
         _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"])
     finally:
         os.close(root)
+    if before_pivot is not None:
+        before_pivot()
     rootfs.enter(path, use_chroot=no_pivot)
     for key, value in spec["sysctl"].items():       # before readonlyPaths, which often hold /proc/sys
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
@@ -297,7 +300,8 @@ def _program(process: dict) -> str:
                          "give a program the rootfs holds (check process.env's PATH)")
 
 
-def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1) -> None:
+def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1,
+           at_start=None) -> None:
     """Wait for `start` on the exec fifo, take the user and capabilities, exec through
     the trampoline: this process is the host's python, and the program's path may
     lead back to it (/proc/self/exe); the trampoline, a sealed memfd, is what that
@@ -306,6 +310,8 @@ def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None,
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)
+    if at_start is not None:
+        at_start()                          # the startContainer hooks
     exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
     if exe < 0:
         raise RuntimeFailure("minirun-oci has no exec trampoline for this machine's architecture",
