@@ -177,24 +177,28 @@ def _linux(linux: dict) -> None:
     for field in ("listenerPath", "listenerMetadata"):
         if seccomp.get(field):
             raise _refuse(f"linux.seccomp.{field}")
-    from ..linux.cgroups import ocigroup as devices
-    devices.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
+    from ..linux.cgroups import ocigroup, ociresources as res
+    ocigroup.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")
     for key, value in resources.items():
-        if value and key not in devices.SUPPORTED:
-            raise _refuse(f"linux.resources.{key}", "only devices, pids and cpu are supported yet")
-    cpu = _type(resources.get("cpu") or {}, dict, "linux.resources.cpu")
-    known_cpu = {key for key, _, _ in devices.CPU_FILES}
-    for key, value in cpu.items():
-        if key not in known_cpu and value not in (None, "", 0):
-            raise _refuse(f"linux.resources.cpu.{key}")
-        _type(value, str if key in ("cpus", "mems") else int, f"linux.resources.cpu.{key}")
+        if value and key not in res.SUPPORTED:
+            raise _refuse(f"linux.resources.{key}", "only devices, memory, pids and cpu are supported")
+    for group, known in (("cpu", res.CPU_KEYS), ("memory", res.MEMORY_KEYS)):
+        for key, value in _type(resources.get(group) or {}, dict, f"linux.resources.{group}").items():
+            if key not in known:
+                if value not in (None, "", 0, False):
+                    raise _refuse(f"linux.resources.{group}.{key}")
+                continue
+            kind = str if key in ("cpus", "mems") else bool if key in ("disableOOMKiller", "useHierarchy",
+                                                                        "checkBeforeUpdate") else int
+            if value is not None:
+                _type(value, kind, f"linux.resources.{group}.{key}")
     pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
     if pids:
         _type(pids.get("limit"), int, "linux.resources.pids.limit")
     for i, entry in enumerate(_type(resources.get("devices") or [], list, "linux.resources.devices")):
         try:
-            devices.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))
+            res.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"config.json: linux.resources.devices[{i}]: bad {exc}",
                               "use type a, b or c and access made of r, w and m") from None

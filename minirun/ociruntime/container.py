@@ -182,8 +182,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         resources = cfg["linux"].get("resources") or {}
         extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
                  for d in cfg["linux"]["devices"] if d["type"] != "p"]
-        cgroup, made = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "",
-                                       ocigroup.plan(resources, extra))
+        group = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "", resources, extra)
+        cgroup, made = group.dirs, group.made
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
         go_r = go_w = -1
@@ -222,7 +222,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "annotations": cfg["annotations"], "owner": "root",
                   "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
@@ -297,8 +297,11 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
     current = state.status(root, record)
     if current == "stopped":       # runtime-spec: signalling a stopped container MUST fail
         raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
-    pids = [p.pid for p in procfs.in_pid_namespace_of(record["pid"])] if all_processes else [record["pid"]]
-    for pid in pids or [record["pid"]]:
+    pids = [record["pid"]]
+    if all_processes:           # every process in the container's cgroup; without one, its pid namespace's
+        pids = (ocigroup.pids(record["cgroup_dirs"]) if record.get("cgroup_dirs")
+                else [p.pid for p in procfs.in_pid_namespace_of(record["pid"])]) or pids
+    for pid in pids:
         procfs.signal_quietly(pid, signum)
 
 
@@ -316,7 +319,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if not force:
             raise Conflict(f"container {container_id} is {current}",
                            f"stop it first, or use: minirun-oci delete --force {container_id}")
-        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        for pid in [record["pid"], *ocigroup.pids(record.get("cgroup_dirs") or [])]:
+            procfs.signal_quietly(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
