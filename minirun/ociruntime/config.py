@@ -18,10 +18,10 @@ from ..errors import MinirunError, UsageError
 from ..linux import caps
 
 MAX_CONFIG_BYTES = 4 << 20
-NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
 # defined by the spec, not supported here: refused when present and not empty
 REFUSED_TOP = ("solaris", "windows", "vm", "zos")
-REFUSED_LINUX = ("uidMappings", "gidMappings", "intelRdt", "personality", "timeOffsets",
+REFUSED_LINUX = ("intelRdt", "personality", "timeOffsets",
                  "memoryPolicy", "netDevices")
 SELINUX_FS = "/sys/fs/selinux"
 REFUSED_PROCESS = ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity")
@@ -205,8 +205,8 @@ def _linux(linux: dict) -> None:
     seen = set()
     for i, ns in enumerate(_type(linux.setdefault("namespaces", []), list, "linux.namespaces")):
         kind = _type(ns.get("type"), str, f"linux.namespaces[{i}].type")
-        if kind == "user":
-            raise _refuse("linux.namespaces: user", "user namespaces are not supported yet")
+        if kind == "user" and ns.get("path"):
+            raise _refuse("linux.namespaces: user with a path", "minirun-oci makes new user namespaces only")
         if kind == "time":
             raise _refuse("linux.namespaces: time")
         if kind not in NAMESPACE_TYPES:
@@ -217,6 +217,18 @@ def _linux(linux: dict) -> None:
         seen.add(kind)
         if "path" in ns:
             _type(ns["path"], str, f"linux.namespaces[{i}].path")
+    for key in ("uidMappings", "gidMappings"):
+        for j, entry in enumerate(_type(linux.get(key) or [], list, f"linux.{key}")):
+            for field in ("containerID", "hostID", "size"):
+                if _type(entry, dict, f"linux.{key}[{j}]").get(field, -1) < 0:
+                    raise ConfigError(f"config.json: linux.{key}[{j}].{field} must be a number from 0",
+                                      "fix the mapping")
+        if linux.get(key) and "user" not in seen:
+            raise ConfigError(f"config.json: linux.{key} without a user namespace",
+                              "add {\"type\": \"user\"} to linux.namespaces, or drop the mappings")
+    if "user" in seen and not (linux.get("uidMappings") and linux.get("gidMappings")):
+        raise ConfigError("config.json: a user namespace needs linux.uidMappings and linux.gidMappings",
+                          "map the container's root to a host uid and gid range")
     if "mount" not in seen:
         raise _refuse("linux.namespaces", "minirun-oci needs a mount namespace: add {\"type\": \"mount\"}")
     if linux.get("rootfsPropagation", "") not in PROPAGATION:

@@ -26,7 +26,8 @@ from ..linux.cgroups import ocigroup
 from . import config, hooks, init, state
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
-          "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP}
+          "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP,
+          "user": linux.CLONE_NEWUSER}
 
 
 def _send(fd: int, message: dict) -> None:
@@ -72,7 +73,12 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                     os.close(fd)
             else:
                 unshare |= _FLAGS[ns["type"]]
-        linux.unshare(unshare)
+        if unshare & linux.CLONE_NEWUSER:           # first, so that it owns the others; create maps it
+            linux.unshare(linux.CLONE_NEWUSER)
+            _send(report, {"userns": True})
+            if not _read_line(go):
+                os._exit(1)
+        linux.unshare(unshare & ~linux.CLONE_NEWUSER)
         fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)      # the host's, for the trampoline's report
         pid = os.fork()
@@ -128,6 +134,14 @@ def hook_state(record: dict, status: str) -> dict:
             "annotations": record.get("annotations") or {}}
 
 
+def _host_id(mappings: list, inside: int) -> int:
+    for m in mappings:
+        if m["containerID"] <= inside < m["containerID"] + m["size"]:
+            return m["hostID"] + inside - m["containerID"]
+    raise UsageError(f"config.json: the user namespace maps no host id to the container's {inside}",
+                     "map the container's root (containerID 0) in linux.uidMappings and gidMappings")
+
+
 def _describe(exc: BaseException) -> dict:
     if isinstance(exc, MinirunError):
         return {"error": exc.message, "hint": exc.hint}
@@ -177,6 +191,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     console = _console(cfg, console_socket)
     program = _seccomp(cfg)
     state.reserve(root, container_id)
+    if any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"]):
+        # the init opens the fifo as the user namespace's root: the host ids that maps to own it (as runc)
+        os.chown(state.fifo_path(root, container_id), *(_host_id(cfg["linux"][k], 0)
+                                                       for k in ("uidMappings", "gidMappings")))
     pid, cgroup, made = 0, [], []
     try:
         resources = cfg["linux"].get("resources") or {}
@@ -187,7 +205,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
         go_r = go_w = -1
-        if hooks.wanted(cfg.get("hooks"), ("prestart", "createRuntime", "createContainer", "startContainer")):
+        userns = any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"])
+        if userns or hooks.wanted(cfg.get("hooks"), ("prestart", "createRuntime", "createContainer",
+                                                     "startContainer")):
             go_r, go_w = os.pipe()
             go_r, go_w = _high(go_r, 2 + preserve_fds), _high(go_w, 2 + preserve_fds)
         middle = os.fork()
@@ -208,8 +228,19 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             hooks.run(cfg.get("hooks"), "prestart", current)
             hooks.run(cfg.get("hooks"), "createRuntime", current)
             os.write(go_w, (json.dumps(current) + "\n").encode())
+        def map_ids(_pid: int) -> None:
+            """The middle process's new user namespace gets the config's mappings."""
+            for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+                lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in cfg["linux"][key])
+                try:
+                    with open(f"/proc/{middle}/{name}", "w") as f:
+                        f.write(lines)
+                except OSError as exc:
+                    raise RuntimeFailure(f"linux.{key}: the kernel refused them: {exc.strerror}",
+                                         "give ranges that do not overlap, at most 340 lines") from None
+            os.write(go_w, b"\n")
         try:
-            messages = _read_reports(read_fd, run_hooks)
+            messages = _read_reports(read_fd, {"hooks": run_hooks, "userns": map_ids})
         finally:
             if go_w >= 0:
                 os.close(go_w)
@@ -244,10 +275,11 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         raise
 
 
-def _read_reports(fd: int, run_hooks=None) -> list[dict]:
-    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order;
-    the init's {"hooks"} (it waits before pivot_root) calls run_hooks(pid) once the pid is known."""
-    data, messages, hooks_done = b"", [], False
+def _read_reports(fd: int, handlers: dict | None = None) -> list[dict]:
+    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order.
+    A request the sender waits on ({"userns"} from the intermediate, {"hooks"} from the
+    init before pivot_root) calls handlers[key](pid); "hooks" waits for the init's pid."""
+    data, messages, done = b"", [], set()
     try:
         while True:
             chunk = os.read(fd, 65536)
@@ -257,9 +289,10 @@ def _read_reports(fd: int, run_hooks=None) -> list[dict]:
             *lines, data = data.split(b"\n")
             messages += [json.loads(line) for line in lines if line.strip()]
             pid = next((m["pid"] for m in messages if "pid" in m), 0)
-            if not hooks_done and pid and run_hooks and any("hooks" in m for m in messages):
-                hooks_done = True
-                run_hooks(pid)
+            for key, handler in (handlers or {}).items():
+                if key not in done and (pid or key == "userns") and any(key in m for m in messages):
+                    done.add(key)
+                    handler(pid)
             if any("error" in m for m in messages) or (any("pid" in m for m in messages)
                                                       and any("ready" in m for m in messages)):
                 break

@@ -173,7 +173,7 @@ def _remount_below(point: str, flags: int) -> None:
             linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
 
 
-def _devices(root: int, devices: list, uid: int, gid: int) -> None:
+def _devices(root: int, devices: list, uid: int, gid: int, userns: bool = False) -> None:
     dev = _make_target(root, "/dev", True)
     os.close(dev)
     wanted = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
@@ -192,6 +192,9 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
                     os.unlink(name, dir_fd=pfd)
                 except FileNotFoundError:
                     pass
+                if userns:              # no mknod in a user namespace: the host's node, bound (as runc)
+                    _bind_device(pfd, name, device["path"])
+                    continue
                 os.mknod(name, kind | mode, os.makedev(device.get("major", 0), device.get("minor", 0)), dir_fd=pfd)
                 os.chown(name, device.get("uid", 0), device.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
             finally:
@@ -207,6 +210,18 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
                 pass
     finally:
         os.close(dev)
+
+
+def _bind_device(parent: int, name: str, host_path: str) -> None:
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent))
+    target = os.open(name, PATH_FLAGS, dir_fd=parent)
+    try:
+        linux.mount(host_path, rootfs.fd_path(target), None, linux.MS_BIND)
+    except OSError as exc:
+        raise RuntimeFailure(f"linux.devices: cannot bind the host's {host_path} in the user namespace: "
+                             f"{exc.strerror}", "give devices the host has") from None
+    finally:
+        os.close(target)
 
 
 def _terminal(process: dict, console) -> None:
@@ -235,15 +250,23 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
                                                                                       "rslave") else linux.MS_PRIVATE))
     linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
     root = os.open(path, _DIR)
+    userns = any(ns["type"] == "user" for ns in spec["namespaces"])
+    top = os.open(path, _DIR)
     try:
+        if userns:
+            # root of the user namespace from here on: what it makes (in /dev's tmpfs too) is
+            # then owned by a mapped id; the bundle's own paths are reached through fds
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         for mount in cfg["mounts"]:
             _mount_one(root, bundle, mount)
-        _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"])
+        _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"], userns)
+        if before_pivot is not None:
+            before_pivot()
+        rootfs.enter(rootfs.fd_path(top), use_chroot=no_pivot)
     finally:
         os.close(root)
-    if before_pivot is not None:
-        before_pivot()
-    rootfs.enter(path, use_chroot=no_pivot)
+        os.close(top)
     for key, value in spec["sysctl"].items():       # before readonlyPaths, which often hold /proc/sys
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
