@@ -229,8 +229,6 @@ def _linux(linux: dict) -> None:
     if "user" in seen and not (linux.get("uidMappings") and linux.get("gidMappings")):
         raise ConfigError("config.json: a user namespace needs linux.uidMappings and linux.gidMappings",
                           "map the container's root to a host uid and gid range")
-    if "mount" not in seen:
-        raise _refuse("linux.namespaces", "minirun-oci needs a mount namespace: add {\"type\": \"mount\"}")
     if linux.get("rootfsPropagation", "") not in PROPAGATION:
         raise ConfigError(f"config.json: linux.rootfsPropagation {linux['rootfsPropagation']!r} is unknown",
                           f"use one of {', '.join(PROPAGATION[1:])}")

@@ -23,7 +23,7 @@ from .. import linux
 from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import ocigroup
-from . import config, hooks, init, state
+from . import config, hooks, hostmounts, init, state
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
           "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP,
@@ -134,6 +134,12 @@ def hook_state(record: dict, status: str) -> dict:
             "annotations": record.get("annotations") or {}}
 
 
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while pid and procfs.start_time(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _host_id(mappings: list, inside: int) -> int:
     for m in mappings:
         if m["containerID"] <= inside < m["containerID"] + m["size"]:
@@ -188,6 +194,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
+    host_mounts = not any(ns["type"] == "mount" for ns in cfg["linux"]["namespaces"])
+    if host_mounts:
+        hostmounts.check(cfg)
     console = _console(cfg, console_socket)
     program = _seccomp(cfg)
     state.reserve(root, container_id)
@@ -253,7 +262,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts, "annotations": cfg["annotations"], "owner": "root",
                   "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
@@ -271,6 +280,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if console is not None:
             console.close()
         ocigroup.remove(made)
+        if host_mounts:
+            _wait_gone(pid)
+            hostmounts.unmount_beneath(cfg["root"]["path"])
         state.remove(root, container_id)
         raise
 
@@ -357,6 +369,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
+    if record.get("host_mounts"):
+        hostmounts.unmount_beneath(record["rootfs"])
     hooks.run(record.get("hooks"), "poststop", hook_state(record, "stopped"))
     ocigroup.remove(record.get("cgroups_made") or [])
     state.remove(root, container_id)

@@ -246,9 +246,15 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
     spec, process = cfg["linux"], cfg["process"]
     path = cfg["root"]["path"]
     propagation = spec.get("rootfsPropagation") or ""
-    linux.mount(None, "/", None, linux.MS_REC | (linux.MS_SLAVE if propagation in ("shared", "rshared", "slave",
-                                                                                      "rslave") else linux.MS_PRIVATE))
-    linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+    own_mounts = any(ns["type"] == "mount" for ns in spec["namespaces"])
+    if own_mounts:
+        linux.mount(None, "/", None, linux.MS_REC | (linux.MS_SLAVE if propagation in ("shared", "rshared", "slave",
+                                                                                          "rslave") else linux.MS_PRIVATE))
+        linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+    else:
+        # the host's mount namespace (runc's way): the mounts land beneath the rootfs where the
+        # host sees them, delete takes them away (hostmounts.py), and the root is a chroot
+        no_pivot = True
     root = os.open(path, _DIR)
     userns = any(ns["type"] == "user" for ns in spec["namespaces"])
     top = os.open(path, _DIR)
