@@ -100,7 +100,9 @@ def check(config: dict, bundle: str) -> None:
         for key in ("uidMappings", "gidMappings"):
             if mount.get(key):
                 raise _refuse(f"mounts[{i}].{key}")
-    _process(config.get("process"))
+    if config.get("process") is None:       # allowed at create; start then fails (runtime-spec "start")
+        config["process"], config["noProcess"] = {"args": ["/"]}, True
+    _process(config["process"])
     _linux(_type(config.setdefault("linux", {}), dict, "linux"))
     if "hostname" in config and not any(ns.get("type") == "uts" for ns in config["linux"]["namespaces"]):
         raise ConfigError("config.json: hostname without a uts namespace would name the host",

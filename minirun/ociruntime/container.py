@@ -103,6 +103,8 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
+                while not program:              # no process in config.json: start kills it
+                    signal.pause()
                 at_start = (lambda: hooks.run(cfg.get("hooks"), "startContainer", hook_state)) \
                     if hooks.wanted(cfg.get("hooks"), ("startContainer",)) else None
                 init.finish(cfg["process"], program, fifo, seccomp_program, null, at_start)
@@ -262,7 +264,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts, "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts, "no_process": bool(cfg.get("noProcess")), "annotations": cfg["annotations"], "owner": "root",
                   "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
@@ -319,6 +321,10 @@ def start(root: str, container_id: str) -> None:
     current = state.status(root, record)
     if current != "created":
         raise Conflict(f"container {container_id} is {current}, not created", "only a created container starts")
+    if record.get("no_process"):
+        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        raise UsageError(f"container {container_id} has no process in its config.json: nothing to start",
+                         f"delete it, give config.json a process, and create it again")
     path = state.fifo_path(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

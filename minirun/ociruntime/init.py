@@ -142,7 +142,7 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             try:
                 linux.mount(None, rootfs.fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | rest)
                 if flags & linux.MS_REC:
-                    _remount_below(os.readlink(rootfs.fd_path(top)), rest)
+                    _remount_below(top, rest)
             finally:
                 os.close(top)
     else:
@@ -162,15 +162,20 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             os.close(top)
 
 
-def _remount_below(point: str, flags: int) -> None:
+def _remount_below(top: int, flags: int) -> None:
     """The same flags (ro, nosuid...) on every mount an rbind brought under point: a
     remount changes one mount only, and a read-only rbind must not leave the host's
     submounts (such as each cgroup v1 hierarchy) writable."""
+    point = os.readlink(rootfs.fd_path(top)).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4].encode().decode("unicode_escape") for line in f]
     for path in points:
-        if path.startswith(point.rstrip("/") + "/"):
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        if path.startswith(point):      # reached from top's fd: a user namespace's root may not search the host's dirs
+            below = _beneath(top, path[len(point):])
+            try:
+                linux.mount(None, rootfs.fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+            finally:
+                os.close(below)
 
 
 def _devices(root: int, devices: list, uid: int, gid: int, userns: bool = False) -> None:
@@ -311,7 +316,7 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
     if not here.startswith("/"):            # /proc/self/fd/N of a descriptor of the host's
         raise RuntimeFailure(f"process.cwd {cwd} leads out of the container's root",
                              "give a directory inside the container in process.cwd")
-    return _program(process)
+    return "" if cfg.get("noProcess") else _program(process)
 
 
 def _program(process: dict) -> str:
