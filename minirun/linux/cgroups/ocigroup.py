@@ -203,6 +203,13 @@ def remove(made: list[str], timeout: float = 2.0, fs: CgroupFS | None = None) ->
                 time.sleep(0.01)
 
 
+    for parent in {os.path.dirname(p) for p in made if os.path.basename(os.path.dirname(p)) == PARENT}:
+        try:
+            fs.rmdir(parent)            # the shared minirun-oci/ dir, once no container uses it
+        except OSError:
+            pass
+
+
 def _has_children(path: str) -> bool:
     try:
         return any(entry.is_dir() for entry in os.scandir(path))
