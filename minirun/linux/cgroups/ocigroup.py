@@ -156,13 +156,18 @@ def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) ->
     """mkdir -p; a new v1 cpuset dir gets its parent's cpus and mems (v1 leaves them
     empty, and a task cannot join a cpuset without both)."""
     parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        _makedirs(fs, parent, made, cpuset)
-    try:
-        fs.mkdir(path)
-        made.append(path)
-    except FileExistsError:
-        return
+    for attempt in range(5):
+        if not os.path.isdir(parent):
+            _makedirs(fs, parent, made, cpuset)
+        try:
+            fs.mkdir(path)
+            made.append(path)
+            break
+        except FileExistsError:
+            return
+        except FileNotFoundError:       # another container's delete took the shared parent away meanwhile
+            if attempt == 4:
+                raise
     if cpuset:
         for name in ("cpuset.cpus", "cpuset.mems"):
             with open(os.path.join(parent, name)) as f:
