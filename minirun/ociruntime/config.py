@@ -263,6 +263,15 @@ def _linux(linux: dict) -> None:
                 _type(dev.get(key), int, f"linux.devices[{i}].{key}")
 
 
+def host_id(mappings: list, inside: int) -> int:
+    """The host id a user namespace's mappings give the container's id inside."""
+    for m in mappings:
+        if m["containerID"] <= inside < m["containerID"] + m["size"]:
+            return m["hostID"] + inside - m["containerID"]
+    raise UsageError(f"config.json: the user namespace maps no host id to the container's {inside}",
+                     "map the container's root (containerID 0) in linux.uidMappings and gidMappings")
+
+
 def signal_number(text: str) -> int:
     """kill's SIGNAL: a number, or a name with or without SIG (TERM, SIGKILL)."""
     if text.isdigit():

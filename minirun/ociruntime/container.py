@@ -129,25 +129,10 @@ def _read_line(fd: int) -> bytes:
     return data
 
 
-def hook_state(record: dict, status: str) -> dict:
-    """The state a hook reads on its stdin (runtime-spec runtime.md "State")."""
-    return {"ociVersion": state.OCI_VERSION, "id": record["id"], "status": status,
-            "pid": record["pid"] if status != "stopped" else 0, "bundle": record["bundle"],
-            "annotations": record.get("annotations") or {}}
-
-
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + 5
     while pid and procfs.start_time(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-def _host_id(mappings: list, inside: int) -> int:
-    for m in mappings:
-        if m["containerID"] <= inside < m["containerID"] + m["size"]:
-            return m["hostID"] + inside - m["containerID"]
-    raise UsageError(f"config.json: the user namespace maps no host id to the container's {inside}",
-                     "map the container's root (containerID 0) in linux.uidMappings and gidMappings")
 
 
 def _describe(exc: BaseException) -> dict:
@@ -204,7 +189,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     state.reserve(root, container_id)
     if any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"]):
         # the init opens the fifo as the user namespace's root: the host ids that maps to own it (as runc)
-        os.chown(state.fifo_path(root, container_id), *(_host_id(cfg["linux"][k], 0)
+        os.chown(state.fifo_path(root, container_id), *(config.host_id(cfg["linux"][k], 0)
                                                        for k in ("uidMappings", "gidMappings")))
     pid, cgroup, made = 0, [], []
     try:
@@ -213,6 +198,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                  for d in cfg["linux"]["devices"] if d["type"] != "p"]
         group = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "", resources, extra)
         cgroup, made = group.dirs, group.made
+        cfg["cgroup"] = group.to_json()         # for the init's cgroup mount (cgroupview.py)
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
         go_r = go_w = -1
@@ -234,7 +220,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
 
         def run_hooks(init_pid: int) -> None:
             """prestart and createRuntime in here, then the state to the init for createContainer."""
-            current = hook_state({"id": container_id, "pid": init_pid, "bundle": bundle,
+            current = hooks.state({"id": container_id, "pid": init_pid, "bundle": bundle,
                                   "annotations": cfg["annotations"]}, "created")
             hooks.run(cfg.get("hooks"), "prestart", current)
             hooks.run(cfg.get("hooks"), "createRuntime", current)
@@ -340,7 +326,7 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(path)
-    hooks.run(record.get("hooks"), "poststart", hook_state(record, "running"))
+    hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
 
 
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
@@ -377,7 +363,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             time.sleep(0.01)
     if record.get("host_mounts"):
         hostmounts.unmount_beneath(record["rootfs"])
-    hooks.run(record.get("hooks"), "poststop", hook_state(record, "stopped"))
+    hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
     ocigroup.remove(record.get("cgroups_made") or [])
     state.remove(root, container_id)
 

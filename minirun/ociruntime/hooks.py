@@ -59,6 +59,13 @@ def check(hooks) -> None:
                 raise bad(f"{field}.timeout", "must be a whole number of seconds above 0")
 
 
+def state(record: dict, status: str) -> dict:
+    """The state a hook reads on its stdin (runtime-spec runtime.md "State")."""
+    return {"ociVersion": "1.1.0", "id": record["id"], "status": status,
+            "pid": record["pid"] if status != "stopped" else 0, "bundle": record["bundle"],
+            "annotations": record.get("annotations") or {}}
+
+
 def wanted(hooks: dict | None, kinds=KINDS) -> bool:
     return any((hooks or {}).get(kind) for kind in kinds)
 

@@ -24,7 +24,7 @@ from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
 from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
-from . import config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
+from . import cgroupview, config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _BENEATH = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS
@@ -112,13 +112,15 @@ def _make_target(root: int, path: str, directory: bool) -> int:
         raise _fail(path, exc) from None
 
 
-def _mount_one(root: int, bundle: str, mount: dict) -> None:
+def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -> None:
     dest, kind = mount["destination"], mount.get("type") or ""
     flags, propagation, data = mount_options(mount.get("options", []))
     source = mount.get("source") or kind or "none"
     bind = bool(flags & linux.MS_BIND) or kind == "bind"
-    if kind == "cgroup":                 # the host's hierarchy, as runc shows it without a cgroup namespace
-        source, bind, flags = "/sys/fs/cgroup", True, flags | linux.MS_BIND | linux.MS_REC
+    if kind == "cgroup":                 # the container's own cgroup (cgroupview.py)
+        os.close(_make_target(root, dest, True))
+        cgroupview.mount(lambda: _make_target(root, dest, True), flags, group or {})
+        return
     if bind:
         flags |= linux.MS_BIND
         if not source.startswith("/"):
@@ -270,7 +272,7 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         for mount in cfg["mounts"]:
-            _mount_one(root, bundle, mount)
+            _mount_one(root, bundle, mount, cfg.get("cgroup"))
         _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"], userns)
         if before_pivot is not None:
             before_pivot()

@@ -197,3 +197,15 @@ def test_without_a_mount_namespace_the_mounts_go_at_delete(oci, bundle):
     assert mounts_under(bundle / "rootfs") == [] and oci.entries() == []
     _config(bundle, lambda d: d["root"].update(readonly=True))
     _refused(oci, bundle, "root.readonly needs a mount namespace")
+
+
+@pytest.mark.skipif(not (V1_PIDS or V2), reason="needs the pids controller")
+@pytest.mark.kernel
+def test_the_cgroup_mount_shows_the_containers_own_cgroup(oci, bundle):
+    limit_file = "/sys/fs/cgroup/pids.max" if V2 else "/sys/fs/cgroup/pids/pids.max"
+    _config(bundle, lambda d: d["linux"].update(resources={**d["linux"].get("resources", {}),
+                                                           "pids": {"limit": 42}}))
+    _config(bundle, _args("/bin/sh", "-c", f"cat {limit_file}; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"))
+    done = oci("run", "--bundle", str(bundle), "g1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["42", "ro"]
