@@ -96,11 +96,11 @@ def _one_id(rest: list[str], command: str, extra: int = 0) -> str:
 
 
 def _features() -> dict:
-    from . import config, init
-    return {"ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0", "hooks": [],
+    from . import config, hooks, init
+    return {"ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0", "hooks": list(hooks.KINDS),
             "mountOptions": sorted(set(init._FLAGS) | set(init._PROPAGATION)),
             "linux": {"namespaces": list(config.NAMESPACE_TYPES), "capabilities": [],
-                      "cgroup": {"v1": False, "v2": False, "systemd": False},
+                      "cgroup": {"v1": True, "v2": True, "systemd": False},
                       "seccomp": {"enabled": False}, "apparmor": {"enabled": False},
                       "selinux": {"enabled": False}},
             "annotations": {"org.opencontainers.runc.version": "minirun-oci"}}

@@ -18,11 +18,12 @@ from ..errors import MinirunError, UsageError
 from ..linux import caps
 
 MAX_CONFIG_BYTES = 4 << 20
-NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
 # defined by the spec, not supported here: refused when present and not empty
-REFUSED_TOP = ("hooks", "solaris", "windows", "vm", "zos")
-REFUSED_LINUX = ("uidMappings", "gidMappings", "intelRdt", "personality", "timeOffsets",
-                 "mountLabel", "memoryPolicy", "netDevices")
+REFUSED_TOP = ("solaris", "windows", "vm", "zos")
+REFUSED_LINUX = ("intelRdt", "personality", "timeOffsets",
+                 "memoryPolicy", "netDevices")
+SELINUX_FS = "/sys/fs/selinux"
 REFUSED_PROCESS = ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity")
 PROPAGATION = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 RLIMITS = {name[len("RLIMIT_"):]: getattr(__import__("resource"), name)
@@ -78,6 +79,9 @@ def check(config: dict, bundle: str) -> None:
     for field in REFUSED_TOP:
         if config.get(field):
             raise _refuse(field)
+    if config.get("hooks") is not None:
+        from . import hooks
+        hooks.check(config["hooks"])
     root = _type(config.get("root"), dict, "root")
     _type(root.get("readonly", False), bool, "root.readonly")
     root["path"] = _rootfs(bundle, _type(root.get("path"), str, "root.path"))
@@ -96,7 +100,9 @@ def check(config: dict, bundle: str) -> None:
         for key in ("uidMappings", "gidMappings"):
             if mount.get(key):
                 raise _refuse(f"mounts[{i}].{key}")
-    _process(config.get("process"))
+    if config.get("process") is None:       # allowed at create; start then fails (runtime-spec "start")
+        config["process"], config["noProcess"] = {"args": ["/"]}, True
+    _process(config["process"])
     _linux(_type(config.setdefault("linux", {}), dict, "linux"))
     if "hostname" in config and not any(ns.get("type") == "uts" for ns in config["linux"]["namespaces"]):
         raise ConfigError("config.json: hostname without a uts namespace would name the host",
@@ -165,36 +171,44 @@ def _linux(linux: dict) -> None:
     for field in REFUSED_LINUX:
         if linux.get(field):
             raise _refuse(f"linux.{field}")
+    if linux.get("mountLabel"):
+        _type(linux["mountLabel"], str, "linux.mountLabel")
+        if os.path.exists(os.path.join(SELINUX_FS, "enforce")):     # a label this host would have to apply
+            raise _refuse("linux.mountLabel", "SELinux is enabled here and minirun-oci does not label mounts")
     seccomp = _type(linux.get("seccomp") or {}, dict, "linux.seccomp")
     for field in ("listenerPath", "listenerMetadata"):
         if seccomp.get(field):
             raise _refuse(f"linux.seccomp.{field}")
-    from ..linux.cgroups import ocigroup as devices
-    devices.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
+    from ..linux.cgroups import ocigroup, ociresources as res
+    ocigroup.check_path(_type(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath"))
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")
     for key, value in resources.items():
-        if value and key not in devices.SUPPORTED:
-            raise _refuse(f"linux.resources.{key}", "only devices, pids and cpu are supported yet")
-    cpu = _type(resources.get("cpu") or {}, dict, "linux.resources.cpu")
-    known_cpu = {key for key, _, _ in devices.CPU_FILES}
-    for key, value in cpu.items():
-        if key not in known_cpu and value not in (None, "", 0):
-            raise _refuse(f"linux.resources.cpu.{key}")
-        _type(value, str if key in ("cpus", "mems") else int, f"linux.resources.cpu.{key}")
+        if value and key not in res.SUPPORTED:
+            raise _refuse(f"linux.resources.{key}", "only devices, memory, pids and cpu are supported")
+    for group, known in (("cpu", res.CPU_KEYS), ("memory", res.MEMORY_KEYS)):
+        for key, value in _type(resources.get(group) or {}, dict, f"linux.resources.{group}").items():
+            if key not in known:
+                if value not in (None, "", 0, False):
+                    raise _refuse(f"linux.resources.{group}.{key}")
+                continue
+            kind = str if key in ("cpus", "mems") else bool if key in ("disableOOMKiller", "useHierarchy",
+                                                                        "checkBeforeUpdate") else int
+            if value is not None:
+                _type(value, kind, f"linux.resources.{group}.{key}")
     pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
     if pids:
         _type(pids.get("limit"), int, "linux.resources.pids.limit")
     for i, entry in enumerate(_type(resources.get("devices") or [], list, "linux.resources.devices")):
         try:
-            devices.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))
+            res.rule(_type(entry, dict, f"linux.resources.devices[{i}]"))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"config.json: linux.resources.devices[{i}]: bad {exc}",
                               "use type a, b or c and access made of r, w and m") from None
     seen = set()
     for i, ns in enumerate(_type(linux.setdefault("namespaces", []), list, "linux.namespaces")):
         kind = _type(ns.get("type"), str, f"linux.namespaces[{i}].type")
-        if kind == "user":
-            raise _refuse("linux.namespaces: user", "user namespaces are not supported yet")
+        if kind == "user" and ns.get("path"):
+            raise _refuse("linux.namespaces: user with a path", "minirun-oci makes new user namespaces only")
         if kind == "time":
             raise _refuse("linux.namespaces: time")
         if kind not in NAMESPACE_TYPES:
@@ -205,8 +219,18 @@ def _linux(linux: dict) -> None:
         seen.add(kind)
         if "path" in ns:
             _type(ns["path"], str, f"linux.namespaces[{i}].path")
-    if "mount" not in seen:
-        raise _refuse("linux.namespaces", "minirun-oci needs a mount namespace: add {\"type\": \"mount\"}")
+    for key in ("uidMappings", "gidMappings"):
+        for j, entry in enumerate(_type(linux.get(key) or [], list, f"linux.{key}")):
+            for field in ("containerID", "hostID", "size"):
+                if _type(entry, dict, f"linux.{key}[{j}]").get(field, -1) < 0:
+                    raise ConfigError(f"config.json: linux.{key}[{j}].{field} must be a number from 0",
+                                      "fix the mapping")
+        if linux.get(key) and "user" not in seen:
+            raise ConfigError(f"config.json: linux.{key} without a user namespace",
+                              "add {\"type\": \"user\"} to linux.namespaces, or drop the mappings")
+    if "user" in seen and not (linux.get("uidMappings") and linux.get("gidMappings")):
+        raise ConfigError("config.json: a user namespace needs linux.uidMappings and linux.gidMappings",
+                          "map the container's root to a host uid and gid range")
     if linux.get("rootfsPropagation", "") not in PROPAGATION:
         raise ConfigError(f"config.json: linux.rootfsPropagation {linux['rootfsPropagation']!r} is unknown",
                           f"use one of {', '.join(PROPAGATION[1:])}")
@@ -237,6 +261,15 @@ def _linux(linux: dict) -> None:
         for key in ("major", "minor"):
             if dev.get("type") != "p":
                 _type(dev.get(key), int, f"linux.devices[{i}].{key}")
+
+
+def host_id(mappings: list, inside: int) -> int:
+    """The host id a user namespace's mappings give the container's id inside."""
+    for m in mappings:
+        if m["containerID"] <= inside < m["containerID"] + m["size"]:
+            return m["hostID"] + inside - m["containerID"]
+    raise UsageError(f"config.json: the user namespace maps no host id to the container's {inside}",
+                     "map the container's root (containerID 0) in linux.uidMappings and gidMappings")
 
 
 def signal_number(text: str) -> int:

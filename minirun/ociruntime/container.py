@@ -23,10 +23,11 @@ from .. import linux
 from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import ocigroup
-from . import config, init, state
+from . import config, hooks, hostmounts, init, state
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
-          "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP}
+          "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP,
+          "user": linux.CLONE_NEWUSER}
 
 
 def _send(fd: int, message: dict) -> None:
@@ -43,7 +44,7 @@ def _high(fd: int, above: int) -> int:
 
 
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
-           cgroup: list[str], seccomp_program: tuple | None, console=None) -> None:
+           cgroup: list[str], seccomp_program: tuple | None, console=None, go: int = -1) -> None:
     """The intermediate process; never returns."""
     code = 1
     try:
@@ -72,7 +73,12 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                     os.close(fd)
             else:
                 unshare |= _FLAGS[ns["type"]]
-        linux.unshare(unshare)
+        if unshare & linux.CLONE_NEWUSER:           # first, so that it owns the others; create maps it
+            linux.unshare(linux.CLONE_NEWUSER)
+            _send(report, {"userns": True})
+            if not _read_line(go):
+                os._exit(1)
+        linux.unshare(unshare & ~linux.CLONE_NEWUSER)
         fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)      # the host's, for the trampoline's report
         pid = os.fork()
@@ -81,11 +87,27 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
             code = 0
         else:
             try:
-                program = init.setup(cfg, bundle, no_pivot, console)
+                hook_state: dict = {}
+
+                def before_pivot() -> None:
+                    if go < 0:
+                        return
+                    _send(report, {"hooks": True})      # create runs prestart and createRuntime, then
+                    line = _read_line(go)                # sends the state the hooks in here get
+                    if not line:
+                        os._exit(127)
+                    hook_state.update(json.loads(line))
+                    hooks.run(cfg.get("hooks"), "createContainer", hook_state)
+
+                program = init.setup(cfg, bundle, no_pivot, console, before_pivot)
                 _send(report, {"ready": True})
                 os.close(report)
                 report = -1
-                init.finish(cfg["process"], program, fifo, seccomp_program, null)
+                while not program:              # no process in config.json: start kills it
+                    signal.pause()
+                at_start = (lambda: hooks.run(cfg.get("hooks"), "startContainer", hook_state)) \
+                    if hooks.wanted(cfg.get("hooks"), ("startContainer",)) else None
+                init.finish(cfg["process"], program, fifo, seccomp_program, null, at_start)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
                 if report >= 0:
                     _send(report, _describe(exc))
@@ -95,6 +117,22 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
     except BaseException as exc:  # noqa: BLE001
         _send(report, _describe(exc))
     os._exit(code)
+
+
+def _read_line(fd: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while pid and procfs.start_time(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _describe(exc: BaseException) -> dict:
@@ -143,24 +181,66 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
+    host_mounts = not any(ns["type"] == "mount" for ns in cfg["linux"]["namespaces"])
+    if host_mounts:
+        hostmounts.check(cfg)
     console = _console(cfg, console_socket)
     program = _seccomp(cfg)
     state.reserve(root, container_id)
+    if any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"]):
+        # the init opens the fifo as the user namespace's root: the host ids that maps to own it (as runc)
+        os.chown(state.fifo_path(root, container_id), *(config.host_id(cfg["linux"][k], 0)
+                                                       for k in ("uidMappings", "gidMappings")))
     pid, cgroup, made = 0, [], []
     try:
         resources = cfg["linux"].get("resources") or {}
         extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
                  for d in cfg["linux"]["devices"] if d["type"] != "p"]
-        cgroup, made = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "",
-                                       ocigroup.plan(resources, extra))
+        group = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "", resources, extra)
+        cgroup, made = group.dirs, group.made
+        cfg["cgroup"] = group.to_json()         # for the init's cgroup mount (cgroupview.py)
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
+        go_r = go_w = -1
+        userns = any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"])
+        if userns or hooks.wanted(cfg.get("hooks"), ("prestart", "createRuntime", "createContainer",
+                                                     "startContainer")):
+            go_r, go_w = os.pipe()
+            go_r, go_w = _high(go_r, 2 + preserve_fds), _high(go_w, 2 + preserve_fds)
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
-            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program, console)
+            if go_w >= 0:
+                os.close(go_w)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program,
+                   console, go_r)
         os.close(write_fd)
-        messages = _read_reports(read_fd)
+        if go_r >= 0:
+            os.close(go_r)
+
+        def run_hooks(init_pid: int) -> None:
+            """prestart and createRuntime in here, then the state to the init for createContainer."""
+            current = hooks.state({"id": container_id, "pid": init_pid, "bundle": bundle,
+                                  "annotations": cfg["annotations"]}, "created")
+            hooks.run(cfg.get("hooks"), "prestart", current)
+            hooks.run(cfg.get("hooks"), "createRuntime", current)
+            os.write(go_w, (json.dumps(current) + "\n").encode())
+        def map_ids(_pid: int) -> None:
+            """The middle process's new user namespace gets the config's mappings."""
+            for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+                lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in cfg["linux"][key])
+                try:
+                    with open(f"/proc/{middle}/{name}", "w") as f:
+                        f.write(lines)
+                except OSError as exc:
+                    raise RuntimeFailure(f"linux.{key}: the kernel refused them: {exc.strerror}",
+                                         "give ranges that do not overlap, at most 340 lines") from None
+            os.write(go_w, b"\n")
+        try:
+            messages = _read_reports(read_fd, {"hooks": run_hooks, "userns": map_ids})
+        finally:
+            if go_w >= 0:
+                os.close(go_w)
         os.waitpid(middle, 0)
         for message in messages:
             pid = message.get("pid", pid)
@@ -170,7 +250,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts, "no_process": bool(cfg.get("noProcess")), "annotations": cfg["annotations"], "owner": "root",
+                  "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
         state.save(root, container_id, record)
         if console is not None:
@@ -187,13 +268,18 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if console is not None:
             console.close()
         ocigroup.remove(made)
+        if host_mounts:
+            _wait_gone(pid)
+            hostmounts.unmount_beneath(cfg["root"]["path"])
         state.remove(root, container_id)
         raise
 
 
-def _read_reports(fd: int) -> list[dict]:
-    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order."""
-    data, messages = b"", []
+def _read_reports(fd: int, handlers: dict | None = None) -> list[dict]:
+    """The intermediate's {"pid"} and the init's {"ready"} or an {"error"}, in any order.
+    A request the sender waits on ({"userns"} from the intermediate, {"hooks"} from the
+    init before pivot_root) calls handlers[key](pid); "hooks" waits for the init's pid."""
+    data, messages, done = b"", [], set()
     try:
         while True:
             chunk = os.read(fd, 65536)
@@ -202,6 +288,11 @@ def _read_reports(fd: int) -> list[dict]:
             data += chunk
             *lines, data = data.split(b"\n")
             messages += [json.loads(line) for line in lines if line.strip()]
+            pid = next((m["pid"] for m in messages if "pid" in m), 0)
+            for key, handler in (handlers or {}).items():
+                if key not in done and (pid or key == "userns") and any(key in m for m in messages):
+                    done.add(key)
+                    handler(pid)
             if any("error" in m for m in messages) or (any("pid" in m for m in messages)
                                                       and any("ready" in m for m in messages)):
                 break
@@ -216,6 +307,10 @@ def start(root: str, container_id: str) -> None:
     current = state.status(root, record)
     if current != "created":
         raise Conflict(f"container {container_id} is {current}, not created", "only a created container starts")
+    if record.get("no_process"):
+        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        raise UsageError(f"container {container_id} has no process in its config.json: nothing to start",
+                         f"delete it, give config.json a process, and create it again")
     path = state.fifo_path(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -231,6 +326,7 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(path)
+    hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
 
 
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
@@ -238,8 +334,11 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
     current = state.status(root, record)
     if current == "stopped":       # runtime-spec: signalling a stopped container MUST fail
         raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
-    pids = [p.pid for p in procfs.in_pid_namespace_of(record["pid"])] if all_processes else [record["pid"]]
-    for pid in pids or [record["pid"]]:
+    pids = [record["pid"]]
+    if all_processes:           # every process in the container's cgroup; without one, its pid namespace's
+        pids = (ocigroup.pids(record["cgroup_dirs"]) if record.get("cgroup_dirs")
+                else [p.pid for p in procfs.in_pid_namespace_of(record["pid"])]) or pids
+    for pid in pids:
         procfs.signal_quietly(pid, signum)
 
 
@@ -257,10 +356,14 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if not force:
             raise Conflict(f"container {container_id} is {current}",
                            f"stop it first, or use: minirun-oci delete --force {container_id}")
-        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        for pid in [record["pid"], *ocigroup.pids(record.get("cgroup_dirs") or [])]:
+            procfs.signal_quietly(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
+    if record.get("host_mounts"):
+        hostmounts.unmount_beneath(record["rootfs"])
+    hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
     ocigroup.remove(record.get("cgroups_made") or [])
     state.remove(root, container_id)
 

@@ -24,7 +24,7 @@ from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
 from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
-from . import config
+from . import cgroupview, config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _BENEATH = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS
@@ -112,13 +112,15 @@ def _make_target(root: int, path: str, directory: bool) -> int:
         raise _fail(path, exc) from None
 
 
-def _mount_one(root: int, bundle: str, mount: dict) -> None:
+def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -> None:
     dest, kind = mount["destination"], mount.get("type") or ""
     flags, propagation, data = mount_options(mount.get("options", []))
     source = mount.get("source") or kind or "none"
     bind = bool(flags & linux.MS_BIND) or kind == "bind"
-    if kind == "cgroup":                 # the host's hierarchy, as runc shows it without a cgroup namespace
-        source, bind, flags = "/sys/fs/cgroup", True, flags | linux.MS_BIND | linux.MS_REC
+    if kind == "cgroup":                 # the container's own cgroup (cgroupview.py)
+        os.close(_make_target(root, dest, True))
+        cgroupview.mount(lambda: _make_target(root, dest, True), flags, group or {})
+        return
     if bind:
         flags |= linux.MS_BIND
         if not source.startswith("/"):
@@ -142,7 +144,7 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             try:
                 linux.mount(None, rootfs.fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | rest)
                 if flags & linux.MS_REC:
-                    _remount_below(os.readlink(rootfs.fd_path(top)), rest)
+                    _remount_below(top, rest)
             finally:
                 os.close(top)
     else:
@@ -162,18 +164,23 @@ def _mount_one(root: int, bundle: str, mount: dict) -> None:
             os.close(top)
 
 
-def _remount_below(point: str, flags: int) -> None:
+def _remount_below(top: int, flags: int) -> None:
     """The same flags (ro, nosuid...) on every mount an rbind brought under point: a
     remount changes one mount only, and a read-only rbind must not leave the host's
     submounts (such as each cgroup v1 hierarchy) writable."""
+    point = os.readlink(rootfs.fd_path(top)).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4].encode().decode("unicode_escape") for line in f]
     for path in points:
-        if path.startswith(point.rstrip("/") + "/"):
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        if path.startswith(point):      # reached from top's fd: a user namespace's root may not search the host's dirs
+            below = _beneath(top, path[len(point):])
+            try:
+                linux.mount(None, rootfs.fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+            finally:
+                os.close(below)
 
 
-def _devices(root: int, devices: list, uid: int, gid: int) -> None:
+def _devices(root: int, devices: list, uid: int, gid: int, userns: bool = False) -> None:
     dev = _make_target(root, "/dev", True)
     os.close(dev)
     wanted = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
@@ -192,6 +199,9 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
                     os.unlink(name, dir_fd=pfd)
                 except FileNotFoundError:
                     pass
+                if userns:              # no mknod in a user namespace: the host's node, bound (as runc)
+                    _bind_device(pfd, name, device["path"])
+                    continue
                 os.mknod(name, kind | mode, os.makedev(device.get("major", 0), device.get("minor", 0)), dir_fd=pfd)
                 os.chown(name, device.get("uid", 0), device.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
             finally:
@@ -207,6 +217,18 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
                 pass
     finally:
         os.close(dev)
+
+
+def _bind_device(parent: int, name: str, host_path: str) -> None:
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent))
+    target = os.open(name, PATH_FLAGS, dir_fd=parent)
+    try:
+        linux.mount(host_path, rootfs.fd_path(target), None, linux.MS_BIND)
+    except OSError as exc:
+        raise RuntimeFailure(f"linux.devices: cannot bind the host's {host_path} in the user namespace: "
+                             f"{exc.strerror}", "give devices the host has") from None
+    finally:
+        os.close(target)
 
 
 def _terminal(process: dict, console) -> None:
@@ -225,22 +247,39 @@ def _terminal(process: dict, console) -> None:
     tty.become_controlling(slave)
 
 
-def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
-    """Everything up to the exec; returns the program's path."""
+def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=None) -> str:
+    """Everything up to the exec; returns the program's path. before_pivot() runs once
+    the mounts are made, before pivot_root (the hooks' point)."""
     spec, process = cfg["linux"], cfg["process"]
     path = cfg["root"]["path"]
     propagation = spec.get("rootfsPropagation") or ""
-    linux.mount(None, "/", None, linux.MS_REC | (linux.MS_SLAVE if propagation in ("shared", "rshared", "slave",
-                                                                                      "rslave") else linux.MS_PRIVATE))
-    linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+    own_mounts = any(ns["type"] == "mount" for ns in spec["namespaces"])
+    if own_mounts:
+        linux.mount(None, "/", None, linux.MS_REC | (linux.MS_SLAVE if propagation in ("shared", "rshared", "slave",
+                                                                                          "rslave") else linux.MS_PRIVATE))
+        linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+    else:
+        # the host's mount namespace (runc's way): the mounts land beneath the rootfs where the
+        # host sees them, delete takes them away (hostmounts.py), and the root is a chroot
+        no_pivot = True
     root = os.open(path, _DIR)
+    userns = any(ns["type"] == "user" for ns in spec["namespaces"])
+    top = os.open(path, _DIR)
     try:
+        if userns:
+            # root of the user namespace from here on: what it makes (in /dev's tmpfs too) is
+            # then owned by a mapped id; the bundle's own paths are reached through fds
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         for mount in cfg["mounts"]:
-            _mount_one(root, bundle, mount)
-        _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"])
+            _mount_one(root, bundle, mount, cfg.get("cgroup"))
+        _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"], userns)
+        if before_pivot is not None:
+            before_pivot()
+        rootfs.enter(rootfs.fd_path(top), use_chroot=no_pivot)
     finally:
         os.close(root)
-    rootfs.enter(path, use_chroot=no_pivot)
+        os.close(top)
     for key, value in spec["sysctl"].items():       # before readonlyPaths, which often hold /proc/sys
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
@@ -279,7 +318,7 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
     if not here.startswith("/"):            # /proc/self/fd/N of a descriptor of the host's
         raise RuntimeFailure(f"process.cwd {cwd} leads out of the container's root",
                              "give a directory inside the container in process.cwd")
-    return _program(process)
+    return "" if cfg.get("noProcess") else _program(process)
 
 
 def _program(process: dict) -> str:
@@ -297,7 +336,8 @@ def _program(process: dict) -> str:
                          "give a program the rootfs holds (check process.env's PATH)")
 
 
-def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1) -> None:
+def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1,
+           at_start=None) -> None:
     """Wait for `start` on the exec fifo, take the user and capabilities, exec through
     the trampoline: this process is the host's python, and the program's path may
     lead back to it (/proc/self/exe); the trampoline, a sealed memfd, is what that
@@ -306,6 +346,8 @@ def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None,
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)
+    if at_start is not None:
+        at_start()                          # the startContainer hooks
     exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
     if exe < 0:
         raise RuntimeFailure("minirun-oci has no exec trampoline for this machine's architecture",

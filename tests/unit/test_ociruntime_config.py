@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from minirun.errors import MinirunError, UsageError
-from minirun.linux.cgroups import ocigroup
+from minirun.linux.cgroups import ociresources
 from minirun.ociruntime import cli, config, init
 
 
@@ -32,13 +32,21 @@ def test_a_plain_config_loads_with_defaults(tmp_path):
 
 @pytest.mark.parametrize("changes,words", [
     ({"ociVersion": "2.0.0"}, "ociVersion"),
-    ({"hooks": {"prestart": [{"path": "/x"}]}}, "hooks"),
+    ({"hooks": {"prestart": [{"path": "x"}]}}, "hooks.prestart[0].path"),
+    ({"hooks": {"poststop": [{"path": "/x", "timeout": 0}]}}, "hooks.poststop[0].timeout"),
+    ({"hooks": {"createRuntime": [{"path": "/x", "args": "a b"}]}}, "hooks.createRuntime[0].args"),
     ({"root": {"path": "../.."}}, "outside the bundle"),
     ({"process": {"args": []}}, "process.args"),
     ({"process": {"args": ["x"], "user": {"uid": "0"}}}, "process.user.uid"),
-    ({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}, "user"),
-    ({"linux": {"namespaces": [{"type": "pid"}]}}, "mount namespace"),
-    ({"linux": {"namespaces": [{"type": "mount"}], "resources": {"memory": {"limit": 1}}}}, "linux.resources.memory"),
+    ({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}, "linux.uidMappings and linux.gidMappings"),
+    ({"linux": {"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/1/ns/user"}]}}, "user with a path"),
+    ({"linux": {"namespaces": [{"type": "mount"}], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}},
+     "linux.uidMappings without a user namespace"),
+    ({"linux": {"namespaces": [{"type": "mount"}], "resources": {"memory": {"limit": "1"}}}},
+     "linux.resources.memory.limit"),
+    ({"linux": {"namespaces": [{"type": "mount"}], "resources": {"memory": {"nosuch": 5}}}},
+     "linux.resources.memory.nosuch"),
+    ({"linux": {"namespaces": [{"type": "mount"}], "resources": {"rdma": {"x": {}}}}}, "linux.resources.rdma"),
     ({"linux": {"namespaces": [{"type": "mount"}], "cgroupsPath": "/a/../b"}}, "cgroupsPath"),
     ({"mounts": [{"destination": "relative"}]}, "not absolute"),
 ])
@@ -77,10 +85,10 @@ def test_mount_options():
 
 
 def test_cgroup_plan():
-    plan = ocigroup.plan({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1,
+    plan = ociresources.plan({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1,
                                                                          "minor": 3, "access": "r"}],
                           "pids": {"limit": -1}, "cpu": {"shares": 512, "quota": 5000, "period": 10000,
-                                                         "cpus": "0-1"}}, ["c 10:200 rwm"])
+                                                         "cpus": "0-1"}}, "v1", ["c 10:200 rwm"])
     assert plan["devices"][:3] == [("devices.deny", "a"), ("devices.deny", "a *:* rwm"), ("devices.allow", "c 1:3 r")]
     assert ("devices.allow", "c 10:200 rwm") in plan["devices"]
     assert plan["pids"] == [("pids.max", "max")]

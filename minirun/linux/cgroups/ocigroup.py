@@ -1,17 +1,17 @@
-"""An OCI container's cgroup on cgroup v1 (minirun-oci): linux.cgroupsPath, the
-devices controller (linux.resources.devices), pids.max (linux.resources.pids) and
-the cpu and cpuset files of linux.resources.cpu (CPU_FILES).
+"""An OCI container's cgroup (minirun-oci), on cgroup v1 or v2: linux.cgroupsPath and
+linux.resources (ociresources.plan says which files; the v2 device rules are a BPF
+program, linux/bpfdevices.py). Every container gets a cgroup, so that `kill --all`
+and `delete` find all of its processes in cgroup.procs.
 
-Where (runtime-spec config-linux.md "Cgroups Path"), per controller C:
-    absolute cgroupsPath /P     <root>/C/P
-    relative cgroupsPath P      <root>/C/<this process's own cgroup in C>/P
-    none                        <root>/C/minirun-oci/<id>
-Files (cgroup-v1/devices.rst, pids.rst): devices.deny "a", then each rule in the
-config's order to devices.allow or devices.deny ("c 1:3 rwm"), then the devices
-every container gets (runtime-spec "Default Devices"); pids.max N or "max".
-The process joins every controller's dir (cgroup.procs) before it forks the init.
-cgroup v2 needs an eBPF program for device rules, which minirun does not build:
-there create() refuses, naming the field.
+Where (runtime-spec config-linux.md "Cgroups Path"), per v1 controller C or once on v2:
+    absolute cgroupsPath /P     v1 <root>/C/P          v2 <v2root>/P
+    relative cgroupsPath P      v1 <root>/C/<own>/P    v2 <v2root>/<own>/P   (own: this process's cgroup)
+    none                        v1 <root>/C/minirun-oci/<id>                 v2 <v2root>/minirun-oci/<id>
+On v1 the dir is made in every mounted controller of JOINED (plus cpuset when
+cpus or mems are set); on v2 each ancestor gets the needed controllers in its
+cgroup.subtree_control. The process joins (cgroup.procs) before it forks the init.
+A resource the host cannot honour (a controller missing, a field the version
+lacks) is an error naming the field, and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -21,27 +21,12 @@ import os
 import time
 
 from ...errors import EnvironmentProblem, UsageError
-from .files import CGROUP_ROOT, CgroupFS
+from . import _v2_root, detect
+from .files import CGROUP_ROOT, CgroupFS, _words
+from .ociresources import Unsupported, device_rules, plan
 
 PARENT = "minirun-oci"
-JOINED = ("devices", "pids", "memory", "cpu", "cpuacct", "freezer", "blkio")   # with a cgroupsPath
-# (cpuset is joined only when linux.resources.cpu names cpus or mems)
-# null, zero, full, random, urandom, tty, console, ptmx and the pts slaves
-DEFAULT_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
-                   "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
-
-
-def rule(entry: dict) -> tuple[bool, str]:
-    """(allow, the rule's text) of one linux.resources.devices entry."""
-    def number(value) -> str:
-        return "*" if value is None or value == -1 else str(int(value))
-    kind = entry.get("type") or "a"
-    if kind not in ("a", "b", "c"):
-        raise ValueError(f"device type {kind!r}")
-    access = entry.get("access") or "rwm"
-    if set(access) - set("rwm"):
-        raise ValueError(f"device access {access!r}")
-    return bool(entry.get("allow")), f"{kind} {number(entry.get('major'))}:{number(entry.get('minor'))} {access}"
+JOINED = ("devices", "pids", "memory", "cpu", "cpuacct", "freezer", "blkio", "net_cls", "perf_event", "hugetlb")
 
 
 def check_path(path: str) -> None:
@@ -51,93 +36,138 @@ def check_path(path: str) -> None:
 
 
 def _own(controller: str) -> str:
+    """This process's cgroup in controller's hierarchy ("" for v2's unified one)."""
     with open("/proc/self/cgroup") as f:
         for line in f:
-            _, names, path = line.rstrip("\n").split(":", 2)
-            if controller in names.split(","):
+            number, names, path = line.rstrip("\n").split(":", 2)
+            if (controller and controller in names.split(",")) or (not controller and number == "0"):
                 return path.lstrip("/")
     return ""
 
 
 def directory(controller: str, container_id: str, cgroups_path: str, root: str = CGROUP_ROOT) -> str:
+    """The dir in v1 controller's hierarchy, or with controller "" the v2 dir below root."""
+    base = os.path.join(root, controller) if controller else root
     if not cgroups_path:
-        return os.path.join(root, controller, PARENT, container_id)
+        return os.path.join(base, PARENT, container_id)
     if cgroups_path.startswith("/"):
-        return os.path.join(root, controller, cgroups_path.lstrip("/"))
-    return os.path.join(root, controller, _own(controller), cgroups_path)
+        return os.path.join(base, cgroups_path.lstrip("/"))
+    return os.path.join(base, _own(controller), cgroups_path)
 
 
-# linux.resources.cpu -> (controller, file), in the order written (a period before its quota
-# or runtime: the kernel checks each against the other)
-CPU_FILES = (("shares", "cpu", "cpu.shares"), ("period", "cpu", "cpu.cfs_period_us"),
-             ("quota", "cpu", "cpu.cfs_quota_us"), ("realtimePeriod", "cpu", "cpu.rt_period_us"),
-             ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"), ("cpus", "cpuset", "cpuset.cpus"),
-             ("mems", "cpuset", "cpuset.mems"))
-SUPPORTED = {"devices": "devices", "pids": "pids", "cpu": "cpu"}     # linux.resources keys
+class Group:
+    """What create() made: version, the dirs to join, the dirs to remove."""
+
+    def __init__(self, version: str | None, dirs: list[str], made: list[str]):
+        self.version, self.dirs, self.made = version, dirs, made
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "dirs": self.dirs, "made": self.made}
 
 
-def plan(resources: dict, extra_allowed: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """controller -> [(file, value)] for linux.resources (keys outside SUPPORTED are the
-    caller's to refuse; so are cpu keys outside CPU_FILES)."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    rules = resources.get("devices") or []
-    if rules:
-        out["devices"] = [("devices.deny", "a")] + [
-            ("devices.allow" if allow else "devices.deny", text) for allow, text in map(rule, rules)] + [
-            ("devices.allow", text) for text in (*DEFAULT_ALLOWED, *extra_allowed)]
-    limit = (resources.get("pids") or {}).get("limit")
-    if limit is not None:
-        out["pids"] = [("pids.max", str(limit) if limit > 0 else "max")]
-    cpu = resources.get("cpu") or {}
-    for key, controller, name in CPU_FILES:
-        if cpu.get(key) not in (None, ""):
-            out.setdefault(controller, []).append((name, str(cpu[key])))
-    return out
-
-
-def create(container_id: str, cgroups_path: str, settings: dict[str, list[tuple[str, str]]],
-           root: str = CGROUP_ROOT, fs: CgroupFS | None = None) -> tuple[list[str], list[str]]:
-    """(the dirs to join, every dir made: what remove() takes back); ([], []) when nothing is asked."""
+def create(container_id: str, cgroups_path: str, resources: dict, extra_allowed: list[str],
+           root: str = CGROUP_ROOT, fs: CgroupFS | None = None) -> Group:
     fs = fs or CgroupFS()
-    present = [c for c in JOINED if os.path.exists(os.path.join(root, c, "cgroup.procs"))]
-    if cgroups_path and not present:
-        raise EnvironmentProblem(f"config.json: linux.cgroupsPath needs cgroup v1 controllers, which {root} lacks "
-                                 "(cgroup v2 is not supported by minirun-oci yet)",
-                                 "remove linux.cgroupsPath from config.json, or use runc or crun")
+    version = detect(root)
+    if version is None:
+        if cgroups_path or any(resources.values()):
+            raise EnvironmentProblem(f"config.json: linux.cgroupsPath/resources need cgroups, and {root} has none",
+                                     "mount the cgroup filesystems, or drop those fields")
+        return Group(None, [], [])
+    try:
+        settings = plan(resources, version, extra_allowed)
+    except Unsupported as exc:
+        raise EnvironmentProblem(f"config.json: {exc.field}: cannot be honoured on this host's cgroup {version}: "
+                                 f"{exc.why}", "remove the field from config.json, or run on a host that has it"
+                                 ) from None
+    if version == "v1":
+        return _create_v1(container_id, cgroups_path, settings, root, fs)
+    return _create_v2(container_id, cgroups_path, settings, device_rules(resources, extra_allowed),
+                      _v2_root(root), fs)
+
+
+def _field_of(controller: str) -> str:
+    return {"cpuset": "cpu.cpus/mems", "devices": "devices"}.get(controller, controller)
+
+
+def _create_v1(container_id: str, cgroups_path: str, settings: dict, root: str, fs: CgroupFS) -> Group:
     for controller in settings:
         if not os.path.exists(os.path.join(root, controller, "cgroup.procs")):
-            raise EnvironmentProblem(f"config.json: linux.resources needs the cgroup v1 {controller} controller, "
-                                     f"which {root} lacks (cgroup v2 is not supported by minirun-oci yet)",
-                                     "remove those resources from config.json, or use runc or crun")
-    wanted = list(dict.fromkeys([*(present if cgroups_path else []), *settings]))
+            raise EnvironmentProblem(f"config.json: linux.resources.{_field_of(controller)}: this host has no cgroup "
+                                     f"v1 {controller} controller under {root}",
+                                     "remove the field from config.json, or mount that controller")
+    present = [c for c in JOINED if os.path.exists(os.path.join(root, c, "cgroup.procs"))]
+    wanted = list(dict.fromkeys([*present, *settings]))
     made: list[str] = []
     try:
         for controller in wanted:
             path = directory(controller, container_id, cgroups_path, root)
             _makedirs(fs, path, made, controller == "cpuset")
-            for name, value in settings.get(controller, []):
-                try:
-                    fs.write(os.path.join(path, name), value)
-                except OSError as exc:
-                    raise EnvironmentProblem(f"config.json: linux.resources: cannot write {value!r} to {name}: "
-                                             f"{exc.strerror}", "fix the value in config.json") from None
+            _write_all(fs, path, settings.get(controller, []))
     except BaseException:
         remove(made, fs=fs)
         raise
-    return [directory(c, container_id, cgroups_path, root) for c in wanted], made
+    return Group("v1", [directory(c, container_id, cgroups_path, root) for c in wanted], made)
+
+
+def _create_v2(container_id: str, cgroups_path: str, settings: dict, rules, root: str, fs: CgroupFS) -> Group:
+    available = _words(os.path.join(root, "cgroup.controllers"))
+    for controller in settings:
+        if controller not in available:
+            raise EnvironmentProblem(f"config.json: linux.resources.{_field_of(controller)}: the cgroup v2 "
+                                     f"{controller} controller is not available in {root}",
+                                     "remove the field from config.json, or enable the controller")
+    path = directory("", container_id, cgroups_path, root)
+    made: list[str] = []
+    try:
+        _makedirs(fs, path, made)
+        rel = os.path.relpath(path, root).split("/")
+        for depth in range(len(rel)):               # each ancestor passes the controllers down
+            parent = os.path.join(root, *rel[:depth])
+            control = os.path.join(parent, "cgroup.subtree_control")
+            missing = [c for c in settings if c not in _words(control)]
+            if missing:
+                try:
+                    fs.write(control, " ".join(f"+{c}" for c in missing))
+                except OSError as exc:
+                    raise EnvironmentProblem(f"config.json: linux.resources: cannot enable {' '.join(missing)} in "
+                                             f"{control}: {exc.strerror}",
+                                             "another manager may own that cgroup; use another cgroupsPath") from None
+        _write_all(fs, path, [item for c in settings for item in settings[c]])
+        if rules:
+            from .. import bpfdevices
+            bpfdevices.attach(path, rules)
+    except BaseException:
+        remove(made, fs=fs)
+        raise
+    return Group("v2", [path], made)
+
+
+def _write_all(fs: CgroupFS, path: str, items: list[tuple[str, str]]) -> None:
+    for name, value in items:
+        try:
+            fs.write(os.path.join(path, name), value)
+        except OSError as exc:
+            raise EnvironmentProblem(f"config.json: linux.resources: cannot write {value!r} to {name}: "
+                                     f"{exc.strerror}", "fix the value in config.json") from None
 
 
 def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) -> None:
-    """mkdir -p; a new cpuset dir gets its parent's cpus and mems (v1 leaves them empty,
-    and a task cannot join a cpuset without both)."""
+    """mkdir -p; a new v1 cpuset dir gets its parent's cpus and mems (v1 leaves them
+    empty, and a task cannot join a cpuset without both)."""
     parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        _makedirs(fs, parent, made, cpuset)
-    try:
-        fs.mkdir(path)
-        made.append(path)
-    except FileExistsError:
-        return
+    for attempt in range(5):
+        if not os.path.isdir(parent):
+            _makedirs(fs, parent, made, cpuset)
+        try:
+            fs.mkdir(path)
+            made.append(path)
+            break
+        except FileExistsError:
+            return
+        except FileNotFoundError:       # another container's delete took the shared parent away meanwhile
+            if attempt == 4:
+                raise
     if cpuset:
         for name in ("cpuset.cpus", "cpuset.mems"):
             with open(os.path.join(parent, name)) as f:
@@ -147,6 +177,18 @@ def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) ->
 def join(dirs: list[str], pid: int, fs: CgroupFS | None = None) -> None:
     for path in dirs:
         (fs or CgroupFS()).write(os.path.join(path, "cgroup.procs"), str(pid))
+
+
+def pids(dirs: list[str]) -> list[int]:
+    """Every process in the container's cgroup (the first dir's cgroup.procs: on v1 each
+    joined hierarchy holds the same processes)."""
+    for path in dirs:
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                return [int(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            continue
+    return []
 
 
 def remove(made: list[str], timeout: float = 2.0, fs: CgroupFS | None = None) -> None:
@@ -161,6 +203,20 @@ def remove(made: list[str], timeout: float = 2.0, fs: CgroupFS | None = None) ->
             except FileNotFoundError:
                 break
             except OSError as exc:
-                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    break
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline or _has_children(path):
+                    break           # a shared parent (minirun-oci/) that other containers still use
                 time.sleep(0.01)
+
+
+    for parent in {os.path.dirname(p) for p in made if os.path.basename(os.path.dirname(p)) == PARENT}:
+        try:
+            fs.rmdir(parent)            # the shared minirun-oci/ dir, once no container uses it
+        except OSError:
+            pass
+
+
+def _has_children(path: str) -> bool:
+    try:
+        return any(entry.is_dir() for entry in os.scandir(path))
+    except OSError:
+        return False

@@ -1,0 +1,44 @@
+"""A container without a mount namespace of its own (runtime-spec allows it; runc
+chroots): its mounts are made beneath the rootfs in the host's mount namespace, so
+minirun-oci takes them away itself, at delete or when create fails.
+
+check() refuses what would reach the host's own mounts without a namespace of the
+container's: root.readonly (there is no mount of the rootfs to make read-only: "/"
+would be the host's) and rootfsPropagation. unmount_beneath(rootfs) detaches every
+mount below the rootfs, deepest first (/proc/self/mountinfo).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import linux
+from ..errors import UsageError
+
+
+def check(cfg: dict) -> None:
+    if cfg["root"].get("readonly"):
+        raise UsageError("config.json: root.readonly needs a mount namespace (it would remount the host's root)",
+                         "add {\"type\": \"mount\"} to linux.namespaces, or drop root.readonly")
+    if cfg["linux"].get("rootfsPropagation"):
+        raise UsageError("config.json: linux.rootfsPropagation needs a mount namespace (it would change the "
+                         "host's mounts)", "add {\"type\": \"mount\"} to linux.namespaces, or drop it")
+
+
+def beneath(rootfs: str) -> list[str]:
+    prefix = rootfs.rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    return sorted({p for p in points if p.startswith(prefix)}, key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_beneath(rootfs: str) -> None:
+    for _ in range(3):                      # a detached parent can reveal nothing new; stacked ones can
+        points = beneath(rootfs)
+        if not points:
+            return
+        for point in points:
+            try:
+                linux.umount2(point, linux.MNT_DETACH)
+            except OSError:
+                pass
