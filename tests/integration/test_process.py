@@ -23,8 +23,9 @@ def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 8
                resize=None, timeout: float = 20, keys_after: bytes = b"") -> tuple[int, bytes]:
     """Run the CLI with a pseudo-terminal as its controlling terminal, like a person
     at a shell: type keys after delays, optionally resize, collect the screen output.
-    keys_after: the delays count from when the output first shows it (a key typed
-    before the container's terminal is up reaches minirun's own: ^Z would stop it)."""
+    keys_after: the delays (the resize's too) count from when the output first shows it
+    (a key typed before the container's terminal is up reaches minirun's own: ^Z would
+    stop it; a resize before the command's trap is set is lost)."""
     pid, master = pty.fork()
     if pid == 0:  # the CLI, in its own session with the pty as stdio
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
@@ -40,7 +41,7 @@ def run_in_pty(mr, *args: str, keys: list[tuple[float, bytes]] = (), size=(24, 8
             typing_from = time.monotonic()
         if pending and typing_from is not None and time.monotonic() - typing_from >= pending[0][0]:
             os.write(master, pending.pop(0)[1])
-        if resize and time.monotonic() - start >= resize[0]:
+        if resize and typing_from is not None and time.monotonic() - typing_from >= resize[0]:
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *resize[1], 0, 0))
             resize = None
         ready, _, _ = select.select([master], [], [], 0.05)
@@ -124,8 +125,8 @@ def test_exec_forwards_signals_to_its_command(mr):
 def test_window_size_follows_a_resize(mr):
     mr.load("busybox")
     code, out = run_in_pty(mr, "run", "--rm", "-t", "busybox", "sh", "-c",
-                           "trap 'stty size; exit 0' WINCH; while true; do sleep 0.1; done",
-                           size=(24, 80), resize=(1.5, (50, 132)))
+                           "trap 'stty size; exit 0' WINCH; echo trap-set; while true; do sleep 0.1; done",
+                           size=(24, 80), resize=(0.2, (50, 132)), keys_after=b"trap-set", timeout=60)
     assert code == 0, out
     assert b"50 132" in out
 
