@@ -7,6 +7,9 @@ stderr, and with --log a line in FILE (text, or --log-format json as runc's
     create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--no-new-keyring] [--preserve-fds N] ID
     start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID
     run [create's flags] [--detach] ID | features | --version
+    exec [--process F] [--detach] [--pid-file F] [--console-socket S] [-t] [--cwd D] [-e K=V] [-u UID[:GID]]
+         [--cap C] [--no-new-privs] ID [ARGS...]   (exec.py)
+    ps [--format table|json] ID [PS_ARGS...]   (ps.py)
 
 Global flags podman or containerd pass that minirun-oci does not know are ignored
 (a note with --debug); --systemd-cgroup is refused.
@@ -121,8 +124,11 @@ def dispatch(argv: list[str], out: _Output) -> int:
         print(__doc__.split("\n\n")[1] if rest else __doc__)
         return 0 if rest else 2
     command, args = rest[0], rest[1:]
+    if command in ("exec", "ps"):           # their own parsers: ociruntime/exec.py, ps.py
+        from . import exec as exec_, ps
+        return (exec_ if command == "exec" else ps).main(flags.get("root") or "/run/minirun-oci", args)
     if command not in _COMMANDS:
-        raise UsageError(f"unknown command {command!r}", "use create, start, state, kill, delete, run or features")
+        raise UsageError(f"unknown command {command!r}", "use create, start, state, kill, delete, run, exec, ps or features")
     opts, rest = _split(args, _COMMANDS[command], out, globals_=False)
     root = flags.get("root") or "/run/minirun-oci"
     from . import container, state
