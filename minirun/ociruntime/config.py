@@ -104,9 +104,11 @@ def check(config: dict, bundle: str) -> None:
 
 
 def _rootfs(bundle: str, path: str) -> str:
+    """A relative root.path must stay inside the bundle; an absolute one (podman's and
+    containerd's, in their own stores) is the caller's choice, as with runc."""
     base = os.path.realpath(bundle)
     full = os.path.realpath(os.path.join(base, path))
-    if full != base and not full.startswith(base + "/"):
+    if not path.startswith("/") and full != base and not full.startswith(base + "/"):
         raise ConfigError(f"config.json: root.path {path!r} resolves to {full}, outside the bundle {base}",
                           "put the root filesystem inside the bundle directory")
     if not os.path.isdir(full):

@@ -15,7 +15,7 @@ import resource
 import signal
 
 from .. import linux
-from ..errors import MinirunError, RuntimeFailure, UsageError
+from ..errors import Conflict, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import membership
 from ..sandbox import command, join, trampoline
@@ -37,7 +37,10 @@ def run(record: dict, cfg: dict, process: dict, detach: bool, pid_file: str | No
     seccomp = container._seccomp({"linux": cfg.get("linux") or {}, "process": process})
     pin = join.Join(pid=record["pid"], process=None, caps=frozenset(), ambient=frozenset(), no_new_privs=False,
                     pid_start=record.get("start_time", 0), name=record["id"])
-    pidfd, root = join.pin(pin)
+    try:
+        pidfd, root = join.pin(pin)
+    except Conflict as exc:
+        raise Conflict(exc.message, "exec runs in a running container") from None
     try:
         cgroups = membership.of(record["pid"])
     except OSError:
