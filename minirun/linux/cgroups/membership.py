@@ -34,10 +34,10 @@ def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[list[tuple[set, st
     return v1, v2
 
 
-def of(pid: int | str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+def of(pid: int | str, mountinfo: str = "/proc/self/mountinfo", proc: str = "/proc") -> list[str]:
     """The host dirs of every cgroup pid is in (v1: one per mounted hierarchy; v2: one),
     skipping hierarchies that are not mounted here."""
-    with open(f"/proc/{pid}/cgroup") as f:
+    with open(f"{proc}/{pid}/cgroup") as f:
         lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
     v1, v2 = _mounts(mountinfo)
     dirs = []
