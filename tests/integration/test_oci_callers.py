@@ -89,6 +89,27 @@ class Sealed:
         self.holder.wait()
 
 
+def kill_cgroup(name: str) -> None:
+    """SIGKILL every process in the cgroup `name` and below, in every hierarchy: a
+    container's processes are in mount namespaces of their own, which Sealed.close()
+    does not see, but always in the cgroup the caller asked for."""
+    for _ in range(50):
+        pids = set()
+        for procs in Path("/sys/fs/cgroup").glob(f"*/{name}/**/cgroup.procs"):
+            try:
+                pids |= {int(line) for line in procs.read_text().split()}
+            except OSError:
+                pass
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
 # ---------------------------------------------------------------- podman
 
 class Podman:
@@ -114,7 +135,8 @@ class Podman:
         return self.sealed.run(*self.argv(*args), env=self.env, check=check)
 
     def run_args(self, *args: str) -> list[str]:
-        return ["run", "--network", "none", "--cgroup-parent", "/" + self.parent, *args]
+        # conmon stays in the caller's cgroup (podman would make libpod_parent/conmon for it)
+        return ["run", "--network", "none", "--cgroups", "no-conmon", "--cgroup-parent", "/" + self.parent, *args]
 
     def cleanup(self) -> None:
         self("rm", "--all", "--force", check=False)
@@ -123,18 +145,22 @@ class Podman:
 
 @pytest.fixture
 def podman(tmp_path):
+    # podman exec puts its conmon in libpod_parent/conmon, whatever run's --cgroups said
+    had_libpod = any(Path("/sys/fs/cgroup").glob("*/libpod_parent"))
     sealed = Sealed()
     pm = Podman(tmp_path / "podman", sealed)
     try:
         pm("load", "-q", "-i", str(FIXTURES / "busybox.tar"))
         yield pm
-        left = sealed.run("sh", "-c", "ls -A /run/minirun-oci 2>/dev/null || true").stdout.split()
         pm.cleanup()
     finally:
         sealed.close()
+        kill_cgroup(pm.parent)
         for point in reversed(mounts_under(tmp_path)):
             subprocess.run(["umount", "-l", point], capture_output=True)
         remove_cgroups(pm.parent)
+        if not had_libpod:
+            remove_cgroups("libpod_parent")
     assert not any(Path("/sys/fs/cgroup").glob(f"*/{pm.parent}")), "cgroups left behind"
 
 
@@ -308,6 +334,7 @@ def containerd(tmp_path):
     finally:
         if daemon is not None:
             daemon.close()
+            kill_cgroup(daemon.cgroup)
         sealed.close()
         for point in reversed(mounts_under(tmp_path)):
             subprocess.run(["umount", "-l", point], capture_output=True)
