@@ -17,12 +17,11 @@ Global flags podman or containerd pass that minirun-oci does not know are ignore
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
 import sys
 
 from ..errors import MinirunError, UsageError
+from ..lib import jsonio as json      # the C half of json: no re, no enum on every call
 
 # flags of each command: name -> takes a value
 _COMMANDS = {
@@ -47,6 +46,7 @@ class _Output:
             return
         print(f"minirun-oci: {message}" if level == "error" else f"minirun-oci: {level}: {message}", file=sys.stderr)
         if self.log:
+            import datetime
             now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
             line = (json.dumps({"level": level, "msg": message, "time": now}) if self.json
                     else f'time="{now}" level={level} msg="{message}"')
@@ -131,11 +131,12 @@ def dispatch(argv: list[str], out: _Output) -> int:
         raise UsageError(f"unknown command {command!r}", "use create, start, state, kill, delete, run, exec, ps or features")
     opts, rest = _split(args, _COMMANDS[command], out, globals_=False)
     root = flags.get("root") or "/run/minirun-oci"
-    from . import container, state
+    from . import state                 # container (and through it init, the sandbox) only where used
     if command == "features":
         print(json.dumps(_features(), indent=2))
         return 0
     if command in ("create", "run"):
+        from . import container
         container_id = state.check_id(_one_id(rest, command))
         try:
             preserve = int(opts.get("preserve-fds", 0))
@@ -152,6 +153,7 @@ def dispatch(argv: list[str], out: _Output) -> int:
         return container.run(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")),
                              preserve, bool(opts.get("detach") or opts.get("d")), opts.get("console-socket"))
     if command == "kill":
+        from . import container
         from .config import signal_number
         container_id = _one_id(rest, command, extra=1)
         container.kill(root, container_id, signal_number(rest[1] if len(rest) > 1 else "TERM"),
@@ -159,10 +161,12 @@ def dispatch(argv: list[str], out: _Output) -> int:
         return 0
     container_id = _one_id(rest, command)
     if command == "start":
+        from . import container
         container.start(root, container_id)
     elif command == "state":
         print(json.dumps(state.public(root, state.load(root, container_id)), indent=2))
     elif command == "delete":
+        from . import container
         container.delete(root, container_id, bool(opts.get("force") or opts.get("f")))
     return 0
 

@@ -9,12 +9,12 @@ Properties the spec does not define are ignored, as the spec requires.
 
 from __future__ import annotations
 
-import json
+import _signal as signal    # the C module: `signal` imports enum, which every kill would pay
 import os
-import signal
 import stat
 
 from ..errors import MinirunError, UsageError
+from ..lib import jsonio as json
 from ..linux import caps
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -250,7 +250,8 @@ def signal_number(text: str) -> int:
     else:
         name = text.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        number = getattr(signal, name, None) if name[3:4] != "_" else None     # not SIG_DFL, SIG_IGN
+        number = number if isinstance(number, int) and 0 < number < signal.NSIG else None
         if number is not None:
             return int(number)
     raise UsageError(f"unknown signal {text!r}", "give a number or a name such as TERM, SIGKILL or 9")

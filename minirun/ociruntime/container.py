@@ -11,19 +11,15 @@ the init's open returns, and it execs process.args.
 
 from __future__ import annotations
 
-import datetime
-import fcntl
-import json
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs every call ~3 ms
 import os
-import select
-import signal
 import time
 
 from .. import linux
 from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
+from ..lib import jsonio as json
 from ..linux import caps, procfs
-from ..linux.cgroups import ocigroup
-from . import config, init, state
+from . import state   # config and init: imported by create, which alone needs them
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
           "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP}
@@ -37,6 +33,7 @@ def _high(fd: int, above: int) -> int:
     """fd moved above the fds --preserve-fds hands on."""
     if fd > above:
         return fd
+    import fcntl
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above + 1)
     os.close(fd)
     return new
@@ -45,6 +42,8 @@ def _high(fd: int, above: int) -> int:
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
            cgroup: list[str], seccomp_program: tuple | None, console=None) -> None:
     """The intermediate process; never returns."""
+    from ..linux.cgroups import ocigroup
+    from . import init
     code = 1
     try:
         caps.set_dumpable(False)            # the host's python until its exec: no ptrace, no /proc/PID/fd
@@ -140,6 +139,9 @@ def _console(cfg: dict, console_socket: str | None):
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
            preserve_fds: int = 0, console_socket: str | None = None) -> int:
+    import datetime
+    from ..linux.cgroups import ocigroup
+    from . import config
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
@@ -216,6 +218,7 @@ def start(root: str, container_id: str) -> None:
     current = state.status(root, record)
     if current != "created":
         raise Conflict(f"container {container_id} is {current}, not created", "only a created container starts")
+    import select
     path = state.fifo_path(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -261,7 +264,9 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
-    ocigroup.remove(record.get("cgroups_made") or [])
+    if record.get("cgroups_made"):
+        from ..linux.cgroups import ocigroup
+        ocigroup.remove(record["cgroups_made"])
     state.remove(root, container_id)
 
 
