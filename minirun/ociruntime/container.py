@@ -105,16 +105,15 @@ def _describe(exc: BaseException) -> dict:
     return {"error": f"container setup failed: {type(exc).__name__}: {exc}", "hint": None}
 
 
-def _seccomp(cfg: dict) -> tuple | None:
-    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding."""
+def _seccomp(cfg: dict, root: str | None = None) -> tuple | None:
+    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding
+    (once per --root dir: seccache.py)."""
     profile = cfg["linux"].get("seccomp")
     if not profile:
         return None
-    from ..sandbox import seccomp, seccomp_build
+    from . import seccache
     held = frozenset(caps.normalise(n) for n in cfg["process"]["capabilities"].get("bounding", []))
-    program, flags, _ = seccomp_build.build(json.dumps(profile).encode(), "config.json linux.seccomp", held,
-                                            seccomp.host_arch(), seccomp.kernel_version())
-    return program, flags
+    return seccache.compiled(root, profile, held)
 
 
 def _console(cfg: dict, console_socket: str | None):
@@ -146,7 +145,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
     console = _console(cfg, console_socket)
-    program = _seccomp(cfg)
+    program = _seccomp(cfg, root)
     state.reserve(root, container_id)
     pid, cgroup, made = 0, [], []
     try:

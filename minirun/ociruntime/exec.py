@@ -164,5 +164,5 @@ def main(root: str, argv: list[str]) -> int:
     cfg = _read_json(os.path.join(record["bundle"], "config.json"), "the bundle's config.json")
     process = build(opts, args, cfg.get("process") if isinstance(cfg.get("process"), dict) else {})
     from . import execjoin
-    return execjoin.run(record, cfg, process, bool(opts.get("detach")), opts.get("pid-file"),
+    return execjoin.run(root, record, cfg, process, bool(opts.get("detach")), opts.get("pid-file"),
                         opts.get("console-socket"))

@@ -26,7 +26,7 @@ for _name, _flag in linux.NAMESPACES:
     _NAMESPACES |= _flag
 
 
-def run(record: dict, cfg: dict, process: dict, detach: bool, pid_file: str | None,
+def run(root: str, record: dict, cfg: dict, process: dict, detach: bool, pid_file: str | None,
         console_socket: str | None) -> int:
     console = None
     if process["terminal"] or console_socket:
@@ -34,7 +34,7 @@ def run(record: dict, cfg: dict, process: dict, detach: bool, pid_file: str | No
             raise UsageError("exec: a terminal (--tty or process.terminal) needs --console-socket",
                              "give --console-socket SOCKET, as create takes it")
         console = container._console({"process": process}, console_socket)
-    seccomp = container._seccomp({"linux": cfg.get("linux") or {}, "process": process})
+    seccomp = container._seccomp({"linux": cfg.get("linux") or {}, "process": process}, root)
     pin = join.Join(pid=record["pid"], process=None, caps=frozenset(), ambient=frozenset(), no_new_privs=False,
                     pid_start=record.get("start_time", 0), name=record["id"])
     try:

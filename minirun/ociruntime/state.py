@@ -91,5 +91,25 @@ def public(root: str, record: dict) -> dict:
 
 
 def remove(root: str, container_id: str) -> None:
-    import shutil
-    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
+    _remove_tree(container_dir(root, container_id))
+
+
+def _remove_tree(path: str) -> None:
+    """shutil.rmtree(path, ignore_errors=True) without shutil's imports (bz2, lzma...)
+    on every delete: the dir holds a few files."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
