@@ -18,7 +18,7 @@ from .. import linux
 from ..errors import Conflict, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import membership
-from ..sandbox import command, join, trampoline
+from ..sandbox import command, join, trampoline, tty  # noqa: F401 - tty: init._terminal's, before the chroot
 from . import config, container, init
 
 _NAMESPACES = linux.CLONE_NEWCGROUP

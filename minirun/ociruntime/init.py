@@ -15,7 +15,6 @@ import errno
 import fcntl
 import os
 import resource
-import socket  # noqa: F401 - tty.send_master's, imported before pivot_root hides the host's modules
 import struct
 import termios
 
@@ -23,7 +22,7 @@ from .. import linux
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
-from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
+from ..sandbox import command, rootfs, trampoline   # imported now: after pivot_root no module file is in reach
 from . import config
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -212,6 +211,7 @@ def _devices(root: int, devices: list, uid: int, gid: int) -> None:
 def _terminal(process: dict, console) -> None:
     """A pty from the container's devpts: the master goes over the console socket (one
     SCM_RIGHTS message, as runc sends it), the slave becomes fds 0-2 and the controlling tty."""
+    from ..sandbox import tty           # loaded by setup() (or exec) before the root changed
     master, slave = tty.open_in("")
     try:
         size = process.get("consoleSize") or {}
@@ -228,6 +228,9 @@ def _terminal(process: dict, console) -> None:
 def setup(cfg: dict, bundle: str, no_pivot: bool, console=None) -> str:
     """Everything up to the exec; returns the program's path."""
     spec, process = cfg["linux"], cfg["process"]
+    if console is not None:             # the terminal's modules, while the host's files are in reach
+        import socket  # noqa: F401 - tty.send_master's
+        from ..sandbox import tty  # noqa: F401 - _terminal's
     path = cfg["root"]["path"]
     propagation = spec.get("rootfsPropagation") or ""
     linux.mount(None, "/", None, linux.MS_REC | (linux.MS_SLAVE if propagation in ("shared", "rshared", "slave",

@@ -17,6 +17,14 @@ from ..lib import jsonio
 LABEL = "config.json linux.seccomp"
 
 
+def _sha256(data: bytes) -> str:
+    try:
+        from _sha256 import sha256      # the hash alone, without hashlib's OpenSSL
+    except ImportError:
+        from hashlib import sha256
+    return sha256(data).hexdigest()
+
+
 class _Store:
     """What sandbox/seccomp.py's read and write use of a store: its root."""
 
@@ -26,13 +34,14 @@ class _Store:
 
 def compiled(root: str | None, profile: dict, held: frozenset) -> tuple[bytes, int]:
     """(BPF program, SECCOMP_FILTER_FLAG_* bits) for profile; root None: no cache."""
-    from ..sandbox import seccomp, seccomp_build
+    from ..sandbox import seccomp        # seccomp_build (libseccomp, json, re): on a miss only
     data = jsonio.dumps(profile, sort_keys=True).encode()
     arch, kernel = seccomp.host_arch(), seccomp.kernel_version()
     if root is None:
+        from ..sandbox import seccomp_build
         program, flags, _ = seccomp_build.build(data, LABEL, held, arch, kernel)
         return program, flags
-    key = seccomp_build.sha256(data + repr((sorted(held), arch, kernel, __version__)).encode())[:40]
+    key = _sha256(data + repr((sorted(held), arch, kernel, __version__)).encode())[:40]
     os.makedirs(root, 0o700, exist_ok=True)          # as state.reserve makes it
     store = _Store(os.path.join(root, ".cache"))
     hit = seccomp.read(store, key)
