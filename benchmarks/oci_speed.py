@@ -128,7 +128,7 @@ def main() -> None:
             podman.cleanup()
         shutil.rmtree(work, ignore_errors=True)
         for path in made:
-            left = sorted(os.listdir(path)) if path.exists() else []
+            left = sorted(n for n in os.listdir(path) if n != ".cache") if path.exists() else []
             if not left:
                 shutil.rmtree(path, ignore_errors=True)
             print(f"{path}: " + (f"LEFT {left}" if left else "removed (this script made it)"))
