@@ -19,7 +19,7 @@ set -euo pipefail
 # vagrant: `vagrant validate` of the Vagrantfile (tests/integration/test_vagrant.py).
 # crun: the second runtime benchmarks/start.py compares start latency with.
 PACKAGES=(busybox-static libcap-dev gcc libc6-dev python3-dev python3-venv attr make iproute2
-          docker-registry skopeo apache2-utils openssl podman runc crun umoci vagrant)
+          docker-registry skopeo apache2-utils openssl podman conmon containerd runc crun umoci vagrant)
 
 install_packages() {
   local missing=() p

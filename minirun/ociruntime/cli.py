@@ -7,6 +7,9 @@ stderr, and with --log a line in FILE (text, or --log-format json as runc's
     create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--no-new-keyring] [--preserve-fds N] ID
     start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID
     run [create's flags] [--detach] ID | features | --version
+    exec [--process F] [--detach] [--pid-file F] [--console-socket S] [-t] [--cwd D] [-e K=V] [-u UID[:GID]]
+         [--cap C] [--no-new-privs] ID [ARGS...]   (exec.py)
+    ps [--format table|json] ID [PS_ARGS...]   (ps.py)
 
 Global flags podman or containerd pass that minirun-oci does not know are ignored
 (a note with --debug); --systemd-cgroup is refused.
@@ -14,12 +17,10 @@ Global flags podman or containerd pass that minirun-oci does not know are ignore
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
 import sys
 
 from ..errors import MinirunError, UsageError
+from ..lib import jsonio as json      # the C half of json: no re, no enum on every call
 
 # flags of each command: name -> takes a value
 _COMMANDS = {
@@ -44,6 +45,7 @@ class _Output:
             return
         print(f"minirun-oci: {message}" if level == "error" else f"minirun-oci: {level}: {message}", file=sys.stderr)
         if self.log:
+            import datetime
             now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
             line = (json.dumps({"level": level, "msg": message, "time": now}) if self.json
                     else f'time="{now}" level={level} msg="{message}"')
@@ -121,15 +123,19 @@ def dispatch(argv: list[str], out: _Output) -> int:
         print(__doc__.split("\n\n")[1] if rest else __doc__)
         return 0 if rest else 2
     command, args = rest[0], rest[1:]
+    if command in ("exec", "ps"):           # their own parsers: ociruntime/exec.py, ps.py
+        from . import exec as exec_, ps
+        return (exec_ if command == "exec" else ps).main(flags.get("root") or "/run/minirun-oci", args)
     if command not in _COMMANDS:
-        raise UsageError(f"unknown command {command!r}", "use create, start, state, kill, delete, run or features")
+        raise UsageError(f"unknown command {command!r}", "use create, start, state, kill, delete, run, exec, ps or features")
     opts, rest = _split(args, _COMMANDS[command], out, globals_=False)
     root = flags.get("root") or "/run/minirun-oci"
-    from . import container, state
+    from . import state                 # container (and through it init, the sandbox) only where used
     if command == "features":
         print(json.dumps(_features(), indent=2))
         return 0
     if command in ("create", "run"):
+        from . import container
         container_id = state.check_id(_one_id(rest, command))
         try:
             preserve = int(opts.get("preserve-fds", 0))
@@ -146,6 +152,7 @@ def dispatch(argv: list[str], out: _Output) -> int:
         return container.run(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")),
                              preserve, bool(opts.get("detach") or opts.get("d")), opts.get("console-socket"))
     if command == "kill":
+        from . import container
         from .config import signal_number
         container_id = _one_id(rest, command, extra=1)
         container.kill(root, container_id, signal_number(rest[1] if len(rest) > 1 else "TERM"),
@@ -153,10 +160,12 @@ def dispatch(argv: list[str], out: _Output) -> int:
         return 0
     container_id = _one_id(rest, command)
     if command == "start":
+        from . import container
         container.start(root, container_id)
     elif command == "state":
         print(json.dumps(state.public(root, state.load(root, container_id)), indent=2))
     elif command == "delete":
+        from . import container
         container.delete(root, container_id, bool(opts.get("force") or opts.get("f")))
     return 0
 
@@ -164,9 +173,17 @@ def dispatch(argv: list[str], out: _Output) -> int:
 def main(argv: list[str] | None = None) -> int:
     out = _Output()
     try:
-        return dispatch(sys.argv[1:] if argv is None else argv, out)
+        code = dispatch(sys.argv[1:] if argv is None else argv, out)
+        sys.stdout.flush()
+    except BrokenPipeError:             # `minirun-oci features | head`: the reader left, as SIGPIPE would end us
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     except MinirunError as exc:
         out.write("error", exc.line() if hasattr(exc, "line") else str(exc))
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    from .. import codecache            # a new cache file after an edit (bin/minirun-oci installed it)
+    codecache.save()
+    return code

@@ -9,12 +9,12 @@ Properties the spec does not define are ignored, as the spec requires.
 
 from __future__ import annotations
 
-import json
+import _signal as signal    # the C module: `signal` imports enum, which every kill would pay
 import os
-import signal
 import stat
 
 from ..errors import MinirunError, UsageError
+from ..lib import jsonio as json
 from ..linux import caps
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -110,9 +110,11 @@ def check(config: dict, bundle: str) -> None:
 
 
 def _rootfs(bundle: str, path: str) -> str:
+    """A relative root.path must stay inside the bundle; an absolute one (podman's and
+    containerd's, in their own stores) is the caller's choice, as with runc."""
     base = os.path.realpath(bundle)
     full = os.path.realpath(os.path.join(base, path))
-    if full != base and not full.startswith(base + "/"):
+    if not path.startswith("/") and full != base and not full.startswith(base + "/"):
         raise ConfigError(f"config.json: root.path {path!r} resolves to {full}, outside the bundle {base}",
                           "put the root filesystem inside the bundle directory")
     if not os.path.isdir(full):
@@ -281,7 +283,8 @@ def signal_number(text: str) -> int:
     else:
         name = text.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        number = getattr(signal, name, None) if name[3:4] != "_" else None     # not SIG_DFL, SIG_IGN
+        number = number if isinstance(number, int) and 0 < number < signal.NSIG else None
         if number is not None:
             return int(number)
     raise UsageError(f"unknown signal {text!r}", "give a number or a name such as TERM, SIGKILL or 9")

@@ -11,19 +11,15 @@ the init's open returns, and it execs process.args.
 
 from __future__ import annotations
 
-import datetime
-import fcntl
-import json
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs every call ~3 ms
 import os
-import select
-import signal
 import time
 
 from .. import linux
 from ..errors import Conflict, ContainerNotFound, MinirunError, RuntimeFailure, UsageError
+from ..lib import jsonio as json
 from ..linux import caps, procfs
-from ..linux.cgroups import ocigroup
-from . import config, hooks, hostmounts, init, state
+from . import state   # the others: imported by the commands that need them
 
 _FLAGS = {"pid": linux.CLONE_NEWPID, "network": linux.CLONE_NEWNET, "mount": linux.CLONE_NEWNS,
           "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS, "cgroup": linux.CLONE_NEWCGROUP,
@@ -38,6 +34,7 @@ def _high(fd: int, above: int) -> int:
     """fd moved above the fds --preserve-fds hands on."""
     if fd > above:
         return fd
+    import fcntl
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above + 1)
     os.close(fd)
     return new
@@ -46,6 +43,8 @@ def _high(fd: int, above: int) -> int:
 def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, preserve: int,
            cgroup: list[str], seccomp_program: tuple | None, console=None, go: int = -1) -> None:
     """The intermediate process; never returns."""
+    from ..linux.cgroups import ocigroup
+    from . import hooks, init
     code = 1
     try:
         caps.set_dumpable(False)            # the host's python until its exec: no ptrace, no /proc/PID/fd
@@ -144,16 +143,15 @@ def _describe(exc: BaseException) -> dict:
     return {"error": f"container setup failed: {type(exc).__name__}: {exc}", "hint": None}
 
 
-def _seccomp(cfg: dict) -> tuple | None:
-    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding."""
+def _seccomp(cfg: dict, root: str | None = None) -> tuple | None:
+    """(BPF program, flags) of linux.seccomp, compiled by the sandbox's libseccomp binding
+    (once per --root dir: seccache.py)."""
     profile = cfg["linux"].get("seccomp")
     if not profile:
         return None
-    from ..sandbox import seccomp, seccomp_build
+    from . import seccache
     held = frozenset(caps.normalise(n) for n in cfg["process"]["capabilities"].get("bounding", []))
-    program, flags, _ = seccomp_build.build(json.dumps(profile).encode(), "config.json linux.seccomp", held,
-                                            seccomp.host_arch(), seccomp.kernel_version())
-    return program, flags
+    return seccache.compiled(root, profile, held)
 
 
 def _console(cfg: dict, console_socket: str | None):
@@ -178,6 +176,8 @@ def _console(cfg: dict, console_socket: str | None):
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
            preserve_fds: int = 0, console_socket: str | None = None) -> int:
+    from ..linux.cgroups import ocigroup
+    from . import config, hooks, hostmounts
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
@@ -185,7 +185,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
     if host_mounts:
         hostmounts.check(cfg)
     console = _console(cfg, console_socket)
-    program = _seccomp(cfg)
+    program = _seccomp(cfg, root)
     state.reserve(root, container_id)
     if any(ns["type"] == "user" for ns in cfg["linux"]["namespaces"]):
         # the init opens the fifo as the user namespace's root: the host ids that maps to own it (as runc)
@@ -250,9 +250,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
         record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
-                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts, "no_process": bool(cfg.get("noProcess")), "annotations": cfg["annotations"], "owner": "root",
+                  "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts,
+                  "no_process": bool(cfg.get("noProcess")), "annotations": cfg["annotations"], "owner": "root",
                   "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")}
+                  "created": _now()}
         state.save(root, container_id, record)
         if console is not None:
             console.close()
@@ -273,6 +274,12 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             hostmounts.unmount_beneath(cfg["root"]["path"])
         state.remove(root, container_id)
         raise
+
+
+def _now() -> str:
+    """RFC 3339 UTC with microseconds, as datetime's isoformat() gives it (without datetime's import)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 def _read_reports(fd: int, handlers: dict | None = None) -> list[dict]:
@@ -310,7 +317,8 @@ def start(root: str, container_id: str) -> None:
     if record.get("no_process"):
         procfs.signal_quietly(record["pid"], signal.SIGKILL)
         raise UsageError(f"container {container_id} has no process in its config.json: nothing to start",
-                         f"delete it, give config.json a process, and create it again")
+                         "delete it, give config.json a process, and create it again")
+    import select
     path = state.fifo_path(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -326,7 +334,9 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(path)
-    hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
+    if (record.get("hooks") or {}).get("poststart"):
+        from . import hooks
+        hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
 
 
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
@@ -336,6 +346,7 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
         raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
     pids = [record["pid"]]
     if all_processes:           # every process in the container's cgroup; without one, its pid namespace's
+        from ..linux.cgroups import ocigroup
         pids = (ocigroup.pids(record["cgroup_dirs"]) if record.get("cgroup_dirs")
                 else [p.pid for p in procfs.in_pid_namespace_of(record["pid"])]) or pids
     for pid in pids:
@@ -356,15 +367,21 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if not force:
             raise Conflict(f"container {container_id} is {current}",
                            f"stop it first, or use: minirun-oci delete --force {container_id}")
+        from ..linux.cgroups import ocigroup
         for pid in [record["pid"], *ocigroup.pids(record.get("cgroup_dirs") or [])]:
             procfs.signal_quietly(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
             time.sleep(0.01)
     if record.get("host_mounts"):
+        from . import hostmounts
         hostmounts.unmount_beneath(record["rootfs"])
-    hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
-    ocigroup.remove(record.get("cgroups_made") or [])
+    if (record.get("hooks") or {}).get("poststop"):
+        from . import hooks
+        hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
+    if record.get("cgroups_made"):
+        from ..linux.cgroups import ocigroup     # noqa: F811 - lazily, as above
+        ocigroup.remove(record["cgroups_made"])
     state.remove(root, container_id)
 
 

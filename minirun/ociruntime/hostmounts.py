@@ -10,8 +10,6 @@ mount below the rootfs, deepest first (/proc/self/mountinfo).
 
 from __future__ import annotations
 
-import os
-
 from .. import linux
 from ..errors import UsageError
 

@@ -15,7 +15,6 @@ import errno
 import fcntl
 import os
 import resource
-import socket  # noqa: F401 - tty.send_master's, imported before pivot_root hides the host's modules
 import struct
 import termios
 
@@ -23,7 +22,7 @@ from .. import linux
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
-from ..sandbox import command, rootfs, trampoline, tty   # imported now: after pivot_root no module file is in reach
+from ..sandbox import command, rootfs, trampoline   # imported now: after pivot_root no module file is in reach
 from . import cgroupview, config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -234,6 +233,7 @@ def _bind_device(parent: int, name: str, host_path: str) -> None:
 def _terminal(process: dict, console) -> None:
     """A pty from the container's devpts: the master goes over the console socket (one
     SCM_RIGHTS message, as runc sends it), the slave becomes fds 0-2 and the controlling tty."""
+    from ..sandbox import tty           # loaded by setup() (or exec) before the root changed
     master, slave = tty.open_in("")
     try:
         size = process.get("consoleSize") or {}
@@ -251,6 +251,9 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
     """Everything up to the exec; returns the program's path. before_pivot() runs once
     the mounts are made, before pivot_root (the hooks' point)."""
     spec, process = cfg["linux"], cfg["process"]
+    if console is not None:             # the terminal's modules, while the host's files are in reach
+        import socket  # noqa: F401 - tty.send_master's
+        from ..sandbox import tty  # noqa: F401 - _terminal's
     path = cfg["root"]["path"]
     propagation = spec.get("rootfsPropagation") or ""
     own_mounts = any(ns["type"] == "mount" for ns in spec["namespaces"])

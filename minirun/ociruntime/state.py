@@ -11,21 +11,20 @@ anything else stopped (procfs.start_time: a reused pid or a zombie is gone).
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 
 from ..errors import Conflict, ContainerNotFound, UsageError
+from ..lib import jsonio as json      # the C half of json: no re, no enum on every call
 from ..linux import procfs
 
 DEFAULT_ROOT = "/run/minirun-oci"
 OCI_VERSION = "1.1.0"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.+-")      # ^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$, without re
 
 
 def check_id(container_id: str) -> str:
-    if not _ID.match(container_id):
+    if not (0 < len(container_id) <= 128 and container_id[0] in _ALNUM and _ID_CHARS.issuperset(container_id)):
         raise UsageError(f"invalid container id {container_id!r}",
                          "use letters, digits, '_', '.', '+' and '-', at most 128, not starting with a symbol")
     return container_id
@@ -92,4 +91,25 @@ def public(root: str, record: dict) -> dict:
 
 
 def remove(root: str, container_id: str) -> None:
-    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
+    _remove_tree(container_dir(root, container_id))
+
+
+def _remove_tree(path: str) -> None:
+    """shutil.rmtree(path, ignore_errors=True) without shutil's imports (bz2, lzma...)
+    on every delete: the dir holds a few files."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

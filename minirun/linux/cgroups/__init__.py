@@ -42,24 +42,39 @@ from __future__ import annotations
 
 import os
 
-from ...errors import EnvironmentProblem
-from .files import CGROUP_ROOT, PARENT, CgroupFS, CgroupHandle, _words
-from .limits import (CFS_PERIOD_US, MIN_CPUS, MIN_MEMORY, Limits, Setting, cpu_quota, host_cpus,
-                     parse_cpus, parse_memory, parse_pids, plan)
-from .v1 import V1_CONTROLLERS, V1Driver
-from .v2 import V2Driver
-
 __all__ = ["CFS_PERIOD_US", "CGROUP_ROOT", "MIN_CPUS", "MIN_MEMORY", "PARENT", "V1_CONTROLLERS",
            "CgroupFS", "CgroupHandle", "Limits", "Setting", "V1Driver", "V2Driver", "controllers",
            "cpu_quota", "detect", "host_cpus", "open_driver", "parse_cpus", "parse_memory", "parse_pids", "plan"]
 
+# Each name below loads its module on first use (PEP 562): importing one module of
+# the package (membership, ocigroup) must not cost the others' imports on every
+# minirun-oci call.
+_LAZY = {"CGROUP_ROOT": "files", "PARENT": "files", "CgroupFS": "files", "CgroupHandle": "files",
+         "_words": "files", "CFS_PERIOD_US": "limits", "MIN_CPUS": "limits", "MIN_MEMORY": "limits",
+         "Limits": "limits", "Setting": "limits", "cpu_quota": "limits", "host_cpus": "limits",
+         "parse_cpus": "limits", "parse_memory": "limits", "parse_pids": "limits", "plan": "limits",
+         "V1_CONTROLLERS": "v1", "V1Driver": "v1", "V2Driver": "v2"}
 
-def detect(root: str = CGROUP_ROOT) -> str | None:
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def detect(root: str = "/sys/fs/cgroup") -> str | None:
     """"v2", "v1" or None (no cgroups to use).
 
     A hybrid host's `unified` mount counts only when it holds the memory controller.
     Each controller lives in exactly one hierarchy, so an empty unified mount (systemd's
     hybrid default) means the controllers are all on v1."""
+    from .files import _words  # noqa: F401
+    from .v1 import V1_CONTROLLERS, V1Driver  # noqa: F401
+    from .v2 import V2Driver  # noqa: F401
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         return "v2"
     if "memory" in _words(os.path.join(root, "unified", "cgroup.controllers")):
@@ -69,23 +84,30 @@ def detect(root: str = CGROUP_ROOT) -> str | None:
     return None
 
 
-def open_driver(root: str = CGROUP_ROOT, limits: Limits | None = None,
+def open_driver(root: str = "/sys/fs/cgroup", limits: Limits | None = None,
                 fs: "CgroupFS | None" = None) -> "V1Driver | V2Driver | None":
     """The driver for this host's cgroups. None when there are none, which is an
     error only if limits were asked for."""
+    from .files import _words  # noqa: F401
+    from .v1 import V1_CONTROLLERS, V1Driver  # noqa: F401
+    from .v2 import V2Driver  # noqa: F401
     version = detect(root)
     if version == "v2":
         return V2Driver(_v2_root(root), fs)
     if version == "v1":
         return V1Driver(root, fs)
     if limits is not None and not limits.empty:
+        from ...errors import EnvironmentProblem
         raise EnvironmentProblem(f"cannot limit resources: no cgroup controllers under {root}",
                                  "mount cgroup2 at /sys/fs/cgroup, or run without --memory/--cpus/--pids-limit")
     return None
 
 
-def controllers(root: str = CGROUP_ROOT) -> tuple[str | None, set[str]]:
+def controllers(root: str = "/sys/fs/cgroup") -> tuple[str | None, set[str]]:
     """(detect()'s answer, the controllers of V1_CONTROLLERS there), for doctor."""
+    from .files import _words  # noqa: F401
+    from .v1 import V1_CONTROLLERS, V1Driver  # noqa: F401
+    from .v2 import V2Driver  # noqa: F401
     version = detect(root)
     if version == "v2":
         return version, set(_words(os.path.join(_v2_root(root), "cgroup.controllers"))) & set(V1_CONTROLLERS)

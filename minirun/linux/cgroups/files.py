@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import signal
+import _signal as signal    # the C module: `signal` imports enum
 import time
 from ...lib.frozen import dataclass, field
 
@@ -16,7 +15,8 @@ from .limits import Limits, Setting
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PARENT = "minirun"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")        # ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ without re (and enum)
 
 
 class CgroupFS:
@@ -190,7 +190,7 @@ class _Driver:
     def create(self, container_id: str, limits: Limits) -> CgroupHandle:
         """Make the container's cgroup(s) and write its limits. If anything fails,
         whatever was made is removed again."""
-        if not _ID_RE.match(container_id):
+        if not (0 < len(container_id) <= 128 and container_id[0] in _ALNUM and _ID_CHARS.issuperset(container_id)):
             raise ValueError(f"not a usable cgroup name: {container_id!r}")
         made: list[str] = []
         try:

@@ -1,0 +1,68 @@
+"""A process's cgroup membership: the cgroups a pid is in, read from /proc/PID/cgroup
+and placed on this host's cgroup mounts (/proc/self/mountinfo), and moving a process
+into them (each dir's cgroup.procs). minirun-oci exec puts its process in the
+container's cgroups this way before it joins the namespaces, as runc does.
+
+    /proc/PID/cgroup      "ID:CONTROLLERS:PATH" per hierarchy; CONTROLLERS is empty
+                          for cgroup v2 and "name=X" for a named v1 hierarchy
+    mountinfo             field 4 the mount's root, field 5 its point; after " - "
+                          the type (cgroup, cgroup2) and the super options, which
+                          name a v1 hierarchy's controllers
+
+Only the caller's view counts: run it in the host's cgroup namespace.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[list[tuple[set, str, str]], str | None]:
+    """([(v1 controllers, mount root, mount point)], the cgroup2 mount point or None)."""
+    v1, v2 = [], None
+    with open(mountinfo) as f:
+        for line in f:
+            fields, _, tail = line.partition(" - ")
+            parts, extra = fields.split(), tail.split()
+            if len(parts) < 5 or len(extra) < 3:
+                continue
+            kind, point = extra[0], parts[4].replace("\\040", " ")
+            if kind == "cgroup2" and v2 is None:
+                v2 = point
+            elif kind == "cgroup":
+                v1.append((set(extra[2].split(",")), parts[3], point))
+    return v1, v2
+
+
+def of(pid: int | str, mountinfo: str = "/proc/self/mountinfo", proc: str = "/proc") -> list[str]:
+    """The host dirs of every cgroup pid is in (v1: one per mounted hierarchy; v2: one),
+    skipping hierarchies that are not mounted here."""
+    with open(f"{proc}/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+    v1, v2 = _mounts(mountinfo)
+    dirs = []
+    for _, names, path in lines:
+        if not names:
+            if v2 is not None:
+                dirs.append(os.path.join(v2, path.lstrip("/")))
+            continue
+        wanted = set(names.split(","))
+        for options, root, point in v1:
+            if wanted <= options:
+                rel = path[len(root):] if root != "/" and path.startswith(root) else path
+                dirs.append(os.path.join(point, rel.lstrip("/")))
+                break
+    return [d.rstrip("/") for d in dirs]
+
+
+def join(dirs: list[str], pid: int = 0) -> None:
+    """Move pid (0: the caller) into every dir of dirs (cgroup.procs)."""
+    for path in dirs:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+
+def pids(directory: str) -> list[int]:
+    """The processes in one cgroup dir (cgroup.procs), sorted."""
+    with open(os.path.join(directory, "cgroup.procs")) as f:
+        return sorted(int(line) for line in f if line.strip())
