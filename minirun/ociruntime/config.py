@@ -158,6 +158,17 @@ def _process(process) -> None:
             if not isinstance(name, str) or caps.normalise(name) not in known:
                 raise ConfigError(f"config.json: process.capabilities.{kind}: unknown capability {name!r}",
                                   "use names such as CAP_CHOWN")
+    # The kernel raises an ambient capability only if it is permitted and inheritable.
+    # `runc spec` writes ambient caps with no inheritable set (inheritable became empty
+    # after CVE-2022-29162), and runc skips them: so does minirun-oci, saying so.
+    names = {kind: {caps.normalise(n) for n in capabilities[kind]} for kind in ("permitted", "inheritable")}
+    skipped = [n for n in capabilities["ambient"]
+               if caps.normalise(n) not in names["permitted"] or caps.normalise(n) not in names["inheritable"]]
+    if skipped:
+        import sys
+        print(f"minirun-oci: warning: process.capabilities.ambient: {', '.join(skipped)} not raised: the "
+              "kernel raises only what is both permitted and inheritable (runc skips them too)", file=sys.stderr)
+        capabilities["ambient"] = [n for n in capabilities["ambient"] if n not in skipped]
     for i, limit in enumerate(_type(process.setdefault("rlimits", []), list, "process.rlimits")):
         kind = _type(limit.get("type"), str, f"process.rlimits[{i}].type")
         if not kind.startswith("RLIMIT_") or kind[len("RLIMIT_"):] not in RLIMITS:

@@ -517,3 +517,18 @@ def test_a_namespaced_sysctl_is_set_even_under_a_read_only_proc_sys(oci, bundle)
     _config(bundle, lambda d: d["linux"].setdefault("readonlyPaths", []).append("/proc/sys"))
     _config(bundle, _args("cat", "/proc/sys/net/ipv4/ip_forward"))
     assert oci.ok("run", "--bundle", str(bundle), "sys1").stdout == "1\n"
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (its `runc spec` is the config tested)")
+def test_runc_specs_default_config_runs(oci, bundle):
+    """`runc spec` lists ambient capabilities with an empty inheritable set; the kernel
+    raises none of them, and runc skips them. The run must not fail on them (it did:
+    "raise ambient capability: Operation not permitted"), and must say what it skipped."""
+    (bundle / "config.json").unlink()
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True, capture_output=True)
+    _config(bundle, _args("/bin/sh", "-c", "grep CapAmb /proc/self/status; exit 3"))
+    _config(bundle, lambda d: d["process"].update(terminal=False))
+    done = oci("run", "--bundle", str(bundle), "spec1")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "CapAmb:\t0000000000000000\n"
+    assert "process.capabilities.ambient: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE not raised" in done.stderr
