@@ -67,18 +67,6 @@ def cycle(runtime: str, bundle: Path, ids: Ids, work: Path) -> float:
     return took
 
 
-def importtime(argv: list[str]) -> float:
-    proc = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    total = 0
-    for line in proc.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and not line.split("|")[2].startswith("  "):
-            cumulative = line.split("|")[1].strip()
-            if cumulative.isdigit():
-                total += int(cumulative)
-    return total / 1000
-
-
 def main() -> None:
     runs, fixtures, work = common.start("oci_speed.py", 10, "namespaces and mounts")
     oci = str(VENV_BIN / "minirun-oci")
@@ -119,9 +107,9 @@ def main() -> None:
             print(f"{what:26} {ratio:.2f}x runc   target <= {target}x: {'met' if ratio <= target else 'MISSED'}")
         cid = oci_ids.next()
         _quiet([oci, "create", "--bundle", str(bundle), cid])
-        figures = [f"{step} {importtime([oci, step, cid]):.1f}" for step in ("state", "start")]
+        figures = [f"{step} {common.importtime([oci, step, cid]):.1f}" for step in ("state", "start")]
         time.sleep(0.2)
-        figures.append(f"delete {importtime([oci, 'delete', '--force', cid]):.1f}")
+        figures.append(f"delete {common.importtime([oci, 'delete', '--force', cid]):.1f}")
         print("minirun-oci python -X importtime totals, ms: " + ", ".join(figures))
     finally:
         if podman is not None:

@@ -185,15 +185,7 @@ class Podman:
 
 
 def importtime_total(env: dict) -> float:
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(VENV_BIN / "minirun"), "run", "--rm",
-                           "busybox", "/bin/true"], env=env, capture_output=True, text=True)
-    total = 0
-    for line in proc.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and not line.split("|")[2].startswith("  "):
-            cumulative = line.split("|")[1].strip()
-            if cumulative.isdigit():
-                total += int(cumulative)
-    return total / 1000
+    return common.importtime([str(VENV_BIN / "minirun"), "run", "--rm", "busybox", "/bin/true"], env)
 
 
 def interleaved(commands: list[Command], runs: int) -> dict[str, list[float]]:

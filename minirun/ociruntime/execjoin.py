@@ -177,22 +177,4 @@ def _process(process: dict, seccomp, report: int, console) -> None:  # pragma: n
         init._terminal(process, console)    # the pty master over the socket, the slave on fds 0-2
     else:
         os.setsid()
-    command.close_fds((exe, report))
-    user, capabilities = process["user"], process["capabilities"]
-    names = {kind: frozenset(caps.normalise(n) for n in capabilities.get(kind, []))
-             for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")}
-    if seccomp and not process["noNewPrivileges"]:
-        linux.seccomp_set_filter(*seccomp)  # before the capabilities go (CAP_SYS_ADMIN)
-    caps.limit_bounding(names["bounding"])
-    caps.keep_across_setuid()
-    os.setgroups(user["additionalGids"])
-    os.setresgid(user["gid"], user["gid"], user["gid"])
-    os.setresuid(user["uid"], user["uid"], user["uid"])
-    if "umask" in user:
-        os.umask(user["umask"])
-    caps.apply_sets(names["effective"], names["permitted"], names["inheritable"], names["ambient"],
-                    process["noNewPrivileges"])
-    if seccomp and process["noNewPrivileges"]:
-        linux.seccomp_set_filter(*seccomp)
-    env = dict(entry.split("=", 1) for entry in process["env"] if "=" in entry)
-    trampoline.run(exe, program, process["args"], env, report, trampoline.ARGV0)
+    init.become_and_exec(process, program, exe, report, seccomp)

@@ -355,6 +355,13 @@ def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None,
     if exe < 0:
         raise RuntimeFailure("minirun-oci has no exec trampoline for this machine's architecture",
                              "run it on x86_64")
+    become_and_exec(process, program, exe, report, seccomp)
+
+
+def become_and_exec(process: dict, program: str, exe: int, report: int, seccomp: tuple | None) -> None:
+    """The last steps of the init and of exec's process, in the container's root: close
+    every descriptor of the caller's, then bounding set, groups, ids, umask, the five
+    capability sets and the seccomp filter in runc's order, then the trampoline's exec."""
     command.close_fds((exe, report))        # nothing of the caller's reaches the container
     user, capabilities = process["user"], process["capabilities"]
     names = {kind: frozenset(caps.normalise(n) for n in capabilities.get(kind, []))
