@@ -47,12 +47,14 @@ mkdir -p "$SRC"
 tar --numeric-owner -xf "$CTL/src.tar" -C "$SRC" || { say "cannot unpack the checkout"; finish 125; }
 # Installed editable, so the tests' `python -m minirun` runs the checkout's code: what
 # `pip install -e SRC --config-settings editable_mode=compat` leaves (a .pth file with
-# the path, and bin/minirun with its first line pointing at the venv's Python), written
+# the path, and bin/minirun and bin/minirun-oci with their first line pointing at the venv's Python), written
 # directly, because pip itself takes ~14 s to start and build under TCG.
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 echo "$SRC" >"$site/__editable__.minirun.pth"
-{ echo "#!$VENV/bin/python"; tail -n +2 "$SRC/bin/minirun"; } >"$VENV/bin/minirun"
-chmod 755 "$VENV/bin/minirun"
+for script in minirun minirun-oci; do
+  { echo "#!$VENV/bin/python"; tail -n +2 "$SRC/bin/$script"; } >"$VENV/bin/$script"
+  chmod 755 "$VENV/bin/$script"
+done
 mark "checkout unpacked and installed"
 mapfile -d '' argv <"$CTL/argv"
 cd "$SRC"

@@ -28,7 +28,6 @@ import pytest
 from .peers import PODMAN_CONF, mounts_under, remove_cgroups, require
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures-out" / "docker-archive"
 _SEAL = """set -e
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run
 mount -t tmpfs -o mode=1777,size=512m tmpfs /var/tmp
@@ -144,13 +143,13 @@ class Podman:
 
 
 @pytest.fixture
-def podman(tmp_path):
+def podman(tmp_path, fixtures):
     # podman exec puts its conmon in libpod_parent/conmon, whatever run's --cgroups said
     had_libpod = any(Path("/sys/fs/cgroup").glob("*/libpod_parent"))
     sealed = Sealed()
     pm = Podman(tmp_path / "podman", sealed)
     try:
-        pm("load", "-q", "-i", str(FIXTURES / "busybox.tar"))
+        pm("load", "-q", "-i", str(fixtures / "docker-archive" / "busybox.tar"))
         yield pm
         pm.cleanup()
     finally:
@@ -342,9 +341,9 @@ def containerd(tmp_path):
     assert not any(Path("/sys/fs/cgroup").glob(f"*/{daemon.cgroup}")), "cgroups left behind"
 
 
-def test_containerd_ctr_run_exec_kill(containerd):
+def test_containerd_ctr_run_exec_kill(containerd, fixtures):
     ctr = containerd.ctr
-    ctr("images", "import", "--no-unpack" if False else "--all-platforms", str(FIXTURES / "busybox.tar"))
+    ctr("images", "import", "--all-platforms", str(fixtures / "docker-archive" / "busybox.tar"))
     image = next(line.split()[0] for line in ctr("images", "ls").stdout.splitlines()[1:] if "busybox" in line)
     done = ctr("run", "--rm", "--runc-binary", containerd.runtime, "--cgroup", f"/{containerd.cgroup}/r1",
                image, "r1", "sh", "-c", "echo from-ctr; exit 6", check=False)
