@@ -19,6 +19,7 @@ import traceback
 
 import pytest
 
+from minirun.errors import EnvironmentProblem
 from minirun.linux import cgroups
 from minirun.linux.cgroups import CgroupHandle, Limits
 
@@ -282,7 +283,7 @@ def test_v2_driver_on_the_hybrid_hosts_empty_cgroup2_mount(children):
     through cgroup.procs, a missing controller is refused, and removal kills what is left."""
     parent = f"minirun-test-{secrets.token_hex(4)}"
     driver = cgroups.V2Driver(UNIFIED, parent=parent)
-    with pytest.raises(cgroups.EnvironmentProblem, match="v2 cgroup pids controller is not available"):
+    with pytest.raises(EnvironmentProblem, match="v2 cgroup pids controller is not available"):
         driver.create("refused", Limits(pids=8))
     handle = driver.create(f"test-{secrets.token_hex(6)}", Limits())
     try:
