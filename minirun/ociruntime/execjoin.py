@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 
 from .. import linux
@@ -19,7 +18,7 @@ from ..errors import Conflict, RuntimeFailure, UsageError
 from ..linux import caps, procfs
 from ..linux.cgroups import membership
 from ..sandbox import command, join, trampoline, tty  # noqa: F401 - tty: init._terminal's, before the chroot
-from . import config, container, init
+from . import container, init
 
 _NAMESPACES = linux.CLONE_NEWCGROUP
 for _name, _flag in linux.NAMESPACES:
@@ -153,21 +152,8 @@ def _process(process: dict, seccomp, report: int, console) -> None:  # pragma: n
     """Born in the container's PID namespace; never returns but by raising."""
     caps.set_pdeathsig(0)
     command.default_signals()
-    for limit in process["rlimits"]:
-        resource.setrlimit(config.RLIMITS[limit["type"][len("RLIMIT_"):]], (limit["soft"], limit["hard"]))
-    if "oomScoreAdj" in process:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process["oomScoreAdj"]))
-    cwd = process.get("cwd") or "/"
-    try:
-        os.chdir(cwd)
-        here = os.getcwd()
-    except OSError as exc:
-        raise RuntimeFailure(f"exec: process.cwd {cwd}: {exc.strerror} in the container",
-                             "give an existing directory in the container as the cwd") from None
-    if not here.startswith("/"):
-        raise RuntimeFailure(f"exec: process.cwd {cwd} leads out of the container's root",
-                             "give a directory inside the container as the cwd")
+    init.limits_and_cwd(process, "exec: ", ("give an existing directory in the container as the cwd",
+                                            "give a directory inside the container as the cwd"))
     program = init._program(process)
     exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
     if exe < 0:

@@ -306,6 +306,16 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
         linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
     if "hostname" in cfg:
         linux.sethostname(cfg["hostname"])
+    limits_and_cwd(process)
+    return "" if cfg.get("noProcess") else _program(process)
+
+
+def limits_and_cwd(process: dict, what: str = "",
+                   hints: tuple[str, str] = ("give an existing directory in process.cwd",
+                                             "give a directory inside the container in process.cwd")) -> None:
+    """process.rlimits and oomScoreAdj, then the cwd, which must stay inside the root
+    (/proc/self/fd/N of a descriptor of the host's leads out): the init's and exec's.
+    what: a prefix for the error lines; hints: theirs (missing cwd, cwd outside)."""
     for limit in process["rlimits"]:
         resource.setrlimit(config.RLIMITS[limit["type"][len("RLIMIT_"):]], (limit["soft"], limit["hard"]))
     if "oomScoreAdj" in process:
@@ -316,12 +326,11 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
         os.chdir(cwd)
         here = os.getcwd()
     except OSError as exc:
-        raise RuntimeFailure(f"process.cwd {cwd}: {exc.strerror} in the container",
-                             "give an existing directory in process.cwd") from None
-    if not here.startswith("/"):            # /proc/self/fd/N of a descriptor of the host's
-        raise RuntimeFailure(f"process.cwd {cwd} leads out of the container's root",
-                             "give a directory inside the container in process.cwd")
-    return "" if cfg.get("noProcess") else _program(process)
+        raise RuntimeFailure(f"{what}process.cwd {cwd}: {exc.strerror} in the container",
+                             hints[0]) from None
+    if not here.startswith("/"):
+        raise RuntimeFailure(f"{what}process.cwd {cwd} leads out of the container's root",
+                             hints[1])
 
 
 def _program(process: dict) -> str:
