@@ -33,6 +33,9 @@ def open_in(root: str) -> tuple[int, int]:
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
     slave = os.open(f"{root}/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    # sized here, before the command runs: sized later by the receiver, the change
+    # would reach a command already running as a SIGWINCH it never asked for
+    copy_window_size(master)
     return master, slave
 
 
