@@ -154,6 +154,7 @@ def _process(process: dict, seccomp, report: int, console) -> None:  # pragma: n
     command.default_signals()
     init.limits_and_cwd(process, "exec: ", ("give an existing directory in the container as the cwd",
                                             "give a directory inside the container as the cwd"))
+    init.check_capabilities(process, "exec: ")
     program = init._program(process)
     exe = trampoline.prepare()              # before the seccomp filter: it may forbid memfd_create
     if exe < 0:

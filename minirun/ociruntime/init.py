@@ -307,7 +307,22 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
     if "hostname" in cfg:
         linux.sethostname(cfg["hostname"])
     limits_and_cwd(process)
-    return "" if cfg.get("noProcess") else _program(process)
+    if cfg.get("noProcess"):
+        return ""
+    check_capabilities(process)
+    return _program(process)
+
+
+def check_capabilities(process: dict, what: str = "") -> None:
+    """Refuse, before the container is reported ready, capabilities the kernel would
+    refuse at the exec (runc fails create then too): ones minirun-oci does not hold."""
+    refused = caps.cannot_give(process["capabilities"])
+    if refused:
+        kind, names = refused
+        why = ("not in process.capabilities.bounding or not held by minirun-oci" if kind == "inheritable"
+               else "not held by minirun-oci, so it cannot give them")
+        raise RuntimeFailure(f"{what}process.capabilities.{kind}: {', '.join(names)}: {why}",
+                             "remove them from config.json, or run minirun-oci where it holds them")
 
 
 def limits_and_cwd(process: dict, what: str = "",

@@ -25,12 +25,13 @@ V1 = {c: os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("devices",
 class Oci:
     def __init__(self, root: Path):
         self.root = root
+        self.wrapper: list[str] = []         # a command minirun-oci runs under (setpriv, ...)
 
     def __call__(self, *args: str, timeout: float = 30, stdout=None) -> subprocess.CompletedProcess:
         """Output through files, not pipes: a created container's init holds create's stdio."""
         import tempfile
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            done = subprocess.run([sys.executable, "-m", "minirun.ociruntime", "--root", str(self.root), *args],
+            done = subprocess.run([*self.wrapper, sys.executable, "-m", "minirun.ociruntime", "--root", str(self.root), *args],
                                   stdout=stdout or out, stderr=err, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)
             out.seek(0)
@@ -267,6 +268,28 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
 def test_fields_it_cannot_honour_are_refused_by_name(oci, bundle, field, change):
     _config(bundle, change)
     _refused(oci, bundle, field)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+@pytest.mark.parametrize("kind", ["permitted", "effective", "inheritable"])
+def test_capabilities_minirun_oci_lacks_fail_create(oci, bundle, kind):
+    """runc fails create when capset would refuse a set; before, minirun-oci's create
+    succeeded and the init died after start. setpriv takes CAP_SYS_NICE from its bounding
+    set, so the root process it execs (minirun-oci) lacks it."""
+    oci.wrapper = ["setpriv", "--bounding-set", "-sys_nice"]
+    _config(bundle, lambda d: d["process"]["capabilities"].update(
+        {k: [*d["process"]["capabilities"].get(k, []), "CAP_SYS_NICE"] for k in (kind, "bounding")}))
+    _refused(oci, bundle, f"process.capabilities.{kind}: CAP_SYS_NICE")
+    oci.wrapper = []                         # the same config with every capability there: it runs
+    _config(bundle, _args("/bin/sh", "-c", "grep CapPrm /proc/self/status"))
+    oci.ok("create", "--bundle", str(bundle), "c1")
+    oci.ok("start", "c1")
+
+
+def test_inheritable_beyond_the_bounding_set_fails_create(oci, bundle):
+    _config(bundle, lambda d: d["process"]["capabilities"].update(bounding=["CAP_KILL"],
+                                                                  inheritable=["CAP_NET_RAW"]))
+    _refused(oci, bundle, "process.capabilities.inheritable: CAP_NET_RAW")
 
 
 def test_missing_program_fails_create_and_leaves_nothing(oci, bundle):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -161,3 +162,18 @@ def test_exec_terminal_over_the_console_socket(oci, bundle, tmp_path):
             proc.kill()
             proc.wait()
         server.close()
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_exec_with_capabilities_minirun_oci_lacks_is_refused(oci, bundle, tmp_path):
+    _running(oci, bundle)
+    spec = json.loads((bundle / "config.json").read_text())["process"]
+    spec["args"] = ["/bin/true"]
+    for kind in ("bounding", "permitted", "effective"):
+        spec["capabilities"][kind] = [*spec["capabilities"].get(kind, []), "CAP_SYS_NICE"]
+    (tmp_path / "process.json").write_text(json.dumps(spec))
+    oci.wrapper = ["setpriv", "--bounding-set", "-sys_nice"]
+    line = _one_line(oci("exec", "--process", str(tmp_path / "process.json"), "x1"))
+    assert "exec: process.capabilities.permitted: CAP_SYS_NICE" in line
+    oci.wrapper = []
+    oci.ok("exec", "--process", str(tmp_path / "process.json"), "x1")
