@@ -207,13 +207,19 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                                                      "startContainer")):
             go_r, go_w = os.pipe()
             go_r, go_w = _high(go_r, 2 + preserve_fds), _high(go_w, 2 + preserve_fds)
+        # The first write to a v1 cgroup.procs waits out an RCU grace period (~10 ms here):
+        # unless the init's cgroup namespace or a createContainer hook needs it in the
+        # cgroups from the start, create moves the init in while the init sets up its
+        # mounts. start can only follow create, so the program never runs outside them.
+        late_join = bool(cgroup) and not any(ns["type"] == "cgroup" for ns in cfg["linux"]["namespaces"]) \
+            and not hooks.wanted(cfg.get("hooks"), ("createContainer", "startContainer"))
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
             if go_w >= 0:
                 os.close(go_w)
-            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds, cgroup, program,
-                   console, go_r)
+            _child(cfg, bundle, state.fifo_path(root, container_id), write_fd, no_pivot, preserve_fds,
+                   [] if late_join else cgroup, program, console, go_r)
         os.close(write_fd)
         if go_r >= 0:
             os.close(go_r)
@@ -237,7 +243,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                                          "give ranges that do not overlap, at most 340 lines") from None
             os.write(go_w, b"\n")
         try:
-            messages = _read_reports(read_fd, {"hooks": run_hooks, "userns": map_ids})
+            handlers = {"hooks": run_hooks, "userns": map_ids}
+            if late_join:
+                handlers["pid"] = lambda init_pid: _join_late(cgroup, init_pid)
+            messages = _read_reports(read_fd, handlers)
         finally:
             if go_w >= 0:
                 os.close(go_w)
@@ -274,6 +283,19 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             hostmounts.unmount_beneath(cfg["root"]["path"])
         state.remove(root, container_id)
         raise
+
+
+def _join_late(dirs: list[str], pid: int) -> None:
+    """The init into the container's cgroups, from create; an init already gone has
+    sent its own error, which says more than ESRCH."""
+    from ..linux.cgroups import ocigroup
+    try:
+        ocigroup.join(dirs, pid)
+    except ProcessLookupError:
+        pass
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot move the container's init into its cgroups: {exc.strerror}",
+                             "check linux.resources (cpuset.cpus and cpuset.mems must not be empty)") from None
 
 
 def _now() -> str:
