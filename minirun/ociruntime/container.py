@@ -176,7 +176,7 @@ def _console(cfg: dict, console_socket: str | None):
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
            preserve_fds: int = 0, console_socket: str | None = None) -> int:
-    from ..linux.cgroups import ocigroup
+    from ..linux.cgroups import membership, ocigroup
     from . import config, hooks, hostmounts
     caps.require_root("create")
     bundle = os.path.abspath(bundle)
@@ -223,6 +223,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         os.close(write_fd)
         if go_r >= 0:
             os.close(go_r)
+        if late_join and go_w < 0:
+            membership.move_in_place()      # the kernel's wait for the init's join, while the init works
 
         def run_hooks(init_pid: int) -> None:
             """prestart and createRuntime in here, then the state to the init for createContainer."""

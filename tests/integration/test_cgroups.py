@@ -299,3 +299,20 @@ def test_v2_driver_on_the_hybrid_hosts_empty_cgroup2_mount(children):
         handle.remove(timeout=10)
         if os.path.isdir(f"{UNIFIED}/{parent}"):
             os.rmdir(f"{UNIFIED}/{parent}")
+
+
+def test_move_in_place_leaves_a_process_in_its_own_cgroups(cgroup, children):
+    """minirun-oci create's warm-up write (membership.move_in_place) must move nothing:
+    a process in a container cgroup, not at a hierarchy's root, stays where it is."""
+    from minirun.linux.cgroups import membership
+    handle = cgroup(Limits(pids=64))
+
+    def body() -> int:
+        handle.add(os.getpid())
+        before = cgroup_of(os.getpid())
+        membership.move_in_place()
+        after = cgroup_of(os.getpid())
+        inside = any(path.endswith(handle.paths[0].rsplit("/", 1)[-1]) for path in before.values())
+        return 0 if inside and after == before else 1
+
+    assert os.waitstatus_to_exitcode(wait(children, fork(children, body))) == 0

@@ -62,6 +62,31 @@ def join(dirs: list[str], pid: int = 0) -> None:
             f.write(str(pid))
 
 
+def move_in_place() -> None:
+    """Move this process into the cgroup it is already in: a move that changes nothing.
+
+    Every cgroup.procs write takes one lock shared by all hierarchies
+    (cgroup_threadgroup_rwsem), and the first writer after a quiet spell waits out
+    an RCU grace period, 0.1 to 20 ms measured here. minirun-oci create makes that
+    wait while its init sets up, so that the init's real move right after finds the
+    lock warm. Any failure is ignored: the real move reports its own."""
+    me = str(os.getpid())
+    try:
+        for path in of("self"):
+            procs = os.path.join(path, "cgroup.procs")
+            with open(procs) as f:
+                if me not in f.read().split():
+                    continue            # a view this mount does not match: move nothing
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, me.encode())
+            finally:
+                os.close(fd)
+            return
+    except OSError:
+        pass
+
+
 def pids(directory: str) -> list[int]:
     """The processes in one cgroup dir (cgroup.procs), sorted."""
     with open(os.path.join(directory, "cgroup.procs")) as f:
