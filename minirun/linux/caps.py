@@ -112,18 +112,24 @@ def limit_bounding(keep: frozenset[str]) -> None:
 
 def cannot_give(capabilities: dict) -> tuple[str, list[str]] | None:
     """The first of an OCI process's sets that capset would refuse, with the names it
-    would refuse: permitted and effective beyond our own permitted set, inheritable
-    beyond the bounding set left after limit_bounding (the kernel's rules, checked
-    before the container is reported ready rather than found at its exec)."""
+    would refuse: permitted beyond our own permitted set, effective beyond the
+    permitted set asked for, inheritable beyond the bounding set left after
+    limit_bounding (the kernel's rules, checked before the container is reported
+    ready rather than found at its exec). Names this kernel does not have are left
+    out, as apply_sets leaves them (runc warns and skips them too)."""
     import _prctl
     last = last_cap()
     named = {n: _number(n) for n in all_names() if _number(n) <= last}
+
+    def asked(kind: str) -> set[str]:
+        return {name for n in capabilities.get(kind, []) if (name := normalise(n)) in named}
+
     ours = _prctl.get_caps([], list(named.values()), [])[_prctl.CAP_PERMITTED]
     held = {n for n, number in named.items() if ours[number]}
     bounding = {n for n, number in named.items() if _prctl.prctl(_prctl.PR_CAPBSET_READ, number)}
-    bounding &= {normalise(n) for n in capabilities.get("bounding", [])}
-    for kind, allowed in (("permitted", held), ("effective", held), ("inheritable", bounding)):
-        refused = sorted({normalise(n) for n in capabilities.get(kind, [])} - allowed)
+    for kind, allowed in (("permitted", held), ("effective", asked("permitted")),
+                          ("inheritable", bounding & asked("bounding"))):
+        refused = sorted(asked(kind) - allowed)
         if refused:
             return kind, [f"CAP_{n.upper()}" for n in refused]
     return None

@@ -108,14 +108,23 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                     if hooks.wanted(cfg.get("hooks"), ("startContainer",)) else None
                 init.finish(cfg["process"], program, fifo, seccomp_program, null, at_start)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
-                if report >= 0:
-                    _send(report, _describe(exc))
-                else:
-                    os.write(2, f"minirun-oci: {_describe(exc)['error']}\n".encode())
+                _tell(report, exc)
             os._exit(127)
     except BaseException as exc:  # noqa: BLE001
-        _send(report, _describe(exc))
+        _tell(report, exc)
     os._exit(code)
+
+
+def _tell(report: int, exc: BaseException) -> None:
+    """exc to create over the report pipe, or to stderr once it is closed; quietly, so a
+    create that is gone (EPIPE) never sends this forked copy back into create's code."""
+    try:
+        if report >= 0:
+            _send(report, _describe(exc))
+        else:
+            os.write(2, f"minirun-oci: {_describe(exc)['error']}\n".encode())
+    except BaseException:  # noqa: BLE001
+        pass
 
 
 def _read_line(fd: int) -> bytes:
@@ -191,7 +200,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         # the init opens the fifo as the user namespace's root: the host ids that maps to own it (as runc)
         os.chown(state.fifo_path(root, container_id), *(config.host_id(cfg["linux"][k], 0)
                                                        for k in ("uidMappings", "gidMappings")))
-    pid, cgroup, made = 0, [], []
+    pid, cgroup, made, seen = 0, [], [], []
     try:
         resources = cfg["linux"].get("resources") or {}
         extra = [f"{d['type'] if d['type'] != 'u' else 'c'} {d['major']}:{d['minor']} rwm"
@@ -208,11 +217,13 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             go_r, go_w = os.pipe()
             go_r, go_w = _high(go_r, 2 + preserve_fds), _high(go_w, 2 + preserve_fds)
         # The first write to a v1 cgroup.procs waits out an RCU grace period (~10 ms here):
-        # unless the init's cgroup namespace or a createContainer hook needs it in the
-        # cgroups from the start, create moves the init in while the init sets up its
-        # mounts. start can only follow create, so the program never runs outside them.
-        late_join = bool(cgroup) and not any(ns["type"] == "cgroup" for ns in cfg["linux"]["namespaces"]) \
-            and not hooks.wanted(cfg.get("hooks"), ("createContainer", "startContainer"))
+        # create moves the init in itself, while the init sets up its mounts, unless the
+        # init must be in its cgroups from the start: a cgroup namespace (rooted where it
+        # is made), any hook (each runs with the init in its cgroups, as under runc) or a
+        # user namespace (create answers the intermediate process then). start can only
+        # follow create, so the program never runs outside its cgroups.
+        late_join = bool(cgroup) and go_w < 0 and not any(ns["type"] == "cgroup"
+                                                          for ns in cfg["linux"]["namespaces"])
         middle = os.fork()
         if middle == 0:
             os.close(read_fd)
@@ -223,7 +234,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         os.close(write_fd)
         if go_r >= 0:
             os.close(go_r)
-        if late_join and go_w < 0:
+        if late_join:
             membership.move_in_place()      # the kernel's wait for the init's join, while the init works
 
         def run_hooks(init_pid: int) -> None:
@@ -247,7 +258,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
         try:
             handlers = {"hooks": run_hooks, "userns": map_ids}
             if late_join:
-                handlers["pid"] = lambda init_pid: _join_late(cgroup, init_pid)
+                def join(init_pid: int) -> None:
+                    seen.append(init_pid)           # killed by the cleanup below if the join fails
+                    _join_late(cgroup, init_pid)
+                handlers = {"pid": join}
             messages = _read_reports(read_fd, handlers)
         finally:
             if go_w >= 0:
@@ -275,6 +289,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             os.replace(tmp, pid_file)
         return pid
     except BaseException:
+        pid = pid or (seen[0] if seen else 0)
         if pid:
             procfs.signal_quietly(pid, signal.SIGKILL)
         if console is not None:
@@ -297,7 +312,8 @@ def _join_late(dirs: list[str], pid: int) -> None:
         pass
     except OSError as exc:
         raise RuntimeFailure(f"cannot move the container's init into its cgroups: {exc.strerror}",
-                             "check linux.resources (cpuset.cpus and cpuset.mems must not be empty)") from None
+                             "give linux.cgroupsPath a leaf cgroup (v2), and cpuset.cpus and cpuset.mems "
+                             "that are not empty (v1)") from None
 
 
 def _now() -> str:

@@ -319,8 +319,9 @@ def check_capabilities(process: dict, what: str = "") -> None:
     refused = caps.cannot_give(process["capabilities"])
     if refused:
         kind, names = refused
-        why = ("not in process.capabilities.bounding or not held by minirun-oci" if kind == "inheritable"
-               else "not held by minirun-oci, so it cannot give them")
+        why = {"inheritable": "not in process.capabilities.bounding or not held by minirun-oci",
+               "effective": "not in process.capabilities.permitted"}.get(kind, "not held by minirun-oci, "
+                                                                             "so it cannot give them")
         raise RuntimeFailure(f"{what}process.capabilities.{kind}: {', '.join(names)}: {why}",
                              "remove them from config.json, or run minirun-oci where it holds them")
 

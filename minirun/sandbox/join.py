@@ -188,6 +188,7 @@ def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None) -> None
             # own (trampoline WAIT mode): the waiter never holds it, so ^Z stops only
             # the command, whose group the kernel then sees as orphaned (docker exec)
             master, slave = tty.open_in("")
+            tty.copy_window_size(master)
             tty.send_master(tty_sock, master)
             os.close(master)
             tty_sock.close()

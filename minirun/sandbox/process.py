@@ -301,6 +301,7 @@ def _terminal(root: str, sock) -> None:  # pragma: no cover
     the slave this process's controlling terminal and stdio."""
     from . import tty
     master, slave = tty.open_in(root)
+    tty.copy_window_size(master)
     tty.send_master(sock, master)
     os.close(master)
     sock.close()

@@ -33,9 +33,6 @@ def open_in(root: str) -> tuple[int, int]:
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
     slave = os.open(f"{root}/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
-    # sized here, before the command runs: sized later by the receiver, the change
-    # would reach a command already running as a SIGWINCH it never asked for
-    copy_window_size(master)
     return master, slave
 
 
@@ -64,10 +61,13 @@ def receive_master(sock) -> int | None:
 
 
 def copy_window_size(master: int) -> None:
+    """Our terminal's size (fd 0) onto master. run and exec call it in the container's
+    process too, before the command runs: sized later, by the receiver only, the change
+    would reach a command already running as a SIGWINCH it never asked for."""
     try:
-        size = fcntl.ioctl(sys.stdin.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
-        return          # our stdin is not a terminal: keep the kernel's default
+        return          # our stdin is not a terminal (or is closed): keep the kernel's default
     fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
 

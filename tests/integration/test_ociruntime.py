@@ -277,13 +277,22 @@ def test_capabilities_minirun_oci_lacks_fail_create(oci, bundle, kind):
     succeeded and the init died after start. setpriv takes CAP_SYS_NICE from its bounding
     set, so the root process it execs (minirun-oci) lacks it."""
     oci.wrapper = ["setpriv", "--bounding-set", "-sys_nice"]
+    sets = {kind, "bounding"} | ({"permitted"} if kind == "effective" else set())   # effective needs permitted
     _config(bundle, lambda d: d["process"]["capabilities"].update(
-        {k: [*d["process"]["capabilities"].get(k, []), "CAP_SYS_NICE"] for k in (kind, "bounding")}))
-    _refused(oci, bundle, f"process.capabilities.{kind}: CAP_SYS_NICE")
+        {k: [*d["process"]["capabilities"].get(k, []), "CAP_SYS_NICE"] for k in sets}))
+    refused = "permitted" if kind == "effective" else kind
+    _refused(oci, bundle, f"process.capabilities.{refused}: CAP_SYS_NICE")
     oci.wrapper = []                         # the same config with every capability there: it runs
     _config(bundle, _args("/bin/sh", "-c", "grep CapPrm /proc/self/status"))
     oci.ok("create", "--bundle", str(bundle), "c1")
     oci.ok("start", "c1")
+
+
+def test_effective_beyond_permitted_fails_create(oci, bundle):
+    """capset refuses effective beyond permitted: create says so, naming both sets."""
+    _config(bundle, lambda d: d["process"]["capabilities"].update(effective=["CAP_KILL", "CAP_NET_RAW"],
+                                                                  permitted=["CAP_KILL"]))
+    _refused(oci, bundle, "process.capabilities.effective: CAP_NET_RAW: not in process.capabilities.permitted")
 
 
 def test_inheritable_beyond_the_bounding_set_fails_create(oci, bundle):

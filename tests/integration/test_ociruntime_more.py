@@ -209,3 +209,18 @@ def test_the_cgroup_mount_shows_the_containers_own_cgroup(oci, bundle):
     done = oci("run", "--bundle", str(bundle), "g1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["42", "ro"]
+
+
+@pytest.mark.skipif(not V2, reason="cgroup v2 only: there a move into a cgroup with controllers below it is EBUSY")
+@pytest.mark.kernel
+def test_a_failed_join_kills_the_init_and_leaves_nothing(oci, bundle, cgname):
+    """create moves the init into its cgroup while the init works; when the kernel refuses
+    that move, create must kill the init (no process, mount or state left), as when the
+    intermediate process's own join failed."""
+    parent = CG / cgname
+    (parent / "below").mkdir(parents=True)
+    (parent / "cgroup.subtree_control").write_text("+pids")
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}"))
+    _config(bundle, lambda d: d["linux"].pop("resources", None))
+    _refused(oci, bundle, "cannot move the container's init into its cgroups")
+    assert (parent / "cgroup.procs").read_text() == ""

@@ -72,8 +72,12 @@ def move_in_place() -> None:
     lock warm. Any failure is ignored: the real move reports its own."""
     me = str(os.getpid())
     try:
-        for path in of("self"):
-            procs = os.path.join(path, "cgroup.procs")
+        paths = of("self")
+    except OSError:
+        return
+    for path in paths:
+        procs = os.path.join(path, "cgroup.procs")
+        try:
             with open(procs) as f:
                 if me not in f.read().split():
                     continue            # a view this mount does not match: move nothing
@@ -83,8 +87,8 @@ def move_in_place() -> None:
             finally:
                 os.close(fd)
             return
-    except OSError:
-        pass
+        except OSError:
+            continue
 
 
 def pids(directory: str) -> list[int]:

@@ -11,8 +11,8 @@ On v1 the dir is made in every mounted controller of JOINED (plus cpuset when
 cpus or mems are set); on v2 each ancestor gets the needed controllers in its
 cgroup.subtree_control. create writes the init's pid into each cgroup.procs
 while the init sets up its mounts (ociruntime/container.py), or, when the config has
-a cgroup namespace or createContainer hooks, the intermediate process joins before
-it forks the init.
+a cgroup namespace, hooks or a user namespace, the intermediate process joins
+before it forks the init.
 A resource the host cannot honour (a controller missing, a field the version
 lacks) is an error naming the field, and nothing is left behind.
 """
