@@ -219,7 +219,7 @@ def test_a_failed_join_kills_the_init_and_leaves_nothing(oci, bundle, cgname):
     intermediate process's own join failed."""
     parent = CG / cgname
     (parent / "below").mkdir(parents=True)
-    (parent / "cgroup.subtree_control").write_text("+pids")
+    (parent / "cgroup.subtree_control").write_text("+memory")     # a domain controller: pids is threaded
     _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}"))
     _config(bundle, lambda d: d["linux"].pop("resources", None))
     _refused(oci, bundle, "cannot move the container's init into its cgroups")
