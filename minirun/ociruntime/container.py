@@ -255,14 +255,13 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                     raise RuntimeFailure(f"linux.{key}: the kernel refused them: {exc.strerror}",
                                          "give ranges that do not overlap, at most 340 lines") from None
             os.write(go_w, b"\n")
+
+        def join_late(init_pid: int) -> None:
+            seen.append(init_pid)           # killed by the cleanup below if the join fails
+            _join_late(cgroup, init_pid)
         try:
-            handlers = {"hooks": run_hooks, "userns": map_ids}
-            if late_join:
-                def join(init_pid: int) -> None:
-                    seen.append(init_pid)           # killed by the cleanup below if the join fails
-                    _join_late(cgroup, init_pid)
-                handlers = {"pid": join}
-            messages = _read_reports(read_fd, handlers)
+            messages = _read_reports(read_fd, {"pid": join_late} if late_join
+                                     else {"hooks": run_hooks, "userns": map_ids})
         finally:
             if go_w >= 0:
                 os.close(go_w)

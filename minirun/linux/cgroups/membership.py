@@ -70,22 +70,16 @@ def move_in_place() -> None:
     an RCU grace period, 0.1 to 20 ms measured here. minirun-oci create makes that
     wait while its init sets up, so that the init's real move right after finds the
     lock warm. Any failure is ignored: the real move reports its own."""
-    me = str(os.getpid())
+    me = os.getpid()
     try:
         paths = of("self")
     except OSError:
         return
     for path in paths:
-        procs = os.path.join(path, "cgroup.procs")
         try:
-            with open(procs) as f:
-                if me not in f.read().split():
-                    continue            # a view this mount does not match: move nothing
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, me.encode())
-            finally:
-                os.close(fd)
+            if me not in pids(path):
+                continue                # a view this mount does not match: move nothing
+            join([path], me)
             return
         except OSError:
             continue
