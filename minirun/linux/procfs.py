@@ -15,13 +15,19 @@ import os
 def start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat: tells a live container from a reused pid. A zombie
     (dead, not yet reaped because its runtime died too) counts as gone: 0."""
+    # os.open and bytes: open() in text mode costs `run` ~0.3 ms more on the first call
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return 0
     try:
-        return 0 if fields[0] in ("Z", "X") else int(fields[19])
+        fields = os.read(fd, 4096).rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    finally:
+        os.close(fd)
+    try:
+        return 0 if fields[0] in (b"Z", b"X") else int(fields[19])
     except (IndexError, ValueError):
         return 0
 

@@ -53,10 +53,15 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def make_private() -> None:
+    """First, in the new mount namespace: no mount made here propagates to the host."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+
+
 def setup(spec: overlay.OverlayMount, merged: str, strategy: str, mounts: tuple[Mount, ...] = (),
           privileged: bool = False) -> str:
-    """Mount everything under merged; returns the overlay strategy used."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    """Mount everything under merged (after make_private); returns the overlay
+    strategy used."""
     # nodev everywhere the container can create files: it keeps CAP_MKNOD (as with
     # Docker), so a node it makes must not open a host device
     used = overlay.mount(spec, merged, strategy, nodev=not privileged)

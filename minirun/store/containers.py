@@ -159,7 +159,7 @@ class ContainerStore:
             os.rename(self.path(cid), doomed)
         except FileNotFoundError:
             return
-        remove_tree(doomed)
+        _remove_container_dir(doomed)
 
     # ------------------------------------------------------------ look-ups
     def ids(self) -> list[str]:
@@ -246,6 +246,37 @@ def _overwrite_json(path: str, doc: dict) -> None:
             offset += os.pwrite(fd, view[offset:], offset)
     finally:
         os.close(fd)
+
+
+# What overlayfs makes in a work dir (a volatile mount adds the rest), deepest first
+_OVERLAY_WORK = ("work/incompat/volatile/dirty", "work/incompat/volatile", "work/incompat", "work", "")
+
+
+def _remove_container_dir(path: str) -> None:
+    """A container dir renamed away (into the store's tmp/, where only root goes):
+    the files this module and overlayfs make are removed by name, ~15 calls where
+    the walk of remove_tree needs ~100 (~0.3 ms of every `run --rm`); what the run
+    wrote to upper/, the init layer and anything unexpected, by the walk."""
+    for name in ("config.json", "state.json"):
+        _remove_quietly(os.path.join(path, name))
+    work = os.path.join(path, "work")
+    try:
+        for i, name in enumerate(_OVERLAY_WORK):
+            try:
+                (os.rmdir if i else os.unlink)(os.path.join(work, name))
+            except FileNotFoundError:
+                pass                    # not volatile, or never mounted
+    except OSError:
+        remove_tree(work)               # another layout (an index dir, say): the walk copes
+    for name in ("upper", "init"):
+        try:
+            os.rmdir(os.path.join(path, name))      # an upper dir the run left empty
+        except OSError:
+            remove_tree(os.path.join(path, name))
+    try:
+        os.rmdir(path)
+    except OSError:
+        remove_tree(path)             # logs, short links, or more
 
 
 def _remove_quietly(path: str) -> None:

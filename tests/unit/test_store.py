@@ -355,3 +355,54 @@ def test_staging_dir_is_removed_unless_renamed(store):
         os.rename(path, os.path.join(store.root, "kept"))
     assert os.path.isdir(os.path.join(store.root, "kept"))
     assert listing(store.tmp) == []
+
+
+# ---------------------------------------------------------------- containers/<id>/ removal
+
+CID = "cd" * 32
+
+
+def _tree(root) -> list[str]:
+    out = []
+    for here, dirs, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(here, n), root) for n in dirs + files]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("layout", ["volatile", "plain", "written", "missing", "extra"])
+def test_remove_takes_every_container_layout_whole(store, layout):
+    """remove() deletes what overlayfs and the store make by name and the rest by the
+    walk: every shape a container dir can have goes, and only it."""
+    from minirun.store import ContainerConfig
+    from minirun.sandbox.mounts import InitEntry
+    store.containers.create(CID, ContainerConfig("c", ()), {},
+                            init_entries=[InitEntry("etc", False, 0o755, 0, 0),
+                                          InitEntry("etc/hosts", True, 0o644, 0, 0)])
+    path = store.containers.path(CID)
+    work = os.path.join(path, "work")
+    if layout in ("volatile", "written", "extra"):       # what a volatile overlay mount leaves
+        os.makedirs(os.path.join(work, "work/incompat/volatile"))
+        open(os.path.join(work, "work/incompat/volatile/dirty"), "w").close()
+        os.chmod(os.path.join(work, "work"), 0)
+    if layout == "plain":
+        os.makedirs(os.path.join(work, "work"))
+        os.makedirs(os.path.join(work, "index"))
+    if layout == "written":                                # what the run wrote, read-only dirs too
+        deep = os.path.join(path, "upper", "a", "b")
+        os.makedirs(deep)
+        open(os.path.join(deep, "f"), "w").close()
+        os.symlink(store.blobs.directory, os.path.join(path, "upper", "blobs"))   # must not be followed
+        os.chmod(os.path.join(path, "upper", "a"), 0o500)
+    if layout == "missing":
+        os.rmdir(os.path.join(path, "upper"))
+        os.rmdir(work)
+    if layout == "extra":
+        open(os.path.join(path, "container.log"), "w").close()
+        os.mkdir(os.path.join(path, "l"))
+        os.symlink(store.root, os.path.join(path, "l", "x"))
+    before = _tree(store.root)
+    store.containers.remove(CID)
+    assert not os.path.lexists(path)
+    assert listing(store.tmp) == []
+    # nothing else went: every other path of the store is still there
+    assert _tree(store.root) == [p for p in before if not p.startswith(os.path.join("containers", CID))]
