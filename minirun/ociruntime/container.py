@@ -207,6 +207,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                  for d in cfg["linux"]["devices"] if d["type"] != "p"]
         group = ocigroup.create(container_id, cfg["linux"].get("cgroupsPath") or "", resources, extra)
         cgroup, made = group.dirs, group.made
+        partial = {"cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts,
+                   "rootfs": cfg["root"]["path"]}
+        if made or host_mounts:
+            state.save_creating(root, container_id, partial)
         cfg["cgroup"] = group.to_json()         # for the init's cgroup mount (cgroupview.py)
         read_fd, write_fd = os.pipe()
         read_fd, write_fd = _high(read_fd, 2 + preserve_fds), _high(write_fd, 2 + preserve_fds)
@@ -256,12 +260,17 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
                                          "give ranges that do not overlap, at most 340 lines") from None
             os.write(go_w, b"\n")
 
-        def join_late(init_pid: int) -> None:
+        def on_pid(init_pid: int) -> None:
+            """The init's pid, recorded at once: a create killed from here on leaves
+            what `delete --force` needs to kill the init (blocked on the exec fifo)."""
             seen.append(init_pid)           # killed by the cleanup below if the join fails
-            _join_late(cgroup, init_pid)
+            state.save_creating(root, container_id, dict(partial, pid=init_pid,
+                                                         start_time=procfs.start_time(init_pid)))
+            if late_join:
+                _join_late(cgroup, init_pid)
         try:
-            messages = _read_reports(read_fd, {"pid": join_late} if late_join
-                                     else {"hooks": run_hooks, "userns": map_ids})
+            messages = _read_reports(read_fd, {"pid": on_pid} if late_join
+                                     else {"pid": on_pid, "hooks": run_hooks, "userns": map_ids})
         finally:
             if go_w >= 0:
                 os.close(go_w)
@@ -398,6 +407,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     except ContainerNotFound:
         # a create killed before it wrote state.json leaves its dir: --force takes it away
         if force and os.path.isdir(state.container_dir(root, container_id)):
+            _undo_create(state.load_creating(root, container_id))
             state.remove(root, container_id)
             return
         raise
@@ -422,6 +432,31 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         from ..linux.cgroups import ocigroup     # noqa: F811 - lazily, as above
         ocigroup.remove(record["cgroups_made"])
     state.remove(root, container_id)
+
+
+def _undo_create(partial: dict) -> None:
+    """What a killed create had made (state.creating.json): its init (still the one it
+    recorded) and anything in its cgroups killed, its host mounts and cgroups removed."""
+    if not partial:
+        return
+    from ..linux.cgroups import ocigroup
+    made = [d for d in partial.get("cgroups_made") or [] if isinstance(d, str)]
+    # only cgroups create made: a cgroupsPath that was there before may hold others' processes
+    dirs = [d for d in partial.get("cgroup_dirs") or [] if d in made]
+    pid = partial.get("pid") or 0
+    init = [pid] if isinstance(pid, int) and pid > 1 and procfs.start_time(pid) == partial.get("start_time") else []
+    deadline = time.monotonic() + 10
+    while True:
+        alive = [p for p in (*init, *ocigroup.pids(dirs)) if procfs.start_time(p)]
+        if not alive or time.monotonic() > deadline:
+            break
+        for p in alive:
+            procfs.signal_quietly(p, signal.SIGKILL)
+        time.sleep(0.01)
+    if partial.get("host_mounts") and isinstance(partial.get("rootfs"), str):
+        from . import hostmounts
+        hostmounts.unmount_beneath(partial["rootfs"])
+    ocigroup.remove(made)
 
 
 def run(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,

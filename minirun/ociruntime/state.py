@@ -1,7 +1,11 @@
 """The --root state dir: the one module that reads and writes it.
 
-    ROOT/ID/state.json   id, bundle, rootfs, pid, the pid's start time, created, owner, annotations
-    ROOT/ID/exec.fifo    the init blocks opening it for writing until `start` opens it to read
+    ROOT/ID/state.json     id, bundle, rootfs, pid, the pid's start time, created, owner, annotations
+    ROOT/ID/exec.fifo      the init blocks opening it for writing until `start` opens it to read
+    ROOT/ID/creating.json  until state.json: what create has made so far (the cgroups it
+                           made, whether it mounted on the host, the init's pid and start
+                           time once known), so that `delete --force` of a create killed
+                           half-way kills its init and removes its cgroups
 
 A container whose state.json is missing is being created (reserve() made the dir,
 save() writes state.json once the init is ready). Status is computed, never stored:
@@ -51,12 +55,27 @@ def reserve(root: str, container_id: str) -> str:
     return path
 
 
-def save(root: str, container_id: str, record: dict) -> None:
+def save(root: str, container_id: str, record: dict, name: str = "state.json") -> None:
     path = container_dir(root, container_id)
-    tmp = os.path.join(path, "state.json.tmp")
+    tmp = os.path.join(path, name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(record, f)
-    os.replace(tmp, os.path.join(path, "state.json"))
+    os.replace(tmp, os.path.join(path, name))
+
+
+def save_creating(root: str, container_id: str, partial: dict) -> None:
+    save(root, container_id, partial, "creating.json")
+
+
+def load_creating(root: str, container_id: str) -> dict:
+    """creating.json, or {} when there is none (or it is damaged: a create killed
+    while writing it had made nothing it names yet)."""
+    try:
+        with open(os.path.join(container_dir(root, container_id), "creating.json")) as f:
+            partial = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return {}
+    return partial if isinstance(partial, dict) else {}
 
 
 def load(root: str, container_id: str) -> dict:

@@ -4,6 +4,7 @@ number, and refusals that leave nothing behind (no state entry, mount or process
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -470,6 +471,44 @@ def test_delete_force_removes_what_a_killed_create_left(oci):
     assert oci("delete", "half").returncode != 0
     oci.ok("delete", "--force", "half")
     assert oci.entries() == []
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to kill create at one exact step")
+def test_delete_force_kills_the_init_of_a_create_killed_before_its_state(oci, bundle, tmp_path):
+    """create SIGKILLed just as it puts state.json in place (strace injects the kill at
+    that rename): the init has reported ready and waits on the exec fifo, with no state
+    to find it by. delete --force must still kill it and remove its cgroups."""
+    from minirun.linux.cgroups.ocigroup import PARENT
+    cid = f"killed-{os.getpid()}"
+    _config(bundle, _args("/bin/sleep", "60"))
+    argv = ["strace", "-o", "/dev/null", "-P", str(oci.root / cid / "state.json.tmp"),
+            "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:signal=SIGKILL",
+            sys.executable, "-m", "minirun.ociruntime", "--root", str(oci.root),
+            "create", "--bundle", str(bundle), cid]
+    groups = lambda: glob.glob(f"/sys/fs/cgroup/*/{PARENT}/{cid}") + glob.glob(f"/sys/fs/cgroup/{PARENT}/{cid}")
+    with open(tmp_path / "out", "w") as out:
+        killed = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=30)
+    try:
+        assert killed.returncode in (-9, 137), (tmp_path / "out").read_text()
+        assert not (oci.root / cid / "state.json").exists()
+        inits = _processes_naming(str(bundle))          # the init: a fork of create, same argv
+        assert inits and all(_alive(p) for p in inits)  # the case itself: an init left waiting
+        made = groups()
+        assert made                                     # and its cgroups
+        assert oci("state", cid).returncode != 0
+        oci.ok("delete", "--force", cid)
+        assert not any(_alive(p) for p in inits)
+        assert oci.entries() == [] and groups() == []
+    finally:
+        for pid in _processes_naming(str(bundle)):
+            os.kill(pid, 9)
+        for path in groups():
+            for _ in range(100):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.02)
 
 
 # ---------------------------------------------------------------- attacks (a review's, on the first version)
