@@ -197,7 +197,8 @@ def _linux(linux: dict) -> None:
     resources = _type(linux.get("resources") or {}, dict, "linux.resources")
     for key, value in resources.items():
         if value and key not in res.SUPPORTED:
-            raise _refuse(f"linux.resources.{key}", "only devices, memory, pids and cpu are supported")
+            raise _refuse(f"linux.resources.{key}", "only devices, memory, pids, cpu, hugepageLimits and "
+                                                    "network are supported")
     for group, known in (("cpu", res.CPU_KEYS), ("memory", res.MEMORY_KEYS)):
         for key, value in _type(resources.get(group) or {}, dict, f"linux.resources.{group}").items():
             if key not in known:
@@ -208,6 +209,26 @@ def _linux(linux: dict) -> None:
                                                                         "checkBeforeUpdate") else int
             if value is not None:
                 _type(value, kind, f"linux.resources.{group}.{key}")
+    for i, entry in enumerate(_type(resources.get("hugepageLimits") or [], list, "linux.resources.hugepageLimits")):
+        where = f"linux.resources.hugepageLimits[{i}]"
+        size = _type(_type(entry, dict, where).get("pageSize"), str, where + ".pageSize")
+        if not (size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")):
+            raise ConfigError(f"config.json: {where}.pageSize: {size!r} is not a page size",
+                              "write it as the kernel does: 2MB, 1GB, 64KB")
+        if _type(entry.get("limit"), int, where + ".limit") < 0:
+            raise ConfigError(f"config.json: {where}.limit: must not be negative", "give a limit in bytes")
+    network = _type(resources.get("network") or {}, dict, "linux.resources.network")
+    class_id = network.get("classID")
+    if class_id is not None and not 0 <= _type(class_id, int, "linux.resources.network.classID") < 1 << 32:
+        raise ConfigError("config.json: linux.resources.network.classID: not a 32-bit class id", "give 0 to 4294967295")
+    for i, entry in enumerate(_type(network.get("priorities") or [], list, "linux.resources.network.priorities")):
+        where = f"linux.resources.network.priorities[{i}]"
+        name = _type(_type(entry, dict, where).get("name"), str, where + ".name")
+        if not 0 < len(name) < 16 or any(c.isspace() or c == "/" for c in name):
+            raise ConfigError(f"config.json: {where}.name: {name!r} is not an interface name",
+                              "give a name of at most 15 characters, with no space or '/'")
+        if _type(entry.get("priority"), int, where + ".priority") < 0:
+            raise ConfigError(f"config.json: {where}.priority: must not be negative", "give 0 or more")
     pids = _type(resources.get("pids") or {}, dict, "linux.resources.pids")
     if pids:
         _type(pids.get("limit"), int, "linux.resources.pids.limit")

@@ -224,3 +224,53 @@ def test_a_failed_join_kills_the_init_and_leaves_nothing(oci, bundle, cgname):
     _config(bundle, lambda d: d["linux"].pop("resources", None))
     _refused(oci, bundle, "cannot move the container's init into its cgroups")
     assert (parent / "cgroup.procs").read_text() == ""
+
+
+def _hugetlb_file(group_path: str, size: str) -> Path | None:
+    """Where this host keeps a hugetlb limit of cgroupsPath group_path, or None with no
+    hugetlb controller (v1 hierarchy or v2 controller)."""
+    if (CG / "hugetlb" / "cgroup.procs").exists():
+        return CG / "hugetlb" / group_path.lstrip("/") / f"hugetlb.{size}.limit_in_bytes"
+    if V2 and "hugetlb" in (CG / "cgroup.controllers").read_text().split():
+        return CG / group_path.lstrip("/") / f"hugetlb.{size}.max"
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/hugepages/hugepages-2048kB"), reason="no 2 MB huge pages")
+@pytest.mark.kernel
+def test_hugepage_limits_are_written_or_refused_by_name(oci, bundle, cgname):
+    """Applied where the kernel has a hugetlb controller (the VM's cgroup v2), refused
+    in one line naming the field where it has none (this host's v1); a page size the
+    kernel lacks is refused either way."""
+    limit = 2 << 30
+    _config(bundle, _args("/bin/sleep", "60"))
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}/h", resources={
+        **d["linux"].get("resources", {}), "hugepageLimits": [{"pageSize": "2MB", "limit": limit}]}))
+    where = _hugetlb_file(f"/{cgname}/h", "2MB")
+    if where is None:
+        _refused(oci, bundle, "linux.resources.hugepageLimits")
+    else:
+        oci.ok("create", "--bundle", str(bundle), "h1")
+        assert where.read_text().strip() == str(limit)
+        assert str(oci.state("h1")["pid"]) in (where.parent / "cgroup.procs").read_text().split()
+        oci.ok("delete", "--force", "h1")
+    assert _no_dirs_named(cgname)
+    _config(bundle, lambda d: d["linux"]["resources"].update(hugepageLimits=[{"pageSize": "3MB", "limit": limit}]))
+    _refused(oci, bundle, "hugepageLimits" if where is None else "hugetlb.3MB")
+    assert _no_dirs_named(cgname)
+
+
+@pytest.mark.kernel
+def test_network_classes_are_written_on_v1_or_refused_by_name(oci, bundle, cgname):
+    _config(bundle, _args("/bin/sleep", "60"))
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}/n", resources={
+        **d["linux"].get("resources", {}), "network": {"classID": 0x100001,
+                                                       "priorities": [{"name": "lo", "priority": 7}]}}))
+    if (CG / "net_cls" / "cgroup.procs").exists() and (CG / "net_prio" / "cgroup.procs").exists():
+        oci.ok("create", "--bundle", str(bundle), "n1")
+        assert (CG / "net_cls" / cgname / "n" / "net_cls.classid").read_text().strip() == str(0x100001)
+        assert "lo 7" in (CG / "net_prio" / cgname / "n" / "net_prio.ifpriomap").read_text().splitlines()
+        oci.ok("delete", "--force", "n1")
+    else:               # cgroup v2 (the VM), or a v1 host without them (this one)
+        _refused(oci, bundle, "linux.resources.network")
+    assert _no_dirs_named(cgname)

@@ -46,6 +46,8 @@ def test_memory_pids_cpu_on_v2():
     ({"memory": {"swap": 1 << 20}}, "v2", "linux.resources.memory.swap"),
     ({"cpu": {"realtimeRuntime": 5}}, "v2", "linux.resources.cpu.realtimeRuntime"),
     ({"cpu": {"idle": 1}}, "v1", "linux.resources.cpu.idle"),
+    ({"network": {"classID": 255}}, "v2", "linux.resources.network"),
+    ({"network": {"priorities": [{"name": "lo", "priority": 1}]}}, "v2", "linux.resources.network"),
 ])
 def test_what_a_version_lacks_is_refused_by_name(resources, version, field):
     with pytest.raises(ociresources.Unsupported) as caught:
@@ -95,3 +97,16 @@ def test_a_failing_or_slow_hook_fails_but_poststop_only_warns(tmp_path, capsys):
     assert "warning: hooks.poststop[0]" in capsys.readouterr().err
     with pytest.raises(UsageError, match="must be a list"):
         hooks.check({"poststart": {"path": "/x"}})
+
+
+def test_hugepage_limits_and_network_classes_become_their_files():
+    resources = {"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 31}, {"pageSize": "1GB", "limit": 0}],
+                 "network": {"classID": 0x100001, "priorities": [{"name": "lo", "priority": 10},
+                                                                {"name": "eth0", "priority": 30}]}}
+    v1 = ociresources.plan(resources, "v1")
+    assert v1["hugetlb"] == [("hugetlb.2MB.limit_in_bytes", str(1 << 31)), ("hugetlb.1GB.limit_in_bytes", "0")]
+    assert v1["net_cls"] == [("net_cls.classid", str(0x100001))]
+    assert v1["net_prio"] == [("net_prio.ifpriomap", "lo 10"), ("net_prio.ifpriomap", "eth0 30")]
+    v2 = ociresources.plan({"hugepageLimits": resources["hugepageLimits"]}, "v2")
+    assert v2 == {"hugetlb": [("hugetlb.2MB.max", str(1 << 31)), ("hugetlb.1GB.max", "0")]}
+    assert ociresources.plan({"network": {"priorities": []}}, "v2") == {}     # nothing asked, nothing refused

@@ -90,7 +90,8 @@ def create(container_id: str, cgroups_path: str, resources: dict, extra_allowed:
 
 
 def _field_of(controller: str) -> str:
-    return {"cpuset": "cpu.cpus/mems", "devices": "devices"}.get(controller, controller)
+    return {"cpuset": "cpu.cpus/mems", "devices": "devices", "hugetlb": "hugepageLimits",
+            "net_cls": "network.classID", "net_prio": "network.priorities"}.get(controller, controller)
 
 
 def _create_v1(container_id: str, cgroups_path: str, settings: dict, root: str, fs: CgroupFS) -> Group:

@@ -20,6 +20,9 @@ they are written; a field this version cannot honour raises Unsupported naming i
   cpu.idle                 refused                              cpu.idle
   devices                  devices.deny a, then each rule       a BPF_PROG_TYPE_CGROUP_DEVICE program
                                                                 (linux/bpfdevices.py), not a file
+  hugepageLimits[]         hugetlb.SIZE.limit_in_bytes          hugetlb.SIZE.max
+  network.classID          net_cls.classid                      refused: v2 has no net_cls
+  network.priorities[]     net_prio.ifpriomap "NAME PRIO"       refused: v2 has no net_prio
 -1 means no limit wherever the spec allows it.
 """
 
@@ -32,7 +35,7 @@ DEFAULT_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rw
 MEMORY_KEYS = ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
                "useHierarchy", "checkBeforeUpdate")
 CPU_KEYS = ("shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle")
-SUPPORTED = ("devices", "memory", "pids", "cpu")        # linux.resources keys honoured at all
+SUPPORTED = ("devices", "memory", "pids", "cpu", "hugepageLimits", "network")   # linux.resources keys honoured at all
 
 
 class Unsupported(Exception):
@@ -110,6 +113,18 @@ def plan(resources: dict, version: str, extra_allowed: list[str] = ()) -> dict[s
     if pids.get("limit") is not None:
         put("pids", "pids.max", pids["limit"] if pids["limit"] > 0 else "max")
     _cpu(resources.get("cpu") or {}, version, put)
+    for entry in resources.get("hugepageLimits") or []:
+        # a size the kernel lacks ("3MB") has no file: the write fails and names it
+        put("hugetlb", f"hugetlb.{entry['pageSize']}.{'limit_in_bytes' if version == 'v1' else 'max'}",
+            entry["limit"])
+    network = resources.get("network") or {}
+    if network.get("classID") is not None or network.get("priorities"):
+        if version != "v1":
+            raise Unsupported("linux.resources.network", "cgroup v2 has no net_cls or net_prio controller")
+        if network.get("classID") is not None:
+            put("net_cls", "net_cls.classid", network["classID"])
+        for entry in network.get("priorities") or []:
+            put("net_prio", "net_prio.ifpriomap", f"{entry['name']} {entry['priority']}")
     return out
 
 
