@@ -149,24 +149,25 @@ def dispatch(argv: list[str], out: _Output) -> int:
             container.create(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")), preserve,
                              opts.get("console-socket"))
             return 0
-        return container.run(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")),
+        from . import lifecycle
+        return lifecycle.run(root, container_id, bundle, opts.get("pid-file"), bool(opts.get("no-pivot")),
                              preserve, bool(opts.get("detach") or opts.get("d")), opts.get("console-socket"))
     if command == "kill":
-        from . import container
+        from . import lifecycle
         from .config import signal_number
         container_id = _one_id(rest, command, extra=1)
-        container.kill(root, container_id, signal_number(rest[1] if len(rest) > 1 else "TERM"),
+        lifecycle.kill(root, container_id, signal_number(rest[1] if len(rest) > 1 else "TERM"),
                        bool(opts.get("all") or opts.get("a")))
         return 0
     container_id = _one_id(rest, command)
     if command == "start":
-        from . import container
-        container.start(root, container_id)
+        from . import lifecycle
+        lifecycle.start(root, container_id)
     elif command == "state":
         print(json.dumps(state.public(root, state.load(root, container_id)), indent=2))
     elif command == "delete":
-        from . import container
-        container.delete(root, container_id, bool(opts.get("force") or opts.get("f")))
+        from . import lifecycle
+        lifecycle.delete(root, container_id, bool(opts.get("force") or opts.get("f")))
     return 0
 
 

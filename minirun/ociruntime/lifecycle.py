@@ -1,0 +1,152 @@
+"""start / kill / delete / run of a container that create (container.py) made.
+
+start opens the exec fifo to read: the init's open for writing returns, and it
+execs process.args. kill signals the init (with --all, every process in its
+cgroup or PID namespace); signalling a stopped container fails, as runtime-spec
+says. delete removes what create made (host mounts, cgroups, the state dir),
+after poststop hooks; --force kills a container that still runs first, and
+finishes a create that was killed before it wrote state.json (creating.json).
+run is create + start, then a wait for the process and a delete.
+"""
+
+from __future__ import annotations
+
+import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs every call ~3 ms
+import os
+import time
+
+from ..errors import Conflict, ContainerNotFound, RuntimeFailure, UsageError
+from ..linux import caps, procfs
+from . import state
+
+
+def start(root: str, container_id: str) -> None:
+    record = state.load(root, container_id)
+    current = state.status(root, record)
+    if current != "created":
+        raise Conflict(f"container {container_id} is {current}, not created", "only a created container starts")
+    if record.get("no_process"):
+        procfs.signal_quietly(record["pid"], signal.SIGKILL)
+        raise UsageError(f"container {container_id} has no process in its config.json: nothing to start",
+                         "delete it, give config.json a process, and create it again")
+    import select
+    path = state.fifo_path(root, container_id)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready and os.read(fd, 1):
+                break
+            if state.status(root, record) == "stopped":
+                raise RuntimeFailure(f"container {container_id} ended before it started", "delete it")
+        else:
+            raise RuntimeFailure(f"container {container_id} did not start", "delete it")
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    if (record.get("hooks") or {}).get("poststart"):
+        from . import hooks
+        hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
+
+
+def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:
+    record = state.load(root, container_id)
+    current = state.status(root, record)
+    if current == "stopped":       # runtime-spec: signalling a stopped container MUST fail
+        raise Conflict(f"container {container_id} is stopped, not created or running", "nothing to signal")
+    pids = [record["pid"]]
+    if all_processes:           # every process in the container's cgroup; without one, its pid namespace's
+        from ..linux.cgroups import ocigroup
+        pids = (ocigroup.pids(record["cgroup_dirs"]) if record.get("cgroup_dirs")
+                else [p.pid for p in procfs.in_pid_namespace_of(record["pid"])]) or pids
+    for pid in pids:
+        procfs.signal_quietly(pid, signum)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    try:
+        record = state.load(root, container_id)
+    except ContainerNotFound:
+        # a create killed before it wrote state.json leaves its dir: --force takes it away
+        if force and os.path.isdir(state.container_dir(root, container_id)):
+            _undo_create(state.load_creating(root, container_id))
+            state.remove(root, container_id)
+            return
+        raise
+    current = state.status(root, record)
+    if current != "stopped":
+        if not force:
+            raise Conflict(f"container {container_id} is {current}",
+                           f"stop it first, or use: minirun-oci delete --force {container_id}")
+        from ..linux.cgroups import ocigroup
+        for pid in [record["pid"], *ocigroup.pids(record.get("cgroup_dirs") or [])]:
+            procfs.signal_quietly(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while state.status(root, record) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    if record.get("host_mounts"):
+        from . import hostmounts
+        hostmounts.unmount_beneath(record["rootfs"])
+    if (record.get("hooks") or {}).get("poststop"):
+        from . import hooks
+        hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
+    if record.get("cgroups_made"):
+        from ..linux.cgroups import ocigroup     # noqa: F811 - lazily, as above
+        ocigroup.remove(record["cgroups_made"])
+    state.remove(root, container_id)
+
+
+def _undo_create(partial: dict) -> None:
+    """What a killed create had made (state.creating.json): its init (still the one it
+    recorded) and anything in its cgroups killed, its host mounts and cgroups removed."""
+    if not partial:
+        return
+    from ..linux.cgroups import ocigroup
+    made = [d for d in partial.get("cgroups_made") or [] if isinstance(d, str)]
+    # only cgroups create made: a cgroupsPath that was there before may hold others' processes
+    dirs = [d for d in partial.get("cgroup_dirs") or [] if d in made]
+    pid = partial.get("pid") or 0
+    init = [pid] if isinstance(pid, int) and pid > 1 and procfs.start_time(pid) == partial.get("start_time") else []
+    deadline = time.monotonic() + 10
+    while True:
+        alive = [p for p in (*init, *ocigroup.pids(dirs)) if procfs.start_time(p)]
+        if not alive or time.monotonic() > deadline:
+            break
+        for p in alive:
+            procfs.signal_quietly(p, signal.SIGKILL)
+        time.sleep(0.01)
+    if partial.get("host_mounts") and isinstance(partial.get("rootfs"), str):
+        from . import hostmounts
+        hostmounts.unmount_beneath(partial["rootfs"])
+    ocigroup.remove(made)
+
+
+def run(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,
+        preserve_fds: int = 0, detach: bool = False, console_socket: str | None = None) -> int:
+    """create + start, then wait for the process (this process is its subreaper) and
+    delete the container; the process's exit code, 128+N for a signal."""
+    caps.set_child_subreaper()
+    from .container import create
+    pid = create(root, container_id, bundle, pid_file, no_pivot, preserve_fds, console_socket)
+    try:
+        start(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True)
+        raise
+    if detach:
+        return 0
+    forward = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    for signum in forward:
+        signal.signal(signum, lambda n, _f: procfs.signal_quietly(pid, n))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 255 << 8
+            break
+    delete(root, container_id)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
