@@ -21,6 +21,10 @@
 #   MINIRUN_VM_ACCEL    kvm or tcg to skip the KVM probe
 #   MINIRUN_VM_MEMORY   guest memory in MiB (default 4096); MINIRUN_VM_CPUS (default 2)
 #   MINIRUN_VM_KEEP     non-empty: keep the run's temp dir (the VM's console log) for a look
+#   MINIRUN_VM_SHARE    a host directory the guest sees read-only at /run/minirun-vm/share
+#                       (big inputs, such as a built runtime-tools suite, without copying them in)
+#   MINIRUN_VM_APPEND   more words for the guest kernel's command line, e.g.
+#                       systemd.unified_cgroup_hierarchy=0 to boot with cgroup v1
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -230,6 +234,9 @@ pack_checkout() {
 # boot MODE TIMEOUT ARGS...: the whole life of one VM; exits with the job's status.
 boot() {
   local mode=$1 timeout=$2; shift 2
+  if [ -n "${MINIRUN_VM_SHARE:-}" ] && [ ! -d "$MINIRUN_VM_SHARE" ]; then
+    die "MINIRUN_VM_SHARE=$MINIRUN_VM_SHARE is not a directory: give the directory the guest should see" 2
+  fi
   local image=$CACHE/$(image_key)
   [ -f "$image/disk.img" ] || cmd_build >&2
   TMP=$(mktemp -d /tmp/minirun-vm.XXXXXX)
@@ -241,6 +248,11 @@ boot() {
   [ -t 1 ] && [ -n "${TERM:-}" ] && echo "$TERM" >"$ctl/term"
   pack_checkout "$ctl/src.tar"
   : >"$TMP/stdout"; : >"$TMP/stderr"; : >"$TMP/console.log"
+  local share=()
+  if [ -n "${MINIRUN_VM_SHARE:-}" ]; then
+    share=(-virtfs "local,path=$(cd "$MINIRUN_VM_SHARE" && pwd),mount_tag=minirun-share,security_model=none,readonly=on,id=share")
+    : >"$ctl/share"
+  fi
 
   pick_accel "$image" 2>/dev/null          # bash would report the probe's abort there
   local cpu=max extra=(-accel tcg,thread=multi) deadline=$BOOT_DEADLINE_TCG
@@ -251,10 +263,10 @@ boot() {
   start_qemu "$TMP/console.log" "${extra[@]}" -cpu "$cpu" -smp "${MINIRUN_VM_CPUS:-2}" \
     -m "${MINIRUN_VM_MEMORY:-4096}" -serial "file:$TMP/console.log" \
     -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-    -append "console=ttyS0 root=/dev/vda rw quiet fsck.mode=skip panic=-1" \
+    -append "console=ttyS0 root=/dev/vda rw quiet fsck.mode=skip panic=-1 ${MINIRUN_VM_APPEND:-}" \
     -drive "file=$image/disk.img,format=raw,if=virtio,snapshot=on" \
     -device virtio-rng-pci \
-    -virtfs "local,path=$ctl,mount_tag=minirun-ctl,security_model=none,id=ctl" \
+    -virtfs "local,path=$ctl,mount_tag=minirun-ctl,security_model=none,id=ctl" "${share[@]}" \
     -device virtio-serial-pci,id=ports \
     -chardev "file,id=out,path=$TMP/stdout,append=on" \
     -device virtserialport,bus=ports.0,chardev=out,name=minirun.stdout \

@@ -43,6 +43,11 @@ export HOME=/root LANG=C.UTF-8 PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/u
 [ -f "$CTL/term" ] && TERM=$(cat "$CTL/term") && export TERM
 
 mark "ports ready"
+if [ -e "$CTL/share" ]; then          # MINIRUN_VM_SHARE on the host
+  mkdir -p /run/minirun-vm/share
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro minirun-share /run/minirun-vm/share ||
+    { say "cannot mount the shared directory (9p tag minirun-share)"; finish 125; }
+fi
 mkdir -p "$SRC"
 tar --numeric-owner -xf "$CTL/src.tar" -C "$SRC" || { say "cannot unpack the checkout"; finish 125; }
 # Installed editable, so the tests' `python -m minirun` runs the checkout's code: what
