@@ -274,3 +274,19 @@ def test_network_classes_are_written_on_v1_or_refused_by_name(oci, bundle, cgnam
     else:               # cgroup v2 (the VM), or a v1 host without them (this one)
         _refused(oci, bundle, "linux.resources.network")
     assert _no_dirs_named(cgname)
+
+
+@pytest.mark.skipif(not (CG / "cpuset" / "cgroup.procs").exists(), reason="needs the cgroup v1 cpuset controller")
+def test_every_v1_container_joins_a_cpuset_with_its_parents_cpus(oci, bundle, cgname):
+    """As under runc: a cpuset cgroup even without linux.resources.cpu (runtime-tools'
+    empty-cpu case reads its cpuset.cpus), filled from the parent, which v1 leaves empty."""
+    _config(bundle, _args("/bin/sleep", "60"))
+    _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}/s", resources={
+        k: v for k, v in d["linux"].get("resources", {}).items() if k != "cpu"}))
+    oci.ok("create", "--bundle", str(bundle), "s1")
+    group = CG / "cpuset" / cgname / "s"
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        assert (group / name).read_text().strip() == (CG / "cpuset" / name).read_text().strip() != ""
+    assert str(oci.state("s1")["pid"]) in (group / "cgroup.procs").read_text().split()
+    oci.ok("delete", "--force", "s1")
+    assert _no_dirs_named(cgname)

@@ -7,8 +7,9 @@ Where (runtime-spec config-linux.md "Cgroups Path"), per v1 controller C or once
     absolute cgroupsPath /P     v1 <root>/C/P          v2 <v2root>/P
     relative cgroupsPath P      v1 <root>/C/<own>/P    v2 <v2root>/<own>/P   (own: this process's cgroup)
     none                        v1 <root>/C/minirun-oci/<id>                 v2 <v2root>/minirun-oci/<id>
-On v1 the dir is made in every mounted controller of JOINED (plus cpuset when
-cpus or mems are set); on v2 each ancestor gets the needed controllers in its
+On v1 the dir is made in every mounted controller of JOINED (cpuset too, as runc
+does, even with no cpus or mems set: a new cpuset dir gets its parent's, since v1
+leaves them empty); on v2 each ancestor gets the needed controllers in its
 cgroup.subtree_control. create writes the init's pid into each cgroup.procs
 while the init sets up its mounts (ociruntime/container.py), or, when the config has
 a cgroup namespace, hooks or a user namespace, the intermediate process joins
@@ -29,7 +30,8 @@ from .files import CGROUP_ROOT, CgroupFS, _words
 from .ociresources import Unsupported, device_rules, plan
 
 PARENT = "minirun-oci"
-JOINED = ("devices", "pids", "memory", "cpu", "cpuacct", "freezer", "blkio", "net_cls", "perf_event", "hugetlb")
+JOINED = ("devices", "pids", "memory", "cpu", "cpuacct", "cpuset", "freezer", "blkio", "net_cls", "perf_event",
+          "hugetlb")
 
 
 def check_path(path: str) -> None:
