@@ -13,8 +13,8 @@ from the suite's dir (they read ./runtimetest and ./rootfs-amd64.tar.gz).
 
 A program passes when it exits 0, printed at least one `ok` and no `not ok`
 line (TAP). crun refuses cgroups in hybrid mode (v1 plus an empty v2
-hierarchy), so on such a host its programs run in a private mount namespace
-with /sys/fs/cgroup/unified unmounted. Needs root and golang-go; not run by CI.
+hierarchy) when no systemd runs the host, so on such a host its programs run in
+a private mount namespace with /sys/fs/cgroup/unified unmounted. Needs root and golang-go; not run by CI.
 Prints a table (program, one column per runtime), the totals (programs passed,
 assertions ok/total) and the union (programs some runtime passes).
 """
@@ -68,6 +68,11 @@ def runtimes(names: list[str]) -> dict[str, str]:
 
 
 def _hybrid() -> bool:
+    """An empty v2 hierarchy beside v1 that no systemd manages (this project's VM): crun
+    fails to make its cgroup there. Under systemd's own hybrid set-up (the Debian 12
+    VM booted with cgroup v1) crun works as it is, and fails without that mount."""
+    if os.path.isdir("/run/systemd/system"):
+        return False
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == HYBRID_V2 for line in f)
 
