@@ -250,7 +250,8 @@ boot() {
   : >"$TMP/stdout"; : >"$TMP/stderr"; : >"$TMP/console.log"
   local share=()
   if [ -n "${MINIRUN_VM_SHARE:-}" ]; then
-    share=(-virtfs "local,path=$(cd "$MINIRUN_VM_SHARE" && pwd),mount_tag=minirun-share,security_model=none,readonly=on,id=share")
+    local dir; dir=$(cd -P -- "$MINIRUN_VM_SHARE" >/dev/null && pwd -P)
+    share=(-virtfs "local,path=${dir//,/,,},mount_tag=minirun-share,security_model=none,readonly=on,id=share")
     : >"$ctl/share"
   fi
 

@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     except MinirunError as exc:
         out.write("error", exc.line() if hasattr(exc, "line") else str(exc))
         code = exc.exit_code
+    except OSError as exc:              # what the kernel refused where no step says more (a full /run, say)
+        where = f" ({exc.filename})" if exc.filename else ""
+        out.write("error", f"{exc.strerror or exc}{where} (hint: check the --root dir and the bundle, "
+                           f"then try again)")
+        code = 125
     except KeyboardInterrupt:
         code = 130
     from .. import codecache            # a new cache file after an edit (bin/minirun-oci installed it)

@@ -15,6 +15,10 @@ from ..errors import UsageError
 
 
 def check(cfg: dict) -> None:
+    if cfg["root"]["path"].rstrip("/") == "":
+        raise UsageError("config.json: root.path is the host's / and linux.namespaces has no mount namespace: "
+                         "the container's mounts would land on the host's own",
+                         "add {\"type\": \"mount\"} to linux.namespaces, or give another root.path")
     if cfg["root"].get("readonly"):
         raise UsageError("config.json: root.readonly needs a mount namespace (it would remount the host's root)",
                          "add {\"type\": \"mount\"} to linux.namespaces, or drop root.readonly")
@@ -24,6 +28,10 @@ def check(cfg: dict) -> None:
 
 
 def beneath(rootfs: str) -> list[str]:
+    """The mount points below rootfs, deepest first; none for "/" or a relative path
+    (a damaged record must never make delete detach the host's own mounts)."""
+    if not rootfs.startswith("/") or rootfs.rstrip("/") == "":
+        return []
     prefix = rootfs.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4].encode().decode("unicode_escape") for line in f]

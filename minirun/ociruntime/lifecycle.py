@@ -58,7 +58,7 @@ def kill(root: str, container_id: str, signum: int, all_processes: bool = False)
     pids = [record["pid"]]
     if all_processes:           # every process in the container's cgroup; without one, its pid namespace's
         from ..linux.cgroups import ocigroup
-        pids = (ocigroup.pids(record["cgroup_dirs"]) if record.get("cgroup_dirs")
+        pids = (ocigroup.pids(ocigroup.recorded(record["cgroup_dirs"])) if record.get("cgroup_dirs")
                 else [p.pid for p in procfs.in_pid_namespace_of(record["pid"])]) or pids
     for pid in pids:
         procfs.signal_quietly(pid, signum)
@@ -80,7 +80,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             raise Conflict(f"container {container_id} is {current}",
                            f"stop it first, or use: minirun-oci delete --force {container_id}")
         from ..linux.cgroups import ocigroup
-        for pid in [record["pid"], *ocigroup.pids(record.get("cgroup_dirs") or [])]:
+        for pid in [record["pid"], *ocigroup.pids(ocigroup.recorded(record.get("cgroup_dirs")))]:
             procfs.signal_quietly(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while state.status(root, record) != "stopped" and time.monotonic() < deadline:
@@ -93,33 +93,29 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         hooks.run(record.get("hooks"), "poststop", hooks.state(record, "stopped"))
     if record.get("cgroups_made"):
         from ..linux.cgroups import ocigroup     # noqa: F811 - lazily, as above
-        ocigroup.remove(record["cgroups_made"])
+        ocigroup.remove(ocigroup.recorded(record["cgroups_made"]))
     state.remove(root, container_id)
 
 
 def _undo_create(partial: dict) -> None:
-    """What a killed create had made (state.creating.json): its init (still the one it
-    recorded) and anything in its cgroups killed, its host mounts and cgroups removed."""
+    """What a killed create had made (state.creating.json): its init killed (the one
+    it recorded: the same start time, checked before every signal), its host mounts
+    and the cgroups it made removed. Nothing else is signalled: before start the
+    init has no children, and a cgroup a later create reused may hold another
+    container's processes."""
     if not partial:
         return
     from ..linux.cgroups import ocigroup
-    made = [d for d in partial.get("cgroups_made") or [] if isinstance(d, str)]
-    # only cgroups create made: a cgroupsPath that was there before may hold others' processes
-    dirs = [d for d in partial.get("cgroup_dirs") or [] if d in made]
-    pid = partial.get("pid") or 0
-    init = [pid] if isinstance(pid, int) and pid > 1 and procfs.start_time(pid) == partial.get("start_time") else []
-    deadline = time.monotonic() + 10
-    while True:
-        alive = [p for p in (*init, *ocigroup.pids(dirs)) if procfs.start_time(p)]
-        if not alive or time.monotonic() > deadline:
-            break
-        for p in alive:
-            procfs.signal_quietly(p, signal.SIGKILL)
-        time.sleep(0.01)
+    pid, started = partial.get("pid"), partial.get("start_time")
+    if isinstance(pid, int) and pid > 1 and started:
+        deadline = time.monotonic() + 10
+        while procfs.start_time(pid) == started and time.monotonic() < deadline:
+            procfs.signal_quietly(pid, signal.SIGKILL)
+            time.sleep(0.01)
     if partial.get("host_mounts") and isinstance(partial.get("rootfs"), str):
         from . import hostmounts
         hostmounts.unmount_beneath(partial["rootfs"])
-    ocigroup.remove(made)
+    ocigroup.remove(ocigroup.recorded(partial.get("cgroups_made")))
 
 
 def run(root: str, container_id: str, bundle: str, pid_file: str | None, no_pivot: bool = False,

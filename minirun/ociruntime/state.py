@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import Conflict, ContainerNotFound, UsageError
+from ..errors import Conflict, ContainerNotFound, EnvironmentProblem, UsageError
 from ..lib import jsonio as json      # the C half of json: no re, no enum on every call
 from ..linux import procfs
 
@@ -42,9 +42,24 @@ def fifo_path(root: str, container_id: str) -> str:
     return os.path.join(container_dir(root, container_id), "exec.fifo")
 
 
+def check_root(root: str) -> None:
+    """ROOT must be ours and writable by no one else: its records say which pids delete
+    kills, which cgroups it removes and what it unmounts."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        who = f"owned by uid {st.st_uid}" if st.st_uid != os.geteuid() else "writable by others"
+        raise EnvironmentProblem(f"the state dir {root} is {who}: its records could be planted",
+                                 f"use a --root only you can write, or: chown {os.geteuid()} {root} "
+                                 f"&& chmod go-w {root}")
+
+
 def reserve(root: str, container_id: str) -> str:
     """Make ROOT/ID and its exec fifo; an id in use is refused."""
     os.makedirs(root, 0o700, exist_ok=True)
+    check_root(root)
     path = container_dir(root, container_id)
     try:
         os.mkdir(path, 0o700)
@@ -79,6 +94,7 @@ def load_creating(root: str, container_id: str) -> dict:
 
 
 def load(root: str, container_id: str) -> dict:
+    check_root(root)
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path) as f:

@@ -187,7 +187,8 @@ def _join(started, resources) -> None:
     """Between the child's unshare and its exec: the cgroup, then the network and the
     proxy of its published ports (which takes over their sockets)."""
     from ..sandbox import process
-    process.wait_ready(started)
+    if not process.wait_ready(started):
+        return                  # the child failed before it was ready: wait() reports its own error
     if resources.cgroup is not None:
         resources.cgroup.add(started.pid)
     if resources.allocation is not None:

@@ -117,15 +117,15 @@ def _socketpair():
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
-def wait_ready(started: Started) -> None:
-    """Block until the child has its namespaces (only with Launch.sync)."""
+def wait_ready(started: Started) -> bool:
+    """Block until the child has its namespaces (only with Launch.sync); False when it
+    failed before (wait() reads its report: nothing else must be tried on it)."""
     if started.ready < 0:
-        return
+        return True
     got = os.read(started.ready, 1)
     os.close(started.ready)
     started.ready = -1
-    if got != READY:
-        return       # the child failed early; wait() reads its report
+    return got == READY
 
 
 def release(started: Started) -> None:

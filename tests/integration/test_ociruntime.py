@@ -603,3 +603,46 @@ def test_runc_specs_default_config_runs(oci, bundle):
     assert done.returncode == 3, done.stderr
     assert done.stdout == "CapAmb:\t0000000000000000\n"
     assert "process.capabilities.ambient: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE not raised" in done.stderr
+
+
+# ---------------------------------------------------------------- a review of the killed-create record
+
+def test_root_path_of_the_hosts_slash_without_a_mount_namespace_is_refused(oci, bundle):
+    """Its mounts would land on the host's own, and delete would detach everything below /."""
+    _config(bundle, lambda d: (d["root"].update(path="/"),
+                               d["linux"].update(namespaces=[n for n in d["linux"]["namespaces"]
+                                                             if n["type"] != "mount"])))
+    _refused(oci, bundle, "root.path is the host's /")
+
+
+def test_a_state_dir_others_can_write_is_refused(bundle, tmp_path):
+    root = tmp_path / "shared-state"
+    root.mkdir()
+    root.chmod(0o777)
+    done = Oci(root)("create", "--bundle", str(bundle), "w1")
+    assert done.returncode == 3 and "writable by others" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and os.listdir(root) == []
+
+
+def test_a_state_root_that_is_a_file_fails_in_one_line(bundle, tmp_path):
+    root = tmp_path / "a-file"
+    root.write_text("")
+    done = Oci(root)("create", "--bundle", str(bundle), "f1")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_damaged_creating_record_makes_delete_touch_nothing_outside(oci, tmp_path):
+    """creating.json naming a hierarchy's root, the host's / as a rootfs and pid 1: delete
+    --force removes the dir and signals, unmounts and removes nothing else."""
+    from minirun.ociruntime import state
+    (oci.root / "dmg").mkdir(parents=True)
+    before = open("/proc/self/mountinfo").read().count("\n")
+    state.save_creating(str(oci.root), "dmg", {"pid": 1, "start_time": 1, "host_mounts": True, "rootfs": "/",
+                                               "cgroups_made": ["/sys/fs/cgroup/pids", "/sys/fs/cgroup",
+                                                                "/sys/fs/cgroup/pids/../cpu", "relative"],
+                                               "cgroup_dirs": ["/sys/fs/cgroup/pids"]})
+    oci.ok("delete", "--force", "dmg")
+    assert oci.entries() == []
+    assert open("/proc/self/mountinfo").read().count("\n") == before
+    assert os.path.isdir("/sys/fs/cgroup/pids") or not V1["pids"]

@@ -283,10 +283,12 @@ def test_every_v1_container_joins_a_cpuset_with_its_parents_cpus(oci, bundle, cg
     _config(bundle, _args("/bin/sleep", "60"))
     _config(bundle, lambda d: d["linux"].update(cgroupsPath=f"/{cgname}/s", resources={
         k: v for k, v in d["linux"].get("resources", {}).items() if k != "cpu"}))
+    (CG / "cpuset" / cgname).mkdir()        # there already, empty: as a create killed at its mkdir leaves it
     oci.ok("create", "--bundle", str(bundle), "s1")
-    group = CG / "cpuset" / cgname / "s"
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        assert (group / name).read_text().strip() == (CG / "cpuset" / name).read_text().strip() != ""
+    for group in (CG / "cpuset" / cgname, CG / "cpuset" / cgname / "s"):
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            assert (group / name).read_text().strip() == (CG / "cpuset" / name).read_text().strip() != ""
     assert str(oci.state("s1")["pid"]) in (group / "cgroup.procs").read_text().split()
     oci.ok("delete", "--force", "s1")
+    (CG / "cpuset" / cgname).rmdir()        # ours, not create's: delete leaves it
     assert _no_dirs_named(cgname)

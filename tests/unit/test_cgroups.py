@@ -510,3 +510,13 @@ def test_a_containers_cgroups_are_found_by_its_id(tmp_path):
     assert sorted(handle.paths) == sorted(map(str, made))
     assert cgroups.CgroupHandle.of_container("ef" * 32, str(tmp_path)).paths == []
     assert cgroups.CgroupHandle.of_container(cid, str(tmp_path / "missing")).paths == []
+
+
+def test_only_cgroup_dirs_below_a_hierarchy_root_are_taken_from_a_record():
+    from minirun.linux.cgroups import ocigroup
+    root = ocigroup.CGROUP_ROOT
+    good = [f"{root}/pids/minirun-oci/x", f"{root}/minirun-oci/x"]
+    bad = [root, "/", "relative/x", f"{root}/pids/../../etc", f"{root}//pids/x", "/etc/x", 5, None]
+    bad += [f"{root}/{name}" for name in os.listdir(root) if os.path.ismount(f"{root}/{name}")]
+    assert ocigroup.recorded(good + bad) == good
+    assert ocigroup.recorded("not a list") == []

@@ -108,7 +108,9 @@ def _create_v1(container_id: str, cgroups_path: str, settings: dict, root: str, 
     try:
         for controller in wanted:
             path = directory(controller, container_id, cgroups_path, root)
-            _makedirs(fs, path, made, controller == "cpuset")
+            _makedirs(fs, path, made)
+            if controller == "cpuset":
+                _fill_cpuset(fs, path, os.path.join(root, "cpuset"))
             _write_all(fs, path, settings.get(controller, []))
     except BaseException:
         remove(made, fs=fs)
@@ -158,13 +160,12 @@ def _write_all(fs: CgroupFS, path: str, items: list[tuple[str, str]]) -> None:
                                      f"{exc.strerror}", "fix the value in config.json") from None
 
 
-def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) -> None:
-    """mkdir -p; a new v1 cpuset dir gets its parent's cpus and mems (v1 leaves them
-    empty, and a task cannot join a cpuset without both)."""
+def _makedirs(fs: CgroupFS, path: str, made: list[str]) -> None:
+    """mkdir -p, recording what it made."""
     parent = os.path.dirname(path)
     for attempt in range(5):
         if not os.path.isdir(parent):
-            _makedirs(fs, parent, made, cpuset)
+            _makedirs(fs, parent, made)
         try:
             fs.mkdir(path)
             made.append(path)
@@ -174,10 +175,30 @@ def _makedirs(fs: CgroupFS, path: str, made: list[str], cpuset: bool = False) ->
         except FileNotFoundError:       # another container's delete took the shared parent away meanwhile
             if attempt == 4:
                 raise
-    if cpuset:
+
+
+def _fill_cpuset(fs: CgroupFS, path: str, top: str) -> None:
+    """Each v1 cpuset dir from top down to path that has no cpus or mems gets its
+    parent's: v1 leaves a new cpuset empty, and no task can join one without both.
+    Dirs that were there already too: another create may have made the shared parent
+    and not filled it yet, or a killed one left it empty."""
+    parent = top
+    for part in os.path.relpath(path, top).split("/"):
+        here = os.path.join(parent, part)
         for name in ("cpuset.cpus", "cpuset.mems"):
-            with open(os.path.join(parent, name)) as f:
-                fs.write(os.path.join(path, name), f.read().strip() or "\n")
+            try:
+                if not _read(os.path.join(here, name)):
+                    fs.write(os.path.join(here, name), _read(os.path.join(parent, name)) or "\n")
+            except OSError as exc:
+                raise EnvironmentProblem(f"cannot give the cgroup {here} its parent's {name}: {exc.strerror}",
+                                         "check the cpuset hierarchy, or give linux.resources.cpu.cpus "
+                                         "and mems") from None
+        parent = here
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read(1 << 16).strip()
 
 
 def join(dirs: list[str], pid: int, fs: CgroupFS | None = None) -> None:
@@ -192,9 +213,22 @@ def pids(dirs: list[str]) -> list[int]:
         try:
             with open(os.path.join(path, "cgroup.procs")) as f:
                 return [int(line) for line in f if line.strip()]
-        except FileNotFoundError:
+        except (OSError, ValueError):       # gone, or not a cgroup at all (a damaged record)
             continue
     return []
+
+
+def recorded(paths) -> list[str]:
+    """The cgroup dirs of a state record that may be touched: absolute, without '..',
+    below the cgroup root and not a hierarchy's own root (a mount point). A damaged
+    or planted record can then not make delete kill or rmdir a cgroup such as the
+    whole hierarchy."""
+    out = []
+    for path in paths if isinstance(paths, list) else []:
+        if (isinstance(path, str) and path.startswith(CGROUP_ROOT + "/") and ".." not in path.split("/")
+                and os.path.normpath(path) == path and not os.path.ismount(path)):
+            out.append(path)
+    return out
 
 
 def remove(made: list[str], timeout: float = 2.0, fs: CgroupFS | None = None) -> None:
