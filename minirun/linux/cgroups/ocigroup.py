@@ -220,13 +220,14 @@ def pids(dirs: list[str]) -> list[int]:
 
 def recorded(paths) -> list[str]:
     """The cgroup dirs of a state record that may be touched: absolute, without '..',
-    below the cgroup root and not a hierarchy's own root (a mount point). A damaged
+    below the cgroup root and not a hierarchy's own root (a mount point, also through
+    a symlink such as v1's cpu -> cpu,cpuacct). A damaged
     or planted record can then not make delete kill or rmdir a cgroup such as the
     whole hierarchy."""
     out = []
     for path in paths if isinstance(paths, list) else []:
         if (isinstance(path, str) and path.startswith(CGROUP_ROOT + "/") and ".." not in path.split("/")
-                and os.path.normpath(path) == path and not os.path.ismount(path)):
+                and os.path.normpath(path) == path and not os.path.ismount(os.path.realpath(path))):
             out.append(path)
     return out
 
