@@ -264,8 +264,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             """The init's pid, recorded at once: a create killed from here on leaves
             what `delete --force` needs to kill the init (blocked on the exec fifo)."""
             seen.append(init_pid)           # killed by the cleanup below if the join fails
-            state.save_creating(root, container_id, dict(partial, pid=init_pid,
-                                                         start_time=procfs.start_time(init_pid)))
+            partial.update(pid=init_pid, start_time=procfs.start_time(init_pid))
+            state.save_creating(root, container_id, partial)
             if late_join:
                 _join_late(cgroup, init_pid)
         try:
@@ -282,7 +282,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None, no_p
             raise RuntimeFailure(last["error"], last.get("hint"))
         if not pid or not last.get("ready"):
             raise RuntimeFailure("the container's init ended before it was ready", "run with --debug")
-        record = {"id": container_id, "pid": pid, "start_time": procfs.start_time(pid), "bundle": bundle,
+        started = partial.get("start_time") or procfs.start_time(pid)      # on_pid read it already
+        record = {"id": container_id, "pid": pid, "start_time": started, "bundle": bundle,
                   "rootfs": cfg["root"]["path"], "cgroups_made": made, "cgroup_dirs": cgroup, "host_mounts": host_mounts,
                   "no_process": bool(cfg.get("noProcess")), "annotations": cfg["annotations"], "owner": "root",
                   "hooks": {k: v for k, v in (cfg.get("hooks") or {}).items() if k in ("poststart", "poststop")},
