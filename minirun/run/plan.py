@@ -14,7 +14,7 @@ from .. import oci
 from ..linux import overlay
 from ..errors import RuntimeFailure
 from ..lib import log
-from ..lib.frozen import asdict, dataclass
+from ..lib.frozen import asdict, dataclass, replace
 from ..network import BRIDGE, needs_netns, parse_mode
 from ..sandbox import mounts as mounts_mod
 from ..sandbox import program as specs
@@ -258,14 +258,22 @@ class Pending:
         container whose runtime was killed at any point frees it (by its id, if
         need be); the lock goes. On failure the caller removes the container."""
         containers, planned = self._store.containers, self._planned
+        # With a cgroup, the record is written as created and says running only
+        # once the cgroup it names exists: a reader never sees a running container
+        # without its cgroup (a foreground run's state used to, for a moment).
+        first = state if self._driver is None or state is None else ContainerState("created")
         try:
             if self.existing:       # every field: what the last run recorded is cleared
-                containers.set_state(self._cid, **asdict(state or ContainerState("created")))
+                containers.set_state(self._cid, **asdict(first or ContainerState("created")))
             else:
-                containers.create(self._cid, planned.config, planned.links, planned.init, state=state)
+                containers.create(self._cid, planned.config, planned.links, planned.init, state=first)
             if self._driver is not None:
                 self._resources.cgroup = self._driver.create(self._cid, self._limits)
-                containers.set_state(self._cid, cgroup=self._resources.cgroup.to_json())
+                cgroup = self._resources.cgroup.to_json()
+                if state is None:
+                    containers.set_state(self._cid, cgroup=cgroup)
+                else:
+                    containers.set_state(self._cid, **asdict(replace(state, cgroup=cgroup)))
             if self._shown is not None:
                 _log_choices(*self._shown, self._resources)
         finally:

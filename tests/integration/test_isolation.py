@@ -25,6 +25,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -629,6 +630,53 @@ def test_cgroup_exists_while_running_and_is_removed_after(mr):
         stop(proc)
     assert [p for p in paths if os.path.exists(p)] == []
     assert not os.path.exists(f"/sys/fs/cgroup/memory/minirun/{cid}")
+
+
+# The cgroup is made a moment after containers/<id>/ is written; this run makes
+# that moment 0.4 s long, so that a reader can see the record in between.
+SLOW_CGROUP = """
+import sys, time
+from minirun.linux.cgroups import files
+create = files._Driver.create
+def slow(self, *args, **kwargs):
+    time.sleep(0.4)
+    return create(self, *args, **kwargs)
+files._Driver.create = slow
+from minirun.cli import main
+sys.argv = ["minirun", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.kernel
+def test_a_running_state_always_names_a_cgroup_that_exists(mr):
+    """A foreground run is recorded before its cgroup is made. Every state read
+    meanwhile that says running must name the cgroup, and the cgroup must exist."""
+    mr.load("busybox")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "-i", "--name", "cg", "--pids-limit", "64",
+                             "busybox", "sh", "-c", "read line; exit 0"], env=mr.env, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen, first = [], None
+    try:
+        deadline = time.monotonic() + 20
+        # from the record's first appearance, past the 0.4 s before its cgroup
+        while time.monotonic() < min(deadline, (first or deadline) + 1.0) and proc.poll() is None:
+            for state_file in (mr.root / "containers").glob("*/state.json"):
+                first = first or time.monotonic()
+                try:
+                    state = json.loads(state_file.read_text())
+                except (OSError, ValueError):
+                    continue            # replaced meanwhile
+                if state.get("status") == "running":
+                    paths = (state.get("cgroup") or {}).get("paths") or []
+                    seen.append((bool(paths), all(os.path.isdir(p) for p in paths)))
+            time.sleep(0.005)
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        stop(proc)
+    assert seen, "no running state was seen"
+    assert all(named and made for named, made in seen), seen
 
 
 # ---------------------------------------------------------------- networking

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -72,11 +73,14 @@ def link_names() -> list[str]:
 
 
 def ping_argv(address: str) -> list[str]:
+    """Reachability: one reply within 3 s, a probe each second until then (-w), so
+    that one frame lost on a busy host does not fail the test. That attach makes
+    the first frame count is test_attach_returns_once_the_bridge_forwards_through_the_port's."""
     ping = shutil.which("ping")
     if ping:
-        return [ping, "-c1", "-W1", address]
+        return [ping, "-c1", "-w3", address]
     if shutil.which("busybox"):
-        return ["busybox", "ping", "-c1", "-W1", address]
+        return ["busybox", "ping", "-c1", "-w3", address]
     pytest.skip("needs ping or busybox")
 
 
@@ -163,6 +167,17 @@ def test_attach_gives_eth0_an_address_and_a_default_route(lab):
                               text=True, check=True).stdout
     assert f"master {lab.bridge}" in host_end and "state UP" in host_end
     assert "link-netnsid" in host_end       # its peer was made in the container's namespace
+
+
+def test_attach_returns_once_the_bridge_forwards_through_the_port(lab):
+    """Right after a port comes up, the kernel takes a moment to enable it (here in
+    about one attach of four); a container's first ARP request sent then was
+    dropped and repeated only after a second. attach() waits for forwarding."""
+    for _ in range(40):
+        c = lab.container()
+        state = Path(f"/sys/class/net/{c.alloc.veth_host}/brport/state").read_text().strip()
+        assert state == netlink.FORWARDING, f"port {c.alloc.veth_host} in state {state} after attach"
+        c.stop()
 
 
 def test_loopback_works_in_the_new_namespace(lab):
