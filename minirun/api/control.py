@@ -218,17 +218,19 @@ def stop(store, name: str, timeout: float) -> str:
     if not pid:
         return cid
     signal_quietly(pid, signal.SIGTERM)
-    if not _wait_gone(store, cid, pid, timeout):
-        signal_quietly(pid, signal.SIGKILL)
-        _wait_gone(store, cid, pid, 10)
+    if not _wait_gone(store, cid, timeout):
+        if effective_state(store.containers.state(cid)).running:     # never a pid already reaped
+            signal_quietly(pid, signal.SIGKILL)
+        _wait_gone(store, cid, 10)
     return cid
 
 
-def _wait_gone(store, cid: str, pid: int, timeout: float) -> bool:
-    """Until the runtime has recorded the exit (or the process is gone without one)."""
+def _wait_gone(store, cid: str, timeout: float) -> bool:
+    """Until the runtime has recorded the exit, or died without recording it: then
+    its cgroup, ports and address are free, and the exit code is known."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not effective_state(store.containers.state(cid)).running:
+        if not store.containers.settled(cid).running:
             return True
         time.sleep(0.02)
     return False

@@ -60,7 +60,6 @@ class Printer:
 def show(store, name: str, opts: LogOptions, out, err) -> None:
     """Print the log of the container name; with follow, go on until it has ended
     (or --until has passed)."""
-    from ..store.containers import effective_state
     containers = store.containers
     cid = containers.resolve(name)
     config = containers.config(cid)
@@ -71,14 +70,15 @@ def show(store, name: str, opts: LogOptions, out, err) -> None:
     follower = logfile.Follower(dir_fd)
     printer = Printer(out, err, opts.timestamps)
     try:
-        running = opts.follow and effective_state(containers.state(cid)).running
+        # settled: until the runtime has copied the last output into the log
+        running = opts.follow and containers.settled(cid).running
         records = follower.stream()
         if not running:
             records = itertools.chain(records, follower.rest_later())
         for record in _tail((r for r in records if _within(r, opts)), opts.tail):
             printer.emit(record)
         while running and not (opts.until is not None and time.time_ns() > opts.until):
-            running = effective_state(containers.state(cid)).running
+            running = containers.settled(cid).running
             more = follower.read() + ([] if running else follower.rest())
             for record in more:
                 if _within(record, opts):

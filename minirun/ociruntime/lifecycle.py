@@ -47,7 +47,25 @@ def start(root: str, container_id: str) -> None:
     os.unlink(path)
     if (record.get("hooks") or {}).get("poststart"):
         from . import hooks
+        _wait_exec(record["pid"])
         hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
+
+
+def _wait_exec(pid: int, timeout: float = 10.0) -> None:
+    """Until the init has run its startContainer hooks and exec'd the user's process
+    (its exe is no longer our Python), or ended: poststart hooks come after that
+    (runtime-spec), not while startContainer hooks still run."""
+    import sys
+    python = os.stat(sys.executable)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            exe = os.stat(f"/proc/{pid}/exe")
+        except OSError:
+            return              # ended (or a zombie): nothing to wait for
+        if (exe.st_dev, exe.st_ino) != (python.st_dev, python.st_ino):
+            return
+        time.sleep(0.001)
 
 
 def kill(root: str, container_id: str, signum: int, all_processes: bool = False) -> None:

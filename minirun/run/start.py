@@ -123,6 +123,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             if output is not None:
                 output.finish()
             raise
+    claim = _claim(containers, cid)
     setup_error, outcome, oom = "", None, False
     try:
         try:
@@ -151,12 +152,25 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
         release(store, cid, resources)
         code = 125 if setup_error or outcome is None else outcome.exit_code
         error = setup_error or (outcome.error if outcome else "minirun was interrupted")
-        if remove:              # nobody will read how it ended: no state to write first
-            containers.remove(cid)
-        else:
-            containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
-                                 error=error, pid=0, cgroup=None, ports=())
+        try:
+            if remove:              # nobody will read how it ended: no state to write first
+                containers.remove(cid)
+            else:
+                containers.set_state(cid, status="exited", exit_code=code, finished=now(), oom_killed=oom,
+                                     error=error, pid=0, cgroup=None, ports=())
+        finally:
+            if claim >= 0:
+                os.close(claim)
     return RunResult(cid, code, error, oom)
+
+
+def _claim(containers, cid: str) -> int:
+    """The runtime's claim on the container (store/containers.py), taken while its
+    command still waits for the go-ahead; -1 when it was removed meanwhile (rm -f)."""
+    try:
+        return containers.claim(cid)
+    except FileNotFoundError:
+        return -1
 
 
 def _output(store, prepared: Prepared, show: bool):
@@ -240,6 +254,9 @@ def start_container(store, name: str, attach: bool = False, interactive: bool = 
     config = containers.config(cid)
     if effective_state(containers.state(cid)).running:
         return RunResult(cid, 0)
+    if not containers.await_runtime(cid):
+        raise Conflict(f"container {name} has ended, but the minirun process that ran it is still "
+                       "recording its end", "try again in a moment; if it stays, see `minirun ps -a`")
     if config.options is None:
         raise Conflict(f"container {name} was made by an older minirun, which kept no record of its flags",
                        f"run a new container from its image: minirun run {config.image}")

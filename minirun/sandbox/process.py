@@ -159,11 +159,11 @@ class Outcome:
 def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     """Forward signals while the container runs; return how it ended. on_exec(error)
     is called once it is known whether the command started ("" when it did)."""
-    release(started)
     previous = {}
-    for signum in FORWARDED_SIGNALS:
+    for signum in FORWARDED_SIGNALS:          # before the go-ahead: the command may trap at once
         previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: command.forward(pid, s))
     try:
+        release(started)
         message = _read_all(started.errors)
         if on_exec is not None:
             report = _report(message, started.command)

@@ -89,7 +89,9 @@ class Relay:
         stdin = sys.stdin.fileno()
         if self.interactive and os.isatty(stdin):
             self._saved = termios.tcgetattr(stdin)
-            tty.setraw(stdin)
+            # TCSANOW, not setraw's default TCSAFLUSH: what the user typed while
+            # the container was starting stays queued and reaches it
+            tty.setraw(stdin, termios.TCSANOW)
         self._old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(self.master))
         out = threading.Thread(target=self._pump_out, daemon=True)
         out.start()

@@ -65,6 +65,58 @@ class ContainerStore:
         format; older parts in container.log.1, .2, ...)."""
         return self.path(cid, "container.log")
 
+    # ------------------------------------------------------------ the runtime's claim
+    # The process that runs a container (the foreground `run`, or a -d container's
+    # monitor) holds an exclusive flock on containers/<id>/ from before the command
+    # can end until it has recorded the end: copied the last output, given back the
+    # cgroup, ports and address, written state.json. The kernel drops it if that
+    # process dies. Between the command's end and that record, the container still
+    # counts as running for `stop`, `logs -f` and `start` (settled()).
+
+    def claim(self, cid: str) -> int:
+        """Take the runtime's claim; the fd to close once the end is recorded."""
+        import fcntl
+        fd = os.open(self.path(cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def claimed(self, cid: str) -> bool:
+        """Whether a runtime still holds the container (has not yet recorded its end)."""
+        import fcntl
+        try:
+            fd = os.open(self.path(cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False            # removed: nothing left to record
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def settled(self, cid: str) -> ContainerState:
+        """effective_state(), except that a container whose command has ended still
+        shows as recorded (running) while its runtime is finishing with it."""
+        state = self.state(cid)
+        effective = effective_state(state)
+        if state.running and not effective.running and self.claimed(cid):
+            return state
+        return effective
+
+    def await_runtime(self, cid: str, timeout: float = 10.0) -> bool:
+        """Wait until no runtime holds the container; whether none does."""
+        deadline = time.monotonic() + timeout
+        while self.claimed(cid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     # ------------------------------------------------------------ lifecycle
     @staticmethod
     def new_id() -> str:

@@ -118,19 +118,22 @@ def test_top_lists_the_containers_processes_and_nothing_of_ours(mr):
     mr.ok("run", "-d", "--name", "t", "busybox", "sh", "-c", "sleep 300 & exec sleep 301")
     pid1 = mr.inspect("t")["State"]["Pid"]
     waiter = mr.popen("exec", "t", "sleep", "30", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    expected = {"sleep 300", "sleep 301", "sleep 30"}               # not exec's waiter
     try:
+        # until exec's sleep is there as itself: a process caught between fork and
+        # exec would show under its parent's command line for a moment
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:
             rows = [line.split(None, 7) for line in mr.ok("top", "t").lines]
-            if len(rows) == 4:
+            commands = [row[7] if len(row) == 8 else None for row in rows[1:]]
+            if (len(rows) == 4 and set(commands) == expected) or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
     finally:
         waiter.kill()
         waiter.wait()
+    assert len(rows) == 4 and set(commands) == expected, rows           # as last seen
     assert rows[0] == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-    commands = {row[7] for row in rows[1:]}
-    assert commands == {"sleep 300", "sleep 301", "sleep 30"}, rows     # not exec's waiter
     assert rows[1][1] == str(pid1) and all(row[0] == "root" for row in rows[1:])
     mr.ok("rm", "-f", "t")
     assert mr("top", "t").returncode == 1

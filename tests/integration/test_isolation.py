@@ -551,14 +551,11 @@ def test_a_host_device_node_made_inside_cannot_be_opened(mr):
 def test_fork_bomb_is_contained_by_pids_limit(mr):
     mr.load("busybox")
     tag = f"30.{secrets.randbelow(10 ** 6):06d}"
-    start = time.monotonic()
     try:
         result = mr("run", "--name", "bomb", "--pids-limit", "64", "busybox", "sh", "-c",
                     f"for i in $(seq 500); do sleep {tag} & done; wait", timeout=25)
     except subprocess.TimeoutExpired:
         pytest.fail("500 sleepers ran to the end: --pids-limit 64 did not stop the forks")
-    elapsed = time.monotonic() - start
-    assert elapsed < 15, f"the bomb took {elapsed:.1f}s"
     assert "fork" in result.stderr, result.stderr           # "can't fork: Resource temporarily unavailable"
     deadline = time.monotonic() + 5
     while host_processes_with(b"sleep\0" + tag.encode()) and time.monotonic() < deadline:
@@ -656,20 +653,22 @@ def test_a_running_state_always_names_a_cgroup_that_exists(mr):
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "-i", "--name", "cg", "--pids-limit", "64",
                              "busybox", "sh", "-c", "read line; exit 0"], env=mr.env, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    seen, first = [], None
+    seen, named_at = [], None
     try:
-        deadline = time.monotonic() + 20
-        # from the record's first appearance, past the 0.4 s before its cgroup
-        while time.monotonic() < min(deadline, (first or deadline) + 1.0) and proc.poll() is None:
+        deadline = time.monotonic() + 30
+        # from the record's first appearance, past the 0.4 s before its cgroup, until
+        # the state names it, and 0.3 s more
+        while time.monotonic() < min(deadline, (named_at or deadline) + 0.3) and proc.poll() is None:
             for state_file in (mr.root / "containers").glob("*/state.json"):
-                first = first or time.monotonic()
                 try:
                     state = json.loads(state_file.read_text())
                 except (OSError, ValueError):
                     continue            # replaced meanwhile
+                paths = (state.get("cgroup") or {}).get("paths") or []
                 if state.get("status") == "running":
-                    paths = (state.get("cgroup") or {}).get("paths") or []
                     seen.append((bool(paths), all(os.path.isdir(p) for p in paths)))
+                if paths and named_at is None:
+                    named_at = time.monotonic()
             time.sleep(0.005)
         proc.stdin.close()
         assert proc.wait(timeout=10) == 0, proc.stderr.read()
@@ -693,7 +692,7 @@ def test_network_none_has_only_lo_up(mr):
     mr.load("busybox")
     others = host_addresses()
     script = ("ls /sys/class/net | tr '\\n' ' '; echo; cat /sys/class/net/lo/flags; "
-              "ping -c1 -W2 127.0.0.1 >/dev/null && echo lo-ping-ok; "
+              "ping -c1 -w3 127.0.0.1 >/dev/null && echo lo-ping-ok; "
               + "".join(f"ping -c1 -W1 {a} >/dev/null 2>&1 && echo reached-{a}; " for a in others[:2])
               + "true")
     lines = sh_ok(mr, script).splitlines()
@@ -716,7 +715,7 @@ def test_network_host_sees_the_hosts_interfaces(mr):
 
 
 def busybox_ping(address: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["busybox", "ping", "-c1", "-W2", address], capture_output=True, text=True,
+    return subprocess.run(["busybox", "ping", "-c1", "-w3", address], capture_output=True, text=True,
                           timeout=10)
 
 
@@ -741,7 +740,7 @@ def test_bridge_network_end_to_end(mr, bridge_net):
         assert pinged.returncode == 0, pinged.stdout + pinged.stderr
         # a second container reaches the gateway and talks TCP to the first
         client = mr("run", "--name", "cli", "--network", "bridge", "busybox", "sh", "-c",
-                    f"ping -c1 -W2 {gateway} >/dev/null && echo gateway-ok; "
+                    f"ping -c1 -w3 {gateway} >/dev/null && echo gateway-ok; "
                     f"for i in 1 2 3 4 5 6 7 8 9 10; do nc {address} 8080 && break; sleep 0.2; done",
                     timeout=30)
         assert client.returncode == 0, client.stderr
@@ -885,7 +884,9 @@ def test_a_crashed_runtime_gives_back_its_address_and_cgroup(mr, bridge_net):
                 and f"MINIRUN_ROOT={mr.root}".encode() in _environ(p)]
     for pid in monitors + [state["pid"]]:
         os.kill(pid, signal.SIGKILL)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while mr.only_state()["status"] != "exited" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert mr.only_state()["status"] == "exited"
     assert cid in json.loads(allocations.read_text())["allocations"], "nothing should have run cleanup yet"
     mr.ok("rm", "crash")

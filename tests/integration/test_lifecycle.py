@@ -4,12 +4,19 @@ layer something still uses."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import signal
 import stat
+import struct
 import subprocess
+import sys
 import tarfile
 import tempfile
+import termios
 import time
 
 import pytest
@@ -312,25 +319,62 @@ def test_output_paths_devices_symlinks_and_bad_destinations(mr, tmp_path):
     assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
 
 
+def read_pty(master: int, screen: bytearray, until: bytes | None, timeout: float) -> bool:
+    """Add what the terminal shows to screen until it holds `until` (None: until the
+    other end is closed); False if that has not come within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while until is None or until not in screen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select([master], [], [], min(left, 0.5))
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                     # EIO: the other end is closed
+                chunk = b""
+            if not chunk:
+                return until is None
+            screen += chunk
+    return True
+
+
 def test_prune_question_holds_no_lock_and_spares_what_was_tagged_meanwhile(mr):
-    import threading
-    from tests.integration.test_process import run_in_pty
     mr.load("myapp")
     old = images_json(mr)["tags"]["localhost/myapp:latest"]
     mr.ok("run", "--name", "c1", "myapp", "sh", "-c", "echo 2 > /v")
     mr.ok("commit", "c1", "localhost/myapp:latest")                # old is dangling now
     mr.ok("rm", "c1")
-    seen = {}
-
-    def meanwhile():
-        time.sleep(1.0)                                              # the question is up
-        seen["run"] = mr("run", "--rm", "myapp", "true", timeout=10).returncode
-        seen["tag"] = mr("tag", old, "keep:me", timeout=10).returncode
-    worker = threading.Thread(target=meanwhile)
-    worker.start()
-    code, screen = run_in_pty(mr, "image", "prune", keys=[(4.0, b"y\n")])
-    worker.join()
-    assert b"Continue?" in screen and code == 0, screen
-    assert seen == {"run": 0, "tag": 0}
+    # prune on a terminal, as a person types it (like test_process.run_in_pty, but the
+    # answer is typed when this test says, not after a fixed delay)
+    pid, master = pty.fork()
+    if pid == 0:
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            os.environ.clear()
+            os.environ.update(mr.env)
+            os.execv(sys.executable, [sys.executable, "-m", "minirun", "image", "prune"])
+        finally:
+            os._exit(127)                       # never back into pytest in the child
+    screen = bytearray()
+    answered = False
+    try:
+        assert read_pty(master, screen, b"Continue?", 60), bytes(screen)
+        # the question is up and waits for an answer: meanwhile a run and a tag, neither
+        # kept waiting by a lock prune holds (a lock wait ends in 20 s with its holder named)
+        during = {"MINIRUN_LOCK_TIMEOUT": "20"}
+        ran = mr("run", "--rm", "myapp", "true", env=during)
+        tagged = mr("tag", old, "keep:me", env=during)
+        assert (ran.returncode, tagged.returncode) == (0, 0), (ran.stderr, tagged.stderr)
+        os.write(master, b"y\n")
+        assert read_pty(master, screen, None, 60), bytes(screen)
+        answered = True
+    finally:
+        if not answered:                        # a failure above: prune may still be asking
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    code = os.waitstatus_to_exitcode(status)
+    assert b"Continue?" in screen and code == 0, bytes(screen)
     assert old in images_json(mr)["images"]
     assert mr.ok("run", "--rm", "keep:me", "cat", "/app/main.sh").stdout

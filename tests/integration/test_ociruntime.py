@@ -104,7 +104,7 @@ def _alive(pid: int) -> bool:
 
 def test_lifecycle_create_state_start_delete(oci, bundle, tmp_path):
     out = tmp_path / "out"
-    _config(bundle, _args("/bin/sh", "-c", "echo started > /tmp/mark; sleep 1"))
+    _config(bundle, _args("/bin/sh", "-c", "echo started > /tmp/mark; sleep 60"))
     pid_file = tmp_path / "pid"
     with open(out, "w") as stdout:
         oci.ok("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "c1", stdout=stdout)
@@ -119,6 +119,7 @@ def test_lifecycle_create_state_start_delete(oci, bundle, tmp_path):
     assert time.monotonic() - start < 5
     assert oci.state("c1")["status"] == "running"
     assert oci("start", "c1").returncode != 0                        # only once
+    oci.ok("kill", "c1", "KILL")
     stopped = _wait_status(oci, "c1", "stopped")
     assert stopped["status"] == "stopped"
     assert (bundle / "rootfs" / "tmp" / "mark").read_text() == "started\n"

@@ -132,8 +132,9 @@ def test_the_v2_device_program_allows_only_the_listed_devices(tmp_path):
                 time.sleep(0.02)
 
 
-def _hook(log: Path, kind: str, shell: str = "/bin/sh", target: str | None = None) -> dict:
-    return {"path": shell, "args": ["sh", "-c", f'echo "{kind} $(readlink /proc/self/ns/mnt) $(cat)" >> {target or log}']}
+def _hook(log: Path, kind: str, shell: str = "/bin/sh", target: str | None = None, first: str = "") -> dict:
+    return {"path": shell, "args": ["sh", "-c",
+                                    f'{first}echo "{kind} $(readlink /proc/self/ns/mnt) $(cat)" >> {target or log}']}
 
 
 def test_hooks_run_in_order_with_the_state_on_stdin(oci, bundle, tmp_path):
@@ -142,7 +143,8 @@ def test_hooks_run_in_order_with_the_state_on_stdin(oci, bundle, tmp_path):
     _config(bundle, lambda d: d.update(hostname="inside", hooks={
         "prestart": [_hook(log, "prestart")], "createRuntime": [_hook(log, "createRuntime")],
         "createContainer": [_hook(log, "createContainer")],
-        "startContainer": [_hook(log, "startContainer", "/bin/sh", "/tmp/hooks")],
+        # slow: poststart must still come after it (after the user's process is exec'd)
+        "startContainer": [_hook(log, "startContainer", "/bin/sh", "/tmp/hooks", first="sleep 0.5; ")],
         "poststart": [_hook(log, "poststart")], "poststop": [_hook(log, "poststop")]}))
     oci.ok("create", "--bundle", str(bundle), "h1")
     pid = oci.state("h1")["pid"]

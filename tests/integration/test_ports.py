@@ -15,6 +15,7 @@ from pathlib import Path
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -181,6 +182,47 @@ def test_create_start_and_restart_publish_the_recorded_ports(mr, bridge):
     assert len(proxies(mr)) == 1
     mr.ok("stop", "-t", "1", "c")
     gone(mr, port, at_once=True)
+
+
+# The runtime gives back the port, cgroup and address a moment after the command
+# ends; this monitor makes that moment a second long.
+SLOW_RELEASE = """
+import sys, time
+from minirun.run import start
+release = start.release
+def slow(*args, **kwargs):
+    time.sleep(1.0)
+    return release(*args, **kwargs)
+start.release = slow
+from minirun.cli import main
+sys.argv = ["minirun", *sys.argv[1:]]
+main()
+"""
+
+
+def run_slow_release(mr, *args: str) -> None:
+    subprocess.run([sys.executable, "-c", SLOW_RELEASE, "run", "-d", *args], env=mr.env, check=True,
+                   capture_output=True, timeout=60)
+
+
+def test_stop_and_start_wait_for_the_runtime_to_record_the_end(mr, bridge):
+    """stop returns once the end is recorded (exit code known, port free); start of
+    a container whose command has just ended waits for its runtime to let go of the
+    port instead of failing on it."""
+    port = free_port()
+    run_slow_release(mr, "--name", "s", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60")
+    mr.ok("stop", "-t", "0", "s")
+    state = mr.inspect("s")["State"]
+    assert state["status"] == "exited" and state["exit_code"] == 137, state
+    gone(mr, port, at_once=True)
+    mr.ok("rm", "s")
+    run_slow_release(mr, "--name", "e", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "0.3")
+    deadline = time.monotonic() + 10
+    while mr.inspect("e")["State"]["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)                     # the command ended; its runtime sleeps on
+    mr.ok("start", "e")
+    mr.ok("stop", "-t", "0", "e")
+    gone(mr, port)
 
 
 # ---------------------------------------------------------------- refusals and cleanup

@@ -137,12 +137,18 @@ def test_signals_are_forwarded_to_the_container(mr):
     for signum, expected in ((signal.SIGUSR1, 42), (signal.SIGHUP, 43), (signal.SIGTERM, 44)):
         name = signal.Signals(signum).name[3:]
         proc = mr.popen("run", "--rm", "--name", f"sig{expected}", "busybox", "sh", "-c",
-                        f"trap 'exit {expected}' {name}; while true; do sleep 0.1; done",
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_running(mr, f"sig{expected}")
-        time.sleep(0.3)           # let sh install its trap
-        proc.send_signal(signum)
-        assert proc.wait(timeout=10) == expected
+                        f"trap 'exit {expected}' {name}; echo ready; while true; do sleep 0.1; done",
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            assert ready and proc.stdout.readline() == b"ready\n", "the trap was not set"
+            proc.send_signal(signum)
+            assert proc.wait(timeout=10) == expected
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            proc.stdout.close()
 
 
 @pytest.mark.kernel
@@ -206,6 +212,16 @@ def test_detached_start_failure_is_reported(mr):
 @pytest.mark.kernel
 def test_interactive_tty_with_init_reads_input(mr):
     mr.load("busybox")
-    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sh", "-c", "read x; echo got-$x",
-                           keys=[(1.5, b"hello\r")])
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "--init", "busybox", "sh", "-c",
+                           "echo ready; read x; echo got-$x", keys=[(0.2, b"hello\r")], keys_after=b"ready")
+    assert code == 0 and b"got-hello" in out, out
+
+
+@pytest.mark.kernel
+def test_what_was_typed_during_start_up_reaches_the_container(mr):
+    """Keys typed before the container's terminal is up stay queued (the relay
+    switches the terminal to raw mode without flushing its input)."""
+    mr.load("busybox")
+    code, out = run_in_pty(mr, "run", "--rm", "-it", "busybox", "sh", "-c", "read x; echo got-$x",
+                           keys=[(0, b"hello\r")])
     assert code == 0 and b"got-hello" in out, out

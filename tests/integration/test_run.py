@@ -112,6 +112,9 @@ def test_root_switch(mr, mode):
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pid = wait_running(mr, mode)
+        deadline = time.monotonic() + 10        # recorded running at the fork: wait for the exec
+        while Path(f"/proc/{pid}/comm").read_text() != "sleep\n" and time.monotonic() < deadline:
+            time.sleep(0.02)
         root = os.readlink(f"/proc/{pid}/root")
         merged = mr.inspect(mode)["MergedDir"]
         assert merged == f"/proc/{pid}/root" and os.path.isfile(f"{merged}/bin/busybox")

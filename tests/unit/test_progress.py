@@ -54,19 +54,36 @@ def test_plain_progress_prints_each_step_once_and_unannounced_steps_not_at_all()
                               "ccc: Downloading\n")
 
 
-def test_plain_progress_says_how_far_a_long_layer_has_got_every_period():
+class FakeClock:
+    """The progress module's clock, moved on by the test alone: what is printed and
+    drawn depends on the samples' times, never on how fast this machine is."""
+
+    def __init__(self, monkeypatch, start: float = 1000.0):
+        self.now = start
+        # the module's own `time` only: rich's refresh thread keeps the real clock
+        monkeypatch.setattr(progress, "time", self)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_plain_progress_says_how_far_a_long_layer_has_got_every_period(monkeypatch):
+    clock = FakeClock(monkeypatch)
     out = io.StringIO()
     show = progress.PlainProgress(out, unannounced=("Extracting",), period=0.2)
-    began = time.monotonic()
+    began = clock.now
     done = 0
-    while time.monotonic() - began < 0.7:
+    while clock.now - began < 0.7:                      # 0.7 s of 1000-byte chunks, 64 a second
         done += 1000
         show("aaa", "Extracting", done, 10_000_000)
-        time.sleep(0.01)
+        clock.advance(1 / 64)                           # exact in binary: no rounding in the sums
     show("aaa", "Extracted (1 files, 0.0 MB)")
     lines = out.getvalue().splitlines()
-    assert 2 <= len(lines) - 1 <= 4, lines                # one line per 0.2 s, not per chunk
-    assert all(line.startswith("aaa: Extracting ") and "/10.0MB, " in line and "/s" in line
+    assert len(lines) - 1 == 3, lines                   # one line per 0.2 s (0.2, 0.4, 0.6), not per chunk
+    assert all(re.fullmatch(r"aaa: Extracting [0-9.]+kB/10\.0MB, 64\.0kB/s, ETA \S+", line)
                for line in lines[:-1]), lines
     assert lines[-1] == "aaa: Extracted (1 files, 0.0 MB)"
 
@@ -90,28 +107,42 @@ def read_all(fd: int, into: list[bytes]) -> None:
         into.append(chunk)
 
 
-def test_on_a_terminal_each_layer_is_drawn_with_a_bar_rate_and_eta():
+def test_on_a_terminal_each_layer_is_drawn_with_a_bar_rate_and_eta(monkeypatch):
+    clock = FakeClock(monkeypatch)
     leader, follower = pty.openpty()
     drawn: list[bytes] = []
     reader = threading.Thread(target=read_all, args=(leader, drawn))
     reader.start()
+
+    def seen() -> str:
+        return b"".join(drawn).decode(errors="replace")
     try:
         with open(follower, "w", closefd=False) as stream:
             show = progress.for_output(stream=stream)
             assert isinstance(show, progress.LiveProgress)
             with show:
                 show("aaa", "Downloading", 0, 4_000_000)
-                for i in range(1, 31):
+                for i in range(1, 31):                    # 100 kB every 1/8 s: 800 kB/s
+                    clock.advance(1 / 8)
                     show("aaa", "Downloading", i * 100_000, 4_000_000)
-                    time.sleep(0.01)
-                time.sleep(2 / progress.REFRESH)          # a redraw or two
+                show._live.refresh()                      # a redraw, as rich's refresh thread does
+                # and that thread does redraw by itself: a row that changes is shown
+                # without anyone asking (a generous deadline: only its absence fails)
+                clock.advance(1 / 8)
+                show("aaa", "Downloading", 3_500_000, 4_000_000)
+                deadline = time.monotonic() + 10
+                while "3.5MB/4.0MB" not in seen() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert "3.5MB/4.0MB" in seen(), seen()
                 show("aaa", "Pull complete")
     finally:
         os.close(follower)
         reader.join(10)
         os.close(leader)
     text = b"".join(drawn).decode()
-    assert re.search(r"aaa: Downloading \[=+> +\] 3\.0MB/4\.0MB  [0-9.]+[kM]B/s  ETA [0-9]+s", text), text
+    # 3.0 of 4.0 MB: 22 of 30 cells; 800 kB/s over the last 3 s; 1 MB left at that pace
+    assert re.search(r"aaa: Downloading \[={21}> {8}\] 3\.0MB/4\.0MB  800\.0kB/s  ETA 1s", text), text
+    assert re.search(r"aaa: Downloading \[=+> +\] 3\.5MB/4\.0MB  [0-9.]+[kM]B/s  ETA [0-9]+s", text), text
     assert text.rsplit("aaa: ", 1)[1].startswith("Pull complete"), text
 
 
