@@ -60,10 +60,15 @@ def remove(store, name: str, force: bool) -> str:
         state = effective_state(store.containers.state(cid))
     except DamagedRecord:
         state = None
-    if state is not None and state.running:
+    running = state is not None and state.running
+    if running or store.containers.claimed(cid):        # or being set up, or its end being recorded
         if not force:
             raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
-        _kill(state.pid)
+        if running:
+            _kill(state.pid)
+        # its runtime gives back the ports, cgroup and address it holds: wait for that,
+        # so that they are free when rm returns
+        store.containers.await_runtime(cid)
     release_leftovers(store, cid, state)
     store.containers.remove(cid)
     return cid
@@ -216,6 +221,7 @@ def stop(store, name: str, timeout: float) -> str:
     A container already stopped is left as it is, as docker's is."""
     cid, pid = _pid_if_running(store, name)
     if not pid:
+        _wait_gone(store, cid, 10)         # ended just now: until its end is recorded
         return cid
     signal_quietly(pid, signal.SIGTERM)
     if not _wait_gone(store, cid, timeout):

@@ -168,7 +168,16 @@ def attach(container_pid: int, alloc: Allocation) -> None:
         except BaseException:
             _ignoring(lambda: host.link("del", ifname=alloc.veth_host), errno.ENODEV)
             raise
-    wait_forwarding(alloc.veth_host)
+    if _stp_off(alloc.bridge):      # with STP, a port learns for 2 x forward_delay (30 s) first
+        wait_forwarding(alloc.veth_host)
+
+
+def _stp_off(bridge: str) -> bool:
+    try:
+        with open(f"/sys/class/net/{bridge}/bridge/stp_state", "rb") as f:
+            return f.read().strip() == b"0"
+    except OSError:
+        return False
 
 
 FORWARDING = "3"                # BR_STATE_FORWARDING, as brport/state shows it

@@ -30,6 +30,8 @@ def start(root: str, container_id: str) -> None:
         raise UsageError(f"container {container_id} has no process in its config.json: nothing to start",
                          "delete it, give config.json a process, and create it again")
     import select
+    poststart = (record.get("hooks") or {}).get("poststart")
+    init_exe = _exe(record["pid"]) if poststart else None      # still our Python: it waits on the fifo
     path = state.fifo_path(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -45,25 +47,29 @@ def start(root: str, container_id: str) -> None:
     finally:
         os.close(fd)
     os.unlink(path)
-    if (record.get("hooks") or {}).get("poststart"):
+    if poststart:
         from . import hooks
-        _wait_exec(record["pid"])
+        _wait_exec(record["pid"], init_exe)
         hooks.run(record.get("hooks"), "poststart", hooks.state(record, "running"))
 
 
-def _wait_exec(pid: int, timeout: float = 10.0) -> None:
-    """Until the init has run its startContainer hooks and exec'd the user's process
-    (its exe is no longer our Python), or ended: poststart hooks come after that
-    (runtime-spec), not while startContainer hooks still run."""
-    import sys
-    python = os.stat(sys.executable)
+def _exe(pid: int) -> tuple[int, int] | None:
+    try:
+        found = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None             # ended, or a zombie
+    return found.st_dev, found.st_ino
+
+
+def _wait_exec(pid: int, init_exe: tuple[int, int] | None, timeout: float = 10.0) -> None:
+    """Until the init has run its startContainer hooks and exec'd (its exe is no
+    longer the one it had while it waited on the fifo), or ended: poststart hooks
+    come after the user's process is executed (runtime-spec), not while
+    startContainer hooks still run."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            exe = os.stat(f"/proc/{pid}/exe")
-        except OSError:
-            return              # ended (or a zombie): nothing to wait for
-        if (exe.st_dev, exe.st_ino) != (python.st_dev, python.st_ino):
+    while init_exe is not None and time.monotonic() < deadline:
+        now = _exe(pid)
+        if now is None or now != init_exe:
             return
         time.sleep(0.001)
 

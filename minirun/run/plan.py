@@ -176,6 +176,7 @@ class Prepared:
     resources: Resources
     pending: Pending | None = None
     log: object = None                # store/logfile.py Policy: where its output is kept
+    claim: int = -1                   # the runtime's claim, when taken already (`start`)
 
 
 def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
@@ -252,21 +253,27 @@ class Pending:
         self._resources, self._driver, self._limits, self._shown = resources, driver, limits, shown
         self.existing = existing          # a container started again: its dir is there
 
-    def write(self, state: ContainerState | None = None) -> None:
+    def write(self, state: ContainerState | None = None, claim: bool = False) -> int:
         """containers/<id>/ on disk, in state (default: created), then its cgroup,
         named in the state: the record exists before the cgroup does, so `rm` of a
         container whose runtime was killed at any point frees it (by its id, if
-        need be); the lock goes. On failure the caller removes the container."""
+        need be); the lock goes. On failure the caller removes the container.
+        claim: the runtime's claim (store/containers.py), taken before the first
+        write, is returned (its fd; else -1): `rm` and `start` leave a container
+        alone while it is being set up."""
         containers, planned = self._store.containers, self._planned
         # With a cgroup, the record is written as created and says running only
         # once the cgroup it names exists: a reader never sees a running container
         # without its cgroup (a foreground run's state used to, for a moment).
         first = state if self._driver is None or state is None else ContainerState("created")
+        fd = -1
         try:
             if self.existing:       # every field: what the last run recorded is cleared
+                fd = containers.claim(self._cid) if claim else -1
                 containers.set_state(self._cid, **asdict(first or ContainerState("created")))
             else:
-                containers.create(self._cid, planned.config, planned.links, planned.init, state=first)
+                fd = containers.create(self._cid, planned.config, planned.links, planned.init, state=first,
+                                       claim=claim)
             if self._driver is not None:
                 self._resources.cgroup = self._driver.create(self._cid, self._limits)
                 cgroup = self._resources.cgroup.to_json()
@@ -276,8 +283,13 @@ class Pending:
                     containers.set_state(self._cid, **asdict(replace(state, cgroup=cgroup)))
             if self._shown is not None:
                 _log_choices(*self._shown, self._resources)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
         finally:
             self.release()
+        return fd
 
     def release(self) -> None:
         if self._lock is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..errors import MinirunError
 from ..lib import jsonio, log
@@ -106,12 +107,25 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
     running = ContainerState("running", pid=started.pid, started=now(), pid_start=start_time(started.pid),
                              cgroup=resources.cgroup.to_json() if resources.cgroup else None,
                              ports=resources.ports.shown() if resources.ports else ())
+    # the runtime's claim (store/containers.py) is held from before the running
+    # record until the end is recorded; `start` took it before it prepared
+    claim = prepared.claim
     if pending is None:
-        containers.set_state(cid, status=running.status, pid=running.pid, started=running.started,
-                             pid_start=running.pid_start, cgroup=running.cgroup, ports=running.ports)
+        try:
+            if claim < 0:
+                claim = _claim(containers, cid)
+            containers.set_state(cid, status=running.status, pid=running.pid, started=running.started,
+                                 pid_start=running.pid_start, cgroup=running.cgroup, ports=running.ports)
+        except BaseException:       # another minirun claimed it in the moment since `create`
+            _kill(started.pid)
+            process.abandon(started)
+            if output is not None:
+                output.finish()
+            raise
     else:
         try:
-            pending.write(running)
+            written = pending.write(running, claim=claim < 0)
+            claim = written if claim < 0 else claim
         except BaseException:           # --name taken meanwhile, no cgroup: the child never mounts
             _kill(started.pid)
             process.abandon(started)
@@ -123,8 +137,10 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             if output is not None:
                 output.finish()
             raise
-    claim = _claim(containers, cid)
     setup_error, outcome, oom = "", None, False
+    # until wait() forwards them: a signal to us ends the run the way Ctrl-C does,
+    # giving back what it holds (not killed by the default action half-way)
+    signals = process.interrupt_on_signals()
     try:
         try:
             _join(started, resources)
@@ -147,6 +163,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
     finally:
         # Ctrl-C during start-up or a terminal that hangs up must not leak the
         # cgroup, the address or an --rm container
+        process.restore_signals(signals)
         if outcome is None:
             _kill(started.pid)
         release(store, cid, resources)
@@ -246,28 +263,50 @@ def start_container(store, name: str, attach: bool = False, interactive: bool = 
     unless attach; a running container is left as it is."""
     from ..errors import Conflict
     from ..lib.frozen import replace
-    from ..store.containers import effective_state
     from .plan import options_from_record
     require_root("start")
     containers = store.containers
     cid = containers.resolve(name)
     config = containers.config(cid)
-    if effective_state(containers.state(cid)).running:
-        return RunResult(cid, 0)
-    if not containers.await_runtime(cid):
-        raise Conflict(f"container {name} has ended, but the minirun process that ran it is still "
-                       "recording its end", "try again in a moment; if it stays, see `minirun ps -a`")
     if config.options is None:
         raise Conflict(f"container {name} was made by an older minirun, which kept no record of its flags",
                        f"run a new container from its image: minirun run {config.image}")
-    opts = replace(options_from_record(config.options, containers.path(cid, "config.json")),
-                   detach=not attach, interactive=interactive and attach)
-    checked = check_options(opts, store)
-    prepared = prepare(store, config.image_id, opts, checked, config.name, config.auto_remove, warn,
-                       existing=cid)
+    if not _wait_unclaimed(containers, cid):
+        return RunResult(cid, 0)            # running, as docker start leaves it
+    claim = containers.claim(cid)           # a Conflict if another `start` took it just now
+    try:
+        opts = replace(options_from_record(config.options, containers.path(cid, "config.json")),
+                       detach=not attach, interactive=interactive and attach)
+        checked = check_options(opts, store)
+        prepared = replace(prepare(store, config.image_id, opts, checked, config.name, config.auto_remove,
+                                   warn, existing=cid), claim=claim)
+    except BaseException:
+        os.close(claim)
+        raise
     if attach:
         return start_and_wait(store, prepared, config.auto_remove, interactive=opts.interactive)
-    return _detached(store, prepared, config.auto_remove)
+    try:
+        return _detached(store, prepared, config.auto_remove)
+    finally:
+        os.close(claim)             # ours; the monitor holds its own copy until the end
+
+
+def _wait_unclaimed(containers, cid: str, timeout: float = 10.0) -> bool:
+    """Until no minirun process holds the container: False when it runs (or another
+    `start` has just started it); True when it is free to start. A runtime still
+    recording how the last run ended is waited for (`restart` meets its own stop)."""
+    from ..errors import Conflict
+    from ..store.containers import effective_state
+    deadline = time.monotonic() + timeout
+    while True:
+        if effective_state(containers.state(cid)).running:
+            return False
+        if not containers.claimed(cid):
+            return True
+        if time.monotonic() >= deadline:
+            raise Conflict(f"container {cid[:12]} is held by another minirun process that has not "
+                           "finished with it", "try again in a moment; if it stays, see `minirun ps -a`")
+        time.sleep(0.01)
 
 
 def _detached(store, prepared: Prepared, remove: bool) -> RunResult:

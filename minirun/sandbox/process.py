@@ -156,12 +156,31 @@ class Outcome:
     error: str = ""          # minirun's or exec's message when the command never ran
 
 
+def forward_signals(pid: int) -> dict:
+    """From now on SIGINT, SIGTERM and the like go to pid; what restore_signals() needs."""
+    return {signum: signal.signal(signum, lambda s, _f: command.forward(pid, s)) for signum in FORWARDED_SIGNALS}
+
+
+def interrupt_on_signals() -> dict:
+    """Until wait(): SIGINT, SIGTERM and the like raise KeyboardInterrupt here, so a
+    run stopped while it sets up gives back what it holds; forwarded, they would be
+    lost (the child is its PID namespace's init, with no handler yet)."""
+    return {signum: signal.signal(signum, _interrupt) for signum in FORWARDED_SIGNALS}
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt
+
+
+def restore_signals(previous: dict) -> None:
+    for signum, old in previous.items():
+        signal.signal(signum, old)
+
+
 def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
     """Forward signals while the container runs; return how it ended. on_exec(error)
     is called once it is known whether the command started ("" when it did)."""
-    previous = {}
-    for signum in FORWARDED_SIGNALS:          # before the go-ahead: the command may trap at once
-        previous[signum] = signal.signal(signum, lambda s, _f, pid=started.pid: command.forward(pid, s))
+    previous = forward_signals(started.pid)     # before the go-ahead: the command may trap at once
     try:
         release(started)
         message = _read_all(started.errors)
@@ -171,8 +190,7 @@ def wait(started: Started, on_exec=None, setup_error: str = "") -> Outcome:
                     setup_error or report.get("message", ""))
         _, status = os.waitpid(started.pid, 0)
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        restore_signals(previous)
     return outcome(status, message, started.command)
 
 

@@ -73,12 +73,18 @@ class ContainerStore:
     # process dies. Between the command's end and that record, the container still
     # counts as running for `stop`, `logs -f` and `start` (settled()).
 
-    def claim(self, cid: str) -> int:
-        """Take the runtime's claim; the fd to close once the end is recorded."""
-        import fcntl
-        fd = os.open(self.path(cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def claim(self, cid: str, path: str | None = None) -> int:
+        """Take the runtime's claim (on path: the container's dir while still staged);
+        the fd to close once the end is recorded. A Conflict when another minirun
+        process runs the container, or is still recording how its last run ended."""
+        from ..linux import LOCK_EX, LOCK_NB, flock
+        fd = os.open(path or self.path(cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            flock(fd, LOCK_EX | LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Conflict(f"container {cid[:12]} is being run by another minirun process",
+                           "wait for it to end, or stop it with `minirun stop`") from None
         except BaseException:
             os.close(fd)
             raise
@@ -86,13 +92,13 @@ class ContainerStore:
 
     def claimed(self, cid: str) -> bool:
         """Whether a runtime still holds the container (has not yet recorded its end)."""
-        import fcntl
+        from ..linux import LOCK_NB, LOCK_SH, flock
         try:
             fd = os.open(self.path(cid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return False            # removed: nothing left to record
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            flock(fd, LOCK_SH | LOCK_NB)
             return False
         except BlockingIOError:
             return True
@@ -123,26 +129,25 @@ class ContainerStore:
         return os.urandom(32).hex()
 
     def create(self, cid: str, config: ContainerConfig, links: dict[str, str], init_entries=(),
-               state: ContainerState | None = None) -> str:
-        """Create containers/<id>/ with config.json and state.json (default: created); returns the id.
+               state: ContainerState | None = None, claim: bool = False) -> int:
+        """Create containers/<id>/ with config.json and state.json (default: created).
 
         links maps short names (l/<n>) to the lower dirs they stand for;
-        init_entries (mounts.InitEntry) make the init layer."""
+        init_entries (mounts.InitEntry) make the init layer. claim: the runtime's
+        claim on it, taken before it appears, is returned (its fd); else -1."""
         name = config.name
         config = replace(config, id=cid, name=name or cid[:12], created=now())
         if not name:        # a fresh random id: nothing to check, and the rename is atomic
-            self._materialise(cid, config, links, init_entries, state)
-            return cid
+            return self._materialise(cid, config, links, init_entries, state, claim)
         check_name(name)
         with self.store.locks.hold("containers"):
             if self.find_by_name(name, warn=True):
                 raise Conflict(f"the container name {name!r} is already in use",
                                f"remove it with `minirun rm {name}` or pick another --name")
-            self._materialise(cid, config, links, init_entries, state)
-        return cid
+            return self._materialise(cid, config, links, init_entries, state, claim)
 
     def _materialise(self, cid: str, config: ContainerConfig, links: dict[str, str], init_entries,
-                     state: ContainerState | None) -> None:
+                     state: ContainerState | None, claim: bool) -> int:
         """containers/<id>/, built in tmp/ and renamed into place whole."""
         # Each file-system call here costs a run ~40 us: modes are given at creation,
         # and chmod or chown follow only when the umask or the owner calls for them.
@@ -156,7 +161,14 @@ class ContainerStore:
                     os.symlink(target, os.path.join(staged, short))
             _write_json(os.path.join(staged, "config.json"), dump(config))
             _write_json(os.path.join(staged, "state.json"), dump(state or ContainerState("created")))
-            os.rename(staged, self.path(cid))
+            fd = self.claim(cid, staged) if claim else -1
+            try:
+                os.rename(staged, self.path(cid))
+            except BaseException:
+                if fd >= 0:
+                    os.close(fd)
+                raise
+            return fd
 
     def config(self, cid: str) -> ContainerConfig:
         """config.json; FileNotFoundError once the container is gone, DamagedRecord if

@@ -678,6 +678,65 @@ def test_a_running_state_always_names_a_cgroup_that_exists(mr):
     assert all(named and made for named, made in seen), seen
 
 
+@pytest.mark.kernel
+def test_rm_leaves_a_container_alone_while_it_is_being_set_up(mr):
+    """While a foreground run makes its cgroup (0.4 s here), its record says created;
+    `rm` without -f must still see a container in use, not a stopped one."""
+    mr.load("busybox")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "--name", "su", "--pids-limit", "64",
+                             "busybox", "true"], env=mr.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert json.loads(next((mr.root / "containers").glob("*/state.json")).read_text())["status"] == "created"
+        refused = mr("rm", "su")
+        assert refused.returncode != 0 and "running" in refused.stderr, refused
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    finally:
+        stop(proc)
+    assert mr.inspect("su")["State"]["ExitCode"] == 0
+
+
+# _join (the cgroup, network and go-ahead) made 0.5 s long
+SLOW_JOIN = """
+import sys, time
+from minirun.run import start
+join = start._join
+def slow(*args, **kwargs):
+    time.sleep(0.5)
+    return join(*args, **kwargs)
+start._join = slow
+from minirun.cli import main
+sys.argv = ["minirun", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.kernel
+def test_a_signal_during_set_up_is_forwarded_and_the_run_cleans_up(mr):
+    """SIGTERM to `minirun run` before its command has started ends the run as Ctrl-C
+    does (130, its end recorded, its cgroup gone), not killed half-way by the default
+    action (which left a running record, its cgroup and an address behind)."""
+    mr.load("busybox")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_JOIN, "run", "--name", "sg", "--pids-limit", "64",
+                             "busybox", "sleep", "30"], env=mr.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.1)                         # inside the slow _join
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130, proc.stderr.read()
+    finally:
+        stop(proc)
+    state = mr.inspect("sg")["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] is not None, state
+    assert "runtime process died" not in (state.get("Error") or ""), state
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/minirun/{mr.inspect('sg')['Id']}")
+
+
 # ---------------------------------------------------------------- networking
 
 def host_addresses() -> list[str]:

@@ -223,6 +223,11 @@ def test_stop_and_start_wait_for_the_runtime_to_record_the_end(mr, bridge):
     mr.ok("start", "e")
     mr.ok("stop", "-t", "0", "e")
     gone(mr, port)
+    mr.ok("rm", "e")
+    # rm -f returns once the runtime has let go of the port
+    run_slow_release(mr, "--name", "f", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60")
+    mr.ok("rm", "-f", "f")
+    gone(mr, port, at_once=True)
 
 
 # ---------------------------------------------------------------- refusals and cleanup
