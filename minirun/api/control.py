@@ -60,18 +60,42 @@ def remove(store, name: str, force: bool) -> str:
         state = effective_state(store.containers.state(cid))
     except DamagedRecord:
         state = None
-    running = state is not None and state.running
-    if running or store.containers.claimed(cid):        # or being set up, or its end being recorded
+    if state is not None and state.running:
         if not force:
             raise Conflict(f"container {name} is running", "stop it first, or use `minirun rm -f`")
-        if running:
-            _kill(state.pid)
-        # its runtime gives back the ports, cgroup and address it holds: wait for that,
-        # so that they are free when rm returns
-        store.containers.await_runtime(cid)
+        _kill(state.pid)
+    if store.containers.claimed(cid):
+        state = _await_runtime(store, cid, name, force)
     release_leftovers(store, cid, state)
     store.containers.remove(cid)
     return cid
+
+
+def _await_runtime(store, cid: str, name: str, force: bool, timeout: float = 10.0):
+    """A minirun process holds the container: it is recording a run's end (its
+    command ended, or was killed just now), or setting the container up. Wait for
+    it to let go of the ports, cgroup and address, so that they are free when rm
+    returns; with force, kill the command once it has one. The state read last."""
+    try:
+        recording = store.containers.state(cid).running
+    except DamagedRecord:
+        recording = True
+    if not recording and not force:     # being set up: it is about to run
+        raise Conflict(f"container {name} is starting", "stop it first, or use `minirun rm -f`")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = effective_state(store.containers.state(cid))
+        except DamagedRecord:
+            state = None
+        if state is not None and state.running and force:
+            _kill(state.pid)
+        if not store.containers.claimed(cid):
+            return state
+        if time.monotonic() >= deadline:
+            raise Conflict(f"container {name} is held by a minirun process that has not let go of it "
+                           f"in {timeout:.0f}s", "try again in a moment; see `minirun ps -a`")
+        time.sleep(0.01)
 
 
 def release_leftovers(store, cid: str, state: ContainerState | None) -> None:

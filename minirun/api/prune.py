@@ -52,7 +52,8 @@ def plan(store, containers: bool, layers_and_blobs: bool = True) -> Plan:
     records = container_records(store)
     if containers:
         for c in records:
-            if c.state.status == "exited":
+            # a claimed one is being started, or its end recorded, by a minirun process
+            if c.state.status == "exited" and not store.containers.claimed(c.id):
                 code = "?" if c.state.exit_code is None else c.state.exit_code
                 out.items.append(Item("container", c.id, f"{c.config.name}: exited ({code})",
                                       store.containers.disk_usage(c.id)))

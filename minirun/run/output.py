@@ -51,14 +51,14 @@ class Output:
 
     def started(self) -> None:
         """The child has its copies of the write ends: drop ours (else no EOF), and copy."""
-        for fd in self.ends:
+        ends, self.ends = self.ends, ()
+        for fd in ends:
             os.close(fd)
-        self.ends = ()
         for fd, stream in self.readers.items():
             done = _thread.allocate_lock()
             done.acquire()
-            self._done.append(done)
             _thread.start_new_thread(self._copy, (fd, stream, done))
+            self._done.append(done)
 
     def _copy(self, fd: int, stream: str, done) -> None:
         """Until EOF: every holder of the pipe's write end is gone."""

@@ -179,16 +179,18 @@ class Prepared:
     claim: int = -1                   # the runtime's claim, when taken already (`start`)
 
 
-def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn) -> Prepared:
-    """The container on disk, its address and its cgroup; on any failure none of them."""
+def create(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn,
+           claim: bool = False) -> Prepared:
+    """The container on disk, its address and its cgroup; on any failure none of them.
+    claim: with the runtime's claim (run -d: its monitor runs it), in Prepared.claim."""
     prepared = prepare(store, image, opts, checked, name, remove, warn)
     try:
-        prepared.pending.write()
+        fd = prepared.pending.write(claim=claim)
     except BaseException:
         release(store, prepared.cid, prepared.resources)
         store.containers.remove(prepared.cid)        # written before its cgroup failed, if it was
         raise
-    return Prepared(prepared.cid, prepared.launch, prepared.resources, log=prepared.log)
+    return Prepared(prepared.cid, prepared.launch, prepared.resources, log=prepared.log, claim=fd)
 
 
 def prepare(store, image: str, opts: RunOptions, checked: Checked, name, remove, warn,

@@ -48,7 +48,7 @@ def run(store, image: str, opts: RunOptions, name: str | None = None, remove: bo
         from ..store.containers import check_name
         check_name(name)          # now, not after the fork
     if opts.detach:
-        return _detached(store, create(store, image, opts, checked, name, remove, warn), remove)
+        return _detached(store, create(store, image, opts, checked, name, remove, warn, claim=True), remove)
     return start_and_wait(store, prepare(store, image, opts, checked, name, remove, warn), remove,
                           interactive=opts.interactive)
 
@@ -95,6 +95,9 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
     output = _output(store, prepared, show)
     try:
         started = process.start(launch, output.stdio() if output is not None else None)
+        # until wait() forwards them: a signal to us ends the run the way Ctrl-C does,
+        # giving back what it holds (not killed by the default action half-way)
+        signals = process.interrupt_on_signals()
     except BaseException:
         if output is not None:
             output.finish()
@@ -117,6 +120,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             containers.set_state(cid, status=running.status, pid=running.pid, started=running.started,
                                  pid_start=running.pid_start, cgroup=running.cgroup, ports=running.ports)
         except BaseException:       # another minirun claimed it in the moment since `create`
+            process.restore_signals(signals)
             _kill(started.pid)
             process.abandon(started)
             if output is not None:
@@ -127,6 +131,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
             written = pending.write(running, claim=claim < 0)
             claim = written if claim < 0 else claim
         except BaseException:           # --name taken meanwhile, no cgroup: the child never mounts
+            process.restore_signals(signals)
             _kill(started.pid)
             process.abandon(started)
             release(store, cid, resources)
@@ -138,9 +143,6 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
                 output.finish()
             raise
     setup_error, outcome, oom = "", None, False
-    # until wait() forwards them: a signal to us ends the run the way Ctrl-C does,
-    # giving back what it holds (not killed by the default action half-way)
-    signals = process.interrupt_on_signals()
     try:
         try:
             _join(started, resources)
@@ -162,8 +164,9 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
         oom = bool(resources.cgroup and resources.cgroup.oom_killed())
     finally:
         # Ctrl-C during start-up or a terminal that hangs up must not leak the
-        # cgroup, the address or an --rm container
-        process.restore_signals(signals)
+        # cgroup, the address or an --rm container; one during this clean-up waits
+        # for its end
+        noted = process.defer_signals(signals)
         if outcome is None:
             _kill(started.pid)
         release(store, cid, resources)
@@ -178,6 +181,7 @@ def start_and_wait(store, prepared: Prepared, remove: bool, interactive: bool = 
         finally:
             if claim >= 0:
                 os.close(claim)
+            process.resume_signals(signals, noted)
     return RunResult(cid, code, error, oom)
 
 
@@ -285,10 +289,7 @@ def start_container(store, name: str, attach: bool = False, interactive: bool = 
         raise
     if attach:
         return start_and_wait(store, prepared, config.auto_remove, interactive=opts.interactive)
-    try:
-        return _detached(store, prepared, config.auto_remove)
-    finally:
-        os.close(claim)             # ours; the monitor holds its own copy until the end
+    return _detached(store, prepared, config.auto_remove)
 
 
 def _wait_unclaimed(containers, cid: str, timeout: float = 10.0) -> bool:
@@ -310,10 +311,13 @@ def _wait_unclaimed(containers, cid: str, timeout: float = 10.0) -> bool:
 
 
 def _detached(store, prepared: Prepared, remove: bool) -> RunResult:
-    """_detach(), then our copies of the published ports' sockets closed: the monitor
-    holds its own, and the port must be free once the container ends."""
+    """_detach(), then our copies of the published ports' sockets and of the claim
+    closed: the monitor holds its own, and the port must be free once the container
+    ends (the claim is the monitor's until then)."""
     try:
         return _detach(store, prepared, remove)
     finally:
         if prepared.resources.ports is not None:
             prepared.resources.ports.close()
+        if prepared.claim >= 0:
+            os.close(prepared.claim)

@@ -164,8 +164,29 @@ def forward_signals(pid: int) -> dict:
 def interrupt_on_signals() -> dict:
     """Until wait(): SIGINT, SIGTERM and the like raise KeyboardInterrupt here, so a
     run stopped while it sets up gives back what it holds; forwarded, they would be
-    lost (the child is its PID namespace's init, with no handler yet)."""
-    return {signum: signal.signal(signum, _interrupt) for signum in FORWARDED_SIGNALS}
+    lost (the child is its PID namespace's init, with no handler yet). A signal our
+    caller ignores (nohup's SIGHUP) stays ignored."""
+    previous = {}
+    for signum in FORWARDED_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _interrupt)
+    return previous
+
+
+def defer_signals(previous: dict) -> list:
+    """While a run gives back what it holds: a signal (of those previous names) is
+    noted, not acted on in the middle of the clean-up; resume_signals() then
+    restores previous and raises the first noted."""
+    noted: list = []
+    for signum in previous:
+        signal.signal(signum, lambda s, _f: noted.append(s))
+    return noted
+
+
+def resume_signals(previous: dict, noted: list) -> None:
+    restore_signals(previous)
+    if noted:
+        signal.raise_signal(noted[0])
 
 
 def _interrupt(signum, _frame):

@@ -691,11 +691,36 @@ def test_rm_leaves_a_container_alone_while_it_is_being_set_up(mr):
             time.sleep(0.005)
         assert json.loads(next((mr.root / "containers").glob("*/state.json")).read_text())["status"] == "created"
         refused = mr("rm", "su")
-        assert refused.returncode != 0 and "running" in refused.stderr, refused
+        assert refused.returncode != 0 and "is starting" in refused.stderr, refused
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
     finally:
         stop(proc)
     assert mr.inspect("su")["State"]["ExitCode"] == 0
+
+
+@pytest.mark.kernel
+def test_rm_f_of_a_container_being_set_up_kills_it_once_it_runs(mr):
+    """rm -f while a run makes its cgroup: rm waits for the command to exist, kills
+    it, and returns once the run has given everything back; nothing is left."""
+    mr.load("busybox")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "--name", "sf", "--pids-limit", "64",
+                             "busybox", "sleep", "60"], env=mr.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        cid = next((mr.root / "containers").glob("*/state.json")).parent.name
+        asked = time.monotonic()
+        removed = mr("rm", "-f", "sf", timeout=30)
+        assert removed.returncode == 0, removed.stderr
+        # not by running out its 10 s wait for the runtime and tearing down under it
+        assert time.monotonic() - asked < 8, "rm -f waited out its limit"
+        assert proc.wait(timeout=20) == 137, proc.stderr.read()
+    finally:
+        stop(proc)
+    assert mr.ok("ps", "-a", "-q").stdout == ""
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/minirun/{cid}")
 
 
 # _join (the cgroup, network and go-ahead) made 0.5 s long
