@@ -31,7 +31,8 @@ def container_records(store) -> list[Container]:
     for cid in store.containers.ids():
         try:
             config = store.containers.config(cid)
-            out.append(Container(cid, config, effective_state(store.containers.state(cid))))
+            # settled: running until the runtime has recorded the end (and its code)
+            out.append(Container(cid, config, store.containers.settled(cid)))
         except FileNotFoundError:
             continue                                    # removed meanwhile
         except DamagedRecord as err:
@@ -154,7 +155,7 @@ def inspect(store, name: str) -> dict:
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     lowers = lower_dirs(store, cid, config)
-    state = effective_state(store.containers.state(cid))
+    state = store.containers.settled(cid)
     # the merged tree exists only in the container's mount namespace: from the host
     # it is the running container's /proc/<pid>/root
     merged = f"/proc/{state.pid}/root" if state.running and state.pid else ""
