@@ -25,7 +25,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import pytest
 from minirun.network import ipam
 from minirun.layer.tree import snapshot
 
-from . import netfixtures
+from . import netfixtures, slowed
 from .conftest import Minirun, overlay_mounts_under, processes_using
 from .imagebuild import entry, layer_tar, write_layout
 
@@ -629,20 +628,9 @@ def test_cgroup_exists_while_running_and_is_removed_after(mr):
     assert not os.path.exists(f"/sys/fs/cgroup/memory/minirun/{cid}")
 
 
-# The cgroup is made a moment after containers/<id>/ is written; this run makes
+# The cgroup is made a moment after containers/<id>/ is written; these runs make
 # that moment 0.4 s long, so that a reader can see the record in between.
-SLOW_CGROUP = """
-import sys, time
-from minirun.linux.cgroups import files
-create = files._Driver.create
-def slow(self, *args, **kwargs):
-    time.sleep(0.4)
-    return create(self, *args, **kwargs)
-files._Driver.create = slow
-from minirun.cli import main
-sys.argv = ["minirun", *sys.argv[1:]]
-main()
-"""
+SLOW_CGROUP = ("minirun.linux.cgroups.files:_Driver.create", 0.4)
 
 
 @pytest.mark.kernel
@@ -650,9 +638,9 @@ def test_a_running_state_always_names_a_cgroup_that_exists(mr):
     """A foreground run is recorded before its cgroup is made. Every state read
     meanwhile that says running must name the cgroup, and the cgroup must exist."""
     mr.load("busybox")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "-i", "--name", "cg", "--pids-limit", "64",
-                             "busybox", "sh", "-c", "read line; exit 0"], env=mr.env, stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = slowed.popen(mr, *SLOW_CGROUP, "run", "-i", "--name", "cg", "--pids-limit", "64", "busybox",
+                        "sh", "-c", "read line; exit 0", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
     seen, named_at = [], None
     try:
         deadline = time.monotonic() + 30
@@ -683,13 +671,10 @@ def test_rm_leaves_a_container_alone_while_it_is_being_set_up(mr):
     """While a foreground run makes its cgroup (0.4 s here), its record says created;
     `rm` without -f must still see a container in use, not a stopped one."""
     mr.load("busybox")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "--name", "su", "--pids-limit", "64",
-                             "busybox", "true"], env=mr.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = slowed.popen(mr, *SLOW_CGROUP, "run", "--name", "su", "--pids-limit", "64", "busybox", "true",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert json.loads(next((mr.root / "containers").glob("*/state.json")).read_text())["status"] == "created"
+        assert json.loads(slowed.first_record(mr).read_text())["status"] == "created"
         refused = mr("rm", "su")
         assert refused.returncode != 0 and "is starting" in refused.stderr, refused
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
@@ -703,14 +688,10 @@ def test_rm_f_of_a_container_being_set_up_kills_it_once_it_runs(mr):
     """rm -f while a run makes its cgroup: rm waits for the command to exist, kills
     it, and returns once the run has given everything back; nothing is left."""
     mr.load("busybox")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CGROUP, "run", "--name", "sf", "--pids-limit", "64",
-                             "busybox", "sleep", "60"], env=mr.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = slowed.popen(mr, *SLOW_CGROUP, "run", "--name", "sf", "--pids-limit", "64", "busybox", "sleep", "60",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        cid = next((mr.root / "containers").glob("*/state.json")).parent.name
+        cid = slowed.first_record(mr).parent.name
         asked = time.monotonic()
         removed = mr("rm", "-f", "sf", timeout=30)
         assert removed.returncode == 0, removed.stderr
@@ -724,33 +705,19 @@ def test_rm_f_of_a_container_being_set_up_kills_it_once_it_runs(mr):
 
 
 # _join (the cgroup, network and go-ahead) made 0.5 s long
-SLOW_JOIN = """
-import sys, time
-from minirun.run import start
-join = start._join
-def slow(*args, **kwargs):
-    time.sleep(0.5)
-    return join(*args, **kwargs)
-start._join = slow
-from minirun.cli import main
-sys.argv = ["minirun", *sys.argv[1:]]
-main()
-"""
+SLOW_JOIN = ("minirun.run.start:_join", 0.5)
 
 
 @pytest.mark.kernel
-def test_a_signal_during_set_up_is_forwarded_and_the_run_cleans_up(mr):
+def test_a_signal_during_set_up_ends_the_run_and_it_cleans_up(mr):
     """SIGTERM to `minirun run` before its command has started ends the run as Ctrl-C
     does (130, its end recorded, its cgroup gone), not killed half-way by the default
     action (which left a running record, its cgroup and an address behind)."""
     mr.load("busybox")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_JOIN, "run", "--name", "sg", "--pids-limit", "64",
-                             "busybox", "sleep", "30"], env=mr.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = slowed.popen(mr, *SLOW_JOIN, "run", "--name", "sg", "--pids-limit", "64", "busybox", "sleep", "30",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while not list((mr.root / "containers").glob("*/state.json")) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        slowed.first_record(mr)
         time.sleep(0.1)                         # inside the slow _join
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 130, proc.stderr.read()

@@ -15,14 +15,13 @@ from pathlib import Path
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
 from minirun.network import ipam
 
-from . import netfixtures
+from . import netfixtures, slowed
 
 pytestmark = pytest.mark.kernel
 
@@ -186,23 +185,8 @@ def test_create_start_and_restart_publish_the_recorded_ports(mr, bridge):
 
 # The runtime gives back the port, cgroup and address a moment after the command
 # ends; this monitor makes that moment a second long.
-SLOW_RELEASE = """
-import sys, time
-from minirun.run import start
-release = start.release
-def slow(*args, **kwargs):
-    time.sleep(1.0)
-    return release(*args, **kwargs)
-start.release = slow
-from minirun.cli import main
-sys.argv = ["minirun", *sys.argv[1:]]
-main()
-"""
-
-
 def run_slow_release(mr, *args: str) -> None:
-    subprocess.run([sys.executable, "-c", SLOW_RELEASE, "run", "-d", *args], env=mr.env, check=True,
-                   capture_output=True, timeout=60)
+    slowed.run(mr, "minirun.run.start:release", 1.0, "run", "-d", *args)
 
 
 def test_stop_and_start_wait_for_the_runtime_to_record_the_end(mr, bridge):
