@@ -11,13 +11,16 @@ import time
 from pathlib import Path
 
 SCRIPT = """
-import importlib, sys, time
+import importlib, os, sys, time
 owner = importlib.import_module({module!r})
 if {cls!r}:
     owner = getattr(owner, {cls!r})
 real = getattr(owner, {function!r})
 def slowed(*args, **kwargs):
-    time.sleep({seconds!r})
+    # the delay, or until the gate file exists (bounded by the delay)
+    deadline = time.monotonic() + {seconds!r}
+    while time.monotonic() < deadline and not ({gate!r} and os.path.exists({gate!r})):
+        time.sleep(0.005)
     return real(*args, **kwargs)
 setattr(owner, {function!r}, slowed)
 from minirun.cli import main
@@ -26,16 +29,18 @@ main()
 """
 
 
-def argv(where: str, seconds: float, *args: str) -> list[str]:
-    """where: "module:function" or "module:Class.function"."""
+def argv(where: str, seconds: float, *args: str, gate: str = "") -> list[str]:
+    """where: "module:function" or "module:Class.function". gate: a path whose
+    creation ends the delay early, for a window held open until the test is done
+    in it (a VM under emulation takes a second to start a CLI)."""
     module, name = where.split(":")
     cls, _, function = name.rpartition(".")
-    return [sys.executable, "-c", SCRIPT.format(module=module, cls=cls, function=function, seconds=seconds),
-            *args]
+    return [sys.executable, "-c", SCRIPT.format(module=module, cls=cls, function=function, seconds=seconds,
+                                                gate=gate), *args]
 
 
-def popen(mr, where: str, seconds: float, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(argv(where, seconds, *args), env=mr.env, **kwargs)
+def popen(mr, where: str, seconds: float, *args: str, gate: str = "", **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv(where, seconds, *args, gate=gate), env=mr.env, **kwargs)
 
 
 def run(mr, where: str, seconds: float, *args: str) -> subprocess.CompletedProcess:

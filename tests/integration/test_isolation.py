@@ -667,15 +667,19 @@ def test_a_running_state_always_names_a_cgroup_that_exists(mr):
 
 
 @pytest.mark.kernel
-def test_rm_leaves_a_container_alone_while_it_is_being_set_up(mr):
-    """While a foreground run makes its cgroup (0.4 s here), its record says created;
-    `rm` without -f must still see a container in use, not a stopped one."""
+def test_rm_leaves_a_container_alone_while_it_is_being_set_up(mr, tmp_path):
+    """While a foreground run makes its cgroup (held until the test opens a gate),
+    its record says created; `rm` without -f must still see a container in use, not
+    a stopped one."""
     mr.load("busybox")
-    proc = slowed.popen(mr, *SLOW_CGROUP, "run", "--name", "su", "--pids-limit", "64", "busybox", "true",
-                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    gate = tmp_path / "gate"
+    proc = slowed.popen(mr, "minirun.linux.cgroups.files:_Driver.create", 60, "run", "--name", "su",
+                        "--pids-limit", "64", "busybox", "true", gate=str(gate), stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
     try:
         assert json.loads(slowed.first_record(mr).read_text())["status"] == "created"
         refused = mr("rm", "su")
+        gate.touch()
         assert refused.returncode != 0 and "is starting" in refused.stderr, refused
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
     finally:
