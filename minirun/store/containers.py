@@ -71,7 +71,8 @@ class ContainerStore:
     # can end until it has recorded the end: copied the last output, given back the
     # cgroup, ports and address, written state.json. The kernel drops it if that
     # process dies. Between the command's end and that record, the container still
-    # counts as running for `stop`, `logs -f` and `start` (settled()).
+    # counts as running for `stop`, `logs -f`, `ps` and `inspect` (settled());
+    # `start` and `rm` wait for the claim to go (run/start.py, api/control.py).
 
     def claim(self, cid: str, path: str | None = None) -> int:
         """Take the runtime's claim (on path: the container's dir while still staged);
@@ -113,15 +114,6 @@ class ContainerStore:
         if state.running and not effective.running and self.claimed(cid):
             return state
         return effective
-
-    def await_runtime(self, cid: str, timeout: float = 10.0) -> bool:
-        """Wait until no runtime holds the container; whether none does."""
-        deadline = time.monotonic() + timeout
-        while self.claimed(cid):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     # ------------------------------------------------------------ lifecycle
     @staticmethod
