@@ -7,7 +7,7 @@ import os
 import _signal as signal    # the C module: `signal` wraps it in enums, and enum costs a run ~3 ms
 import time
 
-from ..errors import Conflict, DamagedRecord, warn_damaged
+from ..errors import Conflict, DamagedRecord, shown, warn_damaged
 from ..lib.frozen import asdict, dataclass
 from ..linux.procfs import signal_quietly, start_time
 from ..store.containers import effective_state
@@ -206,13 +206,23 @@ def port_documents(config: ContainerConfig, state: ContainerState) -> dict:
 
 def diff(store, name: str):
     from ..layer.changes import changes, scan_upper
+    from ..lib.fsutil import TreeMoved
     from ..layer.lowerview import LowerView
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     if config.read_only:
         return []
     view = LowerView(lower_dirs(store, cid, config))
-    return changes(scan_upper(store.containers.upper(cid)), view.exists)
+    try:
+        return changes(scan_upper(store.containers.upper(cid)), view.exists)
+    except TreeMoved:
+        raise moved(name) from None
+
+
+def moved(name: str) -> Conflict:
+    """A running container moved a directory while its upper dir was walked (lib/fsutil.py)."""
+    return Conflict(f"container {shown(name, 64)} moved its files while they were read",
+                    "try again, or stop the container first")
 
 
 # ---------------------------------------------------------------- signals and logs

@@ -157,15 +157,23 @@ def upper_stat(store, name: str) -> list[UpperItem]:
     """Every entry of the container's upper dir, classified. A path a lower layer
     shows (overlayfs resolution, layer/lowerview.py) was copied up; else created.
     Under a dir that is new or opaque everything is created and whiteouts hide nothing."""
-    from ..api.control import lower_dirs
+    from ..api.control import lower_dirs, moved
     from ..layer.lowerview import LowerView
-    from ..lib.fsutil import walk_here
+    from ..lib.fsutil import TreeMoved
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     upper = store.containers.upper(cid)
     if config.read_only or not os.path.isdir(upper):
         return []
     view = LowerView(lower_dirs(store, cid, config))
+    try:
+        return _upper_items(upper, view)
+    except TreeMoved:
+        raise moved(name) from None
+
+
+def _upper_items(upper: str, view) -> list[UpperItem]:
+    from ..lib.fsutil import walk_here
     items: list[UpperItem] = []
     fresh: list[str] = []
     for rel, name_here, st in walk_here(upper):
@@ -217,18 +225,45 @@ def _same_content(upper: str, ust: os.stat_result, lower: str, lst: os.stat_resu
         return ust.st_rdev == lst.st_rdev
     if ust.st_size != lst.st_size:
         return False
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    a, b = os.open(upper, flags), os.open(lower, flags)
+    a = _open_same(upper, ust)
+    if a < 0:
+        return False            # no longer the file the walk saw: a running container swapped it
     try:
-        while True:
-            x, y = os.read(a, 1 << 20), os.read(b, 1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
+        b = _open_same(lower, lst)
+        if b < 0:
+            return False
+        try:
+            while True:
+                x, y = os.read(a, 1 << 20), os.read(b, 1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+        finally:
+            os.close(b)
     finally:
         os.close(a)
-        os.close(b)
+
+
+def _open_same(path: str, seen: os.stat_result) -> int:
+    """path opened for reading if it is still the regular file seen (same inode),
+    else -1. It is checked through an O_PATH descriptor, which opens nothing, and
+    only then opened for reading: a running container can swap a file of its
+    upper dir for a FIFO (an open would hang) or a device node (whose open would be
+    the host's driver's: the upper dir is not nodev)."""
+    try:
+        pinned = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        st = os.fstat(pinned)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino):
+            return -1
+        return os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    finally:
+        os.close(pinned)
 
 
 def upper_totals(items: list[UpperItem]) -> dict:

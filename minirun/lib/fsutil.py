@@ -9,12 +9,23 @@ import stat
 from .frozen import dataclass, field
 
 
+class TreeMoved(OSError):
+    """A walk's way back up ("..") led to another directory than the one it came
+    down from: something moved a directory of the tree meanwhile (a running
+    container, renaming dirs in its upper dir). The walk stops there: going on
+    from that ".." would read, count or delete outside the tree."""
+
+    def __init__(self):
+        super().__init__(errno.ESTALE, "a directory moved while the tree was being read")
+
+
 def remove_tree(path: str) -> None:
     """Remove a file or a whole tree, however deep, never following symlinks.
 
     One directory fd at a time, down by name and back up by "..": neither
     Python's stack, the open-file limit nor PATH_MAX bounds the depth (a
-    container can nest directories past all three)."""
+    container can nest directories past all three). Each ".." must be the
+    directory the walk came down from (TreeMoved otherwise)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -25,9 +36,10 @@ def remove_tree(path: str) -> None:
     fd = os.open(path, _DIR_FLAGS)
     try:
         _writable(fd)
-        stack: list[tuple[str, list[str]]] = [("", os.listdir(fd))]
+        # per level: the dir's name in its parent, the names left, and its identity
+        stack: list[tuple[str, list[str], tuple]] = [("", os.listdir(fd), _identity(fd))]
         while stack:
-            here, names = stack[-1]
+            here, names, _ = stack[-1]
             if names:
                 name = names.pop()
                 try:
@@ -37,11 +49,11 @@ def remove_tree(path: str) -> None:
                 except IsADirectoryError:         # Linux's answer for a dir (never a symlink to one)
                     fd = _move(fd, name)
                     _writable(fd)
-                    stack.append((name, os.listdir(fd)))
+                    stack.append((name, os.listdir(fd), _identity(fd)))
                 continue
             stack.pop()
             if stack:
-                fd = _move(fd, "..")
+                fd = _up(fd, stack[-1][2])
                 os.rmdir(here, dir_fd=fd)
     finally:
         os.close(fd)
@@ -64,19 +76,19 @@ def walk_here(root: str):
     as it goes, and each `name` is relative to it, valid until the next step
     (so path calls on it stay short, whatever the depth). The working directory
     is restored at the end. One directory fd at a time, down by name with
-    O_NOFOLLOW and back up by "..", as remove_tree."""
+    O_NOFOLLOW and back up by "..", checked, as remove_tree (TreeMoved)."""
     saved = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     fd = os.open(root, _DIR_FLAGS)
     try:
         os.fchdir(fd)
-        stack = [(iter(sorted(os.listdir(fd), key=os.fsencode)), "")]
+        stack = [(iter(sorted(os.listdir(fd), key=os.fsencode)), "", _identity(fd))]
         while stack:
-            names, prefix = stack[-1]
+            names, prefix, _ = stack[-1]
             name = next(names, None)
             if name is None:
                 stack.pop()
                 if stack:
-                    fd = _move(fd, "..")
+                    fd = _up(fd, stack[-1][2])
                     os.fchdir(fd)
                 continue
             try:
@@ -90,7 +102,7 @@ def walk_here(root: str):
                 except (FileNotFoundError, NotADirectoryError, OSError):
                     continue                           # replaced meanwhile (a symlink: ELOOP)
                 os.fchdir(fd)
-                stack.append((iter(sorted(os.listdir(fd), key=os.fsencode)), prefix + name + "/"))
+                stack.append((iter(sorted(os.listdir(fd), key=os.fsencode)), prefix + name + "/", _identity(fd)))
     finally:
         os.close(fd)
         os.fchdir(saved)
@@ -152,7 +164,8 @@ def tree_stats(root: str) -> tuple[int, int, bool]:
     metadata alone (a sparse file counts with its apparent size).
 
     Walks with one directory fd, down by name and back up by "..", so neither
-    Python's stack, the open-file limit nor PATH_MAX bounds the depth."""
+    Python's stack, the open-file limit nor PATH_MAX bounds the depth; a ".."
+    that is not the directory it came from ends the walk, incomplete."""
     try:
         fd = os.open(root, _DIR_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
@@ -161,19 +174,22 @@ def tree_stats(root: str) -> tuple[int, int, bool]:
         return 0, 0, False
     tally = _Tally()
     try:
+        ids = [_identity(fd)]                      # per level: the directory's identity
         pending = [_scan(fd, tally)]               # per level: subdirectory names still to visit
         while pending:
             if not pending[-1]:
                 pending.pop()
-                fd = _move(fd, "..") if pending else fd
+                ids.pop()
+                fd = _up(fd, ids[-1]) if pending else fd
                 continue
             try:
                 fd = _move(fd, pending[-1].pop())
             except OSError as exc:                 # unreadable, or gone meanwhile (a running container)
                 tally.complete = tally.complete and not isinstance(exc, PermissionError)
                 continue
+            ids.append(_identity(fd))
             pending.append(_scan(fd, tally))
-    except OSError:                                # ".." failed: removed under a running container
+    except OSError:                                # ".." failed or moved: a running container changed it
         tally.complete = False
     finally:
         os.close(fd)
@@ -182,7 +198,27 @@ def tree_stats(root: str) -> tuple[int, int, bool]:
 
 def _move(fd: int, name: str) -> int:
     """The directory `name` relative to fd, opened; fd is closed once it is."""
-    new = os.open(name, _DIR_FLAGS & ~os.O_NOFOLLOW if name == ".." else _DIR_FLAGS, dir_fd=fd)
+    new = os.open(name, _DIR_FLAGS, dir_fd=fd)
+    os.close(fd)
+    return new
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _up(fd: int, expected: tuple[int, int]) -> int:
+    """The parent of the directory fd, which must be the one the walk came down from
+    (expected: its identity); fd is closed once it is, and left to the caller (as
+    by _move) when it is not."""
+    new = os.open("..", _DIR_FLAGS & ~os.O_NOFOLLOW, dir_fd=fd)
+    try:
+        if _identity(new) != expected:
+            raise TreeMoved()
+    except BaseException:
+        os.close(new)
+        raise
     os.close(fd)
     return new
 

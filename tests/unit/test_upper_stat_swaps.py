@@ -1,0 +1,66 @@
+"""`minirun diff --stat` compares a copied-up file with its lower copy. A running
+container can swap the file between the walk's lstat and that open: for a FIFO
+(whose open would block the host command for ever) or a device node (whose open
+would be the host's: the upper dir is not nodev). The comparison must open
+neither, and give "changed" instead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+import pytest
+
+from minirun.api import layerinfo
+
+
+@pytest.fixture
+def alarm():
+    """An open that blocks fails the test in 5 s instead of hanging the suite."""
+    def ring(_signum, _frame):
+        raise TimeoutError("the comparison blocked")
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(5)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _pair(tmp_path):
+    upper, lower = tmp_path / "upper-f", tmp_path / "lower-f"
+    upper.write_bytes(b"x")
+    lower.write_bytes(b"x")
+    return upper, lower, os.lstat(upper), os.lstat(lower)
+
+
+def test_the_same_file_compares_equal(tmp_path, alarm):
+    upper, lower, ust, lst = _pair(tmp_path)
+    assert layerinfo._same_content(str(upper), ust, str(lower), lst)
+
+
+def test_a_file_swapped_for_a_fifo_is_changed_and_never_opened(tmp_path, alarm):
+    upper, lower, ust, lst = _pair(tmp_path)
+    upper.unlink()
+    os.mkfifo(upper)              # the container's swap, after the walk's lstat
+    assert not layerinfo._same_content(str(upper), ust, str(lower), lst)
+
+
+def test_a_file_swapped_for_a_device_node_is_changed_and_never_opened(tmp_path, alarm):
+    upper, lower, ust, lst = _pair(tmp_path)
+    upper.unlink()
+    os.mknod(upper, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    opened = []                   # the kind of each descriptor opened for reading
+    real_open = os.open
+
+    def watching(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if not flags & os.O_PATH:
+            opened.append(stat.S_IFMT(os.fstat(fd).st_mode))
+        return fd
+    os.open = watching
+    try:
+        assert not layerinfo._same_content(str(upper), ust, str(lower), lst)
+    finally:
+        os.open = real_open
+    assert stat.S_IFCHR not in opened, "the device node was opened"
