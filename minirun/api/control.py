@@ -302,4 +302,9 @@ def exec_in(store, name: str, argv: tuple[str, ...], env: tuple[str, ...], user:
                         config.no_new_privs, tty, cgroup, interactive,
                         pid_start=state.pid_start, name=name,
                         seccomp=seccomp.for_exec(store, cid, config))
-    return join.run(request, interactive)
+    output = None
+    if not tty:                 # its stdio: pipes copied onto ours, never ours (docker exec's)
+        from ..run.output import Output
+        from ..store.logfile import Policy
+        output = Output(store.containers.path(cid), Policy("none"), tee=True, stdin=interactive)
+    return join.run(request, interactive, output)

@@ -152,7 +152,7 @@ def _in_mounted_view(store, cid: str, writable: bool, work, counts: list) -> Non
             os.close(said_r)
             linux.unshare(linux.CLONE_NEWNS)
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-            overlay.mount(spec, target, overlay.strategy_from_env())
+            overlay.mount(spec, target, overlay.strategy_from_env(), nodev=True)   # its nodes open nothing
             root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             work(root)
             os.write(said_w, " ".join(map(str, counts)).encode())   # what the parent reports

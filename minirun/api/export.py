@@ -89,7 +89,8 @@ def _mount_and_pack(spec: overlay.OverlayMount, target: str, fd: int, name: str)
     caps.set_pdeathsig(signal.SIGKILL)      # a killed export stops writing at once
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    overlay.mount(spec, target, overlay.strategy_from_env())
+    # nodev: a node the container made (it keeps CAP_MKNOD) is packed, never opened
+    overlay.mount(spec, target, overlay.strategy_from_env(), nodev=True)
     # Walk from inside the view: a running container may turn a directory into a
     # symlink mid-walk, and from in here that can only lead back into the view.
     os.chroot(target)

@@ -1,11 +1,15 @@
 """The container's stdout and stderr: two pipes, copied into its log and, for a
-run in the foreground, onto ours as they come.
+run in the foreground, onto ours as they come; and with -i (no -t) its stdin:
+a pipe our stdin is copied into.
 
-The container holds only the pipes' write ends, never the log file nor our
-stdout and stderr: through /proc/self/fd it could chmod, chown or reopen a
-host file. (Our stdin it gets with -i alone, in a session of its own, so it
-has no controlling terminal to type into with TIOCSTI.) Each stream keeps its pipe, so
-`minirun logs` gives each back on its own stream.
+The container holds only the pipes' ends, never the log file nor our stdin,
+stdout and stderr: through /proc/self/fd its root could reopen, rewrite or
+chmod whatever they name (a file our output goes to, our terminal, our
+/dev/null). Without -i its stdin is its own /dev/null (sandbox/process.py
+use_stdio), in a session of its own, so it has no controlling terminal to
+type into with TIOCSTI. With --log-driver none the pipes stay: they are
+copied onto ours and kept nowhere. Each stream keeps its pipe, so `minirun
+logs` gives each back on its own stream.
 
 When our stdout is a pipe whose reader has gone (`minirun run ... | head -1`),
 the container's stdout pipe is closed too: its next write gets SIGPIPE, as it
@@ -28,20 +32,27 @@ class Output:
     finish() ends it after the container's end. Without (a container with a
     terminal: its output comes through the pty, sandbox/tty.py), only the log."""
 
-    def __init__(self, directory: str, policy: logfile.Policy, tee: bool, pipes: bool = True):
+    def __init__(self, directory: str, policy: logfile.Policy, tee: bool, pipes: bool = True,
+                 stdin: bool = False):
+        """stdin: copy ours into the container's (-i without -t; with pipes only)."""
         self.writer = logfile.Writer(directory, policy) if policy.keeps else None
         self.tee = tee
         self.readers: dict[int, str] = {}
         self.ends: tuple[int, ...] = ()
+        self.feed = -1                  # the write end of the container's stdin
         if pipes:
+            in_r = -1
+            if stdin:
+                in_r, self.feed = os.pipe2(os.O_CLOEXEC)
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             self.readers = {out_r: "stdout", err_r: "stderr"}
-            self.ends = (out_w, err_w)
+            self.ends = (in_r, out_w, err_w)
         self._lock = _thread.allocate_lock()       # one writer of the log at a time
         self._done: list = []
 
-    def stdio(self) -> tuple[int, int] | None:
+    def stdio(self) -> tuple[int, int, int] | None:
+        """The container's stdin (-1: its own /dev/null), stdout and stderr."""
         return self.ends or None
 
     def log(self, stream: str, data: bytes) -> None:
@@ -53,12 +64,16 @@ class Output:
         """The child has its copies of the write ends: drop ours (else no EOF), and copy."""
         ends, self.ends = self.ends, ()
         for fd in ends:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         for fd, stream in self.readers.items():
             done = _thread.allocate_lock()
             done.acquire()
             _thread.start_new_thread(self._copy, (fd, stream, done))
             self._done.append(done)
+        if self.feed >= 0:
+            feed, self.feed = self.feed, -1
+            _thread.start_new_thread(_feed, (feed,))
 
     def _copy(self, fd: int, stream: str, done) -> None:
         """Until EOF: every holder of the pipe's write end is gone."""
@@ -87,9 +102,10 @@ class Output:
     def finish(self, grace: float = 2.0) -> None:
         """After the container's end: the rest of its output, then the log closed. A
         pipe something still holds open past grace is left to its thread."""
-        for fd in self.ends:
-            os.close(fd)
-        self.ends = ()
+        for fd in (*self.ends, self.feed):
+            if fd >= 0:
+                os.close(fd)
+        self.ends, self.feed = (), -1
         if self._done:
             for done in self._done:
                 done.acquire(timeout=grace)
@@ -101,6 +117,27 @@ class Output:
             if self.writer is not None:
                 self.writer.close()
             self.writer = None
+
+
+def _feed(fd: int) -> None:
+    """Our stdin into the container's, until our EOF (then its EOF) or until it closes
+    its end. Left blocked in a read of our stdin when the container ends first, as
+    docker's; the process exits without waiting for it."""
+    try:
+        while True:
+            try:
+                data = os.read(0, CHUNK)
+            except BlockingIOError:     # a non-blocking stdin we were given
+                import select
+                select.select([0], [], [])
+                continue
+            if not data:
+                break
+            _write_all(fd, data)
+    except OSError:                     # EPIPE: its stdin is closed; or ours failed
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

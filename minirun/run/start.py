@@ -195,14 +195,18 @@ def _claim(containers, cid: str) -> int:
 
 
 def _output(store, prepared: Prepared, show: bool):
-    """The container's output pipes and log (run/output.py); None when it keeps no
-    log and has no terminal: its command then writes to our stdout and stderr."""
+    """The container's pipes and log (run/output.py): its stdout and stderr, and our
+    stdin fed into its own with -i in the foreground; even with --log-driver none,
+    so that it never holds a descriptor of ours. None with a terminal (-t) and no
+    log: the pty it opens in its own devpts is then all it has."""
     from ..store import logfile
     policy = prepared.log or logfile.Policy()
-    if not policy.keeps:
+    tty = prepared.launch.tty
+    if tty and not policy.keeps:
         return None
     from .output import Output
-    return Output(store.containers.path(prepared.cid), policy, tee=show, pipes=not prepared.launch.tty)
+    return Output(store.containers.path(prepared.cid), policy, tee=show, pipes=not tty,
+                  stdin=show and prepared.launch.interactive and not tty)
 
 
 def _terminal_relay(started, interactive: bool, output=None, show: bool = True):

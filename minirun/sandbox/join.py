@@ -103,20 +103,25 @@ def still_starting(pid: int, root: int) -> bool:
     return (exe.st_dev, exe.st_ino) == (python.st_dev, python.st_ino)
 
 
-def run(join: Join, interactive: bool = False) -> process.Outcome:
+def run(join: Join, interactive: bool = False, output=None) -> process.Outcome:
+    """output: the command's pipes (run/output.py Output: stdio(), started(),
+    finish()), None with a terminal; it never gets a descriptor of ours."""
     pidfd, root = pin(join)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = process._socketpair() if join.tty else (None, None)
+    stdio = output.stdio() if output is not None else None
     waiter = os.fork()
     if waiter == 0:  # pragma: no cover - measured by integration tests
         caps.set_dumpable(False)
-        command.close_fds(keep=(pidfd, root, err_w, theirs.fileno() if theirs else -1))
-        _waiter(join, pidfd, root, err_w, theirs)
+        command.close_fds(keep=(pidfd, root, err_w, theirs.fileno() if theirs else -1, *(stdio or ())))
+        _waiter(join, pidfd, root, err_w, theirs, stdio)
     for fd in (pidfd, root, err_w):
         if fd >= 0:
             os.close(fd)
     if theirs is not None:
         theirs.close()
+    if output is not None:
+        output.started()
     relay = None
     if ours is not None:
         from . import tty
@@ -125,9 +130,13 @@ def run(join: Join, interactive: bool = False) -> process.Outcome:
         if master is not None:
             relay = tty.Relay(master, interactive)
             relay.start()
-    outcome = process.wait(process.Started(waiter, err_r, command=join.process.argv[0]))
-    if relay is not None:
-        relay.finish()
+    try:
+        outcome = process.wait(process.Started(waiter, err_r, command=join.process.argv[0]))
+    finally:
+        if relay is not None:
+            relay.finish()
+        if output is not None:
+            output.finish()
     return outcome
 
 
@@ -160,7 +169,8 @@ def _enter(join: Join, pidfd: int, root: int) -> None:  # pragma: no cover
         os.close(pidfd)
 
 
-def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None) -> None:  # pragma: no cover
+def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None,
+            stdio: tuple[int, int, int] | None = None) -> None:  # pragma: no cover
     """The waiter: enter the container (all but its PID namespace, which only its
     children can), become its user, then exec the trampoline as the command's
     waiter, or fail with a report."""
@@ -182,7 +192,7 @@ def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None) -> None
             seccomp.install(join.seccomp)
         env, uid = command.become(join.process, create_cwd=False)
         caps.apply(join.caps, join.ambient if uid != 0 else frozenset(), join.no_new_privs)
-        process.detach_from_our_terminal(join.tty, join.interactive)
+        process.detach_from_our_terminal(join.tty)
         if tty_sock is not None:
             # the command makes the slave its controlling terminal, in a session of its
             # own (trampoline WAIT mode): the waiter never holds it, so ^Z stops only
@@ -196,6 +206,7 @@ def _waiter(join: Join, pidfd: int, root: int, pipe: int, tty_sock=None) -> None
                 os.dup2(slave, target)
             if slave > 2:
                 os.close(slave)
+        process.use_stdio(stdio)                # pipes, or the container's /dev/null: never ours
         if join.no_new_privs:                   # issue 14.5: as late as possible
             seccomp.install(join.seccomp)
         if exe >= 0:

@@ -58,7 +58,7 @@ class Launch:
     init: bool = False
     sync: bool = False               # the parent must act between unshare and exec
     tty: bool = False                # a terminal from the container's devpts, master sent to us
-    interactive: bool = False        # -i: our stdin is the container's; otherwise /dev/null
+    interactive: bool = False        # -i: our stdin is fed into its own (run/output.py); else its /dev/null
     seccomp: object = None           # sandbox/seccomp.py Filter, None: unconfined
 
 
@@ -82,11 +82,11 @@ class Started:
     command: str = ""                # argv[0], for the messages of a failed exec
 
 
-def start(launch: Launch, stdio: tuple[int, int] | None = None) -> Started:
+def start(launch: Launch, stdio: tuple[int, int, int] | None = None) -> Started:
     """Fork the container's child. It closes every descriptor of ours at once, a
     store lock's among them: a flock lives while any copy of its descriptor does.
-    stdio: the fds its command gets as stdout and stderr (run/output.py's pipes);
-    None: ours, as they are."""
+    stdio: the fds its command gets as stdin, stdout and stderr (run/output.py's
+    pipes; see use_stdio); None with a terminal (Launch.tty), which gives all three."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
     go_r, go_w = os.pipe2(os.O_CLOEXEC) if launch.sync else (-1, -1)
@@ -262,7 +262,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None,
         linux.join_session_keyring()            # issue 14.5: never the caller's keyring
         step = "prepare the exec trampoline"
         exe = trampoline.prepare()              # before any seccomp filter: it may forbid memfd_create
-        detach_from_our_terminal(launch.tty, launch.interactive)
+        detach_from_our_terminal(launch.tty)
         step = "create namespaces"
         linux.unshare(namespace_flags(launch))
         if launch.netns:
@@ -305,9 +305,7 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None,
         if launch.no_new_privs:                 # issue 14.5: as late as possible
             seccomp.install(launch.seccomp)
         step = "exec"
-        if stdio is not None:                   # the output pipes, only now: setup's own lines stay ours
-            for target, fd in zip((1, 2), stdio):
-                os.dup2(fd, target)
+        use_stdio(stdio)                        # only now: setup's own lines stay ours
         command.close_fds((pipe, exe))
         if launch.init and exe < 0:             # no trampoline on this machine
             code, message = command.supervise(launch.process.argv, env, pipe, exe, own_session=False)
@@ -327,17 +325,29 @@ def _child(launch: Launch, pipe: int, ready: int, go: int, tty_sock=None,
         os._exit(code)
 
 
-def detach_from_our_terminal(tty: bool, interactive: bool) -> None:  # pragma: no cover
+def detach_from_our_terminal(tty: bool) -> None:  # pragma: no cover
     """A session of its own, so our terminal is never the container's controlling tty
-    (TIOCSTI on it would type into the user's shell); and stdin only with -i, as docker.
-    With -t the container gets its own terminal later."""
-    if tty:
+    (TIOCSTI on it would type into the user's shell). With -t the container gets
+    its own terminal later."""
+    if not tty:
+        os.setsid()
+
+
+def use_stdio(stdio: tuple[int, int, int] | None) -> None:  # pragma: no cover
+    """Just before the exec, in the container's root: its stdin, stdout and stderr,
+    each a pipe of run/output.py's or, where -1, its own /dev/null (no -i). Never a
+    descriptor of ours: through /proc/self/fd/N its root could reopen, rewrite or
+    chmod what it names (our /dev/null, a file our output was redirected to, our
+    terminal). None: the terminal of its own it has already (-t)."""
+    if stdio is None:
         return
-    os.setsid()
-    if not interactive:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+    for target, fd in zip((0, 1, 2), stdio):
+        if fd < 0:
+            fd = os.open("/dev/null", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            os.dup2(fd, target)
+            os.close(fd)
+        else:
+            os.dup2(fd, target)
 
 
 def _terminal(root: str, sock) -> None:  # pragma: no cover

@@ -6,6 +6,7 @@ only inside the archive; a layout dir's files must be regular files."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -14,6 +15,7 @@ from typing import BinaryIO
 from .. import oci
 from ..errors import BadImage, NotFound, named
 from ..layer.limits import check_size, max_layer_bytes
+from ..layer.safeopen import open_in_root
 
 MAX_MEMBERS = 100_000        # a docker-archive or OCI archive holds a few files per layer
 
@@ -80,7 +82,11 @@ class ArchiveFiles:
 
     def exists(self, name: str) -> bool:
         if self.tar is None:
-            return os.path.isfile(os.path.join(self.path, name))
+            try:
+                self._open_regular(name).close()
+            except BadImage:
+                return False
+            return True
         return self._resolve(name) is not None
 
     def open(self, name: str) -> BinaryIO:
@@ -92,18 +98,36 @@ class ArchiveFiles:
         return self.tar.extractfile(member)
 
     def _open_regular(self, name: str) -> BinaryIO:
-        """A file of a layout dir; O_NONBLOCK so that a FIFO is refused rather than waited on."""
+        """A file of a layout dir, resolved inside it (a symlink may lead to another of
+        its files, never out of it: a layout someone else made could point a blob at
+        a host file) and checked to be a regular file through an O_PATH descriptor
+        before it is opened for reading: a FIFO would block, and the open of a device
+        node is its driver's."""
         try:
-            fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            root = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise BadImage(f"{self.path}: cannot read the layout: {exc.strerror}") from None
+        try:
+            pinned = open_in_root(root, name)
         except FileNotFoundError:
+            if os.path.islink(os.path.join(self.path, name)):    # resolved inside the layout: nothing there
+                raise BadImage(f"{self.path}: cannot read {named(name)}: it is a symlink that leads out of "
+                               "the layout (or to nothing)",
+                               "a layout's index.json, oci-layout and blobs are files inside it") from None
             raise BadImage(f"{self.path}: missing {named(name)}") from None
         except OSError as exc:
-            raise BadImage(f"{self.path}: cannot read {named(name)}: {exc.strerror}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise BadImage(f"{self.path}: {named(name)} is not a regular file",
-                           "a layout's index.json, oci-layout and blobs are plain files")
-        os.set_blocking(fd, True)
+            why = "it leads out of the layout" if exc.errno in (errno.EXDEV, errno.ELOOP) else exc.strerror
+            raise BadImage(f"{self.path}: cannot read {named(name)}: {why}",
+                           "a layout's index.json, oci-layout and blobs are files inside it") from None
+        finally:
+            os.close(root)
+        try:
+            if not stat.S_ISREG(os.fstat(pinned).st_mode):
+                raise BadImage(f"{self.path}: {named(name)} is not a regular file",
+                               "a layout's index.json, oci-layout and blobs are plain files")
+            fd = os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(pinned)
         return os.fdopen(fd, "rb")
 
     def _resolve(self, name: str, hops: int = 0) -> tarfile.TarInfo | None:

@@ -177,6 +177,21 @@ def fifo_for_manifest(path: Path) -> None:
     os.mkfifo(blob_path(path, MANIFEST))
 
 
+def config_outside(path: Path) -> None:
+    """The config blob's name a symlink to a file beside the layout with the very
+    bytes the digest names: a layout someone else made, pointing at a host file."""
+    outside = path.parent / "host-file"
+    blob_path(path, CONFIG).rename(outside)
+    blob_path(path, CONFIG).symlink_to(outside)
+
+
+def layer_linked_inside(path: Path) -> None:
+    """A blob that is a relative symlink to another file of the layout: allowed."""
+    kept = path / "blobs" / "layer-data"
+    blob_path(path, LAYER).rename(kept)
+    blob_path(path, LAYER).symlink_to("../layer-data")
+
+
 def sparse_index(path: Path) -> None:
     with open(path / "index.json", "r+b") as f:
         f.truncate(10 << 30)          # 10 GiB of holes: refused by its size, never read
@@ -249,6 +264,7 @@ OCI_CASES = {
     "index.json 10 GiB sparse": (layout(then=sparse_index), "4 MiB limit"),
     "index.json a directory": (layout(then=index_as_dir), "not a regular file"),
     "manifest blob a FIFO": (layout(then=fifo_for_manifest), "not a regular file"),
+    "config blob a symlink out of the layout": (layout(then=config_outside), "leads out of the layout"),
     "manifest blob missing": (layout(blobs=(CONFIG, LAYER)), "missing"),
     "config blob missing": (layout(blobs=(MANIFEST, LAYER)), "missing"),
     "layer blob missing": (layout(blobs=(CONFIG, MANIFEST)), "missing"),
@@ -309,9 +325,10 @@ def test_malformed_input_is_one_line_and_leaves_the_store_as_it_was(mr, tmp_path
 
 
 @pytest.mark.parametrize("build", [docker(), docker(extra={"repositories": b"[[[ not json"}),
-                                   layout(), nested(1), nested(4), oci_archive(layout())],
+                                   layout(), nested(1), nested(4), oci_archive(layout()),
+                                   layout(then=layer_linked_inside)],
                          ids=["docker-archive", "garbage repositories", "layout", "nested index",
-                              "index 4 deep", "oci-archive"])
+                              "index 4 deep", "oci-archive", "blob linked inside"])
 def test_the_undamaged_inputs_load(mr, tmp_path, build):
     """The cases above start from inputs that load: the damage, not the builder, is refused."""
     result = mr.ok("load", build(tmp_path))
