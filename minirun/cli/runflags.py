@@ -49,7 +49,7 @@ RUN_FLAGS = (
          "to `minirun logs`."),
     Flag("log_driver", ("--log-driver",), "str", "k8s-file (the default: every container keeps a log "
          "that `minirun logs` reads, stdout and stderr apart; json-file and local mean the same here) or "
-         "none (no log: the command writes straight to minirun's stdout and stderr)."),
+         "none (no log: its output is only copied onto minirun's stdout and stderr)."),
     Flag("log_opt", ("--log-opt",), "list", "Bound the log: max-size=SIZE (default 10m; k, m, g) and "
          "max-file=N (default 3): past max-size the log is rotated, keeping N files in all."),
     Flag("pull", ("--pull",), "str", "missing (default): pull the image when the store lacks it, "

@@ -169,8 +169,6 @@ def _content_hash(path: str, st: os.stat_result, hashes: dict, plain: bool = Fal
         return hashes[key]
     fd = _open_quietly(path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):     # replaced by something else meanwhile
-            raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
         digest = file_hash(fd, st.st_size, plain)
     finally:
         os.close(fd)
@@ -180,8 +178,20 @@ def _content_hash(path: str, st: os.stat_result, hashes: dict, plain: bool = Fal
 
 
 def _open_quietly(path: str) -> int:
-    """Open for reading without updating its access time where we may (we own it, or are root)."""
+    """path, a regular file, opened for reading without updating its access time where
+    we may (we own it, or are root). It is checked through an O_PATH descriptor,
+    which opens nothing, before it is opened: a running container can swap a file
+    of its upper dir for a device node it made, whose open would be the host's
+    driver's (the upper dir is not nodev), or a FIFO. FileNotFoundError if it is
+    no longer a regular file."""
+    pinned = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return os.open(path, _OPEN_FLAGS | os.O_NOATIME)
-    except PermissionError:
-        return os.open(path, _OPEN_FLAGS)
+        if not stat.S_ISREG(os.fstat(pinned).st_mode):     # replaced by something else meanwhile
+            raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
+        again = f"/proc/self/fd/{pinned}"
+        try:
+            return os.open(again, _OPEN_FLAGS & ~os.O_NOFOLLOW | os.O_NOATIME)
+        except PermissionError:
+            return os.open(again, _OPEN_FLAGS & ~os.O_NOFOLLOW)
+    finally:
+        os.close(pinned)

@@ -201,6 +201,15 @@ def flock(fd: int, operation: int) -> None:
     _check(_libc.flock(c_int(fd), c_int(operation)), "flock")
 
 
+F_SETPIPE_SZ = 1031
+
+
+def set_pipe_size(fd: int, size: int) -> None:
+    """F_SETPIPE_SZ, best effort: a pipe past the caller's limit
+    (/proc/sys/fs/pipe-max-size for users) keeps the size it has."""
+    _libc.fcntl(c_int(fd), c_int(F_SETPIPE_SZ), c_int(size))
+
+
 def ioctl(fd: int, request: int, arg: bytes) -> bytes:
     """fcntl.ioctl(fd, request, arg) for a request that reads and writes a struct:
     the struct as the kernel left it."""

@@ -79,7 +79,6 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                 os._exit(1)
         linux.unshare(unshare & ~linux.CLONE_NEWUSER)
         fifo = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
-        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)      # the host's, for the trampoline's report
         pid = os.fork()
         if pid:
             _send(report, {"pid": pid})
@@ -106,7 +105,7 @@ def _child(cfg: dict, bundle: str, fifo_path: str, report: int, no_pivot: bool, 
                     signal.pause()
                 at_start = (lambda: hooks.run(cfg.get("hooks"), "startContainer", hook_state)) \
                     if hooks.wanted(cfg.get("hooks"), ("startContainer",)) else None
-                init.finish(cfg["process"], program, fifo, seccomp_program, null, at_start)
+                init.finish(cfg["process"], program, fifo, seccomp_program, init.report_sink(), at_start)
             except BaseException as exc:  # noqa: BLE001 - reported to create, or to stderr after start
                 _tell(report, exc)
             os._exit(127)

@@ -364,12 +364,26 @@ def _program(process: dict) -> str:
                          "give a program the rootfs holds (check process.env's PATH)")
 
 
+def report_sink() -> int:  # pragma: no cover - runs in the init
+    """Where the trampoline writes the errno of a failed exec (nobody reads it here):
+    the container's own /dev/null, opened in its root, never the host's, which a
+    process of the container could reach as /proc/PID/fd/3 while the trampoline
+    runs, and chmod for the whole host. A container without one gets a pipe's
+    write end, its read end closed: the byte then fails with EPIPE, unread as before."""
+    try:
+        return os.open("/dev/null", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        os.close(read_end)
+        return write_end
+
+
 def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None, report: int = -1,
            at_start=None) -> None:
     """Wait for `start` on the exec fifo, take the user and capabilities, exec through
     the trampoline: this process is the host's python, and the program's path may
     lead back to it (/proc/self/exe); the trampoline, a sealed memfd, is what that
-    then finds. report: a descriptor of the host's /dev/null for its errno byte."""
+    then finds. report: a descriptor (report_sink()) for its errno byte."""
     fd = os.open(rootfs.fd_path(fifo), os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)

@@ -136,7 +136,7 @@ def run(join: Join, interactive: bool = False, output=None) -> process.Outcome:
         if relay is not None:
             relay.finish()
         if output is not None:
-            output.finish()
+            output.finish(grace=None)      # what it left running in the background, too
     return outcome
 
 

@@ -163,7 +163,8 @@ class ArchiveFiles:
 
     def size(self, name: str) -> int:
         if self.tar is None:
-            return os.path.getsize(os.path.join(self.path, name))
+            with self._open_regular(name) as f:     # resolved inside the layout, as open()
+                return os.fstat(f.fileno()).st_size
         return self._resolve(name).size
 
     def close(self) -> None:

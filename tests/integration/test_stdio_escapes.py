@@ -121,3 +121,25 @@ def test_exec_output_is_not_visible_to_the_containers_other_processes(mr, tmp_pa
         assert mr("exec", "watcher", "cat", "/found").returncode != 0       # it found nothing to steal
     finally:
         mr("rm", "-f", "watcher")
+
+
+def test_exec_waits_for_what_its_command_left_in_the_background(mr):
+    """As `docker exec`: the pipes stay read until every holder closes them, so a
+    process the command left running is never killed by SIGPIPE at its next write
+    (its 4.5 s outlast the 2 s grace a run gives each pipe after its end)."""
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "bg", "busybox", "sleep", "120")
+    try:
+        result = mr.ok("exec", "bg", "sh", "-c", "(sleep 4.5; echo later; echo alive > /alive) & echo started")
+        assert result.stdout.split() == ["started", "later"], result.stdout
+        assert mr.ok("exec", "bg", "cat", "/alive").stdout.strip() == "alive"
+    finally:
+        mr("rm", "-f", "bg")
+
+
+def test_log_driver_none_still_shows_everything(mr):
+    mr.load("busybox")
+    result = mr.ok("run", "--rm", "--log-driver", "none", "busybox", "sh", "-c",
+                   "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo to-stderr >&2")
+    assert result.stdout == "x" * 3000000 + "\n"
+    assert result.stderr.strip() == "to-stderr"

@@ -64,3 +64,42 @@ def test_a_file_swapped_for_a_device_node_is_changed_and_never_opened(tmp_path, 
     finally:
         os.open = real_open
     assert stat.S_IFCHR not in opened, "the device node was opened"
+
+
+# `minirun diff A B` hashes files of a running container's upper dir the same way
+# (layer/manifest.py): a swapped-in node or FIFO must be refused unopened.
+
+@pytest.mark.parametrize("kind", ["fifo", "char"])
+def test_diff_of_two_containers_never_opens_a_swapped_in_node(tmp_path, alarm, kind):
+    from minirun.layer import manifest
+    path = tmp_path / "f"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    opened = []
+    real_open = os.open
+
+    def watching(name, flags, *args, **kwargs):
+        fd = real_open(name, flags, *args, **kwargs)
+        if not flags & os.O_PATH:
+            opened.append(stat.S_IFMT(os.fstat(fd).st_mode))
+        return fd
+    os.open = watching
+    try:
+        with pytest.raises(FileNotFoundError):
+            manifest._open_quietly(str(path))
+    finally:
+        os.open = real_open
+    assert opened == [], "the node was opened"
+
+
+def test_diff_of_two_containers_still_opens_a_regular_file(tmp_path):
+    from minirun.layer import manifest
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    fd = manifest._open_quietly(str(path))
+    try:
+        assert os.read(fd, 10) == b"data"
+    finally:
+        os.close(fd)
