@@ -19,6 +19,7 @@ import stat
 
 from ..errors import UsageError
 from ..layer import layerstack, whiteout
+from ..layer.safeopen import reopen_regular
 from ..lib.frozen import dataclass
 
 
@@ -247,19 +248,16 @@ def _same_content(upper: str, ust: os.stat_result, lower: str, lst: os.stat_resu
 
 def _open_same(path: str, seen: os.stat_result) -> int:
     """path opened for reading if it is still the regular file seen (same inode),
-    else -1. It is checked through an O_PATH descriptor, which opens nothing, and
-    only then opened for reading: a running container can swap a file of its
-    upper dir for a FIFO (an open would hang) or a device node (whose open would be
-    the host's driver's: the upper dir is not nodev)."""
+    else -1; checked before it is opened (layer/safeopen.py reopen_regular): a
+    running container can swap a file of its upper dir for a FIFO (an open would
+    hang) or a device node (whose open would be the host's driver's: the upper dir
+    is not nodev)."""
     try:
         pinned = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return -1
     try:
-        st = os.fstat(pinned)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino):
-            return -1
-        return os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return reopen_regular(pinned, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, seen)
     except OSError:
         return -1
     finally:

@@ -46,6 +46,7 @@ from ..lib.fsutil import read_xattrs, walk_here
 from . import whiteout
 from .compare import Difference, compare
 from .contenthash import field, file_hash
+from .safeopen import reopen_regular
 
 FORMAT = {"format": "minirun-file-manifest", "version": 2}
 READABLE = (1, 2)         # format versions decode() takes
@@ -179,19 +180,19 @@ def _content_hash(path: str, st: os.stat_result, hashes: dict, plain: bool = Fal
 
 def _open_quietly(path: str) -> int:
     """path, a regular file, opened for reading without updating its access time where
-    we may (we own it, or are root). It is checked through an O_PATH descriptor,
-    which opens nothing, before it is opened: a running container can swap a file
-    of its upper dir for a device node it made, whose open would be the host's
-    driver's (the upper dir is not nodev), or a FIFO. FileNotFoundError if it is
-    no longer a regular file."""
+    we may (we own it, or are root), and checked before it is opened (safeopen.py
+    reopen_regular): a running container can swap a file of its upper dir for a
+    device node it made, whose open would be the host's driver's (the upper dir is
+    not nodev), or a FIFO. FileNotFoundError if it is no longer a regular file."""
     pinned = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(pinned).st_mode):     # replaced by something else meanwhile
-            raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
-        again = f"/proc/self/fd/{pinned}"
+        flags = _OPEN_FLAGS & ~os.O_NOFOLLOW          # the magic link is followed to pinned itself
         try:
-            return os.open(again, _OPEN_FLAGS & ~os.O_NOFOLLOW | os.O_NOATIME)
+            fd = reopen_regular(pinned, flags | os.O_NOATIME)
         except PermissionError:
-            return os.open(again, _OPEN_FLAGS & ~os.O_NOFOLLOW)
+            fd = reopen_regular(pinned, flags)
     finally:
         os.close(pinned)
+    if fd < 0:                                        # replaced by something else meanwhile
+        raise FileNotFoundError(errno.ENOENT, "no longer a regular file", path)
+    return fd

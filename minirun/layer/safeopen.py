@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from .. import linux
 
@@ -32,6 +33,19 @@ CACHE = 64                      # directory fds kept open
 # (EINVAL, E2BIG on a kernel that predates one of them): walk instead.
 _NO_OPENAT2 = (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG)
 _openat2_usable = True
+
+
+def reopen_regular(pinned: int, flags: int = os.O_RDONLY | os.O_CLOEXEC, seen=None) -> int:
+    """pinned, an O_PATH descriptor, opened again with flags (through /proc/self/fd) if
+    it is a regular file, and given seen (a stat_result) the same inode; else -1.
+    An O_PATH open runs no driver and blocks on nothing, so a FIFO or a device node
+    put where a file was (a running container's swap, a layout someone else made)
+    is refused before anything opens it."""
+    st = os.fstat(pinned)
+    if not stat.S_ISREG(st.st_mode) or \
+            (seen is not None and (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino)):
+        return -1
+    return os.open(f"/proc/self/fd/{pinned}", flags)
 
 
 def proc_path(dir_fd: int, name: str) -> str:

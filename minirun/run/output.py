@@ -145,8 +145,7 @@ def _splice_to_eof(fd: int, target: int) -> bool:
             if os.splice(fd, target, PIPE_SIZE) == 0:
                 return True
         except BlockingIOError:         # a non-blocking target we were given: wait for room
-            import select
-            select.select([], [target], [])
+            _wait(target, write=True)
         except BrokenPipeError:
             return True
         except OSError as exc:
@@ -164,8 +163,7 @@ def _feed(fd: int) -> None:
             try:
                 data = os.read(0, CHUNK)
             except BlockingIOError:     # a non-blocking stdin we were given
-                import select
-                select.select([0], [], [])
+                _wait(0, write=False)
                 continue
             if not data:
                 break
@@ -183,5 +181,11 @@ def _write_all(fd: int, data: bytes) -> None:
         try:
             data = data[os.write(fd, data):]
         except BlockingIOError:
-            import select
-            select.select([], [fd], [])
+            _wait(fd, write=True)
+
+
+def _wait(fd: int, write: bool) -> None:
+    """Until a descriptor left non-blocking by whoever gave it to us is ready (select
+    is imported only then: no run pays for it otherwise)."""
+    import select
+    select.select([] if write else [fd], [fd] if write else [], [])

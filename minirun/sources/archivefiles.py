@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import tarfile
 from typing import BinaryIO
 
 from .. import oci
 from ..errors import BadImage, NotFound, named
 from ..layer.limits import check_size, max_layer_bytes
-from ..layer.safeopen import open_in_root
+from ..layer.safeopen import open_in_root, reopen_regular
 
 MAX_MEMBERS = 100_000        # a docker-archive or OCI archive holds a few files per layer
 
@@ -122,12 +121,12 @@ class ArchiveFiles:
         finally:
             os.close(root)
         try:
-            if not stat.S_ISREG(os.fstat(pinned).st_mode):
-                raise BadImage(f"{self.path}: {named(name)} is not a regular file",
-                               "a layout's index.json, oci-layout and blobs are plain files")
-            fd = os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_CLOEXEC)
+            fd = reopen_regular(pinned)
         finally:
             os.close(pinned)
+        if fd < 0:
+            raise BadImage(f"{self.path}: {named(name)} is not a regular file",
+                           "a layout's index.json, oci-layout and blobs are plain files")
         return os.fdopen(fd, "rb")
 
     def _resolve(self, name: str, hops: int = 0) -> tarfile.TarInfo | None:

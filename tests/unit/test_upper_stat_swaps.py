@@ -27,6 +27,22 @@ def alarm():
     signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture
+def opened(monkeypatch) -> list:
+    """The kind (S_IFMT) of each descriptor os.open gives while the test runs, O_PATH
+    ones left out: those open nothing."""
+    kinds: list = []
+    real_open = os.open
+
+    def watching(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if not flags & os.O_PATH:
+            kinds.append(stat.S_IFMT(os.fstat(fd).st_mode))
+        return fd
+    monkeypatch.setattr(os, "open", watching)
+    return kinds
+
+
 def _pair(tmp_path):
     upper, lower = tmp_path / "upper-f", tmp_path / "lower-f"
     upper.write_bytes(b"x")
@@ -46,23 +62,11 @@ def test_a_file_swapped_for_a_fifo_is_changed_and_never_opened(tmp_path, alarm):
     assert not layerinfo._same_content(str(upper), ust, str(lower), lst)
 
 
-def test_a_file_swapped_for_a_device_node_is_changed_and_never_opened(tmp_path, alarm):
+def test_a_file_swapped_for_a_device_node_is_changed_and_never_opened(tmp_path, alarm, opened):
     upper, lower, ust, lst = _pair(tmp_path)
     upper.unlink()
     os.mknod(upper, stat.S_IFCHR | 0o600, os.makedev(1, 3))
-    opened = []                   # the kind of each descriptor opened for reading
-    real_open = os.open
-
-    def watching(path, flags, *args, **kwargs):
-        fd = real_open(path, flags, *args, **kwargs)
-        if not flags & os.O_PATH:
-            opened.append(stat.S_IFMT(os.fstat(fd).st_mode))
-        return fd
-    os.open = watching
-    try:
-        assert not layerinfo._same_content(str(upper), ust, str(lower), lst)
-    finally:
-        os.open = real_open
+    assert not layerinfo._same_content(str(upper), ust, str(lower), lst)
     assert stat.S_IFCHR not in opened, "the device node was opened"
 
 
@@ -70,27 +74,15 @@ def test_a_file_swapped_for_a_device_node_is_changed_and_never_opened(tmp_path, 
 # (layer/manifest.py): a swapped-in node or FIFO must be refused unopened.
 
 @pytest.mark.parametrize("kind", ["fifo", "char"])
-def test_diff_of_two_containers_never_opens_a_swapped_in_node(tmp_path, alarm, kind):
+def test_diff_of_two_containers_never_opens_a_swapped_in_node(tmp_path, alarm, opened, kind):
     from minirun.layer import manifest
     path = tmp_path / "f"
     if kind == "fifo":
         os.mkfifo(path)
     else:
         os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
-    opened = []
-    real_open = os.open
-
-    def watching(name, flags, *args, **kwargs):
-        fd = real_open(name, flags, *args, **kwargs)
-        if not flags & os.O_PATH:
-            opened.append(stat.S_IFMT(os.fstat(fd).st_mode))
-        return fd
-    os.open = watching
-    try:
-        with pytest.raises(FileNotFoundError):
-            manifest._open_quietly(str(path))
-    finally:
-        os.open = real_open
+    with pytest.raises(FileNotFoundError):
+        manifest._open_quietly(str(path))
     assert opened == [], "the node was opened"
 
 
