@@ -13,26 +13,53 @@ import fcntl
 import os
 import select
 import signal
+import stat
 import sys
 import termios
 import threading
 import tty
 
+from ..errors import RuntimeFailure
+from ..layer.safeopen import open_in_root
+
 _WINSIZE = termios.TIOCGWINSZ
 
 
-TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441                # _IO('T', 0x41), Linux 4.13+
+_PTMX = os.makedev(5, 2)            # the multiplexer of a devpts instance
 
 
 def open_in(root: str) -> tuple[int, int]:
-    """(master, slave) from the devpts instance under root (the container's own), so
-    the slave's name means something inside the container, as with runc."""
+    """(master, slave) from the container's own devpts instance, so the slave's name
+    means something inside the container, as with runc. The container may have
+    changed its /dev (exec, or a volume over /dev/pts), and this process is root
+    with fds of the host's: so the multiplexer is opened as dev/pts/ptmx resolved
+    inside root with no symlink followed (never the /dev/ptmx link, which a
+    container can point at /proc/self/fd/N), checked to be a ptmx device, and the
+    slave is got from the master itself (TIOCGPTPEER), not looked up by name."""
     import struct
-    master = os.open(f"{root}/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-    slave = os.open(f"{root}/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    top = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        master = open_in_root(top, "dev/pts/ptmx", follow=False,
+                              flags=os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot open the container's terminal: /dev/pts/ptmx: {exc.strerror}",
+                             "the container's /dev/pts must be its own devpts (do not mount over it)") from None
+    finally:
+        os.close(top)
+    try:
+        info = os.fstat(master)
+        if not stat.S_ISCHR(info.st_mode) or info.st_rdev != _PTMX:
+            raise RuntimeFailure("cannot open the container's terminal: its /dev/pts/ptmx is not a pty "
+                                 "multiplexer", "the container's /dev/pts must be its own devpts "
+                                 "(do not mount over it)")
+        os.set_blocking(master, True)
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except BaseException:
+        os.close(master)
+        raise
     return master, slave
 
 

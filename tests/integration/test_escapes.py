@@ -7,7 +7,8 @@ jail whose "/" is a directory of the test's), never at a real system path.
     exec window     a watcher in the container races `minirun exec` children
     mount targets   /proc, /dev, /sys, /etc files, -v and --tmpfs through
                     symlinks in the image, inside a jail
-    devices         the container's nodes are its own; -d output is a pipe
+    devices         the container's nodes are its own; -d output is a pipe;
+                    exec -t takes no /dev/ptmx the container placed
     capabilities    every number up to cap_last_cap, --init's PID 1 included
 """
 
@@ -394,6 +395,45 @@ def test_a_detached_container_cannot_reach_its_log_file(mr):
     assert stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (0, 0)
     assert log.read_text().split(" ", 3)[3].startswith("pipe:")        # a record: TIME stdout F pipe:[N]
 
+
+
+@pytest.mark.parametrize("swap", ["mkfifo /dev/ptmx", "ln -s /proc/self/fd/0 /dev/ptmx"], ids=["fifo", "caller-fd"])
+def test_exec_t_opens_no_ptmx_the_container_placed(mr, swap):
+    """exec -t's process is root with descriptors of the host's (the caller's terminal
+    on 0-2) when it opens the container's terminal, after the container has had
+    time to change its /dev. It must take the multiplexer of the container's own
+    devpts and the slave from the master, never the /dev/ptmx link: old minirun
+    opened what the container put there (here a FIFO, or a link through
+    /proc/self/fd/0 to the caller's own terminal) and failed."""
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "p", "busybox", "sh", "-c", f"rm /dev/ptmx && {swap} && touch /swapped && sleep 60")
+    for _ in range(100):
+        if mr("exec", "p", "test", "-e", "/swapped").returncode == 0:
+            break
+        time.sleep(0.05)
+    code, out = run_in_pty(mr, "exec", "-t", "p", "sh", "-c", "tty; stat -L -c %t:%T /proc/self/fd/0")
+    assert code == 0, out
+    name, rdev = out.decode().split()[:2]
+    assert name.startswith("/dev/pts/") and rdev.split(":")[0] == "88", out     # a devpts slave (136+)
+    mr.ok("rm", "-f", "p")
+
+
+@pytest.mark.kernel
+def test_exec_t_refuses_a_fake_devpts_in_one_line(mr):
+    """A container with CAP_SYS_ADMIN covers /dev/pts with a tmpfs holding a FIFO
+    named ptmx: exec -t says which file is wrong, rather than a bare ioctl error."""
+    mr.load("busybox")
+    mr.ok("run", "-d", "--name", "f", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
+          "mount -t tmpfs none /dev/pts && mkfifo /dev/pts/ptmx && touch /dev/pts/ok && sleep 60")
+    for _ in range(100):
+        if mr("exec", "f", "test", "-e", "/dev/pts/ok").returncode == 0:
+            break
+        time.sleep(0.05)
+    code, out = run_in_pty(mr, "exec", "-t", "f", "true")
+    assert code == 125, out
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    assert len(lines) == 1 and "/dev/pts/ptmx" in lines[0] and "not a pty" in lines[0], out
+    mr.ok("rm", "-f", "f")
 
 # ---------------------------------------------------------------- 6. capabilities
 
