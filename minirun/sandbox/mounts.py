@@ -33,6 +33,11 @@ MASKED_PATHS = (
     "/sys/firmware", "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# The only places in the container's /proc a volume or tmpfs may cover: the files
+# lxcfs stands in for (runc's list, less /proc/net/dev: it lies under /proc/self,
+# where the kernel refuses the mount). Anything else resolving into procfs is refused.
+PROC_FILES_TO_COVER = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                       "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid")
 
 
 @dataclass(frozen=True)

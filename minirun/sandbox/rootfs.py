@@ -34,7 +34,7 @@ from ..linux import overlay
 from ..lib import log
 from ..errors import MinirunError, RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
-from .mounts import MASKED_PATHS, READONLY_PATHS, Mount
+from .mounts import MASKED_PATHS, PROC_FILES_TO_COVER, READONLY_PATHS, Mount
 
 _DEVICES = (  # name, major, minor
     ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
@@ -74,9 +74,10 @@ def setup(spec: overlay.OverlayMount, merged: str, strategy: str, mounts: tuple[
                       before=lambda proc: _mount_files(root, proc, [m for m in mounts if m.kind == "file"]))
         _mount_dev(root, privileged)
         _mount_kernel(root, "sys", "sysfs", _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY))
+        proc = os.stat("proc", dir_fd=root, follow_symlinks=False).st_dev       # the procfs just mounted
         for mount in mounts:
             if mount.kind != "file":
-                _mount(root, mount, privileged)
+                _mount(root, mount, privileged, proc)
         if not privileged:
             null = open_in_root(root, "dev/null", follow=False)
             try:
@@ -230,12 +231,14 @@ def tmpfs_flags(options: str) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
-def _mount(root: int, mount: Mount, privileged: bool = False) -> None:
+def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) -> None:
     point = target(root, mount.target)
     try:
         if _same(point, root):
             raise RuntimeFailure(f"cannot mount on {mount.target} in the container: a symlink in the "
                                  "image makes it the container's root", "fix the image, or choose another path")
+        if os.fstat(point).st_dev == proc and mount.target not in PROC_FILES_TO_COVER:
+            _refuse_in_proc(mount.target)
         if mount.kind == "tmpfs":
             flags, data = tmpfs_flags(mount.options)
             if not privileged:
@@ -250,6 +253,18 @@ def _mount(root: int, mount: Mount, privileged: bool = False) -> None:
     flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
     if flags:
         _remount(root, mount.target, flags)
+
+
+def _refuse_in_proc(path: str) -> None:
+    """A volume or tmpfs in the container's procfs could stand in for a file the
+    runtime or the kernel's users rely on there (/proc/self/fd, /proc/PID/attr:
+    runc's CVE-2019-16884 and CVE-2019-19921), so, like runc, minirun mounts
+    there only over the files lxcfs provides, named as such."""
+    how = "it is inside /proc" if path == "/proc" or path.startswith("/proc/") else \
+        "a symlink in the image leads it into /proc"
+    raise RuntimeFailure(f"cannot mount on {path} in the container: {how}, where only "
+                         f"{', '.join(PROC_FILES_TO_COVER)} may be mounted over",
+                         "choose another path, or fix the image")
 
 
 def _same(fd: int, other: int) -> bool:

@@ -6,7 +6,7 @@ jail whose "/" is a directory of the test's), never at a real system path.
     working dir     -w / WorkingDir / exec -w through a caller's descriptor
     exec window     a watcher in the container races `minirun exec` children
     mount targets   /proc, /dev, /sys, /etc files, -v and --tmpfs through
-                    symlinks in the image, inside a jail
+                    symlinks in the image, inside a jail; none in /proc
     devices         the container's nodes are its own; -d output is a pipe;
                     exec -t takes no /dev/ptmx the container placed
     capabilities    every number up to cap_last_cap, --init's PID 1 included
@@ -338,6 +338,38 @@ def test_volume_and_tmpfs_targets_resolve_inside_the_root(mr, tmp_path, jail, fl
     assert sorted(os.listdir(source)) == (["from-volume", "made"] if flag == "-v" and result.returncode == 0
                                           else ["from-volume"])
 
+
+
+IN_PROC = [("--tmpfs", "/data", "/proc/self/fd"), ("-v", "/data", "/proc/self"), ("-v", "/data", "/proc/sys"),
+           ("--tmpfs", "/proc/self/fd", ""), ("-v", "/proc/sys", ""), ("-v", "/proc", ""),
+           ("-v", "/data", "../proc/sys/kernel")]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flag,path,link", IN_PROC, ids=[f"{f}{p}->{l}" for f, p, l in IN_PROC])
+def test_volume_and_tmpfs_targets_in_proc_are_refused(mr, tmp_path, flag, path, link):
+    """A mount in the container's procfs could stand in for what the runtime or the
+    kernel's users rely on there (runc's CVE-2019-16884 and CVE-2019-19921): an image
+    symlink into /proc, or a /proc path given as such, is refused in one line, as
+    runc refuses it. Old minirun mounted a tmpfs over /proc/self/fd and the rest."""
+    source = tmp_path / "volume"
+    source.mkdir()
+    extra = [entry("data", tarfile.SYMTYPE, linkname=link)] if link else []
+    name = load_image(mr, tmp_path, "proclink", extra)
+    spec = f"{source}:{path}" if flag == "-v" else path
+    result = mr("run", "--rm", flag, spec, name, "true")
+    one_line_refusal(result, path, "/proc")
+    assert os.listdir(source) == []
+
+
+def test_lxcfs_files_may_cover_their_proc_files(mr, tmp_path):
+    """The exception: the files lxcfs stands in for, named as such."""
+    fake = tmp_path / "meminfo"
+    fake.write_text("MemTotal: 1 kB\n")
+    mr.load("busybox")
+    out = mr.ok("run", "--rm", "-v", f"{fake}:/proc/meminfo:ro", "-v", f"{fake}:/proc/sys/kernel/ns_last_pid",
+                "busybox", "cat", "/proc/meminfo", "/proc/sys/kernel/ns_last_pid").stdout
+    assert out == "MemTotal: 1 kB\n" * 2
 
 @pytest.mark.kernel
 def test_etc_files_through_a_symlink_land_inside_the_root(mr, tmp_path, jail):
