@@ -142,7 +142,7 @@ def test_exec_never_shows_the_container_a_process_with_the_hosts_root(mr, tmp_pa
     try:
         target = canary_dir / "pwned"
         mr.ok("run", "-d", "--name", "w", "--cap-add", "SYS_PTRACE", "localhost/watch",
-              "sh", "-c", f"procwatch 25 {target} {marker} > /report; sleep 60")
+              "sh", "-c", f"procwatch 25 {target} {marker} > /report; sleep 600")
         for _ in range(40):
             mr.ok("exec", "w", "true")
         report = watcher_report(mr)
