@@ -131,6 +131,7 @@ FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
 MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 SYS_PIDFD_OPEN = 434                  # the same number on every architecture (Linux 5.3+)
 
@@ -301,6 +302,45 @@ def move_mount(from_fd: int, to_path: str) -> None:
     _check(_libc.syscall(c_long(SYS_MOVE_MOUNT), c_int(from_fd), b"",
                          c_int(-100), _b(to_path), c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            "move_mount", to_path)
+
+
+SYS_OPEN_TREE = 428
+SYS_MOUNT_SETATTR = 442               # Linux 5.12+
+OPEN_TREE_CLONE = 0x1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+class _MountAttr(_ctypes.Structure):
+    _fields_ = [("attr_set", c_ulong), ("attr_clr", c_ulong), ("propagation", c_ulong), ("userns_fd", c_ulong)]
+
+
+def move_mount_onto(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the detached tree from_fd onto what to_fd holds (an O_PATH fd):
+    no path is looked up, and no symlink at the target could be taken instead."""
+    _check(_libc.syscall(c_long(SYS_MOVE_MOUNT), c_int(from_fd), b"", c_int(to_fd), b"",
+                         c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
+
+
+def open_tree_clone(path: str, dir_fd: int = -100, recursive: bool = True) -> int:
+    """A bind mount of path (of dir_fd itself when path is "") that is attached
+    nowhere yet (open_tree(2) OPEN_TREE_CLONE, with AT_RECURSIVE an rbind), to be
+    given its flags and then moved into place. Linux 5.2+."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0) | (0 if path else AT_EMPTY_PATH)
+    return _check(_libc.syscall(c_long(SYS_OPEN_TREE), c_int(dir_fd), _b(path), c_uint(flags)),
+                  "open_tree", path or None)
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool = True) -> None:
+    """MOUNT_ATTR_* flags set on the mount fd holds, and with recursive on every mount
+    below it (Linux 5.12+)."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    _check(_libc.syscall(c_long(SYS_MOUNT_SETATTR), c_int(fd), b"",
+                         c_uint(AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)),
+                         _ctypes.byref(attr), c_ulong(_ctypes.sizeof(attr))), "mount_setattr")
 
 
 def fs_context_messages(fd: int) -> str:

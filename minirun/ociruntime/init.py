@@ -22,7 +22,7 @@ from .. import linux
 from ..errors import RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
 from ..linux import caps
-from ..sandbox import command, rootfs, trampoline   # imported now: after pivot_root no module file is in reach
+from ..sandbox import bindmount, command, rootfs, trampoline   # imported now: after pivot_root no module file is in reach
 from . import cgroupview, config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -129,32 +129,33 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
         except OSError as exc:
             raise RuntimeFailure(f"cannot bind {source} on {dest}: {exc.strerror}",
                                  "fix the mount's source in config.json") from None
+        rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         try:
             point = _make_target(root, dest, os.path.isdir(rootfs.fd_path(src)))
             try:
-                linux.mount(rootfs.fd_path(src), rootfs.fd_path(point), None, flags & (linux.MS_BIND | linux.MS_REC))
+                # flags set before the bind is attached: a second lookup of dest would
+                # walk through the source, whose symlinks could take them elsewhere
+                top, below = bindmount.bind(root, dest, "", point, rest, bool(flags & linux.MS_REC), source_fd=src)
             finally:
                 os.close(point)
         finally:
             os.close(src)
-        rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
-        if rest:
-            top = _make_target(root, dest, True)
-            try:
-                linux.mount(None, rootfs.fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | rest)
-                if flags & linux.MS_REC:
-                    _remount_below(top, rest)
-            finally:
-                os.close(top)
-    else:
-        point = _make_target(root, dest, True)
         try:
-            linux.mount(source, rootfs.fd_path(point), kind, flags, data or None)
-        except OSError as exc:
-            raise RuntimeFailure(f"cannot mount {kind} on {dest}: {exc.strerror}",
-                                 "fix the mount's type, source or options in config.json") from None
+            if rest and flags & linux.MS_REC and not below:
+                _remount_below(top, rest)
+            if propagation:
+                linux.mount(None, rootfs.fd_path(top), None, propagation)
         finally:
-            os.close(point)
+            os.close(top)
+        return
+    point = _make_target(root, dest, True)
+    try:
+        linux.mount(source, rootfs.fd_path(point), kind, flags, data or None)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot mount {kind} on {dest}: {exc.strerror}",
+                             "fix the mount's type, source or options in config.json") from None
+    finally:
+        os.close(point)
     if propagation:
         top = _make_target(root, dest, True)
         try:

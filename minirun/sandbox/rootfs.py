@@ -16,6 +16,9 @@ layer/safeopen.py) and mounted on through /proc/self/fd/N; files are made
 with *at() calls from directory fds. /proc, /dev and /sys must be plain
 directories: a symlink there is refused. A target that leaves nothing to
 mount on gives one line naming the path.
+Volumes are bound with their flags set before they are attached
+(sandbox/bindmount.py), so no target is looked up again through a volume; none
+may land in the container's procfs but lxcfs's files.
 
 The devices are nodes of the container's own (mknod), not the host's: a
 chmod inside changes nothing outside. They are made on a tiny staging tmpfs
@@ -34,6 +37,7 @@ from ..linux import overlay
 from ..lib import log
 from ..errors import MinirunError, RuntimeFailure
 from ..layer.safeopen import PATH_FLAGS, open_in_root
+from .bindmount import bind
 from .mounts import MASKED_PATHS, PROC_FILES_TO_COVER, READONLY_PATHS, Mount
 
 _DEVICES = (  # name, major, minor
@@ -245,14 +249,13 @@ def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) ->
                 flags |= linux.MS_NODEV
             linux.mount("tmpfs", fd_path(point), "tmpfs", flags, data)
             return
-        linux.mount(mount.source, fd_path(point), None, linux.MS_BIND | linux.MS_REC)
+        # nodev: the container keeps CAP_MKNOD, so a node it makes in a volume must not
+        # open a host device
+        flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
+        top, _ = bind(root, mount.target, mount.source, point, flags, recursive=True)     # sandbox/bindmount.py
+        os.close(top)
     finally:
         os.close(point)
-    # nodev: the container keeps CAP_MKNOD, so a node it makes in a volume must not
-    # open a host device
-    flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
-    if flags:
-        _remount(root, mount.target, flags)
 
 
 def _refuse_in_proc(path: str) -> None:

@@ -340,6 +340,49 @@ def test_volume_and_tmpfs_targets_resolve_inside_the_root(mr, tmp_path, jail, fl
 
 
 
+
+@pytest.mark.kernel
+def test_a_symlink_in_the_volume_cannot_move_its_read_only_flag(mr, tmp_path):
+    """/x -> /a/b/.. in the image reaches /a, and the volume mounted there holds
+    b -> /. Old minirun looked /x up again after the bind to remount it ro,nodev:
+    that walk went through the volume's b and remounted the container's / instead,
+    so the :ro volume stayed writable, and without nodev (an outside review wrote
+    through it and opened a node it made)."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "b").symlink_to("/")
+    name = load_image(mr, tmp_path, "rolink", [entry("a", tarfile.DIRTYPE, mode=0o755),
+                                               entry("a/b", tarfile.DIRTYPE, mode=0o755),
+                                               entry("x", tarfile.SYMTYPE, linkname="/a/b/..")])
+    out = mr("run", "--rm", "-v", f"{volume}:/x:ro", name, "sh", "-c",
+             "grep ' /a ' /proc/self/mountinfo; echo pwned > /a/canary && echo WROTE; "
+             "mknod /a/null c 1 3 && echo x > /a/null && echo OPENED; echo done").stdout
+    options = out.splitlines()[0].split()[5].split(",")
+    assert "ro" in options and "nodev" in options, out
+    assert "WROTE" not in out and "OPENED" not in out and out.rstrip().endswith("done"), out
+    assert sorted(os.listdir(volume)) == ["b"]
+
+
+@pytest.mark.kernel
+def test_a_volumes_own_submounts_are_read_only_and_nodev_too(mr, tmp_path):
+    """-v DIR:/data:ro where DIR has a mount of its own below it: old minirun
+    remounted only the top, so the submount stayed writable and a node made there
+    opened its device. Every mount of the volume gets ro and nodev now."""
+    volume = tmp_path / "volume"
+    (volume / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "minirun-test-sub", str(volume / "sub")], check=True)
+    try:
+        mr.load("busybox")
+        out = mr("run", "--rm", "-v", f"{volume}:/data:ro", "busybox", "sh", "-c",
+                 "echo pwned > /data/sub/canary && echo WROTE; echo done").stdout
+        assert "WROTE" not in out and "done" in out, out
+        assert os.listdir(volume / "sub") == []
+        out = mr("run", "--rm", "-v", f"{volume}:/data", "busybox", "sh", "-c",
+                 "mknod /data/sub/null c 1 3 && echo x > /data/sub/null && echo OPENED; echo done").stdout
+        assert "OPENED" not in out and "done" in out, out
+    finally:
+        subprocess.run(["umount", str(volume / "sub")], check=True)
+
 IN_PROC = [("--tmpfs", "/data", "/proc/self/fd"), ("-v", "/data", "/proc/self"), ("-v", "/data", "/proc/sys"),
            ("--tmpfs", "/proc/self/fd", ""), ("-v", "/proc/sys", ""), ("-v", "/proc", ""),
            ("-v", "/data", "../proc/sys/kernel")]

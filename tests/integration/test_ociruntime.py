@@ -257,6 +257,28 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
     assert list(outside.iterdir()) == []
 
 
+
+@pytest.mark.parametrize("options", [["rbind", "ro", "nodev"], ["bind", "ro", "nodev", "relatime"]])
+def test_a_symlink_in_a_bind_source_cannot_move_its_flags(oci, bundle, tmp_path, options):
+    """The rootfs reaches /a as /x -> a/b/.., and the bind source holds b -> ../z: a
+    second lookup of /x after the bind (old minirun-oci's remount) walked through the
+    source to the container's / and left the ro,nodev bind writable."""
+    source = tmp_path / "volume"
+    source.mkdir()
+    (source / "b").symlink_to("../z")        # relative: minirun-oci refuses a way out of the root
+    (bundle / "rootfs" / "a" / "b").mkdir(parents=True)
+    (bundle / "rootfs" / "z").mkdir()
+    (bundle / "rootfs" / "x").symlink_to("a/b/..")
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/x", "type": "bind", "source": str(source),
+                                                  "options": options}))
+    _config(bundle, _args("sh", "-c", "grep ' /a ' /proc/self/mountinfo; echo pwned > /a/canary && echo WROTE; "
+                                      "echo done"))
+    out = oci.ok("run", "-b", str(bundle), "rolink").stdout
+    fields = out.splitlines()[0].split()[5].split(",")
+    assert "ro" in fields and "nodev" in fields, out
+    assert "WROTE" not in out and "done" in out, out
+    assert sorted(os.listdir(source)) == ["b"]
+
 @pytest.mark.parametrize("field,change", [
     ("hooks.prestart[0].path", lambda d: d.update(hooks={"prestart": [{"path": "true"}]})),
     ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
