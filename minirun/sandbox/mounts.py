@@ -73,7 +73,7 @@ def parse_volume(text: str) -> Mount:
         raise UsageError(f"volume {text!r}: named volumes are not supported",
                          "give an absolute host path, e.g. -v $PWD/data:/data")
     return Mount(_container_path(target, "volume"), "bind", os.path.abspath(host), mode == "ro",
-                 is_file=os.path.isfile(host))
+                 is_file=os.path.exists(host) and not os.path.isdir(host))    # a device too
 
 
 def parse_tmpfs(text: str) -> Mount:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from .. import linux
 from ..linux import overlay
@@ -241,8 +242,10 @@ def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) ->
         if _same(point, root):
             raise RuntimeFailure(f"cannot mount on {mount.target} in the container: a symlink in the "
                                  "image makes it the container's root", "fix the image, or choose another path")
-        if os.fstat(point).st_dev == proc and mount.target not in PROC_FILES_TO_COVER:
+        info = os.fstat(point)
+        if info.st_dev == proc and mount.target not in PROC_FILES_TO_COVER:
             _refuse_in_proc(mount.target)
+        _check_kinds(mount, stat.S_ISDIR(info.st_mode))
         if mount.kind == "tmpfs":
             flags, data = tmpfs_flags(mount.options)
             if not privileged:
@@ -258,13 +261,28 @@ def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) ->
         os.close(point)
 
 
+def _check_kinds(mount: Mount, onto_dir: bool) -> None:
+    """A directory (or tmpfs) goes on a directory, anything else on a non-directory:
+    one line rather than the kernel's ENOTDIR about /proc/self/fd/N."""
+    if mount.kind != "tmpfs" and not os.path.exists(mount.source):
+        raise RuntimeFailure(f"cannot mount {mount.source} on {mount.target}: it does not exist on the host",
+                             "create it first, or fix the -v path")
+    from_dir = mount.kind == "tmpfs" or os.path.isdir(mount.source)
+    if from_dir != onto_dir:
+        what = "a tmpfs" if mount.kind == "tmpfs" else mount.source
+        raise RuntimeFailure(f"cannot mount {what} on {mount.target} in the container: "
+                             f"{'it is' if from_dir else 'it is not'} a directory and the target "
+                             f"{'is not' if from_dir else 'is'}",
+                             "mount a directory on a directory and a file on a file")
+
+
 def _refuse_in_proc(path: str) -> None:
     """A volume or tmpfs in the container's procfs could stand in for a file the
     runtime or the kernel's users rely on there (/proc/self/fd, /proc/PID/attr:
     runc's CVE-2019-16884 and CVE-2019-19921), so, like runc, minirun mounts
     there only over the files lxcfs provides, named as such."""
     how = "it is inside /proc" if path == "/proc" or path.startswith("/proc/") else \
-        "a symlink in the image leads it into /proc"
+        "a symlink on the way leads it into /proc"
     raise RuntimeFailure(f"cannot mount on {path} in the container: {how}, where only "
                          f"{', '.join(PROC_FILES_TO_COVER)} may be mounted over",
                          "choose another path, or fix the image")

@@ -414,6 +414,20 @@ def test_lxcfs_files_may_cover_their_proc_files(mr, tmp_path):
                 "busybox", "cat", "/proc/meminfo", "/proc/sys/kernel/ns_last_pid").stdout
     assert out == "MemTotal: 1 kB\n" * 2
 
+
+@pytest.mark.parametrize("flag,spec,words", [
+    ("--tmpfs", "/proc/cpuinfo", ["a tmpfs", "/proc/cpuinfo", "target is not"]),
+    ("-v", "{dir}:/proc/meminfo", ["/proc/meminfo", "it is a directory"]),
+    ("-v", "{file}:/bin", ["/bin", "it is not a directory"]),
+    ("-v", "{dir}/missing:/data", ["/data", "does not exist on the host"])])
+def test_a_mount_of_the_wrong_kind_is_one_line(mr, tmp_path, flag, spec, words):
+    """Old minirun passed the kernel's ENOTDIR or ENOENT on, about /proc/self/fd/N."""
+    (tmp_path / "file").write_text("f\n")
+    mr.load("busybox")
+    result = mr("run", "--rm", flag, spec.format(dir=tmp_path, file=tmp_path / "file"), "busybox", "true")
+    one_line_refusal(result, *words)
+    assert "/proc/self/fd" not in result.stderr
+
 @pytest.mark.kernel
 def test_etc_files_through_a_symlink_land_inside_the_root(mr, tmp_path, jail):
     """/etc/resolv.conf -> ../run/resolv.conf (as systemd images have it) is mounted
