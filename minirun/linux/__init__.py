@@ -312,6 +312,11 @@ AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_ATIME_MASK = 0x70           # RELATIME 0x0, NOATIME 0x10, STRICTATIME 0x20
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
 
 class _MountAttr(_ctypes.Structure):
@@ -334,10 +339,10 @@ def open_tree_clone(path: str, dir_fd: int = -100, recursive: bool = True) -> in
                   "open_tree", path or None)
 
 
-def mount_setattr(fd: int, attr_set: int, recursive: bool = True) -> None:
-    """MOUNT_ATTR_* flags set on the mount fd holds, and with recursive on every mount
-    below it (Linux 5.12+)."""
-    attr = _MountAttr(attr_set, 0, 0, 0)
+def mount_setattr(fd: int, attr_set: int, recursive: bool = True, attr_clr: int = 0) -> None:
+    """MOUNT_ATTR_* flags cleared (attr_clr) then set on the mount fd holds, and with
+    recursive on every mount below it (Linux 5.12+)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _check(_libc.syscall(c_long(SYS_MOUNT_SETATTR), c_int(fd), b"",
                          c_uint(AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)),
                          _ctypes.byref(attr), c_ulong(_ctypes.sizeof(attr))), "mount_setattr")

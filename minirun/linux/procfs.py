@@ -1,6 +1,6 @@
 """Processes as the kernel shows them in /proc: the one module that reads
 /proc/PID/stat and /proc/self/status, and so the one way minirun tells whether
-a process is alive.
+a process is alive; and the mount points in /proc/self/mountinfo.
 
 A pid alone does not name a process for long: the kernel reuses numbers. A
 container's state records the start time of its PID 1 next to the pid, and
@@ -142,3 +142,23 @@ def net_bytes(pid: int) -> tuple[int, int]:
 def memory_total() -> int:
     value = status_field("MemTotal", "/proc/meminfo")
     return int(value.split()[0]) * 1024 if value else 0
+
+
+def mount_points() -> list[bytes]:
+    """Every mount point in /proc/self/mountinfo, as bytes (a path need not be text),
+    with the kernel's escapes undone: it writes space, tab, newline and backslash
+    as \\ooo (a decode as text garbled every other non-ASCII byte)."""
+    with open("/proc/self/mountinfo", "rb") as f:
+        return [_unescape(line.split()[4]) for line in f]
+
+
+def _unescape(field: bytes) -> bytes:
+    out, i = bytearray(), 0
+    while i < len(field):
+        if field[i:i + 1] == b"\\" and field[i + 1:i + 4].isdigit():
+            out.append(int(field[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out += field[i:i + 1]
+            i += 1
+    return bytes(out)

@@ -96,7 +96,8 @@ def check(config: dict, bundle: str) -> None:
         if not dest.startswith("/"):
             raise ConfigError(f"config.json: mounts[{i}].destination {dest!r} is not absolute",
                               "give an absolute path inside the container")
-        _type(mount.get("options", []), list, f"mounts[{i}].options")
+        for j, option in enumerate(_type(mount.get("options", []), list, f"mounts[{i}].options")):
+            _type(option, str, f"mounts[{i}].options[{j}]")
         for key in ("uidMappings", "gidMappings"):
             if mount.get(key):
                 raise _refuse(f"mounts[{i}].{key}")

@@ -10,7 +10,10 @@ mount below the rootfs, deepest first (/proc/self/mountinfo).
 
 from __future__ import annotations
 
+import os
+
 from .. import linux
+from ..linux import procfs
 from ..errors import UsageError
 
 
@@ -32,10 +35,9 @@ def beneath(rootfs: str) -> list[str]:
     (a damaged record must never make delete detach the host's own mounts)."""
     if not rootfs.startswith("/") or rootfs.rstrip("/") == "":
         return []
-    prefix = rootfs.rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    return sorted({p for p in points if p.startswith(prefix)}, key=lambda p: p.count("/"), reverse=True)
+    prefix = os.fsencode(rootfs.rstrip("/") + "/")
+    points = {os.fsdecode(p) for p in procfs.mount_points() if p.startswith(prefix)}
+    return sorted(points, key=lambda p: p.count("/"), reverse=True)
 
 
 def unmount_beneath(rootfs: str) -> None:

@@ -36,7 +36,14 @@ _FLAGS = {"ro": (linux.MS_RDONLY, True), "rw": (linux.MS_RDONLY, False),
           "noatime": (0x400, True), "atime": (0x400, False), "nodiratime": (0x800, True),
           "diratime": (0x800, False), "relatime": (0x200000, True), "norelatime": (0x200000, False),
           "strictatime": (linux.MS_STRICTATIME, True), "nostrictatime": (linux.MS_STRICTATIME, False),
-          "bind": (linux.MS_BIND, True), "rbind": (linux.MS_BIND | linux.MS_REC, True)}
+          "bind": (linux.MS_BIND, True), "rbind": (linux.MS_BIND | linux.MS_REC, True),
+          "nosymfollow": (0x100, True), "symfollow": (0x100, False)}
+# runtime-spec 1.1's recursive options: an rbind's flags reach every mount below it
+# here whichever spelling asks for them (sandbox/bindmount.py), so rro is ro
+_FLAGS.update({f"r{name}": _FLAGS[name] for name in ("ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
+                                                      "noatime", "atime", "nodiratime", "diratime", "relatime",
+                                                      "norelatime", "strictatime", "nostrictatime", "nosymfollow",
+                                                      "symfollow")})
 MS_SHARED, MS_UNBINDABLE = 0x100000, 0x20000
 _PROPAGATION = {"private": linux.MS_PRIVATE, "rprivate": linux.MS_PRIVATE | linux.MS_REC,
                 "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
@@ -129,20 +136,21 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
         except OSError as exc:
             raise RuntimeFailure(f"cannot bind {source} on {dest}: {exc.strerror}",
                                  "fix the mount's source in config.json") from None
+        if data:
+            raise RuntimeFailure(f"cannot bind {source} on {dest}: minirun-oci does not know the option(s) "
+                                 f"{data}", "remove them from the mount in config.json, or use runc or crun")
         rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         try:
             point = _make_target(root, dest, os.path.isdir(rootfs.fd_path(src)))
             try:
                 # flags set before the bind is attached: a second lookup of dest would
                 # walk through the source, whose symlinks could take them elsewhere
-                top, below = bindmount.bind(root, dest, "", point, rest, bool(flags & linux.MS_REC), source_fd=src)
+                top = bindmount.bind(root, dest, "", point, rest, bool(flags & linux.MS_REC), source_fd=src)
             finally:
                 os.close(point)
         finally:
             os.close(src)
         try:
-            if rest and flags & linux.MS_REC and not below:
-                _remount_below(top, rest)
             if propagation:
                 linux.mount(None, rootfs.fd_path(top), None, propagation)
         finally:
@@ -162,22 +170,6 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
             linux.mount(None, rootfs.fd_path(top), None, propagation)
         finally:
             os.close(top)
-
-
-def _remount_below(top: int, flags: int) -> None:
-    """The same flags (ro, nosuid...) on every mount an rbind brought under point: a
-    remount changes one mount only, and a read-only rbind must not leave the host's
-    submounts (such as each cgroup v1 hierarchy) writable."""
-    point = os.readlink(rootfs.fd_path(top)).rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    for path in points:
-        if path.startswith(point):      # reached from top's fd: a user namespace's root may not search the host's dirs
-            below = _beneath(top, path[len(point):])
-            try:
-                linux.mount(None, rootfs.fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
-            finally:
-                os.close(below)
 
 
 def _devices(root: int, devices: list, uid: int, gid: int, userns: bool = False) -> None:

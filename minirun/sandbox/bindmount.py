@@ -23,6 +23,7 @@ import errno
 import os
 
 from .. import linux
+from ..linux import procfs
 from ..errors import RuntimeFailure
 from ..layer.safeopen import open_in_root
 
@@ -36,16 +37,35 @@ def _same(fd: int, other: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 0x100, 0x400, 0x800, 0x200000
+# per-mount flags and their MOUNT_ATTR_* bits; the atime ones are one choice, set under a mask
 _ATTRS = ((linux.MS_RDONLY, linux.MOUNT_ATTR_RDONLY), (linux.MS_NOSUID, linux.MOUNT_ATTR_NOSUID),
-          (linux.MS_NODEV, linux.MOUNT_ATTR_NODEV), (linux.MS_NOEXEC, linux.MOUNT_ATTR_NOEXEC))
+          (linux.MS_NODEV, linux.MOUNT_ATTR_NODEV), (linux.MS_NOEXEC, linux.MOUNT_ATTR_NOEXEC),
+          (MS_NODIRATIME, linux.MOUNT_ATTR_NODIRATIME), (MS_NOSYMFOLLOW, linux.MOUNT_ATTR_NOSYMFOLLOW))
+_ATIME = ((MS_NOATIME, linux.MOUNT_ATTR_NOATIME), (linux.MS_STRICTATIME, linux.MOUNT_ATTR_STRICTATIME),
+          (MS_RELATIME, 0))
+# flags of a superblock, not of a mount: a bind (and its remount) leaves them as they are
+SUPERBLOCK_FLAGS = 0x10 | 0x40 | 0x80 | (1 << 25)      # sync, mand, dirsync, lazytime
+_KNOWN = sum(flag for flag, _ in _ATTRS + _ATIME)
+
+
+def _mount_attrs(flags: int) -> tuple[int, int]:
+    """(attr_set, attr_clr) for mount_setattr: the flags asked for are added to what
+    the source has (its nosuid, say, stays), and an atime choice replaces its own."""
+    attr_set = sum(attr for flag, attr in _ATTRS if flags & flag)
+    for flag, attr in _ATIME:
+        if flags & flag:
+            return attr_set | attr, linux.MOUNT_ATTR_ATIME_MASK
+    return attr_set, 0
 
 
 def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: int = -100) -> tuple[int, bool]:
     """Bind source (source_fd's object when source is "") on point, with the mount flags
-    (ro, nosuid, nodev, noexec) set on it (and with recursive, on every mount below
-    it) before it is attached. Returns an O_PATH fd of the new mount (-1 where the
-    kernel has no open_tree, before 5.2: the caller falls back) and whether the
-    flags reached the mounts below it too."""
+    (ro, nosuid, nodev, noexec, the atime ones, nosymfollow) set on it (and with
+    recursive, on every mount below it) before it is attached. Returns an O_PATH fd
+    of the new mount (-1 where the kernel has no open_tree, before 5.2: the caller
+    falls back) and whether the flags reached the mounts below it too."""
+    flags &= ~SUPERBLOCK_FLAGS
     try:
         tree = linux.open_tree_clone(source, source_fd, recursive)
     except OSError as exc:
@@ -53,17 +73,17 @@ def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: i
             return -1, False
         raise
     try:
-        attrs = sum(attr for flag, attr in _ATTRS if flags & flag)
         done = not flags
-        if flags and not flags & ~sum(flag for flag, _ in _ATTRS):
+        if flags and not flags & ~_KNOWN:
             try:
-                linux.mount_setattr(tree, attrs, recursive)
+                attr_set, attr_clr = _mount_attrs(flags)
+                linux.mount_setattr(tree, attr_set, recursive, attr_clr)
                 done = True
             except OSError as exc:
                 if exc.errno != errno.ENOSYS:
                     raise
         linux.move_mount_onto(tree, point)
-        if not done:
+        if not done:                 # before Linux 5.12: the new mount, reached through its own fd
             linux.mount(None, _fd_path(tree), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
             return tree, False
         return tree, recursive
@@ -73,24 +93,45 @@ def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: i
 
 
 def bind(root: int, path: str, source: str, point: int, flags: int, recursive: bool,
-         source_fd: int = -100) -> tuple[int, bool]:
-    """bind_tree(), or before Linux 5.2 a bind and a remount found by a second lookup
-    of path (in root; point is its fd), refused where a symlink leads there."""
+         source_fd: int = -100) -> int:
+    """bind_tree() (an fd of the new mount), or before Linux 5.2 a bind and a remount
+    found by a second lookup of path (in root; point is its fd), refused where a
+    symlink leads there. Where the flags could not be set on the mounts below it in
+    one call (before 5.12), each is remounted in turn."""
+    flags &= ~SUPERBLOCK_FLAGS
     top, below = bind_tree(source, point, flags, recursive, source_fd)
-    if top >= 0:
-        return top, below
-    if flags:
-        _refuse_linked_target(root, path, point)
-    linux.mount(source or _fd_path(source_fd), _fd_path(point), None,
-                linux.MS_BIND | (linux.MS_REC if recursive else 0))
-    top = open_in_root(root, path, follow=not flags)
     try:
-        if flags:
-            linux.mount(None, _fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        if top < 0:
+            if flags:
+                _refuse_linked_target(root, path, point)
+            linux.mount(source or _fd_path(source_fd), _fd_path(point), None,
+                        linux.MS_BIND | (linux.MS_REC if recursive else 0))
+            top = open_in_root(root, path, follow=not flags)
+            if flags:
+                linux.mount(None, _fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        if flags and recursive and not below:
+            _remount_below(top, flags)
     except BaseException:
-        os.close(top)
+        if top >= 0:
+            os.close(top)
         raise
-    return top, False
+    return top
+
+
+def _remount_below(top: int, flags: int) -> None:
+    """The flags on every mount an rbind brought under top, one remount each (a
+    remount changes one mount only: a read-only rbind must not leave the source's
+    submounts writable). Each is opened from top's fd with no symlink followed."""
+    prefix = os.fsencode(os.readlink(_fd_path(top)).rstrip("/") + "/")
+    for point in procfs.mount_points():
+        if not point.startswith(prefix):
+            continue
+        below = linux.openat2(top, os.fsdecode(point[len(prefix):]), os.O_PATH | os.O_CLOEXEC,
+                              linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS | linux.RESOLVE_NO_SYMLINKS)
+        try:
+            linux.mount(None, _fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+        finally:
+            os.close(below)
 
 
 def _refuse_linked_target(root: int, path: str, point: int) -> None:

@@ -255,8 +255,7 @@ def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) ->
         # nodev: the container keeps CAP_MKNOD, so a node it makes in a volume must not
         # open a host device
         flags = (0 if privileged else linux.MS_NODEV) | (linux.MS_RDONLY if mount.readonly else 0)
-        top, _ = bind(root, mount.target, mount.source, point, flags, recursive=True)     # sandbox/bindmount.py
-        os.close(top)
+        os.close(bind(root, mount.target, mount.source, point, flags, recursive=True))    # sandbox/bindmount.py
     finally:
         os.close(point)
 

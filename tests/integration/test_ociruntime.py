@@ -279,6 +279,48 @@ def test_a_symlink_in_a_bind_source_cannot_move_its_flags(oci, bundle, tmp_path,
     assert "WROTE" not in out and "done" in out, out
     assert sorted(os.listdir(source)) == ["b"]
 
+
+def _options_of(out: str, point: str) -> list[str]:
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[4] == point:
+            return fields[5].split(",")
+    raise AssertionError(f"{point} is not mounted:\n{out}")
+
+
+@pytest.mark.parametrize("options", [["rbind", "ro", "nodev", "noatime"], ["rbind", "rro", "rnodev"],
+                                     ["rbind", "ro", "nodev", "relatime", "sync"]])
+def test_every_mount_of_a_bind_gets_its_flags_whatever_the_options(oci, bundle, tmp_path, options):
+    """An outside review: an atime option sent the flags down a remount that missed the
+    submounts when the destination was not ASCII (/xé/sub stayed writable with
+    devices) and dropped the source's own nosuid; rro was dropped silently."""
+    source = tmp_path / "volume"
+    source.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nosuid", "minirun-test-vol", str(source)], check=True)
+    try:
+        (source / "sub").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "minirun-test-sub", str(source / "sub")],
+                       check=True)
+        _config(bundle, lambda d: d["mounts"].append({"destination": "/xé", "type": "bind", "source": str(source),
+                                                      "options": options}))
+        _config(bundle, _args("sh", "-c", "cat /proc/self/mountinfo; echo pwned > /xé/sub/canary && echo WROTE; "
+                                          "echo done"))
+        out = oci.ok("run", "-b", str(bundle), "allflags").stdout
+        for point in ("/xé", "/xé/sub"):
+            assert {"ro", "nodev"} <= set(_options_of(out, point)), (point, out)
+        assert "nosuid" in _options_of(out, "/xé"), out               # the source's own flag stays
+        assert "WROTE" not in out and "done" in out, out
+        assert os.listdir(source / "sub") == []
+    finally:
+        subprocess.run(["umount", "-R", str(source)], check=True)
+
+
+def test_an_unknown_bind_option_is_refused_not_dropped(oci, bundle, tmp_path):
+    (tmp_path / "volume").mkdir()
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/v", "type": "bind", "source": str(tmp_path / "volume"),
+                                                  "options": ["rbind", "rro-typo"]}))
+    _refused(oci, bundle, "rro-typo")
+
 @pytest.mark.parametrize("field,change", [
     ("hooks.prestart[0].path", lambda d: d.update(hooks={"prestart": [{"path": "true"}]})),
     ("linux.uidMappings", lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
