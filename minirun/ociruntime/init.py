@@ -141,8 +141,12 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
                                  f"{data}", "remove them from the mount in config.json, or use runc or crun")
         rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         try:
-            point = _make_target(root, dest, os.path.isdir(rootfs.fd_path(src)))
+            is_dir = os.path.isdir(rootfs.fd_path(src))
+            point = _make_target(root, dest, is_dir)
             try:
+                if os.path.isdir(rootfs.fd_path(point)) != is_dir:
+                    raise RuntimeFailure(f"cannot bind {source} on {dest}: one is a directory and the other "
+                                         "is not", "bind a directory on a directory and a file on a file")
                 # flags set before the bind is attached: a second lookup of dest would
                 # walk through the source, whose symlinks could take them elsewhere
                 top = bindmount.bind(root, dest, "", point, rest, bool(flags & linux.MS_REC), source_fd=src)

@@ -84,7 +84,11 @@ def setup(spec: overlay.OverlayMount, merged: str, strategy: str, mounts: tuple[
             if mount.kind != "file":
                 _mount(root, mount, privileged, proc)
         if not privileged:
-            null = open_in_root(root, "dev/null", follow=False)
+            try:
+                null = open_in_root(root, "dev/null", follow=False)
+            except OSError as exc:
+                raise RuntimeFailure(f"cannot mask the kernel's files with the container's /dev/null: "
+                                     f"{os.strerror(exc.errno)}", "do not mount a volume or tmpfs over /dev") from None
             try:
                 for path in MASKED_PATHS:
                     _mask(root, path, null)

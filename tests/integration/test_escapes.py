@@ -419,7 +419,8 @@ def test_lxcfs_files_may_cover_their_proc_files(mr, tmp_path):
     ("--tmpfs", "/proc/cpuinfo", ["a tmpfs", "/proc/cpuinfo", "target is not"]),
     ("-v", "{dir}:/proc/meminfo", ["/proc/meminfo", "it is a directory"]),
     ("-v", "{file}:/bin", ["/bin", "it is not a directory"]),
-    ("-v", "{dir}/missing:/data", ["/data", "does not exist on the host"])])
+    ("-v", "{dir}/missing:/data", ["/data", "does not exist on the host"]),
+    ("--tmpfs", "/dev", ["/dev/null", "over /dev"])])
 def test_a_mount_of_the_wrong_kind_is_one_line(mr, tmp_path, flag, spec, words):
     """Old minirun passed the kernel's ENOTDIR or ENOENT on, about /proc/self/fd/N."""
     (tmp_path / "file").write_text("f\n")

@@ -258,6 +258,7 @@ def test_mount_destination_symlink_out_of_rootfs_is_refused(oci, bundle, tmp_pat
 
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("options", [["rbind", "ro", "nodev"], ["bind", "ro", "nodev", "relatime"]])
 def test_a_symlink_in_a_bind_source_cannot_move_its_flags(oci, bundle, tmp_path, options):
     """The rootfs reaches /a as /x -> a/b/.., and the bind source holds b -> ../z: a
@@ -288,6 +289,7 @@ def _options_of(out: str, point: str) -> list[str]:
     raise AssertionError(f"{point} is not mounted:\n{out}")
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("options", [["rbind", "ro", "nodev", "noatime"], ["rbind", "rro", "rnodev"],
                                      ["rbind", "ro", "nodev", "relatime", "sync"]])
 def test_every_mount_of_a_bind_gets_its_flags_whatever_the_options(oci, bundle, tmp_path, options):
@@ -313,6 +315,13 @@ def test_every_mount_of_a_bind_gets_its_flags_whatever_the_options(oci, bundle, 
         assert os.listdir(source / "sub") == []
     finally:
         subprocess.run(["umount", "-R", str(source)], check=True)
+
+
+def test_a_directory_bound_on_a_file_is_one_line(oci, bundle, tmp_path):
+    (tmp_path / "volume").mkdir()
+    _config(bundle, lambda d: d["mounts"].append({"destination": "/etc/passwd", "type": "bind",
+                                                  "source": str(tmp_path / "volume"), "options": ["rbind"]}))
+    _refused(oci, bundle, "one is a directory and the other is not")
 
 
 def test_an_unknown_bind_option_is_refused_not_dropped(oci, bundle, tmp_path):
