@@ -126,8 +126,7 @@ def _remount_below(top: int, flags: int) -> None:
     for point in procfs.mount_points():
         if not point.startswith(prefix):
             continue
-        below = linux.openat2(top, os.fsdecode(point[len(prefix):]), os.O_PATH | os.O_CLOEXEC,
-                              linux.RESOLVE_BENEATH | linux.RESOLVE_NO_MAGICLINKS | linux.RESOLVE_NO_SYMLINKS)
+        below = open_in_root(top, os.fsdecode(point[len(prefix):]), follow=False)
         try:
             linux.mount(None, _fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
         finally:
