@@ -149,7 +149,7 @@ def mount_points() -> list[bytes]:
     with the kernel's escapes undone: it writes space, tab, newline and backslash
     as \\ooo (a decode as text garbled every other non-ASCII byte)."""
     with open("/proc/self/mountinfo", "rb") as f:
-        return [_unescape(line.split()[4]) for line in f]
+        return [_unescape(line.split(b" ")[4]) for line in f]      # only spaces separate fields
 
 
 def _unescape(field: bytes) -> bytes:

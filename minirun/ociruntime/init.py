@@ -44,6 +44,9 @@ _FLAGS.update({f"r{name}": _FLAGS[name] for name in ("ro", "rw", "nosuid", "suid
                                                       "noatime", "atime", "nodiratime", "diratime", "relatime",
                                                       "norelatime", "strictatime", "nostrictatime", "nosymfollow",
                                                       "symfollow")})
+# options runc takes that set a filesystem's flags, never a bind mount's: a bind leaves them
+_FILESYSTEM_ONLY = {"defaults", "lazytime", "nolazytime", "iversion", "noiversion", "acl", "noacl",
+                    "silent", "loud"}
 MS_SHARED, MS_UNBINDABLE = 0x100000, 0x20000
 _PROPAGATION = {"private": linux.MS_PRIVATE, "rprivate": linux.MS_PRIVATE | linux.MS_REC,
                 "slave": linux.MS_SLAVE, "rslave": linux.MS_SLAVE | linux.MS_REC,
@@ -136,9 +139,10 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
         except OSError as exc:
             raise RuntimeFailure(f"cannot bind {source} on {dest}: {exc.strerror}",
                                  "fix the mount's source in config.json") from None
-        if data:
+        unknown = [o for o in data.split(",") if o and o not in _FILESYSTEM_ONLY]
+        if unknown:
             raise RuntimeFailure(f"cannot bind {source} on {dest}: minirun-oci does not know the option(s) "
-                                 f"{data}", "remove them from the mount in config.json, or use runc or crun")
+                                 f"{','.join(unknown)}", "remove them from the mount in config.json, or use runc or crun")
         rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         try:
             is_dir = os.path.isdir(rootfs.fd_path(src))

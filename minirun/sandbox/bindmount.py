@@ -10,9 +10,9 @@ minirun found this). So the bind is made with open_tree(2) as a detached copy,
 given its flags with mount_setattr(2) (on every mount below it too), and moved
 onto the target's fd with move_mount(2): nothing is looked up after the bind.
 Where mount_setattr is missing (Linux 5.2-5.11) the remount is made on the new
-mount through its own fd; where open_tree is too (before 5.2) the caller falls
-back to a bind and a second lookup, allowed only for a target reached with no
-symlink, whose second lookup cannot differ (bind()).
+mount through its own fd, adding to the flags it has; where open_tree is too
+(before 5.2) the caller falls back to a bind and a second lookup, allowed only
+for a target reached with no symlink, whose second lookup cannot differ (bind()).
 
 Used by sandbox/rootfs.py for -v and by ociruntime/init.py for bind mounts.
 """
@@ -47,6 +47,7 @@ _ATIME = ((MS_NOATIME, linux.MOUNT_ATTR_NOATIME), (linux.MS_STRICTATIME, linux.M
 # flags of a superblock, not of a mount: a bind (and its remount) leaves them as they are
 SUPERBLOCK_FLAGS = 0x10 | 0x40 | 0x80 | (1 << 25)      # sync, mand, dirsync, lazytime
 _KNOWN = sum(flag for flag, _ in _ATTRS + _ATIME)
+_MISSING = (errno.ENOSYS, errno.EPERM)       # EPERM: a seccomp profile that does not know the call
 
 
 def _mount_attrs(flags: int) -> tuple[int, int]:
@@ -69,7 +70,7 @@ def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: i
     try:
         tree = linux.open_tree_clone(source, source_fd, recursive)
     except OSError as exc:
-        if exc.errno == errno.ENOSYS:
+        if exc.errno in _MISSING:     # or refused by a seccomp profile that predates it
             return -1, False
         raise
     try:
@@ -80,16 +81,33 @@ def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: i
                 linux.mount_setattr(tree, attr_set, recursive, attr_clr)
                 done = True
             except OSError as exc:
-                if exc.errno != errno.ENOSYS:
+                # 5.12 and 5.13 know mount_setattr but not MOUNT_ATTR_NOSYMFOLLOW (EINVAL)
+                if exc.errno not in _MISSING and not (exc.errno == errno.EINVAL and flags & MS_NOSYMFOLLOW):
                     raise
         linux.move_mount_onto(tree, point)
         if not done:                 # before Linux 5.12: the new mount, reached through its own fd
-            linux.mount(None, _fd_path(tree), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+            _remount(tree, flags)
             return tree, False
         return tree, recursive
     except BaseException:
         os.close(tree)
         raise
+
+
+# statvfs's flags of a mount, and the MS_* flags they stand for (glibc's ST_* values)
+_STATVFS = ((0x1, linux.MS_RDONLY), (0x2, linux.MS_NOSUID), (0x4, linux.MS_NODEV), (0x8, linux.MS_NOEXEC),
+            (0x400, MS_NOATIME), (0x800, MS_NODIRATIME), (0x1000, MS_RELATIME), (0x2000, MS_NOSYMFOLLOW))
+_ATIME_FLAGS = MS_NOATIME | linux.MS_STRICTATIME | MS_RELATIME
+
+
+def _remount(fd: int, flags: int) -> None:
+    """The flags added to those the mount at fd has, as mount_setattr adds them: a bind
+    remount sets exactly what it is given, and would drop the source's own nosuid."""
+    has = os.statvfs(_fd_path(fd)).f_flag
+    current = sum(flag for bit, flag in _STATVFS if has & bit)
+    if flags & _ATIME_FLAGS:
+        current &= ~_ATIME_FLAGS
+    linux.mount(None, _fd_path(fd), None, linux.MS_BIND | linux.MS_REMOUNT | current | flags)
 
 
 def bind(root: int, path: str, source: str, point: int, flags: int, recursive: bool,
@@ -108,7 +126,7 @@ def bind(root: int, path: str, source: str, point: int, flags: int, recursive: b
                         linux.MS_BIND | (linux.MS_REC if recursive else 0))
             top = open_in_root(root, path, follow=not flags)
             if flags:
-                linux.mount(None, _fd_path(top), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+                _remount(top, flags)
         if flags and recursive and not below:
             _remount_below(top, flags)
     except BaseException:
@@ -128,7 +146,7 @@ def _remount_below(top: int, flags: int) -> None:
             continue
         below = open_in_root(top, os.fsdecode(point[len(prefix):]), follow=False)
         try:
-            linux.mount(None, _fd_path(below), None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+            _remount(below, flags)
         finally:
             os.close(below)
 

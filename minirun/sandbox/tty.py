@@ -9,6 +9,7 @@ SIGWINCH copies our window size onto the container's terminal.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
@@ -25,6 +26,7 @@ from ..layer.safeopen import open_in_root
 _WINSIZE = termios.TIOCGWINSZ
 
 
+TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441                # _IO('T', 0x41), Linux 4.13+
 _PTMX = os.makedev(5, 2)            # the multiplexer of a devpts instance
@@ -56,11 +58,32 @@ def open_in(root: str) -> tuple[int, int]:
                                  "(do not mount over it)")
         os.set_blocking(master, True)
         fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        try:
+            slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTTY):
+                raise
+            slave = _slave_by_name(root, master, info.st_dev)      # before Linux 4.13
     except BaseException:
         os.close(master)
         raise
     return master, slave
+
+
+def _slave_by_name(root: str, master: int, devpts: int) -> int:
+    """The slave as dev/pts/N inside root, no symlink followed, on the master's devpts."""
+    import struct
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    top = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        slave = open_in_root(top, f"dev/pts/{number}", follow=False, flags=os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(top)
+    if os.fstat(slave).st_dev != devpts:
+        os.close(slave)
+        raise RuntimeFailure("cannot open the container's terminal: its /dev/pts/N is not on its devpts",
+                             "the container's /dev/pts must be its own devpts (do not mount over it)")
+    return slave
 
 
 def become_controlling(slave: int) -> None:

@@ -291,7 +291,7 @@ def _options_of(out: str, point: str) -> list[str]:
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("options", [["rbind", "ro", "nodev", "noatime"], ["rbind", "rro", "rnodev"],
-                                     ["rbind", "ro", "nodev", "relatime", "sync"]])
+                                     ["rbind", "ro", "nodev", "relatime", "sync", "defaults"]])
 def test_every_mount_of_a_bind_gets_its_flags_whatever_the_options(oci, bundle, tmp_path, options):
     """An outside review: an atime option sent the flags down a remount that missed the
     submounts when the destination was not ASCII (/xé/sub stayed writable with
