@@ -48,6 +48,18 @@ def reopen_regular(pinned: int, flags: int = os.O_RDONLY | os.O_CLOEXEC, seen=No
     return os.open(f"/proc/self/fd/{pinned}", flags)
 
 
+def fd_path(fd: int) -> str:
+    """What the kernel resolves to exactly the object fd holds, with no lookup of
+    the container's paths (mount(2) takes no directory fd)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def same_object(fd: int, other: int) -> bool:
+    """Whether two descriptors hold the same inode."""
+    a, b = os.fstat(fd), os.fstat(other)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def proc_path(dir_fd: int, name: str) -> str:
     """A path to `name` inside the directory dir_fd, for the few calls that take no
     dir_fd (lsetxattr, remove_tree). The kernel jumps to the directory through the

@@ -25,16 +25,7 @@ import os
 from .. import linux
 from ..linux import procfs
 from ..errors import RuntimeFailure
-from ..layer.safeopen import open_in_root
-
-
-def _fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
-
-
-def _same(fd: int, other: int) -> bool:
-    a, b = os.fstat(fd), os.fstat(other)
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+from ..layer.safeopen import fd_path, open_in_root, same_object
 
 
 MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 0x100, 0x400, 0x800, 0x200000
@@ -60,13 +51,12 @@ def _mount_attrs(flags: int) -> tuple[int, int]:
     return attr_set, 0
 
 
-def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: int = -100) -> tuple[int, bool]:
+def _bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: int = -100) -> tuple[int, bool]:
     """Bind source (source_fd's object when source is "") on point, with the mount flags
     (ro, nosuid, nodev, noexec, the atime ones, nosymfollow) set on it (and with
     recursive, on every mount below it) before it is attached. Returns an O_PATH fd
     of the new mount (-1 where the kernel has no open_tree, before 5.2: the caller
     falls back) and whether the flags reached the mounts below it too."""
-    flags &= ~SUPERBLOCK_FLAGS
     try:
         tree = linux.open_tree_clone(source, source_fd, recursive)
     except OSError as exc:
@@ -97,32 +87,32 @@ def bind_tree(source: str, point: int, flags: int, recursive: bool, source_fd: i
 # statvfs's flags of a mount, and the MS_* flags they stand for (glibc's ST_* values)
 _STATVFS = ((0x1, linux.MS_RDONLY), (0x2, linux.MS_NOSUID), (0x4, linux.MS_NODEV), (0x8, linux.MS_NOEXEC),
             (0x400, MS_NOATIME), (0x800, MS_NODIRATIME), (0x1000, MS_RELATIME), (0x2000, MS_NOSYMFOLLOW))
-_ATIME_FLAGS = MS_NOATIME | linux.MS_STRICTATIME | MS_RELATIME
+_ATIME_FLAGS = sum(flag for flag, _ in _ATIME)
 
 
 def _remount(fd: int, flags: int) -> None:
     """The flags added to those the mount at fd has, as mount_setattr adds them: a bind
     remount sets exactly what it is given, and would drop the source's own nosuid."""
-    has = os.statvfs(_fd_path(fd)).f_flag
+    has = os.statvfs(fd_path(fd)).f_flag
     current = sum(flag for bit, flag in _STATVFS if has & bit)
     if flags & _ATIME_FLAGS:
         current &= ~_ATIME_FLAGS
-    linux.mount(None, _fd_path(fd), None, linux.MS_BIND | linux.MS_REMOUNT | current | flags)
+    linux.mount(None, fd_path(fd), None, linux.MS_BIND | linux.MS_REMOUNT | current | flags)
 
 
 def bind(root: int, path: str, source: str, point: int, flags: int, recursive: bool,
          source_fd: int = -100) -> int:
-    """bind_tree() (an fd of the new mount), or before Linux 5.2 a bind and a remount
+    """_bind_tree() (an fd of the new mount), or before Linux 5.2 a bind and a remount
     found by a second lookup of path (in root; point is its fd), refused where a
     symlink leads there. Where the flags could not be set on the mounts below it in
     one call (before 5.12), each is remounted in turn."""
     flags &= ~SUPERBLOCK_FLAGS
-    top, below = bind_tree(source, point, flags, recursive, source_fd)
+    top, below = _bind_tree(source, point, flags, recursive, source_fd)
     try:
         if top < 0:
             if flags:
                 _refuse_linked_target(root, path, point)
-            linux.mount(source or _fd_path(source_fd), _fd_path(point), None,
+            linux.mount(source or fd_path(source_fd), fd_path(point), None,
                         linux.MS_BIND | (linux.MS_REC if recursive else 0))
             top = open_in_root(root, path, follow=not flags)
             if flags:
@@ -140,7 +130,7 @@ def _remount_below(top: int, flags: int) -> None:
     """The flags on every mount an rbind brought under top, one remount each (a
     remount changes one mount only: a read-only rbind must not leave the source's
     submounts writable). Each is opened from top's fd with no symlink followed."""
-    prefix = os.fsencode(os.readlink(_fd_path(top)).rstrip("/") + "/")
+    prefix = os.fsencode(os.readlink(fd_path(top)).rstrip("/") + "/")
     for point in procfs.mount_points():
         if not point.startswith(prefix):
             continue
@@ -158,7 +148,7 @@ def _refuse_linked_target(root: int, path: str, point: int) -> None:
         plain = open_in_root(root, path, follow=False)
     except OSError:
         plain = -1
-    same = plain >= 0 and _same(plain, point)
+    same = plain >= 0 and same_object(plain, point)
     if plain >= 0:
         os.close(plain)
     if not same:

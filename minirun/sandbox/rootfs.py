@@ -37,7 +37,7 @@ from .. import linux
 from ..linux import overlay
 from ..lib import log
 from ..errors import MinirunError, RuntimeFailure
-from ..layer.safeopen import PATH_FLAGS, open_in_root
+from ..layer.safeopen import PATH_FLAGS, fd_path, open_in_root, same_object  # fd_path: rootfs.fd_path for callers
 from .bindmount import bind
 from .mounts import MASKED_PATHS, PROC_FILES_TO_COVER, READONLY_PATHS, Mount
 
@@ -50,12 +50,6 @@ _DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 _NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 _STAGE = ".minirun-devices"           # in /dev, for the moment the nodes are made
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def fd_path(fd: int) -> str:
-    """What the kernel resolves to exactly the object fd holds, with no lookup of
-    the container's paths (mount(2) takes no directory fd)."""
-    return f"/proc/self/fd/{fd}"
 
 
 def make_private() -> None:
@@ -79,9 +73,10 @@ def setup(spec: overlay.OverlayMount, merged: str, strategy: str, mounts: tuple[
                       before=lambda proc: _mount_files(root, proc, [m for m in mounts if m.kind == "file"]))
         _mount_dev(root, privileged)
         _mount_kernel(root, "sys", "sysfs", _NOSUID_NODEV_NOEXEC | (0 if privileged else linux.MS_RDONLY))
-        proc = os.stat("proc", dir_fd=root, follow_symlinks=False).st_dev       # the procfs just mounted
-        for mount in mounts:
-            if mount.kind != "file":
+        volumes = [m for m in mounts if m.kind != "file"]
+        if volumes:
+            proc = os.stat("proc", dir_fd=root, follow_symlinks=False).st_dev    # the procfs just mounted
+            for mount in volumes:
                 _mount(root, mount, privileged, proc)
         if not privileged:
             try:
@@ -243,7 +238,7 @@ def tmpfs_flags(options: str) -> tuple[int, str]:
 def _mount(root: int, mount: Mount, privileged: bool = False, proc: int = -1) -> None:
     point = target(root, mount.target)
     try:
-        if _same(point, root):
+        if same_object(point, root):
             raise RuntimeFailure(f"cannot mount on {mount.target} in the container: a symlink in the "
                                  "image makes it the container's root", "fix the image, or choose another path")
         info = os.fstat(point)
@@ -289,11 +284,6 @@ def _refuse_in_proc(path: str) -> None:
     raise RuntimeFailure(f"cannot mount on {path} in the container: {how}, where only "
                          f"{', '.join(PROC_FILES_TO_COVER)} may be mounted over",
                          "choose another path, or fix the image")
-
-
-def _same(fd: int, other: int) -> bool:
-    a, b = os.fstat(fd), os.fstat(other)
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _remount(root: int, path: str, flags: int) -> None:

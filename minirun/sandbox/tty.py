@@ -40,16 +40,21 @@ def open_in(root: str) -> tuple[int, int]:
     inside root with no symlink followed (never the /dev/ptmx link, which a
     container can point at /proc/self/fd/N), checked to be a ptmx device, and the
     slave is got from the master itself (TIOCGPTPEER), not looked up by name."""
-    import struct
     top = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _open_pair(top)
+    finally:
+        os.close(top)
+
+
+def _open_pair(top: int) -> tuple[int, int]:
+    import struct
     try:
         master = open_in_root(top, "dev/pts/ptmx", follow=False,
                               flags=os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise RuntimeFailure(f"cannot open the container's terminal: /dev/pts/ptmx: {exc.strerror}",
                              "the container's /dev/pts must be its own devpts (do not mount over it)") from None
-    finally:
-        os.close(top)
     try:
         info = os.fstat(master)
         if not stat.S_ISCHR(info.st_mode) or info.st_rdev != _PTMX:
@@ -63,22 +68,18 @@ def open_in(root: str) -> tuple[int, int]:
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.ENOTTY):
                 raise
-            slave = _slave_by_name(root, master, info.st_dev)      # before Linux 4.13
+            slave = _slave_by_name(top, master, info.st_dev)       # before Linux 4.13
     except BaseException:
         os.close(master)
         raise
     return master, slave
 
 
-def _slave_by_name(root: str, master: int, devpts: int) -> int:
-    """The slave as dev/pts/N inside root, no symlink followed, on the master's devpts."""
+def _slave_by_name(top: int, master: int, devpts: int) -> int:
+    """The slave as dev/pts/N inside top, no symlink followed, on the master's devpts."""
     import struct
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-    top = os.open(root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        slave = open_in_root(top, f"dev/pts/{number}", follow=False, flags=os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    finally:
-        os.close(top)
+    slave = open_in_root(top, f"dev/pts/{number}", follow=False, flags=os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     if os.fstat(slave).st_dev != devpts:
         os.close(slave)
         raise RuntimeFailure("cannot open the container's terminal: its /dev/pts/N is not on its devpts",
