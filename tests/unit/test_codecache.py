@@ -43,6 +43,14 @@ MODULES = {
             return x
     ''',
     "b.py": "VALUE = 1\n",
+    "e.py": '''
+        """e: postponed annotations"""
+        from __future__ import annotations
+
+
+        def g(x: NotDefinedAnywhere) -> None:
+            return x
+    ''',
     "c.py": '''
         """usage: c prints its own docstring"""
         TEXT = __doc__
@@ -57,7 +65,7 @@ PROBE = textwrap.dedent('''
     from minirun import codecache
     cache = codecache.Cache(os.path.join(sys.argv[1], "pkg"), "pkg")
     sys.meta_path.insert(0, cache)
-    import pkg.a, pkg.c
+    import pkg.a, pkg.c, pkg.e
     try:
         pkg.a.checked(0)
         asserted = False
@@ -66,7 +74,8 @@ PROBE = textwrap.dedent('''
     report = {"served": sorted(cache.served), "entries": sorted(cache.entries),
               "value": pkg.a.f(), "f_doc": pkg.a.f.__doc__, "k_doc": pkg.a.K.__doc__,
               "a_doc": pkg.a.__doc__, "c_text": pkg.c.TEXT, "asserted": asserted,
-              "file": pkg.a.__file__}
+              "file": pkg.a.__file__, "future": "__future__" in sys.modules,
+              "e_annotations": pkg.e.g.__annotations__, "e_line": pkg.e.g.__code__.co_firstlineno}
     if sys.argv[3] == "save":
         cache.save()
     print(json.dumps(report))
@@ -99,13 +108,25 @@ def test_a_second_run_imports_from_the_cache_without_docstrings(tmp_path):
     assert first["served"] == [] and first["f_doc"] == "f's docstring"
     assert cache_file(tmp_path).is_file()
     second = probe(tmp_path)
-    assert second["served"] == ["pkg.a", "pkg.b", "pkg.c", "pkg.d"]
+    assert second["served"] == ["pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e"]
     assert second["value"] == 1
     assert second["f_doc"] is None and second["k_doc"] is None and second["a_doc"] is None
     # a module that reads its own docstring keeps it, and one with an assert keeps that
     assert second["c_text"] == "usage: c prints its own docstring"
     assert second["asserted"] is True
     assert second["file"] == str(tmp_path / "pkg" / "a.py")
+
+
+def test_postponed_annotations_stay_postponed_without_importing_future(tmp_path):
+    """`from __future__ import annotations` is compiled in as its flag: the cached
+    module's annotations are still strings, its lines where they were, and the
+    __future__ module is never imported."""
+    make_package(tmp_path)
+    first = probe(tmp_path)
+    second = probe(tmp_path)
+    assert first["future"] is True and second["future"] is False
+    assert second["e_annotations"] == first["e_annotations"] == {"x": "NotDefinedAnywhere", "return": "None"}
+    assert second["e_line"] == first["e_line"]
 
 
 def test_an_edited_module_comes_from_its_source_until_the_cache_is_written_again(tmp_path):
