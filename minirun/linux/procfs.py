@@ -1,6 +1,7 @@
 """Processes as the kernel shows them in /proc: the one module that reads
 /proc/PID/stat and /proc/self/status, and so the one way minirun tells whether
-a process is alive; and the mount points in /proc/self/mountinfo.
+a process is alive; and the mounts in /proc/self/mountinfo, read as bytes
+(a mount point need not be UTF-8 text) with the kernel's escapes undone.
 
 A pid alone does not name a process for long: the kernel reuses numbers. A
 container's state records the start time of its PID 1 next to the pid, and
@@ -148,8 +149,29 @@ def mount_points() -> list[bytes]:
     """Every mount point in /proc/self/mountinfo, as bytes (a path need not be text),
     with the kernel's escapes undone: it writes space, tab, newline and backslash
     as \\ooo (a decode as text garbled every other non-ASCII byte)."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        return [_unescape(line.split(b" ")[4]) for line in f]      # only spaces separate fields
+    return [point for _, point, _, _ in _mountinfo("/proc/self/mountinfo")]
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str, str, str]]:
+    """Each mount in a mountinfo file: (the mount's root, its point, the filesystem
+    type, the super options), the paths decoded as os.fsdecode does, so that any
+    byte comes back as it was with os.fsencode (a host's mount point in Latin-1
+    once ended cgroup look-ups in a UnicodeDecodeError)."""
+    return [(os.fsdecode(root), os.fsdecode(point), os.fsdecode(kind), os.fsdecode(options))
+            for root, point, kind, options in _mountinfo(mountinfo)]
+
+
+def _mountinfo(path: str) -> list[tuple[bytes, bytes, bytes, bytes]]:
+    """Fields 4 and 5 of each line, then the two after the " - " separator but one;
+    only spaces separate fields, and a line too short to have them is skipped."""
+    out = []
+    with open(path, "rb") as f:
+        for line in f:
+            head, _, tail = line.rstrip(b"\n").partition(b" - ")
+            fields, extra = head.split(b" "), tail.split(b" ")
+            if len(fields) >= 5 and len(extra) >= 3:
+                out.append((_unescape(fields[3]), _unescape(fields[4]), extra[0], extra[2]))
+    return out
 
 
 def _unescape(field: bytes) -> bytes:

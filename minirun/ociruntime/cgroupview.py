@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from .. import linux
+from ..linux import procfs
 from ..sandbox import rootfs
 
 HOST = "/sys/fs/cgroup"
@@ -23,14 +24,8 @@ _KEEP = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 def _hierarchies() -> list[str]:
     """Names of the v1 hierarchies mounted right under /sys/fs/cgroup."""
-    names = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            kind = fields[fields.index("-") + 1]
-            if kind == "cgroup" and os.path.dirname(fields[4]) == HOST:
-                names.append(os.path.basename(fields[4]))
-    return names
+    return [os.path.basename(point) for _, point, kind, _ in procfs.mounts()
+            if kind == "cgroup" and os.path.dirname(point) == HOST]
 
 
 def mount(reopen, flags: int, group: dict) -> None:

@@ -521,3 +521,26 @@ def test_only_cgroup_dirs_below_a_hierarchy_root_are_taken_from_a_record():
             if os.path.ismount(os.path.realpath(f"{root}/{name}"))]      # cpu -> cpu,cpuacct too
     assert ocigroup.recorded(good + bad) == good
     assert ocigroup.recorded("not a list") == []
+
+
+def test_membership_takes_mount_points_and_cgroup_names_that_are_not_utf8(tmp_path):
+    """/proc/self/mountinfo and /proc/PID/cgroup are bytes: a host mount point in
+    Latin-1, or a cgroup named so, once ended minirun-oci exec and ps in a
+    UnicodeDecodeError. They come back byte for byte (os.fsencode), escapes undone."""
+    import os
+    from minirun.linux import procfs
+    from minirun.linux.cgroups import membership
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_bytes(
+        b"30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct\n"
+        b"31 25 0:27 /sub /mnt/caf\xe9\\040x rw - cgroup cgroup rw,memory\n"
+        b"32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        b"truncated line\n")
+    proc = tmp_path / "proc" / "7"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_bytes(b"4:cpu,cpuacct:/a\n3:memory:/sub/b\xff\n0::/c\n")
+    assert [os.fsencode(p) for _, p, _, _ in procfs.mounts(str(mountinfo))] == \
+        [b"/sys/fs/cgroup/cpu,cpuacct", b"/mnt/caf\xe9 x", b"/sys/fs/cgroup/unified"]
+    dirs = membership.of(7, str(mountinfo), str(tmp_path / "proc"))
+    assert [os.fsencode(d) for d in dirs] == [b"/sys/fs/cgroup/cpu,cpuacct/a", b"/mnt/caf\xe9 x/b\xff",
+                                             b"/sys/fs/cgroup/unified/c"]

@@ -16,28 +16,25 @@ from __future__ import annotations
 
 import os
 
+from .. import procfs
+
 
 def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[list[tuple[set, str, str]], str | None]:
     """([(v1 controllers, mount root, mount point)], the cgroup2 mount point or None)."""
     v1, v2 = [], None
-    with open(mountinfo) as f:
-        for line in f:
-            fields, _, tail = line.partition(" - ")
-            parts, extra = fields.split(), tail.split()
-            if len(parts) < 5 or len(extra) < 3:
-                continue
-            kind, point = extra[0], parts[4].replace("\\040", " ")
-            if kind == "cgroup2" and v2 is None:
-                v2 = point
-            elif kind == "cgroup":
-                v1.append((set(extra[2].split(",")), parts[3], point))
+    for root, point, kind, options in procfs.mounts(mountinfo):
+        if kind == "cgroup2" and v2 is None:
+            v2 = point
+        elif kind == "cgroup":
+            v1.append((set(options.split(",")), root, point))
     return v1, v2
 
 
 def of(pid: int | str, mountinfo: str = "/proc/self/mountinfo", proc: str = "/proc") -> list[str]:
     """The host dirs of every cgroup pid is in (v1: one per mounted hierarchy; v2: one),
-    skipping hierarchies that are not mounted here."""
-    with open(f"{proc}/{pid}/cgroup") as f:
+    skipping hierarchies that are not mounted here. Paths are decoded as os.fsdecode
+    does: a cgroup's name, like a mount point's, need not be UTF-8."""
+    with open(f"{proc}/{pid}/cgroup", errors="surrogateescape") as f:
         lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
     v1, v2 = _mounts(mountinfo)
     dirs = []

@@ -41,8 +41,9 @@ def check_path(path: str) -> None:
 
 
 def _own(controller: str) -> str:
-    """This process's cgroup in controller's hierarchy ("" for v2's unified one)."""
-    with open("/proc/self/cgroup") as f:
+    """This process's cgroup in controller's hierarchy ("" for v2's unified one); its
+    path decoded as os.fsdecode does (a cgroup's name need not be UTF-8)."""
+    with open("/proc/self/cgroup", errors="surrogateescape") as f:
         for line in f:
             number, names, path = line.rstrip("\n").split(":", 2)
             if (controller and controller in names.split(",")) or (not controller and number == "0"):
