@@ -6,7 +6,7 @@ path finder's look-up, a stat of the source, an open and read of its .pyc and
 an unmarshal. This module owns one file, `minirun/__pycache__/codecache.<tag>.bin`
 beside the .pyc files, which holds the code of the minirun modules that
 commands imported, compiled without their docstrings (a module with an assert,
-as it is). The launchers (bin/minirun, bin/minirun-oci) call install() first; a
+as it is) and their functions' annotations (see _compile). The launchers (bin/minirun, bin/minirun-oci) call install() first; a
 finder at the front of sys.meta_path then serves those modules from the one file,
 mapped into memory, ~3 ms sooner per command than the .pyc files (benchmarks/start.py).
 
@@ -19,7 +19,7 @@ by no one else is ignored whole. save(), called by the CLI just
 before it exits, writes a new file when a minirun module came from its source
 (the first run after an install or an edit): compiled again from the sources,
 written to a temporary name and renamed, so a reader sees the old file or the
-new one. It writes nothing when Python may not write bytecode
+new one (entries still true to their sources are copied over, not compiled again). It writes nothing when Python may not write bytecode
 (PYTHONDONTWRITEBYTECODE, -B) or the directory is not writable; any error
 there is dropped, as Python drops a .pyc it cannot write.
 
@@ -34,7 +34,7 @@ import marshal
 import os
 import sys
 
-_FORMAT = b"minirun-codecache/3\0" + _external.MAGIC_NUMBER
+_FORMAT = b"minirun-codecache/4\0" + _external.MAGIC_NUMBER
 _MAX_BYTES = 16 << 20           # bounded, like every file minirun reads
 
 
@@ -108,11 +108,21 @@ class Cache:
                 wanted[name] = origin
         if not wanted:
             return
-        for name, (relative, *_rest) in self.entries.items():
-            if name not in wanted and os.path.isfile(os.path.join(self.root, relative)):
-                wanted[name] = os.path.join(self.root, relative)
+        kept = {}                       # entries still true to their source: not compiled again
+        for name, (relative, package, size, mtime, code) in self.entries.items():
+            if name in wanted:
+                continue
+            origin = os.path.join(self.root, relative)
+            try:
+                st = os.stat(origin)
+            except OSError:
+                continue
+            if st.st_size == size and st.st_mtime_ns == mtime:
+                kept[name] = (relative, package, size, mtime, code.get())
+            else:
+                wanted[name] = origin
         try:
-            self._write({name: _compile(origin, self.root) for name, origin in wanted.items()})
+            self._write({**kept, **{name: _compile(origin, self.root) for name, origin in wanted.items()}})
         except (OSError, SyntaxError, ValueError):
             pass
 
@@ -198,25 +208,41 @@ def read(file: str) -> dict:
         return {}
 
 
-_FUTURE = b"\nfrom __future__ import annotations\n"
+# a module that reads its functions' annotations (typer's commands, inspect) keeps them
+_READS_ANNOTATIONS = (b"typer", b"__annotations__", b"get_type_hints", b"signature")
 
 
 def _compile(origin: str, root: str) -> tuple:
     """One entry: the module's code compiled as -OO does, without docstrings, unless
-    it has an assert or reads a docstring (then as it is). compile() alone: no ast,
-    whose imports (enum, contextlib) the quick commands must not pay for.
-    `from __future__ import annotations` becomes the compiler flag it stands for:
-    the statement itself imports the __future__ module (~0.15 ms of a run), to
-    bind a global of that name no minirun module reads."""
+    it has an assert or reads a docstring (then as it is); and without the
+    annotations of its functions' parameters and results, which nothing reads at
+    run time but typer (a module that may read them keeps them): unmarshalling
+    their strings was ~20% of a run's unmarshal. A class body's annotations stay
+    (they are lib/frozen.py's fields). `from __future__ import annotations`
+    becomes the compiler flag it stands for: the statement itself imports the
+    __future__ module (~0.15 ms of a run) to bind a global no module reads.
+    Only here, where a stale cache is rewritten, is ast imported."""
+    import ast
+    import __future__
     with open(origin, "rb") as f:
         st = os.fstat(f.fileno())
         source = f.read()
-    keep = b"assert" in source or b"__doc__" in source or b"__debug__" in source
+    keep_docs = b"assert" in source or b"__doc__" in source or b"__debug__" in source
+    tree = ast.parse(source, origin)
     flags = 0
-    if source.count(_FUTURE) == 1:
-        import __future__
-        flags = __future__.annotations.compiler_flag
-        source = source.replace(_FUTURE, b"\n\n")          # the same line numbers
-    code = compile(source, origin, "exec", flags=flags, dont_inherit=True, optimize=0 if keep else 2)
+    for node in list(tree.body):
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__" and \
+                [a.name for a in node.names] == ["annotations"] and node.level == 0:
+            tree.body.remove(node)
+            flags = __future__.annotations.compiler_flag
+    if not any(word in source for word in _READS_ANNOTATIONS):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                node.returns = None
+                args = node.args
+                for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                    if arg is not None:
+                        arg.annotation = None
+    code = compile(tree, origin, "exec", flags=flags, dont_inherit=True, optimize=0 if keep_docs else 2)
     return (os.path.relpath(origin, root), os.path.basename(origin) == "__init__.py",
             st.st_size, st.st_mtime_ns, marshal.dumps(code))

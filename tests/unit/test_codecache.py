@@ -50,6 +50,18 @@ MODULES = {
 
         def g(x: NotDefinedAnywhere) -> None:
             return x
+
+
+        class Rec:
+            field: NotDefinedEither
+    ''',
+    "h.py": '''
+        """h: reads its functions' annotations (as typer does, with get_type_hints)"""
+        from __future__ import annotations
+
+
+        def g(x: int) -> str:
+            return str(x)
     ''',
     "c.py": '''
         """usage: c prints its own docstring"""
@@ -65,7 +77,7 @@ PROBE = textwrap.dedent('''
     from minirun import codecache
     cache = codecache.Cache(os.path.join(sys.argv[1], "pkg"), "pkg")
     sys.meta_path.insert(0, cache)
-    import pkg.a, pkg.c, pkg.e
+    import pkg.a, pkg.c, pkg.e, pkg.h
     try:
         pkg.a.checked(0)
         asserted = False
@@ -75,7 +87,8 @@ PROBE = textwrap.dedent('''
               "value": pkg.a.f(), "f_doc": pkg.a.f.__doc__, "k_doc": pkg.a.K.__doc__,
               "a_doc": pkg.a.__doc__, "c_text": pkg.c.TEXT, "asserted": asserted,
               "file": pkg.a.__file__, "future": "__future__" in sys.modules,
-              "e_annotations": pkg.e.g.__annotations__, "e_line": pkg.e.g.__code__.co_firstlineno}
+              "e_annotations": pkg.e.g.__annotations__, "e_line": pkg.e.g.__code__.co_firstlineno,
+              "e_class_annotations": pkg.e.Rec.__annotations__, "h_annotations": pkg.h.g.__annotations__}
     if sys.argv[3] == "save":
         cache.save()
     print(json.dumps(report))
@@ -108,7 +121,7 @@ def test_a_second_run_imports_from_the_cache_without_docstrings(tmp_path):
     assert first["served"] == [] and first["f_doc"] == "f's docstring"
     assert cache_file(tmp_path).is_file()
     second = probe(tmp_path)
-    assert second["served"] == ["pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e"]
+    assert second["served"] == ["pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e", "pkg.h"]
     assert second["value"] == 1
     assert second["f_doc"] is None and second["k_doc"] is None and second["a_doc"] is None
     # a module that reads its own docstring keeps it, and one with an assert keeps that
@@ -117,15 +130,19 @@ def test_a_second_run_imports_from_the_cache_without_docstrings(tmp_path):
     assert second["file"] == str(tmp_path / "pkg" / "a.py")
 
 
-def test_postponed_annotations_stay_postponed_without_importing_future(tmp_path):
-    """`from __future__ import annotations` is compiled in as its flag: the cached
-    module's annotations are still strings, its lines where they were, and the
-    __future__ module is never imported."""
+def test_annotations_without_importing_future_and_only_where_read(tmp_path):
+    """`from __future__ import annotations` is compiled in as its flag: the __future__
+    module is never imported, a class's annotations (lib/frozen.py's fields) stay
+    strings, and the lines stay where they were. A function's annotations are
+    dropped, unless its module may read them (typer's commands)."""
     make_package(tmp_path)
     first = probe(tmp_path)
     second = probe(tmp_path)
     assert first["future"] is True and second["future"] is False
-    assert second["e_annotations"] == first["e_annotations"] == {"x": "NotDefinedAnywhere", "return": "None"}
+    assert first["e_annotations"] == {"x": "NotDefinedAnywhere", "return": "None"}
+    assert second["e_annotations"] == {}
+    assert second["e_class_annotations"] == first["e_class_annotations"] == {"field": "NotDefinedEither"}
+    assert second["h_annotations"] == first["h_annotations"] == {"x": "int", "return": "str"}
     assert second["e_line"] == first["e_line"]
 
 
