@@ -29,6 +29,7 @@ anything else of minirun.
 """
 
 import _frozen_importlib as _bootstrap
+import _imp
 import _frozen_importlib_external as _external
 import marshal
 import os
@@ -41,14 +42,18 @@ _MAX_BYTES = 16 << 20           # bounded, like every file minirun reads
 class _Loader:
     """Executes a module's code from the cache."""
 
-    def __init__(self, code: "_Slice"):
-        self._code = code
+    def __init__(self, code: "_Slice", origin: str):
+        self._code, self._origin = code, origin
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module) -> None:
-        exec(marshal.loads(self._code.get()), module.__dict__)   # noqa: S102 - our own compiled modules
+        code = marshal.loads(self._code.get())
+        # the file the code was compiled from may have moved with the tree (cp -a): its
+        # tracebacks name the source where it is now, as a .pyc's do
+        _imp._fix_co_filename(code, self._origin)
+        exec(code, module.__dict__)   # noqa: S102 - our own compiled modules
 
 
 class _Slice:
@@ -86,7 +91,7 @@ class Cache:
             return None
         if st.st_size != size or st.st_mtime_ns != mtime:
             return None
-        spec = _bootstrap.ModuleSpec(name, _Loader(code), origin=origin, is_package=package)
+        spec = _bootstrap.ModuleSpec(name, _Loader(code, origin), origin=origin, is_package=package)
         spec.has_location = True
         if package:
             spec.submodule_search_locations = [os.path.dirname(origin)]
@@ -172,10 +177,11 @@ def save() -> None:
 def read(file: str) -> dict:
     """The entries of a cache file (name -> relative path, is package, size, mtime_ns,
     _Slice of its code); {} for a missing, foreign, damaged or unsafe one. The file is
-    mapped, not read: only the index and the modules imported are copied out (the
-    whole file's read and unmarshal cost each command ~1.2 ms). The mapping outlives
-    the descriptor, which is closed at once, so nothing of ours stays open in a
-    container's process."""
+    mapped, not read: only the index and the modules imported are unmarshalled (the
+    whole file's read and unmarshal cost each command ~1.2 ms). Our descriptor is
+    closed at once; Python's mmap keeps a close-on-exec duplicate of its own, which
+    a container's child closes with every other descriptor of ours as it starts
+    (sandbox/process.py), so none reaches a container's process."""
     try:
         fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:

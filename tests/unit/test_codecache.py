@@ -86,7 +86,7 @@ PROBE = textwrap.dedent('''
     report = {"served": sorted(cache.served), "entries": sorted(cache.entries),
               "value": pkg.a.f(), "f_doc": pkg.a.f.__doc__, "k_doc": pkg.a.K.__doc__,
               "a_doc": pkg.a.__doc__, "c_text": pkg.c.TEXT, "asserted": asserted,
-              "file": pkg.a.__file__, "future": "__future__" in sys.modules,
+              "file": pkg.a.__file__, "f_file": pkg.a.f.__code__.co_filename, "future": "__future__" in sys.modules,
               "e_annotations": pkg.e.g.__annotations__, "e_line": pkg.e.g.__code__.co_firstlineno,
               "e_class_annotations": pkg.e.Rec.__annotations__, "h_annotations": pkg.h.g.__annotations__}
     if sys.argv[3] == "save":
@@ -234,3 +234,17 @@ def test_a_read_only_package_is_not_compiled_at_every_exit(tmp_path, monkeypatch
     finally:
         subprocess.run(["umount", str(package)], capture_output=True)
         os.chmod(package, 0o755)
+
+
+def test_a_moved_tree_names_its_sources_where_they_are_now(tmp_path):
+    """cp -a keeps sizes and mtimes, so the cache stays valid in the copy: its code
+    must still name the copy's files (tracebacks, linecache), as a .pyc's does."""
+    import shutil
+    (tmp_path / "one").mkdir()
+    make_package(tmp_path / "one")
+    probe(tmp_path / "one")
+    assert probe(tmp_path / "one")["served"]
+    shutil.copytree(tmp_path / "one", tmp_path / "two", copy_function=shutil.copy2)
+    moved = probe(tmp_path / "two", save=False)
+    assert moved["served"] and moved["file"] == str(tmp_path / "two" / "pkg" / "a.py")
+    assert moved["f_file"] == str(tmp_path / "two" / "pkg" / "a.py")

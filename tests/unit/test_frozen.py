@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from minirun.lib import frozen
-from minirun.lib.frozen import FrozenInstanceError, asdict, dataclass, field, replace
+from minirun.lib.frozen import Field, FrozenInstanceError, asdict, dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,31 @@ def test_the_type_checkers_marker_is_there_and_typing_is_not_imported():
     assert frozen.TYPE_CHECKING is False
     decorated = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "dataclass")
     assert [ast.unparse(d).split("(")[0] for d in decorated.decorator_list] == ["dataclass_transform"]
+
+
+def test_a_plain_base_passes_its_records_fields_on_as_dataclasses_does():
+    @dataclass
+    class P:
+        x: int = 1
+
+    @dataclass
+    class Q(P):
+        x: int = 2
+
+    class Plain(P):
+        pass
+
+    @dataclass
+    class C(Plain, Q):
+        y: int = 3
+    assert (C().x, C().y) == (1, 3)        # the stdlib's dataclasses gives the same
+
+
+def test_a_field_subclass_is_a_field():
+    class Mine(Field):
+        pass
+
+    @dataclass
+    class R:
+        a: int = Mine(default=5)
+    assert R().a == 5
