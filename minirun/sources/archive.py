@@ -64,22 +64,28 @@ def spooled(store, path: str, report: Report = silent) -> Iterator[str]:
     import signal
     # named as staging (kind-PID-hex), so that a load killed outright is swept up with
     # the rest of a dead process's tmp/ files; SIGTERM and SIGHUP end it through the
-    # finally below, as Ctrl-C does
-    spool = store.staging_file("stdin")
-    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    # finally below, as Ctrl-C does. The handlers come first: a SIGTERM the moment
+    # the spool exists once killed the load outright and left the spool behind.
     previous = {signum: signal.signal(signum, _interrupted) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with os.fdopen(fd, "wb") as out:        # ENOSPC: the CLI's one line for a full disk
-            while chunk := os.read(0, 1 << 20):
-                out.write(chunk)
-                report("stdin", "Reading", out.tell())
-            if not out.tell():
-                raise UsageError("nothing came on stdin",
-                                 "name an archive (minirun load -i busybox.tar) or pipe one in: "
-                                 "minirun load < busybox.tar")
-        yield spool
+        spool = store.staging_file("stdin")
+        try:
+            fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:        # ENOSPC: the CLI's one line for a full disk
+                while chunk := os.read(0, 1 << 20):
+                    out.write(chunk)
+                    report("stdin", "Reading", out.tell())
+                if not out.tell():
+                    raise UsageError("nothing came on stdin",
+                                     "name an archive (minirun load -i busybox.tar) or pipe one in: "
+                                     "minirun load < busybox.tar")
+            yield spool
+        finally:
+            try:
+                os.unlink(spool)            # its name is ours alone: made or not, it goes
+            except FileNotFoundError:
+                pass
     finally:
-        os.unlink(spool)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import peers
+from .conftest import REPO
 from .imagebuild import busybox_layer, entry, layer_tar
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -287,3 +288,51 @@ def test_a_killed_load_from_stdin_leaves_a_spool_the_next_command_sweeps(mr):
     writer.kill()
     writer.wait()
     assert stdin_spools(mr) == []
+
+
+def test_a_sigterm_the_moment_the_stdin_spool_exists_still_removes_it(tmp_path):
+    """The spool of `load` from stdin is removed however SIGTERM finds it: the handler
+    that turns SIGTERM into the Ctrl-C path is in place before the spool is made (it
+    once came after, and a SIGTERM in between killed the load and left the spool).
+    The open that makes the spool is held for 10 s here, with the spool on disk."""
+    import signal
+    import textwrap
+    spool = tmp_path / "stdin-spool"
+    script = textwrap.dedent('''
+        import os, sys, time
+        from minirun.sources import archive
+
+        class Store:
+            def staging_file(self, kind):
+                return sys.argv[1]
+
+        opened = os.open
+
+        def held_open(path, *args, **kwargs):
+            fd = opened(path, *args, **kwargs)
+            if path == sys.argv[1]:
+                print("made", flush=True)
+                time.sleep(10)
+            return fd
+
+        os.open = held_open
+        with archive.spooled(Store(), "-"):
+            pass
+    ''')
+    reader, writer = os.pipe()                  # stdin that stays open and empty
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(spool)], stdin=reader, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=REPO, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "made" and spool.exists()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert proc.returncode != -signal.SIGTERM, "SIGTERM killed it before the handler was in place"
+    assert not spool.exists()
