@@ -6,9 +6,10 @@ path finder's look-up, a stat of the source, an open and read of its .pyc and
 an unmarshal. This module owns one file, `minirun/__pycache__/codecache.<tag>.bin`
 beside the .pyc files, which holds the code of the minirun modules that
 commands imported, compiled without their docstrings (a module with an assert,
-as it is) and their functions' annotations (see _compile). The launchers (bin/minirun, bin/minirun-oci) call install() first; a
-finder at the front of sys.meta_path then serves those modules from the one file,
-mapped into memory, ~3 ms sooner per command than the .pyc files (benchmarks/start.py).
+as it is) and their functions' annotations (see _compile). The launchers
+(bin/minirun, bin/minirun-oci) call install() first; a finder at the front of
+sys.meta_path then serves those modules from the one file, mapped into memory,
+~3 ms sooner per command than the .pyc files (benchmarks/start.py).
 
 It is a cache, never the truth, and it is checked as Python checks a .pyc:
 each entry carries the size and mtime of its source, and an entry whose source
@@ -19,7 +20,8 @@ by no one else is ignored whole. save(), called by the CLI just
 before it exits, writes a new file when a minirun module came from its source
 (the first run after an install or an edit): compiled again from the sources,
 written to a temporary name and renamed, so a reader sees the old file or the
-new one (entries still true to their sources are copied over, not compiled again). It writes nothing when Python may not write bytecode
+new one (entries still true to their sources are copied over, not compiled
+again). It writes nothing when Python may not write bytecode
 (PYTHONDONTWRITEBYTECODE, -B) or the directory is not writable; any error
 there is dropped, as Python drops a .pyc it cannot write.
 
@@ -29,8 +31,8 @@ anything else of minirun.
 """
 
 import _frozen_importlib as _bootstrap
-import _imp
 import _frozen_importlib_external as _external
+import _imp
 import marshal
 import os
 import sys
