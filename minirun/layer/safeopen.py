@@ -45,7 +45,7 @@ def reopen_regular(pinned: int, flags: int = os.O_RDONLY | os.O_CLOEXEC, seen=No
     if not stat.S_ISREG(st.st_mode) or \
             (seen is not None and (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino)):
         return -1
-    return os.open(f"/proc/self/fd/{pinned}", flags)
+    return os.open(fd_path(pinned), flags)
 
 
 def fd_path(fd: int) -> str:

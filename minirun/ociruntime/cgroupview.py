@@ -16,7 +16,7 @@ import os
 
 from .. import linux
 from ..linux import procfs
-from ..sandbox import rootfs
+from ..layer.safeopen import fd_path
 
 HOST = "/sys/fs/cgroup"
 _KEEP = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -41,13 +41,13 @@ def mount(reopen, flags: int, group: dict) -> None:
         return
     point = reopen()
     try:
-        linux.mount("tmpfs", rootfs.fd_path(point), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+        linux.mount("tmpfs", fd_path(point), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                     "mode=755")
     finally:
         os.close(point)
     point = reopen()                                 # the tmpfs just mounted
     try:
-        top = os.open(rootfs.fd_path(point), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open(fd_path(point), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     finally:
         os.close(point)
     try:
@@ -65,7 +65,7 @@ def mount(reopen, flags: int, group: dict) -> None:
                 except FileExistsError:
                     pass
         if keep:
-            linux.mount(None, rootfs.fd_path(top), None, linux.MS_REMOUNT | linux.MS_BIND | keep)
+            linux.mount(None, fd_path(top), None, linux.MS_REMOUNT | linux.MS_BIND | keep)
     finally:
         os.close(top)
 
@@ -73,12 +73,12 @@ def mount(reopen, flags: int, group: dict) -> None:
 def _bind(source: str, reopen, keep: int, recursive: bool = False) -> None:
     point = reopen()
     try:
-        linux.mount(source, rootfs.fd_path(point), None, linux.MS_BIND | (linux.MS_REC if recursive else 0))
+        linux.mount(source, fd_path(point), None, linux.MS_BIND | (linux.MS_REC if recursive else 0))
     finally:
         os.close(point)
     if keep:
         top = reopen()                                                       # the bind just made
         try:
-            linux.mount(None, rootfs.fd_path(top), None, linux.MS_REMOUNT | linux.MS_BIND | keep)
+            linux.mount(None, fd_path(top), None, linux.MS_REMOUNT | linux.MS_BIND | keep)
         finally:
             os.close(top)

@@ -20,7 +20,7 @@ import termios
 
 from .. import linux
 from ..errors import RuntimeFailure
-from ..layer.safeopen import PATH_FLAGS, open_in_root
+from ..layer.safeopen import PATH_FLAGS, fd_path, open_in_root
 from ..linux import caps
 from ..sandbox import bindmount, command, rootfs, trampoline   # imported now: after pivot_root no module file is in reach
 from . import cgroupview, config, hooks  # noqa: F401 - hooks (and its subprocess) imported before pivot_root
@@ -145,10 +145,10 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
                                  f"{','.join(unknown)}", "remove them from the mount in config.json, or use runc or crun")
         rest = flags & ~(linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT)
         try:
-            is_dir = os.path.isdir(rootfs.fd_path(src))
+            is_dir = os.path.isdir(fd_path(src))
             point = _make_target(root, dest, is_dir)
             try:
-                if os.path.isdir(rootfs.fd_path(point)) != is_dir:
+                if os.path.isdir(fd_path(point)) != is_dir:
                     raise RuntimeFailure(f"cannot bind {source} on {dest}: one is a directory and the other "
                                          "is not", "bind a directory on a directory and a file on a file")
                 # flags set before the bind is attached: a second lookup of dest would
@@ -160,13 +160,13 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
             os.close(src)
         try:
             if propagation:
-                linux.mount(None, rootfs.fd_path(top), None, propagation)
+                linux.mount(None, fd_path(top), None, propagation)
         finally:
             os.close(top)
         return
     point = _make_target(root, dest, True)
     try:
-        linux.mount(source, rootfs.fd_path(point), kind, flags, data or None)
+        linux.mount(source, fd_path(point), kind, flags, data or None)
     except OSError as exc:
         raise RuntimeFailure(f"cannot mount {kind} on {dest}: {exc.strerror}",
                              "fix the mount's type, source or options in config.json") from None
@@ -175,7 +175,7 @@ def _mount_one(root: int, bundle: str, mount: dict, group: dict | None = None) -
     if propagation:
         top = _make_target(root, dest, True)
         try:
-            linux.mount(None, rootfs.fd_path(top), None, propagation)
+            linux.mount(None, fd_path(top), None, propagation)
         finally:
             os.close(top)
 
@@ -190,7 +190,7 @@ def _devices(root: int, devices: list, uid: int, gid: int, userns: bool = False)
         for device in wanted:
             parent, _, name = device["path"].rpartition("/")
             fd = _make_target(root, parent, True)
-            pfd = os.open(rootfs.fd_path(fd), _DIR & ~os.O_PATH | os.O_RDONLY)
+            pfd = os.open(fd_path(fd), _DIR & ~os.O_PATH | os.O_RDONLY)
             os.close(fd)
             try:
                 kind = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[device["type"]]
@@ -223,7 +223,7 @@ def _bind_device(parent: int, name: str, host_path: str) -> None:
     os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent))
     target = os.open(name, PATH_FLAGS, dir_fd=parent)
     try:
-        linux.mount(host_path, rootfs.fd_path(target), None, linux.MS_BIND)
+        linux.mount(host_path, fd_path(target), None, linux.MS_BIND)
     except OSError as exc:
         raise RuntimeFailure(f"linux.devices: cannot bind the host's {host_path} in the user namespace: "
                              f"{exc.strerror}", "give devices the host has") from None
@@ -280,7 +280,7 @@ def setup(cfg: dict, bundle: str, no_pivot: bool, console=None, before_pivot=Non
         _devices(root, spec["devices"], process["user"]["uid"], process["user"]["gid"], userns)
         if before_pivot is not None:
             before_pivot()
-        rootfs.enter(rootfs.fd_path(top), use_chroot=no_pivot)
+        rootfs.enter(fd_path(top), use_chroot=no_pivot)
     finally:
         os.close(root)
         os.close(top)
@@ -385,7 +385,7 @@ def finish(process: dict, program: str, fifo: int, seccomp: tuple | None = None,
     the trampoline: this process is the host's python, and the program's path may
     lead back to it (/proc/self/exe); the trampoline, a sealed memfd, is what that
     then finds. report: a descriptor (report_sink()) for its errno byte."""
-    fd = os.open(rootfs.fd_path(fifo), os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(fd_path(fifo), os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo)

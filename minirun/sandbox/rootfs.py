@@ -37,7 +37,7 @@ from .. import linux
 from ..linux import overlay
 from ..lib import log
 from ..errors import MinirunError, RuntimeFailure
-from ..layer.safeopen import PATH_FLAGS, fd_path, open_in_root, same_object  # fd_path: rootfs.fd_path for callers
+from ..layer.safeopen import PATH_FLAGS, fd_path, open_in_root, same_object
 from .bindmount import bind
 from .mounts import MASKED_PATHS, PROC_FILES_TO_COVER, READONLY_PATHS, Mount
 

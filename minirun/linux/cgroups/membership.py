@@ -30,12 +30,17 @@ def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[list[tuple[set, st
     return v1, v2
 
 
+def entries(pid: int | str = "self", proc: str = "/proc") -> list[list[str]]:
+    """/proc/PID/cgroup as [hierarchy id, controllers, path] per line, paths decoded as
+    os.fsdecode does: a cgroup's name, like a mount point's, need not be UTF-8."""
+    with open(f"{proc}/{pid}/cgroup", errors="surrogateescape") as f:
+        return [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+
+
 def of(pid: int | str, mountinfo: str = "/proc/self/mountinfo", proc: str = "/proc") -> list[str]:
     """The host dirs of every cgroup pid is in (v1: one per mounted hierarchy; v2: one),
-    skipping hierarchies that are not mounted here. Paths are decoded as os.fsdecode
-    does: a cgroup's name, like a mount point's, need not be UTF-8."""
-    with open(f"{proc}/{pid}/cgroup", errors="surrogateescape") as f:
-        lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+    skipping hierarchies that are not mounted here."""
+    lines = entries(pid, proc)
     v1, v2 = _mounts(mountinfo)
     dirs = []
     for _, names, path in lines:

@@ -25,7 +25,7 @@ import os
 import time
 
 from ...errors import EnvironmentProblem, UsageError
-from . import _v2_root, detect
+from . import _v2_root, detect, membership
 from .files import CGROUP_ROOT, CgroupFS, _words
 from .ociresources import Unsupported, device_rules, plan
 
@@ -41,13 +41,10 @@ def check_path(path: str) -> None:
 
 
 def _own(controller: str) -> str:
-    """This process's cgroup in controller's hierarchy ("" for v2's unified one); its
-    path decoded as os.fsdecode does (a cgroup's name need not be UTF-8)."""
-    with open("/proc/self/cgroup", errors="surrogateescape") as f:
-        for line in f:
-            number, names, path = line.rstrip("\n").split(":", 2)
-            if (controller and controller in names.split(",")) or (not controller and number == "0"):
-                return path.lstrip("/")
+    """This process's cgroup in controller's hierarchy ("" for v2's unified one)."""
+    for number, names, path in membership.entries():
+        if (controller and controller in names.split(",")) or (not controller and number == "0"):
+            return path.lstrip("/")
     return ""
 
 
