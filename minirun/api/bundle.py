@@ -63,7 +63,7 @@ def create(store, image: str, directory: str, copy: bool = False) -> dict:
             else:
                 _mount(lowers, own, rootfs)
                 mounted = rootfs
-        document = _document(config, rootfs, own)
+        document = _document(config, rootfs)
         _write_json(os.path.join(directory, "config.json"), document)
         made.append(os.path.join(directory, "config.json"))
         _write_json(os.path.join(own, MARK), {
@@ -183,39 +183,20 @@ def _copy_merged(lowers: list[str], own: str, rootfs: str) -> None:
         raise RuntimeFailure(failure.message, "")
 
 
-def _document(config, rootfs: str, own: str) -> dict:
+def _document(config, rootfs: str) -> dict:
     """config.json for this image; the user's names looked up inside rootfs."""
     from ..run.plan import RunOptions
     from ..sandbox import program, users
     hostname = os.urandom(6).hex()           # as run names a container's host: 12 hex digits
     proc = program.build(config, RunOptions(), hostname, host_env={})
-    passwd, group = _inside(rootfs, "etc/passwd"), _inside(rootfs, "etc/group")
+    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        missing = os.path.join(own, "no-such-file")
-        identity = users.resolve(proc.user, _fd_path(passwd, missing), _fd_path(group, missing))
+        identity = users.resolve(proc.user, root=root)       # its tables, resolved inside rootfs
     finally:
-        for fd in (passwd, group):
-            if fd is not None:
-                os.close(fd)
+        os.close(root)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return runtimespec.config(proc.argv, proc.env, proc.cwd, identity.uid, identity.gid,
                               identity.groups, proc.hostname, caps.DOCKER_DEFAULT, hard)
-
-
-def _inside(rootfs: str, rel: str) -> int | None:
-    """An O_PATH fd of rel resolved inside rootfs (symlinks stay inside), or None."""
-    from ..layer.safeopen import open_in_root
-    root = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return open_in_root(root, rel)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    finally:
-        os.close(root)
-
-
-def _fd_path(fd: int | None, missing: str) -> str:
-    return f"/proc/self/fd/{fd}" if fd is not None else missing
 
 
 def _is_mount_point(path: str) -> bool:

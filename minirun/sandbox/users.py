@@ -7,6 +7,13 @@ them, so they are read with bounds: opened without blocking (a FIFO would wait
 forever), used only when they are regular files (a link to /dev/zero never
 ends) of at most MAX_TABLE_BYTES, and refused otherwise with one line. A file
 that does not exist is an empty table, as before.
+
+They are opened as root, with the caller's stdio still open and /proc mounted: a
+table that leads through a /proc/self/fd/N-style link would reopen a file of
+ours, the host file our stdin or stdout was redirected from, say. So the path is
+resolved by the kernel inside the root (layer/safeopen.py's open_in_root, which
+follows no such link: RESOLVE_NO_MAGICLINKS), and a table it refuses is treated
+as one that cannot be opened: an empty table.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import stat
 from ..lib.frozen import dataclass
 
 from ..errors import BadImage, UsageError
+from ..layer.safeopen import open_in_root
 
 MAX_ID = 2**32 - 2          # (uid_t)-1 means "no change" to the kernel
 MAX_TABLE_BYTES = 4 << 20   # /etc/passwd or /etc/group: about 50,000 users in 4 MiB
@@ -40,18 +48,20 @@ def _number(text: str) -> int | None:
     return None
 
 
-def _read_table(path: str, fields: int) -> list[list[str]]:
-    rows = [line.split(":") for line in _read_bounded(path).split("\n")
+def _read_table(root: int, path: str, fields: int) -> list[list[str]]:
+    rows = [line.split(":") for line in _read_bounded(root, path).split("\n")
             if line.strip() and not line.startswith("#")]
     return [row for row in rows if len(row) >= fields]
 
 
-def _read_bounded(path: str) -> str:
-    """The file's text; "" when it cannot be opened (missing, as before). Anything
-    but a regular file of at most MAX_TABLE_BYTES is refused, before and while reading
+def _read_bounded(root: int, path: str) -> str:
+    """The text of path inside the directory root; "" when it cannot be opened
+    (missing, as before, or through a link the kernel refuses). Anything but a
+    regular file of at most MAX_TABLE_BYTES is refused, before and while reading
     (the container may grow it meanwhile)."""
+    path = "/" + path.lstrip("/")
     try:
-        fd = os.open(path, _OPEN)
+        fd = open_in_root(root, path, flags=_OPEN)
     except OSError:
         return ""
     try:
@@ -80,10 +90,18 @@ def _refuse(path: str, why: str) -> BadImage:
                     f"make {path} a plain file of users (at most {MAX_TABLE_BYTES} bytes) in the image")
 
 
-def resolve(spec: str, passwd_path: str = "/etc/passwd", group_path: str = "/etc/group") -> Identity:
+def resolve(spec: str, passwd_path: str = "/etc/passwd", group_path: str = "/etc/group",
+            root: int = -1) -> Identity:
+    """USER[:GROUP] looked up in the two tables, each resolved inside the directory
+    fd root (default: our own root, the container's once we are in it)."""
     user, _, group = spec.partition(":")
-    passwd = _read_table(passwd_path, 7)
-    groups = _read_table(group_path, 4)
+    own = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if root < 0 else -1
+    try:
+        passwd = _read_table(own if root < 0 else root, passwd_path, 7)
+        groups = _read_table(own if root < 0 else root, group_path, 4)
+    finally:
+        if own >= 0:
+            os.close(own)
     uid = _number(user)
     if uid is not None:
         entry = next((row for row in passwd if _number(row[2]) == uid), None)

@@ -143,3 +143,37 @@ def test_log_driver_none_still_shows_everything(mr):
                    "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo to-stderr >&2")
     assert result.stdout == "x" * 3000000 + "\n"
     assert result.stderr.strip() == "to-stderr"
+
+
+# the caller's file holds a line for root whose home, and a group of root's, are secrets
+SECRET_TABLE = ("root:x:0:0:root:/HOST-SECRET-home:/bin/sh\n"
+                "secretgrp:x:4242:root\n")
+
+
+@pytest.mark.parametrize("table", ["etc/passwd", "etc/group"])
+@pytest.mark.parametrize("fd", [0, 1], ids=["stdin", "stdout"])
+def test_an_image_user_table_cannot_read_the_callers_stdio(mr, tmp_path, table, fd):
+    """An image whose /etc/passwd or /etc/group is a link to /proc/self/fd/0 (or 1)
+    while the runtime, as root in the container's root, looked up the user: the
+    caller's stdin or stdout file was reopened and read as the table, and its
+    home and groups reached the container (an outside review did it)."""
+    from .test_bounds import hostile_image
+    from .hostile import SYM, e
+    image = hostile_image(mr, tmp_path, "stdio-table", [e(table, SYM, link=f"/proc/self/fd/{fd}")])
+    held = canary(tmp_path, "held.txt", SECRET_TABLE, 0o600)
+    # not `id -G`: it would read the table too, its own stdout pipe through the link
+    probe = (image, "sh", "-c", "echo HOME=$HOME; grep ^Groups: /proc/self/status")
+    if fd == 0:
+        with open(held) as f:
+            result = minirun(mr, "run", "--rm", *probe, stdin=f, stdout=subprocess.PIPE)
+        said = result.stdout
+    else:
+        with open(held, "a") as f:
+            result = minirun(mr, "run", "--rm", *probe, stdout=f)
+        said = held.read_text()[len(SECRET_TABLE):]
+    assert result.returncode == 0, result.stderr
+    assert "SECRET" not in said + result.stderr and "4242" not in said, said
+    # the table that leads to our descriptor reads as missing: no home from passwd
+    # (root's is then /), no supplementary group from group
+    assert said.split()[0] == ("HOME=/root" if table == "etc/group" else "HOME=/"), said
+    assert held.read_text().startswith(SECRET_TABLE) and stat.S_IMODE(os.stat(held).st_mode) == 0o600

@@ -143,3 +143,35 @@ def test_a_group_over_the_cap_is_refused_by_its_size(tmp_path):
 def test_missing_files_are_empty_tables(tmp_path):
     assert resolve("1000:1000", str(tmp_path / "no-passwd"), str(tmp_path / "no-group")) == \
         Identity(1000, 1000, (1000,), "/")
+
+
+def test_a_table_that_is_a_link_to_one_of_our_descriptors_reads_as_missing(tmp_path):
+    """/proc/self/fd/N in an image's /etc/passwd would reopen what we hold: the file
+    our stdin came from, say. The kernel refuses that link (RESOLVE_NO_MAGICLINKS)."""
+    import os
+    held = tmp_path / "held"
+    held.write_text("root:x:0:0:root:/SECRET:/bin/sh\nsecret:x:4242:root\n")
+    fd = os.open(held, os.O_RDONLY)
+    try:
+        for name in ("passwd", "group"):
+            (tmp_path / name).symlink_to(f"/proc/self/fd/{fd}")
+        assert resolve("0", str(tmp_path / "passwd"), str(tmp_path / "group")) == \
+            Identity(0, 0, (0,), "/")
+        # the same file named directly is read: only the link is refused
+        assert resolve("0", str(held), str(held)) == Identity(0, 0, (0, 4242), "/SECRET")
+    finally:
+        os.close(fd)
+
+
+def test_tables_are_resolved_inside_the_given_root(tmp_path):
+    """api/bundle.py looks the user up in a rootfs on the host: an absolute link in it
+    stays inside it."""
+    import os
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "real").write_text("app:x:700:701::/srv/app:/bin/sh\n")
+    (tmp_path / "etc" / "passwd").symlink_to("/real")
+    root = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert resolve("app", root=root) == Identity(700, 701, (701,), "/srv/app")
+    finally:
+        os.close(root)
