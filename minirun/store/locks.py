@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 
-from ..errors import NO_SPACE_ERRNOS, Conflict
+from ..errors import NO_SPACE_ERRNOS, Conflict, DamagedRecord
 from ..linux import LOCK_EX, LOCK_NB, LOCK_SH, flock
 
 DEFAULT_TIMEOUT = 300.0
+# no symlink followed, no FIFO waited on, never the caller's terminal
+_OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _damaged(path: str, what: str = "a symlink") -> DamagedRecord:
+    return DamagedRecord(path, f"it is {what}, not a regular file",
+                         "remove it (minirun makes it again) or run `minirun fsck --repair`")
 
 
 class Locks:
@@ -38,16 +46,28 @@ class Held:
         self.fd = -1
 
     def __enter__(self) -> None:
+        # O_NOFOLLOW and a regular file only: a lock file replaced by a symlink (a
+        # damaged store) would have us create or overwrite its target, outside the
+        # store, with the pid we write; a FIFO or a device would be opened
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, _OPEN | os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _damaged(self.path) from None
             if exc.errno != errno.EROFS or not self.shared:
                 raise
             # a read-only store: readers still exclude collection by another mount of it
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(self.path, _OPEN | os.O_RDONLY)
             except FileNotFoundError:
                 return                        # never taken, and no one here can write
+            except OSError as again:
+                if again.errno == errno.ELOOP:
+                    raise _damaged(self.path) from None
+                raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _damaged(self.path, "something else")
         try:
             mode = LOCK_SH if self.shared else LOCK_EX
             try:

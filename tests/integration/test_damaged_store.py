@@ -278,3 +278,36 @@ def test_a_store_directory_replaced_is_one_line_and_repair_restores_it(store, in
     for args in (("images",), ("ps", "-a"), ("system", "df")):
         result = call(store, *args)
         assert result.returncode == 0 and stderr_lines(result) == [], (args, result.stderr)
+
+
+# ---------------------------------------------------------------- lock files
+
+@pytest.mark.parametrize("lock", ["gc.lock", "images.lock", "containers.lock"])
+def test_a_lock_file_replaced_by_a_symlink_is_never_followed(store, tmp_path, lock):
+    """A lock file that is a symlink (a damaged store, or one someone else wrote in)
+    had every command that took the lock create its target, or write its pid over
+    the first bytes of it, outside the store (an outside review did it). Now the
+    command refuses in one line, the target stays as it was, and `fsck --repair`
+    removes the link."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    existing = canary / "existing"
+    existing.write_text("ORIGINAL CANARY CONTENT LINE\n")
+    target = existing if lock == "images.lock" else canary / f"made-by-{lock}"
+    path = store.root / "locks" / lock
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.symlink_to(target)
+    for args in (("tag", "busybox", "x:y"), ("run", "--name", "c3", "busybox", "true"), ("prune", "-f"),
+                 ("load", str(store.fixture_path("busybox")))):
+        result = call(store, *args)
+        if result.returncode != 0:
+            line = one_line(result)
+            assert result.returncode in (1, 125) and "is damaged: it is a symlink" in line, (args, line)
+    assert existing.read_text() == "ORIGINAL CANARY CONTENT LINE\n"
+    assert sorted(p.name for p in canary.iterdir()) == ["existing"]
+    assert call(store, "fsck").returncode == 1
+    call(store, "fsck", "--repair")
+    assert not path.is_symlink()
+    assert call(store, "tag", "busybox", "x:z").returncode == 0
+    assert sorted(p.name for p in canary.iterdir()) == ["existing"]
