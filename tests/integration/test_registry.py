@@ -473,3 +473,45 @@ def test_run_of_an_image_no_registry_has_fails_in_two_lines(mr, registry):
     assert lines[-1].startswith(f"Error: pulling {registry.address}/team/absent:v1: "), lines
     assert "Traceback" not in result.stderr
     assert mr.ok("ps", "-a", "-q").stdout == ""
+
+
+@pytest.mark.parametrize("location", ["http://[::1/x", "http://127.0.0.1:ab/x", "http://127.0.0.1:99999/x",
+                                      "file:///etc/passwd", "ftp://127.0.0.1/x", "//127.0.0.1:ab/x"])
+def test_a_redirect_to_a_url_that_cannot_be_fetched_is_one_line(mr, location):
+    """A registry answers every request past /v2/ with a redirect to a malformed or
+    foreign URL: urljoin's ValueError and http.client's InvalidURL ended `pull` in
+    a traceback (an outside review did it). Now: one line naming the URL, exit 1,
+    nothing stored."""
+    import http.server
+    import threading
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path == "/v2/":
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *a):
+            pass
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{httpd.server_address[1]}"
+        result = mr("pull", f"{address}/evil/img:latest", env={"MINIRUN_INSECURE_REGISTRIES": address})
+        assert result.returncode == 1, (result.returncode, result.stderr)
+        line = one_line_error(result)
+        assert "cannot fetch" in line or "cannot reach" in line, line
+        assert nothing_stored(mr)
+    finally:
+        httpd.shutdown()

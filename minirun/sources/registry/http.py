@@ -13,7 +13,7 @@ import threading
 import urllib.parse
 from ...lib.frozen import dataclass, field
 
-from ...errors import RegistryError, RegistryUnavailable
+from ...errors import RegistryError, RegistryUnavailable, printable
 
 TIMEOUT = 30.0
 MAX_REDIRECTS = 5
@@ -67,6 +67,24 @@ class Response:
             self._raw.close()
 
 
+def _split(url: str) -> urllib.parse.SplitResult:
+    """url's parts, when it is one we may fetch: http or https, with a host and a
+    port that is a number (a registry's redirect names any URL it likes)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port                      # ValueError: not a number, or out of range
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise _bad_redirect(url)
+    return parts
+
+
+def _bad_redirect(location: str) -> RegistryError:
+    return RegistryError(f"the registry sent minirun to a URL it cannot fetch: {printable(location)[:200]}",
+                         "only http:// and https:// URLs with a host and a numeric port are followed")
+
+
 class Http:
     def __init__(self, timeout: float = TIMEOUT):
         self.timeout = timeout
@@ -95,14 +113,17 @@ class Http:
         only to the host named by auth_for (the registry), never to a redirect target."""
         headers = dict(headers or {})
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urllib.parse.urlsplit(url)
+            parts = _split(url)
             sent = dict(headers)
             if auth_for is not None and parts.netloc != auth_for:
                 sent.pop("Authorization", None)
             response = self._send(method, parts, sent, body)
             if response.status in (301, 302, 303, 307, 308) and response.header("location"):
                 response.read()
-                url = urllib.parse.urljoin(url, response.header("location"))
+                try:
+                    url = urllib.parse.urljoin(url, response.header("location"))
+                except ValueError:
+                    raise _bad_redirect(response.header("location")) from None
                 if response.status == 303:
                     method, body = "GET", None
                 continue
