@@ -14,7 +14,8 @@
 BuildKit's attestation manifests (platform unknown/unknown, annotated
 vnd.docker.reference.type=attestation-manifest) are never taken for an image.
 
-Each yields SourceImage objects for importer.py. Manifests, indexes and
+Each yields SourceImage objects for importer.py; the names they load under come
+from archiverefs.py. Manifests, indexes and
 configs are verified against their digests and sizes, and parsed, here, for
 every image before any is imported, so a malformed one leaves the store as it
 was; layer blobs are verified by the importer as they stream.
@@ -39,15 +40,15 @@ import re
 from typing import Iterator
 
 from .. import oci
-from ..oci import reference
 from ..errors import BadImage, DigestMismatch, MinirunError, UnsupportedMediaType, UsageError, named
 from ..layer.limits import check_size
+from . import archiverefs
 from .archivefiles import ArchiveFiles, clean_name
 from .importer import SourceImage, SourceLayer
 from .progress import Report, silent
 
-_CONTAINERD_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 4          # index.json -> image index -> manifest is the usual depth
+MAX_METADATA_BYTES = 64 << 20   # the configs and manifests of one archive's images, in all
 
 
 STDIN = "-"
@@ -106,9 +107,9 @@ def open_images(path: str, label: str = "") -> Iterator[list[SourceImage]]:
         if files.exists("manifest.json") and _dir_transport(files):
             images = [_dir_image(files)]
         elif files.exists("manifest.json") and (not has_layout or _index_lists_nothing(files)):
-            images = list(_docker_images(files))
+            images = _bounded(_docker_images(files), path)
         elif has_layout:
-            images = list(_oci_images(files))
+            images = _bounded(_oci_images(files), path)
         elif files.exists("repositories"):
             raise UnsupportedMediaType(
                 f"{path}: a docker-archive in the legacy format of Docker before 1.10 "
@@ -120,6 +121,25 @@ def open_images(path: str, label: str = "") -> Iterator[list[SourceImage]]:
         yield images
     finally:
         files.close()
+
+
+def _bounded(images: Iterator[SourceImage], path: str) -> list[SourceImage]:
+    """All the images, held at once (none is imported while one may be malformed), so
+    their configs and manifests may take MAX_METADATA_BYTES in all: a 16 KB archive
+    could list 100 configs of 16 MiB that compress to nothing (an outside review's)."""
+    out, held = [], 0
+    for image in images:
+        held += len(image.config_bytes) + len(image.manifest_bytes or b"")
+        if held > MAX_METADATA_BYTES:
+            raise BadImage(f"{path}: its image configs and manifests come to more than "
+                           f"{MAX_METADATA_BYTES >> 20} MiB in all", "save fewer images in one archive")
+        out.append(image)
+    return out
+
+
+def _merge_refs(image: SourceImage, refs: list[str]) -> None:
+    """A manifest listed again in one archive: the same image under more names."""
+    image.refs.extend(ref for ref in refs if ref not in image.refs)
 
 
 # ---------------------------------------------------------------- OCI layout / archive
@@ -172,8 +192,13 @@ def _oci_images(files: ArchiveFiles) -> Iterator[SourceImage]:
     images = [desc for desc in index.manifests if not is_attestation(desc)]
     if not images:
         raise BadImage(f"{files.path}: index.json lists no images")
+    seen: dict[str, SourceImage] = {}
     for desc in images:
-        yield _oci_descriptor(files, desc, desc.annotations)
+        if desc.digest in seen:
+            _merge_refs(seen[desc.digest], archiverefs.oci_refs(files.path, desc.annotations))
+            continue
+        seen[desc.digest] = image = _oci_descriptor(files, desc, desc.annotations)
+        yield image
 
 
 def _oci_descriptor(files: ArchiveFiles, desc: oci.Descriptor, annotations: dict, depth: int = 0) -> SourceImage:
@@ -187,7 +212,7 @@ def _oci_descriptor(files: ArchiveFiles, desc: oci.Descriptor, annotations: dict
         return _oci_descriptor(files, _pick_platform(nested, files.path), annotations, depth + 1)
     manifest_bytes = _verified_blob(files, desc, "manifest")
     return _manifest_image(files, manifest_bytes, f"manifest {oci.short_id(desc.digest)}",
-                           _oci_refs(files.path, annotations))
+                           archiverefs.oci_refs(files.path, annotations))
 
 
 def _manifest_image(files: ArchiveFiles, manifest_bytes: bytes, what: str, refs: list[str],
@@ -233,36 +258,6 @@ def _pick_platform(index: oci.Index, path: str) -> oci.Descriptor:
     raise BadImage(f"{path}: nested index holds no image manifest")
 
 
-def _oci_refs(path: str, annotations: dict) -> list[str]:
-    try:
-        return _oci_refs_unchecked(path, annotations)
-    except UsageError as exc:
-        raise BadImage(f"{path}: the image's name annotation is invalid: {exc.message}",
-                       "load it with --tag REF") from None
-
-
-def _oci_refs_unchecked(path: str, annotations: dict) -> list[str]:
-    full = annotations.get(_CONTAINERD_NAME)
-    name = annotations.get(oci.ANNOTATION_REF_NAME)
-    if isinstance(full, str) and full:
-        return [str(reference.parse(full))]
-    if not isinstance(name, str) or not name:
-        return []
-    if "/" in name or ":" in name:
-        return [str(reference.parse(name))]
-    return [str(reference.parse(f"localhost/{_repo_from_path(path)}:{name}"))]
-
-
-def _repo_from_path(path: str) -> str:
-    """ch3_myapp/ or ch3_myapp.tar -> ch3_myapp, folded to a valid repository name."""
-    base = os.path.basename(os.path.normpath(path))
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    base = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("._-")
-    return base or "image"
-
-
 # ---------------------------------------------------------------- dir (skopeo, podman docker-dir)
 
 def _dir_transport(files: ArchiveFiles) -> bool:
@@ -296,11 +291,18 @@ def _docker_images(files: ArchiveFiles) -> Iterator[SourceImage]:
     if not isinstance(entries, list) or not entries:
         raise BadImage(f"{what} must be a non-empty list of images, got {oci.json_type(entries)}",
                        "write it with docker save, podman save or skopeo")
+    seen: dict[str, SourceImage] = {}
+    layers: dict[str, SourceLayer] = {}        # each layer file hashed once, however often named
     for i, entry in enumerate(entries):
-        yield _docker_image(files, entry, f"{what} entry {i}")
+        key = repr((entry.get("Config"), entry.get("Layers"))) if isinstance(entry, dict) else ""
+        if key in seen:
+            _merge_refs(seen[key], archiverefs.docker_refs(entry.get("RepoTags"), f"{what} entry {i}"))
+            continue
+        seen[key] = image = _docker_image(files, entry, f"{what} entry {i}", layers)
+        yield image
 
 
-def _docker_image(files: ArchiveFiles, entry: object, what: str) -> SourceImage:
+def _docker_image(files: ArchiveFiles, entry: object, what: str, known: dict) -> SourceImage:
     if not isinstance(entry, dict):
         raise BadImage(f"{what} must be an object, got {oci.json_type(entry)}")
     config_name = _archive_name(entry.get("Config"), "Config", what)
@@ -308,12 +310,14 @@ def _docker_image(files: ArchiveFiles, entry: object, what: str) -> SourceImage:
     if not isinstance(names, list):
         raise BadImage(f"{what}: 'Layers' must be a list of file names, got {oci.json_type(names)}")
     names = [_archive_name(name, f"Layers item {i}", what) for i, name in enumerate(names)]
-    refs = _docker_refs(entry.get("RepoTags"), what)
+    refs = archiverefs.docker_refs(entry.get("RepoTags"), what)
     config_bytes = files.read(config_name, oci.MAX_CONFIG_BYTES)
     _check_named_digest(files, config_name, config_bytes, "image config")
     _check_config(config_bytes, len(names), f"{files.path}: image config {config_name}")
-    layers = [_docker_layer(files, name) for name in names]
-    return SourceImage(config_bytes, layers, refs, None, files.path)
+    for name in names:
+        if name not in known:
+            known[name] = _docker_layer(files, name)
+    return SourceImage(config_bytes, [known[name] for name in names], refs, None, files.path)
 
 
 def _archive_name(value: object, field: str, what: str) -> str:
@@ -326,17 +330,6 @@ def _archive_name(value: object, field: str, what: str) -> str:
         raise BadImage(f"{what}: {field} {oci.brief(value)} points outside the archive",
                        "docker save names files relative to the archive's root")
     return clean_name(value)
-
-
-def _docker_refs(tags: object, what: str) -> list[str]:
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        raise BadImage(f"{what}: 'RepoTags' must be a list of strings")
-    try:
-        return [str(reference.parse(tag)) for tag in tags]
-    except UsageError as exc:
-        raise BadImage(f"{what}: {exc.message}", "load it with --tag REF") from None
 
 
 def _docker_layer(files: ArchiveFiles, name: str) -> SourceLayer:

@@ -347,3 +347,56 @@ def test_a_refused_load_leaves_an_existing_store_exactly_as_it_was(mr, tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         after = (mr.layer_dirs(), listing(mr.root / "blobs" / "sha256"), (mr.root / "images.json").read_text())
         assert after == before, name
+
+
+# ---------------------------------------------------------------- one image listed many times (issue 14)
+
+BIG_LABEL = "x" * (15 << 20)           # a 15 MiB config that gzip makes ~15 KB
+
+
+def big_config(n: int = 0) -> bytes:
+    return js(config_doc(config={"Cmd": ["/hello"], "Labels": {"pad": BIG_LABEL, "n": str(n)}}))
+
+
+def test_a_manifest_listed_many_times_is_one_image_under_all_its_names(mr, tmp_path):
+    """index.json listing one manifest (with a 15 MiB config) 200 times: every entry
+    was built before any was imported, each holding its own copy of the config,
+    3 GB in all for a 15 KB archive (an outside review). Now the repeats only add
+    their names. Under a 1 GiB address-space cap, as test_bounds runs the runtime."""
+    config = big_config()
+    manifest = js(manifest_doc(config))
+    names = [descriptor(manifest, annotations={"org.opencontainers.image.ref.name": f"v{i % 3}"})
+             for i in range(200)]
+    path = layout(index_doc(*names), blobs=(config, manifest, LAYER))(tmp_path)
+    result = mr("load", path, prefix=("prlimit", f"--as={1 << 30}", "--"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(mr.ok("images", "--format", "{{.Tag}}").lines) == ["v0", "v1", "v2"]
+    assert len(mr.layer_dirs()) == 1
+
+
+def test_configs_that_compress_to_nothing_are_bounded_in_all(mr, tmp_path):
+    """Five different 15 MiB configs (75 MiB held at once, from a small archive):
+    over the 64 MiB an archive's configs and manifests may take together."""
+    configs = [big_config(n) for n in range(5)]
+    manifests = [js(manifest_doc(c)) for c in configs]
+    path = layout(index_doc(*(descriptor(m) for m in manifests)), blobs=(*configs, *manifests, LAYER))(tmp_path)
+    assert_refused_and_store_untouched(mr, mr("load", path, timeout=120), "64 MiB in all")
+
+
+def test_a_docker_archive_hashes_each_layer_file_once(tmp_path, monkeypatch):
+    """manifest.json naming one layer file 300 times (and a second entry naming it
+    again) had it hashed once per mention: time without bound, from a small archive."""
+    from minirun.sources import archive
+    layers = [sha(LAYER)] * 300
+    config = js(config_doc(rootfs={"type": "layers", "diff_ids": layers}))
+    entry_doc = {"Config": sha(config)[7:] + ".json", "Layers": ["l/layer.tar"] * 300}
+    path = write_tar(tmp_path / "image.tar", {
+        "manifest.json": js([dict(entry_doc, RepoTags=["a/b:1"]), dict(entry_doc, RepoTags=["a/b:2"])]),
+        sha(config)[7:] + ".json": config, "l/layer.tar": LAYER})
+    hashed = []
+    real = archive._docker_layer
+    monkeypatch.setattr(archive, "_docker_layer", lambda files, name: hashed.append(name) or real(files, name))
+    with archive.open_images(path) as images:
+        assert hashed == ["l/layer.tar"]
+        assert [image.refs for image in images] == [["docker.io/a/b:1", "docker.io/a/b:2"]]
+        assert len(images[0].layers) == 300
