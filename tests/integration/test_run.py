@@ -388,11 +388,11 @@ def test_a_run_imports_only_what_starting_a_container_needs(mr):
 def test_a_child_stuck_before_exec_holds_no_store_lock(mr):
     """The shared gc lock is held while a run plans and writes its container, not by
     its child: a child blocked before exec (here held by strace for 60 s in the open of
-    /etc/passwd, which it reads to resolve the user; a FIFO there no longer blocks it)
-    must not keep prune and rmi waiting."""
+    /etc/passwd, which it reads to resolve the user: an openat2 of etc/passwd in its
+    root; a FIFO there no longer blocks it) must not keep prune and rmi waiting."""
     mr.load("busybox")
-    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", "/etc/passwd", "-e", "trace=openat",
-                             "-e", "inject=openat:delay_enter=60000000",
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", "etc/passwd", "-e", "trace=openat2",
+                             "-e", "inject=openat2:delay_enter=60000000",
                              sys.executable, "-m", "minirun", "run", "--name", "stuck", "busybox", "true"],
                             env=mr.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runtime = None
