@@ -95,13 +95,14 @@ def resolve(spec: str, passwd_path: str = "/etc/passwd", group_path: str = "/etc
     """USER[:GROUP] looked up in the two tables, each resolved inside the directory
     fd root (default: our own root, the container's once we are in it)."""
     user, _, group = spec.partition(":")
-    own = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if root < 0 else -1
+    own = root < 0
+    where = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if own else root
     try:
-        passwd = _read_table(own if root < 0 else root, passwd_path, 7)
-        groups = _read_table(own if root < 0 else root, group_path, 4)
+        passwd = _read_table(where, passwd_path, 7)
+        groups = _read_table(where, group_path, 4)
     finally:
-        if own >= 0:
-            os.close(own)
+        if own:
+            os.close(where)
     uid = _number(user)
     if uid is not None:
         entry = next((row for row in passwd if _number(row[2]) == uid), None)

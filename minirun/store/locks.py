@@ -16,6 +16,16 @@ DEFAULT_TIMEOUT = 300.0
 _OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+def _open(path: str, flags: int) -> int:
+    """The lock file, never through a symlink: that is a damaged store (DamagedRecord)."""
+    try:
+        return os.open(path, _OPEN | flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _damaged(path) from None
+        raise
+
+
 def _damaged(path: str, what: str = "a symlink") -> DamagedRecord:
     return DamagedRecord(path, f"it is {what}, not a regular file",
                          "remove it (minirun makes it again) or run `minirun fsck --repair`")
@@ -50,21 +60,15 @@ class Held:
         # damaged store) would have us create or overwrite its target, outside the
         # store, with the pid we write; a FIFO or a device would be opened
         try:
-            fd = os.open(self.path, _OPEN | os.O_RDWR | os.O_CREAT, 0o600)
+            fd = _open(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _damaged(self.path) from None
             if exc.errno != errno.EROFS or not self.shared:
                 raise
             # a read-only store: readers still exclude collection by another mount of it
             try:
-                fd = os.open(self.path, _OPEN | os.O_RDONLY)
+                fd = _open(self.path, os.O_RDONLY)
             except FileNotFoundError:
                 return                        # never taken, and no one here can write
-            except OSError as again:
-                if again.errno == errno.ELOOP:
-                    raise _damaged(self.path) from None
-                raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise _damaged(self.path, "something else")
