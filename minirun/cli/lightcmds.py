@@ -278,7 +278,9 @@ PULL = Command(
 
     Credentials come from ~/.docker/config.json (see `minirun login`). Plain
     HTTP is used only for localhost and registries listed in
-    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]).
+    MINIRUN_INSECURE_REGISTRIES (comma-separated host[:port]). A registry
+    that sends under 1 KiB/s for MINIRUN_REGISTRY_TIMEOUT seconds (default 30)
+    is given up; a layer download is retried and resumed 3 times.
 
     On a terminal each layer shows a bar: bytes, rate and time left.
 

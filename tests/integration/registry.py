@@ -191,6 +191,8 @@ class FaultProxy:
         self.cut_blob_after: int | None = None      # drop the connection after N body bytes (once per blob)
         self.cut_always = False                     # ... every time, not only once
         self.delay_per_chunk = 0.0
+        self.drip_blobs = 0.0                       # blob bodies past their first 4 KiB (a config's whole):
+                                                    # a byte at a time, this far apart
         self.delay_per_upload_chunk = 0.0          # read request bodies 16 kB at a time, this far apart
         self.corrupt_blobs = False
         self.corrupt_manifests = False
@@ -256,6 +258,16 @@ class FaultProxy:
         if is_blob and self.cut_blob_after is not None and (self.cut_always or request.path not in self._cut_done):
             self._cut_done.add(request.path)
             cut = self.cut_blob_after
+        if is_blob and self.drip_blobs:
+            try:
+                request.wfile.write(data[:4096])
+                for byte in data[4096:]:
+                    request.wfile.write(bytes([byte]))
+                    request.wfile.flush()
+                    time.sleep(self.drip_blobs)
+            except OSError:                         # the client gave up: what a drip is for
+                pass
+            return
         sent = 0
         for start in range(0, len(data), 16384):
             chunk = data[start:start + 16384]

@@ -234,7 +234,7 @@ def test_redirects_never_carry_the_authorization_header():
         netloc = f"127.0.0.1:{reg.server_address[1]}"
         response = Http().request("GET", f"http://{netloc}/v2/x/blobs/sha256:00",
                                   {"Authorization": "Bearer secret"}, auth_for=netloc)
-        assert response.read() == b"blob"
+        assert response.read(100) == b"blob"
         assert seen == {"registry": "Bearer secret", "storage": None}
     finally:
         reg.shutdown()
@@ -515,3 +515,120 @@ def test_a_redirect_to_a_url_that_cannot_be_fetched_is_one_line(mr, location):
         assert nothing_stored(mr)
     finally:
         httpd.shutdown()
+
+
+# ---------------------------------------------------------------- a registry as an attacker
+
+class _Hostile:
+    """A registry on 127.0.0.1 that answers /v2/ and then misbehaves on every other
+    request as `answer(handler)` says; stopped at the end of the test."""
+
+    def __init__(self, answer):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path == "/v2/":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                try:
+                    answer(self)
+                except OSError:             # minirun hung up: the end every answer here hopes for
+                    self.close_connection = True
+
+            def log_message(self, *a):
+                pass
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _drip(handler, data: bytes, every: float = 0.25) -> None:
+    for byte in data:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(every)
+
+
+def _drip_status(handler):
+    _drip(handler, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 1000)
+
+
+def _drip_manifest(handler):
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    handler.send_header("Content-Length", "4000")
+    handler.end_headers()
+    _drip(handler, b" " * 4000)
+
+
+@pytest.mark.parametrize("answer", [_drip_status, _drip_manifest], ids=["status-line", "manifest-body"])
+def test_a_registry_that_drips_its_answer_is_given_up(mr, answer):
+    """An outside review held `pull` for as long as it liked with a registry that
+    sends a byte every few seconds: the socket timeout (30 s) counts from the last
+    byte, so a pull, and the gc lock it holds shared, never ended. Now each window
+    of MINIRUN_REGISTRY_TIMEOUT seconds must bring 1 KiB a second: one line, exit 1,
+    nothing stored (the old code hung until the test's timeout)."""
+    hostile = _Hostile(answer)
+    try:
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40,
+                    env={"MINIRUN_REGISTRY_TIMEOUT": "2"})
+        assert result.returncode == 1, (result.returncode, result.stderr)
+        line = one_line_error(result)
+        assert "stalled" in line and "MINIRUN_REGISTRY_TIMEOUT" in line, line
+        assert nothing_stored(mr)
+    finally:
+        hostile.stop()
+
+
+def test_a_layer_that_drips_is_given_up_after_its_retries(mr, registry, proxy):
+    skopeo_push(mr.fixture_path("busybox"), f"{registry.address}/drip/bb:latest")
+    proxy.drip_blobs = 0.25
+    result = mr("pull", f"{proxy.address}/drip/bb", timeout=60, env={"MINIRUN_REGISTRY_TIMEOUT": "2"})
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    line = one_line_error(result)
+    assert "stalled" in line and "retries" in line, line
+    assert nothing_stored(mr)             # (the partial download stays in tmp/, for the next pull to resume)
+
+
+def _endless(status: int, **headers):
+    def answer(handler):
+        handler.send_response(status)
+        for key, value in headers.items():
+            handler.send_header(key.replace("_", "-"), value)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+        while True:                         # 64 KiB chunks until minirun hangs up
+            handler.wfile.write(chunk)
+    return answer
+
+
+@pytest.mark.parametrize("status,headers", [
+    (302, {"Location": "/v2/evil/img/manifests/elsewhere"}),
+    (401, {"WWW_Authenticate": 'Basic realm="x"'}),
+], ids=["redirect", "unauthorized"])
+def test_an_endless_body_on_a_redirect_or_a_401_is_not_read_to_its_end(mr, status, headers):
+    """minirun drained the body of a redirect or a 401 with an unbounded read(): a
+    registry streaming one forever grew the process without limit (the old code
+    ran until the test's timeout). Now at most 1 MiB is read and the connection
+    dropped; the pull ends in one line."""
+    hostile = _Hostile(_endless(status, **headers))
+    try:
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
+        assert result.returncode == 1, (result.returncode, result.stderr)
+        one_line_error(result)
+        assert nothing_stored(mr)
+    finally:
+        hostile.stop()

@@ -64,7 +64,7 @@ class RegistryClient:
         response = self._send(method, url, headers, body)
         if response.status == 401:
             challenge = response.header("www-authenticate")
-            response.read()
+            response.discard()
             if not challenge:
                 raise AuthError(f"{self.registry} answered 401 without saying how to authenticate")
             if cached:
@@ -75,7 +75,7 @@ class RegistryClient:
                 body.seek(0)
             response = self._send(method, url, headers, body)
             if response.status == 401:
-                response.read()
+                response.discard()
                 raise AuthError(f"authentication to {self.registry} failed: credentials rejected")
         return response
 
@@ -104,7 +104,7 @@ class RegistryClient:
     def ping(self) -> None:
         """GET /v2/, authenticating if asked: what `login` uses to check credentials."""
         response = self.request("GET", "/v2/", "")
-        response.read()
+        response.discard()
         if response.status != 200:
             raise self.fail(response, "registry check")
 
@@ -146,7 +146,7 @@ class RegistryClient:
         scope = f"{push_scope(repo)} repository:{source_repo}:pull"
         response = self.request("POST", f"/v2/{repo}/blobs/uploads/?{query}", scope,
                                 {"Content-Length": "0"}, b"")
-        response.read()
+        response.discard()
         if response.status == 201:
             return True
         if response.status == 202:
@@ -158,7 +158,7 @@ class RegistryClient:
         """POST to start an upload, then one PUT with the whole blob (monolithic upload)."""
         response = self.request("POST", f"/v2/{repo}/blobs/uploads/", push_scope(repo),
                                 {"Content-Length": "0"}, b"")
-        response.read()
+        response.discard()
         if response.status != 202 or not response.header("location"):
             raise self.fail(response, f"start upload of {oci.short_id(digest)}")
         location = urllib.parse.urljoin(self.base + "/", response.header("location"))
@@ -166,7 +166,7 @@ class RegistryClient:
         response = self.request("PUT", location, push_scope(repo),
                                 {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                                 stream)
-        response.read()
+        response.discard()
         if response.status != 201:
             raise self.fail(response, f"upload blob {oci.short_id(digest)}")
 
@@ -174,14 +174,14 @@ class RegistryClient:
         location = response.header("location")
         if location:
             try:
-                self.request("DELETE", urllib.parse.urljoin(self.base + "/", location), push_scope(repo)).read()
+                self.request("DELETE", urllib.parse.urljoin(self.base + "/", location), push_scope(repo)).discard()
             except RegistryError:
                 pass
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         response = self.request("PUT", f"/v2/{repo}/manifests/{reference}", push_scope(repo),
                                 {"Content-Type": media_type, "Content-Length": str(len(data))}, data)
-        response.read()
+        response.discard()
         if response.status not in (200, 201):
             raise self.fail(response, f"put manifest {repo}:{reference}")
         digest = oci.sha256_digest(data)

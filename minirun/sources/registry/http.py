@@ -1,21 +1,34 @@
 """A small HTTP/1.1 client for registries: keep-alive connections (one per host
 and thread), redirects that never forward credentials to another host, and the
 transport policy: HTTPS with the system CAs, plain HTTP only for localhost,
-127.0.0.1, ::1 and registries the user lists as insecure."""
+127.0.0.1, ::1 and registries the user lists as insecure (a redirect from HTTPS
+to plain HTTP elsewhere is refused, not followed).
+
+A registry is an image source like any other, so what it sends is bounded in
+time as well as size: every byte of a response (status line, headers, body)
+comes through _Paced, which gives up when a window of TIMEOUT seconds
+(MINIRUN_REGISTRY_TIMEOUT) brings fewer than LOW_SPEED bytes a second, as
+curl's --speed-limit does; the socket's own timeout alone let a registry that
+sends one byte every 29 s hold a pull, and the store's gc lock, forever. The
+body of a redirect or an error answer is read to at most 1 MiB (discard())."""
 
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from ...lib.frozen import dataclass, field
 
-from ...errors import RegistryError, RegistryUnavailable, printable
+from ...errors import RegistryError, RegistryUnavailable, UsageError, printable
 
-TIMEOUT = 30.0
+TIMEOUT = 30.0                      # seconds: connect, and each low-speed window (MINIRUN_REGISTRY_TIMEOUT)
+LOW_SPEED = 1024                    # bytes a second, averaged over a window, or the response is given up
+DISCARD_LIMIT = 1 << 20             # the most read of a body nobody needs (a redirect's, a 401's)
 MAX_REDIRECTS = 5
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 USER_AGENT = "minirun/0.1"
@@ -35,6 +48,72 @@ def scheme_for(registry: str) -> str:
     return "https"
 
 
+def timeout_setting() -> float:
+    """MINIRUN_REGISTRY_TIMEOUT in seconds, else TIMEOUT; a value that is not a
+    positive number of seconds is a usage error."""
+    value = os.environ.get("MINIRUN_REGISTRY_TIMEOUT", "").strip()
+    if not value:
+        return TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e6:
+        raise UsageError(f"MINIRUN_REGISTRY_TIMEOUT={printable(value)[:40]} is not a number of seconds",
+                         "give a positive number, e.g. MINIRUN_REGISTRY_TIMEOUT=60")
+    return seconds
+
+
+class Stalled(TimeoutError):
+    """A response that came slower than LOW_SPEED for a whole window."""
+
+
+class _Paced(io.RawIOBase):
+    """The socket as a response reads it, with a low-speed limit: the bytes that
+    arrive in each window of `window` seconds must average LOW_SPEED a second, or
+    the next read raises Stalled. A recv waits at most to the end of its window;
+    the socket gets its own timeout back after each one, for the next request."""
+
+    def __init__(self, sock: socket.socket, sockio, window: float):
+        super().__init__()
+        self._sock, self._io, self._window = sock, sockio, window
+        self._start, self._got = time.monotonic(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            now = time.monotonic()
+            left = self._start + self._window - now
+            if left <= 0:
+                if self._got < LOW_SPEED * self._window:
+                    raise Stalled(f"it sent {self._got} bytes in {self._window:g} s, under {LOW_SPEED} a second "
+                                  f"(MINIRUN_REGISTRY_TIMEOUT=SECONDS sets that window)")
+                self._start, self._got, left = now, 0, self._window
+            timeout = self._sock.gettimeout()
+            self._sock.settimeout(left)
+            try:
+                n = self._sock.recv_into(buffer)
+            except TimeoutError:
+                continue                    # the window ended with the recv still waiting: judge it
+            finally:
+                self._sock.settimeout(timeout)
+            self._got += n
+            return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._io.close()                # the socket's reference count, as http.client keeps it
+        super().close()
+
+
+class _PacedResponse(http.client.HTTPResponse):
+    def __init__(self, sock, window: float, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_Paced(sock, self.fp.detach(), window))
+
+
 @dataclass
 class Response:
     status: int
@@ -42,29 +121,46 @@ class Response:
     url: str
     _raw: http.client.HTTPResponse | None = field(default=None, repr=False)
     _body: bytes | None = None
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int) -> bytes:
+        """At most n bytes of the body (never all of it unbounded: a registry decides its length)."""
         if self._body is not None:
-            data, self._body = (self._body, b"") if n < 0 else (self._body[:n], self._body[n:])
+            data, self._body = self._body[:n], self._body[n:]
             return data
         try:
-            return self._raw.read(n) if n >= 0 else self._raw.read()
+            return self._raw.read(n)
         except (OSError, http.client.HTTPException) as exc:
-            raise RegistryUnavailable(f"connection to {urllib.parse.urlsplit(self.url).netloc} broke: "
-                                f"{exc or type(exc).__name__}") from None
+            self.close()
+            netloc = urllib.parse.urlsplit(self.url).netloc
+            if isinstance(exc, Stalled):
+                raise RegistryUnavailable(f"{netloc} stalled: {exc}") from None
+            raise RegistryUnavailable(f"connection to {netloc} broke: {exc or type(exc).__name__}") from None
 
     def body(self, limit: int = 16 << 20) -> bytes:
         data = self.read(limit + 1)
         if len(data) > limit:
+            self.close()
             raise RegistryError(f"{self.url}: response larger than {limit >> 20} MiB")
         return data
 
+    def discard(self) -> None:
+        """Drop what is left of a body nobody reads (a redirect's, a 401's): at most
+        DISCARD_LIMIT bytes are read, and a longer one closes the connection."""
+        if len(self.read(DISCARD_LIMIT + 1)) > DISCARD_LIMIT:
+            self.close()
+
     def close(self) -> None:
+        """Close the response; with some of its body unread, its connection too, which
+        could not carry another request (the pool opens a new one when asked)."""
         if self._raw is not None:
+            whole = self._raw.isclosed()
             self._raw.close()
+            if not whole and self._conn is not None:
+                self._conn.close()
 
 
 def _split(url: str) -> urllib.parse.SplitResult:
@@ -85,9 +181,16 @@ def _bad_redirect(location: str) -> RegistryError:
                          "only http:// and https:// URLs with a host and a numeric port are followed")
 
 
+def _downgrade(location: str, netloc: str) -> RegistryError:
+    return RegistryError(f"the registry redirected an HTTPS request to plain HTTP, refused: "
+                         f"{printable(location)[:200]}",
+                         f"if plain HTTP to {printable(netloc)[:100]} is intended, list it: "
+                         f"MINIRUN_INSECURE_REGISTRIES={printable(netloc)[:100]}")
+
+
 class Http:
-    def __init__(self, timeout: float = TIMEOUT):
-        self.timeout = timeout
+    def __init__(self, timeout: float | None = None):
+        self.timeout = timeout if timeout is not None else timeout_setting()
         self._local = threading.local()
         self._tls = ssl.create_default_context()
 
@@ -99,6 +202,7 @@ class Http:
                 conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls)
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
+            conn.response_class = lambda sock, *args, **kwargs: _PacedResponse(sock, self.timeout, *args, **kwargs)
             pool[(scheme, netloc)] = conn
         return conn
 
@@ -112,14 +216,18 @@ class Http:
         """One request, following redirects. `headers` may hold Authorization: it is sent
         only to the host named by auth_for (the registry), never to a redirect target."""
         headers = dict(headers or {})
+        scheme = None
         for _ in range(MAX_REDIRECTS + 1):
             parts = _split(url)
+            if scheme == "https" and parts.scheme == "http" and scheme_for(parts.netloc) != "http":
+                raise _downgrade(url, parts.netloc)
+            scheme = parts.scheme
             sent = dict(headers)
             if auth_for is not None and parts.netloc != auth_for:
                 sent.pop("Authorization", None)
             response = self._send(method, parts, sent, body)
             if response.status in (301, 302, 303, 307, 308) and response.header("location"):
-                response.read()
+                response.discard()
                 try:
                     url = urllib.parse.urljoin(url, response.header("location"))
                 except ValueError:
@@ -152,6 +260,8 @@ class Http:
             except (OSError, http.client.HTTPException, UnicodeError) as exc:
                 self._drop(parts.scheme, parts.netloc)
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+                if isinstance(exc, Stalled):
+                    raise RegistryUnavailable(f"registry {parts.netloc} stalled: {exc}") from None
                 if isinstance(exc, socket.gaierror):
                     reason = f"cannot resolve host ({reason})"
                 elif isinstance(exc, UnicodeError):      # idna: a label over 63 characters, say
@@ -163,5 +273,5 @@ class Http:
             if method == "HEAD":
                 raw.read()
                 return Response(raw.status, headers_lower, url, None, b"")
-            return Response(raw.status, headers_lower, url, raw)
+            return Response(raw.status, headers_lower, url, raw, None, conn)
         raise AssertionError("unreachable")
