@@ -34,6 +34,7 @@ import stat
 
 from ..lib.frozen import dataclass
 from ..lib.fsutil import data_extent
+from ..layer.safeopen import fd_path
 from ..linux import overlay
 from ..errors import Conflict, EnvironmentProblem, NotFound, UsageError
 from ..store.containers import effective_state
@@ -278,7 +279,7 @@ class _Walk:
         if first is None:
             return False
         _replace(dst_dir, target)
-        os.link(f"/proc/self/fd/{first}", target, dst_dir_fd=dst_dir, follow_symlinks=True)
+        os.link(fd_path(first), target, dst_dir_fd=dst_dir, follow_symlinks=True)
         self.counts[0] += 1
         return True
 

@@ -46,6 +46,7 @@ import errno
 import os
 
 from .. import linux
+from ..layer.safeopen import fd_path
 from .program import DEFAULT_PATH
 
 ARGV0 = "minirun-exec"              # the modes, as trampoline.s reads argv[0]
@@ -153,7 +154,7 @@ def run(fd: int, path: str, argv: list[str], env: dict[str, str], report: int, m
     # hand-written allow-lists): the same sealed memfd, reached by its /proc name.
     # exec's waiter has no /proc/self (it is outside the container's PID namespace).
     try:
-        os.execve(f"/proc/self/fd/{fd}", args, env)
+        os.execve(fd_path(fd), args, env)
     except OSError:
         if refused.errno == errno.EACCES:
             raise refused from None
