@@ -76,10 +76,11 @@ def import_image(store, src: SourceImage, report: Report) -> ImportResult:
 
 def image_record(manifest_digest: str, media_type: str, layers: list[LayerRef],
                  config: oci.ImageConfig) -> ImageRecord:
-    """What images.json holds for an image (see minirun/store/index.py)."""
+    """What images.json holds for an image (see minirun/store/index.py). Its size is
+    what its layers take in the store, where a layer listed twice is kept once."""
     return ImageRecord(manifest_digest, tuple(layers), media_type=media_type, created=config.created,
                        architecture=config.architecture, os=config.os, variant=config.variant,
-                       size=sum(r.unpacked_size for r in layers),
+                       size=sum({r.key: r.unpacked_size for r in layers}.values()),
                        loaded=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 

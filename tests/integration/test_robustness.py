@@ -48,6 +48,18 @@ def test_the_same_layer_twice_in_one_image_runs(mr, tmp_path):
         assert out.stdout == "1"
 
 
+def test_a_layer_listed_twice_counts_once_in_the_image_size(mr, tmp_path):
+    """The store keeps a layer once however often an image lists it, so `images`
+    and `inspect` count it once (they summed every listing)."""
+    big = layer_tar([entry("big", data=os.urandom(300_000))])
+    write_layout(tmp_path / "once", [busybox_layer(), big], {"Cmd": ["sh"]})
+    write_layout(tmp_path / "twice", [busybox_layer(), big, big], {"Cmd": ["sh"]})
+    for name in ("once", "twice"):
+        mr.ok("load", str(tmp_path / name))
+    sizes = {name: int(mr.ok("inspect", "--format", "{{.Size}}", name).stdout) for name in ("once", "twice")}
+    assert sizes["once"] > 300_000 and sizes["twice"] == sizes["once"], sizes
+
+
 def test_deep_trees_do_not_break_diff_rm_or_later_loads(mr):
     mr.load("busybox")
     mr.ok("run", "--name", "deep", "busybox", "sh", "-c",
