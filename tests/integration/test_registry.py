@@ -475,48 +475,6 @@ def test_run_of_an_image_no_registry_has_fails_in_two_lines(mr, registry):
     assert mr.ok("ps", "-a", "-q").stdout == ""
 
 
-@pytest.mark.parametrize("location", ["http://[::1/x", "http://127.0.0.1:ab/x", "http://127.0.0.1:99999/x",
-                                      "file:///etc/passwd", "ftp://127.0.0.1/x", "//127.0.0.1:ab/x"])
-def test_a_redirect_to_a_url_that_cannot_be_fetched_is_one_line(mr, location):
-    """A registry answers every request past /v2/ with a redirect to a malformed or
-    foreign URL: urljoin's ValueError and http.client's InvalidURL ended `pull` in
-    a traceback (an outside review did it). Now: one line naming the URL, exit 1,
-    nothing stored."""
-    import http.server
-    import threading
-
-    class Hostile(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            if self.path == "/v2/":
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-                return
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_HEAD = do_GET
-
-        def log_message(self, *a):
-            pass
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        address = f"127.0.0.1:{httpd.server_address[1]}"
-        result = mr("pull", f"{address}/evil/img:latest", env={"MINIRUN_INSECURE_REGISTRIES": address})
-        assert result.returncode == 1, (result.returncode, result.stderr)
-        line = one_line_error(result)
-        assert "cannot fetch" in line or "cannot reach" in line, line
-        assert nothing_stored(mr)
-    finally:
-        httpd.shutdown()
-
-
 # ---------------------------------------------------------------- a registry as an attacker
 
 class _Hostile:
@@ -542,6 +500,8 @@ class _Hostile:
                 except OSError:             # minirun hung up: the end every answer here hopes for
                     self.close_connection = True
 
+            do_HEAD = do_GET
+
             def log_message(self, *a):
                 pass
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -552,6 +512,35 @@ class _Hostile:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _failed_pull_from(mr, answer, env: dict | None = None) -> str:
+    """Pull from a _Hostile(answer) (40 s at most: the tests' hang detector), check it
+    failed with exit 1 and stored nothing, and give its one error line."""
+    hostile = _Hostile(answer)
+    try:
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40, env=env)
+    finally:
+        hostile.stop()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert nothing_stored(mr)
+    return one_line_error(result)
+
+
+@pytest.mark.parametrize("location", ["http://[::1/x", "http://127.0.0.1:ab/x", "http://127.0.0.1:99999/x",
+                                      "file:///etc/passwd", "ftp://127.0.0.1/x", "//127.0.0.1:ab/x"])
+def test_a_redirect_to_a_url_that_cannot_be_fetched_is_one_line(mr, location):
+    """A registry answers every request past /v2/ with a redirect to a malformed or
+    foreign URL: urljoin's ValueError and http.client's InvalidURL ended `pull` in
+    a traceback (an outside review did it). Now: one line naming the URL, exit 1,
+    nothing stored."""
+    def redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    line = _failed_pull_from(mr, redirect)
+    assert "cannot fetch" in line or "cannot reach" in line, line
 
 
 def _drip(handler, data: bytes, every: float = 0.25) -> None:
@@ -580,16 +569,8 @@ def test_a_registry_that_drips_its_answer_is_given_up(mr, answer):
     byte, so a pull, and the gc lock it holds shared, never ended. Now each window
     of MINIRUN_REGISTRY_TIMEOUT seconds must bring 1 KiB a second: one line, exit 1,
     nothing stored (the old code hung until the test's timeout)."""
-    hostile = _Hostile(answer)
-    try:
-        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40,
-                    env={"MINIRUN_REGISTRY_TIMEOUT": "2"})
-        assert result.returncode == 1, (result.returncode, result.stderr)
-        line = one_line_error(result)
-        assert "stalled" in line and "MINIRUN_REGISTRY_TIMEOUT" in line, line
-        assert nothing_stored(mr)
-    finally:
-        hostile.stop()
+    line = _failed_pull_from(mr, answer, env={"MINIRUN_REGISTRY_TIMEOUT": "2"})
+    assert "stalled" in line and "MINIRUN_REGISTRY_TIMEOUT" in line, line
 
 
 def test_a_layer_that_drips_is_given_up_after_its_retries(mr, registry, proxy):
@@ -624,11 +605,4 @@ def test_an_endless_body_on_a_redirect_or_a_401_is_not_read_to_its_end(mr, statu
     registry streaming one forever grew the process without limit (the old code
     ran until the test's timeout). Now at most 1 MiB is read and the connection
     dropped; the pull ends in one line."""
-    hostile = _Hostile(_endless(status, **headers))
-    try:
-        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
-        assert result.returncode == 1, (result.returncode, result.stderr)
-        one_line_error(result)
-        assert nothing_stored(mr)
-    finally:
-        hostile.stop()
+    _failed_pull_from(mr, _endless(status, **headers))
