@@ -481,7 +481,7 @@ class _Hostile:
     """A registry on 127.0.0.1 that answers /v2/ and then misbehaves on every other
     request as `answer(handler)` says; stopped at the end of the test."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, host: str = "127.0.0.1"):
         import http.server
         import threading
 
@@ -500,14 +500,14 @@ class _Hostile:
                 except OSError:             # minirun hung up: the end every answer here hopes for
                     self.close_connection = True
 
-            do_HEAD = do_GET
+            do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
             def log_message(self, *a):
                 pass
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.address = f"{host}:{self.httpd.server_address[1]}"
 
     def stop(self):
         self.httpd.shutdown()
@@ -606,3 +606,128 @@ def test_an_endless_body_on_a_redirect_or_a_401_is_not_read_to_its_end(mr, statu
     ran until the test's timeout). Now at most 1 MiB is read and the connection
     dropped; the pull ends in one line."""
     _failed_pull_from(mr, _endless(status, **headers))
+
+
+def _answer(status: int, body: bytes = b"", **headers):
+    def answer(handler):
+        handler.send_response(status)
+        for key, value in headers.items():
+            handler.send_header(key.replace("_", "-"), value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    return answer
+
+
+def _endless_continue(handler):
+    while True:                             # http.client skips 100 answers without limit
+        handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 100)
+
+
+def _endless_trailer(handler):
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
+    while True:
+        handler.wfile.write(b"X-Trailer: y\r\n" * 1000)
+
+
+@pytest.mark.parametrize("answer", [_endless_continue, _endless_trailer], ids=["100-continue", "trailer"])
+def test_an_endless_head_or_trailer_sent_fast_is_cut_off(mr, answer):
+    """A registry that sends fast passes any speed limit: an endless run of `100
+    Continue` answers, or of trailer lines after a chunked body, held pull forever
+    (http.client skips both without limit; an outside review). Now the head and
+    the trailer get 256 KiB each."""
+    line = _failed_pull_from(mr, answer)
+    assert "malformed answer" in line and "KiB" in line, line
+
+
+def _token_json(token) -> bytes:
+    return json.dumps({"token": token}).encode()
+
+
+@pytest.mark.parametrize("what,said", [
+    ("realm-not-a-url", "cannot fetch"), ("token-with-crlf", "token"), ("token-not-ascii", "token"),
+    ("token-nested", "token"), ("error-nested", "not found"), ("challenge-huge", "WWW-Authenticate"),
+])
+def test_a_hostile_auth_handshake_or_error_body_is_one_line(mr, what, said):
+    """Each of these ended pull in a traceback (ValueError from urlsplit or from
+    http.client's putheader, RecursionError from json), in a line blaming DNS (a
+    non-ASCII token), or, for a 180 KB challenge, in a minute and more of
+    regular-expression backtracking (an outside review)."""
+    def answer(handler):
+        if handler.path.startswith("/token"):
+            token = {"token-with-crlf": "abc\r\nX-Evil: 1", "token-not-ascii": "ab\u20ac"}.get(what)
+            body = b"[" * 200_000 if what == "token-nested" else _token_json(token)
+            return _answer(200, body, Content_Type="application/json")(handler)
+        if what == "error-nested":
+            return _answer(404, b"[" * 200_000, Content_Type="application/json")(handler)
+        realm = "http://[::1/token" if what == "realm-not-a-url" else f"http://{hostile.address}/token"
+        challenge = f'Bearer realm="{realm}",service="x"'
+        if what == "challenge-huge":            # two folded lines, each under http.client's line limit
+            challenge = "Bearer " + "\r\n ".join(["a" * 60_000] * 3)
+        _answer(401, WWW_Authenticate=challenge)(handler)
+    hostile = _Hostile(answer)
+    try:
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
+    finally:
+        hostile.stop()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert said in one_line_error(result)
+    assert nothing_stored(mr)
+
+
+def _credentials_for(mr, registry: str) -> None:
+    config = Path(mr.env["DOCKER_CONFIG"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.json").write_text(json.dumps({"auths": {registry: {"auth": "Ym9iOmh1bnRlcjI="}}}))
+
+
+def test_credentials_never_go_to_a_plain_http_token_realm_elsewhere(mr):
+    """A registry's Bearer challenge named a token realm on plain HTTP at another
+    host: minirun sent the user's Basic credentials there in clear (an outside
+    review, from an HTTPS registry). Plain HTTP is now allowed only for loopback
+    names and listed registries, for every URL minirun fetches."""
+    seen = []
+
+    def token_service(handler):
+        seen.append(handler.headers.get("Authorization"))
+        _answer(200, _token_json("t"), Content_Type="application/json")(handler)
+    elsewhere = _Hostile(token_service, host="127.0.0.3")
+    hostile = _Hostile(_answer(401, WWW_Authenticate=f'Bearer realm="http://{elsewhere.address}/token"'))
+    try:
+        _credentials_for(mr, hostile.address)
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
+    finally:
+        hostile.stop()
+        elsewhere.stop()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    line = one_line_error(result)
+    assert "plain HTTP" in line and f"MINIRUN_INSECURE_REGISTRIES={elsewhere.address}" in line, line
+    assert seen == []
+
+
+def test_push_never_uploads_to_a_plain_http_location_elsewhere(mr):
+    """An upload's Location header named plain HTTP on another host: push sent the
+    blob, and the bearer token with it when the host was the registry's own (an
+    outside review). Refused before anything is sent there."""
+    mr.load("busybox")
+    seen = []
+
+    def upload_target(handler):
+        seen.append((handler.command, handler.path))
+        _answer(201)(handler)
+    elsewhere = _Hostile(upload_target, host="127.0.0.3")
+
+    def registry(handler):
+        if handler.command == "POST":
+            return _answer(202, Location=f"http://{elsewhere.address}/upload/1")(handler)
+        _answer(404)(handler)                  # no blob is there yet
+    hostile = _Hostile(registry)
+    try:
+        result = mr("push", "busybox", f"{hostile.address}/evil/bb:latest", timeout=40)
+    finally:
+        hostile.stop()
+        elsewhere.stop()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "plain HTTP" in one_line_error(result)
+    assert seen == []

@@ -24,24 +24,42 @@ class Scripted(Http):
         return Response(status, {"location": location} if location else {}, url, None, b"")
 
 
-@pytest.mark.parametrize("target", ["http://cdn.example.com/blob", "http://10.0.0.5:9000/blob",
-                                    "HTTP://cdn.example.com/blob"])
-def test_a_redirect_from_https_to_plain_http_is_refused(monkeypatch, target):
-    """A registry reached over HTTPS that redirects to plain HTTP hands the next
-    answer (a tag's manifest is not checked against a digest the caller knows) to
+@pytest.mark.parametrize("start,target", [
+    ("https://registry.example.com/v2/x/manifests/latest", "http://cdn.example.com/blob"),
+    ("https://registry.example.com/v2/x/manifests/latest", "http://10.0.0.5:9000/blob"),
+    ("https://registry.example.com/v2/x/manifests/latest", "HTTP://cdn.example.com/blob"),
+    ("https://registry.example.com/v2/x/manifests/latest", "http://registry.example.com/v2/x"),
+    ("http://registry.lan/v2/x/manifests/latest", "http://cdn.example.com/blob"),   # listed != its target
+])
+def test_a_redirect_to_plain_http_is_refused_unless_allowed_for_the_target(monkeypatch, start, target):
+    """A registry that redirects to plain HTTP hands the next answer (a tag's
+    manifest is not checked against a digest the caller knows) and any token to
     anyone on the path: refused, unless the target is one plain HTTP is allowed for."""
+    monkeypatch.setenv("MINIRUN_INSECURE_REGISTRIES", "registry.lan")
+    client = Scripted({start: (302, target)})
+    with pytest.raises(RegistryError, match="plain HTTP") as caught:
+        client.request("GET", start)
+    assert client.fetched == [start]
+    assert "MINIRUN_INSECURE_REGISTRIES=" in caught.value.hint
+
+
+def test_a_first_request_over_plain_http_is_refused_too(monkeypatch):
+    """A token realm or an upload location is the first URL of its request: the
+    same rule (an outside review had Basic credentials sent to an http:// realm)."""
     monkeypatch.delenv("MINIRUN_INSECURE_REGISTRIES", raising=False)
-    client = Scripted({"https://registry.example.com/v2/x/manifests/latest": (302, target)})
-    with pytest.raises(RegistryError, match="HTTPS request to plain HTTP"):
-        client.request("GET", "https://registry.example.com/v2/x/manifests/latest")
-    assert client.fetched == ["https://registry.example.com/v2/x/manifests/latest"]
+    client = Scripted({})
+    with pytest.raises(RegistryError, match="plain HTTP"):
+        client.request("GET", "http://127.0.0.3:5115/token?service=x", {"Authorization": "Basic eDp5"})
+    assert client.fetched == []
 
 
 @pytest.mark.parametrize("start,target,insecure", [
     ("https://registry.example.com/v2/", "https://cdn.example.com/blob", ""),       # https -> https
-    ("http://127.0.0.1:5000/v2/", "http://127.0.0.1:9000/blob", ""),                # plain already
-    ("https://registry.example.com/v2/", "http://127.0.0.1:9000/blob", ""),         # loopback
+    ("http://127.0.0.1:5000/v2/", "http://127.0.0.1:9000/blob", ""),                # loopback
+    ("https://registry.example.com/v2/", "http://LOCALHOST:9000/blob", ""),         # loopback, any case
+    ("https://registry.example.com/v2/", "http://[::1]:9000/blob", ""),
     ("https://registry.example.com/v2/", "http://cdn.lan/blob", "cdn.lan"),         # listed insecure
+    ("http://registry.lan:5000/v2/", "http://cdn.lan:9000/blob", "registry.lan:5000,cdn.lan:9000"),
 ])
 def test_other_redirects_are_followed(monkeypatch, start, target, insecure):
     monkeypatch.setenv("MINIRUN_INSECURE_REGISTRIES", insecure)

@@ -18,13 +18,21 @@ import threading
 import urllib.parse
 
 from ...errors import AuthError, RegistryError
+from .http import split_url
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_PARAM_RE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+# A parameter starts where a word does: without the look-behind, finditer tried \w+=
+# from every position of a long word, quadratic (an outside review spent minutes of
+# CPU on one 64 KiB header).
+_PARAM_RE = re.compile(r'(?<!\w)(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+MAX_CHALLENGE = 16 << 10            # a WWW-Authenticate header is a realm, a service and a scope
+MAX_TOKEN = 64 << 10                # a JWT with many scopes is a few KiB
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """'Bearer realm="x",service="y"' -> ('bearer', {'realm': 'x', 'service': 'y'})."""
+    if len(header) > MAX_CHALLENGE:
+        raise RegistryError(f"the registry's WWW-Authenticate header is over {MAX_CHALLENGE >> 10} KiB")
     scheme, _, rest = header.strip().partition(" ")
     params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
               for m in _PARAM_RE.finditer(rest)}
@@ -136,7 +144,7 @@ class Authenticator:
         headers = {}
         if self.creds:
             headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
-        realm_host = urllib.parse.urlsplit(realm).netloc
+        realm_host = split_url(realm).netloc          # refused: not http(s), or plain HTTP not allowed
         response = self.http.request("GET", url, headers, auth_for=realm_host)
         body = response.body(1 << 20)
         if response.status in (401, 403):
@@ -147,8 +155,11 @@ class Authenticator:
         try:
             doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"the token service of {self.registry} returned no token")
+        if len(token) > MAX_TOKEN or not (token.isascii() and token.isprintable()) or " " in token:
+            raise RegistryError(f"the token service of {self.registry} returned a token that is not one "
+                                f"(over {MAX_TOKEN >> 10} KiB, or with spaces, control or non-ASCII characters)")
         return token

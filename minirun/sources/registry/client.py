@@ -10,7 +10,7 @@ import urllib.parse
 from ... import oci
 from ...errors import AuthError, DigestMismatch, NotFound, RegistryError
 from .auth import Authenticator
-from .http import Http, Response, scheme_for
+from .http import Http, Response, join_url, scheme_for
 
 DOCKER_HUB_API = "registry-1.docker.io"
 MANIFEST_ACCEPT = ", ".join((oci.OCI_INDEX, oci.OCI_MANIFEST, oci.DOCKER_LIST, oci.DOCKER_MANIFEST,
@@ -91,7 +91,7 @@ class RegistryClient:
             errors = json.loads(response.body(1 << 20) or b"{}").get("errors") or []
             if errors and isinstance(errors[0], dict):
                 detail = f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
-        except (ValueError, AttributeError, RegistryError):
+        except (ValueError, AttributeError, RecursionError, RegistryError):
             pass
         if response.status == 404:
             return NotFound(f"{what}: not found on {self.registry}{detail}",
@@ -161,7 +161,7 @@ class RegistryClient:
         response.discard()
         if response.status != 202 or not response.header("location"):
             raise self.fail(response, f"start upload of {oci.short_id(digest)}")
-        location = urllib.parse.urljoin(self.base + "/", response.header("location"))
+        location = join_url(self.base + "/", response.header("location"))
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
         response = self.request("PUT", location, push_scope(repo),
                                 {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
@@ -174,7 +174,7 @@ class RegistryClient:
         location = response.header("location")
         if location:
             try:
-                self.request("DELETE", urllib.parse.urljoin(self.base + "/", location), push_scope(repo)).discard()
+                self.request("DELETE", join_url(self.base + "/", location), push_scope(repo)).discard()
             except RegistryError:
                 pass
 

@@ -1,16 +1,20 @@
 """A small HTTP/1.1 client for registries: keep-alive connections (one per host
 and thread), redirects that never forward credentials to another host, and the
 transport policy: HTTPS with the system CAs, plain HTTP only for localhost,
-127.0.0.1, ::1 and registries the user lists as insecure (a redirect from HTTPS
-to plain HTTP elsewhere is refused, not followed).
+127.0.0.1, ::1 and registries the user lists as insecure. The policy holds for
+every URL fetched, not only the registry's own: a redirect, a token realm, an
+upload location that names plain HTTP to any other host is refused.
 
 A registry is an image source like any other, so what it sends is bounded in
 time as well as size: every byte of a response (status line, headers, body)
 comes through _Paced, which gives up when a window of TIMEOUT seconds
 (MINIRUN_REGISTRY_TIMEOUT) brings fewer than LOW_SPEED bytes a second, as
 curl's --speed-limit does; the socket's own timeout alone let a registry that
-sends one byte every 29 s hold a pull, and the store's gc lock, forever. The
-body of a redirect or an error answer is read to at most 1 MiB (discard())."""
+sends one byte every 29 s hold a pull, and the store's gc lock, forever. A fast
+registry is bounded by size instead: a response's head (status line, headers,
+any number of `100 Continue` answers before them) and a chunked body's trailer
+get HEAD_LIMIT bytes each, and the body of a redirect or an error answer is read
+to at most 1 MiB (discard())."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from ...errors import RegistryError, RegistryUnavailable, UsageError, printable
 TIMEOUT = 30.0                      # seconds: connect, and each low-speed window (MINIRUN_REGISTRY_TIMEOUT)
 LOW_SPEED = 1024                    # bytes a second, averaged over a window, or the response is given up
 DISCARD_LIMIT = 1 << 20             # the most read of a body nobody needs (a redirect's, a 401's)
+HEAD_LIMIT = 256 << 10              # the most read of a response's head, and of a chunked body's trailer
 MAX_REDIRECTS = 5
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 USER_AGENT = "minirun/0.1"
@@ -68,21 +73,41 @@ class Stalled(TimeoutError):
     """A response that came slower than LOW_SPEED for a whole window."""
 
 
+class Oversized(http.client.HTTPException):
+    """A response head or trailer over HEAD_LIMIT."""
+
+
 class _Paced(io.RawIOBase):
     """The socket as a response reads it, with a low-speed limit: the bytes that
     arrive in each window of `window` seconds must average LOW_SPEED a second, or
     the next read raises Stalled. A recv waits at most to the end of its window;
-    the socket gets its own timeout back after each one, for the next request."""
+    the socket gets its own timeout back after each one, for the next request.
+    Inside bounded(), reads past its byte budget raise Oversized."""
 
     def __init__(self, sock: socket.socket, sockio, window: float):
         super().__init__()
         self._sock, self._io, self._window = sock, sockio, window
         self._start, self._got = time.monotonic(), 0
+        self._budget: int | None = None
 
     def readable(self) -> bool:
         return True
 
+    def bounded(self, limit: int, what: str, read):
+        """read(), with at most `limit` more bytes from the socket."""
+        self._budget = limit
+        try:
+            return read()
+        except Oversized:
+            raise Oversized(f"{what} over {limit >> 10} KiB") from None
+        finally:
+            self._budget = None
+
     def readinto(self, buffer) -> int:
+        if self._budget is not None:
+            if self._budget <= 0:
+                raise Oversized()
+            buffer = memoryview(buffer)[:self._budget]
         while True:
             now = time.monotonic()
             left = self._start + self._window - now
@@ -100,6 +125,8 @@ class _Paced(io.RawIOBase):
             finally:
                 self._sock.settimeout(timeout)
             self._got += n
+            if self._budget is not None:
+                self._budget -= n
             return n
 
     def close(self) -> None:
@@ -109,9 +136,19 @@ class _Paced(io.RawIOBase):
 
 
 class _PacedResponse(http.client.HTTPResponse):
+    """http.client's response on a _Paced socket, its head and trailer bounded
+    (http.client skips `100 Continue` answers and trailer lines without limit)."""
+
     def __init__(self, sock, window: float, *args, **kwargs):
         super().__init__(sock, *args, **kwargs)
-        self.fp = io.BufferedReader(_Paced(sock, self.fp.detach(), window))
+        self._paced = _Paced(sock, self.fp.detach(), window)
+        self.fp = io.BufferedReader(self._paced)
+
+    def begin(self):
+        self._paced.bounded(HEAD_LIMIT, "status line and headers", super().begin)
+
+    def _read_and_discard_trailer(self):
+        self._paced.bounded(HEAD_LIMIT, "chunked body's trailer", super()._read_and_discard_trailer)
 
 
 @dataclass
@@ -138,6 +175,8 @@ class Response:
             netloc = urllib.parse.urlsplit(self.url).netloc
             if isinstance(exc, Stalled):
                 raise RegistryUnavailable(f"{netloc} stalled: {exc}") from None
+            if isinstance(exc, Oversized):
+                raise RegistryError(f"{netloc} sent a malformed answer: {exc}") from None
             raise RegistryUnavailable(f"connection to {netloc} broke: {exc or type(exc).__name__}") from None
 
     def body(self, limit: int = 16 << 20) -> bytes:
@@ -163,29 +202,36 @@ class Response:
                 self._conn.close()
 
 
-def _split(url: str) -> urllib.parse.SplitResult:
+def split_url(url: str) -> urllib.parse.SplitResult:
     """url's parts, when it is one we may fetch: http or https, with a host and a
-    port that is a number (a registry's redirect names any URL it likes)."""
-    parts = urllib.parse.urlsplit(url)
+    port that is a number (a registry's redirect, token realm or upload location
+    names any URL it likes), and plain HTTP only where scheme_for() allows it."""
     try:
+        parts = urllib.parse.urlsplit(url)     # ValueError: a bracket left open, say
         port = parts.port                      # ValueError: not a number, or out of range
     except ValueError:
-        port = -1
+        raise _bad_redirect(url) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise _bad_redirect(url)
+    hostport = parts.netloc.rpartition("@")[2].lower()
+    if parts.scheme == "http" and scheme_for(hostport) != "http":
+        raise RegistryError(f"refused to fetch over plain HTTP: {printable(url)[:200]}",
+                            f"plain HTTP is used only for localhost and MINIRUN_INSECURE_REGISTRIES; "
+                            f"if it is intended here, list it: MINIRUN_INSECURE_REGISTRIES={printable(hostport)[:100]}")
     return parts
+
+
+def join_url(base: str, location: str) -> str:
+    """A Location header (a redirect's, an upload's) against the URL it answered."""
+    try:
+        return urllib.parse.urljoin(base, location)
+    except ValueError:
+        raise _bad_redirect(location) from None
 
 
 def _bad_redirect(location: str) -> RegistryError:
     return RegistryError(f"the registry sent minirun to a URL it cannot fetch: {printable(location)[:200]}",
                          "only http:// and https:// URLs with a host and a numeric port are followed")
-
-
-def _downgrade(location: str, netloc: str) -> RegistryError:
-    return RegistryError(f"the registry redirected an HTTPS request to plain HTTP, refused: "
-                         f"{printable(location)[:200]}",
-                         f"if plain HTTP to {printable(netloc)[:100]} is intended, list it: "
-                         f"MINIRUN_INSECURE_REGISTRIES={printable(netloc)[:100]}")
 
 
 class Http:
@@ -216,22 +262,15 @@ class Http:
         """One request, following redirects. `headers` may hold Authorization: it is sent
         only to the host named by auth_for (the registry), never to a redirect target."""
         headers = dict(headers or {})
-        scheme = None
         for _ in range(MAX_REDIRECTS + 1):
-            parts = _split(url)
-            if scheme == "https" and parts.scheme == "http" and scheme_for(parts.netloc) != "http":
-                raise _downgrade(url, parts.netloc)
-            scheme = parts.scheme
+            parts = split_url(url)
             sent = dict(headers)
             if auth_for is not None and parts.netloc != auth_for:
                 sent.pop("Authorization", None)
             response = self._send(method, parts, sent, body)
             if response.status in (301, 302, 303, 307, 308) and response.header("location"):
                 response.discard()
-                try:
-                    url = urllib.parse.urljoin(url, response.header("location"))
-                except ValueError:
-                    raise _bad_redirect(response.header("location")) from None
+                url = join_url(url, response.header("location"))
                 if response.status == 303:
                     method, body = "GET", None
                 continue
@@ -241,6 +280,10 @@ class Http:
     def _send(self, method: str, parts, headers: dict, body) -> Response:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         headers.setdefault("User-Agent", USER_AGENT)
+        for name, value in headers.items():
+            if not (value.isascii() and value.isprintable()):
+                raise RegistryError(f"a request to {parts.netloc} would carry a {name} header with a control "
+                                    f"or non-ASCII character (a token or location the registry sent)")
         for attempt in (1, 2):
             conn = self._connection(parts.scheme, parts.netloc)
             try:
@@ -262,6 +305,8 @@ class Http:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
                 if isinstance(exc, Stalled):
                     raise RegistryUnavailable(f"registry {parts.netloc} stalled: {exc}") from None
+                if isinstance(exc, http.client.HTTPException):    # Oversized, LineTooLong, BadStatusLine...
+                    raise RegistryError(f"registry {parts.netloc} sent a malformed answer: {exc}") from None
                 if isinstance(exc, socket.gaierror):
                     reason = f"cannot resolve host ({reason})"
                 elif isinstance(exc, UnicodeError):      # idna: a label over 63 characters, say
