@@ -205,16 +205,24 @@ def port_documents(config: ContainerConfig, state: ContainerState) -> dict:
 
 
 def diff(store, name: str):
+    """The container's changes (layer/changes.py), an iterator: the upper dir is
+    walked as the caller reads, never held whole. A bad name fails here, at once."""
     from ..layer.changes import changes, scan_upper
-    from ..lib.fsutil import TreeMoved
     from ..layer.lowerview import LowerView
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     if config.read_only:
-        return []
+        return iter(())
     view = LowerView(lower_dirs(store, cid, config))
+    return unmoved(changes(scan_upper(store.containers.upper(cid)), view.exists), name)
+
+
+def unmoved(walk, name: str):
+    """walk's items, with fsutil's TreeMoved (a running container moved a directory
+    while it was walked) raised as the Conflict moved() names."""
+    from ..lib.fsutil import TreeMoved
     try:
-        return changes(scan_upper(store.containers.upper(cid)), view.exists)
+        yield from walk
     except TreeMoved:
         raise moved(name) from None
 

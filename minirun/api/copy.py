@@ -43,6 +43,7 @@ from .control import lower_dirs
 CHUNK = 1 << 20
 MAX_DEPTH = 256           # directories inside directories; deeper is refused in one line
 MAX_LINKED = 4096         # hard-linked files remembered per copy, to link rather than copy again
+                          # (each holds a descriptor: fewer under a low RLIMIT_NOFILE, _link_budget)
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class _Walk:
     def __init__(self, counts: list, to_host: bool):
         self.counts, self.to_host = counts, to_host
         self.linked: dict[tuple[int, int], int] = {}     # (dev, ino) -> fd of the first copy
+        self.link_budget = _link_budget()
 
     def close(self) -> None:
         for fd in self.linked.values():
@@ -284,8 +286,20 @@ class _Walk:
         return True
 
     def _remember(self, st, fd_out: int) -> None:
-        if st.st_nlink > 1 and len(self.linked) < MAX_LINKED:
+        if st.st_nlink > 1 and len(self.linked) < self.link_budget:
             self.linked[(st.st_dev, st.st_ino)] = os.dup(fd_out)
+
+
+def _link_budget() -> int:
+    """How many first copies of hard-linked files a copy may hold open: MAX_LINKED,
+    or what the soft RLIMIT_NOFILE leaves after two descriptors per directory level
+    and a margin (3,000 links under the usual 1024 ran cp out of descriptors,
+    half-way, an outside review). Past it, a further link is copied as a file."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_LINKED
+    return max(0, min(MAX_LINKED, soft - 2 * MAX_DEPTH - 64))
 
 
 def _make_dir(dir_fd: int, name: str, mode: int) -> None:

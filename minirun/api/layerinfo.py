@@ -154,28 +154,24 @@ _TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", st
           stat.S_IFBLK: "block", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 
 
-def upper_stat(store, name: str) -> list[UpperItem]:
-    """Every entry of the container's upper dir, classified. A path a lower layer
-    shows (overlayfs resolution, layer/lowerview.py) was copied up; else created.
+def upper_stat(store, name: str):
+    """Every entry of the container's upper dir, classified, as an iterator (the
+    walk is never held whole: see layer/changes.py). A path a lower layer shows
+    (overlayfs resolution, layer/lowerview.py) was copied up; else created.
     Under a dir that is new or opaque everything is created and whiteouts hide nothing."""
-    from ..api.control import lower_dirs, moved
+    from ..api.control import lower_dirs, unmoved
     from ..layer.lowerview import LowerView
-    from ..lib.fsutil import TreeMoved
     cid = store.containers.resolve(name)
     config = store.containers.config(cid)
     upper = store.containers.upper(cid)
     if config.read_only or not os.path.isdir(upper):
-        return []
+        return iter(())
     view = LowerView(lower_dirs(store, cid, config))
-    try:
-        return _upper_items(upper, view)
-    except TreeMoved:
-        raise moved(name) from None
+    return unmoved(_upper_items(upper, view), name)
 
 
-def _upper_items(upper: str, view) -> list[UpperItem]:
+def _upper_items(upper: str, view):
     from ..lib.fsutil import walk_here
-    items: list[UpperItem] = []
     fresh: list[str] = []
     for rel, name_here, st in walk_here(upper):
         path = "/" + rel
@@ -187,25 +183,24 @@ def _upper_items(upper: str, view) -> list[UpperItem]:
             opaque = whiteout.is_opaque(name_here)
             if opaque or below is None:
                 fresh.append(path)
-            items.append(UpperItem("opaque" if opaque and below is not None else
-                                   "dir" if below is not None else "created", path, "dir", 0))
+            yield UpperItem("opaque" if opaque and below is not None else
+                            "dir" if below is not None else "created", path, "dir", 0)
             continue
         if whiteout.is_whiteout_stat(st):
             if below is not None:
-                items.append(UpperItem("whiteout", path, _TYPES.get(stat.S_IFMT(below[0].st_mode), "?"), 0,
-                                       lower_size=below[0].st_size if stat.S_ISREG(below[0].st_mode) else 0))
+                yield UpperItem("whiteout", path, _TYPES.get(stat.S_IFMT(below[0].st_mode), "?"), 0,
+                                lower_size=below[0].st_size if stat.S_ISREG(below[0].st_mode) else 0)
             continue
         size = st.st_size if kind == "file" else 0
         if below is None:
-            items.append(UpperItem("created", path, kind, size))
+            yield UpperItem("created", path, kind, size)
             continue
         lower_st, lower_path = below
         origin = _has_xattr(name_here, "trusted.overlay.origin")
         metacopy = _has_xattr(name_here, "trusted.overlay.metacopy")
         copied = 0 if metacopy or not stat.S_ISREG(lower_st.st_mode) else lower_st.st_size
-        items.append(UpperItem("copied-up", path, kind, size, copied,
-                               _same_content(name_here, st, lower_path, lower_st), origin=origin))
-    return items
+        yield UpperItem("copied-up", path, kind, size, copied,
+                        _same_content(name_here, st, lower_path, lower_st), origin=origin)
 
 
 def _has_xattr(path: str, attr: str) -> bool:
@@ -264,16 +259,35 @@ def _open_same(path: str, seen: os.stat_result) -> int:
         os.close(pinned)
 
 
-def upper_totals(items: list[UpperItem]) -> dict:
-    def of(kind: str) -> list[UpperItem]:
-        return [i for i in items if i.kind == kind]
-    created = [i for i in of("created") if i.type != "dir"]
-    copied = of("copied-up")
-    return {"Created": len(created), "CreatedBytes": sum(i.size for i in created),
-            "CreatedDirs": sum(1 for i in of("created") if i.type == "dir"),
-            "CopiedUp": len(copied), "CopiedBytes": sum(i.copied for i in copied),
-            "MetadataOnly": sum(1 for i in copied if i.metadata_only),
-            "MetadataOnlyBytes": sum(i.copied for i in copied if i.metadata_only),
-            "Whiteouts": len(of("whiteout")), "HiddenBytes": sum(i.lower_size for i in of("whiteout")),
-            "OpaqueDirs": len(of("opaque")), "CopiedUpDirs": len(of("dir")),
-            "UpperBytes": sum(i.size for i in items)}
+class UpperTotals:
+    """diff --stat's totals, counted as the items go by (add() passes each one on)."""
+
+    KEYS = ("Created", "CreatedBytes", "CreatedDirs", "CopiedUp", "CopiedBytes", "MetadataOnly",
+            "MetadataOnlyBytes", "Whiteouts", "HiddenBytes", "OpaqueDirs", "CopiedUpDirs", "UpperBytes")
+
+    def __init__(self):
+        self.totals = dict.fromkeys(self.KEYS, 0)
+
+    def add(self, item: UpperItem) -> UpperItem:
+        t = self.totals
+        t["UpperBytes"] += item.size
+        if item.kind == "created":
+            if item.type == "dir":
+                t["CreatedDirs"] += 1
+            else:
+                t["Created"] += 1
+                t["CreatedBytes"] += item.size
+        elif item.kind == "copied-up":
+            t["CopiedUp"] += 1
+            t["CopiedBytes"] += item.copied
+            if item.metadata_only:
+                t["MetadataOnly"] += 1
+                t["MetadataOnlyBytes"] += item.copied
+        elif item.kind == "whiteout":
+            t["Whiteouts"] += 1
+            t["HiddenBytes"] += item.lower_size
+        elif item.kind == "opaque":
+            t["OpaqueDirs"] += 1
+        elif item.kind == "dir":
+            t["CopiedUpDirs"] += 1
+        return item

@@ -99,12 +99,12 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         else:
             formatting.print_lines(difference.line() for difference in differences)
         return
-    changes = do_diff(_store(create=False), name)
+    changes = do_diff(_store(create=False), name)      # an iterator: printed as the walk goes
     if as_json:
-        print(json.dumps([c.to_json() for c in changes], indent=1))
+        formatting.print_json_list(c.to_json() for c in changes)
         return
     if format == "json" or formatting.is_template(format):
-        formatting.print_rows([c.to_json() for c in changes], format)
+        formatting.print_rows((c.to_json() for c in changes), format)
         return
     formatting.print_lines(f"{change.kind} {change.path}" for change in changes)
 

@@ -53,6 +53,10 @@ def _escapes() -> dict[int, str]:
     # bidi marks, embeddings, overrides and isolates; the line and paragraph separators
     for code in (0x061c, 0x200e, 0x200f, *range(0x2028, 0x202f), *range(0x2066, 0x206a)):
         table[code] = f"\\u{code:04x}"
+    # a name's bytes that are not UTF-8 (surrogateescape): written out raw, 0x9b is
+    # a terminal's CSI; shown as the byte they stand for
+    for code in range(0xdc80, 0xdd00):
+        table[code] = f"\\x{code - 0xdc00:02x}"
     return table
 
 
@@ -75,6 +79,16 @@ def print_table(rows: list[tuple]) -> None:
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def print_json_list(items) -> None:
+    """A JSON list (indent 1, as json.dumps gives it) of the items, printed as they come."""
+    first = True
+    for item in items:
+        print("[" if first else ",")
+        print(" " + json.dumps(item, indent=1).replace("\n", "\n "), end="")
+        first = False
+    print("[]" if first else "\n]")
+
+
 def print_lines(lines) -> None:
     """Human lines that may hold text from an image or a container, one print each."""
     for line in lines:
@@ -85,8 +99,10 @@ def is_template(fmt: str | None) -> bool:
     return fmt not in (None, "", "table", "json")
 
 
-def print_rows(rows: list[dict], fmt: str) -> None:
-    """rows as JSON lines or through a template (fmt: json or a template)."""
+def print_rows(rows, fmt: str) -> None:
+    """rows (dicts, any iterable) as JSON lines or through a template (fmt: json or a
+    template), each printed as it comes; only a `table ...` template, which aligns
+    its columns, holds them all."""
     check(fmt)
     if fmt == "json":
         for row in rows:
@@ -94,11 +110,11 @@ def print_rows(rows: list[dict], fmt: str) -> None:
         return
     table = fmt.startswith("table ")
     template = (fmt[len("table "):] if table else fmt).replace("\\t", "\t").replace("\\n", "\n")
-    lines = [expand(template, row) for row in rows]
     if not table:
-        for line in lines:
-            print(line)
+        for row in rows:
+            print(expand(template, row))
         return
+    lines = [expand(template, row) for row in rows]
     header = _ACTION.sub(lambda m: _header(m.group(2) or ""), template)
     cells = [line.split("\t") for line in [header, *lines]]
     width = max(len(c) for c in cells)

@@ -171,13 +171,13 @@ def diff_stat(store, name: str, format: str | None) -> None:
     """`minirun diff --stat NAME` (the flag lives on diff, in cli/containers.py)."""
     from ..api import layerinfo
     from . import formatting, layerview
-    items = layerinfo.upper_stat(store, name)
-    totals = layerinfo.upper_totals(items)
+    counted = layerinfo.UpperTotals()
+    items = map(counted.add, layerinfo.upper_stat(store, name))    # printed as the walk goes
     if format == "json":
         for item in items:
             print(json.dumps(item.to_json()))
-        print(json.dumps({"Totals": totals}))
+        print(json.dumps({"Totals": counted.totals}))
     elif formatting.is_template(format):
-        formatting.print_rows([item.to_json() for item in items], format)
+        formatting.print_rows((item.to_json() for item in items), format)
     else:
-        layerview.print_upper_stat(items, totals)
+        layerview.print_upper_stat(items, counted.totals)

@@ -7,6 +7,11 @@ from __future__ import annotations
 from .formatting import print_table, visible
 
 
+def _stat_row(cells) -> None:
+    shown = [visible(cell) for cell in cells]
+    print("   ".join(cell.ljust(width) for cell, width in zip(shown, (*_STAT_WIDTHS, 0))).rstrip())
+
+
 def _size(n: int) -> str:
     from ..api.catalog import human_size
     return human_size(n)
@@ -151,9 +156,14 @@ def which_json(layers, found) -> dict:
             "OpaqueFrom": lid(found.opaque_from), "Merges": [lid(i) for i in found.merges]}
 
 
+_STAT_WIDTHS = (9, 12, 12, 22)             # KIND, BYTES, COPIED, NOTE; then PATH
+
+
 def print_upper_stat(items, totals) -> None:
-    """diff --stat: one row per entry of the upper dir, then the totals."""
-    table = [("KIND", "BYTES", "COPIED", "NOTE", "PATH")]
+    """diff --stat: one row per entry of the upper dir, printed as it comes (columns
+    of fixed width: an upper dir can hold millions of entries), then the totals,
+    which `items` fills in as it is read."""
+    rows = 0
     for item in items:
         if item.kind == "dir":
             continue                         # a parent copied up for a child's sake
@@ -162,10 +172,12 @@ def print_upper_stat(items, totals) -> None:
             note = f"hides {item.type} of {_size(item.lower_size)}"
         elif item.kind == "opaque":
             note = "lower content hidden"
-        table.append((item.kind, item.size if item.type != "dir" else "-",
-                      item.copied if item.kind == "copied-up" else "-", note or "-", item.path))
-    if len(table) > 1:
-        print_table(table)
+        if not rows:
+            _stat_row(("KIND", "BYTES", "COPIED", "NOTE", "PATH"))
+        _stat_row((item.kind, item.size if item.type != "dir" else "-",
+                   item.copied if item.kind == "copied-up" else "-", note or "-", item.path))
+        rows += 1
+    if rows:
         print()
     t = totals
     print(f"created:    {t['Created']} file(s), {t['CreatedBytes']} bytes ({_size(t['CreatedBytes'])}); "

@@ -49,15 +49,16 @@ def scan_upper(upper: str) -> Iterator[UpperEntry]:
 
 
 def changes(entries: Iterable[UpperEntry], in_lower: Callable[[str], bool],
-            hidden: Iterable[str] = ()) -> list[Change]:
-    """docker-diff lines for an upper dir.
+            hidden: Iterable[str] = ()) -> Iterator[Change]:
+    """docker-diff lines for an upper dir, as the walk finds them: a container can
+    fill its upper dir with millions of long paths, and a list of them all took
+    `diff` over a GB of memory.
 
     A whiteout is D. An entry present below is C (parents of a change are
     copied up, so they show as C), else A. Below a directory that is new or
     opaque, everything is A and whiteouts hide nothing. `hidden` names paths
     the runtime itself created (mount points), left out when they are dirs."""
     hidden = set(hidden)
-    out: list[Change] = []
     fresh: list[str] = []          # dirs whose lower content does not show through
     for entry in entries:
         if entry.kind == "dir" and entry.path in hidden:
@@ -67,10 +68,9 @@ def changes(entries: Iterable[UpperEntry], in_lower: Callable[[str], bool],
         under_fresh = bool(fresh)
         if entry.kind == "whiteout":
             if not under_fresh and in_lower(entry.path):
-                out.append(Change("D", entry.path))
+                yield Change("D", entry.path)
             continue
         existed = not under_fresh and in_lower(entry.path)
-        out.append(Change("C" if existed else "A", entry.path))
+        yield Change("C" if existed else "A", entry.path)
         if entry.kind == "dir" and (entry.opaque or not existed):
             fresh.append(entry.path)
-    return out

@@ -43,7 +43,7 @@ def status_field(name: str, status: str = "/proc/self/status") -> str | None:
     the file or the line is missing."""
     prefix = name + ":"
     try:
-        with open(status) as f:
+        with open(status, errors="surrogateescape") as f:       # Name: is any bytes a process likes
             for line in f:
                 if line.startswith(prefix):
                     return line[len(prefix):].strip()
@@ -98,7 +98,9 @@ def in_pid_namespace_of(pid1: int) -> list[Proc]:
 
 
 def _read_proc(pid: int) -> Proc | None:
-    with open(f"/proc/{pid}/stat") as f:
+    # comm is any bytes the process likes: a strict decode's ValueError skipped it, and a
+    # container could hide a process from `top` by its name
+    with open(f"/proc/{pid}/stat", errors="surrogateescape") as f:
         head, _, rest = f.read().rpartition(")")
     fields = rest.split()
     if fields[0] in ("Z", "X"):

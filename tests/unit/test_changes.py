@@ -129,7 +129,7 @@ def test_scan_upper_lists_parents_first_sorted_and_never_root(tmp_path):
 
 
 def test_scan_of_empty_upper_gives_no_changes(tmp_path):
-    assert changes(scan_upper(str(tmp_path)), lambda _p: True) == []
+    assert list(changes(scan_upper(str(tmp_path)), lambda _p: True)) == []
 
 
 @pytest.fixture
