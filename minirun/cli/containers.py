@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import List, Optional
@@ -91,11 +90,11 @@ def diff(name: str = typer.Argument(..., metavar="CONTAINER", autocompletion=com
         return
     if other is not None:
         from ..api.upperdiff import compare_containers
-        differences = compare_containers(_store(create=False), name, other)
+        differences = compare_containers(_store(create=False), name, other)     # an iterator, as below
         if as_json:
-            print(json.dumps([d.to_json() for d in differences], indent=1))
+            formatting.print_json_list(d.to_json() for d in differences)
         elif format == "json" or formatting.is_template(format):
-            formatting.print_rows([d.to_json() for d in differences], format)
+            formatting.print_rows((d.to_json() for d in differences), format)
         else:
             formatting.print_lines(difference.line() for difference in differences)
         return

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from ..lib.frozen import dataclass
-from typing import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "pieces", "target", "rdev", "opaque", "xattrs")
 
@@ -56,6 +56,33 @@ def compare(a: Mapping[str, dict], b: Mapping[str, dict]) -> list[Difference]:
             if fields:
                 out.append(Difference(path, fields=fields))
     return out
+
+
+def compare_walks(a: Iterable[tuple[str, dict]], b: Iterable[tuple[str, dict]]) -> Iterator[Difference]:
+    """compare() of two trees given as walks ('/path', facts), each depth first with
+    names sorted (manifest.walk), holding one entry of each at a time: a container
+    can fill its upper dir with millions of long paths. The Differences come in
+    that walk order (a parent, then its subtree, siblings by name)."""
+    a, b = iter(a), iter(b)
+    left, right = next(a, None), next(b, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and _walk_key(left[0]) < _walk_key(right[0])):
+            yield Difference(left[0], only="A", kind=facts(left[1]).get("type"))
+            left = next(a, None)
+        elif left is None or _walk_key(right[0]) < _walk_key(left[0]):
+            yield Difference(right[0], only="B", kind=facts(right[1]).get("type"))
+            right = next(b, None)
+        else:
+            fields = differing(left[1], right[1])
+            if fields:
+                yield Difference(left[0], fields=fields)
+            left, right = next(a, None), next(b, None)
+
+
+def _walk_key(path: str) -> list[str]:
+    """Where path comes in a depth-first walk with names sorted: by its names in turn
+    (/a, /a/b, /a-b, where a plain string sort puts /a-b before /a/b)."""
+    return path.split("/")
 
 
 def differing(a: dict, b: dict) -> tuple[tuple[str, object, object], ...]:

@@ -3,6 +3,7 @@ layer is installed so that `minirun fsck` can tell later whether its diff/
 changed. Also what `minirun diff A B` reads two upper dirs into.
 
     build(root)            '/path' -> facts for root ('/') and everything under it
+    walk(root)             the same pairs one by one, in the walk's order (diff A B)
     encode(entries)        the compact on-disk form (gzip'd JSON lines)
     decode(data)           back again; ValueError when the data is damaged
     verify(root, recorded) what differs now (minirun.layer.compare.Difference)
@@ -70,21 +71,27 @@ def forget_hashes(root: str) -> None:
 
 
 def build(root: str, plain: frozenset[str] = frozenset()) -> dict[str, dict]:
-    """Facts of root and every entry under it, depth first, names sorted. The walk
-    opens each directory by name with O_NOFOLLOW from the one above (fsutil.walk_here),
-    so an upper dir changed under it by a running container cannot lead it outside.
-    Files at the paths in `plain` get a sha256 whatever their size (format 1)."""
+    """Facts of root and every entry under it (walk()), as one mapping."""
+    return dict(walk(root, plain))
+
+
+def walk(root: str, plain: frozenset[str] = frozenset()):
+    """('/path', facts) for root and every entry under it, depth first, names sorted.
+    The walk opens each directory by name with O_NOFOLLOW from the one above
+    (fsutil.walk_here), so an upper dir changed under it by a running container
+    cannot lead it outside. Files at the paths in `plain` get a sha256 whatever
+    their size (format 1)."""
     hashes: dict = {}
     known = _known.get(os.path.abspath(root))
     if known:
         hashes[_KNOWN] = known
-    entries = {"/": describe(root, os.lstat(root), hashes)}
+    yield "/", describe(root, os.lstat(root), hashes)
     for rel, name, st in walk_here(root):
         try:
-            entries["/" + rel] = describe(name, st, hashes, ("/" + rel) in plain)
+            facts = describe(name, st, hashes, ("/" + rel) in plain)
         except FileNotFoundError:
             continue                              # removed while we walked
-    return entries
+        yield "/" + rel, facts
 
 
 def describe(path: str, st: os.stat_result, hashes: dict | None = None, plain: bool = False) -> dict:

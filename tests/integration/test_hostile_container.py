@@ -35,15 +35,18 @@ def _max_rss_mb(mr: Minirun, *args: str) -> int:
 
 def test_diff_of_a_container_with_many_long_paths_stays_small(mr):
     """30,000 files under 3.5 KB paths: `diff` held every change in a list (old code
-    152 MB, --json 380 MB, and 1.25 GB for 300,000 files); now the walk is printed
-    as it goes, in every output form."""
+    152 MB, --json 380 MB, and 1.25 GB for 300,000 files), and `diff A B` both
+    trees; now the walks are printed as they go, in every output form."""
     mr.load("busybox")
     mr.ok("run", "--name", "many", "busybox", "sh", "-c",
           'cd /tmp; n=$(printf "%0250d" 0); for i in $(seq 14); do mkdir $n; cd $n; done; '
           'seq 1 30000 | sed "s/^/$(printf "%0200d" 0)/" | xargs touch')
     assert len(mr.ok("diff", "many").lines) == 30000 + 14 + 1          # the files, their dirs, /tmp
+    mr.ok("run", "--name", "few", "busybox", "true")
+    assert len(mr.ok("diff", "many", "few").lines) == 30000 + 14 + 1   # only in A, each
     for args in (("diff", "many"), ("diff", "--json", "many"), ("diff", "--format", "json", "many"),
-                 ("diff", "--stat", "many"), ("diff", "--stat", "--format", "json", "many")):
+                 ("diff", "--stat", "many"), ("diff", "--stat", "--format", "json", "many"),
+                 ("diff", "many", "few"), ("diff", "--json", "many", "few")):
         assert _max_rss_mb(mr, *args) < 100, args
 
 

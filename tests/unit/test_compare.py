@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from minirun.layer.compare import Difference, compare, differing, facts
+from minirun.layer.compare import Difference, compare, compare_walks, differing, facts
 from minirun.layer.tree import directory, file, symlink, whiteout
 
 
@@ -131,3 +131,20 @@ def test_expectation_builders_from_tree_work_as_synthetic_snapshots():
     assert compare(a, b) == []
     b["/greeting"] = file(b"ho\n", mode=0o644, uid=0, gid=0)
     assert [name for name, _, _ in compare(a, b)[0].fields] == ["sha256"]
+
+
+def _walk_order(tree: dict) -> list:
+    """tree's entries as manifest.walk gives them: depth first, names sorted."""
+    return sorted(tree.items(), key=lambda item: item[0].split("/"))
+
+
+def test_compare_walks_finds_what_compare_finds_in_walk_order():
+    a = {"/": directory(), "/a": directory(), "/a/b": file(b"1"), "/a-b": file(b"x"), "/c": file(b"same"),
+         "/d": directory(), "/d/only-a": file(b"a")}
+    b = {"/": directory(), "/a": directory(), "/a/b": file(b"2"), "/a/c": symlink("t"), "/c": file(b"same"),
+         "/e": whiteout()}
+    walked = list(compare_walks(_walk_order(a), _walk_order(b)))
+    assert sorted(walked, key=lambda d: d.path) == compare(a, b)
+    assert [d.path for d in walked] == ["/a/b", "/a/c", "/a-b", "/d", "/d/only-a", "/e"]
+    assert list(compare_walks(iter(()), _walk_order(b)))[0] == Difference("/", only="B", kind="dir")
+    assert list(compare_walks(_walk_order(a), _walk_order(a))) == []
