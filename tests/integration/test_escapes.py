@@ -429,6 +429,19 @@ def test_a_mount_of_the_wrong_kind_is_one_line(mr, tmp_path, flag, spec, words):
     one_line_refusal(result, *words)
     assert "/proc/self/fd" not in result.stderr
 
+@pytest.mark.parametrize("name", ["hostname", "hosts", "resolv.conf"])
+@pytest.mark.parametrize("how", ["dir", "symlink-to-dir"])
+def test_an_etc_file_that_is_a_directory_in_the_image_is_one_line(mr, tmp_path, name, how):
+    """Old minirun passed the kernel's ENOTDIR on, about /proc/self/fd/N (an outside review)."""
+    planted = (entry(f"etc/{name}", tarfile.DIRTYPE, mode=0o755) if how == "dir" else
+               entry(f"etc/{name}", tarfile.SYMTYPE, linkname="/proc"))
+    image = load_image(mr, tmp_path, "etcdir", [entry("etc", tarfile.DIRTYPE, mode=0o755), planted])
+    result = mr("run", "--rm", image, "true")
+    assert result.returncode == 125, result.stderr
+    one_line_refusal(result, f"/etc/{name}", "is a directory")
+    assert "/proc/self/fd" not in result.stderr
+
+
 @pytest.mark.kernel
 def test_etc_files_through_a_symlink_land_inside_the_root(mr, tmp_path, jail):
     """/etc/resolv.conf -> ../run/resolv.conf (as systemd images have it) is mounted
