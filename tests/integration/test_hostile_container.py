@@ -12,25 +12,13 @@ import sys
 import time
 
 from .conftest import Minirun
-
-
-# Run by a small python of its own: a child forked from pytest would count pytest's
-# own pages, which it shares until its exec, in its peak.
-_MEASURE = """
-import os, subprocess, sys
-proc = subprocess.Popen([sys.executable, "-m", "minirun", *sys.argv[1:]], stdout=subprocess.DEVNULL)
-_, status, usage = os.wait4(proc.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024)
-"""
+from .measure import max_rss_mb
 
 
 def _max_rss_mb(mr: Minirun, *args: str) -> int:
-    """The peak resident memory, in MB, of one `minirun ARGS` (its output dropped)."""
-    result = subprocess.run([sys.executable, "-c", _MEASURE, *args], env=mr.env, capture_output=True,
-                            text=True, timeout=120)
-    code, peak = result.stdout.split()
-    assert code == "0", result.stderr
-    return int(peak)
+    code, peak, err = max_rss_mb(mr.env, *args)
+    assert code == 0, err
+    return peak
 
 
 def test_diff_of_a_container_with_many_long_paths_stays_small(mr):

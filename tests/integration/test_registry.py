@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from .measure import max_rss_mb
 from .peers import sealed
 from .registry import DOCKER_REGISTRY, FaultProxy, Registry
 
@@ -731,3 +732,79 @@ def test_push_never_uploads_to_a_plain_http_location_elsewhere(mr):
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert "plain HTTP" in one_line_error(result)
     assert seen == []
+
+
+def test_chunk_framing_is_no_progress(mr):
+    """Each byte of a manifest in a chunk of its own, behind a 60 KB chunk extension:
+    the wire ran at 120 KB/s while the manifest came at 2 bytes a second, and the
+    low-speed limit counted the wire (a second attacker's pass; the old code was
+    still reading at the test's timeout). Only the body's bytes count now."""
+    def padded(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(400):
+            handler.wfile.write(b"1;" + b"a" * 60_000 + b"\r\n{\r\n")
+            handler.wfile.flush()
+            time.sleep(0.5)
+    line = _failed_pull_from(mr, padded, env={"MINIRUN_REGISTRY_TIMEOUT": "2"})
+    assert "stalled" in line, line
+
+
+def test_a_body_of_one_byte_chunks_is_read_in_bounded_memory(mr):
+    """A 4 MiB manifest sent as 4 million 1-byte chunks: http.client holds every chunk
+    as an object until the read ends, and the pull peaked at 390 MB (16 MiB of
+    config took 1.5 GB). Read 8 KiB at a time, it stays near a normal pull's."""
+    body = b"1\r\n \r\n" * (4 << 20) + b"0\r\n\r\n"
+
+    def chunked(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    hostile = _Hostile(chunked)
+    try:
+        code, peak, err = max_rss_mb(mr.env, "pull", f"{hostile.address}/evil/img:latest")
+    finally:
+        hostile.stop()
+    assert code == 1 and "Traceback" not in err, err
+    assert peak < 150, peak
+
+
+def test_a_redirect_target_asking_for_credentials_never_gets_the_registrys(mr):
+    """The registry redirects to another host:port, which answers 401 with a Bearer
+    realm of its own: minirun answered with the registry's Basic credentials, sent to
+    that realm (a second attacker's pass). A 401 is answered only for the registry."""
+    seen = []
+
+    def other(handler):
+        if handler.path.startswith("/token"):
+            seen.append(handler.headers.get("Authorization"))
+            return _answer(200, _token_json("cdn-token"), Content_Type="application/json")(handler)
+        _answer(401, WWW_Authenticate=f'Bearer realm="http://{cdn.address}/token",service="cdn"')(handler)
+    cdn = _Hostile(other)
+    hostile = _Hostile(_answer(307, Location=f"http://{cdn.address}/v2/evil/img/manifests/latest"))
+    try:
+        _credentials_for(mr, hostile.address)
+        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
+    finally:
+        hostile.stop()
+        cdn.stop()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "credentials to" in one_line_error(result)
+    assert seen == []
+
+
+def test_a_partial_download_from_another_registry_is_downloaded_again(mr, registry):
+    """A registry that served wrong bytes and then cut the connection leaves a partial
+    download (kept by digest, for a resume); the next pull, from an honest registry,
+    resumed it and failed on the digest, blaming that registry (a second attacker's
+    pass). Now a resumed blob that does not verify is fetched once more from its
+    first byte."""
+    layout = Path(mr.fixture_path("busybox"))
+    skopeo_push(str(layout), f"{registry.address}/p/bb:latest")
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    layer = manifest["layers"][0]
+    (mr.root / "tmp").mkdir(parents=True)           # what the other registry's bytes left
+    (mr.root / "tmp" / f"download-{layer['digest'][7:]}").write_bytes(b"\0" * (layer["size"] // 2))
+    mr.ok("pull", f"{registry.address}/p/bb")
+    assert mr.ok("run", "--rm", f"{registry.address}/p/bb", "echo", "ok").stdout == "ok\n"
+    assert not list((mr.root / "tmp").glob("download-*"))

@@ -8,7 +8,7 @@ import json
 import urllib.parse
 
 from ... import oci
-from ...errors import AuthError, DigestMismatch, NotFound, RegistryError
+from ...errors import AuthError, DigestMismatch, NotFound, RegistryError, printable
 from .auth import Authenticator
 from .http import Http, Response, join_url, scheme_for
 
@@ -65,6 +65,13 @@ class RegistryClient:
         if response.status == 401:
             challenge = response.header("www-authenticate")
             response.discard()
+            asking = urllib.parse.urlsplit(response.url).netloc
+            if asking != urllib.parse.urlsplit(self.base).netloc:
+                # a redirect target (a CDN, an upload host) would get the registry's
+                # credentials through the realm it names: never answered
+                raise RegistryError(f"{printable(asking)[:100]}, where {self.registry} sent minirun, asks it to "
+                                    f"authenticate; minirun gives {self.registry}'s credentials to {self.registry} "
+                                    f"only", "a registry's redirect targets must serve without its credentials")
             if not challenge:
                 raise AuthError(f"{self.registry} answered 401 without saying how to authenticate")
             if cached:

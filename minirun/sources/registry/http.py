@@ -9,7 +9,8 @@ A registry is an image source like any other, so what it sends is bounded in
 time as well as size: every byte of a response (status line, headers, body)
 comes through _Paced, which gives up when a window of TIMEOUT seconds
 (MINIRUN_REGISTRY_TIMEOUT) brings fewer than LOW_SPEED bytes a second, as
-curl's --speed-limit does; the socket's own timeout alone let a registry that
+curl's --speed-limit does (of the body, what the caller gets counts, never the
+chunked encoding's framing, which a registry can pad without end); the socket's own timeout alone let a registry that
 sends one byte every 29 s hold a pull, and the store's gc lock, forever. A fast
 registry is bounded by size instead: a response's head (status line, headers,
 any number of `100 Continue` answers before them) and a chunked body's trailer
@@ -33,6 +34,7 @@ from ...errors import RegistryError, RegistryUnavailable, UsageError, printable
 TIMEOUT = 30.0                      # seconds: connect, and each low-speed window (MINIRUN_REGISTRY_TIMEOUT)
 LOW_SPEED = 1024                    # bytes a second, averaged over a window, or the response is given up
 DISCARD_LIMIT = 1 << 20             # the most read of a body nobody needs (a redirect's, a 401's)
+PIECE = 8 << 10                     # a body is read this much at a time (see Response.read)
 HEAD_LIMIT = 256 << 10              # the most read of a response's head, and of a chunked body's trailer
 MAX_REDIRECTS = 5
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -82,7 +84,9 @@ class _Paced(io.RawIOBase):
     arrive in each window of `window` seconds must average LOW_SPEED a second, or
     the next read raises Stalled. A recv waits at most to the end of its window;
     the socket gets its own timeout back after each one, for the next request.
-    Inside bounded(), reads past its byte budget raise Oversized."""
+    What counts: the bytes of the head and the trailer, read inside bounded(),
+    where reads past its byte budget raise Oversized; and the body's bytes the
+    response hands on (credit()), not the chunk-size lines around them."""
 
     def __init__(self, sock: socket.socket, sockio, window: float):
         super().__init__()
@@ -92,6 +96,9 @@ class _Paced(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def credit(self, n: int) -> None:
+        self._got += n
 
     def bounded(self, limit: int, what: str, read):
         """read(), with at most `limit` more bytes from the socket."""
@@ -124,9 +131,9 @@ class _Paced(io.RawIOBase):
                 continue                    # the window ended with the recv still waiting: judge it
             finally:
                 self._sock.settimeout(timeout)
-            self._got += n
             if self._budget is not None:
                 self._budget -= n
+                self._got += n
             return n
 
     def close(self) -> None:
@@ -150,6 +157,11 @@ class _PacedResponse(http.client.HTTPResponse):
     def _read_and_discard_trailer(self):
         self._paced.bounded(HEAD_LIMIT, "chunked body's trailer", super()._read_and_discard_trailer)
 
+    def read(self, amt=None):
+        data = super().read(amt)
+        self._paced.credit(len(data))
+        return data
+
 
 @dataclass
 class Response:
@@ -164,12 +176,23 @@ class Response:
         return self.headers.get(name.lower(), default)
 
     def read(self, n: int) -> bytes:
-        """At most n bytes of the body (never all of it unbounded: a registry decides its length)."""
+        """At most n bytes of the body (never all of it unbounded: a registry decides
+        its length), read PIECE at a time: http.client keeps each chunk of a chunked
+        body as an object of its own until the read is done, and 16 MiB sent as
+        1-byte chunks took 1.5 GB; the pace (_Paced) is credited piece by piece."""
         if self._body is not None:
             data, self._body = self._body[:n], self._body[n:]
             return data
         try:
-            return self._raw.read(n)
+            if n <= PIECE:
+                return self._raw.read(n)
+            out = bytearray()
+            while len(out) < n:
+                piece = self._raw.read(min(PIECE, n - len(out)))
+                if not piece:
+                    break
+                out += piece
+            return bytes(out)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             netloc = urllib.parse.urlsplit(self.url).netloc

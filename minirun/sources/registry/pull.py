@@ -174,19 +174,33 @@ class _Downloader:
                 self.report(label, "Download complete")
                 return
             partial = self.store.partial_download(desc.digest)
-            try:
-                self._download(desc, partial, label)
-            except OSError as exc:
-                if exc.errno not in NO_SPACE_ERRNOS:
-                    raise
-                raise _kept(partial, label, desc.size) from exc
+            resumed = os.path.exists(partial)
+            self._download(desc, partial, label)
             self.report(label, "Verifying Checksum")
-            self._verify(desc, partial)
+            try:
+                self._verify(desc, partial)
+            except DigestMismatch:
+                if not resumed:
+                    raise
+                # the partial download came from an earlier pull, perhaps from another
+                # registry (partials are kept by digest alone): once more, from byte 0
+                self.report(label, "Downloading again from the start")
+                self._download(desc, partial, label)
+                self._verify(desc, partial)
             self.store.blobs.adopt(partial, desc.digest)
             self.report(label, "Download complete")
 
     def _download(self, desc: oci.Descriptor, partial: str, label: str) -> None:
-        """partial grows until it holds the whole blob: resumed where it stopped."""
+        """partial grows until it holds the whole blob: resumed where it stopped. A full
+        disk keeps it, and says so (_kept)."""
+        try:
+            self._resume(desc, partial, label)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE_ERRNOS:
+                raise
+            raise _kept(partial, label, desc.size) from exc
+
+    def _resume(self, desc: oci.Descriptor, partial: str, label: str) -> None:
         failures = 0
         while True:
             offset = os.path.getsize(partial) if os.path.exists(partial) else 0
