@@ -10,9 +10,10 @@ time as well as size: every byte of a response (status line, headers, body)
 comes through _Paced, which gives up when a window of TIMEOUT seconds
 (MINIRUN_REGISTRY_TIMEOUT) brings fewer than LOW_SPEED bytes a second, as
 curl's --speed-limit does (of the body, what the caller gets counts, never the
-chunked encoding's framing, which a registry can pad without end); the socket's own timeout alone let a registry that
-sends one byte every 29 s hold a pull, and the store's gc lock, forever. A fast
-registry is bounded by size instead: a response's head (status line, headers,
+chunked encoding's framing, which a registry can pad without end). The
+socket's own timeout alone let a registry that sends one byte every 29 s hold
+a pull, and the store's gc lock, forever. A fast registry is bounded by size
+instead: a response's head (status line, headers,
 any number of `100 Continue` answers before them) and a chunked body's trailer
 get HEAD_LIMIT bytes each, and the body of a redirect or an error answer is read
 to at most 1 MiB (discard())."""
