@@ -208,8 +208,8 @@ def _mount_files(root: int, proc: int, files: list[Mount]) -> None:
                 point = target(root, mount.target)
                 try:
                     if stat.S_ISDIR(os.fstat(point).st_mode):   # else the kernel's ENOTDIR about /proc/self/fd/N
-                        raise RuntimeFailure(f"cannot mount the container's {mount.target} in the image: "
-                                             f"it is a directory there", "fix the image")
+                        raise RuntimeFailure(f"cannot mount on {mount.target} in the container: it is a "
+                                             f"directory in the image", "fix the image")
                     linux.mount(fd_path(fd), fd_path(point), None, linux.MS_BIND)
                 finally:
                     os.close(point)

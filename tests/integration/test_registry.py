@@ -515,14 +515,18 @@ class _Hostile:
         self.httpd.server_close()
 
 
-def _failed_pull_from(mr, answer, env: dict | None = None) -> str:
-    """Pull from a _Hostile(answer) (40 s at most: the tests' hang detector), check it
-    failed with exit 1 and stored nothing, and give its one error line."""
+def _failed_pull_from(mr, answer, env: dict | None = None, others: tuple = (), credentials: bool = False) -> str:
+    """Pull from a _Hostile(answer) (40 s at most: the tests' hang detector), with
+    credentials stored for it if asked; stop it and the `others` servers; check the
+    pull failed with exit 1 and stored nothing, and give its one error line."""
     hostile = _Hostile(answer)
     try:
+        if credentials:
+            _credentials_for(mr, hostile.address)
         result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40, env=env)
     finally:
-        hostile.stop()
+        for server in (hostile, *others):
+            server.stop()
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert nothing_stored(mr)
     return one_line_error(result)
@@ -694,15 +698,8 @@ def test_credentials_never_go_to_a_plain_http_token_realm_elsewhere(mr):
         seen.append(handler.headers.get("Authorization"))
         _answer(200, _token_json("t"), Content_Type="application/json")(handler)
     elsewhere = _Hostile(token_service, host="127.0.0.3")
-    hostile = _Hostile(_answer(401, WWW_Authenticate=f'Bearer realm="http://{elsewhere.address}/token"'))
-    try:
-        _credentials_for(mr, hostile.address)
-        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
-    finally:
-        hostile.stop()
-        elsewhere.stop()
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    line = one_line_error(result)
+    line = _failed_pull_from(mr, _answer(401, WWW_Authenticate=f'Bearer realm="http://{elsewhere.address}/token"'),
+                             others=(elsewhere,), credentials=True)
     assert "plain HTTP" in line and f"MINIRUN_INSECURE_REGISTRIES={elsewhere.address}" in line, line
     assert seen == []
 
@@ -780,15 +777,9 @@ def test_a_redirect_target_asking_for_credentials_never_gets_the_registrys(mr):
             return _answer(200, _token_json("cdn-token"), Content_Type="application/json")(handler)
         _answer(401, WWW_Authenticate=f'Bearer realm="http://{cdn.address}/token",service="cdn"')(handler)
     cdn = _Hostile(other)
-    hostile = _Hostile(_answer(307, Location=f"http://{cdn.address}/v2/evil/img/manifests/latest"))
-    try:
-        _credentials_for(mr, hostile.address)
-        result = mr("pull", f"{hostile.address}/evil/img:latest", timeout=40)
-    finally:
-        hostile.stop()
-        cdn.stop()
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    assert "credentials to" in one_line_error(result)
+    line = _failed_pull_from(mr, _answer(307, Location=f"http://{cdn.address}/v2/evil/img/manifests/latest"),
+                             others=(cdn,), credentials=True)
+    assert "credentials to" in line
     assert seen == []
 
 

@@ -66,7 +66,7 @@ class RegistryClient:
             challenge = response.header("www-authenticate")
             response.discard()
             asking = urllib.parse.urlsplit(response.url).netloc
-            if asking != urllib.parse.urlsplit(self.base).netloc:
+            if asking != self.host:                   # the netloc of self.base
                 # a redirect target (a CDN, an upload host) would get the registry's
                 # credentials through the realm it names: never answered
                 raise RegistryError(f"{printable(asking)[:100]}, where {self.registry} sent minirun, asks it to "
@@ -89,7 +89,7 @@ class RegistryClient:
     def _send(self, method, url, headers, body) -> Response:
         self.requests += 1
         return self.http.request(method, url, headers, body,
-                                 auth_for=urllib.parse.urlsplit(self.base).netloc)
+                                 auth_for=self.host)
 
     def fail(self, response: Response, what: str) -> RegistryError:
         """A registry error response as one line, using the API's error codes when given."""
